@@ -1,0 +1,143 @@
+# -*- test-case-name: tests.test_logging -*-
+"""
+The Go uhppoted-tunnel console log layout, as a L{twisted.logger} observer.
+
+A line is the local time, the level padded to 6, the emitting class's
+C{log_tag} padded to 6 and the message; lines after the first in a message
+(hex dumps) are written as given::
+
+    2023/01/18 12:06:55 DEBUG  TCP    received 215 bytes from 127.0.0.1:50568
+                                      00000000  16 03 01 00 d2 01 00 00  ...
+"""
+
+import sys
+import time
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    globalLogBeginner,
+)
+from zope.interface import implementer
+
+_LEVELS = {
+    "debug": LogLevel.debug,
+    "info": LogLevel.info,
+    "warn": LogLevel.warn,
+    "warning": LogLevel.warn,
+    "error": LogLevel.error,
+}
+
+_NAMES = {
+    LogLevel.debug: "DEBUG",
+    LogLevel.info: "INFO",
+    LogLevel.warn: "WARN",
+    LogLevel.error: "ERROR",
+    LogLevel.critical: "FATAL",
+}
+
+
+def hexdump(data, indent=34):
+    """
+    Format bytes as Go's C{hex.Dump} does, without its ASCII column.
+
+    :param data: the bytes to show.
+    :param indent: how many spaces begin each line; 34 puts the dump under
+        the message of a console line.
+    :return: one line per 16 bytes, C{"%08x  "} offset then two groups of 8
+        hex bytes, joined by newlines, with no trailing space or newline.
+    """
+    margin = " " * indent
+    return "\n".join(
+        "%s%08x  %s" % (
+            margin,
+            offset,
+            "  ".join(
+                group.hex(" ")
+                for group in (data[offset:offset + 8],
+                              data[offset + 8:offset + 16])
+                if group
+            ),
+        )
+        for offset in range(0, len(data), 16)
+    )
+
+
+def parse_level(text):
+    """
+    :param text: C{debug}, C{info}, C{warn} (or C{warning}) or C{error}, in
+        any case.
+    :return: the L{LogLevel} named.
+    :raise ValueError: for any other name.
+    """
+    try:
+        return _LEVELS[text.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(
+            "invalid log level %r (expected debug, info, warn or error)"
+            % (text,)
+        ) from None
+
+
+@implementer(ILogObserver)
+class ConsoleObserver:
+    """
+    Writes events to a text stream in the Go console layout.
+
+    :param stream: a text stream, flushed after each event.
+    :param now: returns the current time in seconds since the epoch.
+    :param tracebacks: whether failures are followed by their traceback;
+        by default a failure is one line ending with its error message.
+    """
+
+    def __init__(self, stream, now=time.time, tracebacks=False):
+        self._stream = stream
+        self._now = now
+        self._tracebacks = tracebacks
+
+    def __call__(self, event):
+        """
+        Write one event.
+
+        :param event: a L{twisted.logger} event.
+        """
+        level = event.get("log_level", LogLevel.info)
+        name = _NAMES.get(level) or getattr(level, "name", "INFO").upper()
+        tag = getattr(event.get("log_source"), "log_tag", None)
+        if tag is None:
+            tag = event.get("log_tag") or ""
+        message = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            error = " ".join(failure.getErrorMessage().splitlines())
+            message = message + ": " + error if message else error
+            if self._tracebacks:
+                message += "\n" + failure.getTraceback().rstrip("\n")
+        when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(self._now()))
+        self._stream.write("%s %-6s %-6s %s\n" % (when, name, tag, message))
+        self._stream.flush()
+
+
+_started = []
+
+
+def start_logging(level, stream=None, beginner=globalLogBeginner):
+    """
+    Send log events at C{level} or above to the console, once per process;
+    later calls do nothing.
+
+    :param level: the lowest L{LogLevel} written.
+    :param stream: the text stream written to, by default C{sys.stdout}.
+    :param beginner: the L{twisted.logger.LogBeginner} to begin.
+    """
+    if beginner in _started:
+        return
+    _started.append(beginner)
+    observer = FilteringLogObserver(
+        ConsoleObserver(stream or sys.stdout),
+        [LogLevelFilterPredicate(defaultLogLevel=level)],
+    )
+    beginner.beginLoggingTo([observer], redirectStandardIO=False)
