@@ -1,0 +1,178 @@
+"""
+Tests for L{uhppoted_tunnel.router}: rate limiting and reply handlers.
+"""
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from uhppoted_tunnel.router import ReplyTable, Router, TokenBucket
+
+
+class RecordingOut:
+    def __init__(self):
+        self.sent = []
+
+    def send(self, payload, reply):
+        self.sent.append((payload, reply))
+
+
+class TokenBucketTests(SynchronousTestCase):
+    def test_burstThenRate(self):
+        """
+        A full bucket allows C{burst} takes at once, then one per 1/rate
+        seconds.
+        """
+        clock = Clock()
+        bucket = TokenBucket(2.0, 3, clock.seconds)
+        self.assertEqual([bucket.take() for _ in range(4)], [True, True, True, False])
+        clock.advance(0.5)
+        self.assertEqual([bucket.take(), bucket.take()], [True, False])
+
+    def test_capped(self):
+        """
+        A long idle time refills the bucket only up to C{burst}.
+        """
+        clock = Clock()
+        bucket = TokenBucket(1.0, 2, clock.seconds)
+        bucket.take()
+        clock.advance(1000)
+        self.assertEqual([bucket.take() for _ in range(3)], [True, True, False])
+
+    def test_invalid(self):
+        """
+        A rate of 0 or a burst under 1 is refused.
+        """
+        self.assertRaises(ValueError, TokenBucket, 0, 1, Clock().seconds)
+        self.assertRaises(ValueError, TokenBucket, 1, 0, Clock().seconds)
+
+
+class RouterTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.out = RecordingOut()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def router(self, rate=1.0, burst=120):
+        router = Router(self.clock, rate, burst)
+        router.out = self.out
+        return router
+
+    def test_forward(self):
+        """
+        A request goes to the out end with its reply callback.
+        """
+        router = self.router()
+        reply = object()
+        self.assertTrue(router.request(b"packet", reply))
+        self.assertEqual(self.out.sent, [(b"packet", reply)])
+
+    def test_goDefaults(self):
+        """
+        By default 120 requests pass at once, then 1 a second.
+        """
+        router = self.router()
+        results = [router.request(b"x", None) for _ in range(121)]
+        self.assertEqual(results.count(True), 120)
+        self.assertFalse(results[-1])
+        self.clock.advance(1)
+        self.assertTrue(router.request(b"x", None))
+
+    def test_repliesAreFree(self):
+        """
+        Replies do not pass through the router, so a broadcast answered by
+        many controllers costs one token, not one per reply.
+        """
+        router = self.router(rate=1.0, burst=1)
+        replies = []
+        router.request(b"broadcast", replies.append)
+        payload, reply = self.out.sent[0]
+        for serial in range(10):
+            reply(b"reply %d" % serial)
+        self.assertEqual(len(replies), 10)
+        self.assertEqual(router.dropped, 0)
+
+    def test_dropWarningRateLimited(self):
+        """
+        The first dropped request is warned about at once; after that at
+        most one warning every 10 seconds, with the number dropped since the
+        last one.
+        """
+        router = self.router(rate=1.0, burst=1)
+        for _ in range(50):
+            router.request(b"x", None)
+        self.assertEqual(len(self.logged), 1)
+        self.assertEqual(self.logged[0]["count"], 1)
+        self.clock.advance(10)
+        for _ in range(15):
+            router.request(b"x", None)
+        self.assertEqual(len(self.logged), 2)
+        self.assertEqual(self.logged[1]["count"], 48 + 1)
+
+    def test_unlimited(self):
+        """
+        A rate of C{None} forwards everything.
+        """
+        router = self.router(rate=None)
+        self.assertTrue(all(router.request(b"x", None) for _ in range(1000)))
+
+
+class ReplyTableTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.table = ReplyTable(self.clock.seconds)
+
+    def test_keyedByConnection(self):
+        """
+        Two connections that use the same id never get each other's
+        replies.
+        """
+        a, b = object(), object()
+        got_a, got_b = [], []
+        self.table.add(a, 1, got_a.append)
+        self.table.add(b, 1, got_b.append)
+        self.assertTrue(self.table.dispatch(b, 1, b"for b"))
+        self.assertTrue(self.table.dispatch(a, 1, b"for a"))
+        self.assertEqual((got_a, got_b), ([b"for a"], [b"for b"]))
+
+    def test_severalReplies(self):
+        """
+        A handler takes every reply to a broadcast.
+        """
+        got = []
+        self.table.add("c", 9, got.append)
+        for n in range(3):
+            self.table.dispatch("c", 9, bytes([n]))
+        self.assertEqual(got, [b"\x00", b"\x01", b"\x02"])
+
+    def test_unknown(self):
+        """
+        A reply nobody waits for is refused.
+        """
+        self.assertFalse(self.table.dispatch("c", 1, b"late"))
+
+    def test_sweepIdle(self):
+        """
+        A handler is swept 15 s after its last reply, not before.
+        """
+        got = []
+        self.table.add("c", 1, got.append)
+        self.clock.advance(10)
+        self.table.dispatch("c", 1, b"one")
+        self.clock.advance(10)
+        self.assertEqual(self.table.sweep(), 0)
+        self.clock.advance(6)
+        self.assertEqual(self.table.sweep(), 1)
+        self.assertFalse(self.table.dispatch("c", 1, b"late"))
+        self.assertEqual(len(self.table), 0)
+
+    def test_discard(self):
+        """
+        Closing a connection forgets its handlers only.
+        """
+        self.table.add("a", 1, lambda p: None)
+        self.table.add("b", 1, lambda p: None)
+        self.table.discard("a")
+        self.assertFalse(self.table.dispatch("a", 1, b""))
+        self.assertTrue(self.table.dispatch("b", 1, b""))

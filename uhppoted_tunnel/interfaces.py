@@ -1,0 +1,90 @@
+# -*- test-case-name: tests.test_plugins -*-
+"""
+The interfaces that connectors implement.
+
+A tunnel joins one I{in} end to one I{out} end through a
+L{uhppoted_tunnel.router.Router}. An in end delivers every request it
+receives to C{router.request(payload, reply)}; the router hands it to the
+out end's L{IOutEnd.send}, and whatever the out end receives in answer goes
+back through C{reply}.
+
+Connector kinds are found as L{IConnectorMaker} plugins in
+L{uhppoted_tunnel.plugins}.
+"""
+
+from twisted.application.service import IService
+from zope.interface import Attribute, Interface
+
+IN = "in"
+OUT = "out"
+
+
+class IConnectorMaker(Interface):
+    """
+    Builds the ends of one transport from connector strings.
+    """
+
+    prefixes = Attribute(
+        "A tuple of the connector-string prefixes this maker builds, each "
+        "including its separator, e.g. C{('tcp/server:', 'tcp/client:')}."
+    )
+
+    def roles(prefix):
+        """
+        The roles an end of this kind can play.
+
+        :param prefix: one of C{prefixes}.
+        :return: a frozenset of L{IN} and L{OUT}.
+        """
+
+    def makeEnd(spec, role, settings, router, reactor):
+        """
+        Build an end.
+
+        :param spec: the parsed L{uhppoted_tunnel.spec.ConnectorSpec}.
+        :param role: L{IN} or L{OUT}.
+        :param settings: the tunnel's L{uhppoted_tunnel.options.Options}.
+        :param router: the tunnel's router.
+        :param reactor: the reactor to use for I/O and time.
+        :return: an L{IInEnd} or L{IOutEnd} provider.
+        :raise ValueError: with a one-line message when C{spec} cannot be
+            used (a bad address, say); raised before anything listens.
+        """
+
+
+class IEnd(IService):
+    """
+    One end of a tunnel: a service that owns its sockets.
+
+    C{stopService} returns a Deferred that fires once every socket of the
+    end is closed and its timers cancelled.
+    """
+
+    role = Attribute("L{IN} or L{OUT}.")
+    spec = Attribute("The L{uhppoted_tunnel.spec.ConnectorSpec} it was made from.")
+    events = Attribute(
+        "True when the end relays events one way and never answers or "
+        "waits for replies."
+    )
+
+
+class IInEnd(IEnd):
+    """
+    An end that receives requests and passes them to C{router.request}.
+    """
+
+
+class IOutEnd(IEnd):
+    """
+    An end that sends requests on and delivers their replies.
+    """
+
+    def send(payload, reply):
+        """
+        Send one request.
+
+        :param payload: the packet (bytes).
+        :param reply: called with each reply packet that arrives for this
+            request, any number of times (a broadcast is answered by every
+            controller), or C{None} when no reply is wanted.
+        """

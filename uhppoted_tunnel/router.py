@@ -1,0 +1,188 @@
+# -*- test-case-name: tests.test_router -*-
+"""
+Request routing: the rate limiter in front of the out end and the reply
+table behind a stream out end.
+
+Nothing here sees a transport or the global reactor: time comes in as an
+C{IReactorTime}, so every behaviour is tested with C{Clock}.
+"""
+
+from twisted.logger import Logger
+
+#: Go defaults: 1 request per second with a burst of 120.
+DEFAULT_RATE = 1.0
+DEFAULT_BURST = 120
+
+#: A reply handler is forgotten after this long without a reply.
+REPLY_IDLE = 15.0
+
+#: Dropped-request warnings are summarised at most this often.
+WARN_INTERVAL = 10.0
+
+
+class TokenBucket:
+    """
+    A token bucket refilled continuously at C{rate} tokens a second up to
+    C{burst}.
+    """
+
+    __slots__ = ("rate", "burst", "_tokens", "_stamp", "_seconds")
+
+    def __init__(self, rate, burst, seconds):
+        """
+        :param rate: tokens added per second.
+        :param burst: the most tokens held.
+        :param seconds: a callable giving the time, e.g. C{clock.seconds}.
+        """
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._seconds = seconds
+        self._stamp = seconds()
+
+    def take(self):
+        """
+        Take one token if there is one.
+
+        :return: True if a token was taken.
+        """
+        now = self._seconds()
+        tokens = self._tokens + (now - self._stamp) * self.rate
+        self._stamp = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
+
+
+class Router:
+    """
+    Passes requests from the in end to the out end, within the rate limit.
+
+    Only requests are charged: replies never pass through here (they go
+    straight back through the callback the in end supplied), so the Go
+    tunnel's habit of charging replies too, which halves its documented
+    rate, does not arise.
+    """
+
+    log = Logger()
+    log_tag = "ROUTER"
+
+    def __init__(self, clock, rate=DEFAULT_RATE, burst=DEFAULT_BURST):
+        """
+        :param clock: an C{IReactorTime}.
+        :param rate: requests per second allowed on average, or C{None} for
+            no limit.
+        :param burst: requests allowed at once.
+        """
+        self.clock = clock
+        self.out = None
+        self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
+        self.forwarded = 0
+        self.dropped = 0
+        self._warned_dropped = 0
+        self._last_warning = None
+
+    def request(self, payload, reply):
+        """
+        Forward one request to the out end, or drop it when over the rate
+        limit.
+
+        :param payload: the packet.
+        :param reply: a callable taking each reply packet, or C{None}.
+        :return: True if forwarded.
+        """
+        if self.limiter is not None and not self.limiter.take():
+            self.dropped += 1
+            self._warn_dropped()
+            return False
+        self.forwarded += 1
+        self.out.send(payload, reply)
+        return True
+
+    def _warn_dropped(self):
+        """
+        Log dropped requests, at most once every L{WARN_INTERVAL} seconds.
+        """
+        now = self.clock.seconds()
+        if self._last_warning is not None and now - self._last_warning < WARN_INTERVAL:
+            return
+        self.log.warn(
+            "rate limit exceeded: dropped {count} request(s) (limit {rate}/s, burst {burst})",
+            count=self.dropped - self._warned_dropped,
+            rate=self.limiter.rate,
+            burst=self.limiter.burst,
+        )
+        self._warned_dropped = self.dropped
+        self._last_warning = now
+
+
+class ReplyTable:
+    """
+    Reply handlers for requests sent on streams, keyed by connection and id.
+
+    A stream out end numbers its own requests; a reply frame finds its
+    handler by the connection it arrived on and its id, so replies can never
+    cross between connections even when two peers use the same ids (the Go
+    tunnel keeps one process-wide table keyed by id alone). A handler lives
+    while replies keep coming (a broadcast collects several) and is swept
+    after C{idle} seconds without one.
+    """
+
+    __slots__ = ("_handlers", "_seconds", "idle")
+
+    def __init__(self, seconds, idle=REPLY_IDLE):
+        """
+        :param seconds: a callable giving the time.
+        :param idle: seconds a handler lives after its last use.
+        """
+        self._handlers = {}
+        self._seconds = seconds
+        self.idle = idle
+
+    def __len__(self):
+        return len(self._handlers)
+
+    def add(self, connection, frame_id, reply):
+        """
+        Register C{reply} for replies to C{frame_id} arriving on
+        C{connection}.
+        """
+        self._handlers[(connection, frame_id)] = [reply, self._seconds()]
+
+    def dispatch(self, connection, frame_id, payload):
+        """
+        Deliver a reply to its handler.
+
+        :return: True if a handler took it.
+        """
+        entry = self._handlers.get((connection, frame_id))
+        if entry is None:
+            return False
+        entry[1] = self._seconds()
+        entry[0](payload)
+        return True
+
+    def discard(self, connection):
+        """
+        Forget every handler of a closed connection.
+        """
+        for key in [key for key in self._handlers if key[0] is connection]:
+            del self._handlers[key]
+
+    def sweep(self):
+        """
+        Forget handlers idle for longer than C{idle}.
+
+        :return: the number forgotten.
+        """
+        cutoff = self._seconds() - self.idle
+        stale = [key for key, entry in self._handlers.items() if entry[1] < cutoff]
+        for key in stale:
+            del self._handlers[key]
+        return len(stale)
