@@ -1,0 +1,269 @@
+"""
+Tests for L{uhppoted_tunnel.connectors.udp}: the udp/listen and
+udp/broadcast ends.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from uhppoted_tunnel.connectors.udp import BroadcastEnd, ListenEnd, UDPConnectorMaker, request_key
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.spec import ConnectorSpec
+from uhppoted_tunnel.testing import FakeReactor, packet
+
+GET_CONTROLLER = 0x94
+GET_CARD = 0x5A
+CONTROLLERS = ("127.0.0.1", 60000)
+
+
+def spec(text):
+    prefix, _, address = text.partition(":")
+    return ConnectorSpec(text, prefix + ":", None, address)
+
+
+class BroadcastEndTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = FakeReactor()
+        self.end = BroadcastEnd(spec("udp/broadcast:127.0.0.1:60000"), CONTROLLERS, 5.0, self.reactor, 1024)
+        self.end.startService()
+
+    def tearDown(self):
+        self.successResultOf(self.end.stopService())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertFalse(any(port.listening for port in self.reactor.udpPorts))
+
+    def send(self, request):
+        replies = []
+        self.end.send(request, replies.append)
+        return replies
+
+    def sent_on(self):
+        """
+        The port the last request was written to.
+        """
+        return self.reactor.udpWritten[-1][0]
+
+    def test_interface(self):
+        """
+        The end provides L{IOutEnd}.
+        """
+        verifyObject(IOutEnd, self.end)
+
+    def test_unicast(self):
+        """
+        A request to one controller is sent to the destination and its one
+        reply delivered; a duplicate reply is not.
+        """
+        request = packet(GET_CONTROLLER, 405419896)
+        replies = self.send(request)
+        port = self.reactor.udpPorts[0]
+        self.assertEqual(port.written, [(request, CONTROLLERS)])
+        self.assertTrue(port.broadcast)
+        answer = packet(GET_CONTROLLER, 405419896, b"\xc0\xa8\x01\x64")
+        port.receive(answer, CONTROLLERS)
+        port.receive(answer, CONTROLLERS)
+        self.assertEqual(replies, [answer])
+
+    def test_broadcastCollectsEveryReply(self):
+        """
+        A serial-0 request is answered by every controller within the
+        timeout; a reply after the timeout is dropped.
+        """
+        replies = self.send(packet(GET_CONTROLLER, 0))
+        port = self.sent_on()
+        first, second = packet(GET_CONTROLLER, 1), packet(GET_CONTROLLER, 2)
+        port.receive(first, ("127.0.0.1", 60000))
+        self.reactor.advance(4.9)
+        port.receive(second, ("127.0.0.2", 60000))
+        self.reactor.advance(0.1)
+        port.receive(packet(GET_CONTROLLER, 3), ("127.0.0.3", 60000))
+        self.assertEqual(replies, [first, second])
+
+    def test_identicalRequestsNeverSwap(self):
+        """
+        Two requests a reply could be mistaken between (same function and
+        serial, different cards) go out on different sockets, and each gets
+        the reply to its own.
+        """
+        card_a = self.send(packet(GET_CARD, 7, (1001).to_bytes(4, "little")))
+        port_a = self.sent_on()
+        card_b = self.send(packet(GET_CARD, 7, (1002).to_bytes(4, "little")))
+        port_b = self.sent_on()
+        self.assertIsNot(port_a, port_b)
+        reply_b = packet(GET_CARD, 7, (1002).to_bytes(4, "little"))
+        reply_a = packet(GET_CARD, 7, (1001).to_bytes(4, "little"))
+        port_b.receive(reply_b, CONTROLLERS)
+        port_a.receive(reply_a, CONTROLLERS)
+        self.assertEqual((card_a, card_b), ([reply_a], [reply_b]))
+
+    def test_socketsReused(self):
+        """
+        Sockets are long-lived: sequential requests share one socket.
+        """
+        for serial in (1, 2, 1, 3, 1):
+            replies = self.send(packet(GET_CONTROLLER, serial))
+            self.sent_on().receive(packet(GET_CONTROLLER, serial), CONTROLLERS)
+            self.assertEqual(len(replies), 1)
+        self.assertEqual(len(self.reactor.udpPorts), 1)
+
+    def test_broadcastExcludesUnicastOfSameFunction(self):
+        """
+        A broadcast and a unicast of the same function never share a
+        socket; other functions may.
+        """
+        self.send(packet(GET_CONTROLLER, 0))
+        first = self.sent_on()
+        self.send(packet(GET_CONTROLLER, 5))
+        self.assertIsNot(self.sent_on(), first)
+        self.send(packet(GET_CARD, 5))
+        self.assertIs(self.sent_on(), first)
+
+    def test_lateReplyNeverReachesLaterRequester(self):
+        """
+        After a request times out its key stays reserved on its socket for
+        another timeout: a late reply is dropped, and a new identical
+        request goes out on another socket.
+        """
+        old = self.send(packet(GET_CONTROLLER, 9))
+        old_port = self.sent_on()
+        self.reactor.advance(5)
+        new = self.send(packet(GET_CONTROLLER, 9))
+        new_port = self.sent_on()
+        self.assertIsNot(old_port, new_port)
+        old_port.receive(packet(GET_CONTROLLER, 9), CONTROLLERS)
+        self.assertEqual((old, new), ([], []))
+        self.assertEqual(self.end.unmatched, 1)
+
+    def test_reservationEnds(self):
+        """
+        A reserved key is freed one timeout after its request timed out.
+        """
+        self.send(packet(GET_CONTROLLER, 9))
+        self.reactor.advance(5)
+        self.assertEqual(len(self.reactor.udpPorts[0].protocol.keys), 1)
+        self.reactor.advance(5)
+        self.assertEqual(self.reactor.udpPorts[0].protocol.keys, {})
+        self.send(packet(GET_CONTROLLER, 9))
+        self.assertEqual(len(self.reactor.udpPorts), 1)
+
+    def test_oneTimer(self):
+        """
+        Many requests in flight share one timer.
+        """
+        for serial in range(1, 100):
+            self.send(packet(GET_CONTROLLER, serial))
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+        self.assertEqual(self.end.in_flight, 99)
+
+    def test_opaquePackets(self):
+        """
+        A packet too short to carry a function and serial is relayed, gets
+        a socket to itself and receives whatever arrives there.
+        """
+        replies = self.send(b"hello")
+        port = self.sent_on()
+        self.send(packet(GET_CONTROLLER, 1))
+        self.assertIsNot(self.sent_on(), port)
+        port.receive(b"world", CONTROLLERS)
+        self.assertEqual(replies, [b"world"])
+
+    def test_noReplyWanted(self):
+        """
+        A request sent with no reply callback holds nothing.
+        """
+        self.end.send(packet(GET_CONTROLLER, 1), None)
+        self.assertEqual(self.end.in_flight, 0)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_oversizeReplyDropped(self):
+        """
+        A reply over the size limit is dropped.
+        """
+        replies = self.send(packet(GET_CONTROLLER, 0))
+        self.sent_on().receive(packet(GET_CONTROLLER, 1) + bytes(2000), CONTROLLERS)
+        self.assertEqual(replies, [])
+
+    def test_requestKey(self):
+        """
+        The key is the function code and the little-endian serial.
+        """
+        self.assertEqual(request_key(packet(0x94, 405419896)), (0x94, 405419896))
+        self.assertIsNone(request_key(b"\x17\x94"))
+
+
+class RecordingRouter:
+    def __init__(self):
+        self.requests = []
+
+    def request(self, payload, reply):
+        self.requests.append((payload, reply))
+        return True
+
+
+class ListenEndTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = FakeReactor()
+        self.router = RecordingRouter()
+        self.end = ListenEnd(spec("udp/listen:127.0.0.1:60000"), ("127.0.0.1", 60000), self.router, self.reactor, 1024)
+        self.end.startService()
+        self.port = self.reactor.udpPorts[0]
+
+    def test_interface(self):
+        """
+        The end provides L{IInEnd} and listens where it was told.
+        """
+        verifyObject(IInEnd, self.end)
+        self.assertEqual((self.port.interface, self.port.port), ("127.0.0.1", 60000))
+
+    def test_replyGoesToSender(self):
+        """
+        A request goes to the router; each reply goes back to the address
+        that sent the request.
+        """
+        request = packet(GET_CONTROLLER, 0)
+        self.port.receive(request, ("127.0.0.1", 50001))
+        [(payload, reply)] = self.router.requests
+        self.assertEqual(payload, request)
+        reply(b"one")
+        reply(b"two")
+        self.assertEqual(self.port.written, [(b"one", ("127.0.0.1", 50001)), (b"two", ("127.0.0.1", 50001))])
+
+    def test_emptyAndOversizeDropped(self):
+        """
+        Empty and oversized datagrams are dropped, not relayed.
+        """
+        self.port.receive(b"", ("127.0.0.1", 50001))
+        self.port.receive(bytes(1025), ("127.0.0.1", 50001))
+        self.assertEqual(self.router.requests, [])
+
+    def test_replyAfterStopIgnored(self):
+        """
+        A reply that arrives after the end stopped is dropped quietly.
+        """
+        self.port.receive(packet(GET_CONTROLLER, 0), ("127.0.0.1", 50001))
+        self.successResultOf(self.end.stopService())
+        self.router.requests[0][1](b"late")
+        self.assertEqual(self.port.written, [])
+
+
+class MakerTests(SynchronousTestCase):
+    def test_interface(self):
+        """
+        The maker provides L{IConnectorMaker}: listen is in only, broadcast
+        out only.
+        """
+        maker = UDPConnectorMaker()
+        verifyObject(IConnectorMaker, maker)
+        self.assertEqual(maker.roles("udp/listen:"), {IN})
+        self.assertEqual(maker.roles("udp/broadcast:"), {OUT})
+
+    def test_badAddresses(self):
+        """
+        Host names, missing ports and port 0 as a destination are refused
+        with the connector named.
+        """
+        maker = UDPConnectorMaker()
+        settings = {"debug": False, "max-payload": 1024, "udp-timeout": 1.0}
+        for text in ("udp/broadcast:controllers.example:60000", "udp/broadcast:127.0.0.1", "udp/broadcast:127.0.0.1:0"):
+            e = self.assertRaises(ValueError, maker.makeEnd, spec(text), OUT, settings, None, FakeReactor())
+            self.assertIn(text, str(e))

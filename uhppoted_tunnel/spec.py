@@ -1,0 +1,128 @@
+# -*- test-case-name: tests.test_spec -*-
+"""
+Connector strings, as the Go tunnel writes them.
+
+A connector string is a kind prefix followed by an address, optionally
+with a network interface to bind to::
+
+    udp/listen:0.0.0.0:60000
+    tcp/client::eth0:192.0.2.10:12345      (bound to eth0)
+    tcp/server:[::1]:12345
+    http/0.0.0.0:8080
+
+The prefixes come from the connector maker plugins, so parsing only splits
+the string; each maker interprets the address.
+"""
+
+import ipaddress
+from dataclasses import dataclass
+
+from twisted.plugin import getPlugins
+
+from uhppoted_tunnel.interfaces import IConnectorMaker
+
+
+@dataclass(frozen=True)
+class ConnectorSpec:
+    """
+    A connector string split into its parts.
+
+    :ivar text: the string as given.
+    :ivar prefix: the kind prefix, separator included (C{"tcp/server:"}).
+    :ivar interface: the network interface to bind to, or C{None}.
+    :ivar address: the rest.
+    """
+
+    text: str
+    prefix: str
+    interface: str | None
+    address: str
+
+    @property
+    def kind(self):
+        """
+        The prefix without its separator, e.g. C{tcp/server}.
+        """
+        return self.prefix.rstrip(":/") if self.prefix.endswith(":") else self.prefix.rstrip("/")
+
+
+def connector_makers():
+    """
+    Every installed connector maker, mapped from each prefix it builds.
+
+    :return: a dict of prefix to L{IConnectorMaker} provider.
+    """
+    import uhppoted_tunnel.plugins
+
+    makers = {}
+    for maker in getPlugins(IConnectorMaker, uhppoted_tunnel.plugins):
+        for prefix in maker.prefixes:
+            makers[prefix] = maker
+    return makers
+
+
+def parse(text, makers):
+    """
+    Split a connector string.
+
+    :param text: the connector string.
+    :param makers: a dict of prefix to maker (see L{connector_makers}).
+    :return: C{(maker, spec)}.
+    :raise ValueError: for an unknown kind or a malformed interface.
+    """
+    prefix = max((p for p in makers if text.startswith(p)), key=len, default=None)
+    if prefix is None:
+        kinds = ", ".join(sorted(makers))
+        raise ValueError("unknown connector '{}' (expected one of {})".format(text, kinds))
+    rest = text[len(prefix) :]
+    interface = None
+    if rest.startswith(":") and ":" in rest[1:]:
+        interface, _, rest = rest[1:].partition(":")
+        if not interface or not rest:
+            raise ValueError("invalid interface binding in '{}' (expected e.g. {}:eth0:ADDRESS)".format(text, prefix))
+    elif prefix.endswith("/") and rest.startswith("::") and ":" in rest[2:]:
+        interface, _, rest = rest[2:].partition(":")
+    if not rest:
+        raise ValueError("connector '{}' has no address".format(text))
+    return makers[prefix], ConnectorSpec(text, prefix, interface, rest)
+
+
+def parse_host_port(address, default_host=None):
+    """
+    Parse a Go-style C{HOST:PORT}, C{[IPV6]:PORT} or C{:PORT} address.
+
+    :param address: the address text.
+    :param default_host: the host used when the address has none; when
+        C{None} a host is required.
+    :return: C{(host, port)} with IPv6 brackets removed.
+    :raise ValueError: naming the problem.
+    """
+    if address.startswith("["):
+        host, sep, port = address[1:].partition("]:")
+        if not sep:
+            raise ValueError("invalid address '{}' (expected [IPv6]:PORT)".format(address))
+        ipaddress.IPv6Address(host.split("%")[0])
+    else:
+        host, sep, port = address.rpartition(":")
+        if not sep:
+            raise ValueError("invalid address '{}' (expected HOST:PORT)".format(address))
+        if ":" in host:
+            raise ValueError("invalid address '{}' (write IPv6 addresses as [ADDRESS]:PORT)".format(address))
+    if not host:
+        if default_host is None:
+            raise ValueError("invalid address '{}' (expected HOST:PORT)".format(address))
+        host = default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("invalid port in '{}' (expected 0..65535)".format(address))
+    return host, int(port)
+
+
+def is_ip_address(host):
+    """
+    True if C{host} is a literal IPv4 or IPv6 address.
+    """
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,87 @@
+"""
+Fakes for testing tunnels without real sockets or real time.
+
+C{twisted.internet.testing.MemoryReactorClock} has no UDP, so
+L{FakeReactor} adds a C{listenUDP} whose ports record what is written.
+"""
+
+from twisted.internet.defer import succeed
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+
+
+class FakeUDPPort:
+    """
+    A listening UDP port that records datagrams written to it.
+
+    :ivar written: a list of C{(datagram, address)}.
+    """
+
+    def __init__(self, reactor, port, protocol, interface):
+        self.reactor = reactor
+        self.port = port or reactor.next_port()
+        self.protocol = protocol
+        self.interface = interface
+        self.written = []
+        self.broadcast = False
+        self.listening = True
+
+    def write(self, datagram, address):
+        self.written.append((datagram, address))
+        self.reactor.udpWritten.append((self, datagram, address))
+
+    def setBroadcastAllowed(self, enabled):
+        self.broadcast = enabled
+
+    def getHost(self):
+        return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
+
+    def stopListening(self):
+        self.listening = False
+        self.protocol.doStop()
+        return succeed(None)
+
+    def receive(self, datagram, address):
+        """
+        Deliver a datagram to the protocol, as if it arrived from
+        C{address}.
+        """
+        self.protocol.datagramReceived(datagram, address)
+
+
+class FakeReactor(MemoryReactorClock):
+    """
+    A C{MemoryReactorClock} with UDP.
+
+    :ivar udpPorts: every L{FakeUDPPort} opened, in order.
+    :ivar udpWritten: C{(port, datagram, address)} for every datagram
+        written, in order.
+    """
+
+    def __init__(self):
+        MemoryReactorClock.__init__(self)
+        self.udpPorts = []
+        self.udpWritten = []
+        self._next_port = 40000
+
+    def next_port(self):
+        self._next_port += 1
+        return self._next_port
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        listening = FakeUDPPort(self, port, protocol, interface)
+        protocol.makeConnection(listening)
+        self.udpPorts.append(listening)
+        return listening
+
+
+def packet(function, serial, body=b""):
+    """
+    A 64-byte UHPPOTE packet.
+
+    :param function: the function code.
+    :param serial: the controller serial.
+    :param body: bytes from offset 8.
+    """
+    data = bytes([0x17, function, 0, 0]) + serial.to_bytes(4, "little") + body
+    return data + bytes(64 - len(data))
