@@ -334,5 +334,27 @@ class StartLoggingTests(SynchronousTestCase):
         stream = io.StringIO()
         start_logging(LogLevel.info, stream, beginner=beginner)
         start_logging(LogLevel.info, stream, beginner=beginner)
-        Logger(namespace="test", observer=publisher).info("once")
+        Logger(namespace="uhppoted_tunnel.test", observer=publisher).info("once")
         self.assertEqual(len(stream.getvalue().splitlines()), 1)
+
+
+class QuietTwistedTests(SynchronousTestCase):
+    def test_twistedInfoHidden(self):
+        """
+        Twisted's own informational messages are dropped unless the level is
+        debug; its warnings and our own messages pass.
+        """
+        from uhppoted_tunnel.logging import quiet_twisted
+        from twisted.logger import PredicateResult
+
+        info = quiet_twisted(LogLevel.info)
+        debug = quiet_twisted(LogLevel.debug)
+        chatter = {"log_namespace": "log_legacy", "log_level": LogLevel.info}
+        retry = {"log_namespace": "twisted.application.internet.ClientService", "log_level": LogLevel.info}
+        warning = {"log_namespace": "log_legacy", "log_level": LogLevel.warn}
+        ours = {"log_namespace": "uhppoted_tunnel.router.Router", "log_level": LogLevel.info}
+        self.assertEqual(info(chatter), PredicateResult.no)
+        self.assertEqual(info(retry), PredicateResult.no)
+        self.assertEqual(info(warning), PredicateResult.maybe)
+        self.assertEqual(info(ours), PredicateResult.maybe)
+        self.assertEqual(debug(chatter), PredicateResult.maybe)

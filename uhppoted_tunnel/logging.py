@@ -18,6 +18,7 @@ from twisted.logger import (
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     globalLogBeginner,
 )
@@ -124,6 +125,25 @@ class ConsoleObserver:
 _started = []
 
 
+def quiet_twisted(level):
+    """
+    A filter predicate that shows Twisted's own informational chatter
+    ("Starting protocol ...", "Scheduling retry ...") only at debug level;
+    its warnings and errors always pass.
+
+    :param level: the lowest level being written.
+    """
+
+    def predicate(event):
+        if level <= LogLevel.debug or event.get("log_namespace", "").startswith("uhppoted_tunnel"):
+            return PredicateResult.maybe
+        if event.get("log_level", LogLevel.info) < LogLevel.warn:
+            return PredicateResult.no
+        return PredicateResult.maybe
+
+    return predicate
+
+
 def start_logging(level, stream=None, beginner=globalLogBeginner):
     """
     Send log events at C{level} or above to the console, once per process;
@@ -138,6 +158,6 @@ def start_logging(level, stream=None, beginner=globalLogBeginner):
     _started.append(beginner)
     observer = FilteringLogObserver(
         ConsoleObserver(stream or sys.stdout),
-        [LogLevelFilterPredicate(defaultLogLevel=level)],
+        [LogLevelFilterPredicate(defaultLogLevel=level), quiet_twisted(level)],
     )
     beginner.beginLoggingTo([observer], redirectStandardIO=False)
