@@ -1,0 +1,332 @@
+"""
+Tests for L{uhppoted_tunnel.connectors.stream}: the tcp/server and
+tcp/client ends in both roles, on fake sockets and a fake clock.
+"""
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from uhppoted_tunnel.connectors.stream import StreamConnectorMaker, retry_policy
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.spec import ConnectorSpec, parse
+from uhppoted_tunnel.testing import FakeReactor, packet
+from uhppoted_tunnel.wire import FrameDecoder, encode
+
+SETTINGS = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0}
+MAKER = StreamConnectorMaker("tcp")
+REQUEST = packet(0x94, 405419896)
+REPLY = packet(0x94, 405419896, b"\xc0\xa8\x01\x64")
+
+
+def make(text, role, router=None, reactor=None, **settings):
+    reactor = reactor if reactor is not None else FakeReactor()
+    _, spec = parse(text, {prefix: MAKER for prefix in MAKER.prefixes})
+    return MAKER.makeEnd(spec, role, dict(SETTINGS, **settings), router, reactor), reactor
+
+
+class RecordingRouter:
+    def __init__(self):
+        self.requests = []
+
+    def request(self, payload, reply):
+        self.requests.append((payload, reply))
+        return True
+
+
+def peer(end, port=50000):
+    """
+    Connect a fake peer to a stream end's factory.
+    """
+    protocol = end.factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def frames(transport):
+    return FrameDecoder().feed(transport.value())
+
+
+class RetryPolicyTests(SynchronousTestCase):
+    def test_goSchedule(self):
+        """
+        The first retry comes after 5 s and the delay doubles up to the
+        maximum, with no jitter.
+        """
+        policy = retry_policy(60.0)
+        self.assertEqual([policy(n) for n in range(1, 7)], [5, 10, 20, 40, 60, 60])
+        self.assertEqual(policy(10000), 60)
+
+
+class OutEndTests(SynchronousTestCase):
+    def setUp(self):
+        self.end, self.reactor = make("tcp/server:127.0.0.1:12345", OUT)
+        self.end.startService()
+
+    def tearDown(self):
+        if self.end.running:
+            self.end.stopService()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_interfaces(self):
+        """
+        The maker provides L{IConnectorMaker}; an out end provides
+        L{IOutEnd}; stream ends can play either role.
+        """
+        verifyObject(IConnectorMaker, MAKER)
+        verifyObject(IOutEnd, self.end)
+        self.assertEqual(MAKER.roles("tcp/server:"), {IN, OUT})
+
+    def test_listens(self):
+        """
+        A Go HOST:PORT address listens with TCP on that interface and port.
+        """
+        port, _, _, interface = self.reactor.tcpServers[0]
+        self.assertEqual((port, interface), (12345, "127.0.0.1"))
+
+    def test_fanOutAndReplies(self):
+        """
+        A request goes to every connected peer with one id; replies from
+        either are delivered; a reply with another id is not.
+        """
+        a, ta = peer(self.end, 50001)
+        b, tb = peer(self.end, 50002)
+        replies = []
+        self.end.send(REQUEST, replies.append)
+        [(id_a, payload_a)] = frames(ta)
+        [(id_b, payload_b)] = frames(tb)
+        self.assertEqual((id_a, payload_a), (id_b, REQUEST))
+        b.dataReceived(encode(id_a, b"from b"))
+        a.dataReceived(encode(id_a, b"from a"))
+        a.dataReceived(encode(id_a + 1, b"stray"))
+        self.assertEqual(replies, [b"from b", b"from a"])
+
+    def test_idsDistinct(self):
+        """
+        Each request gets its own id.
+        """
+        _, transport = peer(self.end)
+        for _ in range(3):
+            self.end.send(REQUEST, None)
+        self.assertEqual(len({frame_id for frame_id, _ in frames(transport)}), 3)
+
+    def test_queuedUntilConnected(self):
+        """
+        Requests sent with no peer connected are held and sent when one
+        connects, less any older than the UDP timeout.
+        """
+        replies = []
+        self.end.send(b"stale", None)
+        self.reactor.advance(4)
+        self.end.send(b"fresh", replies.append)
+        self.reactor.advance(2)
+        protocol, transport = peer(self.end)
+        [(frame_id, payload)] = frames(transport)
+        self.assertEqual(payload, b"fresh")
+        protocol.dataReceived(encode(frame_id, REPLY))
+        self.assertEqual(replies, [REPLY])
+
+    def test_queueBounded(self):
+        """
+        The queue holds the 16 newest requests.
+        """
+        for n in range(20):
+            self.end.send(bytes([n]), None)
+        _, transport = peer(self.end)
+        self.assertEqual([payload[0] for _, payload in frames(transport)], list(range(4, 20)))
+
+    def test_handlersSwept(self):
+        """
+        A reply handler is forgotten after 15 s without replies.
+        """
+        protocol, transport = peer(self.end)
+        replies = []
+        self.end.send(REQUEST, replies.append)
+        [(frame_id, _)] = frames(transport)
+        self.reactor.advance(25)
+        protocol.dataReceived(encode(frame_id, REPLY))
+        self.assertEqual(replies, [])
+        self.assertEqual(len(self.end.replies), 0)
+
+    def test_lostConnectionForgetsHandlers(self):
+        """
+        When a peer disconnects, its handlers go and nothing more is sent to
+        it.
+        """
+        protocol, transport = peer(self.end)
+        self.end.send(REQUEST, lambda reply: None)
+        protocol.connectionLost(None)
+        self.assertEqual(len(self.end.replies), 0)
+        self.assertEqual(self.end.connections, [])
+
+    def test_stopClosesConnections(self):
+        """
+        Stopping closes every connection and fires once they are closed.
+        """
+        protocol, transport = peer(self.end)
+        stopped = self.end.stopService()
+        self.assertTrue(transport.disconnecting)
+        self.assertNoResult(stopped)
+        protocol.connectionLost(None)
+        self.successResultOf(stopped)
+
+
+class InEndTests(SynchronousTestCase):
+    def setUp(self):
+        self.router = RecordingRouter()
+        self.end, self.reactor = make("tcp/server:0.0.0.0:12345", IN, self.router)
+        self.end.startService()
+
+    def tearDown(self):
+        self.end.stopService()
+
+    def test_interface(self):
+        """
+        An in end provides L{IInEnd}.
+        """
+        verifyObject(IInEnd, self.end)
+
+    def test_replyOnSameConnectionAndId(self):
+        """
+        A request frame goes to the router; each reply goes back on the
+        connection it came by, with its id.
+        """
+        a, ta = peer(self.end, 50001)
+        b, tb = peer(self.end, 50002)
+        a.dataReceived(encode(7, REQUEST))
+        b.dataReceived(encode(7, REQUEST))
+        (_, reply_a), (_, reply_b) = self.router.requests
+        reply_b(b"for b")
+        reply_a(b"for a 1")
+        reply_a(b"for a 2")
+        self.assertEqual(frames(ta), [(7, b"for a 1"), (7, b"for a 2")])
+        self.assertEqual(frames(tb), [(7, b"for b")])
+
+    def test_replyAfterDisconnectDropped(self):
+        """
+        A reply for a connection that has closed is dropped.
+        """
+        protocol, transport = peer(self.end)
+        protocol.dataReceived(encode(1, REQUEST))
+        protocol.connectionLost(None)
+        self.router.requests[0][1](REPLY)
+        self.assertEqual(transport.value(), b"")
+
+
+class ClientEndTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = FakeReactor()
+        self.server, _ = make("tcp/server:127.0.0.1:12345", IN, RecordingRouter(), self.reactor)
+        self.server.startService()
+        self.completer = ConnectionCompleter(self.reactor)
+
+    def tearDown(self):
+        self.server.stopService()
+
+    def client(self, **settings):
+        end, _ = make("tcp/client:127.0.0.1:12345", OUT, None, self.reactor, **settings)
+        self.failures = []
+        end.fatal = self.failures.append
+        end.startService()
+        self.addCleanup(end.stopService)
+        return end
+
+    def test_connectsAndRelays(self):
+        """
+        A client out end dials the server and relays requests over the
+        connection.
+        """
+        client = self.client()
+        pump = self.completer.succeedOnce()
+        replies = []
+        client.send(REQUEST, replies.append)
+        pump.flush()
+        [(payload, reply)] = self.server.router.requests
+        reply(REPLY)
+        pump.flush()
+        self.assertEqual((payload, replies), (REQUEST, [REPLY]))
+
+    def test_retriesWithBackoff(self):
+        """
+        After failed dials the client retries after 5 s, then 10 s.
+        """
+        self.client()
+        self.completer.failOnce()
+        self.assertEqual(len(self.reactor.tcpClients), 0)
+        self.reactor.advance(4.9)
+        self.assertEqual(len(self.reactor.tcpClients), 0)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.completer.failOnce()
+        self.reactor.advance(9.9)
+        self.assertEqual(len(self.reactor.tcpClients), 0)
+        self.reactor.advance(0.1)
+        self.assertIsNotNone(self.completer.succeedOnce())
+
+    def test_maxRetries(self):
+        """
+        After --max-retries failed retries in a row the end reports a fatal
+        error naming the address.
+        """
+        self.client(**{"max-retries": 1})
+        self.completer.failOnce()
+        self.assertEqual(self.failures, [])
+        self.reactor.advance(5)
+        self.completer.failOnce()
+        [message] = self.failures
+        self.assertIn("could not connect to 127.0.0.1:12345 after 2 attempt(s)", message)
+
+    def test_reconnectsAfterLoss(self):
+        """
+        When the connection drops the client dials again, and queued
+        requests go out on the new connection.
+        """
+        client = self.client(**{"max-retries": 0})
+        pump = self.completer.succeedOnce()
+        pump.client.transport.loseConnection()
+        pump.flush()
+        client.send(REQUEST, None)
+        self.reactor.advance(5)
+        pump = self.completer.succeedOnce()
+        pump.flush()
+        self.assertEqual([payload for payload, _ in self.server.router.requests], [REQUEST])
+        self.assertEqual(self.failures, [])
+
+
+class AddressTests(SynchronousTestCase):
+    def test_endpointDescription(self):
+        """
+        An address that is not HOST:PORT is a Twisted endpoint description.
+        """
+        end, reactor = make("tcp/server:tcp:23456:interface=127.0.0.1", IN, RecordingRouter())
+        end.startService()
+        self.addCleanup(end.stopService)
+        port, _, _, interface = reactor.tcpServers[0]
+        self.assertEqual((port, interface), (23456, "127.0.0.1"))
+
+    def test_ipv6(self):
+        """
+        [IPv6]:PORT addresses are accepted.
+        """
+        end, reactor = make("tcp/client:[::1]:12345", OUT)
+        end.startService()
+        self.addCleanup(end.stopService)
+        self.assertEqual(reactor.tcpClients[0][:2], ("::1", 12345))
+
+    def test_badAddresses(self):
+        """
+        A client address without a host or port is refused with the
+        connector named.
+        """
+        for text in ("tcp/client::12345", "tcp/client:127.0.0.1:0"):
+            self.assertRaises(ValueError, make, text, OUT)
+
+    def test_unknownInterface(self):
+        """
+        Binding to an interface that does not exist is refused.
+        """
+        e = self.assertRaises(ValueError, make, "tcp/client::nosuch0:127.0.0.1:12345", OUT)
+        self.assertIn("nosuch0", str(e))
