@@ -1,0 +1,204 @@
+"""
+Tests for L{uhppoted_tunnel.options} and the command line's Go flags.
+"""
+
+import textwrap
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from uhppoted_tunnel import config, lockfile
+from uhppoted_tunnel.cli import _go_flags
+from uhppoted_tunnel.options import Options
+
+HOST = ["--in", "udp/listen:0.0.0.0:60000", "--out", "tcp/server:0.0.0.0:12345"]
+
+
+def parse(*args):
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def setUp(self):
+        # never read the machine's /etc/uhppoted/uhppoted-tunnel.toml
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def test_goDefaults(self):
+        """
+        Without a config file the Go defaults apply.
+        """
+        options = parse(*HOST)
+        expected = {
+            "udp-timeout": 5.0,
+            "max-retries": -1,
+            "max-retry-delay": 300.0,
+            "log-level": "info",
+            "rate-limit": 1.0,
+            "rate-limit-burst": 120,
+            "max-payload": 1024,
+            "ca-cert": "ca.cert",
+            "html": "./html",
+            "debug": False,
+            "console": False,
+            "client-auth": False,
+            "lockfile": lockfile.default_path(HOST[1], HOST[3]),
+        }
+        self.assertEqual({key: options[key] for key in expected}, expected)
+        self.assertEqual(options.ends["in"][1].kind, "udp/listen")
+        self.assertEqual(options.ends["out"][1].kind, "tcp/server")
+
+    def test_run(self):
+        """
+        The Go command's optional C{run} word is accepted; other words are
+        not.
+        """
+        self.assertEqual(parse("run", *HOST)["in"], HOST[1])
+        e = self.assertRaises(usage.UsageError, parse, "walk", *HOST)
+        self.assertIn("walk", str(e))
+
+    def test_values(self):
+        """
+        Durations take Go syntax; numbers are checked.
+        """
+        options = parse(*HOST, "--udp-timeout", "1250ms", "--max-retry-delay", "1m", "--max-retries", "3",
+                        "--rate-limit", "2.5", "--rate-limit-burst", "10", "--max-payload", "128")
+        self.assertEqual(
+            [options[key] for key in ("udp-timeout", "max-retry-delay", "max-retries", "rate-limit",
+                                      "rate-limit-burst", "max-payload")],
+            [1.25, 60.0, 3, 2.5, 10, 128],
+        )
+
+    def test_badValuesNameTheFlag(self):
+        """
+        A bad value is a usage error naming the flag.
+        """
+        for flag, value in [("--udp-timeout", "fast"), ("--udp-timeout", "0s"), ("--max-retries", "-2"),
+                            ("--rate-limit", "0"), ("--max-payload", "70000"), ("--log-level", "loud")]:
+            e = self.assertRaises(usage.UsageError, parse, *HOST, flag, value)
+            self.assertTrue(str(e).startswith(flag + ":"), str(e))
+
+    def test_endsRequired(self):
+        """
+        Both connectors are required.
+        """
+        e = self.assertRaises(usage.UsageError, parse, "--in", "udp/listen:0.0.0.0:60000")
+        self.assertIn("--out is required", str(e))
+
+    def test_roles(self):
+        """
+        A connector that cannot play the role it was given is refused.
+        """
+        e = self.assertRaises(usage.UsageError, parse, "--in", "udp/broadcast:127.0.0.1:60000", "--out", HOST[3])
+        self.assertEqual(str(e), "--in: 'udp/broadcast' cannot be an in connector")
+
+    def test_unknownConnector(self):
+        """
+        An unknown connector kind is refused, naming the flag and the kinds
+        there are.
+        """
+        e = self.assertRaises(usage.UsageError, parse, "--in", HOST[1], "--out", "carrier/pigeon:1")
+        self.assertIn("--out: unknown connector 'carrier/pigeon:1'", str(e))
+        self.assertIn("tcp/client:", str(e))
+
+    def test_debug(self):
+        """
+        --debug turns on debug logging.
+        """
+        self.assertEqual(parse(*HOST, "--debug")["log-level"], "debug")
+
+    def test_goSingleDashFlags(self):
+        """
+        Go's single-dash long flags are accepted.
+        """
+        options = parse(*_go_flags(["-in", HOST[1], "-out=" + HOST[3], "-udp-timeout", "2s", "-debug"]))
+        self.assertEqual((options["in"], options["out"], options["udp-timeout"], options["debug"]),
+                         (HOST[1], HOST[3], 2.0, True))
+
+
+class ConfigFileTests(SynchronousTestCase):
+    def write(self, text):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(text))
+        return path
+
+    def setUp(self):
+        self.path = self.write("""
+            [defaults]
+            udp-timeout = "2s"
+            max-retries = 5
+            rate-limit = 10
+
+            [site]
+            in = "tcp/client:127.0.0.1:12345"
+            out = "udp/broadcast:127.0.0.1:60000"
+            udp-timeout = "1s"
+            debug = true
+            interfaces = { out = "lo" }
+
+            [broken]
+            in = "udp/listen:0.0.0.0:60000"
+            out = "tcp/server:0.0.0.0:12345"
+            udp-timeout = "soon"
+            """)
+
+    def test_precedence(self):
+        """
+        The command line beats the section, which beats [defaults], which
+        beats the built-in defaults.
+        """
+        options = parse("--config", self.path + "#site", "--max-retries", "7")
+        self.assertEqual(options["in"], "tcp/client:127.0.0.1:12345")
+        self.assertEqual((options["udp-timeout"], options["max-retries"], options["rate-limit"],
+                          options["rate-limit-burst"], options["debug"]), (1.0, 7, 10.0, 120, True))
+
+    def test_goSectionSyntax(self):
+        """
+        FILE::SECTION works like FILE#SECTION.
+        """
+        self.assertEqual(parse("--config", self.path + "::site")["udp-timeout"], 1.0)
+
+    def test_defaultsOnly(self):
+        """
+        --config FILE alone applies [defaults] only.
+        """
+        options = parse("--config", self.path, *HOST)
+        self.assertEqual((options["udp-timeout"], options["max-retries"]), (2.0, 5))
+
+    def test_interfaces(self):
+        """
+        The interfaces table binds an end to an interface.
+        """
+        options = parse("--config", self.path + "#site")
+        self.assertEqual(options.ends["out"][1].interface, "lo")
+        self.assertIsNone(options.ends["in"][1].interface)
+
+    def test_badValueNamesFileSectionKey(self):
+        """
+        A bad value in the file is a usage error naming file, section and
+        key.
+        """
+        e = self.assertRaises(usage.UsageError, parse, "--config", self.path + "#broken")
+        self.assertIn(self.path, str(e))
+        self.assertIn("[broken] udp-timeout", str(e))
+
+    def test_badConnectorInFile(self):
+        """
+        A bad connector from the file names where it came from.
+        """
+        path = self.write("""
+            [x]
+            in = "udp/listen:0.0.0.0:60000"
+            out = "tcp/nowhere:1"
+            """)
+        e = self.assertRaises(usage.UsageError, parse, "--config", path + "#x")
+        self.assertIn("[x] out: unknown connector", str(e))
+
+    def test_missingSection(self):
+        """
+        A section that is not in the file is an error.
+        """
+        e = self.assertRaises(usage.UsageError, parse, "--config", self.path + "#nosuch")
+        self.assertIn("nosuch", str(e))

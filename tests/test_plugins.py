@@ -1,0 +1,50 @@
+"""
+Tests that the connector kinds and the twistd plugin are found through
+Twisted's plugin system.
+"""
+
+from twisted.application.service import IServiceMaker
+from twisted.plugin import IPlugin, getPlugins
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+import uhppoted_tunnel.plugins
+from uhppoted_tunnel.interfaces import IConnectorMaker
+from uhppoted_tunnel.spec import connector_makers
+
+
+class ConnectorPluginTests(SynchronousTestCase):
+    def test_discovery(self):
+        """
+        Every built-in connector kind is found as an L{IConnectorMaker}
+        plugin.
+        """
+        makers = connector_makers()
+        for prefix in ("udp/listen:", "udp/broadcast:", "tcp/server:", "tcp/client:"):
+            self.assertIn(prefix, makers)
+
+    def test_interface(self):
+        """
+        Each connector plugin provides L{IConnectorMaker} and L{IPlugin},
+        and says which roles each of its kinds can play.
+        """
+        makers = list(getPlugins(IConnectorMaker, uhppoted_tunnel.plugins))
+        self.assertTrue(makers)
+        for maker in makers:
+            verifyObject(IConnectorMaker, maker)
+            self.assertTrue(IPlugin.providedBy(maker))
+            for prefix in maker.prefixes:
+                self.assertTrue(maker.roles(prefix) <= {"in", "out"})
+                self.assertTrue(maker.roles(prefix))
+
+
+class TwistdPluginTests(SynchronousTestCase):
+    def test_uhtunnel(self):
+        """
+        twistd finds the C{uhtunnel} service maker, whose options are the
+        tunnel's.
+        """
+        from uhppoted_tunnel.options import Options
+
+        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uhtunnel"]
+        self.assertIs(maker.options, Options)

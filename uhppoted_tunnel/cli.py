@@ -1,0 +1,128 @@
+# -*- test-case-name: tests.test_cli -*-
+"""
+The C{uhppoted-tunnel} command.
+
+::
+
+    uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+    uhppoted-tunnel help | version | demo
+
+Exit codes: 0 after a clean stop (SIGTERM, SIGINT); 1 when the tunnel
+stops on an error it cannot get past (a port in use, a client out of
+retries); 2 for a configuration error, reported in one line before
+anything listens.
+"""
+
+import sys
+
+from twisted.logger import Logger
+from twisted.python import usage
+
+from uhppoted_tunnel import __version__
+from uhppoted_tunnel.lockfile import LockfileError
+from uhppoted_tunnel.logging import parse_level, start_logging
+from uhppoted_tunnel.options import Options
+
+log = Logger(namespace="uhppoted_tunnel")
+
+USAGE = """\
+Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+       uhppoted-tunnel help | version | demo
+
+  run       relay between the --in and --out connectors (the default)
+  demo      run a host half, a site half and an emulated controller on
+            loopback and print what the tunnel relays
+  version   print the version
+  help      print this help
+"""
+
+
+def _go_flags(argv):
+    """
+    Accept Go's single-dash long flags (C{-in X}, C{-udp-timeout=1s}).
+    """
+    names = {name for flag in Options.optFlags + Options.optParameters for name in flag[:1]}
+    converted = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and arg[1:].split("=", 1)[0] in names:
+            arg = "-" + arg
+        converted.append(arg)
+    return converted
+
+
+def parse(argv):
+    """
+    Parse the command line.
+
+    :param argv: the arguments after the program name.
+    :return: parsed L{Options}.
+    :raise usage.UsageError: naming the bad flag or file, section and key.
+    """
+    options = Options()
+    options.parseOptions(_go_flags(argv))
+    return options
+
+
+def run(options, reactor):
+    """
+    Run a tunnel until it is stopped.
+
+    :return: the exit code.
+    """
+    from uhppoted_tunnel.tap import build
+
+    start_logging(parse_level(options["log-level"]))
+    for warning in options.warnings:
+        log.warn("{warning}", warning=warning)
+    try:
+        service = build(options, reactor)
+    except (ValueError, LockfileError) as e:
+        sys.stderr.write("uhppoted-tunnel: {}\n".format(e))
+        return 2
+
+    def start():
+        try:
+            service.startService()
+        except Exception as e:
+            log.error("could not start: {error}", error=e)
+            service.fail(str(e))
+
+    service.on_failure = lambda message: reactor.stop()
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return 1 if service.failure is not None else 0
+
+
+def main(argv=None, reactor=None):
+    """
+    The console script.
+
+    :param argv: the arguments after the program name; C{sys.argv[1:]}
+        when C{None}.
+    :return: the exit code.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else "run"
+    if command in ("help", "--help", "-h"):
+        sys.stdout.write(USAGE + "\n" + str(Options()))
+        return 0
+    if command == "version":
+        sys.stdout.write("uhppoted-tunnel {}\n".format(__version__))
+        return 0
+    if reactor is None:
+        from twisted.internet import reactor
+    if command == "demo":
+        from uhppoted_tunnel.demo import main as demo
+
+        return demo(argv[1:], reactor)
+    try:
+        options = parse(argv)
+    except usage.UsageError as e:
+        sys.stderr.write("uhppoted-tunnel: {}\n(see 'uhppoted-tunnel help')\n".format(e))
+        return 2
+    return run(options, reactor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

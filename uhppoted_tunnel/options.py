@@ -1,0 +1,240 @@
+# -*- test-case-name: tests.test_options -*-
+"""
+The tunnel's options: the Go command line, merged with the TOML file.
+
+One L{Options} serves the C{uhppoted-tunnel} command, the C{twistd
+uhtunnel} plugin and C{.tac} files. Precedence: command line, then the
+TOML section, then the TOML C{[defaults]}, then the built-in defaults.
+Every value is checked, and both connector strings are parsed, before
+anything listens; a bad one is a L{usage.UsageError} naming the flag or
+the file, section and key.
+"""
+
+import sys
+
+from twisted.python import usage
+
+from uhppoted_tunnel import config, lockfile, spec
+from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.logging import parse_level
+from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
+from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD
+
+#: Built-in defaults, keyed like the TOML file (Go's defaults).
+DEFAULTS = {
+    "in": None,
+    "out": None,
+    "udp-timeout": 5.0,
+    "max-retries": -1,
+    "max-retry-delay": 300.0,
+    "lockfile": None,
+    "log-level": "info",
+    "ca-cert": "ca.cert",
+    "cert": None,
+    "key": None,
+    "html": "./html",
+    "rate-limit": DEFAULT_RATE,
+    "rate-limit-burst": DEFAULT_BURST,
+    "max-payload": DEFAULT_MAX_PAYLOAD,
+    "console": False,
+    "debug": False,
+    "client-auth": False,
+    "remove-lockfile": False,
+}
+
+#: Keys that are on/off flags on the command line.
+FLAGS = frozenset(["console", "debug", "client-auth"])
+
+
+def _checked(flag, convert):
+    """
+    Wrap a converter so that its C{ValueError} becomes a usage error naming
+    the flag.
+    """
+
+    def coerce(value):
+        try:
+            return convert(value)
+        except ValueError as e:
+            raise usage.UsageError("--{}: {}".format(flag, e)) from None
+
+    coerce.coerceDoc = ""
+    return coerce
+
+
+def _positive_duration(text):
+    seconds = config.parse_duration(text)
+    if seconds <= 0:
+        raise ValueError("must be more than 0")
+    return seconds
+
+
+def _int_at_least(low):
+    def convert(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError("'{}' is not a whole number".format(text)) from None
+        if value < low:
+            raise ValueError("must be at least {}".format(low))
+        return value
+
+    return convert
+
+
+def _positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("'{}' is not a number".format(text)) from None
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _payload_limit(text):
+    value = _int_at_least(1)(text)
+    if value > 65535:
+        raise ValueError("must be at most 65535")
+    return value
+
+
+def _level(text):
+    parse_level(text)
+    return text.lower()
+
+
+class Options(usage.Options):
+    """
+    uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+    """
+
+    synopsis = "[run] --in CONNECTOR --out CONNECTOR [options]"
+
+    longdesc = (
+        "Relays UHPPOTE access controller UDP requests and replies between an *in* "
+        "connector and an *out* connector (udp/listen, udp/broadcast, tcp/server, "
+        "tcp/client, ...). Values from --config FILE#SECTION apply unless given here."
+    )
+
+    optFlags = [
+        ["console", None, "Run as a console application (always so: accepted for Go compatibility)."],
+        ["debug", None, "Log every packet with a hex dump."],
+        ["client-auth", None, "TLS servers require a client certificate signed by --ca-cert."],
+    ]
+
+    optParameters = [
+        ["in", None, None, "The in connector, e.g. udp/listen:0.0.0.0:60000 or tcp/client:HOST:12345."],
+        ["out", None, None, "The out connector, e.g. tcp/server:0.0.0.0:12345 or udp/broadcast:192.168.1.255:60000."],
+        ["config", None, None, "TOML file and section: FILE#SECTION, FILE::SECTION, FILE or #SECTION "
+                               "(default " + config.DEFAULT_CONFIG + " if it exists)."],
+        ["udp-timeout", None, None, "How long to wait for UDP replies (default 5s).",
+         _checked("udp-timeout", _positive_duration)],
+        ["max-retries", None, None, "Failed connection attempts in a row before giving up; -1 retries forever "
+                                    "(default -1).", _checked("max-retries", _int_at_least(-1))],
+        ["max-retry-delay", None, None, "The longest delay between connection attempts (default 5m).",
+         _checked("max-retry-delay", _positive_duration)],
+        ["lockfile", None, None, "The PID lockfile (default <tmp>/uhppoted-tunnel-<sha1(in+out)>.pid)."],
+        ["log-level", None, None, "debug, info, warn or error (default info).", _checked("log-level", _level)],
+        ["ca-cert", None, None, "TLS CA certificate file (default ca.cert)."],
+        ["cert", None, None, "TLS certificate file (default server.cert or client.cert)."],
+        ["key", None, None, "TLS key file (default server.key or client.key)."],
+        ["html", None, None, "Folder of static files for the HTTP connector (default ./html)."],
+        ["rate-limit", None, None, "Requests per second allowed on average (default 1).",
+         _checked("rate-limit", _positive_number)],
+        ["rate-limit-burst", None, None, "Requests allowed at once above the rate (default 120).",
+         _checked("rate-limit-burst", _int_at_least(1))],
+        ["max-payload", None, None, "The longest packet relayed, in bytes (default 1024).",
+         _checked("max-payload", _payload_limit)],
+    ]
+
+    def __init__(self, makers=None):
+        """
+        :param makers: the connector makers by prefix; the installed plugins
+            when C{None}.
+        """
+        usage.Options.__init__(self)
+        self._makers = makers
+        self.warnings = []
+        self.ends = {}
+        self.controllers = {}
+
+    def parseOptions(self, options=None):
+        """
+        Parse the command line, which may start with Go's C{run} command.
+        """
+        if options is None:
+            options = sys.argv[1:]
+        if options and options[0] == "run":
+            options = options[1:]
+        usage.Options.parseOptions(self, options)
+
+    def parseArgs(self, *args):
+        if args:
+            raise usage.UsageError("unexpected argument '{}'".format(args[0]))
+
+    def postOptions(self):
+        settings = self._file_settings()
+        #: where each value came from, for error messages
+        self.sources = {}
+        for key, default in DEFAULTS.items():
+            if key in FLAGS:
+                if not self[key] and settings.get(key):
+                    self.sources[key] = settings.source(key)
+                self[key] = bool(self[key] or settings.get(key, default))
+            elif self.get(key) is None:
+                if key in settings:
+                    self[key] = settings[key]
+                    self.sources[key] = settings.source(key)
+                else:
+                    self[key] = default
+        self.interfaces = settings.get("interfaces", {})
+        self.controllers = settings.get("controllers", {})
+        if self["debug"]:
+            self["log-level"] = "debug"
+        self._check_ends()
+        if not self["lockfile"]:
+            self["lockfile"] = lockfile.default_path(self["in"], self["out"])
+
+    def _file_settings(self):
+        path, section = config.split_config_arg(self["config"]) if self["config"] else (None, None)
+        try:
+            settings = config.load(path, section, explicit=self["config"] is not None)
+        except config.ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.warnings.extend(settings.warnings)
+        return settings
+
+    def _check_ends(self):
+        makers = spec.connector_makers() if self._makers is None else self._makers
+        for role in (IN, OUT):
+            text = self[role]
+            where = self.sources.get(role, "--" + role)
+            if not text:
+                raise usage.UsageError("--{} is required (e.g. {})".format(
+                    role, "udp/listen:0.0.0.0:60000" if role == IN else "tcp/server:0.0.0.0:12345"))
+            interface = self.interfaces.get(role)
+            maker, parsed = self._parse(text, makers, where)
+            if interface and parsed.interface is None:
+                binding = ":" if parsed.prefix.endswith(":") else "::"
+                text = "{}{}{}:{}".format(parsed.prefix, binding, interface, parsed.address)
+                maker, parsed = self._parse(text, makers, where + " (with interfaces." + role + ")")
+            if role not in maker.roles(parsed.prefix):
+                raise usage.UsageError("{}: '{}' cannot be an {} connector".format(where, parsed.kind, role))
+            self.ends[role] = (maker, parsed)
+
+    @staticmethod
+    def _parse(text, makers, where):
+        try:
+            return spec.parse(text, makers)
+        except ValueError as e:
+            raise usage.UsageError("{}: {}".format(where, e)) from None
+
+    def opt_version(self):
+        """
+        Print the version and exit.
+        """
+        from uhppoted_tunnel import __version__
+
+        print("uhppoted-tunnel", __version__)
+        raise SystemExit(0)

@@ -1,0 +1,66 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The C{uhtunnel} twistd plugin: C{twistd -n uhtunnel --in ... --out ...}.
+
+twistd has no way to report a configuration error or a fatal runtime
+error as an exit code, so L{makeService} prints the one-line error and
+exits 2 itself, and a tunnel that fails at run time (a port in use, a
+client out of retries) stops the reactor and exits 1 once it has shut
+down.
+"""
+
+import os
+import sys
+
+from uhppoted_tunnel.lockfile import Lockfile, LockfileError
+from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.tunnel import TunnelService
+
+__all__ = ["Options", "makeService", "build"]
+
+
+def _maybeGlobalReactor(reactor):
+    if reactor is None:
+        from twisted.internet import reactor
+    return reactor
+
+
+def build(options, reactor):
+    """
+    Take the lockfile and build the tunnel.
+
+    :param options: parsed L{Options}.
+    :param reactor: the reactor.
+    :return: a L{TunnelService}.
+    :raise ValueError: for a connector that cannot be built.
+    :raise LockfileError: when another copy holds the lockfile.
+    """
+    lock = Lockfile(options["lockfile"])
+    lock.acquire()
+    try:
+        return TunnelService(options, reactor, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def makeService(options, reactor=None):
+    """
+    Build the tunnel for twistd.
+
+    :param options: parsed L{Options}.
+    :param reactor: the reactor; the global one when C{None}.
+    """
+    reactor = _maybeGlobalReactor(reactor)
+    try:
+        service = build(options, reactor)
+    except (ValueError, LockfileError) as e:
+        sys.stderr.write("uhtunnel: {}\n".format(e))
+        raise SystemExit(2)
+
+    def failed(message):
+        reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        reactor.stop()
+
+    service.on_failure = failed
+    return service

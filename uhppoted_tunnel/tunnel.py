@@ -1,0 +1,94 @@
+# -*- test-case-name: tests.test_tunnel -*-
+"""
+A tunnel: one in end and one out end joined by a router, as one
+C{MultiService}.
+
+The out end starts first and stops last, so that nothing the in end
+accepts has nowhere to go. C{stopService} returns a Deferred that fires
+once every socket of both ends is closed.
+"""
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+
+from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.router import Router
+
+
+class LockfileService(Service):
+    """
+    Holds the tunnel's lockfile while it runs.
+
+    The lock is taken when the service is built (so a second copy fails
+    before anything listens); the pid is written again on start, after
+    twistd may have forked.
+    """
+
+    def __init__(self, lock):
+        self.lock = lock
+
+    def startService(self):
+        Service.startService(self)
+        self.lock.write_pid()
+
+    def stopService(self):
+        Service.stopService(self)
+        self.lock.release()
+
+
+class TunnelService(MultiService):
+    """
+    Relays requests from the in end to the out end and replies back.
+
+    :ivar failure: C{None}, or the message of the error that stopped the
+        tunnel (a server that cannot listen, a client out of retries).
+    """
+
+    log = Logger()
+    log_tag = "TUNNEL"
+
+    def __init__(self, options, reactor, lock=None):
+        """
+        :param options: parsed L{uhppoted_tunnel.options.Options}.
+        :param reactor: the reactor for every socket and timer.
+        :param lock: an acquired L{uhppoted_tunnel.lockfile.Lockfile}, or
+            C{None}.
+        :raise ValueError: when an end cannot be built from its connector
+            string.
+        """
+        MultiService.__init__(self)
+        self.reactor = reactor
+        self.failure = None
+        self.on_failure = None
+        self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"])
+        if lock is not None:
+            LockfileService(lock).setServiceParent(self)
+        out_maker, out_spec = options.ends[OUT]
+        in_maker, in_spec = options.ends[IN]
+        self.out = out_maker.makeEnd(out_spec, OUT, options, self.router, reactor)
+        self.router.out = self.out
+        self.in_ = in_maker.makeEnd(in_spec, IN, options, self.router, reactor)
+        for end in (self.out, self.in_):
+            end.fatal = self.fail
+            end.setServiceParent(self)
+        self.description = "{} -> {}".format(in_spec.text, out_spec.text)
+
+    def startService(self):
+        self.log.info("starting {description}", description=self.description)
+        MultiService.startService(self)
+
+    def stopService(self):
+        self.log.info("stopping")
+        return MultiService.stopService(self)
+
+    def fail(self, message):
+        """
+        Stop the tunnel because of an error it cannot get past.
+
+        :param message: what went wrong, one line.
+        """
+        if self.failure is not None:
+            return
+        self.failure = message
+        if self.on_failure is not None:
+            self.on_failure(message)
