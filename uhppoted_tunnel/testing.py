@@ -29,6 +29,16 @@ class FakeUDPPort:
     def write(self, datagram, address):
         self.written.append((datagram, address))
         self.reactor.udpWritten.append((self, datagram, address))
+        target = self.reactor.udpNetwork.get(tuple(address[:2]))
+        if target is not None:
+            self.reactor.callLater(0, target.receive, datagram, self.address)
+
+    @property
+    def address(self):
+        """
+        Where datagrams from this port appear to come from.
+        """
+        return (self.interface if self.interface not in ("", "0.0.0.0", "::") else "127.0.0.1", self.port)
 
     def setBroadcastAllowed(self, enabled):
         self.broadcast = enabled
@@ -38,6 +48,7 @@ class FakeUDPPort:
 
     def stopListening(self):
         self.listening = False
+        self.reactor.udpNetwork.pop(self.address, None)
         self.protocol.doStop()
         return succeed(None)
 
@@ -56,12 +67,17 @@ class FakeReactor(MemoryReactorClock):
     :ivar udpPorts: every L{FakeUDPPort} opened, in order.
     :ivar udpWritten: C{(port, datagram, address)} for every datagram
         written, in order.
+    :ivar udpNetwork: listening ports by address; a datagram written to one
+        of these addresses is delivered to it on the next C{advance(0)},
+        from the writer's address, so fake applications, tunnel ends and
+        emulated controllers can talk.
     """
 
     def __init__(self):
         MemoryReactorClock.__init__(self)
         self.udpPorts = []
         self.udpWritten = []
+        self.udpNetwork = {}
         self._next_port = 40000
 
     def next_port(self):
@@ -72,6 +88,7 @@ class FakeReactor(MemoryReactorClock):
         listening = FakeUDPPort(self, port, protocol, interface)
         protocol.makeConnection(listening)
         self.udpPorts.append(listening)
+        self.udpNetwork[listening.address] = listening
         return listening
 
 

@@ -1,0 +1,121 @@
+"""
+Tests for L{uhppoted_tunnel.tunnel}: whole tunnel pairs in memory, from an
+application's UDP socket through host and site halves to emulated
+controllers and back.
+"""
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
+from uhppoted import decode, encode
+
+from uhppoted_tunnel import config
+from uhppoted_tunnel.emulator import Controller, EmulatorProtocol
+from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.testing import FakeReactor
+from uhppoted_tunnel.tunnel import TunnelService
+
+SERIALS = (405419896, 303986753)
+
+
+class Application(DatagramProtocol):
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, data, address):
+        self.received.append(data)
+
+
+def tunnel(reactor, *args):
+    options = Options()
+    options.parseOptions(list(args) + ["--rate-limit", "1000"])
+    return TunnelService(options, reactor)
+
+
+class TunnelPairMixin:
+    """
+    A host half and a site half joined over a fake TCP connection.
+    """
+
+    host_args = None
+    site_args = None
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        self.reactor = FakeReactor()
+        self.controllers = EmulatorProtocol([Controller(serial) for serial in SERIALS])
+        self.reactor.listenUDP(60005, self.controllers, interface="127.0.0.1")
+        self.app = Application()
+        self.app_port = self.reactor.listenUDP(50000, self.app, interface="127.0.0.1")
+        self.host = tunnel(self.reactor, *self.host_args)
+        self.site = tunnel(self.reactor, *self.site_args)
+        self.host.startService()
+        self.site.startService()
+        self.pump = ConnectionCompleter(self.reactor).succeedOnce()
+
+    def relay(self, rounds=10):
+        for _ in range(rounds):
+            self.reactor.advance(0)
+            self.pump.flush()
+
+    def ask(self, request):
+        self.app_port.write(bytes(request), ("127.0.0.1", 60000))
+        self.relay()
+        received, self.app.received = self.app.received, []
+        return received
+
+    def test_broadcastReachesEveryController(self):
+        """
+        A get-all-controllers broadcast through the tunnel is answered by
+        every controller.
+        """
+        replies = self.ask(encode.get_controller_request(0))
+        self.assertEqual(sorted(decode.get_controller_response(r).controller for r in replies), sorted(SERIALS))
+
+    def test_unicast(self):
+        """
+        A request to one controller is answered by that controller only.
+        """
+        [reply] = self.ask(encode.get_time_request(SERIALS[1]))
+        self.assertEqual(decode.get_time_response(reply).controller, SERIALS[1])
+
+    def test_noReply(self):
+        """
+        set-ip is relayed and, as with a real controller, not answered.
+        """
+        import ipaddress
+
+        request = encode.set_ip_request(SERIALS[0], *map(ipaddress.IPv4Address, ("127.0.0.9", "255.0.0.0", "0.0.0.0")))
+        self.assertEqual(self.ask(request), [])
+        self.assertEqual(str(self.controllers.controllers[0].address), "127.0.0.9")
+
+    def test_stopCleanly(self):
+        """
+        Stopping both halves closes every socket and leaves no timers.
+        """
+        self.ask(encode.get_controller_request(0))
+        host, site = self.host.stopService(), self.site.stopService()
+        self.relay()
+        self.successResultOf(host)
+        self.successResultOf(site)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        tunnel_ports = [port for port in self.reactor.udpPorts if port.protocol not in (self.app, self.controllers)]
+        self.assertFalse(any(port.listening for port in tunnel_ports))
+
+
+class ForwardTunnelTests(TunnelPairMixin, SynchronousTestCase):
+    """
+    host: udp/listen -> tcp/server; site: tcp/client -> udp/broadcast.
+    """
+
+    host_args = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345"]
+    site_args = ["--in", "tcp/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s"]
+
+
+class ReverseTunnelTests(TunnelPairMixin, SynchronousTestCase):
+    """
+    host: udp/listen -> tcp/client; site: tcp/server -> udp/broadcast.
+    """
+
+    host_args = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/client:127.0.0.1:12345"]
+    site_args = ["--in", "tcp/server:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s"]
