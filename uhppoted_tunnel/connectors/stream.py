@@ -263,6 +263,16 @@ class ServerEnd(StreamEnd):
     def _listened(self, port):
         self.port = port
         self.log.info("listening on {address}", address=_describe_host(port.getHost()))
+        return port
+
+    def whenListening(self):
+        """
+        :return: a Deferred that fires with the listening port (whose
+            C{getHost()} tells the real port number of a C{:0} address).
+        """
+        result = Deferred()
+        self._listening.addCallback(lambda port: result.callback(port) or port)
+        return result
 
     def _cannotListen(self, failure):
         if failure.check(CancelledError):
