@@ -202,3 +202,21 @@ class ConfigFileTests(SynchronousTestCase):
         """
         e = self.assertRaises(usage.UsageError, parse, "--config", self.path + "#nosuch")
         self.assertIn("nosuch", str(e))
+
+
+class SampleConfigTests(SynchronousTestCase):
+    def test_everySectionParses(self):
+        """
+        Every section of the sample etc/uhppoted-tunnel.toml is a valid
+        tunnel configuration.
+        """
+        import os
+        import tomllib
+
+        path = os.path.join(os.path.dirname(__file__), os.pardir, "etc", "uhppoted-tunnel.toml")
+        with open(path, "rb") as f:
+            sections = [name for name in tomllib.load(f) if name != "defaults"]
+        self.assertIn("host", sections)
+        for section in sections:
+            options = parse("--config", path + "#" + section)
+            self.assertEqual(set(options.ends), {"in", "out"}, section)
