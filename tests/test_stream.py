@@ -4,8 +4,10 @@ tcp/client ends in both roles, on fake sockets and a fake clock.
 """
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.test.iosim import ConnectionCompleter
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -158,7 +160,7 @@ class OutEndTests(SynchronousTestCase):
         """
         protocol, transport = peer(self.end)
         self.end.send(REQUEST, lambda reply: None)
-        protocol.connectionLost(None)
+        protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(len(self.end.replies), 0)
         self.assertEqual(self.end.connections, [])
 
@@ -170,7 +172,7 @@ class OutEndTests(SynchronousTestCase):
         stopped = self.end.stopService()
         self.assertTrue(transport.disconnecting)
         self.assertNoResult(stopped)
-        protocol.connectionLost(None)
+        protocol.connectionLost(Failure(ConnectionDone()))
         self.successResultOf(stopped)
 
 
@@ -211,7 +213,7 @@ class InEndTests(SynchronousTestCase):
         """
         protocol, transport = peer(self.end)
         protocol.dataReceived(encode(1, REQUEST))
-        protocol.connectionLost(None)
+        protocol.connectionLost(Failure(ConnectionDone()))
         self.router.requests[0][1](REPLY)
         self.assertEqual(transport.value(), b"")
 

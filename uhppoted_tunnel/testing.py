@@ -102,3 +102,69 @@ def packet(function, serial, body=b""):
     """
     data = bytes([0x17, function, 0, 0]) + serial.to_bytes(4, "little") + body
     return data + bytes(64 - len(data))
+
+
+class LogWatcher:
+    """
+    Records log events and fires Deferreds when an event matching a
+    condition has been seen: tests wait on what the code says, not on
+    time.
+    """
+
+    def __init__(self, publisher=None):
+        from twisted.logger import globalLogPublisher
+
+        self.publisher = publisher or globalLogPublisher
+        self.events = []
+        self._waiting = []
+        self.publisher.addObserver(self)
+
+    def stop(self):
+        self.publisher.removeObserver(self)
+        self._waiting = []
+
+    def __call__(self, event):
+        self.events.append(event)
+        for condition, d, clock in list(self._waiting):
+            if condition(event):
+                self._waiting.remove((condition, d, clock))
+                # never run the waiter inside the code that is logging
+                clock.callLater(0, d.callback, event)
+
+    def messages(self):
+        """
+        Every event's formatted text.
+        """
+        from twisted.logger import formatEvent
+
+        return [formatEvent(event) for event in self.events]
+
+    def waitFor(self, text, clock, timeout=30.0):
+        """
+        :param text: a substring of the formatted message awaited.
+        :param clock: the reactor, for the deadline.
+        :return: a Deferred firing with the first event (already seen or
+            future) whose message contains C{text}; it fails with the log so
+            far if none arrives within C{timeout} seconds.
+        """
+        from twisted.internet.defer import Deferred
+        from twisted.logger import formatEvent
+
+        def condition(event):
+            return text in formatEvent(event)
+
+        for event in self.events:
+            if condition(event):
+                return succeed(event)
+        d = Deferred()
+        self._waiting.append((condition, d, clock))
+
+        def expired():
+            if (condition, d, clock) in self._waiting:
+                self._waiting.remove((condition, d, clock))
+                d.errback(AssertionError("no log message containing {!r} within {}s; log:\n{}".format(
+                    text, timeout, "\n".join(self.messages()))))
+
+        timer = clock.callLater(timeout, expired)
+        d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
+        return d

@@ -22,10 +22,12 @@ from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
+from OpenSSL import SSL
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.plugin import IPlugin
 from zope.interface import alsoProvides, implementer
 
@@ -34,7 +36,7 @@ from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable
 from uhppoted_tunnel.spec import is_ip_address, parse_host_port
-from uhppoted_tunnel.wire import FramedProtocol
+from uhppoted_tunnel.wire import FramedProtocol, _describe_address
 
 #: Go: a client gives up dialling after 5 s.
 DIAL_TIMEOUT = 5
@@ -69,29 +71,111 @@ def retry_policy(max_delay, first=FIRST_RETRY):
     return policy
 
 
+@implementer(IHandshakeListener)
 class StreamProtocol(FramedProtocol):
     """
     A framed connection of a stream end: keepalive on, Nagle off.
+
+    Over TLS the connection counts as made only once the handshake has
+    completed; a handshake that fails or takes longer than the end's
+    C{handshake_timeout} drops the connection with a warning that says what
+    probably happened, and a client counts it as a failed attempt.
+
+    :ivar closed: fires when the connection has closed.
     """
 
+    _timer = None
+    announced = False
+    timed_out = False
+
     def connectionMade(self):
-        transport = self.transport
-        if hasattr(transport, "setTcpNoDelay"):
-            transport.setTcpNoDelay(True)
-            transport.setTcpKeepAlive(True)
-            handle = getattr(transport, "getHandle", lambda: None)()
-            if hasattr(handle, "setsockopt") and hasattr(socket, "TCP_KEEPIDLE"):
-                try:
-                    handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE)
-                    handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE)
-                except OSError:
-                    pass
+        _tune(self.transport)
+        self.peer = _describe_address(self.transport.getPeer())
         self.closed = Deferred()
-        FramedProtocol.connectionMade(self)
+        end = self.factory.end
+        end.protocols.add(self)
+        if end.handshake_timeout is None:
+            self._announce()
+        else:
+            self._timer = end.reactor.callLater(end.handshake_timeout, self._handshakeTimedOut)
+
+    def handshakeCompleted(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._announce()
+
+    def _announce(self):
+        self.announced = True
+        self.factory.connectionMade(self)
+
+    def _handshakeTimedOut(self):
+        self._timer = None
+        self.timed_out = True
+        timeout = self.factory.end.handshake_timeout
+        self.log.warn("TLS handshake with {peer} timed out after {timeout:g}s: is the peer a plain TCP connector?",
+                      peer=self.peer, timeout=timeout)
+        self.factory.end.handshakeFailed(self, Failure(HandshakeTimeout(timeout)))
+        self.transport.abortConnection()
 
     def connectionLost(self, reason):
-        FramedProtocol.connectionLost(self, reason)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        end = self.factory.end
+        end.protocols.discard(self)
+        if self.announced:
+            FramedProtocol.connectionLost(self, reason)
+            if reason.check(SSL.Error):
+                # TLS 1.3: the server checks our certificate after our
+                # handshake is done, and refuses it with an alert
+                self.log.warn("TLS connection with {peer} failed: {reason}", peer=self.peer,
+                              reason=_tls_reason(reason))
+                end.handshakeFailed(self, reason)
+        elif not self.timed_out:
+            self.log.warn("TLS handshake with {peer} failed: {reason}", peer=self.peer, reason=_tls_reason(reason))
+            end.handshakeFailed(self, reason)
         self.closed.callback(None)
+
+
+class HandshakeTimeout(Exception):
+    """
+    A TLS handshake did not complete in time.
+    """
+
+    def __str__(self):
+        return "TLS handshake timed out after {:g}s".format(self.args[0])
+
+
+def _tune(transport):
+    """
+    Nagle off and Go's 15 s keepalive on the TCP connection under a
+    (possibly TLS-wrapped) transport.
+    """
+    while not hasattr(transport, "setTcpNoDelay") and hasattr(transport, "transport"):
+        transport = transport.transport
+    if not hasattr(transport, "setTcpNoDelay"):
+        return
+    transport.setTcpNoDelay(True)
+    transport.setTcpKeepAlive(True)
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if hasattr(handle, "setsockopt") and hasattr(socket, "TCP_KEEPIDLE"):
+        try:
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE)
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE)
+        except OSError:
+            pass
+
+
+def _tls_reason(reason):
+    """
+    A one-line reason for a failed handshake, from OpenSSL's error stack.
+    """
+    value = reason.value
+    errors = getattr(value, "args", [None])[0]
+    if isinstance(errors, list) and errors and isinstance(errors[0], tuple):
+        return "; ".join(str(e[-1]) for e in errors)
+    return reason.getErrorMessage()
 
 
 class StreamFactory(Factory):
@@ -147,6 +231,11 @@ class StreamEnd(MultiService):
         self.udp_timeout = settings["udp-timeout"]
         self.trace = settings["debug"]
         self.fatal = None
+        #: seconds a TLS handshake may take; None for a plain stream
+        self.handshake_timeout = None
+        #: every connection, including those still in a TLS handshake
+        self.protocols = set()
+        #: connections ready for frames
         self.connections = []
         self.factory = StreamFactory(self)
         self.replies = ReplyTable(reactor.seconds)
@@ -167,12 +256,18 @@ class StreamEnd(MultiService):
             self._sweeper = None
         self.queue.clear()
         stopped = MultiService.stopService(self)
-        closing = [connection.closed for connection in self.connections]
-        for connection in self.connections:
-            connection.transport.loseConnection()
+        closing = [protocol.closed for protocol in self.protocols]
+        for protocol in list(self.protocols):
+            protocol.transport.loseConnection()
         return gatherResults([stopped] + closing, consumeErrors=True)
 
     # connections
+
+    def handshakeFailed(self, protocol, reason):
+        """
+        A TLS connection closed before its handshake completed (already
+        logged by the protocol).
+        """
 
     def connectionMade(self, protocol):
         self.connections.append(protocol)
@@ -295,17 +390,20 @@ class ServerEnd(StreamEnd):
 @implementer(IStreamClientEndpoint)
 class _DialEndpoint:
     """
-    Wraps a client endpoint to remember why the last dial failed, for the
-    retry message.
+    Wraps a client endpoint to report each failed dial to its end.
     """
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, failed):
+        """
+        :param endpoint: the endpoint dialled.
+        :param failed: called with the failure of each dial that fails.
+        """
         self.endpoint = endpoint
-        self.last_failure = None
+        self.failed = failed
 
     def connect(self, factory):
         def failed(failure):
-            self.last_failure = failure
+            self.failed(failure)
             return failure
 
         return self.endpoint.connect(factory).addErrback(failed)
@@ -314,58 +412,67 @@ class _DialEndpoint:
 class ClientEnd(StreamEnd):
     """
     C{tcp/client:ADDRESS}: dials a peer and keeps redialling.
+
+    The end counts failed attempts in a row itself: a dial that fails and,
+    over TLS, a connection whose handshake fails or times out, or that the
+    server closes with a TLS alert (with TLS 1.3 a server refuses a client
+    certificate only after the client's handshake is done). The count sets
+    the delay before the next dial (5 s, 10 s, 20 s, ... up to
+    C{--max-retry-delay}) and, past C{--max-retries}, stops the tunnel; a
+    connection that closes without a TLS error resets it. (C{ClientService}
+    alone would see a failed handshake as a good connection lost, and retry
+    it every 5 s forever.)
     """
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint):
+    def __init__(self, spec, role, router, reactor, settings, endpoint, wrap=None):
+        """
+        :param wrap: wraps the end's factory for each dial (TLS), or C{None}.
+        """
         StreamEnd.__init__(self, spec, role, router, reactor, settings)
-        self.endpoint = _DialEndpoint(endpoint)
         self.max_retries = settings["max-retries"]
-        self.client = ClientService(self.endpoint, self.factory, retryPolicy=self._policy(settings["max-retry-delay"]),
+        self.failures = 0
+        self.last_failure = None
+        self.delay = retry_policy(settings["max-retry-delay"])
+        factory = self.factory if wrap is None else wrap(self.factory)
+        self.client = ClientService(_DialEndpoint(endpoint, self.attemptFailed), factory, retryPolicy=self._retry,
                                     clock=reactor)
         self.client.setServiceParent(self)
 
-    def _policy(self, max_delay):
-        policy = retry_policy(max_delay)
+    def attemptFailed(self, failure):
+        """
+        Count a failed attempt; stop the tunnel after too many in a row.
 
-        def logged(attempt):
-            delay = policy(attempt)
-            failure = self.endpoint.last_failure
-            self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s",
-                          address=self.spec.address, delay=delay,
-                          reason=failure.getErrorMessage() if failure is not None else "connection lost")
-            return delay
+        :param failure: why it failed.
+        """
+        self.failures += 1
+        self.last_failure = failure
+        if 0 <= self.max_retries < self.failures and self.running and self.fatal is not None:
+            message = "could not connect to {} after {} attempt(s): {}".format(
+                self.spec.address, self.failures, failure.getErrorMessage())
+            self.log.error("{message}", message=message)
+            self.fatal(message)
 
-        return logged
-
-    def startService(self):
-        StreamEnd.startService(self)
-        self._watch()
+    def handshakeFailed(self, protocol, reason):
+        self.attemptFailed(reason)
 
     def connectionLost(self, protocol, reason):
         StreamEnd.connectionLost(self, protocol, reason)
-        if self.running:
-            self.endpoint.last_failure = None
-            self._watch()
+        if not reason.check(SSL.Error):
+            # a connection that worked and then closed: start again at 5 s
+            self.failures = 0
 
-    def _watch(self):
+    def _retry(self, attempt):
         """
-        Fail the tunnel if the next connection takes more than
-        C{--max-retries} failed attempts.
+        C{ClientService}'s retry policy, driven by our own count.
         """
-        if self.max_retries < 0:
-            return
-        waiting = self.client.whenConnected(failAfterFailures=self.max_retries + 1)
-        waiting.addErrback(self._giveUp)
-
-    def _giveUp(self, failure):
-        if failure.check(CancelledError) or not self.running:
-            return
-        message = "could not connect to {} after {} attempt(s): {}".format(
-            self.spec.address, self.max_retries + 1, failure.getErrorMessage()
-        )
-        self.log.error("{message}", message=message)
-        if self.fatal is not None:
-            self.fatal(message)
+        if self.failures == 0:
+            delay = self.delay(1)
+            self.log.info("reconnecting to {address} in {delay:g}s", address=self.spec.address, delay=delay)
+            return delay
+        delay = self.delay(self.failures)
+        self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s", address=self.spec.address,
+                      reason=self.last_failure.getErrorMessage(), delay=delay)
+        return delay
 
 
 def _describe_host(address):
@@ -460,15 +567,30 @@ class StreamConnectorMaker:
         if spec.prefix.endswith("/server:"):
             end = ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings))
         else:
-            end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings))
+            end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
+                            self.clientWrapper(spec, settings))
         end.log_tag = self.log_tag
         return _provide(end, role)
 
     def serverEndpoint(self, reactor, spec, settings):
+        """
+        The endpoint a server end listens on; a secure transport wraps it.
+        """
         return server_endpoint(reactor, spec)
 
     def clientEndpoint(self, reactor, spec, settings):
+        """
+        The endpoint a client end dials.
+        """
         return client_endpoint(reactor, spec)
+
+    def clientWrapper(self, spec, settings):
+        """
+        A callable wrapping the client end's factory for each dial (TLS
+        goes here, inside C{ClientService}'s protocol proxy, so that the
+        stream protocol hears of the handshake), or C{None}.
+        """
+        return None
 
 
 def _provide(end, role):
