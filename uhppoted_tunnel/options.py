@@ -18,6 +18,7 @@ from uhppoted_tunnel import config, lockfile, spec
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.logging import parse_level
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
+from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
 from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD
 
 #: Built-in defaults, keyed like the TOML file (Go's defaults).
@@ -40,6 +41,7 @@ DEFAULTS = {
     "debug": False,
     "client-auth": False,
     "remove-lockfile": False,
+    "handshake-timeout": DEFAULT_HANDSHAKE_TIMEOUT,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -146,6 +148,8 @@ class Options(usage.Options):
          _checked("rate-limit-burst", _int_at_least(1))],
         ["max-payload", None, None, "The longest packet relayed, in bytes (default 1024).",
          _checked("max-payload", _payload_limit)],
+        ["handshake-timeout", None, None, "How long a TLS handshake may take (default 15s).",
+         _checked("handshake-timeout", _positive_duration)],
     ]
 
     def __init__(self, makers=None):

@@ -1,0 +1,79 @@
+"""
+Test certificates, made like the README's openssl recipe: a CA, a server
+certificate naming localhost and 127.0.0.1, and a client certificate, all
+with P-256 keys; and the same again from a second, unrelated CA.
+"""
+
+import datetime
+import ipaddress
+import os
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def _name(common_name):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write(directory, name, key, certificate):
+    with open(os.path.join(directory, name + ".key"), "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    with open(os.path.join(directory, name + ".cert"), "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def _certificate(subject, key, issuer, issuer_key, days, extensions):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def make(directory, prefix=""):
+    """
+    Write C{ca.cert}, C{ca.key}, C{server.cert}, C{server.key},
+    C{client.cert} and C{client.key} (each name after C{prefix}) into
+    C{directory}.
+
+    :return: a dict of role (C{ca}, C{server}, C{client}) to C{(cert, key)}
+        paths.
+    """
+    os.makedirs(directory, exist_ok=True)
+    ca_name = "uhppoted-tunnel CA " + (prefix or "main")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = _certificate(ca_name, ca_key, ca_name, ca_key, 3650, [
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+        (x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                       key_encipherment=False, data_encipherment=False, key_agreement=False, encipher_only=False,
+                       decipher_only=False), True),
+    ])
+    _write(directory, prefix + "ca", ca_key, ca)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = _certificate("localhost", server_key, ca_name, ca_key, 825, [
+        (x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                      x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+    ])
+    _write(directory, prefix + "server", server_key, server)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _certificate("uhppoted-tunnel client", client_key, ca_name, ca_key, 825, [
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+    ])
+    _write(directory, prefix + "client", client_key, client)
+    return {
+        role: (os.path.join(directory, prefix + role + ".cert"), os.path.join(directory, prefix + role + ".key"))
+        for role in ("ca", "server", "client")
+    }

@@ -1,0 +1,194 @@
+# -*- test-case-name: tests.test_tls -*-
+"""
+TLS for the stream ends and the HTTPS end: certificates, policy and
+endpoint wrapping.
+
+Policy: TLS 1.2 or newer, forward-secret AEAD ciphers only (ECDHE with
+AES-GCM or ChaCha20-Poly1305; every TLS 1.3 suite qualifies), no
+renegotiation, no compression. Servers verify a client certificate against
+the CA whenever one is presented and require one with C{--client-auth};
+clients verify the server's certificate against the CA and the host name
+or IP address they dialled (with C{service_identity}).
+
+Every certificate and key is read when the end is built, so a missing,
+unreadable or mismatched file is a one-line error before anything
+listens.
+"""
+
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+from twisted.internet.endpoints import wrapClientTLS
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamServerEndpoint
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from zope.interface import implementer
+
+DEFAULT_HANDSHAKE_TIMEOUT = 15.0
+
+CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20")
+
+
+def _read(path, flag):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError("{} '{}': {}".format(flag, path, e.strerror or e)) from None
+
+
+def load_ca(path):
+    """
+    Read a CA certificate.
+
+    :param path: a PEM file.
+    :return: an L{ssl.Certificate}.
+    :raise ValueError: naming the file when it cannot be read or parsed.
+    """
+    data = _read(path, "--ca-cert")
+    try:
+        return ssl.Certificate.loadPEM(data)
+    except (crypto.Error, SSL.Error, ValueError):
+        raise ValueError("--ca-cert '{}': not a PEM certificate".format(path)) from None
+
+
+def load_identity(cert_path, key_path):
+    """
+    Read a certificate and its private key and check that they match.
+
+    :return: an L{ssl.PrivateCertificate}.
+    :raise ValueError: naming the file at fault.
+    """
+    cert_data = _read(cert_path, "--cert")
+    key_data = _read(key_path, "--key")
+    try:
+        certificate = ssl.Certificate.loadPEM(cert_data)
+    except (crypto.Error, SSL.Error, ValueError):
+        raise ValueError("--cert '{}': not a PEM certificate".format(cert_path)) from None
+    try:
+        key = ssl.KeyPair.load(key_data, crypto.FILETYPE_PEM)
+    except (crypto.Error, SSL.Error, ValueError):
+        raise ValueError("--key '{}': not a PEM private key".format(key_path)) from None
+    context = SSL.Context(SSL.TLS_METHOD)
+    try:
+        context.use_certificate(certificate.original)
+        context.use_privatekey(key.original)
+        context.check_privatekey()
+    except SSL.Error:
+        raise ValueError("--key '{}' does not match --cert '{}'".format(key_path, cert_path)) from None
+    return ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
+
+
+class _Options(ssl.CertificateOptions):
+    """
+    C{CertificateOptions} that also refuse renegotiation.
+    """
+
+    _hardened = False
+
+    def getContext(self):
+        context = ssl.CertificateOptions.getContext(self)
+        if not self._hardened:
+            # once, before the context makes its first connection
+            context.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
+            self._hardened = True
+        return context
+
+
+def server_options(settings):
+    """
+    The TLS server context for a TLS or HTTPS server end.
+
+    :param settings: the tunnel's options (C{ca-cert}, C{cert}, C{key},
+        C{client-auth}); C{cert} and C{key} default to C{server.cert} and
+        C{server.key}.
+    :raise ValueError: for a missing, unreadable or mismatched file.
+    """
+    identity = load_identity(settings["cert"] or "server.cert", settings["key"] or "server.key")
+    ca = load_ca(settings["ca-cert"])
+    return _Options(
+        privateKey=identity.privateKey.original,
+        certificate=identity.original,
+        verify=True,
+        caCerts=[ca.original],
+        requireCertificate=bool(settings["client-auth"]),
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableCiphers=CIPHERS,
+        enableSessions=False,
+    )
+
+
+def client_options(settings, hostname):
+    """
+    The TLS client connection creator for a TLS client end.
+
+    :param settings: the tunnel's options. C{cert}/C{key} default to
+        C{client.cert}/C{client.key}, which are optional: a client without
+        them presents no certificate.
+    :param hostname: the host name or IP address dialled, which the
+        server's certificate must name.
+    :raise ValueError: for a missing, unreadable or mismatched file.
+    """
+    ca = load_ca(settings["ca-cert"])
+    cert, key = settings["cert"], settings["key"]
+    identity = None
+    if cert or key:
+        identity = load_identity(cert or "client.cert", key or "client.key")
+    else:
+        try:
+            identity = load_identity("client.cert", "client.key")
+        except ValueError:
+            identity = None
+    return _Hardened(ssl.optionsForClientTLS(
+        hostname,
+        trustRoot=ca,
+        clientCertificate=identity,
+        extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2, "acceptableCiphers": CIPHERS},
+    ))
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class _Hardened:
+    """
+    A client connection creator whose connections refuse renegotiation and
+    compression.
+    """
+
+    def __init__(self, creator):
+        self.creator = creator
+
+    def clientConnectionForTLS(self, tlsProtocol):
+        connection = self.creator.clientConnectionForTLS(tlsProtocol)
+        connection.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
+        return connection
+
+
+@implementer(IStreamServerEndpoint)
+class TLSServerEndpoint:
+    """
+    Any stream server endpoint, with TLS on every connection it accepts.
+    """
+
+    def __init__(self, endpoint, options):
+        """
+        :param endpoint: the wrapped L{IStreamServerEndpoint}.
+        :param options: an C{IOpenSSLServerConnectionCreator} (e.g.
+            L{server_options}).
+        """
+        self.endpoint = endpoint
+        self.options = options
+
+    def listen(self, factory):
+        return self.endpoint.listen(TLSMemoryBIOFactory(self.options, False, factory))
+
+
+def wrap_server(endpoint, settings):
+    """
+    Wrap a server endpoint with TLS from the settings.
+    """
+    return TLSServerEndpoint(endpoint, server_options(settings))
+
+
+def wrap_client(endpoint, settings, hostname):
+    """
+    Wrap a client endpoint with TLS from the settings.
+    """
+    return wrapClientTLS(client_options(settings, hostname), endpoint)
