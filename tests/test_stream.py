@@ -17,7 +17,8 @@ from uhppoted_tunnel.spec import ConnectorSpec, parse
 from uhppoted_tunnel.testing import FakeReactor, packet
 from uhppoted_tunnel.wire import FrameDecoder, encode
 
-SETTINGS = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0}
+SETTINGS = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,
+            "events": False}
 MAKER = StreamConnectorMaker("tcp")
 REQUEST = packet(0x94, 405419896)
 REPLY = packet(0x94, 405419896, b"\xc0\xa8\x01\x64")

@@ -263,7 +263,7 @@ class MakerTests(SynchronousTestCase):
         with the connector named.
         """
         maker = UDPConnectorMaker()
-        settings = {"debug": False, "max-payload": 1024, "udp-timeout": 1.0}
+        settings = {"debug": False, "max-payload": 1024, "udp-timeout": 1.0, "events": False}
         for text in ("udp/broadcast:controllers.example:60000", "udp/broadcast:127.0.0.1", "udp/broadcast:127.0.0.1:0"):
             e = self.assertRaises(ValueError, maker.makeEnd, spec(text), OUT, settings, None, FakeReactor())
             self.assertIn(text, str(e))

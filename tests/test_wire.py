@@ -78,14 +78,13 @@ class DecoderTests(SynchronousTestCase):
             frames.extend(decoder.feed(bytes([byte])))
         self.assertEqual(frames, [(12345, GO_MESSAGE), (12346, bytes.fromhex("fedcba9876543210"))])
 
-    def test_emptyFrameDropped(self):
+    def test_emptyFrame(self):
         """
-        A zero-length frame is consumed and dropped, not delivered as an
-        empty packet (which the Go tunnel forwards as a 0-byte datagram).
+        A zero-length frame is decoded as an empty payload (the ends drop it,
+        or read it as an event acknowledgement), and the stream goes on.
         """
         decoder = FrameDecoder()
-        self.assertEqual(decoder.feed(encode(7, b"") + GO_FRAME), [(12345, GO_MESSAGE)])
-        self.assertEqual(decoder.dropped, 1)
+        self.assertEqual(decoder.feed(encode(7, b"") + GO_FRAME), [(7, b""), (12345, GO_MESSAGE)])
 
     def test_tooLong(self):
         """
@@ -113,7 +112,7 @@ class DecoderTests(SynchronousTestCase):
     def test_roundTrip(self, frames, cuts):
         """
         Whatever the frames and however the stream is cut into reads, the
-        decoder returns the encoded frames, less the empty ones.
+        decoder returns the encoded frames.
         """
         stream = b"".join(encode(frame_id, payload) for frame_id, payload in frames)
         decoder = FrameDecoder()
@@ -122,7 +121,7 @@ class DecoderTests(SynchronousTestCase):
         for cut in sorted(c % (len(stream) + 1) for c in cuts) + [len(stream)]:
             decoded.extend(decoder.feed(stream[start:cut]))
             start = cut
-        self.assertEqual(decoded, [(i, p) for i, p in frames if p])
+        self.assertEqual(decoded, frames)
         self.assertEqual(decoder.pending, 0)
 
 

@@ -243,6 +243,11 @@ KEYS = {
     "rate-limit-burst": integer(1),
     "max-payload": integer(1, 65535),
     "controllers": table("a table of serial number = address", _controller),
+    "event-buffer": integer(1),
+    "event-buffer-age": duration(positive=True),
+    "event-window": integer(1),
+    "event-spool": string,
+    "event-rate-limit": positive_number,
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

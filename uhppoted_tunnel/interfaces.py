@@ -37,6 +37,17 @@ class IConnectorMaker(Interface):
         :return: a frozenset of L{IN} and L{OUT}.
         """
 
+    def relaysEvents(prefix):
+        """
+        Whether ends of this kind carry controller events, which makes the
+        whole tunnel an event tunnel: its ends relay one way, keep no reply
+        handlers, and its stream ends acknowledge and buffer events (see
+        L{uhppoted_tunnel.events}). The tunnel's settings say so to every
+        end as C{settings["events"]}.
+
+        :param prefix: one of C{prefixes}.
+        """
+
     def makeEnd(spec, role, settings, router, reactor):
         """
         Build an end.

@@ -10,11 +10,12 @@ anything listens; a bad one is a L{usage.UsageError} naming the flag or
 the file, section and key.
 """
 
+import os
 import sys
 
 from twisted.python import usage
 
-from uhppoted_tunnel import config, lockfile, spec
+from uhppoted_tunnel import config, events, lockfile, spec
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.logging import parse_level
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
@@ -42,6 +43,11 @@ DEFAULTS = {
     "client-auth": False,
     "remove-lockfile": False,
     "handshake-timeout": DEFAULT_HANDSHAKE_TIMEOUT,
+    "event-buffer": events.DEFAULT_BUFFER,
+    "event-buffer-age": events.DEFAULT_BUFFER_AGE,
+    "event-window": events.DEFAULT_WINDOW,
+    "event-spool": None,
+    "event-rate-limit": None,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -150,6 +156,16 @@ class Options(usage.Options):
          _checked("max-payload", _payload_limit)],
         ["handshake-timeout", None, None, "How long a TLS handshake may take (default 15s).",
          _checked("handshake-timeout", _positive_duration)],
+        ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
+         _checked("event-buffer", _int_at_least(1))],
+        ["event-buffer-age", None, None, "The oldest event held while the link is down (default 24h).",
+         _checked("event-buffer-age", _positive_duration)],
+        ["event-window", None, None, "Events remembered to recognise one resent after a reconnect "
+                                     "(default 10000).", _checked("event-window", _int_at_least(1))],
+        ["event-spool", None, None, "Where an event tunnel keeps undelivered events and what it has forwarded "
+                                    "across restarts: a path prefix (default: the lockfile's path less its extension)."],
+        ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
+         _checked("event-rate-limit", _positive_number)],
     ]
 
     def __init__(self, makers=None):
@@ -197,8 +213,11 @@ class Options(usage.Options):
         if self["debug"]:
             self["log-level"] = "debug"
         self._check_ends()
+        self["events"] = any(maker.relaysEvents(parsed.prefix) for maker, parsed in self.ends.values())
         if not self["lockfile"]:
             self["lockfile"] = lockfile.default_path(self["in"], self["out"])
+        if not self["event-spool"]:
+            self["event-spool"] = os.path.splitext(self["lockfile"])[0]
 
     def _file_settings(self):
         path, section = config.split_config_arg(self["config"]) if self["config"] else (None, None)

@@ -60,6 +60,36 @@ class TokenBucket:
         return False
 
 
+class Throttle:
+    """
+    Counts occurrences of something worth a warning, and says when to warn:
+    at the first one, then at most once every C{interval} seconds, with the
+    number since the last warning.
+    """
+
+    __slots__ = ("_seconds", "interval", "total", "_warned", "_last")
+
+    def __init__(self, seconds, interval=WARN_INTERVAL):
+        self._seconds = seconds
+        self.interval = interval
+        self.total = 0
+        self._warned = 0
+        self._last = None
+
+    def count(self, n=1):
+        """
+        Count C{n} more.
+
+        :return: how many to report now, or 0 if it is not yet time to warn.
+        """
+        self.total += n
+        now = self._seconds()
+        if self._last is not None and now - self._last < self.interval:
+            return 0
+        report, self._warned, self._last = self.total - self._warned, self.total, now
+        return report
+
+
 class Router:
     """
     Passes requests from the in end to the out end, within the rate limit.
@@ -84,9 +114,7 @@ class Router:
         self.out = None
         self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
         self.forwarded = 0
-        self.dropped = 0
-        self._warned_dropped = 0
-        self._last_warning = None
+        self._dropped = Throttle(clock.seconds)
 
     def request(self, payload, reply):
         """
@@ -98,28 +126,21 @@ class Router:
         :return: True if forwarded.
         """
         if self.limiter is not None and not self.limiter.take():
-            self.dropped += 1
-            self._warn_dropped()
+            report = self._dropped.count()
+            if report:
+                self.log.warn("rate limit exceeded: dropped {count} request(s) (limit {rate}/s, burst {burst})",
+                              count=report, rate=self.limiter.rate, burst=self.limiter.burst)
             return False
         self.forwarded += 1
         self.out.send(payload, reply)
         return True
 
-    def _warn_dropped(self):
+    @property
+    def dropped(self):
         """
-        Log dropped requests, at most once every L{WARN_INTERVAL} seconds.
+        The number of requests dropped by the rate limit.
         """
-        now = self.clock.seconds()
-        if self._last_warning is not None and now - self._last_warning < WARN_INTERVAL:
-            return
-        self.log.warn(
-            "rate limit exceeded: dropped {count} request(s) (limit {rate}/s, burst {burst})",
-            count=self.dropped - self._warned_dropped,
-            rate=self.limiter.rate,
-            burst=self.limiter.burst,
-        )
-        self._warned_dropped = self.dropped
-        self._last_warning = now
+        return self._dropped.total
 
 
 class ReplyTable:

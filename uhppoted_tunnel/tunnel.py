@@ -60,7 +60,11 @@ class TunnelService(MultiService):
         self.reactor = reactor
         self.failure = None
         self.on_failure = None
-        self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"])
+        if options["events"]:
+            # a burst of events is normal for a busy site: no limit unless asked
+            self.router = Router(reactor, options["event-rate-limit"], options["rate-limit-burst"])
+        else:
+            self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"])
         if lock is not None:
             LockfileService(lock).setServiceParent(self)
         out_maker, out_spec = options.ends[OUT]

@@ -7,8 +7,10 @@ Every message on a TCP or TLS stream is one frame::
     [length: u16 big-endian][id: u32 big-endian][payload: length bytes]
 
 The length counts the payload only. The Go reader parses each C{read()} on
-its own and forwards zero-length frames; L{FrameDecoder} reassembles frames
-across reads, drops empty ones and refuses impossible lengths instead.
+its own; L{FrameDecoder} reassembles frames across reads and refuses
+impossible lengths instead. An empty frame carries no packet: the ends
+never forward one (the Go tunnel sends it on as a 0-byte datagram), and in
+an event tunnel it acknowledges the event frame with the same id.
 """
 
 import struct
@@ -79,12 +81,10 @@ def encode(frame_id, payload):
 class FrameDecoder:
     """
     Incremental frame decoder: feed it whatever the transport delivered,
-    get back every whole frame.
-
-    Zero-length frames are consumed and dropped (counted in C{dropped}).
+    get back every whole frame (empty ones included).
     """
 
-    __slots__ = ("max_payload", "dropped", "_buffer")
+    __slots__ = ("max_payload", "_buffer")
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         """
@@ -92,7 +92,6 @@ class FrameDecoder:
             L{feed} raise L{FrameTooLong}.
         """
         self.max_payload = max_payload
-        self.dropped = 0
         self._buffer = b""
 
     def feed(self, data):
@@ -119,10 +118,7 @@ class FrameDecoder:
             stop = offset + HEADER_SIZE + length
             if stop > end:
                 break
-            if length:
-                frames.append((frame_id, buffer[offset + HEADER_SIZE : stop]))
-            else:
-                self.dropped += 1
+            frames.append((frame_id, buffer[offset + HEADER_SIZE : stop]))
             offset = stop
         self._buffer = buffer[offset:] if offset else buffer
         return frames

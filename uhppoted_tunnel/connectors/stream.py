@@ -9,6 +9,11 @@ connection it came by, with the same id. An I{out} stream end numbers the
 requests it sends, fans each one out to every connected peer, and matches
 reply frames by connection and id in a L{ReplyTable}.
 
+In an event tunnel the out end sends events from an L{EventBuffer} and
+forgets each one when the peer acknowledges it (an empty frame with its
+id), sending the rest again after a reconnect; the in end forwards each
+event once (L{SeenEvents}) and acknowledges it.
+
 A client end is a C{ClientService}: the first retry comes 5 s after a
 failure and the delay doubles up to C{--max-retry-delay}; after
 C{--max-retries} failures in a row the tunnel stops with an error.
@@ -32,9 +37,10 @@ from twisted.plugin import IPlugin
 from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.bind import check_interface, reactor_for
+from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.logging import hexdump
-from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable
+from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
 from uhppoted_tunnel.spec import is_ip_address, parse_host_port
 from uhppoted_tunnel.wire import FramedProtocol, _describe_address
 
@@ -49,6 +55,10 @@ QUEUE_SIZE = 16
 
 #: The first reconnect delay; it doubles after each failure.
 FIRST_RETRY = 5.0
+
+#: A peer that has not acknowledged an event this long after it was sent
+#: is taken for one that never will (a Go tunnel).
+ACK_GRACE = 5.0
 
 #: Endpoint types that mark an address as a Twisted endpoint description
 #: rather than a Go C{HOST:PORT}.
@@ -87,6 +97,9 @@ class StreamProtocol(FramedProtocol):
     _timer = None
     announced = False
     timed_out = False
+    #: event tunnels: whether the peer acknowledges events (None: not known yet)
+    acks = None
+    ack_timer = None
 
     def connectionMade(self):
         _tune(self.transport)
@@ -242,19 +255,31 @@ class StreamEnd(MultiService):
         self.queue = deque(maxlen=QUEUE_SIZE)
         self._next_id = 0
         self._sweeper = None
+        self.events = settings["events"]
+        if self.events:
+            self.spool = settings["event-spool"]
+            self.buffer = EventBuffer(reactor.seconds, settings["event-buffer"], settings["event-buffer-age"])
+            self.window = settings["event-window"]
+            self.seen = None
+            self.duplicates = 0
+            self._lost = Throttle(reactor.seconds)
 
     def startService(self):
-        MultiService.startService(self)
-        if self.role == OUT:
+        if self.events:
+            self._startEvents()
+        elif self.role == OUT:
             self._sweeper = LoopingCall(self.replies.sweep)
             self._sweeper.clock = self.reactor
             self._sweeper.start(REPLY_IDLE / 3, now=False)
+        MultiService.startService(self)
 
     def stopService(self):
         if self._sweeper is not None:
             self._sweeper.stop()
             self._sweeper = None
         self.queue.clear()
+        if self.events:
+            self._stopEvents()
         stopped = MultiService.stopService(self)
         closing = [protocol.closed for protocol in self.protocols]
         for protocol in list(self.protocols):
@@ -272,13 +297,21 @@ class StreamEnd(MultiService):
     def connectionMade(self, protocol):
         self.connections.append(protocol)
         self.log.info("connected to {peer}", peer=protocol.peer)
-        if self.queue:
+        if self.events:
+            if self.role == OUT:
+                self._pump()
+        elif self.queue:
             self._flush(protocol)
 
     def connectionLost(self, protocol, reason):
         if protocol in self.connections:
             self.connections.remove(protocol)
         self.replies.discard(protocol)
+        if protocol.ack_timer is not None:
+            protocol.ack_timer.cancel()
+            protocol.ack_timer = None
+        if self.events and self.role == OUT and not self.connections:
+            self.buffer.requeue()
         self.log.info("connection to {peer} closed", peer=protocol.peer)
 
     # frames
@@ -288,8 +321,18 @@ class StreamEnd(MultiService):
             self.log.debug("received frame {id} ({n} bytes) from {peer}\n{dump}", id=frame_id, n=len(payload),
                            peer=protocol.peer, dump=hexdump(payload))
         if self.role == IN:
-            self.router.request(payload, partial(self._reply, protocol, frame_id))
-        elif not self.replies.dispatch(protocol, frame_id, payload) and self.trace:
+            if not payload:
+                return
+            if self.events:
+                self._eventReceived(protocol, frame_id, payload)
+            else:
+                self.router.request(payload, partial(self._reply, protocol, frame_id))
+        elif self.events:
+            # an event sender hears only acknowledgements; like the Go
+            # tunnel's, it discards anything else sent back
+            if not payload:
+                self._acknowledged(protocol, frame_id)
+        elif not (payload and self.replies.dispatch(protocol, frame_id, payload)) and self.trace:
             self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
                            peer=protocol.peer)
 
@@ -305,6 +348,9 @@ class StreamEnd(MultiService):
         Send a request to every connected peer (out ends only), or hold it
         until one connects.
         """
+        if self.events:
+            self._sendEvent(payload)
+            return
         if not self.connections:
             if len(self.queue) == self.queue.maxlen:
                 self.log.warn("not connected: dropped the oldest of {n} queued requests", n=len(self.queue))
@@ -317,6 +363,96 @@ class StreamEnd(MultiService):
             protocol.sendFrame(frame_id, payload)
         if self.trace:
             self.log.debug("sent frame {id} ({n} bytes)\n{dump}", id=frame_id, n=len(payload), dump=hexdump(payload))
+
+    # events
+
+    def _startEvents(self):
+        if self.role == IN:
+            self.seen = SeenEvents(self.window, self.spool + ".seen")
+            return
+        path = self.spool + ".events"
+        spooled = EventBuffer.unspool(path)
+        for stamp, payload in spooled:
+            self.buffer.add(self._allocate(), payload, stamp)
+        if spooled:
+            self.log.info("{n} undelivered event(s) from the last run, from {path}", n=len(spooled), path=path)
+
+    def _stopEvents(self):
+        for protocol in self.connections:
+            if protocol.ack_timer is not None:
+                protocol.ack_timer.cancel()
+                protocol.ack_timer = None
+        if self.role == IN:
+            if self.seen is not None:
+                self.seen.close()
+            return
+        self.buffer.expire()
+        if self.buffer:
+            path = self.spool + ".events"
+            self.buffer.spool(path)
+            self.log.info("kept {n} undelivered event(s) for the next run in {path}", n=len(self.buffer), path=path)
+
+    def _eventReceived(self, protocol, frame_id, payload):
+        """
+        Forward an event once, and acknowledge it.
+        """
+        key = event_key(payload)
+        if key is not None and key in self.seen:
+            self.duplicates += 1
+            if self.trace:
+                self.log.debug("event {index} from {serial} already forwarded", serial=key[0], index=key[1])
+        else:
+            self.router.request(payload, None)
+            if key is not None:
+                self.seen.add(key)
+        protocol.sendFrame(frame_id, b"")
+
+    def _sendEvent(self, payload):
+        dropped = self.buffer.add(self._allocate(), payload)
+        if dropped:
+            report = self._lost.count(dropped)
+            if report:
+                self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
+                              "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=report,
+                              total=self.buffer.lost, limit=self.buffer.limit, age=self.buffer.max_age)
+        self._pump()
+
+    def _pump(self):
+        """
+        Send every event not yet sent on the current link, oldest first.
+        """
+        if not self.connections:
+            return
+        unacknowledged = all(protocol.acks is False for protocol in self.connections)
+        for frame_id, payload in self.buffer.unsent():
+            for protocol in self.connections:
+                protocol.sendFrame(frame_id, payload)
+                if protocol.acks is None and protocol.ack_timer is None:
+                    protocol.ack_timer = self.reactor.callLater(ACK_GRACE, self._noAcknowledgements, protocol)
+            if unacknowledged:
+                self.buffer.acknowledge(frame_id)
+            else:
+                self.buffer.sent(frame_id)
+
+    def _acknowledged(self, protocol, frame_id):
+        if protocol.acks is not True:
+            protocol.acks = True
+            if protocol.ack_timer is not None:
+                protocol.ack_timer.cancel()
+                protocol.ack_timer = None
+        self.buffer.acknowledge(frame_id)
+
+    def _noAcknowledgements(self, protocol):
+        """
+        The peer has acknowledged nothing: it is a Go tunnel, or another
+        that does not acknowledge. Relay to it as the Go tunnel does.
+        """
+        protocol.ack_timer = None
+        if protocol.acks is None:
+            protocol.acks = False
+            self.buffer.release_sent()
+            self.log.info("{peer} does not acknowledge events (a Go tunnel?): relaying without acknowledgements",
+                          peer=protocol.peer)
 
     def _allocate(self):
         self._next_id = self._next_id + 1 if self._next_id < 0xFFFFFFFF else 1
@@ -556,10 +692,14 @@ class StreamConnectorMaker:
 
     def __init__(self, kind="tcp"):
         self.kind = kind
-        self.prefixes = (kind + "/server:", kind + "/client:")
+        # the Go tunnel of January 2023 named event ends explicitly
+        self.prefixes = (kind + "/server:", kind + "/client:", kind + "/event/server:", kind + "/event/client:")
 
     def roles(self, prefix):
         return frozenset([IN, OUT])
+
+    def relaysEvents(self, prefix):
+        return "/event/" in prefix
 
     def makeEnd(self, spec, role, settings, router, reactor):
         if spec.interface is not None:

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_udp -*-
 """
-The UDP ends: C{udp/listen} (in) and C{udp/broadcast} (out).
+The UDP ends: C{udp/listen} (in), C{udp/broadcast} (out) and C{udp/event}
+(in: events from controllers; out: events to the application's listener).
 
 C{udp/listen} takes requests from applications and sends each reply back
 to the address the request came from.
@@ -150,15 +151,17 @@ class ReplySocket(DatagramProtocol):
 class BroadcastEnd(Service):
     """
     C{udp/broadcast:ADDRESS}: sends requests to controllers and delivers
-    their replies.
+    their replies; C{udp/event:ADDRESS} as an out end: sends each event to
+    the application's listener (which may be a broadcast address) and
+    discards anything sent back.
     """
 
     log = Logger()
     log_tag = "UDP"
     role = OUT
-    events = False
 
-    def __init__(self, spec, destination, timeout, reactor, max_payload, trace=False, max_sockets=MAX_SOCKETS):
+    def __init__(self, spec, destination, timeout, reactor, max_payload, trace=False, max_sockets=MAX_SOCKETS,
+                 events=False):
         """
         :param spec: the connector spec.
         :param destination: C{(host, port)} to send requests to.
@@ -167,6 +170,7 @@ class BroadcastEnd(Service):
         :param max_payload: the longest packet relayed.
         :param trace: log every packet with a hex dump.
         """
+        self.events = events
         self.spec = spec
         self.destination = destination
         self.timeout = timeout
@@ -278,21 +282,23 @@ class ListenProtocol(DatagramProtocol):
             self.log.warn("dropped a request of {n} bytes from {host}:{port} (limit {limit})", n=len(data),
                           host=address[0], port=address[1], limit=end.max_payload)
             return
-        end.router.request(data, partial(end.reply, address))
+        end.router.request(data, None if end.events else partial(end.reply, address))
 
 
 @implementer(IInEnd)
 class ListenEnd(Service):
     """
-    C{udp/listen:ADDRESS}: receives requests from UHPPOTE applications.
+    C{udp/listen:ADDRESS}: receives requests from UHPPOTE applications;
+    C{udp/event:ADDRESS} as an in end: receives events from controllers,
+    which are relayed one way.
     """
 
     log = Logger()
     log_tag = "UDP"
     role = IN
-    events = False
 
-    def __init__(self, spec, address, router, reactor, max_payload, trace=False):
+    def __init__(self, spec, address, router, reactor, max_payload, trace=False, events=False):
+        self.events = events
         self.spec = spec
         self.address = address
         self.router = router
@@ -351,15 +357,20 @@ class UDPConnectorMaker:
     Makes C{udp/listen} and C{udp/broadcast} ends.
     """
 
-    prefixes = ("udp/listen:", "udp/broadcast:")
+    prefixes = ("udp/listen:", "udp/broadcast:", "udp/event:")
 
     def roles(self, prefix):
-        return frozenset([IN]) if prefix == "udp/listen:" else frozenset([OUT])
+        return {"udp/listen:": frozenset([IN]), "udp/broadcast:": frozenset([OUT])}.get(prefix, frozenset([IN, OUT]))
+
+    def relaysEvents(self, prefix):
+        return prefix == "udp/event:"
 
     def makeEnd(self, spec, role, settings, router, reactor):
         trace = settings["debug"]
-        if spec.prefix == "udp/listen:":
-            return ListenEnd(spec, udp_address(spec, listen=True), router, reactor, settings["max-payload"], trace)
+        events = settings["events"]
+        if role == IN:
+            return ListenEnd(spec, udp_address(spec, listen=True), router, reactor, settings["max-payload"], trace,
+                             events)
         return BroadcastEnd(spec, udp_address(spec, listen=False), settings["udp-timeout"], reactor,
-                            settings["max-payload"], trace)
+                            settings["max-payload"], trace, events=events)
 

@@ -1,0 +1,409 @@
+"""
+Tests for event tunnels: L{uhppoted_tunnel.events} and the stream ends in
+event mode, on fakes.
+"""
+
+import os
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.test.iosim import ConnectionCompleter
+from twisted.trial.unittest import SynchronousTestCase
+
+from uhppoted_tunnel import config
+from uhppoted_tunnel.connectors.stream import ACK_GRACE, StreamConnectorMaker
+from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
+from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.testing import FakeReactor
+from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.wire import FrameDecoder, encode
+
+SERIAL = 405419896
+
+
+def event(index, serial=SERIAL, start=0x17):
+    packet = bytes([start, 0x20, 0, 0]) + serial.to_bytes(4, "little") + index.to_bytes(4, "little")
+    return packet + bytes(64 - len(packet))
+
+
+class EventKeyTests(SynchronousTestCase):
+    def test_events(self):
+        """
+        An event is recognised by its length, function and start byte (0x17,
+        or 0x19 from v6.62 firmware); its key is serial and index.
+        """
+        self.assertEqual(event_key(event(7)), (SERIAL, 7))
+        self.assertEqual(event_key(event(8, start=0x19)), (SERIAL, 8))
+
+    def test_notEvents(self):
+        """
+        Anything else has no key, and so is never de-duplicated: other
+        functions, other lengths, other start bytes, index 0.
+        """
+        get_time = bytes([0x17, 0x32]) + bytes(62)
+        for packet in (get_time, event(7)[:63], bytes([0x18]) + event(7)[1:], event(0), b""):
+            self.assertIsNone(event_key(packet))
+
+
+class SeenEventsTests(SynchronousTestCase):
+    def test_window(self):
+        """
+        The most recent C{size} keys are remembered; older ones are
+        forgotten.
+        """
+        seen = SeenEvents(size=3)
+        for index in range(1, 5):
+            seen.add((SERIAL, index))
+        self.assertNotIn((SERIAL, 1), seen)
+        self.assertTrue(all((SERIAL, i) in seen for i in (2, 3, 4)))
+
+    def test_persisted(self):
+        """
+        With a file, what was seen survives a restart, even one that never
+        closed the file (SIGKILL).
+        """
+        path = self.mktemp()
+        seen = SeenEvents(size=100, path=path)
+        seen.add((SERIAL, 1))
+        seen.add((7, 2))
+        again = SeenEvents(size=100, path=path)
+        self.assertIn((SERIAL, 1), again)
+        self.assertIn((7, 2), again)
+        seen.close()
+        again.close()
+
+    def test_compacted(self):
+        """
+        The file is rewritten to the window when it holds twice as much, and
+        a torn last record is ignored.
+        """
+        path = self.mktemp()
+        seen = SeenEvents(size=10, path=path)
+        for index in range(1, 26):
+            seen.add((SERIAL, index))
+        seen.close()
+        self.assertLessEqual(os.path.getsize(path), 20 * 8)
+        with open(path, "ab") as f:
+            f.write(b"\x01\x02\x03")
+        again = SeenEvents(size=10, path=path)
+        self.assertEqual(len(again), 10)
+        self.assertIn((SERIAL, 25), again)
+        self.assertNotIn((SERIAL, 15), again)
+        again.close()
+
+
+class EventBufferTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+
+    def test_order(self):
+        """
+        Events come out in the order they went in.
+        """
+        buffer = EventBuffer(self.clock.seconds)
+        for n in range(1, 4):
+            buffer.add(n, event(n))
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [1, 2, 3])
+
+    def test_countLimit(self):
+        """
+        Over the count limit the oldest are dropped and counted.
+        """
+        buffer = EventBuffer(self.clock.seconds, limit=3)
+        dropped = [buffer.add(n, event(n)) for n in range(1, 6)]
+        self.assertEqual(dropped, [0, 0, 0, 1, 1])
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [3, 4, 5])
+        self.assertEqual(buffer.lost, 2)
+
+    def test_ageLimit(self):
+        """
+        Events older than the age limit are dropped and counted.
+        """
+        buffer = EventBuffer(self.clock.seconds, max_age=60)
+        buffer.add(1, event(1))
+        self.clock.advance(30)
+        buffer.add(2, event(2))
+        self.clock.advance(31)
+        self.assertEqual(buffer.expire(), 1)
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [2])
+
+    def test_acknowledgeAndRequeue(self):
+        """
+        Sent events wait for acknowledgement; after the link drops, those
+        unacknowledged are to be sent again, in order.
+        """
+        buffer = EventBuffer(self.clock.seconds)
+        for n in range(1, 4):
+            buffer.add(n, event(n))
+            buffer.sent(n)
+        self.assertEqual(buffer.unsent(), [])
+        self.assertTrue(buffer.acknowledge(2))
+        self.assertFalse(buffer.acknowledge(2))
+        buffer.requeue()
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [1, 3])
+
+    def test_releaseSent(self):
+        """
+        For a peer that never acknowledges, everything sent is let go.
+        """
+        buffer = EventBuffer(self.clock.seconds)
+        buffer.add(1, event(1))
+        buffer.sent(1)
+        buffer.add(2, event(2))
+        self.assertEqual(buffer.release_sent(), 1)
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [2])
+
+    def test_spool(self):
+        """
+        The events held can be written to a file and read back, with their
+        times, by the next run; the file is then gone.
+        """
+        path = self.mktemp()
+        buffer = EventBuffer(self.clock.seconds)
+        buffer.add(1, event(1))
+        self.clock.advance(5)
+        buffer.add(2, event(2))
+        buffer.spool(path)
+        self.assertEqual(EventBuffer.unspool(path), [(0.0, event(1)), (5.0, event(2))])
+        self.assertFalse(os.path.exists(path))
+        self.assertEqual(EventBuffer.unspool(path), [])
+
+
+class RecordingRouter:
+    def __init__(self):
+        self.requests = []
+
+    def request(self, payload, reply):
+        self.requests.append((payload, reply))
+        return True
+
+
+MAKER = StreamConnectorMaker("tcp")
+
+
+class StreamEventTests(SynchronousTestCase):
+    def make(self, text, role, **settings):
+        self.reactor = FakeReactor()
+        self.router = RecordingRouter()
+        values = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1,
+                  "max-retry-delay": 300.0, "events": True, "event-buffer": 100, "event-buffer-age": 3600.0,
+                  "event-window": 100, "event-spool": os.path.abspath(self.mktemp())}
+        values.update(settings)
+        _, spec = parse(text, {prefix: MAKER for prefix in MAKER.prefixes})
+        end = MAKER.makeEnd(spec, role, values, self.router, self.reactor)
+        end.startService()
+        self.addCleanup(self.stop, end)
+        return end
+
+    def stop(self, end):
+        if end.running:
+            end.stopService()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def peer(self, end):
+        protocol = end.factory.buildProtocol(None)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def frames(self, transport):
+        frames = FrameDecoder().feed(transport.value())
+        transport.clear()
+        return frames
+
+    def test_aliases(self):
+        """
+        Go's explicit event connectors are accepted and make an event
+        tunnel.
+        """
+        for prefix in ("tcp/event/server:", "tcp/event/client:"):
+            self.assertIn(prefix, MAKER.prefixes)
+            self.assertTrue(MAKER.relaysEvents(prefix))
+        self.assertFalse(MAKER.relaysEvents("tcp/server:"))
+
+    def test_receiverForwardsOnceAndAcknowledges(self):
+        """
+        An event frame is forwarded with no reply handler and acknowledged
+        with an empty frame of its id; the same event resent is
+        acknowledged again but not forwarded twice. Other packets are
+        relayed untouched every time.
+        """
+        end = self.make("tcp/server:127.0.0.1:12346", IN)
+        protocol, transport = self.peer(end)
+        other = bytes([0x17, 0x94]) + bytes(62)
+        for frame_id, payload in [(1, event(5)), (2, other), (3, event(5)), (4, other)]:
+            protocol.dataReceived(encode(frame_id, payload))
+        self.assertEqual(self.router.requests, [(event(5), None), (other, None), (other, None)])
+        self.assertEqual(self.frames(transport), [(1, b""), (2, b""), (3, b""), (4, b"")])
+        self.assertEqual(end.duplicates, 1)
+
+    def test_receiverRemembersAcrossRestart(self):
+        """
+        A receiver started again on the same spool does not forward an event
+        the last run forwarded.
+        """
+        spool = os.path.abspath(self.mktemp())
+        first = self.make("tcp/server:127.0.0.1:12346", IN, **{"event-spool": spool})
+        protocol, _ = self.peer(first)
+        protocol.dataReceived(encode(1, event(9)))
+        first.stopService()
+        second = self.make("tcp/server:127.0.0.1:12346", IN, **{"event-spool": spool})
+        protocol, transport = self.peer(second)
+        protocol.dataReceived(encode(1, event(9)))
+        self.assertEqual(self.router.requests, [])
+        self.assertEqual(self.frames(transport), [(1, b"")])
+
+    def test_senderBuffersUntilConnected(self):
+        """
+        Events sent while no peer is connected go out in order when one
+        connects.
+        """
+        end = self.make("tcp/client:127.0.0.1:12346", OUT)
+        for index in (1, 2, 3):
+            end.send(event(index), None)
+        _, transport = self.peer(end)
+        self.assertEqual([payload for _, payload in self.frames(transport)], [event(1), event(2), event(3)])
+
+    def test_senderResendsUnacknowledged(self):
+        """
+        Events not acknowledged when the link drops are sent again on the
+        next connection, before newer ones; acknowledged ones are not.
+        """
+        end = self.make("tcp/client:127.0.0.1:12346", OUT)
+        protocol, transport = self.peer(end)
+        for index in (1, 2, 3):
+            end.send(event(index), None)
+        sent = self.frames(transport)
+        protocol.dataReceived(encode(sent[0][0], b""))
+        protocol.connectionLost(Failure(ConnectionDone()))
+        end.send(event(4), None)
+        _, transport = self.peer(end)
+        self.assertEqual([payload for _, payload in self.frames(transport)], [event(2), event(3), event(4)])
+
+    def test_goPeerWithoutAcknowledgements(self):
+        """
+        A peer that acknowledges nothing within the grace time is taken for
+        a Go tunnel: what was sent is let go and later events are not held
+        for acknowledgement, so nothing is resent after a reconnect.
+        """
+        end = self.make("tcp/client:127.0.0.1:12346", OUT)
+        protocol, transport = self.peer(end)
+        end.send(event(1), None)
+        self.reactor.advance(ACK_GRACE)
+        end.send(event(2), None)
+        self.assertEqual(len(end.buffer), 0)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        _, transport = self.peer(end)
+        self.assertEqual(self.frames(transport), [])
+
+    def test_acknowledgingPeerKeepsGuarantee(self):
+        """
+        Once a peer has acknowledged, the grace timer is off and events stay
+        held until acknowledged, however long that takes.
+        """
+        end = self.make("tcp/client:127.0.0.1:12346", OUT)
+        protocol, transport = self.peer(end)
+        end.send(event(1), None)
+        [(frame_id, _)] = self.frames(transport)
+        protocol.dataReceived(encode(frame_id, b""))
+        end.send(event(2), None)
+        self.reactor.advance(ACK_GRACE * 10)
+        self.assertEqual(len(end.buffer), 1)
+
+    def test_overflowDropsOldestAndSays(self):
+        """
+        A full buffer drops the oldest events and warns with the count.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        end = self.make("tcp/client:127.0.0.1:12346", OUT, **{"event-buffer": 3})
+        for index in range(1, 6):
+            end.send(event(index), None)
+        _, transport = self.peer(end)
+        self.assertEqual([payload for _, payload in self.frames(transport)], [event(3), event(4), event(5)])
+        warnings = [e for e in logged if "event buffer full" in e["log_format"]]
+        self.assertEqual([w["n"] for w in warnings], [1])
+        self.assertEqual(end.buffer.lost, 2)
+
+    def test_spooledOnStop(self):
+        """
+        Events still held when the end stops are kept in the spool and sent
+        by the next run.
+        """
+        spool = os.path.abspath(self.mktemp())
+        first = self.make("tcp/client:127.0.0.1:12346", OUT, **{"event-spool": spool})
+        first.send(event(1), None)
+        first.send(event(2), None)
+        first.stopService()
+        self.assertTrue(os.path.exists(spool + ".events"))
+        second = self.make("tcp/client:127.0.0.1:12346", OUT, **{"event-spool": spool})
+        _, transport = self.peer(second)
+        self.assertEqual([payload for _, payload in self.frames(transport)], [event(1), event(2)])
+
+
+class Listener(DatagramProtocol):
+    def __init__(self):
+        self.received = []
+
+    def datagramReceived(self, data, address):
+        self.received.append(data)
+
+
+class EventTunnelTests(SynchronousTestCase):
+    """
+    A whole event tunnel in memory: a controller pushes events to the site,
+    which relays them to the host's listener.
+    """
+
+    def tunnel(self, *args):
+        options = Options()
+        options.parseOptions(list(args) + ["--lockfile", os.path.abspath(self.mktemp())])
+        service = TunnelService(options, self.reactor)
+        service.startService()
+        return service
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        self.reactor = FakeReactor()
+        self.listener = Listener()
+        self.reactor.listenUDP(60002, self.listener, interface="127.0.0.1")
+        self.controller = self.reactor.listenUDP(60000, DatagramProtocol(), interface="127.0.0.1")
+
+    def push(self, pump, events):
+        for packet in events:
+            self.controller.write(packet, ("127.0.0.1", 60001))
+        for _ in range(5):
+            self.reactor.advance(0)
+            pump.flush()
+
+    def test_forward(self):
+        """
+        site --in udp/event --out tcp/client; host --in tcp/server --out
+        udp/event: every event reaches the listener in order, unlimited by
+        the request rate limit.
+        """
+        host = self.tunnel("--in", "tcp/server:127.0.0.1:12346", "--out", "udp/event:127.0.0.1:60002")
+        site = self.tunnel("--in", "udp/event:127.0.0.1:60001", "--out", "tcp/client:127.0.0.1:12346")
+        pump = ConnectionCompleter(self.reactor).succeedOnce()
+        self.push(pump, [event(n) for n in range(1, 201)])
+        self.assertEqual(self.listener.received, [event(n) for n in range(1, 201)])
+        self.assertEqual(len(site.out.buffer), 0)
+        self.assertIsNone(host.router.limiter)
+
+    def test_reverse(self):
+        """
+        site --out tcp/server; host --in tcp/client: the same, reversed.
+        """
+        self.tunnel("--in", "udp/event:127.0.0.1:60001", "--out", "tcp/server:127.0.0.1:12346")
+        self.tunnel("--in", "tcp/client:127.0.0.1:12346", "--out", "udp/event:127.0.0.1:60002")
+        pump = ConnectionCompleter(self.reactor).succeedOnce()
+        self.push(pump, [event(n) for n in range(1, 51)])
+        self.assertEqual(self.listener.received, [event(n) for n in range(1, 51)])
