@@ -119,7 +119,7 @@ def main(argv=None, reactor=None):
     try:
         options = parse(argv)
     except usage.UsageError as e:
-        sys.stderr.write("uhppoted-tunnel: {}\n(see 'uhppoted-tunnel help')\n".format(e))
+        sys.stderr.write("uhppoted-tunnel: {} (see 'uhppoted-tunnel help')\n".format(e))
         return 2
     return run(options, reactor)
 

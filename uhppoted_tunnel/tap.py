@@ -6,7 +6,9 @@ twistd has no way to report a configuration error or a fatal runtime
 error as an exit code, so L{makeService} prints the one-line error and
 exits 2 itself, and a tunnel that fails at run time (a port in use, a
 client out of retries) stops the reactor and exits 1 once it has shut
-down.
+down. (After a clean stop by a signal, twistd re-raises the signal on
+itself, so its exit status is "killed by SIGTERM", as for any twistd
+application.)
 """
 
 import os

@@ -79,7 +79,13 @@ class TunnelService(MultiService):
 
     def startService(self):
         self.log.info("starting {description}", description=self.description)
-        MultiService.startService(self)
+        # MultiService.startService, less the ends after one that failed at
+        # once (a port in use): nothing more should open
+        Service.startService(self)
+        for service in self:
+            if self.failure is not None:
+                break
+            service.startService()
 
     def stopService(self):
         self.log.info("stopping")

@@ -606,8 +606,9 @@ class ClientEnd(StreamEnd):
             self.log.info("reconnecting to {address} in {delay:g}s", address=self.spec.address, delay=delay)
             return delay
         delay = self.delay(self.failures)
-        self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s", address=self.spec.address,
-                      reason=self.last_failure.getErrorMessage(), delay=delay)
+        if not 0 <= self.max_retries < self.failures:
+            self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s",
+                          address=self.spec.address, reason=self.last_failure.getErrorMessage(), delay=delay)
         return delay
 
 
