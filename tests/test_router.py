@@ -176,3 +176,29 @@ class ReplyTableTests(SynchronousTestCase):
         self.table.discard("a")
         self.assertFalse(self.table.dispatch("a", 1, b""))
         self.assertTrue(self.table.dispatch("b", 1, b""))
+
+
+class ReplyTableOnceTests(SynchronousTestCase):
+    def test_once(self):
+        """
+        A handler added for a request answered once is forgotten with its
+        reply, leaving nothing to sweep.
+        """
+        table = ReplyTable(Clock().seconds)
+        got = []
+        table.add("c", 1, got.append, once=True)
+        self.assertTrue(table.dispatch("c", 1, b"reply"))
+        self.assertFalse(table.dispatch("c", 1, b"again"))
+        self.assertEqual((got, len(table)), ([b"reply"], 0))
+
+    def test_isUnicast(self):
+        """
+        A request is unicast when it names a controller; broadcasts and
+        unrecognised packets may have several replies.
+        """
+        from uhppoted_tunnel.router import is_unicast
+        from uhppoted_tunnel.testing import packet
+
+        self.assertTrue(is_unicast(packet(0x94, 405419896)))
+        self.assertFalse(is_unicast(packet(0x94, 0)))
+        self.assertFalse(is_unicast(b"short"))

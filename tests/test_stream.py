@@ -107,6 +107,18 @@ class OutEndTests(SynchronousTestCase):
         a.dataReceived(encode(id_a + 1, b"stray"))
         self.assertEqual(replies, [b"from b", b"from a"])
 
+    def test_unicastHandlerGoesWithReply(self):
+        """
+        The handler of a request to one controller goes with its reply; a
+        broadcast's stays for more replies.
+        """
+        protocol, transport = peer(self.end)
+        self.end.send(REQUEST, lambda reply: None)
+        self.end.send(packet(0x94, 0), lambda reply: None)
+        (unicast, _), (broadcast, _) = frames(transport)
+        protocol.dataReceived(encode(unicast, REPLY) + encode(broadcast, REPLY))
+        self.assertEqual(len(self.end.replies), 1)
+
     def test_idsDistinct(self):
         """
         Each request gets its own id.

@@ -6,7 +6,8 @@ udp/broadcast ends.
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.connectors.udp import BroadcastEnd, ListenEnd, UDPConnectorMaker, request_key
+from uhppoted_tunnel.connectors.udp import BroadcastEnd, ListenEnd, UDPConnectorMaker
+from uhppoted_tunnel.router import request_key
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor, packet
@@ -154,6 +155,56 @@ class BroadcastEndTests(SynchronousTestCase):
             self.send(packet(GET_CONTROLLER, serial))
         self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
         self.assertEqual(self.end.in_flight, 99)
+
+    def test_answeredRequestLetsGo(self):
+        """
+        Once a unicast request is answered, the end holds no reference to
+        its reply callback (memory stays flat under load).
+        """
+        import gc
+        import weakref
+
+        class Callback:
+            def __call__(self, reply):
+                pass
+
+        callback = Callback()
+        watch = weakref.ref(callback)
+        self.end.send(packet(GET_CONTROLLER, 1), callback)
+        self.sent_on().receive(packet(GET_CONTROLLER, 1), CONTROLLERS)
+        del callback
+        gc.collect()
+        self.assertIsNone(watch())
+
+    def test_freedSocketsReused(self):
+        """
+        Concurrent requests alike need a socket each; once answered, the
+        next ones go out on the sockets they freed, not on new ones.
+        """
+        for _ in range(3):
+            for n in range(10):
+                self.send(packet(GET_CONTROLLER, 1))
+            ports = {port for port, _, _ in self.reactor.udpWritten[-10:]}
+            self.assertEqual(len(ports), 10)
+            for port in ports:
+                port.receive(packet(GET_CONTROLLER, 1), CONTROLLERS)
+        self.assertEqual(len(self.reactor.udpPorts), 10)
+
+    def test_socketLimit(self):
+        """
+        With every socket busy with a request alike, a further one is
+        dropped with a warning.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.end.max_sockets = 2
+        replies = [self.send(packet(GET_CONTROLLER, 1)) for _ in range(3)]
+        self.assertEqual(len(self.reactor.udpPorts), 2)
+        self.assertEqual(len(self.reactor.udpWritten), 2)
+        self.assertEqual([e["n"] for e in logged if "sockets busy" in e["log_format"]], [1])
+        del replies
 
     def test_opaquePackets(self):
         """

@@ -20,6 +20,27 @@ REPLY_IDLE = 15.0
 WARN_INTERVAL = 10.0
 
 
+def request_key(packet):
+    """
+    What a UHPPOTE reply repeats of its request: C{(function, serial)}.
+
+    :param packet: a request.
+    :return: the key, or C{None} for a packet too short to be UHPPOTE.
+    """
+    if len(packet) < 8:
+        return None
+    return (packet[1], int.from_bytes(packet[4:8], "little"))
+
+
+def is_unicast(packet):
+    """
+    True for a UHPPOTE request addressed to one controller (a non-zero
+    serial), which is answered once; False for a broadcast or a packet not
+    recognised, whose replies may be several.
+    """
+    return len(packet) >= 8 and packet[4:8] != b"\0\0\0\0"
+
+
 class TokenBucket:
     """
     A token bucket refilled continuously at C{rate} tokens a second up to
@@ -150,9 +171,10 @@ class ReplyTable:
     A stream out end numbers its own requests; a reply frame finds its
     handler by the connection it arrived on and its id, so replies can never
     cross between connections even when two peers use the same ids (the Go
-    tunnel keeps one process-wide table keyed by id alone). A handler lives
-    while replies keep coming (a broadcast collects several) and is swept
-    after C{idle} seconds without one.
+    tunnel keeps one process-wide table keyed by id alone). A handler for a
+    request answered once (to one controller) goes with its reply; any
+    other lives while replies keep coming (a broadcast collects several) and
+    is swept after C{idle} seconds without one, as are unanswered ones.
     """
 
     __slots__ = ("_handlers", "_seconds", "idle")
@@ -169,12 +191,14 @@ class ReplyTable:
     def __len__(self):
         return len(self._handlers)
 
-    def add(self, connection, frame_id, reply):
+    def add(self, connection, frame_id, reply, once=False):
         """
         Register C{reply} for replies to C{frame_id} arriving on
         C{connection}.
+
+        :param once: forget the handler after its first reply.
         """
-        self._handlers[(connection, frame_id)] = [reply, self._seconds()]
+        self._handlers[(connection, frame_id)] = [reply, self._seconds(), once]
 
     def dispatch(self, connection, frame_id, payload):
         """
@@ -182,10 +206,14 @@ class ReplyTable:
 
         :return: True if a handler took it.
         """
-        entry = self._handlers.get((connection, frame_id))
+        key = (connection, frame_id)
+        entry = self._handlers.get(key)
         if entry is None:
             return False
-        entry[1] = self._seconds()
+        if entry[2]:
+            del self._handlers[key]
+        else:
+            entry[1] = self._seconds()
         entry[0](payload)
         return True
 

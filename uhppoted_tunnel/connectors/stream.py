@@ -40,7 +40,7 @@ from uhppoted_tunnel.bind import check_interface, reactor_for
 from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.logging import hexdump
-from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
+from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle, is_unicast
 from uhppoted_tunnel.spec import is_ip_address, parse_host_port
 from uhppoted_tunnel.wire import FramedProtocol, _describe_address
 
@@ -357,9 +357,10 @@ class StreamEnd(MultiService):
             self.queue.append((self.reactor.seconds(), payload, reply))
             return
         frame_id = self._allocate()
+        once = is_unicast(payload)
         for protocol in self.connections:
             if reply is not None:
-                self.replies.add(protocol, frame_id, reply)
+                self.replies.add(protocol, frame_id, reply, once)
             protocol.sendFrame(frame_id, payload)
         if self.trace:
             self.log.debug("sent frame {id} ({n} bytes)\n{dump}", id=frame_id, n=len(payload), dump=hexdump(payload))

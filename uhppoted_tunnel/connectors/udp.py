@@ -30,31 +30,21 @@ from zope.interface import implementer
 from uhppoted_tunnel.bind import reactor_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.router import Throttle, request_key
 from uhppoted_tunnel.spec import is_ip_address, parse_host_port
 
 #: The most sockets a udp/broadcast end opens at once.
 MAX_SOCKETS = 256
 
-#: A key whose request gets no reply for the whole timeout.
+#: The key of a packet too short to be UHPPOTE: it takes a socket alone.
 _OPAQUE = None
-
-
-def request_key(packet):
-    """
-    What a reply to C{packet} repeats: C{(function, serial)}.
-
-    :param packet: a request.
-    :return: the key, or L{_OPAQUE} for a packet too short to be UHPPOTE.
-    """
-    if len(packet) < 8:
-        return _OPAQUE
-    return (packet[1], int.from_bytes(packet[4:8], "little"))
 
 
 class _Request:
     """
     A request in flight, or (with C{reply} None) a key reserved after a
-    timeout.
+    timeout, or (with C{socket} None too) one answered, which lets go of
+    everything but its place in the expiry queue.
     """
 
     __slots__ = ("key", "reply", "deadline", "socket")
@@ -104,16 +94,23 @@ class ReplySocket(DatagramProtocol):
             self.functions[function] = self.functions.get(function, 0) + 1
 
     def release(self, entry):
-        if self.keys.get(entry.key) is not entry:
+        key = entry.key
+        if self.keys.get(key) is not entry:
             return
-        del self.keys[entry.key]
-        if entry.key is not _OPAQUE:
-            function = entry.key[0]
+        del self.keys[key]
+        if key is not _OPAQUE:
+            function = key[0]
             count = self.functions[function] - 1
             if count:
                 self.functions[function] = count
             else:
                 del self.functions[function]
+            # the next request with this key tries this socket first
+            free = self.end.free
+            if key in free:
+                free[key].append(self)
+            else:
+                free[key] = [self]
 
     def datagramReceived(self, data, address):
         end = self.end
@@ -134,8 +131,10 @@ class ReplySocket(DatagramProtocol):
                 entry = keys.get((function, 0))
             elif entry.reply is not None:
                 # a unicast request is answered once
+                reply = entry.reply
                 self.release(entry)
-                entry.reply(data)
+                entry.reply = entry.socket = entry.key = None
+                reply(data)
                 return
         else:
             entry = None
@@ -180,7 +179,10 @@ class BroadcastEnd(Service):
         self.max_sockets = max_sockets
         self.unmatched = 0
         self.sockets = []
+        #: key -> sockets that last freed it, most recent last
+        self.free = {}
         self._ports = []
+        self._full = Throttle(reactor.seconds)
         self._expiry = deque()
         self._timer = None
         self._bind = "::" if ":" in destination[0] else "0.0.0.0"
@@ -208,20 +210,40 @@ class BroadcastEnd(Service):
             self.sockets[0].transport.write(payload, self.destination)
             return
         key = request_key(payload)
-        for sock in self.sockets:
-            if sock.accepts(key):
-                break
-        else:
-            if len(self.sockets) >= self.max_sockets:
-                self.log.warn("dropped a request: {n} requests already in flight", n=len(self._expiry))
-                return
-            sock = self._open()
+        sock = self._socket_for(key)
+        if sock is None:
+            report = self._full.count()
+            if report:
+                self.log.warn("dropped {n} request(s): {sockets} sockets busy with requests like them",
+                              n=report, sockets=len(self.sockets))
+            return
         entry = _Request(key, reply, self.reactor.seconds() + self.timeout, sock)
         sock.hold(entry)
         self._expiry.append(entry)
         if self._timer is None:
             self._timer = self.reactor.callLater(self.timeout, self._expire)
         sock.transport.write(payload, self.destination)
+
+    def _socket_for(self, key):
+        """
+        A socket on which a request with C{key} can go: one that freed the
+        key lately if it still can take it (the usual case, in constant
+        time), else the first that can, else a new one.
+
+        :return: a L{ReplySocket}, or C{None} when all L{MAX_SOCKETS} are
+            busy with requests a reply could be mistaken between.
+        """
+        free = self.free.get(key)
+        while free:
+            sock = free.pop()
+            if sock.accepts(key):
+                return sock
+        for sock in self.sockets:
+            if sock.accepts(key):
+                return sock
+        if len(self.sockets) >= self.max_sockets:
+            return None
+        return self._open()
 
     def _expire(self):
         """
@@ -234,7 +256,7 @@ class BroadcastEnd(Service):
         while expiry and expiry[0].deadline <= now:
             entry = expiry.popleft()
             sock = entry.socket
-            if sock.keys.get(entry.key) is not entry:
+            if sock is None or sock.keys.get(entry.key) is not entry:
                 continue
             if entry.reply is None:
                 sock.release(entry)
@@ -258,6 +280,7 @@ class BroadcastEnd(Service):
             self._timer.cancel()
             self._timer = None
         self._expiry.clear()
+        self.free.clear()
         ports, self._ports, self.sockets = self._ports, [], []
         return gatherResults([maybeDeferred(port.stopListening) for port in ports])
 
