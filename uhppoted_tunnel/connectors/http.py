@@ -1,0 +1,353 @@
+# -*- test-case-name: tests.test_http -*-
+"""
+The HTTP ends: C{http/ADDRESS} and C{https/ADDRESS} (in only).
+
+Browsers and scripts post UHPPOTE requests as JSON, as to the Go tunnel:
+
+    POST /udp/send        {"ID": 1, "wait": true, "request": [23, 148, ...]}
+                       -> {"ID": 1, "reply": [23, 148, ...]}
+    POST /udp/broadcast   {"ID": 2, "wait": "5s", "request": [23, 148, ...]}
+                       -> {"ID": 2, "replies": [[23, 148, ...], ...]}
+
+C{request} is an array of numbers 0..255 or a base64 string. A send with
+C{"wait": false} (set-ip, which no controller answers) is answered at once
+with C{{"ID": n}}; otherwise with the first reply, or 504 when none comes
+within C{--udp-timeout}. A broadcast collects replies for C{wait} (a Go
+duration, default 5s, at most 30s). Answers over 16 KiB are gzipped for
+clients that accept it (the Go rule). Everything else is served read-only
+from the C{--html} folder: no directory listings, no path part starting
+with a dot, nothing outside the folder.
+
+Errors are JSON C{{"error": "..."}}, with the C{ID} once it is known.
+"""
+
+import math
+import os
+from io import BytesIO
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
+from twisted.web import server
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+from uhppoted_tunnel import tls
+from uhppoted_tunnel.bind import check_interface
+from uhppoted_tunnel.config import format_duration
+from uhppoted_tunnel.connectors.stream import server_endpoint
+from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
+from uhppoted_tunnel.jsonapi import BadRequest, check_content_type, error, parse_body, respond
+from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.web import MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder, client_address
+
+
+class _Exchange:
+    """
+    A C{/udp/*} request waiting for its answer.
+    """
+
+    __slots__ = ("end", "request", "ident", "replies", "timer", "done", "peer")
+
+    def __init__(self, end, request, ident):
+        self.end = end
+        self.request = request
+        self.ident = ident
+        self.replies = []
+        self.timer = None
+        self.done = False
+        self.peer = client_address(request) if end.trace else None
+        end.pending.add(self)
+        request.notifyFinish().addBoth(self._finished)
+
+    def _finished(self, result):
+        """
+        The request was answered, or the client went away.
+        """
+        self.done = True
+        self.end.pending.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def first(self, packet):
+        """
+        A send's reply: the first is the answer.
+        """
+        if not self.done:
+            self.end.traceReply(packet, self.peer)
+            self.answer(200, {"ID": self.ident, "reply": list(packet)})
+
+    def collect(self, packet):
+        """
+        A broadcast's reply: kept until the wait is over.
+        """
+        if not self.done:
+            self.end.traceReply(packet, self.peer)
+            self.replies.append(list(packet))
+
+    def sendTimedOut(self):
+        self.timer = None
+        self.answer(504, {"ID": self.ident, "error": "no reply within " + format_duration(self.end.udp_timeout)})
+
+    def broadcastDone(self):
+        self.timer = None
+        self.answer(200, {"ID": self.ident, "replies": self.replies})
+
+    def answer(self, status, document, close=False):
+        if self.done:
+            return
+        self._finished(None)
+        respond(self.request, status, document, close)
+
+
+class UDPResource(Resource):
+    """
+    C{POST /udp/send} and C{POST /udp/broadcast}.
+    """
+
+    isLeaf = True
+    endpoints = {b"send": False, b"broadcast": True}
+
+    def __init__(self, end):
+        Resource.__init__(self)
+        self.end = end
+
+    def render(self, request):
+        end = self.end
+        path = request.postpath[1:]
+        if len(path) != 1 or path[0] not in self.endpoints:
+            return error(request, 404, "not found (use /udp/send or /udp/broadcast)")
+        if request.method != b"POST":
+            request.setHeader(b"Allow", b"POST")
+            return error(request, 405, "method not allowed (use POST)")
+        broadcast = self.endpoints[path[0]]
+        content_type = request.getHeader(b"content-type")
+        try:
+            check_content_type(None if content_type is None else content_type.decode("latin-1"))
+            parsed = parse_body(request.content.read(), broadcast, end.max_payload)
+        except BadRequest as e:
+            if end.trace:
+                end.log.debug("refused a request from {peer}: {reason}", peer=client_address(request), reason=e.message)
+            return error(request, e.status, e.message, e.ident)
+        return end.forward(request, parsed, broadcast)
+
+
+class Root(Resource):
+    """
+    Sends C{/udp/...} to L{UDPResource} and everything else to the folder.
+    """
+
+    isLeaf = True
+
+    def __init__(self, end):
+        Resource.__init__(self)
+        self.end = end
+        self.udp = UDPResource(end)
+        self.static = StaticFolder(end.html)
+
+    def render(self, request):
+        request.responseHeaders.removeHeader(b"Server")
+        if request.too_large:
+            return error(request, 413, "request body over {} bytes".format(MAX_BODY), close=True)
+        if request.postpath[:1] == [b"udp"]:
+            return self.udp.render(request)
+        return self.static.render(request)
+
+
+class HTTPSite(server.Site):
+    """
+    The site of an HTTP end: bodies in memory, no access log file.
+    """
+
+    noisy = False
+    requestFactory = LimitedRequest
+
+    def __init__(self, end, reactor):
+        server.Site.__init__(self, Root(end), reactor=reactor)
+        self.end = end
+
+    def getContentFile(self, length):
+        return BytesIO()
+
+    def startFactory(self):
+        pass
+
+    def stopFactory(self):
+        pass
+
+    def log(self, request):
+        if self.end.trace:
+            self.end.log.debug("{method} {path} {code} for {peer}", method=request.method.decode("latin-1"),
+                               path=request.path.decode("latin-1"), code=request.code, peer=client_address(request))
+
+
+@implementer(IInEnd)
+class HTTPEnd(Service):
+    """
+    C{http/ADDRESS} or C{https/ADDRESS}: takes requests from browsers and
+    scripts.
+
+    :ivar pending: the C{/udp/*} requests waiting for their answers.
+    """
+
+    log = Logger()
+    log_tag = "HTTP"
+    role = IN
+    events = False
+
+    def __init__(self, spec, endpoint, router, reactor, settings):
+        """
+        :param spec: the connector spec.
+        :param endpoint: the L{IStreamServerEndpoint} to listen on.
+        :param router: the tunnel's router.
+        :param reactor: the reactor (time and, through the endpoint, I/O).
+        :param settings: the tunnel's options (C{udp-timeout},
+            C{max-payload}, C{html}, C{debug}).
+        """
+        self.spec = spec
+        self.endpoint = endpoint
+        self.router = router
+        self.reactor = reactor
+        self.udp_timeout = settings["udp-timeout"]
+        self.max_payload = settings["max-payload"]
+        self.html = settings["html"]
+        self.trace = settings["debug"]
+        self.fatal = None
+        self.port = None
+        self.pending = set()
+        self.factory = ConnectionTracker(HTTPSite(self, reactor))
+        self._listening = None
+        self._outcome = None
+        self._waiting = []
+
+    def startService(self):
+        Service.startService(self)
+        if not os.path.isdir(self.html):
+            self.log.warn("--html folder '{folder}' not found: static files will not be served", folder=self.html)
+        self._listening = self.endpoint.listen(self.factory)
+        self._listening.addCallbacks(self._listened, self._cannotListen)
+
+    def _listened(self, port):
+        self.port = port
+        self.log.info("listening on {address}", address=_describe(port.getHost()))
+        self._settle(port)
+
+    def _cannotListen(self, failure):
+        if failure.check(CancelledError):
+            return
+        message = "cannot listen on {}: {}".format(self.spec.address, failure.getErrorMessage())
+        self.log.error("{message}", message=message)
+        self._settle(failure)
+        if self.fatal is not None:
+            self.fatal(message)
+
+    def _settle(self, outcome):
+        self._outcome = outcome
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            self._report(d)
+
+    def _report(self, d):
+        if isinstance(self._outcome, Failure):
+            d.errback(self._outcome)
+        else:
+            d.callback(self._outcome)
+
+    def whenListening(self):
+        """
+        :return: a Deferred that fires with the listening port (whose
+            C{getHost()} tells the real port of a C{:0} address), or fails
+            if the end cannot listen.
+        """
+        d = Deferred()
+        if self._outcome is None:
+            self._waiting.append(d)
+        else:
+            self._report(d)
+        return d
+
+    def forward(self, request, parsed, broadcast):
+        """
+        Pass a parsed request to the router and answer it when its reply
+        (or its replies, or its timeout) comes.
+        """
+        exchange = _Exchange(self, request, parsed.ident)
+        if not self.running:
+            exchange.answer(503, {"ID": parsed.ident, "error": "the tunnel is stopping"})
+            return server.NOT_DONE_YET
+        if self.trace:
+            self.log.debug("request {id} ({n} bytes) from {peer}\n{dump}", id=parsed.ident, n=len(parsed.payload),
+                           peer=exchange.peer, dump=hexdump(parsed.payload))
+        if broadcast:
+            reply, wait = exchange.collect, parsed.wait
+        elif parsed.wait:
+            reply, wait = exchange.first, self.udp_timeout
+        else:
+            reply, wait = None, None
+        if not self.router.request(parsed.payload, reply):
+            limiter = getattr(self.router, "limiter", None)
+            retry = 1 if limiter is None else max(1, math.ceil(1 / limiter.rate))
+            request.setHeader(b"Retry-After", b"%d" % retry)
+            exchange.answer(429, {"ID": parsed.ident, "error": "rate limit exceeded"})
+        elif reply is None:
+            exchange.answer(200, {"ID": parsed.ident})
+        elif not exchange.done:
+            exchange.timer = self.reactor.callLater(
+                wait, exchange.broadcastDone if broadcast else exchange.sendTimedOut)
+        return server.NOT_DONE_YET
+
+    def traceReply(self, packet, peer):
+        if self.trace:
+            self.log.debug("reply ({n} bytes) for {peer}\n{dump}", n=len(packet), peer=peer, dump=hexdump(packet))
+
+    def stopService(self):
+        Service.stopService(self)
+        if self._listening is not None:
+            self._listening.cancel()
+        for exchange in list(self.pending):
+            exchange.answer(503, {"ID": exchange.ident, "error": "the tunnel is stopping"}, close=True)
+        port, self.port = self.port, None
+        stopping = [self.factory.closeAll(self.reactor)]
+        if port is not None:
+            stopping.append(maybeDeferred(port.stopListening))
+        return gatherResults(stopping, consumeErrors=True)
+
+
+def _describe(address):
+    host = getattr(address, "host", None)
+    if host is None:
+        return str(address)
+    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
+
+
+@implementer(IPlugin, IConnectorMaker)
+class HTTPConnectorMaker:
+    """
+    Makes C{http/ADDRESS} and C{https/ADDRESS} in ends.
+    """
+
+    prefixes = ("http/", "https/")
+
+    def roles(self, prefix):
+        return frozenset([IN])
+
+    def relaysEvents(self, prefix):
+        return False
+
+    def makeEnd(self, spec, role, settings, router, reactor):
+        if settings.get("events"):
+            raise ValueError("'{}': an HTTP end takes requests and cannot be part of an event tunnel".format(
+                spec.text))
+        if spec.interface is not None:
+            check_interface(spec.interface)
+        endpoint = server_endpoint(reactor, spec)
+        secure = spec.prefix == "https/"
+        if secure:
+            endpoint = tls.wrap_server(endpoint, settings)
+        end = HTTPEnd(spec, endpoint, router, reactor, settings)
+        if secure:
+            end.log_tag = "HTTPS"
+        return end

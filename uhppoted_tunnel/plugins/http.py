@@ -1,0 +1,4 @@
+"""The http and https connectors."""
+from uhppoted_tunnel.connectors.http import HTTPConnectorMaker
+
+http = HTTPConnectorMaker()

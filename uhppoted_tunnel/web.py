@@ -1,0 +1,198 @@
+# -*- test-case-name: tests.test_http -*-
+"""
+twisted.web plumbing for the HTTP ends: a request with a bounded body, a
+read-only static folder, and connection tracking so that stopping closes
+every connection.
+"""
+
+import os
+from io import BytesIO
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web import server
+from twisted.web.resource import NoResource, Resource
+from twisted.web.static import File
+
+from uhppoted_tunnel.jsonapi import encode_json
+
+#: The longest request body accepted.
+MAX_BODY = 16384
+
+#: A body declared or sent beyond this is refused at once and the
+#: connection closed, rather than read to its end first.
+DISCARD_LIMIT = 1 << 20
+
+#: How long stopping waits for connections to close before aborting them.
+STOP_GRACE = 5.0
+
+
+class StaticFolder(Resource):
+    """
+    Read-only files from a folder: no directory listings, no path part
+    that starts with a dot, nothing that resolves (through C{..} or a
+    symbolic link) outside the folder.
+    """
+
+    isLeaf = True
+
+    def __init__(self, folder):
+        Resource.__init__(self)
+        self.folder = folder
+
+    def render(self, request):
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            request.setResponseCode(405)
+            request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+            return b"method not allowed\n"
+        segments = request.postpath
+        trailing = bool(segments) and segments[-1] == b""
+        parts = segments[:-1] if trailing else segments
+        target = self._resolve(parts)
+        if target is not None and os.path.isdir(target):
+            if parts and not trailing:
+                # as Go does, so that relative links in its index work
+                request.setResponseCode(301)
+                request.setHeader(b"Location", quote(parts[-1], safe="").encode("ascii") + b"/")
+                return b""
+            target = self._resolve(parts + [b"index.html"])
+        elif trailing and parts:
+            target = None
+        if target is None or not os.path.isfile(target):
+            return NoResource().render(request)
+        return File(target).render(request)
+
+    def _resolve(self, parts):
+        """
+        The real path of the file named by C{parts}, or C{None} when the
+        request may not have it.
+        """
+        names = []
+        for part in parts:
+            if not part or part.startswith(b".") or b"/" in part or b"\\" in part or b"\0" in part:
+                return None
+            try:
+                names.append(part.decode("utf-8"))
+            except UnicodeDecodeError:
+                return None
+        root = os.path.realpath(self.folder)
+        target = os.path.realpath(os.path.join(root, *names))
+        if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
+            return None
+        return target
+
+
+class LimitedRequest(server.Request):
+    """
+    A request whose body may be at most L{MAX_BODY} bytes, by its
+    Content-Length and by the bytes that arrive.
+
+    A body over the limit is read and dropped, then answered 413 and the
+    connection closed; one declared over L{DISCARD_LIMIT}, or announced with
+    C{Expect: 100-continue}, is answered at once, before its body.
+    """
+
+    too_large = False
+    refused = False
+    discarded = 0
+
+    def gotLength(self, length):
+        if length is not None and length > MAX_BODY:
+            self.too_large = True
+            if length > DISCARD_LIMIT or self.requestHeaders.hasHeader(b"expect"):
+                # no "100 Continue": the body is not wanted
+                self.requestHeaders.removeHeader(b"expect")
+                self._refuse()
+        server.Request.gotLength(self, length)
+
+    def handleContentChunk(self, data):
+        if self.refused:
+            return
+        if not self.too_large and self.content.tell() + len(data) > MAX_BODY:
+            self.too_large = True
+            self.content = BytesIO()
+        if self.too_large:
+            self.discarded += len(data)
+            if self.discarded > DISCARD_LIMIT:
+                self._refuse()
+            return
+        self.content.write(data)
+
+    def requestReceived(self, command, path, version):
+        if not self.refused:
+            server.Request.requestReceived(self, command, path, version)
+
+    def _refuse(self):
+        """
+        Answer 413 before the body has been read, and close.
+        """
+        self.refused = True
+        body, _ = encode_json({"error": "request body over {} bytes".format(MAX_BODY)})
+        self.channel.transport.write(
+            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self.channel.loseConnection()
+
+
+class _Connection(ProtocolWrapper):
+    """
+    An HTTP connection, with a Deferred that fires when it has closed.
+    """
+
+    def __init__(self, factory, wrapped):
+        ProtocolWrapper.__init__(self, factory, wrapped)
+        self.closed = Deferred()
+
+    def connectionLost(self, reason):
+        ProtocolWrapper.connectionLost(self, reason)
+        self.closed.callback(None)
+
+
+class ConnectionTracker(WrappingFactory):
+    """
+    Wraps the site to know its open connections, so that stopping closes
+    them all (keep-alive connections included).
+    """
+
+    noisy = False
+    protocol = _Connection
+
+    def closeAll(self, clock, grace=STOP_GRACE):
+        """
+        Close every connection, aborting those still open after C{grace}
+        seconds.
+
+        :return: a Deferred that fires when all are closed.
+        """
+        connections = list(self.protocols)
+        if not connections:
+            return succeed(None)
+        for connection in connections:
+            connection.transport.loseConnection()
+
+        def abort():
+            for connection in connections:
+                if not connection.closed.called:
+                    connection.transport.abortConnection()
+
+        timer = clock.callLater(grace, abort)
+
+        def done(result):
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return gatherResults([c.closed for c in connections], consumeErrors=True).addBoth(done)
+
+
+def client_address(request):
+    """
+    The client of a request as C{host:port}.
+    """
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    if host is None:
+        return str(address)
+    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
