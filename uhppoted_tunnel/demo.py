@@ -64,7 +64,7 @@ def describe_controller(reply):
     mac = ":".join("{:02x}".format(b) for b in reply[20:26])
     version = "v{:x}.{:02x}".format(reply[26], reply[27])
     released = "{:02x}{:02x}-{:02x}-{:02x}".format(*reply[28:32])
-    return "{:<10} {:<15} {:<15} {:<15} {}  {:<7}{}".format(serial, str(address), str(netmask), str(gateway), mac,
+    return "{:<10} {:<15} {:<15} {:<15} {}  {:<7}  {}".format(serial, str(address), str(netmask), str(gateway), mac,
                                                           version, released)
 
 
@@ -107,7 +107,7 @@ async def demo(reactor, out):
     try:
         replies = await app.ask(request(GET_CONTROLLER, 0), udp_at, 1.5)
         out.write("  get-all-controllers through the tunnel: {} replies\n".format(len(replies)))
-        out.write("    {:<10} {:<15} {:<15} {:<15} {:<17}  {:<7}{}\n".format(
+        out.write("    {:<10} {:<15} {:<15} {:<15} {:<17}  {:<7}  {}\n".format(
             "serial", "address", "netmask", "gateway", "MAC", "version", "released"))
         for reply in sorted(replies):
             out.write("    " + describe_controller(reply) + "\n")
