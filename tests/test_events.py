@@ -15,7 +15,8 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel import config
-from uhppoted_tunnel.connectors.stream import ACK_GRACE, StreamConnectorMaker
+from uhppoted_tunnel.connectors.relays import ACK_GRACE
+from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
 from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.options import Options
@@ -241,7 +242,7 @@ class StreamEventTests(SynchronousTestCase):
             protocol.dataReceived(encode(frame_id, payload))
         self.assertEqual(self.router.requests, [(event(5), None), (other, None), (other, None)])
         self.assertEqual(self.frames(transport), [(1, b""), (2, b""), (3, b""), (4, b"")])
-        self.assertEqual(end.duplicates, 1)
+        self.assertEqual(end.relay.duplicates, 1)
 
     def test_receiverRemembersAcrossRestart(self):
         """
@@ -297,7 +298,7 @@ class StreamEventTests(SynchronousTestCase):
         end.send(event(1), None)
         self.reactor.advance(ACK_GRACE)
         end.send(event(2), None)
-        self.assertEqual(len(end.buffer), 0)
+        self.assertEqual(len(end.relay.buffer), 0)
         protocol.connectionLost(Failure(ConnectionDone()))
         _, transport = self.peer(end)
         self.assertEqual(self.frames(transport), [])
@@ -314,7 +315,7 @@ class StreamEventTests(SynchronousTestCase):
         protocol.dataReceived(encode(frame_id, b""))
         end.send(event(2), None)
         self.reactor.advance(ACK_GRACE * 10)
-        self.assertEqual(len(end.buffer), 1)
+        self.assertEqual(len(end.relay.buffer), 1)
 
     def test_overflowDropsOldestAndSays(self):
         """
@@ -331,7 +332,7 @@ class StreamEventTests(SynchronousTestCase):
         self.assertEqual([payload for _, payload in self.frames(transport)], [event(3), event(4), event(5)])
         warnings = [e for e in logged if "event buffer full" in e["log_format"]]
         self.assertEqual([w["n"] for w in warnings], [1])
-        self.assertEqual(end.buffer.lost, 2)
+        self.assertEqual(end.relay.buffer.lost, 2)
 
     def test_spooledOnStop(self):
         """
@@ -395,7 +396,7 @@ class EventTunnelTests(SynchronousTestCase):
         pump = ConnectionCompleter(self.reactor).succeedOnce()
         self.push(pump, [event(n) for n in range(1, 201)])
         self.assertEqual(self.listener.received, [event(n) for n in range(1, 201)])
-        self.assertEqual(len(site.out.buffer), 0)
+        self.assertEqual(len(site.out.relay.buffer), 0)
         self.assertIsNone(host.router.limiter)
 
     def test_reverse(self):

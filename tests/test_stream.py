@@ -13,7 +13,7 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker, retry_policy
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
-from uhppoted_tunnel.spec import ConnectorSpec, parse
+from uhppoted_tunnel.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, packet
 from uhppoted_tunnel.wire import FrameDecoder, encode
 
@@ -117,7 +117,7 @@ class OutEndTests(SynchronousTestCase):
         self.end.send(packet(0x94, 0), lambda reply: None)
         (unicast, _), (broadcast, _) = frames(transport)
         protocol.dataReceived(encode(unicast, REPLY) + encode(broadcast, REPLY))
-        self.assertEqual(len(self.end.replies), 1)
+        self.assertEqual(len(self.end.relay.replies), 1)
 
     def test_idsDistinct(self):
         """
@@ -164,7 +164,7 @@ class OutEndTests(SynchronousTestCase):
         self.reactor.advance(25)
         protocol.dataReceived(encode(frame_id, REPLY))
         self.assertEqual(replies, [])
-        self.assertEqual(len(self.end.replies), 0)
+        self.assertEqual(len(self.end.relay.replies), 0)
 
     def test_lostConnectionForgetsHandlers(self):
         """
@@ -174,7 +174,7 @@ class OutEndTests(SynchronousTestCase):
         protocol, transport = peer(self.end)
         self.end.send(REQUEST, lambda reply: None)
         protocol.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(len(self.end.replies), 0)
+        self.assertEqual(len(self.end.relay.replies), 0)
         self.assertEqual(self.end.connections, [])
 
     def test_stopClosesConnections(self):

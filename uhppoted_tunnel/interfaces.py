@@ -99,3 +99,43 @@ class IOutEnd(IEnd):
             request, any number of times (a broadcast is answered by every
             controller), or C{None} when no reply is wanted.
         """
+
+
+class IRelay(Interface):
+    """
+    What a stream end does with frames in its role: receive requests, send
+    requests, receive events or send events (see
+    L{uhppoted_tunnel.connectors.relays}). The end owns the connections and
+    tells its relay of each one and of each frame; the relay decides what
+    goes to the router, what is sent and what is answered.
+    """
+
+    def start():
+        """
+        The end is starting.
+        """
+
+    def stop():
+        """
+        The end is stopping: cancel timers, keep what must outlive the run.
+        """
+
+    def connected(protocol):
+        """
+        A connection is ready for frames (after its TLS handshake, if any).
+        """
+
+    def disconnected(protocol):
+        """
+        A ready connection has closed.
+        """
+
+    def frameReceived(protocol, frame_id, payload):
+        """
+        A frame arrived (an empty payload included).
+        """
+
+    def send(payload, reply):
+        """
+        Send a packet from the router (out ends): see L{IOutEnd.send}.
+        """

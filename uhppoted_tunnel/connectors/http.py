@@ -37,7 +37,7 @@ from zope.interface import implementer
 from uhppoted_tunnel import tls
 from uhppoted_tunnel.bind import check_interface
 from uhppoted_tunnel.config import format_duration
-from uhppoted_tunnel.connectors.stream import server_endpoint
+from uhppoted_tunnel.connectors.addresses import server_endpoint
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.jsonapi import BadRequest, check_content_type, error, parse_body, respond
 from uhppoted_tunnel.logging import hexdump

@@ -11,7 +11,8 @@ that fails or times out is dropped with a warning saying why.
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from uhppoted_tunnel import tls
-from uhppoted_tunnel.connectors.stream import StreamConnectorMaker, go_address
+from uhppoted_tunnel.connectors.addresses import go_address
+from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
 
 
 class TLSConnectorMaker(StreamConnectorMaker):

@@ -1,0 +1,90 @@
+# -*- test-case-name: tests.test_stream -*-
+"""
+Where a stream end listens or dials: a Go C{HOST:PORT} (bound to an
+interface with C{::IFACE:}), or any Twisted endpoint description
+(C{unix:/path}, C{systemd:domain=INET:index=0}, a plugin's).
+"""
+
+from twisted.internet import endpoints
+
+from uhppoted_tunnel.bind import reactor_for
+from uhppoted_tunnel.spec import is_ip_address, parse_host_port
+
+#: Go: a client gives up dialling after 5 s.
+DIAL_TIMEOUT = 5
+
+#: Endpoint types that mark an address as a Twisted endpoint description
+#: rather than a Go C{HOST:PORT}.
+ENDPOINT_TYPES = frozenset(["tcp", "tcp6", "unix", "ssl", "tls", "systemd", "tor", "onion"])
+
+
+def describe_host(address):
+    """
+    A listening address as C{host:port} (IPv6 in brackets).
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return str(address)
+    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
+
+
+def go_address(address):
+    """
+    Parse a Go-style stream address, or return C{None} when the address is
+    a Twisted endpoint description.
+
+    :return: C{(host, port)} or C{None}.
+    """
+    head = address.split(":", 1)[0]
+    if head in ENDPOINT_TYPES:
+        return None
+    try:
+        return parse_host_port(address, default_host="")
+    except ValueError:
+        return None
+
+
+def server_endpoint(reactor, spec):
+    """
+    The endpoint a stream server end listens on.
+
+    :param reactor: the reactor.
+    :param spec: the connector spec.
+    :raise ValueError: for an unusable address.
+    """
+    parsed = go_address(spec.address)
+    if parsed is None:
+        if spec.interface is not None:
+            raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
+        return endpoints.serverFromString(reactor, spec.address)
+    host, port = parsed
+    if host and not is_ip_address(host):
+        raise ValueError("invalid address in '{}': listen on an IP address".format(spec.text))
+    reactor = reactor_for(reactor, spec.interface)
+    if ":" in host:
+        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host)
+    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+
+
+def client_endpoint(reactor, spec):
+    """
+    The endpoint a stream client end dials.
+
+    :param reactor: the reactor.
+    :param spec: the connector spec.
+    :raise ValueError: for an unusable address.
+    """
+    parsed = go_address(spec.address)
+    if parsed is None:
+        if spec.interface is not None:
+            raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
+        return endpoints.clientFromString(reactor, spec.address)
+    host, port = parsed
+    if not host or port == 0:
+        raise ValueError("invalid address in '{}' (expected HOST:PORT)".format(spec.text))
+    reactor = reactor_for(reactor, spec.interface)
+    if is_ip_address(host):
+        if ":" in host:
+            return endpoints.TCP6ClientEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
+        return endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
+    return endpoints.HostnameEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)

@@ -1,0 +1,316 @@
+# -*- test-case-name: tests.test_stream,tests.test_events -*-
+"""
+What a stream end does with frames: one relay for each role a stream end
+can play.
+
+================== ====================== =====================
+                   requests and replies   events (one way)
+================== ====================== =====================
+in end             L{RequestReceiver}     L{EventReceiver}
+out end            L{RequestSender}       L{EventSender}
+================== ====================== =====================
+
+A relay sees its end's ready connections through the end (C{end.connections})
+and hears of each connection and frame from it; it never touches a socket
+itself.
+"""
+
+from collections import deque
+from functools import partial
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
+from uhppoted_tunnel.interfaces import IN, IRelay
+from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle, is_unicast
+
+#: Requests held while an out end has no peer (Go holds 16).
+QUEUE_SIZE = 16
+
+#: A peer that has not acknowledged an event this long after it was sent
+#: is taken for one that never will (a Go tunnel).
+ACK_GRACE = 5.0
+
+
+def relay_for(end, role, settings):
+    """
+    The relay for an end in a role, in a request tunnel or an event tunnel.
+
+    :param end: the stream end.
+    :param role: L{IN} or L{OUT}.
+    :param settings: the tunnel's options; C{settings["events"]} says
+        whether the tunnel relays events.
+    """
+    if settings["events"]:
+        return EventReceiver(end, settings) if role == IN else EventSender(end, settings)
+    return RequestReceiver(end, settings) if role == IN else RequestSender(end, settings)
+
+
+class _Relay:
+    """
+    No-ops for what a relay does not care about.
+    """
+
+    log = Logger()
+
+    def __init__(self, end, settings):
+        self.end = end
+
+    @property
+    def log_tag(self):
+        return self.end.log_tag
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def connected(self, protocol):
+        pass
+
+    def disconnected(self, protocol):
+        pass
+
+    def send(self, payload, reply):
+        raise NotImplementedError("an in end sends nothing on its own")
+
+
+class _Numbering:
+    """
+    Frame ids for the requests or events an out end originates: 1 to
+    2**32-1, then round again.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self):
+        self._last = 0
+
+    def next(self):
+        self._last = self._last + 1 if self._last < 0xFFFFFFFF else 1
+        return self._last
+
+
+@implementer(IRelay)
+class RequestReceiver(_Relay):
+    """
+    An in end of a request tunnel: each request frame goes to the router,
+    and each reply goes back on the connection it came by, with its id.
+    """
+
+    def frameReceived(self, protocol, frame_id, payload):
+        if payload:
+            self.end.router.request(payload, partial(self._reply, protocol, frame_id))
+
+    def _reply(self, protocol, frame_id, payload):
+        if protocol in self.end.connections:
+            protocol.sendFrame(frame_id, payload)
+
+
+@implementer(IRelay)
+class RequestSender(_Relay):
+    """
+    An out end of a request tunnel: numbers each request, sends it to every
+    connected peer, and matches replies by connection and id. While no peer
+    is connected it holds the newest few requests, and sends only those
+    still younger than C{--udp-timeout} when one connects.
+    """
+
+    def __init__(self, end, settings):
+        _Relay.__init__(self, end, settings)
+        self.udp_timeout = settings["udp-timeout"]
+        self.replies = ReplyTable(end.reactor.seconds)
+        self.queue = deque(maxlen=QUEUE_SIZE)
+        self.ids = _Numbering()
+        self._sweeper = None
+
+    def start(self):
+        self._sweeper = LoopingCall(self.replies.sweep)
+        self._sweeper.clock = self.end.reactor
+        self._sweeper.start(REPLY_IDLE / 3, now=False)
+
+    def stop(self):
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
+        self.queue.clear()
+
+    def send(self, payload, reply):
+        connections = self.end.connections
+        if not connections:
+            if len(self.queue) == self.queue.maxlen:
+                self.log.warn("not connected: dropped the oldest of {n} queued requests", n=len(self.queue))
+            self.queue.append((self.end.reactor.seconds(), payload, reply))
+            return
+        frame_id = self.ids.next()
+        once = is_unicast(payload)
+        for protocol in connections:
+            if reply is not None:
+                self.replies.add(protocol, frame_id, reply, once)
+            protocol.sendFrame(frame_id, payload)
+
+    def frameReceived(self, protocol, frame_id, payload):
+        if not (payload and self.replies.dispatch(protocol, frame_id, payload)) and self.end.trace:
+            self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
+                           peer=protocol.peer)
+
+    def connected(self, protocol):
+        if self.queue:
+            self._flush()
+
+    def disconnected(self, protocol):
+        self.replies.discard(protocol)
+
+    def _flush(self):
+        cutoff = self.end.reactor.seconds() - self.udp_timeout
+        queued, self.queue = list(self.queue), deque(maxlen=QUEUE_SIZE)
+        stale = 0
+        for stamp, payload, reply in queued:
+            if stamp < cutoff:
+                stale += 1
+            else:
+                self.send(payload, reply)
+        if stale:
+            self.log.info("dropped {n} queued request(s) older than the UDP timeout", n=stale)
+
+
+@implementer(IRelay)
+class EventReceiver(_Relay):
+    """
+    An in end of an event tunnel: forwards each event once (by controller
+    serial and event index, remembered across restarts in
+    C{<event-spool>.seen}) and acknowledges every event frame with an empty
+    frame of its id.
+    """
+
+    def __init__(self, end, settings):
+        _Relay.__init__(self, end, settings)
+        self.path = settings["event-spool"] + ".seen"
+        self.window = settings["event-window"]
+        self.seen = None
+        self.duplicates = 0
+
+    def start(self):
+        self.seen = SeenEvents(self.window, self.path)
+
+    def stop(self):
+        if self.seen is not None:
+            self.seen.close()
+            self.seen = None
+
+    def frameReceived(self, protocol, frame_id, payload):
+        if not payload:
+            return
+        key = event_key(payload)
+        if key is not None and key in self.seen:
+            self.duplicates += 1
+            if self.end.trace:
+                self.log.debug("event {index} from {serial} already forwarded", serial=key[0], index=key[1])
+        else:
+            self.end.router.request(payload, None)
+            if key is not None:
+                self.seen.add(key)
+        protocol.sendFrame(frame_id, b"")
+
+
+@implementer(IRelay)
+class EventSender(_Relay):
+    """
+    An out end of an event tunnel: holds events in an L{EventBuffer} until
+    acknowledged, sends them in order to every connected peer, sends again
+    after a reconnect what was not acknowledged, and keeps what is left in
+    C{<event-spool>.events} for the next run. A peer that acknowledges
+    nothing within L{ACK_GRACE} of an event (a Go tunnel) gets events as the
+    Go tunnel sends them: once, held for nothing.
+    """
+
+    def __init__(self, end, settings):
+        _Relay.__init__(self, end, settings)
+        self.path = settings["event-spool"] + ".events"
+        self.buffer = EventBuffer(end.reactor.seconds, settings["event-buffer"], settings["event-buffer-age"])
+        self.ids = _Numbering()
+        #: connection -> whether it acknowledges (None: not known yet)
+        self.acks = {}
+        #: connection -> the grace timer for its first acknowledgement
+        self.timers = {}
+        self._lost = Throttle(end.reactor.seconds)
+
+    def start(self):
+        spooled = EventBuffer.unspool(self.path)
+        for stamp, payload in spooled:
+            self.buffer.add(self.ids.next(), payload, stamp)
+        if spooled:
+            self.log.info("{n} undelivered event(s) from the last run, from {path}", n=len(spooled), path=self.path)
+
+    def stop(self):
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
+        self.buffer.expire()
+        if self.buffer:
+            self.buffer.spool(self.path)
+            self.log.info("kept {n} undelivered event(s) for the next run in {path}", n=len(self.buffer),
+                          path=self.path)
+
+    def send(self, payload, reply):
+        dropped = self.buffer.add(self.ids.next(), payload)
+        if dropped:
+            report = self._lost.count(dropped)
+            if report:
+                self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
+                              "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=report,
+                              total=self.buffer.lost, limit=self.buffer.limit, age=self.buffer.max_age)
+        self._pump()
+
+    def frameReceived(self, protocol, frame_id, payload):
+        # an event sender hears only acknowledgements; like the Go
+        # tunnel's, it discards anything else sent back
+        if payload:
+            return
+        if self.acks.get(protocol) is not True:
+            self.acks[protocol] = True
+            timer = self.timers.pop(protocol, None)
+            if timer is not None:
+                timer.cancel()
+        self.buffer.acknowledge(frame_id)
+
+    def connected(self, protocol):
+        self.acks[protocol] = None
+        self._pump()
+
+    def disconnected(self, protocol):
+        self.acks.pop(protocol, None)
+        timer = self.timers.pop(protocol, None)
+        if timer is not None:
+            timer.cancel()
+        if not self.end.connections:
+            self.buffer.requeue()
+
+    def _pump(self):
+        """
+        Send every event not yet sent on the current link, oldest first.
+        """
+        connections = self.end.connections
+        if not connections:
+            return
+        unacknowledged = all(self.acks.get(protocol) is False for protocol in connections)
+        for frame_id, payload in self.buffer.unsent():
+            for protocol in connections:
+                protocol.sendFrame(frame_id, payload)
+                if self.acks.get(protocol) is None and protocol not in self.timers:
+                    self.timers[protocol] = self.end.reactor.callLater(ACK_GRACE, self._noAcknowledgements, protocol)
+            if unacknowledged:
+                self.buffer.acknowledge(frame_id)
+            else:
+                self.buffer.sent(frame_id)
+
+    def _noAcknowledgements(self, protocol):
+        del self.timers[protocol]
+        if self.acks.get(protocol, True) is None:
+            self.acks[protocol] = False
+            self.buffer.release_sent()
+            self.log.info("{peer} does not acknowledge events (a Go tunnel?): relaying without acknowledgements",
+                          peer=protocol.peer)
