@@ -339,6 +339,16 @@ class AddressTests(SynchronousTestCase):
         for text in ("tcp/client::12345", "tcp/client:127.0.0.1:0"):
             self.assertRaises(ValueError, make, text, OUT)
 
+    def test_badDescription(self):
+        """
+        A Twisted endpoint description that cannot be used is a one-line
+        error naming the connector, whatever the parser raised (the systemd
+        parser raises IndexError when no socket was passed in).
+        """
+        for text in ("tcp/client:bogus:x=1", "tcp/server:systemd:domain=INET:index=7"):
+            e = self.assertRaises(ValueError, make, text, OUT)
+            self.assertIn("'{}': not a usable endpoint".format(text), str(e))
+
     def test_unknownInterface(self):
         """
         Binding to an interface that does not exist is refused.

@@ -56,7 +56,7 @@ def server_endpoint(reactor, spec):
     if parsed is None:
         if spec.interface is not None:
             raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
-        return endpoints.serverFromString(reactor, spec.address)
+        return _described(endpoints.serverFromString, reactor, spec)
     host, port = parsed
     if host and not is_ip_address(host):
         raise ValueError("invalid address in '{}': listen on an IP address".format(spec.text))
@@ -78,7 +78,7 @@ def client_endpoint(reactor, spec):
     if parsed is None:
         if spec.interface is not None:
             raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
-        return endpoints.clientFromString(reactor, spec.address)
+        return _described(endpoints.clientFromString, reactor, spec)
     host, port = parsed
     if not host or port == 0:
         raise ValueError("invalid address in '{}' (expected HOST:PORT)".format(spec.text))
@@ -88,3 +88,18 @@ def client_endpoint(reactor, spec):
             return endpoints.TCP6ClientEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
         return endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
     return endpoints.HostnameEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
+
+
+def _described(parse, reactor, spec):
+    """
+    An endpoint from a Twisted endpoint description, or a one-line error
+    naming the connector (endpoint parsers raise all kinds of exceptions:
+    the systemd parser an C{IndexError} when no socket was passed in).
+    """
+    try:
+        return parse(reactor, spec.address)
+    except Exception as e:
+        reason = str(e) or type(e).__name__
+        if isinstance(e, IndexError) and spec.address.startswith("systemd:"):
+            reason = "no such socket was passed in (LISTEN_FDS/LISTEN_FDNAMES)"
+        raise ValueError("'{}': not a usable endpoint: {}".format(spec.text, reason)) from None
