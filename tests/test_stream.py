@@ -348,6 +348,8 @@ class AddressTests(SynchronousTestCase):
         for text in ("tcp/client:bogus:x=1", "tcp/server:systemd:domain=INET:index=7"):
             e = self.assertRaises(ValueError, make, text, OUT)
             self.assertIn("'{}': not a usable endpoint".format(text), str(e))
+        e = self.assertRaises(ValueError, make, "tcp/server:127.0.0.1:abc", OUT)
+        self.assertEqual(str(e), "'tcp/server:127.0.0.1:abc': invalid port in '127.0.0.1:abc' (expected 0..65535)")
 
     def test_unknownInterface(self):
         """

@@ -318,3 +318,15 @@ class MakerTests(SynchronousTestCase):
         for text in ("udp/broadcast:controllers.example:60000", "udp/broadcast:127.0.0.1", "udp/broadcast:127.0.0.1:0"):
             e = self.assertRaises(ValueError, maker.makeEnd, spec(text), OUT, settings, None, FakeReactor())
             self.assertIn(text, str(e))
+
+    def test_unknownInterface(self):
+        """
+        Binding a UDP end to an interface that does not exist is refused
+        before anything listens.
+        """
+        from uhppoted_tunnel.spec import ConnectorSpec as Spec
+
+        settings = {"debug": False, "max-payload": 1024, "udp-timeout": 1.0, "events": False}
+        bound = Spec("udp/listen::nosuch0:127.0.0.1:0", "udp/listen:", "nosuch0", "127.0.0.1:0")
+        e = self.assertRaises(ValueError, UDPConnectorMaker().makeEnd, bound, IN, settings, None, FakeReactor())
+        self.assertEqual(str(e), "no such network interface 'nosuch0'")

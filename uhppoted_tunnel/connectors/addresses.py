@@ -96,6 +96,14 @@ def _described(parse, reactor, spec):
     naming the connector (endpoint parsers raise all kinds of exceptions:
     the systemd parser an C{IndexError} when no socket was passed in).
     """
+    head = spec.address.split(":", 1)[0]
+    if not head or is_ip_address(head) or head == "localhost":
+        # meant as HOST:PORT, not a description
+        try:
+            parse_host_port(spec.address)
+        except ValueError as e:
+            raise ValueError("'{}': {}".format(spec.text, e)) from None
+        raise ValueError("invalid address in '{}' (expected HOST:PORT)".format(spec.text))
     try:
         return parse(reactor, spec.address)
     except Exception as e:

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from uhppoted_tunnel.bind import reactor_for
+from uhppoted_tunnel.bind import check_interface, reactor_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.router import Throttle, request_key
@@ -389,6 +389,8 @@ class UDPConnectorMaker:
         return prefix == "udp/event:"
 
     def makeEnd(self, spec, role, settings, router, reactor):
+        if spec.interface is not None:
+            check_interface(spec.interface)
         trace = settings["debug"]
         events = settings["events"]
         if role == IN:
