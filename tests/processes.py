@@ -401,6 +401,68 @@ def start_host(testcase, out, name="host", command=None, listen_port=0):
     return host, int(match.group(1))
 
 
+def emulator_sent_line(count=None):
+    """
+    :param count: the number expected, or C{None} for any (group 1).
+    :return: a regex for the line the emulator prints when it has pushed
+        all its events.
+    """
+    return r"^emulator sent (" + (r"\d+" if count is None else str(count)) + r") events$"
+
+
+@inlineCallbacks
+def start_event_emulator(testcase, listener_port, count, interval="10ms", serials=(), start=None, name="emulator"):
+    """
+    Start the controller emulator on a free loopback port, pushing events
+    to a listener on loopback (see L{emulator_sent_line}).
+
+    :param listener_port: the UDP port events go to.
+    :param count: how many events, the controllers taking turns.
+    :param interval: the time between events, e.g. C{"10ms"}.
+    :param serials: the controllers (default: the emulator's two).
+    :param start: the index of each controller's first event (default 1).
+    :return: a Deferred firing with C{(protocol, port)} once it listens.
+    """
+    args = [sys.executable, "-m", "uhppoted_tunnel.emulator", "--bind", LOOPBACK + ":0",
+            "--events", str(count), "--listener", "{}:{}".format(LOOPBACK, listener_port), "--interval", interval]
+    for serial in serials:
+        args += ["--controller", str(serial)]
+    if start is not None:
+        args += ["--event-start", str(start)]
+    emulator = spawn(testcase, args, name)
+    match = yield emulator.waitFor(r"^emulator listening on 127\.0\.0\.1:(\d+)$")
+    return emulator, int(match.group(1))
+
+
+@inlineCallbacks
+def wait_for_lines(protocol, pattern, count, timeout=DEADLINE, since=0, clock=reactor):
+    """
+    Wait until C{count} lines of a child's output match C{pattern}.
+
+    :param protocol: the child's L{LineProtocol}.
+    :param since: only lines after this L{LineProtocol.mark} count.
+    :return: a Deferred firing with the matches, in order, or failing with
+        L{WaitTimeout} (saying how many matched) after C{timeout} seconds.
+    """
+    regex = re.compile(pattern)
+    end = clock.seconds() + timeout
+    matches = []
+    checked = since
+    while True:
+        for _, text in protocol.lines[checked:]:
+            match = regex.search(text)
+            if match is not None:
+                matches.append(match)
+        checked = len(protocol.lines)
+        if len(matches) >= count:
+            return matches
+        try:
+            yield protocol.waitFor(pattern, timeout=max(0.0, end - clock.seconds()), since=checked)
+        except WaitTimeout:
+            raise WaitTimeout("{} of {} lines matching {!r} from {} within {}s\n{}".format(
+                len(matches), count, pattern, protocol.name, timeout, protocol.recent())) from None
+
+
 def start_site(testcase, inbound, emulator_port, name="site"):
     """
     Start a site half: C{inbound} to C{udp/broadcast} at the emulator, with
@@ -515,5 +577,5 @@ def stop(protocol, name="TERM", timeout=DEADLINE):
 __all__ = [
     "Client", "LineProtocol", "WaitTimeout", "connected_line", "free_port", "listening_line", "retry",
     "dial_failed_line", "redial_line", "run_tunnel", "spawn", "start_emulator", "start_host", "start_site", "stop",
-    "tunnel_command", "twistd_command",
+    "tunnel_command", "twistd_command", "emulator_sent_line", "start_event_emulator", "wait_for_lines",
 ]

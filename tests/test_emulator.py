@@ -12,7 +12,9 @@ import sys
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, globalLogPublisher
@@ -20,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from uhppoted import decode, encode
 from uhppoted.uhppote import Uhppote
 
-from uhppoted_tunnel.emulator import FUNCTIONS, Controller, EmulatorProtocol, Options, listen, main
+from uhppoted_tunnel.emulator import CARD, FUNCTIONS, Controller, EmulatorProtocol, Options, listen, main, push_events
 
 A = 405419896
 B = 303986753
@@ -214,6 +216,150 @@ class EmulatorProtocolTests(SynchronousTestCase):
         self.assertEqual(decode.set_time_response(reply).datetime, wanted)
 
 
+class RecordingPort:
+    """
+    A UDP port that records what is written, with the time from a clock.
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.written = []
+
+    def write(self, data, addr):
+        self.written.append((self.clock.seconds(), data, addr))
+
+
+class EventTests(SynchronousTestCase):
+    """
+    L{Controller.event} makes the events a controller pushes to its
+    listener, and L{push_events} sends them.
+    """
+
+    listener = ("127.0.0.1", 60001)
+
+    def test_eventDecodes(self):
+        """
+        An event is a 64-byte packet that C{uhppoted.decode.event} reads as
+        a granted card swipe by the controller, with index 1, stamped with
+        the controller's clock, and the status fields of get-status.
+        """
+        controller = Controller(A)
+        controller.offset = datetime.timedelta(minutes=5)
+        packet = controller.event(NOW)
+        self.assertEqual(len(packet), 64)
+        self.assertEqual(packet[:2], b"\x17\x20")
+        event = decode.event(packet)
+        later = NOW + datetime.timedelta(minutes=5)
+        self.assertEqual(
+            (event.controller, event.event_index, event.event_type, event.event_access_granted, event.event_door,
+             event.event_direction, event.event_card, event.event_timestamp, event.event_reason),
+            (A, 1, 1, True, 1, 1, CARD, later, 1))
+        self.assertEqual((event.system_date, event.system_time), (later.date(), later.time()))
+
+    def test_indexesRise(self):
+        """
+        Each event has the next index, from the controller's C{event_index}
+        (so a run can go on where another stopped); the door cycles 1..4;
+        get-status then reports the last event.
+        """
+        controller = Controller(A)
+        controller.event_index = 41
+        events = [decode.event(controller.event(NOW)) for _ in range(5)]
+        self.assertEqual([e.event_index for e in events], [42, 43, 44, 45, 46])
+        self.assertEqual([e.event_door for e in events], [2, 3, 4, 1, 2])
+        status = decode.get_status_response(controller.handle(bytes(encode.get_status_request(A)), NOW))
+        self.assertEqual((status.event_index, status.event_card, status.event_timestamp), (46, CARD, NOW))
+
+    def push(self, controllers, count, interval):
+        clock = Clock()
+        port = RecordingPort(clock)
+        done = push_events(clock, port, controllers, self.listener, count, interval, now=lambda: NOW)
+        return clock, port, done
+
+    def test_countAndInterval(self):
+        """
+        C{push_events} sends C{count} events to the listener, the first on
+        the next turn of the reactor and then one every C{interval}
+        seconds, and fires with the count when the last is sent, leaving no
+        timer behind.
+        """
+        clock, port, done = self.push([Controller(A)], 4, 0.25)
+        self.assertEqual(port.written, [])
+        clock.advance(0)
+        self.assertEqual(len(port.written), 1)
+        clock.advance(0.2)
+        self.assertEqual(len(port.written), 1)
+        self.assertNoResult(done)
+        clock.pump([0.05, 0.25, 0.25])
+        self.assertEqual(self.successResultOf(done), 4)
+        self.assertEqual([(when, addr) for when, _, addr in port.written],
+                         [(0, self.listener), (0.25, self.listener), (0.5, self.listener), (0.75, self.listener)])
+        self.assertEqual([decode.event(data).event_index for _, data, _ in port.written], [1, 2, 3, 4])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_roundRobin(self):
+        """
+        With several controllers, C{count} is the total: the controllers
+        take turns, each with its own rising index.
+        """
+        clock, port, done = self.push([Controller(A), Controller(B)], 5, 0)
+        clock.advance(0)
+        clock.pump([0] * 4)
+        self.assertEqual(self.successResultOf(done), 5)
+        keys = [(e.controller, e.event_index) for e in (decode.event(data) for _, data, _ in port.written)]
+        self.assertEqual(keys, [(A, 1), (B, 1), (A, 2), (B, 2), (A, 3)])
+
+    def test_fixedSchedule(self):
+        """
+        A late turn of the reactor does not push later events back: event
+        n goes at n times the interval from the start, or at once if that
+        has passed.
+        """
+        clock, port, done = self.push([Controller(A)], 3, 1.0)
+        clock.advance(0)
+        clock.advance(1.5)
+        clock.advance(0.5)
+        self.assertEqual([when for when, _, _ in port.written], [0, 1.5, 2.0])
+        self.assertEqual(self.successResultOf(done), 3)
+
+    def test_none(self):
+        """
+        Pushing no events fires at once with 0 and sends nothing.
+        """
+        clock, port, done = self.push([Controller(A)], 0, 1.0)
+        self.assertEqual(self.successResultOf(done), 0)
+        self.assertEqual((port.written, clock.getDelayedCalls()), ([], []))
+
+    def test_cancel(self):
+        """
+        Cancelling the Deferred stops sending and leaves no timer behind.
+        """
+        clock, port, done = self.push([Controller(A)], 10, 1.0)
+        clock.advance(0)
+        done.cancel()
+        self.failureResultOf(done, CancelledError)
+        clock.advance(10)
+        self.assertEqual(len(port.written), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_writeFails(self):
+        """
+        An error writing an event stops the push: the Deferred fails with
+        it, and it is logged.
+        """
+
+        class Broken(RecordingPort):
+            def write(self, data, addr):
+                raise OSError("no route")
+
+        clock = Clock()
+        done = push_events(clock, Broken(clock), [Controller(A)], self.listener, 3, 1.0, now=lambda: NOW)
+        clock.advance(0)
+        self.failureResultOf(done, OSError)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
 class OptionsTests(SynchronousTestCase):
     """
     The emulator's command line.
@@ -241,11 +387,33 @@ class OptionsTests(SynchronousTestCase):
             {"bind": ("127.0.0.1", 0), "controllers": [1, 2], "debug": 1},
         )
 
+    def test_events(self):
+        """
+        --events, --listener, --interval (a duration) and --event-start set
+        up event mode; without --events, no events are pushed.
+        """
+        options = Options()
+        options.parseOptions(["--events", "200", "--listener", "127.0.0.1:60001", "--interval", "10ms",
+                              "--event-start", "51"])
+        self.assertEqual(
+            {k: options[k] for k in ("events", "listener", "interval", "event-start")},
+            {"events": 200, "listener": ("127.0.0.1", 60001), "interval": 0.01, "event-start": 51},
+        )
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(
+            {k: options[k] for k in ("events", "listener", "interval", "event-start")},
+            {"events": 0, "listener": None, "interval": 0.1, "event-start": 1},
+        )
+
     def test_badArguments(self):
         """
         Bad arguments make main print one line on stderr and return 2.
         """
-        bad = (["--bind", "localhost"], ["--bind", "127.0.0.1:70000"], ["--controller", "x"], ["--nope"])
+        bad = (["--bind", "localhost"], ["--bind", "127.0.0.1:70000"], ["--controller", "x"], ["--nope"],
+               ["--events", "5"], ["--events", "-1", "--listener", "127.0.0.1:60001"],
+               ["--events", "5", "--listener", "127.0.0.1:0"], ["--events", "5", "--listener", "here"],
+               ["--interval", "soon"], ["--interval", "-1s"], ["--event-start", "0"])
         for argv in bad:
             stderr = io.StringIO()
             self.patch(sys, "stderr", stderr)
@@ -273,3 +441,25 @@ class LoopbackTests(TestCase):
         self.assertEqual(sorted(reply.controller for reply in found), sorted([A, B]))
         reply = yield deferToThread(client.get_controller, (B, self.address), timeout=0.5)
         self.assertEqual(reply.controller, B)
+
+    @inlineCallbacks
+    def test_pushEvents(self):
+        """
+        Events pushed from the emulator's port reach a listener on
+        127.0.0.1, from that port, in order.
+        """
+        received = []
+        arrived = Deferred()
+
+        class Listener(DatagramProtocol):
+            def datagramReceived(self, data, addr):
+                received.append((decode.event(data).event_index, addr[1]))
+                if len(received) == 20:
+                    arrived.callback(None)
+
+        listener = reactor.listenUDP(0, Listener(), interface="127.0.0.1")
+        self.addCleanup(listener.stopListening)
+        sent = yield push_events(reactor, self.port, [Controller(A)], ("127.0.0.1", listener.getHost().port), 20, 0)
+        self.assertEqual(sent, 20)
+        yield arrived
+        self.assertEqual(received, [(index, self.port.getHost().port) for index in range(1, 21)])

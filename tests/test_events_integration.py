@@ -1,0 +1,624 @@
+# -*- test-case-name: tests.test_events_integration -*-
+"""
+Event tunnels that lose nothing, end to end: real C{uhppoted-tunnel}
+processes on 127.0.0.1, the controller emulator pushing events to the
+site's C{udp/event} in end, and the test itself as the application's
+event listener behind the host's C{udp/event} out end.
+
+Every event is decoded with C{uhppoted.decode.event} and known by its
+controller and event index. A test knows it has seen everything the tunnel
+will ever deliver by sending a last event of its own, from another
+controller, into the site (or down the stream) after the rest have
+arrived: the tunnel keeps order, so when that one arrives any duplicate
+still on its way has arrived before it. Nothing sleeps: each step waits,
+with a generous deadline, for a log line, an exit or an event.
+"""
+
+import datetime
+import os
+import re
+import signal
+import struct
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.trial.unittest import TestCase
+from uhppoted import decode
+
+from tests import certs
+from tests.processes import (
+    DEADLINE,
+    LOOPBACK,
+    WaitTimeout,
+    emulator_sent_line,
+    free_port,
+    listening_line,
+    run_tunnel,
+    start_event_emulator,
+    stop,
+    wait_for_lines,
+    workdir,
+)
+from uhppoted_tunnel.emulator import Controller
+
+#: The controller whose events are counted.
+A = 405419896
+#: The controller of the test's own last event (see the module docstring).
+LAST = 303986753
+
+COUNT = 200
+
+#: The line a site run with --debug logs as its udp/event end reads an
+#: event, just before the event goes into its buffer (and out, if connected).
+RECEIVED = r"\bUDP\s+received 64 bytes from 127\.0\.0\.1:"
+
+
+def stream_listening(kind):
+    """
+    :param kind: C{"tcp"} or C{"tls"}.
+    :return: a regex for the line a stream server end logs once it listens
+        (group 1: the port).
+    """
+    return r"\b" + kind.upper() + r"\s+listening on 127\.0\.0\.1:(\d+)\s*$"
+
+
+def stream_connected(kind, port=None):
+    """
+    :return: a regex for the line a stream end logs once connected (over
+        TLS: once the handshake is done).
+    """
+    return r"\b" + kind.upper() + r"\s+connected to 127\.0\.0\.1:" + (r"\d+" if port is None else str(port)) + r"\s*$"
+
+
+def udp_event(port):
+    return "udp/event:{}:{}".format(LOOPBACK, port)
+
+
+def seen_keys(path):
+    """
+    The C{(serial, index)} pairs in a C{.seen} spool, read by hand: 8 bytes
+    each, two little-endian 32-bit numbers.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return {struct.unpack_from("<II", data, offset) for offset in range(0, len(data) - len(data) % 8, 8)}
+
+
+def go_frame(frame_id, payload):
+    """
+    A frame as the Go tunnel writes it (protocol.Packetize), built by hand:
+    a 2-byte big-endian payload length, a 4-byte big-endian id, the payload.
+    """
+    return len(payload).to_bytes(2, "big") + frame_id.to_bytes(4, "big") + payload
+
+
+def go_frames(buffer):
+    """
+    Split whole Go frames off the front of C{buffer}, by hand.
+
+    :return: C{([(frame_id, payload), ...], rest)}.
+    """
+    frames = []
+    while len(buffer) >= 6:
+        length = int.from_bytes(buffer[0:2], "big")
+        if len(buffer) < 6 + length:
+            break
+        frames.append((int.from_bytes(buffer[2:6], "big"), bytes(buffer[6 : 6 + length])))
+        buffer = buffer[6 + length :]
+    return frames, buffer
+
+
+class Events:
+    """
+    Events in the order they arrived, as C{(controller, event_index)}, and
+    waiting for one of them.
+    """
+
+    def __init__(self, clock=reactor):
+        self.clock = clock
+        self.keys = []
+        self._waiters = []
+
+    def add(self, packet):
+        event = decode.event(packet)
+        key = (event.controller, event.event_index)
+        self.keys.append(key)
+        for waiter in list(self._waiters):
+            wanted, d, call = waiter
+            if wanted(self.keys):
+                self._waiters.remove(waiter)
+                call.cancel()
+                d.callback(key)
+
+    def waitFor(self, wanted, description, timeout=DEADLINE):
+        """
+        :param wanted: C{keys -> bool}, checked after each event.
+        :return: a Deferred firing once C{wanted} holds, or failing with
+            L{WaitTimeout} after C{timeout} seconds.
+        """
+        if wanted(self.keys):
+            d = Deferred()
+            d.callback(None)
+            return d
+        d = Deferred()
+
+        def expired():
+            self._waiters.remove(waiter)
+            d.errback(WaitTimeout("no {} within {}s; {} event(s) arrived, the last {}".format(
+                description, timeout, len(self.keys), self.keys[-5:])))
+
+        waiter = (wanted, d, self.clock.callLater(timeout, expired))
+        self._waiters.append(waiter)
+        return d
+
+    def waitForKey(self, key, timeout=DEADLINE):
+        return self.waitFor(lambda keys: key in keys, "event {} from {}".format(key[1], key[0]), timeout)
+
+    def waitForCount(self, count, timeout=DEADLINE):
+        return self.waitFor(lambda keys: len(keys) >= count, "{} events".format(count), timeout)
+
+    def of(self, controller):
+        return [index for serial, index in self.keys if serial == controller]
+
+
+class EventListener(DatagramProtocol):
+    """
+    The application's event listener on 127.0.0.1: decodes every packet.
+    """
+
+    noisy = False
+
+    def __init__(self):
+        self.events = Events()
+
+    def datagramReceived(self, data, addr):
+        self.events.add(data)
+
+
+class GoHost(Protocol):
+    """
+    A Go host's stream end: reads event frames and never acknowledges one.
+    """
+
+    def __init__(self, events):
+        self.events = events
+        self.buffer = b""
+        self.ids = []
+
+    def dataReceived(self, data):
+        frames, self.buffer = go_frames(self.buffer + data)
+        for frame_id, payload in frames:
+            self.ids.append(frame_id)
+            self.events.add(payload)
+
+
+class GoSite(Protocol):
+    """
+    A Go site's stream end: writes event frames, and reads and discards
+    whatever comes back, as the Go tunnel's event sender does (keeping the
+    frames only for the test to look at).
+    """
+
+    def __init__(self, clock=reactor):
+        self.clock = clock
+        self.buffer = b""
+        self.returned = []
+        self._waiter = None
+
+    def dataReceived(self, data):
+        frames, self.buffer = go_frames(self.buffer + data)
+        self.returned.extend(frames)
+        if self._waiter is not None and len(self.returned) >= self._waiter[0]:
+            count, d, call = self._waiter
+            self._waiter = None
+            call.cancel()
+            d.callback(self.returned)
+
+    def waitForFrames(self, count, timeout=DEADLINE):
+        """
+        :return: a Deferred firing with the frames sent back once there are
+            C{count}, or failing with L{WaitTimeout} after C{timeout} seconds.
+        """
+        d = Deferred()
+        if len(self.returned) >= count:
+            d.callback(self.returned)
+            return d
+
+        def expired():
+            self._waiter = None
+            d.errback(WaitTimeout("{} of {} frames sent back within {}s".format(len(self.returned), count, timeout)))
+
+        self._waiter = (count, d, self.clock.callLater(timeout, expired))
+        return d
+
+
+class _EventTunnels:
+    """
+    Starting the parts of an event tunnel, and checking what arrived.
+    """
+
+    timeout = 120
+
+    def setUp(self):
+        self.listener = EventListener()
+        port = reactor.listenUDP(0, self.listener, interface=LOOPBACK)
+        self.addCleanup(port.stopListening)
+        self.listener_port = port.getHost().port
+        self.events = self.listener.events
+        self.last = Controller(LAST)
+
+    def site(self, inbound_port, out, *flags, name="site"):
+        """
+        Start a site half: C{udp/event} on loopback to C{out}.
+        """
+        return run_tunnel(self, name, "--in", udp_event(inbound_port), "--out", out, *flags)
+
+    def host(self, inbound, *flags, name="host"):
+        """
+        Start a host half: C{inbound} to C{udp/event} at the test's listener.
+        """
+        return run_tunnel(self, name, "--in", inbound, "--out", udp_event(self.listener_port), *flags)
+
+    @inlineCallbacks
+    def site_port(self, site):
+        """
+        :return: the port of the site's C{udp/event} in end, once it listens.
+        """
+        return int((yield site.waitFor(listening_line("UDP"))).group(1))
+
+    def spool(self, name):
+        """
+        :return: the path prefix of the event spool of the half called
+            C{name} (its lockfile's path less the extension).
+        """
+        return os.path.join(workdir(self), name)
+
+    @inlineCallbacks
+    def finish(self, site_port, events=None):
+        """
+        Send one last event, from controller L{LAST}, to the site's
+        C{udp/event} port and wait for it to come out of the tunnel: then
+        everything the tunnel was still to deliver has arrived.
+        """
+        events = self.events if events is None else events
+        packet = self.last.event(datetime.datetime.now())
+        self.listener.transport.write(packet, (LOOPBACK, site_port))
+        yield events.waitForKey((LAST, self.last.event_index))
+
+    def assertEventsInOrder(self, expected, events=None):
+        """
+        Controller A's events arrived exactly as C{expected}: each once, in
+        order, none missing; the test's last event came last.
+        """
+        events = self.events if events is None else events
+        self.assertEqual(events.of(A), list(expected))
+        self.assertEqual(events.keys[-1], (LAST, self.last.event_index))
+
+    @inlineCallbacks
+    def go_site(self, port):
+        """
+        Connect a L{GoSite} to a host's stream port; the test's cleanup
+        drops the connection.
+
+        :return: a Deferred firing with the connected L{GoSite}.
+        """
+        endpoint = TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=DEADLINE)
+        site = yield connectProtocol(endpoint, GoSite())
+        self.addCleanup(lambda: site.transport.abortConnection() if site.transport.connected else None)
+        return site
+
+    def tls_flags(self, role, client_auth=False):
+        """
+        :param role: C{"server"} or C{"client"}: which certificate to use.
+        :return: the TLS flags of a half.
+        """
+        files = getattr(self, "_certs", None)
+        if files is None:
+            files = self._certs = certs.make(os.path.join(workdir(self), "certs"))
+        cert, key = files[role]
+        flags = ["--ca-cert", files["ca"][0], "--cert", cert, "--key", key]
+        return flags + (["--client-auth"] if client_auth else [])
+
+
+class RelayTests(_EventTunnels, TestCase):
+    """
+    A connected event tunnel delivers every event once, in order, over
+    each stream transport and in either direction of dialling.
+    """
+
+    @inlineCallbacks
+    def relay(self, kind, reverse):
+        """
+        Push L{COUNT} events through a tunnel whose site and host are
+        joined by C{kind}: the site dials the host, or with C{reverse} the
+        host dials the site.
+        """
+        secure = kind == "tls"
+        server_flags = self.tls_flags("server", client_auth=True) if secure else []
+        client_flags = self.tls_flags("client") if secure else []
+        if not reverse:
+            host = self.host("{}/server:127.0.0.1:0".format(kind), *server_flags)
+            stream_port = int((yield host.waitFor(stream_listening(kind))).group(1))
+            site = self.site(0, "{}/client:127.0.0.1:{}".format(kind, stream_port), *client_flags)
+            yield site.waitFor(stream_connected(kind, stream_port))
+        else:
+            site = self.site(0, "{}/server:127.0.0.1:0".format(kind), *server_flags)
+            stream_port = int((yield site.waitFor(stream_listening(kind))).group(1))
+            host = self.host("{}/client:127.0.0.1:{}".format(kind, stream_port), *client_flags)
+            yield host.waitFor(stream_connected(kind, stream_port))
+            yield site.waitFor(stream_connected(kind))
+        site_port = yield self.site_port(site)
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "10ms", serials=[A])
+        yield emulator.waitFor(emulator_sent_line(COUNT))
+        yield self.events.waitForKey((A, COUNT))
+        yield self.finish(site_port)
+        self.assertEventsInOrder(range(1, COUNT + 1))
+        for half in (site, host):
+            self.assertNotIn("Traceback", half.output())
+
+    def test_forward_tcp(self):
+        """
+        Site dialling host over TCP: all 200 events reach the listener, in
+        order, none twice.
+        """
+        return self.relay("tcp", reverse=False)
+
+    def test_reverse_tcp(self):
+        """
+        Host dialling site over TCP: all 200 events reach the listener, in
+        order, none twice.
+        """
+        return self.relay("tcp", reverse=True)
+
+    def test_forward_tls(self):
+        """
+        Site dialling host over TLS with client certificates: all 200
+        events reach the listener, in order, none twice.
+        """
+        return self.relay("tls", reverse=False)
+
+    def test_reverse_tls(self):
+        """
+        Host dialling site over TLS with client certificates: all 200
+        events reach the listener, in order, none twice.
+        """
+        return self.relay("tls", reverse=True)
+
+
+class RestartTests(_EventTunnels, TestCase):
+    """
+    Events survive a half that dies or is stopped.
+    """
+
+    @inlineCallbacks
+    def freeze(self, host, site, attempts=10):
+        """
+        Stop the host (SIGSTOP) mid-stream at a moment when a kill will
+        leave the site with events sent and never acknowledged, and the
+        host with a record of every event it forwarded.
+
+        The host forwards an event and then records it in its C{.seen}
+        spool: a host killed between the two forwards that event again
+        when it comes back, a duplicate no tunnel can avoid without risking
+        a loss. Stopped there, it is let go and stopped again a few events
+        later.
+        """
+        seen = self.spool("host") + ".seen"
+        for _ in range(attempts):
+            mark = site.mark()
+            host.send_signal(signal.SIGSTOP)
+            # with --debug the site logs each event as it reads it, and
+            # sends it on at once; meanwhile this reactor has read every
+            # event the host forwarded
+            yield wait_for_lines(site, RECEIVED, 5, since=mark)
+            if set(self.events.keys) <= seen_keys(seen):
+                return
+            host.send_signal(signal.SIGCONT)
+            yield self.events.waitForCount(len(self.events.keys) + 5)
+        self.fail("the host was stopped between forwarding an event and recording it {} times".format(attempts))
+
+    @inlineCallbacks
+    def test_host_killed(self):
+        """
+        A host killed with SIGKILL mid-stream, with events sent to it and
+        not acknowledged, and started again on the same port with the same
+        lockfile (and so the same C{.seen} spool) is redialled by the site,
+        which sends again what was not acknowledged: every one of the 200
+        events arrives exactly once, those after the restart in order, and
+        the site never takes the host for one that does not acknowledge.
+        """
+        host = self.host("tcp/server:127.0.0.1:0")
+        stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
+        site = self.site(0, "tcp/client:127.0.0.1:{}".format(stream_port), "--debug")
+        yield site.waitFor(stream_connected("tcp", stream_port))
+        site_port = yield self.site_port(site)
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "20ms", serials=[A])
+
+        yield self.events.waitForCount(50)
+        yield self.freeze(host, site)
+        host.send_signal("KILL")
+        yield host.exited()
+        before = len(self.events.keys)
+        self.assertLess(before, COUNT, "the stream ended before the host was killed")
+        self.assertTrue(os.path.exists(self.spool("host") + ".seen"))
+        mark = site.mark()
+
+        host = self.host("tcp/server:127.0.0.1:{}".format(stream_port))
+        yield host.waitFor(stream_listening("tcp"))
+        yield site.waitFor(stream_connected("tcp", stream_port), since=mark)
+        yield emulator.waitFor(emulator_sent_line(COUNT))
+        yield self.events.waitForKey((A, COUNT))
+        yield self.finish(site_port)
+
+        received = self.events.of(A)
+        self.assertEqual(sorted(received), list(range(1, COUNT + 1)), "lost or duplicated events")
+        after = [index for serial, index in self.events.keys[before:] if serial == A]
+        self.assertEqual(after, sorted(after), "events after the restart out of order")
+        self.assertEqual(self.events.keys[-1], (LAST, self.last.event_index))
+        self.assertNotIn("does not acknowledge", site.output())
+
+    @inlineCallbacks
+    def test_host_killed_after_forwarding(self):
+        """
+        A host killed with SIGKILL after forwarding events whose
+        acknowledgements its site ignored, and started again with the same
+        lockfile, remembers them in its C{.seen} spool: when the site sends
+        them all again after reconnecting, with the rest, none is forwarded
+        twice. (The site here is the test, writing frames by hand, so that
+        the host's memory is what is tested.)
+        """
+        host = self.host("tcp/server:127.0.0.1:0")
+        stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
+        controller = Controller(A)
+        now = datetime.datetime.now()
+        events = [controller.event(now) for _ in range(COUNT)]
+
+        site = yield self.go_site(stream_port)
+        site.transport.write(b"".join(go_frame(i, event) for i, event in enumerate(events[:100], 1)))
+        yield self.events.waitForKey((A, 100))
+        # the host acknowledges an event once it has recorded it as forwarded
+        yield site.waitForFrames(100)
+        host.send_signal("KILL")
+        yield host.exited()
+        self.assertEqual(self.events.of(A), list(range(1, 101)))
+
+        host = self.host("tcp/server:127.0.0.1:{}".format(stream_port))
+        yield host.waitFor(stream_listening("tcp"))
+        site = yield self.go_site(stream_port)
+        site.transport.write(b"".join(go_frame(i, event) for i, event in enumerate(events, 1)))
+        site.transport.write(go_frame(COUNT + 1, self.last.event(now)))
+        yield self.events.waitForKey((LAST, self.last.event_index))
+        self.assertEventsInOrder(range(1, COUNT + 1))
+
+    @inlineCallbacks
+    def test_site_stopped_while_host_down(self):
+        """
+        A site stopped with SIGTERM while its host is down keeps the events
+        it holds in its spool and says so; started again with the same
+        lockfile it loads them, and once the host is up every event arrives,
+        once, in order.
+        """
+        stream_port = free_port()
+        out = "tcp/client:127.0.0.1:{}".format(stream_port)
+        site = self.site(0, out, "--debug")
+        site_port = yield self.site_port(site)
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "5ms", serials=[A])
+        yield emulator.waitFor(emulator_sent_line(COUNT))
+        yield wait_for_lines(site, RECEIVED, COUNT)
+
+        code = yield stop(site, "TERM")
+        self.assertEqual(code, 0, site.recent())
+        spool = self.spool("site") + ".events"
+        self.assertRegex(site.output(), r"kept {} undelivered event\(s\) for the next run in {}".format(
+            COUNT, re.escape(spool)))
+        self.assertTrue(os.path.exists(spool))
+        self.assertEqual(self.events.keys, [])
+
+        site = self.site(0, out, name="site")
+        yield site.waitFor(r"{} undelivered event\(s\) from the last run".format(COUNT))
+        site_port = yield self.site_port(site)
+        self.host("tcp/server:127.0.0.1:{}".format(stream_port))
+        yield site.waitFor(stream_connected("tcp", stream_port))
+        yield self.events.waitForKey((A, COUNT))
+        yield self.finish(site_port)
+        self.assertEventsInOrder(range(1, COUNT + 1))
+        self.assertFalse(os.path.exists(spool), "the spool was not removed once loaded")
+
+    @inlineCallbacks
+    def test_buffer_overflow(self):
+        """
+        A site with C{--event-buffer 50} and no host, sent 80 events, warns
+        that its buffer is full and drops the oldest: once the host is up
+        exactly the newest 50 arrive, in order.
+        """
+        stream_port = free_port()
+        site = self.site(0, "tcp/client:127.0.0.1:{}".format(stream_port), "--event-buffer", "50", "--debug")
+        site_port = yield self.site_port(site)
+        emulator, _ = yield start_event_emulator(self, site_port, 80, "5ms", serials=[A])
+        yield emulator.waitFor(emulator_sent_line(80))
+        yield wait_for_lines(site, RECEIVED, 80)
+
+        # the warning comes at the first drop, then at most every 10 s with
+        # the drops since: here, within 10 s, only the first is reported
+        warnings = re.findall(r"event buffer full: dropped the (\d+) oldest event\(s\) \((\d+) lost so far; "
+                              r"--event-buffer 50, ", site.output())
+        self.assertTrue(warnings, site.recent())
+        dropped = [int(n) for n, _ in warnings]
+        self.assertTrue(all(n >= 1 for n in dropped))
+        self.assertLessEqual(sum(dropped), 30)
+        self.assertEqual(int(warnings[-1][1]), sum(dropped))
+
+        self.host("tcp/server:127.0.0.1:{}".format(stream_port))
+        yield site.waitFor(stream_connected("tcp", stream_port))
+        yield self.events.waitForKey((A, 80))
+        yield self.finish(site_port)
+        self.assertEventsInOrder(range(31, 81))
+
+
+class GoInteropTests(_EventTunnels, TestCase):
+    """
+    A Python half against a peer framing events as the Go tunnel does,
+    parsed and built by hand here.
+    """
+
+    @inlineCallbacks
+    def test_go_host(self):
+        """
+        A Python site sending to a Go host, which never acknowledges: every
+        event arrives once, in order, and 5 s after its first event the
+        site says the peer does not acknowledge events and relays without
+        acknowledgements.
+        """
+        events = Events()
+        connections = []
+
+        def build():
+            protocol = GoHost(events)
+            connections.append(protocol)
+            return protocol
+
+        server = reactor.listenTCP(0, Factory.forProtocol(build), interface=LOOPBACK)
+        self.addCleanup(server.stopListening)
+        self.addCleanup(lambda: [c.transport.abortConnection() for c in connections if c.transport.connected])
+        go_port = server.getHost().port
+
+        site = self.site(0, "tcp/client:127.0.0.1:{}".format(go_port))
+        yield site.waitFor(stream_connected("tcp", go_port))
+        site_port = yield self.site_port(site)
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "10ms", serials=[A])
+        yield emulator.waitFor(emulator_sent_line(COUNT))
+        yield events.waitForKey((A, COUNT))
+        yield site.waitFor(r"\bTCP\s+127\.0\.0\.1:{} does not acknowledge events \(a Go tunnel\?\)".format(go_port))
+        yield self.finish(site_port, events)
+
+        self.assertEqual(len(connections), 1)
+        self.assertEventsInOrder(range(1, COUNT + 1), events)
+        self.assertEqual(self.events.keys, [])
+
+    @inlineCallbacks
+    def test_go_site(self):
+        """
+        A Go site writing event frames to a Python host's tcp/server in end,
+        and discarding what comes back: the listener receives every event
+        once, in order; what came back is an acknowledgement of each event,
+        an empty frame with its id, in order.
+        """
+        host = self.host("tcp/server:127.0.0.1:0")
+        stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
+        site = yield self.go_site(stream_port)
+        yield host.waitFor(stream_connected("tcp"))
+
+        controller = Controller(A)
+        now = datetime.datetime.now()
+        for frame_id in range(1, COUNT + 1):
+            site.transport.write(go_frame(frame_id, controller.event(now)))
+        yield self.events.waitForKey((A, COUNT))
+        site.transport.write(go_frame(COUNT + 1, self.last.event(now)))
+        yield self.events.waitForKey((LAST, self.last.event_index))
+
+        self.assertEventsInOrder(range(1, COUNT + 1))
+        returned = yield site.waitForFrames(COUNT + 1)
+        self.assertEqual(returned, [(frame_id, b"") for frame_id in range(1, COUNT + 2)])
+        self.assertNotIn("Traceback", host.output())
