@@ -319,7 +319,8 @@ class StreamEventTests(SynchronousTestCase):
 
     def test_overflowDropsOldestAndSays(self):
         """
-        A full buffer drops the oldest events and warns with the count.
+        A full buffer drops the oldest events and warns with the count;
+        every drop is reported, at the latest when the end stops.
         """
         from twisted.internet.testing import EventLoggingObserver
         from twisted.logger import globalLogPublisher
@@ -333,6 +334,9 @@ class StreamEventTests(SynchronousTestCase):
         warnings = [e for e in logged if "event buffer full" in e["log_format"]]
         self.assertEqual([w["n"] for w in warnings], [1])
         self.assertEqual(end.relay.buffer.lost, 2)
+        end.stopService()
+        warnings = [e for e in logged if "event buffer full" in e["log_format"]]
+        self.assertEqual([w["n"] for w in warnings], [1, 1])
 
     def test_spooledOnStop(self):
         """

@@ -95,20 +95,24 @@ class RouterTests(SynchronousTestCase):
 
     def test_dropWarningRateLimited(self):
         """
-        The first dropped request is warned about at once; after that at
-        most one warning every 10 seconds, with the number dropped since the
-        last one.
+        The first dropped request is warned about at once; the rest at most
+        one warning every 10 seconds, with the number dropped since the last
+        one, when the interval is up, even if no more are dropped; stopping
+        reports what is left and leaves no timer.
         """
         router = self.router(rate=1.0, burst=1)
         for _ in range(50):
             router.request(b"x", None)
-        self.assertEqual(len(self.logged), 1)
-        self.assertEqual(self.logged[0]["count"], 1)
+        self.assertEqual([e["count"] for e in self.logged], [1])
         self.clock.advance(10)
+        self.assertEqual([e["count"] for e in self.logged], [1, 48])
         for _ in range(15):
             router.request(b"x", None)
-        self.assertEqual(len(self.logged), 2)
-        self.assertEqual(self.logged[1]["count"], 48 + 1)
+        self.assertEqual([e["count"] for e in self.logged], [1, 48])
+        router.stop()
+        self.assertEqual([e["count"] for e in self.logged], [1, 48, 14])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(router.dropped, 63)
 
     def test_unlimited(self):
         """

@@ -83,32 +83,58 @@ class TokenBucket:
 
 class Throttle:
     """
-    Counts occurrences of something worth a warning, and says when to warn:
-    at the first one, then at most once every C{interval} seconds, with the
-    number since the last warning.
+    Reports occurrences of something worth a warning without flooding the
+    log: the first one at once, later ones at most once every C{interval}
+    seconds with the number since the last report. What is left unreported
+    is reported when the interval is up (one timer, only while something
+    is pending), or by L{flush} when the owner stops: no drop goes
+    untold.
     """
 
-    __slots__ = ("_seconds", "interval", "total", "_warned", "_last")
-
-    def __init__(self, seconds, interval=WARN_INTERVAL):
-        self._seconds = seconds
+    def __init__(self, clock, report, interval=WARN_INTERVAL):
+        """
+        :param clock: an C{IReactorTime}.
+        :param report: called with the number to report.
+        :param interval: the least time between reports.
+        """
+        self.clock = clock
+        self.report = report
         self.interval = interval
         self.total = 0
-        self._warned = 0
+        self._reported = 0
         self._last = None
+        self._timer = None
 
     def count(self, n=1):
         """
-        Count C{n} more.
-
-        :return: how many to report now, or 0 if it is not yet time to warn.
+        Count C{n} more occurrences.
         """
         self.total += n
-        now = self._seconds()
-        if self._last is not None and now - self._last < self.interval:
-            return 0
-        report, self._warned, self._last = self.total - self._warned, self.total, now
-        return report
+        now = self.clock.seconds()
+        if self._last is None or now - self._last >= self.interval:
+            self._emit(now)
+        elif self._timer is None:
+            self._timer = self.clock.callLater(self._last + self.interval - now, self._due)
+
+    def _due(self):
+        self._timer = None
+        self._emit(self.clock.seconds())
+
+    def _emit(self, now):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending = self.total - self._reported
+        if pending:
+            self._reported = self.total
+            self._last = now
+            self.report(pending)
+
+    def flush(self):
+        """
+        Report whatever is pending now, and cancel the timer.
+        """
+        self._emit(self.clock.seconds())
 
 
 class Router:
@@ -135,7 +161,7 @@ class Router:
         self.out = None
         self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
         self.forwarded = 0
-        self._dropped = Throttle(clock.seconds)
+        self._dropped = Throttle(clock, self._warnDropped)
 
     def request(self, payload, reply):
         """
@@ -147,14 +173,21 @@ class Router:
         :return: True if forwarded.
         """
         if self.limiter is not None and not self.limiter.take():
-            report = self._dropped.count()
-            if report:
-                self.log.warn("rate limit exceeded: dropped {count} request(s) (limit {rate}/s, burst {burst})",
-                              count=report, rate=self.limiter.rate, burst=self.limiter.burst)
+            self._dropped.count()
             return False
         self.forwarded += 1
         self.out.send(payload, reply)
         return True
+
+    def _warnDropped(self, count):
+        self.log.warn("rate limit exceeded: dropped {count} request(s) (limit {rate}/s, burst {burst})",
+                      count=count, rate=self.limiter.rate, burst=self.limiter.burst)
+
+    def stop(self):
+        """
+        Report any dropped requests not yet reported, and cancel the timer.
+        """
+        self._dropped.flush()
 
     @property
     def dropped(self):

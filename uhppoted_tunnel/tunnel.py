@@ -89,6 +89,7 @@ class TunnelService(MultiService):
 
     def stopService(self):
         self.log.info("stopping")
+        self.router.stop()
         return MultiService.stopService(self)
 
     def fail(self, message):

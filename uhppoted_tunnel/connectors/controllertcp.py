@@ -103,6 +103,8 @@ class ControllerTCP(Service):
         self._timer = None
         #: serial -> Throttle for connection failure warnings
         self._failures = {}
+        #: serial -> (address, reason) of its last connection failure
+        self._reasons = {}
 
     def send(self, serial, address, payload, reply):
         """
@@ -196,12 +198,14 @@ class ControllerTCP(Service):
     def _warn(self, attempt, reason):
         throttle = self._failures.get(attempt.serial)
         if throttle is None:
-            throttle = self._failures[attempt.serial] = Throttle(self.reactor.seconds)
-        report = throttle.count()
-        if report:
-            self.log.warn("could not connect to controller {serial} at {host}:{port} ({reason}): "
-                          "dropped {n} request(s)", serial=attempt.serial, host=attempt.address[0],
-                          port=attempt.address[1], reason=reason, n=report)
+            throttle = self._failures[attempt.serial] = Throttle(self.reactor, partial(self._report, attempt.serial))
+        self._reasons[attempt.serial] = (attempt.address, reason)
+        throttle.count()
+
+    def _report(self, serial, count):
+        (host, port), reason = self._reasons[serial]
+        self.log.warn("could not connect to controller {serial} at {host}:{port} ({reason}): dropped {n} request(s)",
+                      serial=serial, host=host, port=port, reason=reason, n=count)
 
     def _expire(self):
         """
@@ -238,6 +242,8 @@ class ControllerTCP(Service):
         :return: a Deferred that fires once every connection is closed.
         """
         Service.stopService(self)
+        for throttle in self._failures.values():
+            throttle.flush()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

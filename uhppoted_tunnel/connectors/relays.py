@@ -236,7 +236,7 @@ class EventSender(_Relay):
         self.acks = {}
         #: connection -> the grace timer for its first acknowledgement
         self.timers = {}
-        self._lost = Throttle(end.reactor.seconds)
+        self._lost = Throttle(end.reactor, self._warnLost)
 
     def start(self):
         spooled = EventBuffer.unspool(self.path)
@@ -250,6 +250,7 @@ class EventSender(_Relay):
             timer.cancel()
         self.timers.clear()
         self.buffer.expire()
+        self._lost.flush()
         if self.buffer:
             self.buffer.spool(self.path)
             self.log.info("kept {n} undelivered event(s) for the next run in {path}", n=len(self.buffer),
@@ -258,12 +259,13 @@ class EventSender(_Relay):
     def send(self, payload, reply):
         dropped = self.buffer.add(self.ids.next(), payload)
         if dropped:
-            report = self._lost.count(dropped)
-            if report:
-                self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
-                              "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=report,
-                              total=self.buffer.lost, limit=self.buffer.limit, age=self.buffer.max_age)
+            self._lost.count(dropped)
         self._pump()
+
+    def _warnLost(self, count):
+        self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
+                      "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=count, total=self.buffer.lost,
+                      limit=self.buffer.limit, age=self.buffer.max_age)
 
     def frameReceived(self, protocol, frame_id, payload):
         # an event sender hears only acknowledgements; like the Go

@@ -182,7 +182,7 @@ class BroadcastEnd(Service):
         #: key -> sockets that last freed it, most recent last
         self.free = {}
         self._ports = []
-        self._full = Throttle(reactor.seconds)
+        self._full = Throttle(reactor, self._warnFull)
         self._expiry = deque()
         self._timer = None
         self._bind = "::" if ":" in destination[0] else "0.0.0.0"
@@ -212,10 +212,7 @@ class BroadcastEnd(Service):
         key = request_key(payload)
         sock = self._socket_for(key)
         if sock is None:
-            report = self._full.count()
-            if report:
-                self.log.warn("dropped {n} request(s): {sockets} sockets busy with requests like them",
-                              n=report, sockets=len(self.sockets))
+            self._full.count()
             return
         entry = _Request(key, reply, self.reactor.seconds() + self.timeout, sock)
         sock.hold(entry)
@@ -223,6 +220,10 @@ class BroadcastEnd(Service):
         if self._timer is None:
             self._timer = self.reactor.callLater(self.timeout, self._expire)
         sock.transport.write(payload, self.destination)
+
+    def _warnFull(self, count):
+        self.log.warn("dropped {n} request(s): {sockets} sockets busy with requests like them", n=count,
+                      sockets=len(self.sockets))
 
     def _socket_for(self, key):
         """
@@ -276,6 +277,7 @@ class BroadcastEnd(Service):
 
     def stopService(self):
         Service.stopService(self)
+        self._full.flush()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
