@@ -22,7 +22,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from uhppoted import decode, encode
 from uhppoted.uhppote import Uhppote
 
-from uhppoted_tunnel.emulator import CARD, FUNCTIONS, Controller, EmulatorProtocol, Options, listen, main, push_events
+from uhppoted_tunnel.emulator import CARD, FUNCTIONS, Controller, EmulatorProtocol, listen, push_events
+from uhppoted_tunnel.emulator.__main__ import Options, main
 
 A = 405419896
 B = 303986753

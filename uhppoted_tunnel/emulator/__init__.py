@@ -9,7 +9,7 @@ with the answering controller's serial; other fields sit where
 C{uhppoted.decode} reads them, integers little-endian, dates and times BCD.
 
 L{Controller} turns a request into a reply; L{EmulatorProtocol} serves
-controllers on a UDP port. Run: C{python -m uhppoted_tunnel.emulator --help}.
+controllers on a UDP port. Run: C{python -m uhppoted_tunnel.emulator --help} (L{__main__}).
 
 Controllers also push status events to their listener: a get-status reply
 (function 0x20) whose event fields describe a new event, with the
@@ -24,16 +24,9 @@ prints C{emulator sent N events} when done and keeps answering requests.
 import datetime
 import ipaddress
 import struct
-import sys
 
-from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, Logger
-from twisted.logger import globalLogBeginner, textFileLogObserver
-from twisted.python import usage
-
-from uhppoted_tunnel.config import parse_duration
+from twisted.logger import Logger
 
 PACKET_SIZE = 64
 SOM = 0x17
@@ -305,204 +298,7 @@ def listen(reactor, controllers, host="127.0.0.1", port=0, now=datetime.datetime
     return reactor.listenUDP(port, EmulatorProtocol(controllers, now), interface=host)
 
 
-class EventPusher:
-    """
-    Sends a number of events to a listener, round-robin over controllers,
-    one every C{interval} seconds: see L{push_events}.
+from uhppoted_tunnel.emulator.events import EventPusher, push_events  # noqa: E402 (uses the above)
 
-    :ivar sent: events sent so far.
-    :ivar done: fires with C{sent} once all are sent.
-    """
-
-    log = Logger()
-
-    def __init__(self, reactor, port, controllers, listener, count, interval, now=datetime.datetime.now):
-        self.reactor = reactor
-        self.port = port
-        self.controllers = list(controllers)
-        self.listener = listener
-        self.count = count
-        self.interval = interval
-        self.now = now
-        self.sent = 0
-        self.done = Deferred(self._cancel)
-        self._call = None
-        self._start = None
-
-    def start(self):
-        """
-        Send the first event on the next turn of the reactor.
-
-        :return: L{done}.
-        """
-        if self.count <= 0 or not self.controllers:
-            self.done.callback(0)
-        else:
-            self._start = self.reactor.seconds()
-            self._call = self.reactor.callLater(0, self._next)
-        return self.done
-
-    def _next(self):
-        self._call = None
-        controller = self.controllers[self.sent % len(self.controllers)]
-        try:
-            packet = controller.event(self.now())
-            self.port.write(packet, self.listener)
-        except Exception:
-            self.log.failure("{controller} could not send event {index} to {host}:{port}", controller=controller,
-                             index=controller.event_index, host=self.listener[0], port=self.listener[1])
-            self.done.errback()
-            return
-        self.sent += 1
-        self.log.debug("controller {serial}: sent event {index} to {host}:{port}", serial=controller.serial,
-                       index=controller.event_index, host=self.listener[0], port=self.listener[1])
-        if self.sent >= self.count:
-            self.done.callback(self.sent)
-            return
-        # on a fixed schedule from the start, so that a late turn does not
-        # delay every later event
-        delay = self._start + self.sent * self.interval - self.reactor.seconds()
-        self._call = self.reactor.callLater(max(0.0, delay), self._next)
-
-    def _cancel(self, done):
-        if self._call is not None:
-            self._call.cancel()
-            self._call = None
-
-
-def push_events(reactor, port, controllers, listener, count, interval, now=datetime.datetime.now):
-    """
-    Push C{count} events in all to C{listener}, taking the controllers in
-    turn (with controllers A and B: A1, B1, A2, B2, ...), the first on the
-    next turn of the reactor and then one every C{interval} seconds.
-
-    :param reactor: an IReactorTime.
-    :param port: the UDP port to send from (the emulator's, from L{listen}).
-    :param controllers: the L{Controller}s whose events these are.
-    :param listener: C{(host, port)} to send to.
-    :param count: how many events to send.
-    :param interval: seconds between events (0: as fast as the reactor turns).
-    :param now: a callable returning the local time, for the events' timestamps.
-    :return: a Deferred firing with the number sent; cancelling it stops
-        sending.
-    """
-    return EventPusher(reactor, port, controllers, listener, count, interval, now).start()
-
-
-def _host_port(flag, text, allow_zero):
-    """
-    Parse an IPv4 C{HOST:PORT} option.
-
-    :raise usage.UsageError: naming C{flag}.
-    """
-    host, _, port = text.rpartition(":")
-    try:
-        ipaddress.IPv4Address(host)
-        port = int(port)
-    except ValueError:
-        raise usage.UsageError(f"--{flag}: {text!r} is not IPv4-HOST:PORT") from None
-    if not (0 if allow_zero else 1) <= port <= 0xFFFF:
-        raise usage.UsageError(f"--{flag}: port {port} is out of range")
-    return host, port
-
-
-def _whole(flag, text, low, high=0xFFFFFFFF):
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise usage.UsageError(f"--{flag}: {text!r} is not a whole number from {low} to {high}")
-    return int(text)
-
-
-class Options(usage.Options):
-    """The command line of C{python -m uhppoted_tunnel.emulator}."""
-
-    synopsis = "Usage: python -m uhppoted_tunnel.emulator [options]"
-    longdesc = ("Emulates UHPPOTE access controllers on a UDP port until stopped. With --events N it also pushes "
-                "N events to --listener, round-robin over the controllers, one every --interval, and prints "
-                "'emulator sent N events' when done.")
-    optFlags = [["debug", "d", "Log every request."]]
-    optParameters = [
-        ["bind", "b", "127.0.0.1:60000", "UDP HOST:PORT to listen on (port 0: any free port)."],
-        ["events", None, "0", "Push this many events in all to --listener, the controllers taking turns."],
-        ["listener", None, None, "UDP HOST:PORT events go to (the tunnel's udp/event in end); needed with --events."],
-        ["interval", None, "100ms", "Time between events, as a duration: 10ms, 1s, 0 (as fast as possible)."],
-        ["event-start", None, "1", "The index of each controller's first event (e.g. to go on from a last run)."],
-    ]
-
-    def __init__(self):
-        super().__init__()
-        self["controllers"] = []
-
-    def opt_controller(self, serial):
-        """
-        Emulate a controller with this serial number (repeatable; default 405419896 and 303986753).
-        """
-        if not serial.isdigit() or not 0 < int(serial) <= 0xFFFFFFFF:
-            raise usage.UsageError(f"--controller: {serial!r} is not a serial number (1..4294967295)")
-        self["controllers"].append(int(serial))
-
-    opt_c = opt_controller
-
-    def postOptions(self):
-        self["bind"] = _host_port("bind", self["bind"], allow_zero=True)
-        if not self["controllers"]:
-            self["controllers"] = list(DEFAULT_SERIALS)
-        self["events"] = _whole("events", self["events"], 0)
-        self["event-start"] = _whole("event-start", self["event-start"], 1)
-        try:
-            self["interval"] = parse_duration(self["interval"])
-        except ValueError as e:
-            raise usage.UsageError(f"--interval: {e}") from None
-        if self["listener"] is not None:
-            self["listener"] = _host_port("listener", self["listener"], allow_zero=False)
-        elif self["events"]:
-            raise usage.UsageError("--events: needs --listener HOST:PORT to send them to")
-
-
-def main(argv=None):
-    """
-    Run the emulator until SIGINT or SIGTERM.
-
-    :param argv: the arguments, without the program name; default C{sys.argv[1:]}.
-    :return: the exit status: 0, 1 if it cannot listen, 2 for bad arguments.
-    """
-    options = Options()
-    try:
-        options.parseOptions(argv)
-    except usage.UsageError as e:
-        print(f"emulator: {e}", file=sys.stderr)
-        return 2
-
-    from twisted.internet import reactor
-
-    controllers = [Controller(serial) for serial in options["controllers"]]
-    for controller in controllers:
-        controller.event_index = options["event-start"] - 1
-        if options["listener"] is not None:
-            host, port = options["listener"]
-            controller.listener = (ipaddress.IPv4Address(host), port)
-    host, port = options["bind"]
-    try:
-        listening = listen(reactor, controllers, host, port)
-    except CannotListenError as e:
-        print(f"emulator: {e}", file=sys.stderr)
-        return 1
-
-    # The address line comes first so scripts can read the port; events
-    # logged so far are buffered and replayed after it.
-    bound = listening.getHost()
-    print(f"emulator listening on {bound.host}:{bound.port}", flush=True)
-    level = LogLevel.debug if options["debug"] else LogLevel.info
-    observer = FilteringLogObserver(textFileLogObserver(sys.stdout), [LogLevelFilterPredicate(level)])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    if options["events"]:
-        pushing = push_events(reactor, listening, controllers, options["listener"], options["events"],
-                              options["interval"])
-        pushing.addCallbacks(lambda sent: print(f"emulator sent {sent} events", flush=True),
-                             lambda failure: print(f"emulator: stopped sending events: {failure.getErrorMessage()}",
-                                                   file=sys.stderr, flush=True))
-    reactor.run()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["Controller", "EmulatorProtocol", "listen", "EventPusher", "push_events", "DEFAULT_SERIALS", "FUNCTIONS",
+           "CARD"]
