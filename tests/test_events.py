@@ -21,7 +21,7 @@ from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.spec import parse
-from uhppoted_tunnel.testing import FakeReactor
+from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 from uhppoted_tunnel.tunnel import TunnelService
 from uhppoted_tunnel.wire import FrameDecoder, encode
 
@@ -174,15 +174,6 @@ class EventBufferTests(SynchronousTestCase):
         self.assertEqual(EventBuffer.unspool(path), [(0.0, event(1)), (5.0, event(2))])
         self.assertFalse(os.path.exists(path))
         self.assertEqual(EventBuffer.unspool(path), [])
-
-
-class RecordingRouter:
-    def __init__(self):
-        self.requests = []
-
-    def request(self, payload, reply):
-        self.requests.append((payload, reply))
-        return True
 
 
 MAKER = StreamConnectorMaker("tcp")

@@ -14,7 +14,7 @@ from zope.interface.verify import verifyObject
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker, retry_policy
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.spec import parse
-from uhppoted_tunnel.testing import FakeReactor, packet
+from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.wire import FrameDecoder, encode
 
 SETTINGS = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,
@@ -28,15 +28,6 @@ def make(text, role, router=None, reactor=None, **settings):
     reactor = reactor if reactor is not None else FakeReactor()
     _, spec = parse(text, {prefix: MAKER for prefix in MAKER.prefixes})
     return MAKER.makeEnd(spec, role, dict(SETTINGS, **settings), router, reactor), reactor
-
-
-class RecordingRouter:
-    def __init__(self):
-        self.requests = []
-
-    def request(self, payload, reply):
-        self.requests.append((payload, reply))
-        return True
 
 
 def peer(end, port=50000):

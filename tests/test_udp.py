@@ -10,7 +10,7 @@ from uhppoted_tunnel.connectors.udp import BroadcastEnd, ListenEnd, UDPConnector
 from uhppoted_tunnel.router import request_key
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.spec import ConnectorSpec
-from uhppoted_tunnel.testing import FakeReactor, packet
+from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
 GET_CONTROLLER = 0x94
 GET_CARD = 0x5A
@@ -240,15 +240,6 @@ class BroadcastEndTests(SynchronousTestCase):
         """
         self.assertEqual(request_key(packet(0x94, 405419896)), (0x94, 405419896))
         self.assertIsNone(request_key(b"\x17\x94"))
-
-
-class RecordingRouter:
-    def __init__(self):
-        self.requests = []
-
-    def request(self, payload, reply):
-        self.requests.append((payload, reply))
-        return True
 
 
 class ListenEndTests(SynchronousTestCase):

@@ -92,6 +92,22 @@ class FakeReactor(MemoryReactorClock):
         return listening
 
 
+class RecordingRouter:
+    """
+    A router that records each request and its reply callback, and
+    forwards nothing.
+
+    :ivar requests: a list of C{(payload, reply)}.
+    """
+
+    def __init__(self):
+        self.requests = []
+
+    def request(self, payload, reply):
+        self.requests.append((payload, reply))
+        return True
+
+
 def packet(function, serial, body=b""):
     """
     A 64-byte UHPPOTE packet.

@@ -52,11 +52,9 @@ def server_endpoint(reactor, spec):
     :param spec: the connector spec.
     :raise ValueError: for an unusable address.
     """
-    parsed = go_address(spec.address)
-    if parsed is None:
-        if spec.interface is not None:
-            raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
-        return _described(endpoints.serverFromString, reactor, spec)
+    parsed = _go_or_described(endpoints.serverFromString, reactor, spec)
+    if not isinstance(parsed, tuple):
+        return parsed
     host, port = parsed
     if host and not is_ip_address(host):
         raise ValueError("invalid address in '{}': listen on an IP address".format(spec.text))
@@ -74,11 +72,9 @@ def client_endpoint(reactor, spec):
     :param spec: the connector spec.
     :raise ValueError: for an unusable address.
     """
-    parsed = go_address(spec.address)
-    if parsed is None:
-        if spec.interface is not None:
-            raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
-        return _described(endpoints.clientFromString, reactor, spec)
+    parsed = _go_or_described(endpoints.clientFromString, reactor, spec)
+    if not isinstance(parsed, tuple):
+        return parsed
     host, port = parsed
     if not host or port == 0:
         raise ValueError("invalid address in '{}' (expected HOST:PORT)".format(spec.text))
@@ -88,6 +84,20 @@ def client_endpoint(reactor, spec):
             return endpoints.TCP6ClientEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
         return endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
     return endpoints.HostnameEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT)
+
+
+def _go_or_described(parse, reactor, spec):
+    """
+    :return: C{(host, port)} for a Go address, else the endpoint its
+        Twisted description makes (with C{parse}, the server or client
+        string parser).
+    """
+    parsed = go_address(spec.address)
+    if parsed is not None:
+        return parsed
+    if spec.interface is not None:
+        raise ValueError("'{}': an interface binding needs a HOST:PORT address".format(spec.text))
+    return _described(parse, reactor, spec)
 
 
 def _described(parse, reactor, spec):
