@@ -17,7 +17,6 @@ from twisted.python import usage
 
 from uhppoted_tunnel import config, events, lockfile, spec
 from uhppoted_tunnel.interfaces import IN, OUT
-from uhppoted_tunnel.logging import parse_level
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
 from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD
@@ -54,62 +53,37 @@ DEFAULTS = {
 FLAGS = frozenset(["console", "debug", "client-auth"])
 
 
-def _checked(flag, convert):
-    """
-    Wrap a converter so that its C{ValueError} becomes a usage error naming
-    the flag.
-    """
+def _whole(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected an integer, got {!r}".format(text)) from None
 
-    def coerce(value):
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("expected a number, got {!r}".format(text)) from None
+
+
+def _checked(key, read=str):
+    """
+    The coercion of C{--KEY}: the command-line text read as the TOML file
+    would type it (C{read}), then checked by the file's own converter for
+    the key (L{config.KEYS}), so a flag and a file accept the same values.
+    A C{ValueError} becomes a usage error naming the flag.
+    """
+    convert = config.KEYS[key]
+
+    def coerce(text):
         try:
-            return convert(value)
+            return convert(read(text))
         except ValueError as e:
-            raise usage.UsageError("--{}: {}".format(flag, e)) from None
+            raise usage.UsageError("--{}: {}".format(key, e)) from None
 
     coerce.coerceDoc = ""
     return coerce
-
-
-def _positive_duration(text):
-    seconds = config.parse_duration(text)
-    if seconds <= 0:
-        raise ValueError("must be more than 0")
-    return seconds
-
-
-def _int_at_least(low):
-    def convert(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError("'{}' is not a whole number".format(text)) from None
-        if value < low:
-            raise ValueError("must be at least {}".format(low))
-        return value
-
-    return convert
-
-
-def _positive_number(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("'{}' is not a number".format(text)) from None
-    if not value > 0:
-        raise ValueError("must be more than 0")
-    return value
-
-
-def _payload_limit(text):
-    value = _int_at_least(1)(text)
-    if value > 65535:
-        raise ValueError("must be at most 65535")
-    return value
-
-
-def _level(text):
-    parse_level(text)
-    return text.lower()
 
 
 class Options(usage.Options):
@@ -137,35 +111,35 @@ class Options(usage.Options):
         ["config", None, None, "TOML file and section: FILE#SECTION, FILE::SECTION, FILE or #SECTION "
                                "(default " + config.DEFAULT_CONFIG + " if it exists)."],
         ["udp-timeout", None, None, "How long to wait for UDP replies (default 5s).",
-         _checked("udp-timeout", _positive_duration)],
+         _checked("udp-timeout")],
         ["max-retries", None, None, "Failed connection attempts in a row before giving up; -1 retries forever "
-                                    "(default -1).", _checked("max-retries", _int_at_least(-1))],
+                                    "(default -1).", _checked("max-retries", _whole)],
         ["max-retry-delay", None, None, "The longest delay between connection attempts (default 5m).",
-         _checked("max-retry-delay", _positive_duration)],
+         _checked("max-retry-delay")],
         ["lockfile", None, None, "The PID lockfile (default <tmp>/uhppoted-tunnel-<sha1(in+out)>.pid)."],
-        ["log-level", None, None, "debug, info, warn or error (default info).", _checked("log-level", _level)],
+        ["log-level", None, None, "debug, info, warn or error (default info).", _checked("log-level")],
         ["ca-cert", None, None, "TLS CA certificate file (default ca.cert)."],
         ["cert", None, None, "TLS certificate file (default server.cert or client.cert)."],
         ["key", None, None, "TLS key file (default server.key or client.key)."],
         ["html", None, None, "Folder of static files for the HTTP connector (default ./html)."],
         ["rate-limit", None, None, "Requests per second allowed on average (default 1).",
-         _checked("rate-limit", _positive_number)],
+         _checked("rate-limit", _number)],
         ["rate-limit-burst", None, None, "Requests allowed at once above the rate (default 120).",
-         _checked("rate-limit-burst", _int_at_least(1))],
+         _checked("rate-limit-burst", _whole)],
         ["max-payload", None, None, "The longest packet relayed, in bytes (default 1024).",
-         _checked("max-payload", _payload_limit)],
+         _checked("max-payload", _whole)],
         ["handshake-timeout", None, None, "How long a TLS handshake may take (default 15s).",
-         _checked("handshake-timeout", _positive_duration)],
+         _checked("handshake-timeout")],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
-         _checked("event-buffer", _int_at_least(1))],
+         _checked("event-buffer", _whole)],
         ["event-buffer-age", None, None, "The oldest event held while the link is down (default 24h).",
-         _checked("event-buffer-age", _positive_duration)],
+         _checked("event-buffer-age")],
         ["event-window", None, None, "Events remembered to recognise one resent after a reconnect "
-                                     "(default 10000).", _checked("event-window", _int_at_least(1))],
+                                     "(default 10000).", _checked("event-window", _whole)],
         ["event-spool", None, None, "Where an event tunnel keeps undelivered events and what it has forwarded "
                                     "across restarts: a path prefix (default: the lockfile's path less its extension)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
-         _checked("event-rate-limit", _positive_number)],
+         _checked("event-rate-limit", _number)],
     ]
 
     def __init__(self, makers=None):
