@@ -126,3 +126,18 @@ def is_ip_address(host):
     except ValueError:
         return False
     return True
+
+
+def format_address(address):
+    """
+    A Twisted address as C{host:port} (an IPv6 host in brackets), a UNIX
+    address as its path, anything else as its text.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        name = getattr(address, "name", None)
+        return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or address)
+    if ":" in host:
+        return "[{}]:{}".format(host, port)
+    return "{}:{}".format(host, port)

@@ -16,6 +16,7 @@ from twisted.web.resource import NoResource, Resource
 from twisted.web.static import File
 
 from uhppoted_tunnel.jsonapi import encode_json
+from uhppoted_tunnel.spec import format_address
 
 #: The longest request body accepted.
 MAX_BODY = 16384
@@ -191,8 +192,4 @@ def client_address(request):
     """
     The client of a request as C{host:port}.
     """
-    address = request.getClientAddress()
-    host = getattr(address, "host", None)
-    if host is None:
-        return str(address)
-    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
+    return format_address(request.getClientAddress())

@@ -18,6 +18,8 @@ import struct
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from uhppoted_tunnel.spec import format_address
+
 HEADER = struct.Struct("!HI")
 HEADER_SIZE = HEADER.size
 MAX_FRAME_ID = 0xFFFFFFFF
@@ -149,7 +151,7 @@ class FramedProtocol(Protocol):
 
     def connectionMade(self):
         address = self.transport.getPeer()
-        self.peer = _describe_address(address)
+        self.peer = format_address(address)
         self.factory.connectionMade(self)
 
     def dataReceived(self, data):
@@ -169,21 +171,7 @@ class FramedProtocol(Protocol):
         :param frame_id: the u32 id.
         :param payload: the packet.
         """
-        self.transport.write(HEADER.pack(len(payload), frame_id) + payload)
+        self.transport.write(encode(frame_id, payload))
 
     def connectionLost(self, reason):
         self.factory.connectionLost(self, reason)
-
-
-def _describe_address(address):
-    """
-    Render a Twisted address as C{host:port}, or its repr for other kinds.
-    """
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None or port is None:
-        name = getattr(address, "name", None)
-        return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or address)
-    if ":" in host:
-        return "[{}]:{}".format(host, port)
-    return "{}:{}".format(host, port)

@@ -18,16 +18,6 @@ DIAL_TIMEOUT = 5
 ENDPOINT_TYPES = frozenset(["tcp", "tcp6", "unix", "ssl", "tls", "systemd", "tor", "onion"])
 
 
-def describe_host(address):
-    """
-    A listening address as C{host:port} (IPv6 in brackets).
-    """
-    host = getattr(address, "host", None)
-    if host is None:
-        return str(address)
-    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
-
-
 def go_address(address):
     """
     Parse a Go-style stream address, or return C{None} when the address is

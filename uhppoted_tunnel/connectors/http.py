@@ -41,6 +41,7 @@ from uhppoted_tunnel.connectors.addresses import server_endpoint
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.jsonapi import BadRequest, check_content_type, error, parse_body, respond
 from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.spec import format_address
 from uhppoted_tunnel.web import MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder, client_address
 
 
@@ -232,7 +233,7 @@ class HTTPEnd(Service):
 
     def _listened(self, port):
         self.port = port
-        self.log.info("listening on {address}", address=_describe(port.getHost()))
+        self.log.info("listening on {address}", address=format_address(port.getHost()))
         self._settle(port)
 
     def _cannotListen(self, failure):
@@ -314,13 +315,6 @@ class HTTPEnd(Service):
         if port is not None:
             stopping.append(maybeDeferred(port.stopListening))
         return gatherResults(stopping, consumeErrors=True)
-
-
-def _describe(address):
-    host = getattr(address, "host", None)
-    if host is None:
-        return str(address)
-    return "{}:{}".format(host, address.port) if ":" not in host else "[{}]:{}".format(host, address.port)
 
 
 @implementer(IPlugin, IConnectorMaker)

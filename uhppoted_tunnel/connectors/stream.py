@@ -31,10 +31,11 @@ from twisted.plugin import IPlugin
 from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.bind import check_interface
-from uhppoted_tunnel.connectors.addresses import client_endpoint, describe_host, server_endpoint
+from uhppoted_tunnel.connectors.addresses import client_endpoint, server_endpoint
 from uhppoted_tunnel.connectors.relays import relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.spec import format_address
 from uhppoted_tunnel.connectors.streamprotocol import StreamProtocol
 
 #: The first reconnect delay; it doubles after each failure.
@@ -181,7 +182,7 @@ class ServerEnd(StreamEnd):
 
     def _listened(self, port):
         self.port = port
-        self.log.info("listening on {address}", address=describe_host(port.getHost()))
+        self.log.info("listening on {address}", address=format_address(port.getHost()))
         return port
 
     def whenListening(self):

@@ -13,7 +13,8 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from uhppoted_tunnel.wire import FramedProtocol, _describe_address
+from uhppoted_tunnel.spec import format_address
+from uhppoted_tunnel.wire import FramedProtocol
 
 #: Go: TCP keepalive every 15 s on stream sockets.
 KEEPALIVE = 15
@@ -38,7 +39,7 @@ class StreamProtocol(FramedProtocol):
 
     def connectionMade(self):
         _tune(self.transport)
-        self.peer = _describe_address(self.transport.getPeer())
+        self.peer = format_address(self.transport.getPeer())
         self.closed = Deferred()
         end = self.factory.end
         end.protocols.add(self)
