@@ -20,12 +20,12 @@ failure and the delay doubles up to C{--max-retry-delay}; after
 C{--max-retries} failures in a row the tunnel stops with an error.
 """
 
+from OpenSSL import SSL
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
-from OpenSSL import SSL
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import alsoProvides, implementer
@@ -60,28 +60,24 @@ def retry_policy(max_delay, first=FIRST_RETRY):
 
 class StreamFactory(Factory):
     """
-    Builds the connections of one stream end and passes their events to it.
+    Builds the connections of one stream end, whose protocols report their
+    events (C{connectionMade}, C{frameReceived}, C{connectionLost}) straight
+    to the end: no forwarding call per frame.
     """
 
     noisy = False
 
     def __init__(self, end):
         self.end = end
+        self.connectionMade = end.connectionMade
+        self.frameReceived = end.frameReceived
+        self.connectionLost = end.connectionLost
 
     def buildProtocol(self, addr):
         protocol = StreamProtocol(self.end.max_payload)
         protocol.factory = self
         protocol.log_tag = self.end.log_tag
         return protocol
-
-    def connectionMade(self, protocol):
-        self.end.connectionMade(protocol)
-
-    def frameReceived(self, protocol, frame_id, payload):
-        self.end.frameReceived(protocol, frame_id, payload)
-
-    def connectionLost(self, protocol, reason):
-        self.end.connectionLost(protocol, reason)
 
 
 class StreamEnd(MultiService):
@@ -271,11 +267,18 @@ class ClientEnd(StreamEnd):
         """
         self.failures += 1
         self.last_failure = failure
-        if 0 <= self.max_retries < self.failures and self.running and self.fatal is not None:
+        if self.givenUp and self.running and self.fatal is not None:
             message = "could not connect to {} after {} attempt(s): {}".format(
                 self.spec.address, self.failures, failure.getErrorMessage())
             self.log.error("{message}", message=message)
             self.fatal(message)
+
+    @property
+    def givenUp(self):
+        """
+        Whether the failures in a row are past C{--max-retries}.
+        """
+        return 0 <= self.max_retries < self.failures
 
     def handshakeFailed(self, protocol, reason):
         self.attemptFailed(reason)
@@ -295,7 +298,7 @@ class ClientEnd(StreamEnd):
             self.log.info("reconnecting to {address} in {delay:g}s", address=self.spec.address, delay=delay)
             return delay
         delay = self.delay(self.failures)
-        if not 0 <= self.max_retries < self.failures:
+        if not self.givenUp:
             self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s",
                           address=self.spec.address, reason=self.last_failure.getErrorMessage(), delay=delay)
         return delay

@@ -122,13 +122,14 @@ class ReplySocket(DatagramProtocol):
             end.log.warn("dropped a reply of {n} bytes from {peer}", n=len(data), peer=address[0])
             return
         keys = self.keys
+        key = request_key(data)
         if _OPAQUE in keys:
             entry = keys[_OPAQUE]
-        elif len(data) >= 8:
-            function = data[1]
-            entry = keys.get((function, int.from_bytes(data[4:8], "little")))
+        elif key is not None:
+            # a reply repeats its request's function code and serial
+            entry = keys.get(key)
             if entry is None:
-                entry = keys.get((function, 0))
+                entry = keys.get((key[0], 0))
             elif entry.reply is not None:
                 # a unicast request is answered once
                 reply = entry.reply
@@ -181,7 +182,6 @@ class BroadcastEnd(Service):
         self.sockets = []
         #: key -> sockets that last freed it, most recent last
         self.free = {}
-        self._ports = []
         self._full = Throttle(reactor, self._warnFull)
         self._expiry = deque()
         self._timer = None
@@ -197,7 +197,6 @@ class BroadcastEnd(Service):
         port = reactor_for(self.reactor, self.spec.interface).listenUDP(0, protocol, interface=self._bind)
         port.setBroadcastAllowed(True)
         self.sockets.append(protocol)
-        self._ports.append(port)
         return protocol
 
     def send(self, payload, reply):
@@ -283,8 +282,8 @@ class BroadcastEnd(Service):
             self._timer = None
         self._expiry.clear()
         self.free.clear()
-        ports, self._ports, self.sockets = self._ports, [], []
-        return gatherResults([maybeDeferred(port.stopListening) for port in ports])
+        sockets, self.sockets = self.sockets, []
+        return gatherResults([maybeDeferred(sock.transport.stopListening) for sock in sockets])
 
 
 class ListenProtocol(DatagramProtocol):
