@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_cli -*-
+# -*- test-case-name: tests.loopback.test_integration -*-
 """
 The C{uhppoted-tunnel} command.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 The TOML configuration file, compatible with the Go uhppoted-tunnel.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_demo -*-
+# -*- test-case-name: tests.loopback.test_demo -*-
 """
 C{uhppoted-tunnel demo}: a host half, a site half and two emulated
 controllers on loopback, and an application asking through the tunnel.

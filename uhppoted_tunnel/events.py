@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_events -*-
+# -*- test-case-name: tests.unit.test_events -*-
 """
 Event tunnels that lose nothing: the sending half's buffer and the
 receiving half's memory of what it has forwarded.

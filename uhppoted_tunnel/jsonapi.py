@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_http -*-
+# -*- test-case-name: tests.loopback.test_http,tests.unit.test_http -*-
 """
 The JSON of the HTTP ends, as the Go tunnel speaks it: reading a
 C{/udp/send} or C{/udp/broadcast} body, and writing an answer or an error.

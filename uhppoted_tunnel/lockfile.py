@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_lockfile -*-
+# -*- test-case-name: tests.unit.test_lockfile -*-
 """
 A lockfile that allows one tunnel per C{--in} and C{--out} pair.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_logging -*-
+# -*- test-case-name: tests.unit.test_logging -*-
 """
 The Go uhppoted-tunnel console log layout, as a L{twisted.logger} observer.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_options -*-
+# -*- test-case-name: tests.unit.test_options -*-
 """
 The tunnel's options: the Go command line, merged with the TOML file.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_router -*-
+# -*- test-case-name: tests.unit.test_router -*-
 """
 Request routing: the rate limiter in front of the out end and the reply
 table behind a stream out end.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.loopback.test_integration -*-
 """
 The C{uhtunnel} twistd plugin: C{twistd -n uhtunnel --in ... --out ...}.
 

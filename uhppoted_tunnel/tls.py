@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls -*-
+# -*- test-case-name: tests.loopback.test_tls,tests.unit.test_tls -*-
 """
 TLS for the stream ends and the HTTPS end: certificates, policy and
 endpoint wrapping.

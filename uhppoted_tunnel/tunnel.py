@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tunnel -*-
+# -*- test-case-name: tests.unit.test_tunnel -*-
 """
 A tunnel: one in end and one out end joined by a router, as one
 C{MultiService}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_http -*-
+# -*- test-case-name: tests.loopback.test_http,tests.unit.test_http -*-
 """
 twisted.web plumbing for the HTTP ends: a request with a bounded body, a
 read-only static folder, and connection tracking so that stopping closes

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire -*-
+# -*- test-case-name: tests.unit.test_wire -*-
 """
 The stream wire format shared with the Go uhppoted-tunnel.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream -*-
+# -*- test-case-name: tests.unit.test_stream -*-
 """
 Where a stream end listens or dials: a Go C{HOST:PORT} (bound to an
 interface with C{::IFACE:}), or any Twisted endpoint description

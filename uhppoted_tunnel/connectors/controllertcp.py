@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ip -*-
+# -*- test-case-name: tests.loopback.test_ip,tests.unit.test_ip -*-
 """
 Requests to a controller over TCP, for C{ip/out}: newer UHPPOTE firmware
 takes the same 64-byte request on a TCP connection to port 60000 and

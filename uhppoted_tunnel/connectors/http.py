@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_http -*-
+# -*- test-case-name: tests.loopback.test_http,tests.unit.test_http -*-
 """
 The HTTP ends: C{http/ADDRESS} and C{https/ADDRESS} (in only).
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ip -*-
+# -*- test-case-name: tests.loopback.test_ip,tests.unit.test_ip -*-
 """
 The C{ip/out:ADDRESS} end: routes each request to its controller.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream,tests.test_events -*-
+# -*- test-case-name: tests.unit.test_stream,tests.unit.test_events -*-
 """
 What a stream end does with frames: one relay for each role a stream end
 can play.

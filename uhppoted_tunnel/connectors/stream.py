@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream -*-
+# -*- test-case-name: tests.unit.test_stream -*-
 """
 The stream ends: C{tcp/server} and C{tcp/client}, each as an in or an out
 end. Framing, reconnecting, queueing and logging are written once here and

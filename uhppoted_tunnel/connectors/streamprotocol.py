@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream,tests.test_tls -*-
+# -*- test-case-name: tests.unit.test_stream,tests.loopback.test_tls,tests.unit.test_tls -*-
 """
 The connection of a stream end: frames over TCP with Go's keepalive and
 Nagle off, and over TLS a connection that counts only once its handshake

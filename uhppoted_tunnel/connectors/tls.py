@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls -*-
+# -*- test-case-name: tests.loopback.test_tls,tests.unit.test_tls -*-
 """
 The TLS stream ends: C{tls/server} and C{tls/client}, in and out.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_udp -*-
+# -*- test-case-name: tests.unit.test_udp -*-
 """
 The UDP ends: C{udp/listen} (in), C{udp/broadcast} (out) and C{udp/event}
 (in: events from controllers; out: events to the application's listener).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_emulator -*-
+# -*- test-case-name: tests.loopback.test_emulator,tests.unit.test_emulator -*-
 """
 An emulator of UHPPOTE access controllers, for tests, the demo and the bench.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_emulator -*-
+# -*- test-case-name: tests.loopback.test_emulator,tests.unit.test_emulator -*-
 """
 The emulator's command line: C{python -m uhppoted_tunnel.emulator --bind
 127.0.0.1:60000 --controller 405419896 [--events N --listener HOST:PORT

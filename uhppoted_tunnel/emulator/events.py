@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_emulator -*-
+# -*- test-case-name: tests.loopback.test_emulator,tests.unit.test_emulator -*-
 """
 Controllers pushing status events to their listener, as real controllers
 do: L{push_events} sends a number of them, round-robin over the

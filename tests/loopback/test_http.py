@@ -1,9 +1,8 @@
-# -*- test-case-name: tests.test_http -*-
+# -*- test-case-name: tests.loopback.test_http -*-
 """
-Tests for L{uhppoted_tunnel.connectors.http}: the request parsing on its
-own, then real http/ and https/ tunnels on 127.0.0.1 in this process,
-driven with treq (or raw sockets where the bytes matter) against the
-controller emulator.
+Real http/ and https/ tunnels on 127.0.0.1 in this process, driven with
+treq (or raw sockets where the bytes matter) against the controller
+emulator.
 """
 
 import base64
@@ -19,199 +18,23 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.client import (Agent, FileBodyProducer, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived,
                                 readBody)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from uhppoted import decode, encode
 from zope.interface import implementer
-from zope.interface.verify import verifyObject
 
 from tests import certs
 from uhppoted_tunnel import config, emulator, jsonapi, web
-from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.spec import connector_makers, parse
 from uhppoted_tunnel.testing import LogWatcher
 from uhppoted_tunnel.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
 GET_CONTROLLER = list(encode.get_controller_request(0))
 JSON = {"Content-Type": ["application/json"]}
-
-
-class ParseTests(SynchronousTestCase):
-    """
-    Request bodies and headers, checked without a network.
-    """
-
-    def parse(self, document, broadcast=False, max_payload=1024):
-        body = document if isinstance(document, bytes) else json.dumps(document).encode()
-        return jsonapi.parse_body(body, broadcast, max_payload)
-
-    def refused(self, document, broadcast=False, max_payload=1024):
-        return self.assertRaises(jsonapi.BadRequest, self.parse, document, broadcast, max_payload)
-
-    def test_numbers(self):
-        """
-        A request given as an array of numbers becomes those bytes; a send
-        waits for its reply unless told not to.
-        """
-        parsed = self.parse({"ID": 7, "request": GET_CONTROLLER})
-        self.assertEqual((parsed.ident, parsed.payload, parsed.wait), (7, bytes(GET_CONTROLLER), True))
-        self.assertIs(self.parse({"ID": 7, "wait": False, "request": [1]}).wait, False)
-
-    def test_base64(self):
-        """
-        A request may be a base64 string, as Go's []byte takes it.
-        """
-        text = base64.b64encode(bytes(GET_CONTROLLER)).decode()
-        self.assertEqual(self.parse({"ID": 1, "request": text}).payload, bytes(GET_CONTROLLER))
-
-    def test_missingID(self):
-        """
-        A missing ID is 0, as Go's zero value.
-        """
-        self.assertEqual(self.parse({"request": [1]}).ident, 0)
-
-    def test_broadcastWait(self):
-        """
-        A broadcast waits 5s by default, takes Go durations, and waits at
-        most 30s.
-        """
-        self.assertEqual(self.parse({"request": [1]}, broadcast=True).wait, 5.0)
-        self.assertEqual(self.parse({"request": [1], "wait": "1250ms"}, broadcast=True).wait, 1.25)
-        self.assertEqual(self.parse({"request": [1], "wait": "1h"}, broadcast=True).wait, jsonapi.MAX_WAIT)
-
-    def test_malformedJSON(self):
-        """
-        A body that is not JSON, or not a JSON object, is refused.
-        """
-        self.assertEqual(self.refused(b'{"ID": 1,').message, "invalid JSON")
-        self.assertEqual(self.refused(b"\xff\xfe{").message, "invalid JSON")
-        self.assertEqual(self.refused([1, 2]).message, "expected a JSON object")
-
-    def test_badID(self):
-        """
-        An ID that is not a whole number is refused.
-        """
-        for ident in ("1", 1.5, True, None, 2 ** 63):
-            e = self.refused({"ID": ident, "request": [1]})
-            self.assertEqual((e.status, e.message, e.ident), (400, "'ID' must be a whole number", None), ident)
-
-    def test_badRequest(self):
-        """
-        A request that is missing, empty, not numbers 0..255 or not base64
-        is refused, naming the field and echoing the ID.
-        """
-        for value in (None, 5, {}, [], [256], [-1], ["1"], [1.0], [True], "", "!!!", "AAA"):
-            e = self.refused({"ID": 3, "request": value})
-            self.assertEqual((e.status, e.ident), (400, 3), value)
-            self.assertIn("'request'", e.message)
-
-    def test_tooLong(self):
-        """
-        A request longer than --max-payload is refused.
-        """
-        e = self.refused({"ID": 3, "request": [0] * 65}, max_payload=64)
-        self.assertEqual(e.message, "'request' is 65 bytes (limit 64)")
-
-    def test_badWait(self):
-        """
-        A broadcast wait that is not a duration, or is negative, and a send
-        wait that is not true or false, are refused.
-        """
-        for wait in ("soon", "-1s", 5, None):
-            e = self.refused({"ID": 4, "request": [1], "wait": wait}, broadcast=True)
-            self.assertEqual((e.status, e.ident), (400, 4), wait)
-            self.assertTrue(e.message.startswith("'wait'"), e.message)
-        e = self.refused({"ID": 4, "request": [1], "wait": "yes"})
-        self.assertEqual(e.message, "'wait' must be true or false")
-
-    def test_contentType(self):
-        """
-        Only application/json is taken, with or without a UTF-8 charset.
-        """
-        jsonapi.check_content_type("application/json")
-        jsonapi.check_content_type("Application/JSON; charset=UTF-8")
-        for value in (None, "", "text/plain", "application/jsonx", "application/json; charset=latin-1"):
-            self.assertRaises(jsonapi.BadRequest, jsonapi.check_content_type, value)
-
-    def test_gzipRule(self):
-        """
-        Answers over 16 KiB are gzipped when the client accepts gzip; at
-        16 KiB or without gzip in Accept-Encoding they are not.
-        """
-        def answer(size):
-            return {"x": "a" * (size - len('{"x":""}'))}
-
-        body, gzipped = jsonapi.encode_json(answer(jsonapi.GZIP_MINIMUM), "gzip")
-        self.assertEqual((len(body), gzipped), (jsonapi.GZIP_MINIMUM, False))
-        body, gzipped = jsonapi.encode_json(answer(jsonapi.GZIP_MINIMUM + 1), "deflate, gzip")
-        self.assertTrue(gzipped)
-        self.assertEqual(json.loads(gzip.decompress(body)), answer(jsonapi.GZIP_MINIMUM + 1))
-        for accept in (None, "deflate", "gzip;q=0", "identity"):
-            self.assertFalse(jsonapi.encode_json(answer(jsonapi.GZIP_MINIMUM + 1), accept)[1], accept)
-
-    def test_compactJSON(self):
-        """
-        Answers are compact JSON with the ID first, as Go writes them.
-        """
-        self.assertEqual(jsonapi.encode_json({"ID": 1, "reply": [23, 148]}), (b'{"ID":1,"reply":[23,148]}', False))
-
-
-class MakerTests(SynchronousTestCase):
-    def setUp(self):
-        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
-
-    def test_plugin(self):
-        """
-        http/ and https/ are found as connector plugins that make in ends
-        only.
-        """
-        makers = connector_makers()
-        for prefix in ("http/", "https/"):
-            verifyObject(IConnectorMaker, makers[prefix])
-            self.assertEqual(makers[prefix].roles(prefix), frozenset([IN]))
-
-    def test_notOut(self):
-        """
-        An HTTP connector cannot be an out end.
-        """
-        from twisted.python.usage import UsageError
-
-        e = self.assertRaises(UsageError, Options().parseOptions,
-                              ["--in", "udp/listen:127.0.0.1:0", "--out", "http/127.0.0.1:8080"])
-        self.assertIn("cannot be an out connector", str(e))
-
-    def test_end(self):
-        """
-        The end provides L{IInEnd}, relays requests with replies and is
-        tagged HTTP (HTTPS over TLS).
-        """
-        options = Options()
-        options.parseOptions(["--in", "http/127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60000"])
-        maker, spec = options.ends[IN]
-        end = maker.makeEnd(spec, IN, options, None, reactor)
-        verifyObject(IInEnd, end)
-        self.assertEqual((end.role, end.events, end.log_tag), (IN, False, "HTTP"))
-        files = certs.make(self.mktemp())
-        options["ca-cert"], (options["cert"], options["key"]) = files["ca"][0], files["server"]
-        maker, spec = parse("https/127.0.0.1:0", connector_makers())
-        self.assertEqual(maker.makeEnd(spec, IN, options, None, reactor).log_tag, "HTTPS")
-
-    def test_badCertificate(self):
-        """
-        An https end whose certificate cannot be read is a ValueError when
-        it is made, before anything listens.
-        """
-        options = Options()
-        options.parseOptions(["--in", "https/127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60000",
-                              "--cert", "nosuch.cert", "--key", "nosuch.key"])
-        maker, spec = options.ends[IN]
-        e = self.assertRaises(ValueError, maker.makeEnd, spec, IN, options, None, reactor)
-        self.assertIn("nosuch.cert", str(e))
 
 
 class Silent(DatagramProtocol):

@@ -213,7 +213,7 @@ class SampleConfigTests(SynchronousTestCase):
         import os
         import tomllib
 
-        path = os.path.join(os.path.dirname(__file__), os.pardir, "etc", "uhppoted-tunnel.toml")
+        path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "etc", "uhppoted-tunnel.toml")
         with open(path, "rb") as f:
             sections = [name for name in tomllib.load(f) if name != "defaults"]
         self.assertIn("host", sections)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 Tests for L{uhppoted_tunnel.config}: the Go-compatible TOML file.
 """

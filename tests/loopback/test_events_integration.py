@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_events_integration -*-
+# -*- test-case-name: tests.loopback.test_events_integration -*-
 """
 Event tunnels that lose nothing, end to end: real C{uhppoted-tunnel}
 processes on 127.0.0.1, the controller emulator pushing events to the
@@ -28,7 +28,7 @@ from twisted.trial.unittest import TestCase
 from uhppoted import decode
 
 from tests import certs
-from tests.processes import (
+from tests.loopback.processes import (
     DEADLINE,
     LOOPBACK,
     WaitTimeout,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_integration -*-
+# -*- test-case-name: tests.loopback.test_integration -*-
 """
 End-to-end tests on real loopback sockets: real C{uhppoted-tunnel} (and
 C{twistd}) processes, the controller emulator in its own process, and the
@@ -19,7 +19,7 @@ import socket
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.processes import (
+from tests.loopback.processes import (
     ROOT,
     Client,
     connected_line,

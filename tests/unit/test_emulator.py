@@ -11,18 +11,14 @@ import sys
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet import reactor
-from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from uhppoted import decode, encode
-from uhppoted.uhppote import Uhppote
 
-from uhppoted_tunnel.emulator import CARD, FUNCTIONS, Controller, EmulatorProtocol, listen, push_events
+from uhppoted_tunnel.emulator import CARD, FUNCTIONS, Controller, EmulatorProtocol, push_events
 from uhppoted_tunnel.emulator.__main__ import Options, main
 
 A = 405419896
@@ -420,47 +416,3 @@ class OptionsTests(SynchronousTestCase):
             self.patch(sys, "stderr", stderr)
             self.assertEqual(main(argv), 2)
             self.assertEqual(stderr.getvalue().count("\n"), 1, stderr.getvalue())
-
-
-class LoopbackTests(TestCase):
-    """
-    The C{uhppoted} client reaches the emulator over real UDP on 127.0.0.1.
-    """
-
-    def setUp(self):
-        self.port = listen(reactor, [Controller(A), Controller(B)], "127.0.0.1", 0)
-        self.addCleanup(self.port.stopListening)
-        self.address = f"127.0.0.1:{self.port.getHost().port}"
-
-    @inlineCallbacks
-    def test_uhppotedClient(self):
-        """
-        get_all_controllers finds both controllers and get_controller reaches one by address.
-        """
-        client = Uhppote(bind="127.0.0.1", broadcast=self.address, listen="127.0.0.1:0")
-        found = yield deferToThread(client.get_all_controllers, timeout=0.5)
-        self.assertEqual(sorted(reply.controller for reply in found), sorted([A, B]))
-        reply = yield deferToThread(client.get_controller, (B, self.address), timeout=0.5)
-        self.assertEqual(reply.controller, B)
-
-    @inlineCallbacks
-    def test_pushEvents(self):
-        """
-        Events pushed from the emulator's port reach a listener on
-        127.0.0.1, from that port, in order.
-        """
-        received = []
-        arrived = Deferred()
-
-        class Listener(DatagramProtocol):
-            def datagramReceived(self, data, addr):
-                received.append((decode.event(data).event_index, addr[1]))
-                if len(received) == 20:
-                    arrived.callback(None)
-
-        listener = reactor.listenUDP(0, Listener(), interface="127.0.0.1")
-        self.addCleanup(listener.stopListening)
-        sent = yield push_events(reactor, self.port, [Controller(A)], ("127.0.0.1", listener.getHost().port), 20, 0)
-        self.assertEqual(sent, 20)
-        yield arrived
-        self.assertEqual(received, [(index, self.port.getHost().port) for index in range(1, 21)])

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_lockfile -*-
+# -*- test-case-name: tests.unit.test_lockfile -*-
 """
 Tests for L{uhppoted_tunnel.lockfile}: one tunnel per in and out pair.
 """

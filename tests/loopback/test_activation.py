@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.processes import (
+from tests.loopback.processes import (
     Client,
     LineProtocol,
     child_environment,

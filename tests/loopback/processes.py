@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_integration -*-
+# -*- test-case-name: tests.loopback.test_integration -*-
 """
 Real processes under trial's reactor, for the end-to-end tests.
 

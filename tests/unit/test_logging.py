@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_logging -*-
+# -*- test-case-name: tests.unit.test_logging -*-
 """
 Tests for L{uhppoted_tunnel.logging}: the Go console layout.
 """
