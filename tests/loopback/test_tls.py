@@ -5,7 +5,6 @@ command line, and the README's certificate recipe.
 
 import os
 import re
-import shutil
 import sys
 
 from twisted.internet import reactor
@@ -13,9 +12,10 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from tests import certs
+from tests.tools import require
 from uhppoted_tunnel import config, emulator, tls
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.testing import LogWatcher
@@ -221,8 +221,7 @@ class RecipeTests(TestCase):
         The README's openssl recipe makes certificates that the TLS ends
         load and that verify each other.
         """
-        if shutil.which("openssl") is None:
-            raise SkipTest("no openssl command on this machine")
+        require("openssl", "openssl")
         with open(README) as f:
             text = f.read()
         recipe = re.search(r"\.\. begin certificate recipe\n(.*?)\.\. end certificate recipe", text, re.S).group(1)
