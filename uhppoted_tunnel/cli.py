@@ -80,15 +80,8 @@ def run(options, reactor):
         sys.stderr.write("uhppoted-tunnel: {}\n".format(e))
         return 2
 
-    def start():
-        try:
-            service.startService()
-        except Exception as e:
-            log.error("could not start: {error}", error=e)
-            service.fail(str(e))
-
     service.on_failure = lambda message: reactor.stop()
-    reactor.callWhenRunning(start)
+    reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
     return 1 if service.failure is not None else 0

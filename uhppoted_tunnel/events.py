@@ -20,9 +20,6 @@ import os
 import struct
 from collections import OrderedDict
 
-EVENT = 0x20
-START = (0x17, 0x19)
-
 #: The sending half holds at most this many events while its link is down.
 DEFAULT_BUFFER = 10000
 #: ... and none older than this (seconds).
@@ -32,23 +29,6 @@ DEFAULT_WINDOW = 10000
 
 _SEEN = struct.Struct("<II")
 _SPOOLED = struct.Struct("!dH")
-
-
-def event_key(packet):
-    """
-    The controller serial and event index of an event packet.
-
-    :param packet: any packet.
-    :return: C{(serial, index)}, or C{None} for anything that is not
-        recognisably an event (which is then relayed untouched and never
-        de-duplicated).
-    """
-    if len(packet) != 64 or packet[1] != EVENT or packet[0] not in START:
-        return None
-    serial, index = _SEEN.unpack_from(packet, 4)
-    if index == 0:
-        return None
-    return serial, index
 
 
 class SeenEvents:

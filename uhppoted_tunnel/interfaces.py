@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.unit.test_plugins -*-
 """
-The interfaces that connectors implement.
+The interfaces that connectors implement, and what each part may call on
+the others.
 
 A tunnel joins one I{in} end to one I{out} end through a
 L{uhppoted_tunnel.router.Router}. An in end delivers every request it
@@ -67,6 +68,9 @@ class IEnd(IService):
     """
     One end of a tunnel: a service that owns its sockets.
 
+    C{startService} never raises: an end that cannot start says so through
+    L{whenFailed} (and L{whenListening} fails), which is how the tunnel
+    stops the same way under the console script and under twistd.
     C{stopService} returns a Deferred that fires once every socket of the
     end is closed and its timers cancelled.
     """
@@ -77,6 +81,22 @@ class IEnd(IService):
         "True when the end relays events one way and never answers or "
         "waits for replies."
     )
+
+    def whenListening():
+        """
+        :return: a Deferred that fires once the end listens (with its
+            listening port) or, for an end that dials or only sends, once it
+            has started (with C{None}); it fails with
+            L{uhppoted_tunnel.lifecycle.EndFailed} if the end could not
+            start.
+        """
+
+    def whenFailed():
+        """
+        :return: a Deferred that fires with a one-line message (naming the
+            address) if the end cannot start or cannot go on: a port in use,
+            a client out of retries.
+        """
 
 
 class IInEnd(IEnd):
@@ -101,13 +121,38 @@ class IOutEnd(IEnd):
         """
 
 
+class IFrameConnection(Interface):
+    """
+    What a relay may use of one connection of any transport (a TCP or TLS
+    stream, a WebSocket, ...): a connection carries whole frames
+    C{(id, payload)}.
+    """
+
+    peer = Attribute("The peer's address as text, for the log (C{host:port}).")
+
+    def sendFrame(frame_id, payload):
+        """
+        Send one frame.
+
+        :param frame_id: the u32 id.
+        :param payload: the packet (bytes), empty for an acknowledgement.
+        """
+
+    def close():
+        """
+        Close the connection (what is queued is sent first).
+        """
+
+
 class IRelay(Interface):
     """
-    What a stream end does with frames in its role: receive requests, send
+    What an end does with frames in its role: receive requests, send
     requests, receive events or send events (see
-    L{uhppoted_tunnel.connectors.relays}). The end owns the connections and
-    tells its relay of each one and of each frame; the relay decides what
-    goes to the router, what is sent and what is answered.
+    L{uhppoted_tunnel.connectors.relays}). The transport tells the relay of
+    each connection that becomes ready (after its handshake, if any), each
+    frame and each loss; the relay decides what goes to the router, what is
+    sent and what is answered, and reaches a connection only through
+    L{IFrameConnection}.
     """
 
     def start():
@@ -120,22 +165,28 @@ class IRelay(Interface):
         The end is stopping: cancel timers, keep what must outlive the run.
         """
 
-    def connected(protocol):
+    def connected(connection):
         """
-        A connection is ready for frames (after its TLS handshake, if any).
+        An L{IFrameConnection} is ready for frames.
         """
 
-    def disconnected(protocol):
+    def disconnected(connection):
         """
         A ready connection has closed.
         """
 
-    def frameReceived(protocol, frame_id, payload):
+    def frameReceived(connection, frame_id, payload):
         """
-        A frame arrived (an empty payload included).
+        A frame arrived on a ready connection (an empty payload included).
         """
+
+
+class IOutRelay(IRelay):
+    """
+    The relay of an out end, which also sends what the router hands it.
+    """
 
     def send(payload, reply):
         """
-        Send a packet from the router (out ends): see L{IOutEnd.send}.
+        Send a packet from the router: see L{IOutEnd.send}.
         """

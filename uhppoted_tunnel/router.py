@@ -20,27 +20,6 @@ REPLY_IDLE = 15.0
 WARN_INTERVAL = 10.0
 
 
-def request_key(packet):
-    """
-    What a UHPPOTE reply repeats of its request: C{(function, serial)}.
-
-    :param packet: a request.
-    :return: the key, or C{None} for a packet too short to be UHPPOTE.
-    """
-    if len(packet) < 8:
-        return None
-    return (packet[1], int.from_bytes(packet[4:8], "little"))
-
-
-def is_unicast(packet):
-    """
-    True for a UHPPOTE request addressed to one controller (a non-zero
-    serial), which is answered once; False for a broadcast or a packet not
-    recognised, whose replies may be several.
-    """
-    return len(packet) >= 8 and packet[4:8] != b"\0\0\0\0"
-
-
 class TokenBucket:
     """
     A token bucket refilled continuously at C{rate} tokens a second up to

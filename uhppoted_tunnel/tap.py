@@ -61,8 +61,10 @@ def makeService(options, reactor=None):
         raise SystemExit(2)
 
     def failed(message):
+        # an end may fail while twistd starts the service, before the
+        # reactor runs: stop it as soon as it does
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        reactor.stop()
+        reactor.callWhenRunning(reactor.stop)
 
     service.on_failure = failed
     return service

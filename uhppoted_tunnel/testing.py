@@ -5,8 +5,8 @@ C{twisted.internet.testing.MemoryReactorClock} has no UDP, so
 L{FakeReactor} adds a C{listenUDP} whose ports record what is written.
 """
 
-from twisted.internet.defer import succeed
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock
 
 

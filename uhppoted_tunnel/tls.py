@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.loopback.test_tls,tests.unit.test_tls -*-
 """
-TLS for the stream ends and the HTTPS end: certificates, policy and
-endpoint wrapping.
+TLS policy for the secure transports (C{tls/}, C{https/}): certificates
+and the contexts made from them. The transport itself (handshakes, their
+timeout and diagnosis, endpoints) is L{uhppoted_tunnel.connectors.tls}.
 
 Policy: TLS 1.2 or newer, forward-secret AEAD ciphers only (ECDHE with
 AES-GCM or ChaCha20-Poly1305; every TLS 1.3 suite qualifies), no
@@ -17,9 +18,7 @@ listens.
 
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
-from twisted.internet.endpoints import wrapClientTLS
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamServerEndpoint
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
 DEFAULT_HANDSHAKE_TIMEOUT = 15.0
@@ -159,36 +158,3 @@ class _Hardened:
         connection = self.creator.clientConnectionForTLS(tlsProtocol)
         connection.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
         return connection
-
-
-@implementer(IStreamServerEndpoint)
-class TLSServerEndpoint:
-    """
-    Any stream server endpoint, with TLS on every connection it accepts.
-    """
-
-    def __init__(self, endpoint, options):
-        """
-        :param endpoint: the wrapped L{IStreamServerEndpoint}.
-        :param options: an C{IOpenSSLServerConnectionCreator} (e.g.
-            L{server_options}).
-        """
-        self.endpoint = endpoint
-        self.options = options
-
-    def listen(self, factory):
-        return self.endpoint.listen(TLSMemoryBIOFactory(self.options, False, factory))
-
-
-def wrap_server(endpoint, settings):
-    """
-    Wrap a server endpoint with TLS from the settings.
-    """
-    return TLSServerEndpoint(endpoint, server_options(settings))
-
-
-def wrap_client(endpoint, settings, hostname):
-    """
-    Wrap a client endpoint with TLS from the settings.
-    """
-    return wrapClientTLS(client_options(settings, hostname), endpoint)

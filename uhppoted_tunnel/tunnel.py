@@ -9,6 +9,7 @@ once every socket of both ends is closed.
 """
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
 from uhppoted_tunnel.interfaces import IN, OUT
@@ -60,6 +61,7 @@ class TunnelService(MultiService):
         self.reactor = reactor
         self.failure = None
         self.on_failure = None
+        self._failing = None
         if options["events"]:
             # a burst of events is normal for a busy site: no limit unless asked
             self.router = Router(reactor, options["event-rate-limit"], options["rate-limit-burst"])
@@ -73,8 +75,8 @@ class TunnelService(MultiService):
         self.router.out = self.out
         self.in_ = in_maker.makeEnd(in_spec, IN, options, self.router, reactor)
         for end in (self.out, self.in_):
-            end.fatal = self.fail
             end.setServiceParent(self)
+            end.whenFailed().addCallback(self.fail)
         self.description = "{} -> {}".format(in_spec.text, out_spec.text)
 
     def startService(self):
@@ -87,7 +89,18 @@ class TunnelService(MultiService):
                 break
             service.startService()
 
+    def whenListening(self):
+        """
+        :return: a Deferred that fires once both ends listen (or, for an end
+            that dials, have started), or fails with the first end's
+            L{uhppoted_tunnel.lifecycle.EndFailed}.
+        """
+        return gatherResults([self.out.whenListening(), self.in_.whenListening()], consumeErrors=True).addCallbacks(
+            lambda _: None, lambda failure: failure.value.subFailure)
+
     def stopService(self):
+        if self._failing is not None and self._failing.active():
+            self._failing.cancel()
         self.log.info("stopping")
         self.router.stop()
         return MultiService.stopService(self)
@@ -102,4 +115,7 @@ class TunnelService(MultiService):
             return
         self.failure = message
         if self.on_failure is not None:
-            self.on_failure(message)
+            # on the next turn of the reactor: an end may fail in the middle
+            # of a state change (ClientService's), which must not be asked
+            # to stop from within
+            self._failing = self.reactor.callLater(0, self.on_failure, message)

@@ -15,8 +15,8 @@ from twisted.web import server
 from twisted.web.resource import NoResource, Resource
 from twisted.web.static import File
 
+from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.jsonapi import encode_json
-from uhppoted_tunnel.spec import format_address
 
 #: The longest request body accepted.
 MAX_BODY = 16384

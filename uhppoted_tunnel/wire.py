@@ -15,14 +15,16 @@ an event tunnel it acknowledges the event frame with the same id.
 
 import struct
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from uhppoted_tunnel.spec import format_address
+from uhppoted_tunnel.addresses import format_address
+from uhppoted_tunnel.interfaces import IFrameConnection
 
 HEADER = struct.Struct("!HI")
 HEADER_SIZE = HEADER.size
-MAX_FRAME_ID = 0xFFFFFFFF
 
 #: UHPPOTE packets are 64 bytes (a few newer ones are longer); anything near
 #: the u16 limit is a peer speaking another protocol.
@@ -133,26 +135,30 @@ class FrameDecoder:
         return len(self._buffer)
 
 
+@implementer(IFrameConnection)
 class FramedProtocol(Protocol):
     """
-    A stream connection carrying frames.
+    A byte-stream connection carrying frames.
 
-    Complete frames go to C{self.factory.frameReceived(self, frame_id,
-    payload)}; connection changes to C{connectionMade(self)} and
-    C{connectionLost(self, reason)} on the factory's C{end}.
+    It is connected only once it is ready for frames (a secure transport
+    connects it after its handshake), and then tells C{self.factory}
+    (C{connectionReady(self)}, and C{connectionClosed(self, reason)} at the
+    end); each whole frame goes straight to C{self.relay.frameReceived(self,
+    frame_id, payload)}.
     """
 
     log = Logger()
     log_tag = "TCP"
+    relay = None
+    _closed = None
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.decoder = FrameDecoder(max_payload)
         self.peer = "?"
 
     def connectionMade(self):
-        address = self.transport.getPeer()
-        self.peer = format_address(address)
-        self.factory.connectionMade(self)
+        self.peer = format_address(self.transport.getPeer())
+        self.factory.connectionReady(self)
 
     def dataReceived(self, data):
         try:
@@ -161,8 +167,9 @@ class FramedProtocol(Protocol):
             self.log.warn("closing connection from {peer}: {reason}", peer=self.peer, reason=e)
             self.transport.abortConnection()
             return
+        relay = self.relay
         for frame_id, payload in frames:
-            self.factory.frameReceived(self, frame_id, payload)
+            relay.frameReceived(self, frame_id, payload)
 
     def sendFrame(self, frame_id, payload):
         """
@@ -173,5 +180,23 @@ class FramedProtocol(Protocol):
         """
         self.transport.write(encode(frame_id, payload))
 
+    def close(self):
+        self.transport.loseConnection()
+
+    def whenClosed(self):
+        """
+        :return: a Deferred that fires once the connection has closed.
+        """
+        if self._closed is None:
+            self._closed = []
+        elif self._closed is True:
+            return succeed(None)
+        d = Deferred()
+        self._closed.append(d)
+        return d
+
     def connectionLost(self, reason):
-        self.factory.connectionLost(self, reason)
+        waiting, self._closed = self._closed, True
+        self.factory.connectionClosed(self, reason)
+        for d in waiting or ():
+            d.callback(None)

@@ -256,7 +256,9 @@ def _handshake(server_options, client_options):
             self.done.callback(None)
             self.transport.loseConnection()
 
-    server = tls.TLSServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), server_options)
+    from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
+
+    server = SecureServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), server_options, reactor, 15)
 
     @inlineCallbacks
     def run():

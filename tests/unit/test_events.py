@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from uhppoted_tunnel import config
 from uhppoted_tunnel.connectors.relays import ACK_GRACE
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
-from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
+from uhppoted_tunnel.events import EventBuffer, SeenEvents
+from uhppoted_tunnel.packets import event_key
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.spec import parse

@@ -200,7 +200,7 @@ class ReplyTableOnceTests(SynchronousTestCase):
         A request is unicast when it names a controller; broadcasts and
         unrecognised packets may have several replies.
         """
-        from uhppoted_tunnel.router import is_unicast
+        from uhppoted_tunnel.packets import is_unicast
         from uhppoted_tunnel.testing import packet
 
         self.assertTrue(is_unicast(packet(0x94, 405419896)))

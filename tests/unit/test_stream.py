@@ -235,7 +235,7 @@ class ClientEndTests(SynchronousTestCase):
     def client(self, **settings):
         end, _ = make("tcp/client:127.0.0.1:12345", OUT, None, self.reactor, **settings)
         self.failures = []
-        end.fatal = self.failures.append
+        end.whenFailed().addCallback(self.failures.append)
         end.startService()
         self.addCleanup(end.stopService)
         return end

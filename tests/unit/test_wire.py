@@ -126,23 +126,28 @@ class DecoderTests(SynchronousTestCase):
 
 
 class RecordingFactory:
+    """
+    The factory and the relay of a L{FramedProtocol}, recording what each
+    hears.
+    """
+
     def __init__(self):
         self.events = []
 
-    def connectionMade(self, protocol):
+    def connectionReady(self, protocol):
         self.events.append(("made", protocol.peer))
 
     def frameReceived(self, protocol, frame_id, payload):
         self.events.append(("frame", frame_id, payload))
 
-    def connectionLost(self, protocol, reason):
+    def connectionClosed(self, protocol, reason):
         self.events.append(("lost",))
 
 
 class FramedProtocolTests(SynchronousTestCase):
     def connect(self):
         protocol = FramedProtocol()
-        protocol.factory = RecordingFactory()
+        protocol.factory = protocol.relay = RecordingFactory()
         transport = StringTransport()
         protocol.makeConnection(transport)
         return protocol, transport

@@ -17,13 +17,8 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.packets import PACKET_SIZE, SET_IP
 from uhppoted_tunnel.router import Throttle
-
-#: A UHPPOTE reply is this many bytes.
-PACKET_SIZE = 64
-
-#: Function code of set-ip, which controllers never answer.
-SET_IP = 0x96
 
 
 class _Attempt:

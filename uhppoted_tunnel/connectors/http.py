@@ -26,23 +26,40 @@ import os
 from io import BytesIO
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import (
+    CancelledError,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
-from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from uhppoted_tunnel import tls
+from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
 from uhppoted_tunnel.config import format_duration
-from uhppoted_tunnel.connectors.addresses import server_endpoint
+from uhppoted_tunnel.connectors.endpoints import server_endpoint
+from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
-from uhppoted_tunnel.jsonapi import BadRequest, check_content_type, error, parse_body, respond
+from uhppoted_tunnel.jsonapi import (
+    BadRequest,
+    check_content_type,
+    error,
+    parse_body,
+    respond,
+)
+from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
-from uhppoted_tunnel.spec import format_address
-from uhppoted_tunnel.web import MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder, client_address
+from uhppoted_tunnel.web import (
+    MAX_BODY,
+    ConnectionTracker,
+    LimitedRequest,
+    StaticFolder,
+    client_address,
+)
 
 
 class _Exchange:
@@ -186,7 +203,7 @@ class HTTPSite(server.Site):
 
 
 @implementer(IInEnd)
-class HTTPEnd(Service):
+class HTTPEnd(EndLifecycle, Service):
     """
     C{http/ADDRESS} or C{https/ADDRESS}: takes requests from browsers and
     scripts.
@@ -216,13 +233,10 @@ class HTTPEnd(Service):
         self.max_payload = settings["max-payload"]
         self.html = settings["html"]
         self.trace = settings["debug"]
-        self.fatal = None
         self.port = None
         self.pending = set()
         self.factory = ConnectionTracker(HTTPSite(self, reactor))
         self._listening = None
-        self._outcome = None
-        self._waiting = []
 
     def startService(self):
         Service.startService(self)
@@ -232,43 +246,15 @@ class HTTPEnd(Service):
         self._listening.addCallbacks(self._listened, self._cannotListen)
 
     def _listened(self, port):
+        self._listening = None
         self.port = port
         self.log.info("listening on {address}", address=format_address(port.getHost()))
-        self._settle(port)
+        self.listening(port)
 
     def _cannotListen(self, failure):
-        if failure.check(CancelledError):
-            return
-        message = "cannot listen on {}: {}".format(self.spec.address, failure.getErrorMessage())
-        self.log.error("{message}", message=message)
-        self._settle(failure)
-        if self.fatal is not None:
-            self.fatal(message)
-
-    def _settle(self, outcome):
-        self._outcome = outcome
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            self._report(d)
-
-    def _report(self, d):
-        if isinstance(self._outcome, Failure):
-            d.errback(self._outcome)
-        else:
-            d.callback(self._outcome)
-
-    def whenListening(self):
-        """
-        :return: a Deferred that fires with the listening port (whose
-            C{getHost()} tells the real port of a C{:0} address), or fails
-            if the end cannot listen.
-        """
-        d = Deferred()
-        if self._outcome is None:
-            self._waiting.append(d)
-        else:
-            self._report(d)
-        return d
+        self._listening = None
+        if not failure.check(CancelledError):
+            self.cannotListen(self.spec.address, failure)
 
     def forward(self, request, parsed, broadcast):
         """
@@ -340,7 +326,8 @@ class HTTPConnectorMaker:
         endpoint = server_endpoint(reactor, spec)
         secure = spec.prefix == "https/"
         if secure:
-            endpoint = tls.wrap_server(endpoint, settings)
+            endpoint = SecureServerEndpoint(endpoint, tls.server_options(settings), reactor,
+                                            settings["handshake-timeout"], "HTTPS", "is the client using plain HTTP?")
         end = HTTPEnd(spec, endpoint, router, reactor, settings)
         if secure:
             end.log_tag = "HTTPS"

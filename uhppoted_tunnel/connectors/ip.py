@@ -26,6 +26,7 @@ prints the address.
 from functools import partial
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import DeferredList, gatherResults
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
@@ -33,22 +34,8 @@ from zope.interface import implementer
 from uhppoted_tunnel.connectors.controllertcp import ControllerTCP
 from uhppoted_tunnel.connectors.udp import BroadcastEnd, udp_address
 from uhppoted_tunnel.interfaces import OUT, IConnectorMaker, IOutEnd
+from uhppoted_tunnel.packets import controller_serial
 from uhppoted_tunnel.spec import ConnectorSpec
-
-#: A UHPPOTE request: this many bytes, starting with L{SOM}.
-PACKET_SIZE = 64
-SOM = 0x17
-
-
-def controller_serial(payload):
-    """
-    :return: the controller serial of a UHPPOTE request, or C{None} for a
-        packet that is not one (which ip/out relays to its broadcast
-        address untouched).
-    """
-    if len(payload) != PACKET_SIZE or payload[0] != SOM:
-        return None
-    return int.from_bytes(payload[4:8], "little")
 
 
 @implementer(IOutEnd)
@@ -113,6 +100,25 @@ class IPOutEnd(MultiService):
         self.log.info("other requests via udp {host}:{port}{bound}", host=self.destination[0],
                       port=self.destination[1],
                       bound=" on " + self.spec.interface if self.spec.interface else "")
+
+    def _ends(self):
+        return [self.broadcast] + list(self.unicast.values())
+
+    def whenListening(self):
+        """
+        :return: a Deferred that fires once every UDP socket is open, or
+            fails if one could not be.
+        """
+        return gatherResults([end.whenListening() for end in self._ends()], consumeErrors=True).addCallbacks(
+            lambda _: None, lambda failure: failure.value.subFailure)
+
+    def whenFailed(self):
+        """
+        :return: a Deferred that fires with the message of the first of its
+            UDP ends that fails.
+        """
+        return DeferredList([end.whenFailed() for end in self._ends()], fireOnOneCallback=True).addCallback(
+            lambda result: result[0])
 
     def send(self, payload, reply):
         if not self.running:

@@ -10,9 +10,11 @@ in end             L{RequestReceiver}     L{EventReceiver}
 out end            L{RequestSender}       L{EventSender}
 ================== ====================== =====================
 
-A relay sees its end's ready connections through the end (C{end.connections})
-and hears of each connection and frame from it; it never touches a socket
-itself.
+A relay is given its collaborators (the router, the clock, the list of
+ready connections its transport keeps) and hears of each connection and
+frame from the transport; it reaches a connection only through
+L{IFrameConnection} (C{sendFrame}, C{peer}, C{close}) and never touches a
+socket or the end itself.
 """
 
 from collections import deque
@@ -22,9 +24,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from uhppoted_tunnel.events import EventBuffer, SeenEvents, event_key
-from uhppoted_tunnel.interfaces import IN, IRelay
-from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle, is_unicast
+from uhppoted_tunnel.events import EventBuffer, SeenEvents
+from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
+from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.packets import event_key, is_unicast
+from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
 
 #: Requests held while an out end has no peer (Go holds 16).
 QUEUE_SIZE = 16
@@ -34,18 +38,26 @@ QUEUE_SIZE = 16
 ACK_GRACE = 5.0
 
 
-def relay_for(end, role, settings):
+def relay_for(role, settings, router, clock, connections, log_tag="TCP"):
     """
     The relay for an end in a role, in a request tunnel or an event tunnel.
 
-    :param end: the stream end.
     :param role: L{IN} or L{OUT}.
     :param settings: the tunnel's options; C{settings["events"]} says
         whether the tunnel relays events.
+    :param router: the tunnel's router (in relays hand it what arrives).
+    :param clock: an C{IReactorTime}.
+    :param connections: the list of ready connections the transport keeps
+        (the relay reads it, never changes it).
+    :param log_tag: the tag of the relay's log lines.
     """
     if settings["events"]:
-        return EventReceiver(end, settings) if role == IN else EventSender(end, settings)
-    return RequestReceiver(end, settings) if role == IN else RequestSender(end, settings)
+        kind = EventReceiver if role == IN else EventSender
+    else:
+        kind = RequestReceiver if role == IN else RequestSender
+    relay = kind(settings, router, clock, connections)
+    relay.log_tag = log_tag
+    return relay
 
 
 class _Relay:
@@ -54,13 +66,12 @@ class _Relay:
     """
 
     log = Logger()
+    log_tag = "TCP"
 
-    def __init__(self, end, settings):
-        self.end = end
-
-    @property
-    def log_tag(self):
-        return self.end.log_tag
+    def __init__(self, settings, router, clock, connections):
+        self.router = router
+        self.clock = clock
+        self.connections = connections
 
     def start(self):
         pass
@@ -68,14 +79,39 @@ class _Relay:
     def stop(self):
         pass
 
-    def connected(self, protocol):
+    def connected(self, connection):
         pass
 
-    def disconnected(self, protocol):
+    def disconnected(self, connection):
         pass
+
+
+@implementer(IOutRelay)
+class TracingRelay:
+    """
+    With C{--debug}: logs every frame received and every packet sent, with
+    a hex dump, around another relay (so that without it the hot path pays
+    nothing).
+    """
+
+    log = Logger()
+
+    def __init__(self, relay, log_tag):
+        self.relay = relay
+        self.log_tag = log_tag
+        self.start = relay.start
+        self.stop = relay.stop
+        self.connected = relay.connected
+        self.disconnected = relay.disconnected
+
+    def frameReceived(self, connection, frame_id, payload):
+        self.log.debug("received frame {id} ({n} bytes) from {peer}\n{dump}", id=frame_id, n=len(payload),
+                       peer=connection.peer, dump=hexdump(payload))
+        self.relay.frameReceived(connection, frame_id, payload)
 
     def send(self, payload, reply):
-        raise NotImplementedError("an in end sends nothing on its own")
+        self.log.debug("sending {n} bytes\n{dump}", n=len(payload), dump=hexdump(payload))
+        self.relay.send(payload, reply)
 
 
 class _Numbering:
@@ -101,16 +137,16 @@ class RequestReceiver(_Relay):
     and each reply goes back on the connection it came by, with its id.
     """
 
-    def frameReceived(self, protocol, frame_id, payload):
+    def frameReceived(self, connection, frame_id, payload):
         if payload:
-            self.end.router.request(payload, partial(self._reply, protocol, frame_id))
+            self.router.request(payload, partial(self._reply, connection, frame_id))
 
-    def _reply(self, protocol, frame_id, payload):
-        if protocol in self.end.connections:
-            protocol.sendFrame(frame_id, payload)
+    def _reply(self, connection, frame_id, payload):
+        if connection in self.connections:
+            connection.sendFrame(frame_id, payload)
 
 
-@implementer(IRelay)
+@implementer(IOutRelay)
 class RequestSender(_Relay):
     """
     An out end of a request tunnel: numbers each request, sends it to every
@@ -119,17 +155,18 @@ class RequestSender(_Relay):
     still younger than C{--udp-timeout} when one connects.
     """
 
-    def __init__(self, end, settings):
-        _Relay.__init__(self, end, settings)
+    def __init__(self, settings, router, clock, connections):
+        _Relay.__init__(self, settings, router, clock, connections)
+        self.trace = settings["debug"]
         self.udp_timeout = settings["udp-timeout"]
-        self.replies = ReplyTable(end.reactor.seconds)
+        self.replies = ReplyTable(clock.seconds)
         self.queue = deque(maxlen=QUEUE_SIZE)
         self.ids = _Numbering()
         self._sweeper = None
 
     def start(self):
         self._sweeper = LoopingCall(self.replies.sweep)
-        self._sweeper.clock = self.end.reactor
+        self._sweeper.clock = self.clock
         self._sweeper.start(REPLY_IDLE / 3, now=False)
 
     def stop(self):
@@ -139,11 +176,11 @@ class RequestSender(_Relay):
         self.queue.clear()
 
     def send(self, payload, reply):
-        connections = self.end.connections
+        connections = self.connections
         if not connections:
             if len(self.queue) == self.queue.maxlen:
                 self.log.warn("not connected: dropped the oldest of {n} queued requests", n=len(self.queue))
-            self.queue.append((self.end.reactor.seconds(), payload, reply))
+            self.queue.append((self.clock.seconds(), payload, reply))
             return
         frame_id = self.ids.next()
         once = is_unicast(payload)
@@ -152,20 +189,20 @@ class RequestSender(_Relay):
                 self.replies.add(protocol, frame_id, reply, once)
             protocol.sendFrame(frame_id, payload)
 
-    def frameReceived(self, protocol, frame_id, payload):
-        if not (payload and self.replies.dispatch(protocol, frame_id, payload)) and self.end.trace:
+    def frameReceived(self, connection, frame_id, payload):
+        if not (payload and self.replies.dispatch(connection, frame_id, payload)) and self.trace:
             self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
-                           peer=protocol.peer)
+                           peer=connection.peer)
 
-    def connected(self, protocol):
+    def connected(self, connection):
         if self.queue:
             self._flush()
 
-    def disconnected(self, protocol):
-        self.replies.discard(protocol)
+    def disconnected(self, connection):
+        self.replies.discard(connection)
 
     def _flush(self):
-        cutoff = self.end.reactor.seconds() - self.udp_timeout
+        cutoff = self.clock.seconds() - self.udp_timeout
         queued, self.queue = list(self.queue), deque(maxlen=QUEUE_SIZE)
         stale = 0
         for stamp, payload, reply in queued:
@@ -186,8 +223,9 @@ class EventReceiver(_Relay):
     frame of its id.
     """
 
-    def __init__(self, end, settings):
-        _Relay.__init__(self, end, settings)
+    def __init__(self, settings, router, clock, connections):
+        _Relay.__init__(self, settings, router, clock, connections)
+        self.trace = settings["debug"]
         self.path = settings["event-spool"] + ".seen"
         self.window = settings["event-window"]
         self.seen = None
@@ -201,22 +239,22 @@ class EventReceiver(_Relay):
             self.seen.close()
             self.seen = None
 
-    def frameReceived(self, protocol, frame_id, payload):
+    def frameReceived(self, connection, frame_id, payload):
         if not payload:
             return
         key = event_key(payload)
         if key is not None and key in self.seen:
             self.duplicates += 1
-            if self.end.trace:
+            if self.trace:
                 self.log.debug("event {index} from {serial} already forwarded", serial=key[0], index=key[1])
         else:
-            self.end.router.request(payload, None)
+            self.router.request(payload, None)
             if key is not None:
                 self.seen.add(key)
-        protocol.sendFrame(frame_id, b"")
+        connection.sendFrame(frame_id, b"")
 
 
-@implementer(IRelay)
+@implementer(IOutRelay)
 class EventSender(_Relay):
     """
     An out end of an event tunnel: holds events in an L{EventBuffer} until
@@ -227,16 +265,16 @@ class EventSender(_Relay):
     Go tunnel sends them: once, held for nothing.
     """
 
-    def __init__(self, end, settings):
-        _Relay.__init__(self, end, settings)
+    def __init__(self, settings, router, clock, connections):
+        _Relay.__init__(self, settings, router, clock, connections)
         self.path = settings["event-spool"] + ".events"
-        self.buffer = EventBuffer(end.reactor.seconds, settings["event-buffer"], settings["event-buffer-age"])
+        self.buffer = EventBuffer(clock.seconds, settings["event-buffer"], settings["event-buffer-age"])
         self.ids = _Numbering()
         #: connection -> whether it acknowledges (None: not known yet)
         self.acks = {}
         #: connection -> the grace timer for its first acknowledgement
         self.timers = {}
-        self._lost = Throttle(end.reactor, self._warnLost)
+        self._lost = Throttle(clock, self._warnLost)
 
     def start(self):
         spooled = EventBuffer.unspool(self.path)
@@ -288,14 +326,14 @@ class EventSender(_Relay):
         timer = self.timers.pop(protocol, None)
         if timer is not None:
             timer.cancel()
-        if not self.end.connections:
+        if not self.connections:
             self.buffer.requeue()
 
     def _pump(self):
         """
         Send every event not yet sent on the current link, oldest first.
         """
-        connections = self.end.connections
+        connections = self.connections
         if not connections:
             return
         unacknowledged = all(self.acks.get(protocol) is False for protocol in connections)
@@ -303,7 +341,7 @@ class EventSender(_Relay):
             for protocol in connections:
                 protocol.sendFrame(frame_id, payload)
                 if self.acks.get(protocol) is None and protocol not in self.timers:
-                    self.timers[protocol] = self.end.reactor.callLater(ACK_GRACE, self._noAcknowledgements, protocol)
+                    self.timers[protocol] = self.clock.callLater(ACK_GRACE, self._noAcknowledgements, protocol)
             if unacknowledged:
                 self.buffer.acknowledge(frame_id)
             else:

@@ -1,45 +1,54 @@
-# -*- test-case-name: tests.unit.test_stream -*-
+# -*- test-case-name: tests.unit.test_stream,tests.unit.test_events -*-
 """
 The stream ends: C{tcp/server} and C{tcp/client}, each as an in or an out
-end. Framing, reconnecting, queueing and logging are written once here and
-shared by every stream transport (TLS wraps the same ends).
+end, written once for every byte-stream transport. A secure transport
+(C{tls/}) is the same ends over other endpoints: its handshake, timeout
+and diagnosis live in its own module, which hands these ends only
+connections that are ready.
 
-An I{in} stream end receives request frames and answers each on the
-connection it came by, with the same id. An I{out} stream end numbers the
-requests it sends, fans each one out to every connected peer, and matches
-reply frames by connection and id in a L{ReplyTable}.
+What an end does with frames is its relay's
+(L{uhppoted_tunnel.connectors.relays}): the end owns the listening or the
+dialling and the set of ready connections, and its protocols talk to the
+relay directly.
 
-In an event tunnel the out end sends events and keeps each one until the
-peer acknowledges it (an empty frame with its id), sending the rest again
-after a reconnect; the in end forwards each event once and acknowledges
-it. These four behaviours are the relays of
-L{uhppoted_tunnel.connectors.relays}.
-
-A client end is a C{ClientService}: the first retry comes 5 s after a
-failure and the delay doubles up to C{--max-retry-delay}; after
-C{--max-retries} failures in a row the tunnel stops with an error.
+A client end is a C{ClientService}, which owns the reconnect loop: the
+first retry comes 5 s after a failure and the delay doubles up to
+C{--max-retry-delay}; after C{--max-retries} failed attempts in a row the
+end fails (L{uhppoted_tunnel.lifecycle}) and the tunnel stops.
 """
 
-from OpenSSL import SSL
+import socket
+
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import alsoProvides, implementer
 
+from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
-from uhppoted_tunnel.connectors.addresses import client_endpoint, server_endpoint
-from uhppoted_tunnel.connectors.relays import relay_for
+from uhppoted_tunnel.connectors.endpoints import client_endpoint, server_endpoint
+from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
-from uhppoted_tunnel.logging import hexdump
-from uhppoted_tunnel.spec import format_address
-from uhppoted_tunnel.connectors.streamprotocol import StreamProtocol
+from uhppoted_tunnel.lifecycle import EndLifecycle
+from uhppoted_tunnel.wire import FramedProtocol
 
 #: The first reconnect delay; it doubles after each failure.
 FIRST_RETRY = 5.0
+
+#: Go: TCP keepalive every 15 s on stream sockets.
+KEEPALIVE = 15
+
+
+class LinkRefused(Exception):
+    """
+    The peer refused this end after the connection was ready: a TLS 1.3
+    server refuses a client's certificate only after the client's
+    handshake is done. A client end counts it as a failed attempt.
+    """
 
 
 def retry_policy(max_delay, first=FIRST_RETRY):
@@ -48,73 +57,132 @@ def retry_policy(max_delay, first=FIRST_RETRY):
     C{max_delay}, with no jitter.
 
     :param max_delay: the longest delay in seconds.
-    :return: a C{ClientService} retry policy (called with 1 for the first
-        retry).
+    :return: a function of the number of failures in a row (1 for the
+        first), giving the delay before the next attempt.
     """
 
-    def policy(attempt):
-        return min(first * 2 ** min(attempt - 1, 32), max_delay)
+    def policy(failures):
+        return min(first * 2 ** min(max(failures, 1) - 1, 32), max_delay)
 
     return policy
 
 
-class StreamFactory(Factory):
+def tune(transport):
     """
-    Builds the connections of one stream end, whose protocols report their
-    events (C{connectionMade}, C{frameReceived}, C{connectionLost}) straight
-    to the end: no forwarding call per frame.
+    Nagle off and Go's 15 s keepalive on the TCP connection under a
+    (possibly TLS-wrapped) transport.
+    """
+    while not hasattr(transport, "setTcpNoDelay") and hasattr(transport, "transport"):
+        transport = transport.transport
+    if not hasattr(transport, "setTcpNoDelay"):
+        return
+    transport.setTcpNoDelay(True)
+    transport.setTcpKeepAlive(True)
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if hasattr(handle, "setsockopt") and hasattr(socket, "TCP_KEEPIDLE"):
+        try:
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE)
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE)
+        except OSError:
+            pass
+
+
+class FrameFactory(Factory):
+    """
+    Builds the connections of one stream end and keeps those that are
+    ready (the relay's C{connections}); tells the relay and the end of each
+    one that comes and goes.
+
+    :ivar connections: the ready connections, oldest first.
+    :ivar protocols: every open connection, to close at stop: the ready
+        ones, and those a secure transport holds in their handshake (each
+        with C{close()} and C{whenClosed()}).
     """
 
     noisy = False
+    log = Logger()
 
-    def __init__(self, end):
-        self.end = end
-        self.connectionMade = end.connectionMade
-        self.frameReceived = end.frameReceived
-        self.connectionLost = end.connectionLost
+    def __init__(self, relay, max_payload, log_tag, closed=None):
+        """
+        :param relay: the end's L{uhppoted_tunnel.interfaces.IRelay}.
+        :param max_payload: the longest payload a peer may send.
+        :param log_tag: the tag of the end's log lines.
+        :param closed: called with C{(connection, reason)} when a ready
+            connection closes, or C{None}.
+        """
+        self.relay = relay
+        self.max_payload = max_payload
+        self.log_tag = log_tag
+        self.closed = closed
+        self.connections = []
+        self.protocols = set()
 
     def buildProtocol(self, addr):
-        protocol = StreamProtocol(self.end.max_payload)
+        protocol = FramedProtocol(self.max_payload)
         protocol.factory = self
-        protocol.log_tag = self.end.log_tag
+        protocol.relay = self.relay
+        protocol.log_tag = self.log_tag
         return protocol
 
+    def connectionReady(self, connection):
+        tune(connection.transport)
+        self.protocols.add(connection)
+        self.connections.append(connection)
+        self.log.info("connected to {peer}", peer=connection.peer)
+        self.relay.connected(connection)
 
-class StreamEnd(MultiService):
+    def connectionClosed(self, connection, reason):
+        self.protocols.discard(connection)
+        if connection in self.connections:
+            self.connections.remove(connection)
+            self.relay.disconnected(connection)
+        self.log.info("connection to {peer} closed", peer=connection.peer)
+        if self.closed is not None:
+            self.closed(connection, reason)
+
+    def closeAll(self):
+        """
+        Close every connection.
+
+        :return: a Deferred that fires once they have all closed.
+        """
+        closing = [protocol.whenClosed() for protocol in self.protocols]
+        for protocol in list(self.protocols):
+            protocol.close()
+        return gatherResults(closing, consumeErrors=True)
+
+
+class StreamEnd(EndLifecycle, MultiService):
     """
-    What every stream end shares: its connections, its lifecycle and its
-    logging; what it does with frames is its relay's (L{relay_for}).
-    Subclasses add the listening or dialling.
+    What every stream end shares: its relay, its connections and its
+    lifecycle. Subclasses add the listening or dialling.
     """
 
     log = Logger()
     log_tag = "TCP"
 
-    def __init__(self, spec, role, router, reactor, settings):
+    def __init__(self, spec, role, router, reactor, settings, log_tag="TCP"):
         """
         :param spec: the connector spec.
         :param role: L{IN} or L{OUT}.
         :param router: the tunnel's router (used by an in end).
         :param reactor: the reactor.
         :param settings: the tunnel's options.
+        :param log_tag: the tag of the end's log lines (C{TCP}, C{TLS}).
         """
         MultiService.__init__(self)
         self.spec = spec
         self.role = role
         self.router = router
-        self.reactor = reactor
-        self.max_payload = settings["max-payload"]
-        self.trace = settings["debug"]
         self.events = settings["events"]
-        self.fatal = None
-        #: seconds a TLS handshake may take; None for a plain stream
-        self.handshake_timeout = None
-        #: every connection, including those still in a TLS handshake
-        self.protocols = set()
-        #: connections ready for frames
-        self.connections = []
-        self.factory = StreamFactory(self)
-        self.relay = relay_for(self, role, settings)
+        self.log_tag = log_tag
+        self.factory = FrameFactory(None, settings["max-payload"], log_tag, self.connectionClosed)
+        self.connections = self.factory.connections
+        self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag)
+        self.factory.relay = TracingRelay(self.relay, log_tag) if settings["debug"] else self.relay
+        if role == OUT:
+            # the router calls the relay straight: nothing in between
+            self.send = self.factory.relay.send
 
     def startService(self):
         self.relay.start()
@@ -123,41 +191,12 @@ class StreamEnd(MultiService):
     def stopService(self):
         self.relay.stop()
         stopped = MultiService.stopService(self)
-        closing = [protocol.closed for protocol in self.protocols]
-        for protocol in list(self.protocols):
-            protocol.transport.loseConnection()
-        return gatherResults([stopped] + closing, consumeErrors=True)
+        return gatherResults([stopped, self.factory.closeAll()], consumeErrors=True)
 
-    def handshakeFailed(self, protocol, reason):
+    def connectionClosed(self, connection, reason):
         """
-        A TLS connection closed before its handshake completed (already
-        logged by the protocol).
+        A connection closed (after it was ready or not).
         """
-
-    def connectionMade(self, protocol):
-        self.connections.append(protocol)
-        self.log.info("connected to {peer}", peer=protocol.peer)
-        self.relay.connected(protocol)
-
-    def connectionLost(self, protocol, reason):
-        if protocol in self.connections:
-            self.connections.remove(protocol)
-            self.relay.disconnected(protocol)
-        self.log.info("connection to {peer} closed", peer=protocol.peer)
-
-    def frameReceived(self, protocol, frame_id, payload):
-        if self.trace:
-            self.log.debug("received frame {id} ({n} bytes) from {peer}\n{dump}", id=frame_id, n=len(payload),
-                           peer=protocol.peer, dump=hexdump(payload))
-        self.relay.frameReceived(protocol, frame_id, payload)
-
-    def send(self, payload, reply):
-        """
-        Send a packet from the router (out ends only).
-        """
-        if self.trace:
-            self.log.debug("sending {n} bytes\n{dump}", n=len(payload), dump=hexdump(payload))
-        self.relay.send(payload, reply)
 
 
 class ServerEnd(StreamEnd):
@@ -165,8 +204,8 @@ class ServerEnd(StreamEnd):
     C{tcp/server:ADDRESS}: listens for peers.
     """
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint):
-        StreamEnd.__init__(self, spec, role, router, reactor, settings)
+    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP"):
+        StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag)
         self.endpoint = endpoint
         self.port = None
         self._listening = None
@@ -177,26 +216,15 @@ class ServerEnd(StreamEnd):
         self._listening.addCallbacks(self._listened, self._cannotListen)
 
     def _listened(self, port):
+        self._listening = None
         self.port = port
         self.log.info("listening on {address}", address=format_address(port.getHost()))
-        return port
-
-    def whenListening(self):
-        """
-        :return: a Deferred that fires with the listening port (whose
-            C{getHost()} tells the real port number of a C{:0} address).
-        """
-        result = Deferred()
-        self._listening.addCallback(lambda port: result.callback(port) or port)
-        return result
+        self.listening(port)
 
     def _cannotListen(self, failure):
-        if failure.check(CancelledError):
-            return
-        message = "cannot listen on {}: {}".format(self.spec.address, failure.getErrorMessage())
-        self.log.error("{message}", message=message)
-        if self.fatal is not None:
-            self.fatal(message)
+        self._listening = None
+        if not failure.check(CancelledError):
+            self.cannotListen(self.spec.address, failure)
 
     def stopService(self):
         if self._listening is not None:
@@ -209,105 +237,90 @@ class ServerEnd(StreamEnd):
 
 
 @implementer(IStreamClientEndpoint)
-class _DialEndpoint:
+class _Dialled:
     """
-    Wraps a client endpoint to report each failed dial to its end.
+    The endpoint a client end dials, remembering why the last attempt
+    failed (C{ClientService} keeps no reason for the log).
     """
 
-    def __init__(self, endpoint, failed):
-        """
-        :param endpoint: the endpoint dialled.
-        :param failed: called with the failure of each dial that fails.
-        """
+    def __init__(self, endpoint):
         self.endpoint = endpoint
-        self.failed = failed
+        self.why = None
 
     def connect(self, factory):
-        def failed(failure):
-            self.failed(failure)
-            return failure
+        return self.endpoint.connect(factory).addErrback(self._remember)
 
-        return self.endpoint.connect(factory).addErrback(failed)
+    def _remember(self, failure):
+        if not failure.check(CancelledError):
+            self.why = failure
+        return failure
 
 
 class ClientEnd(StreamEnd):
     """
     C{tcp/client:ADDRESS}: dials a peer and keeps redialling.
 
-    The end counts failed attempts in a row itself: a dial that fails and,
-    over TLS, a connection whose handshake fails or times out, or that the
-    server closes with a TLS alert (with TLS 1.3 a server refuses a client
-    certificate only after the client's handshake is done). The count sets
-    the delay before the next dial (5 s, 10 s, 20 s, ... up to
-    C{--max-retry-delay}) and, past C{--max-retries}, stops the tunnel; a
-    connection that closes without a TLS error resets it. (C{ClientService}
-    alone would see a failed handshake as a good connection lost, and retry
-    it every 5 s forever.)
+    C{ClientService} owns the loop and counts failed attempts in a row (a
+    dial that fails and, over TLS, a handshake that fails or times out, as
+    the secure transport's endpoint reports them). The one failure it
+    cannot see is a peer that refuses the link once it is ready
+    (L{LinkRefused}), which this end adds to its count. The count sets the
+    delay before the next dial (5 s, 10 s, 20 s, ... up to
+    C{--max-retry-delay}) and, past C{--max-retries}, fails the end.
+
+    :ivar failures: failed attempts in a row, as of the last retry.
     """
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint, wrap=None):
-        """
-        :param wrap: wraps the end's factory for each dial (TLS), or C{None}.
-        """
-        StreamEnd.__init__(self, spec, role, router, reactor, settings)
+    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP"):
+        StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag)
         self.max_retries = settings["max-retries"]
-        self.failures = 0
-        self.last_failure = None
         self.delay = retry_policy(settings["max-retry-delay"])
-        factory = self.factory if wrap is None else wrap(self.factory)
-        self.client = ClientService(_DialEndpoint(endpoint, self.attemptFailed), factory, retryPolicy=self._retry,
-                                    clock=reactor)
+        self.failures = 0
+        self._refused = 0
+        self._after_loss = False
+        self._dialled = _Dialled(endpoint)
+        self.client = ClientService(self._dialled, self.factory, retryPolicy=self._retry, clock=reactor)
         self.client.setServiceParent(self)
 
-    def attemptFailed(self, failure):
-        """
-        Count a failed attempt; stop the tunnel after too many in a row.
+    def startService(self):
+        StreamEnd.startService(self)
+        self.listening(None)
 
-        :param failure: why it failed.
-        """
-        self.failures += 1
-        self.last_failure = failure
-        if self.givenUp and self.running and self.fatal is not None:
-            message = "could not connect to {} after {} attempt(s): {}".format(
-                self.spec.address, self.failures, failure.getErrorMessage())
-            self.log.error("{message}", message=message)
-            self.fatal(message)
-
-    @property
-    def givenUp(self):
-        """
-        Whether the failures in a row are past C{--max-retries}.
-        """
-        return 0 <= self.max_retries < self.failures
-
-    def handshakeFailed(self, protocol, reason):
-        self.attemptFailed(reason)
-
-    def connectionLost(self, protocol, reason):
-        StreamEnd.connectionLost(self, protocol, reason)
-        if not reason.check(SSL.Error):
-            # a connection that worked and then closed: start again at 5 s
-            self.failures = 0
+    def connectionClosed(self, connection, reason):
+        self._after_loss = True
+        if reason.check(LinkRefused):
+            self._refused += 1
+            self._dialled.why = reason
+        else:
+            self._refused = 0
 
     def _retry(self, attempt):
         """
-        C{ClientService}'s retry policy, driven by our own count.
+        C{ClientService}'s retry policy: C{attempt} counts its failures in a
+        row, the loss of a ready connection included (as attempt 1).
         """
-        if self.failures == 0:
-            delay = self.delay(1)
+        failures = self.failures = self._refused + attempt - (1 if self._after_loss else 0)
+        delay = self.delay(failures)
+        if failures == 0:
             self.log.info("reconnecting to {address} in {delay:g}s", address=self.spec.address, delay=delay)
-            return delay
-        delay = self.delay(self.failures)
-        if not self.givenUp:
+        elif 0 <= self.max_retries < failures:
+            self.failed("could not connect to {address} after {attempts} attempt(s): {reason}",
+                        address=self.spec.address, attempts=failures, reason=self._why())
+        else:
             self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s",
-                          address=self.spec.address, reason=self.last_failure.getErrorMessage(), delay=delay)
+                          address=self.spec.address, reason=self._why(), delay=delay)
         return delay
+
+    def _why(self):
+        why = self._dialled.why
+        return "unknown" if why is None else why.getErrorMessage()
 
 
 @implementer(IPlugin, IConnectorMaker)
 class StreamConnectorMaker:
     """
     Makes the C{KIND/server} and C{KIND/client} ends of a stream transport.
+    A secure transport subclasses it and wraps the endpoints.
 
     :ivar kind: the transport name, e.g. C{tcp}.
     """
@@ -329,38 +342,24 @@ class StreamConnectorMaker:
         if spec.interface is not None:
             check_interface(spec.interface)
         if spec.prefix.endswith("/server:"):
-            end = ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings))
+            end = ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings),
+                            self.log_tag)
         else:
             end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
-                            self.clientWrapper(spec, settings))
-        end.log_tag = self.log_tag
-        return _provide(end, role)
+                            self.log_tag)
+        alsoProvides(end, IInEnd if role == IN else IOutEnd)
+        return end
 
     def serverEndpoint(self, reactor, spec, settings):
         """
-        The endpoint a server end listens on; a secure transport wraps it.
+        The endpoint a server end listens on, whose connections reach the
+        end's factory once they are ready for frames.
         """
         return server_endpoint(reactor, spec)
 
     def clientEndpoint(self, reactor, spec, settings):
         """
-        The endpoint a client end dials.
+        The endpoint a client end dials, whose C{connect} fires once the
+        connection is ready for frames (and fails if it never is).
         """
         return client_endpoint(reactor, spec)
-
-    def clientWrapper(self, spec, settings):
-        """
-        A callable wrapping the client end's factory for each dial (TLS
-        goes here, inside C{ClientService}'s protocol proxy, so that the
-        stream protocol hears of the handshake), or C{None}.
-        """
-        return None
-
-
-def _provide(end, role):
-    """
-    Declare the end's role on the instance, so that C{IInEnd.providedBy}
-    and C{IOutEnd.providedBy} say what it is.
-    """
-    alsoProvides(end, IInEnd if role == IN else IOutEnd)
-    return end

@@ -1,18 +1,312 @@
 # -*- test-case-name: tests.loopback.test_tls,tests.unit.test_tls -*-
 """
-The TLS stream ends: C{tls/server} and C{tls/client}, in and out.
+The TLS transport: C{tls/server} and C{tls/client}, in and out, and the
+secure endpoints that C{https/} (and any other secure transport) listens
+and dials with.
 
-The same ends as C{tcp/server} and C{tcp/client} (framing, reconnecting,
-queueing), over TLS; see L{uhppoted_tunnel.tls} for the policy. A
-connection is used only once its handshake has completed, and a handshake
-that fails or times out is dropped with a warning saying why.
+The stream ends are the plain ones (L{uhppoted_tunnel.connectors.stream});
+what TLS adds is here: a connection reaches the end's factory only once
+its handshake has completed. A handshake that fails or takes longer than
+C{--handshake-timeout} is dropped with a warning saying what probably
+happened, and a client's attempt fails with the reason, so backoff and
+C{--max-retries} apply. A TLS 1.3 server refuses a client certificate only
+after the client's handshake is done: the client's connection then closes
+with L{LinkRefused}, which the client end counts as a failed attempt. See
+L{uhppoted_tunnel.tls} for the policy (versions, ciphers, certificates).
 """
 
+from OpenSSL import SSL
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
+from twisted.internet.interfaces import (
+    IHandshakeListener,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from uhppoted_tunnel import tls
-from uhppoted_tunnel.connectors.addresses import go_address
-from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
+from uhppoted_tunnel.addresses import format_address, go_address
+from uhppoted_tunnel.connectors.stream import LinkRefused, StreamConnectorMaker
+
+
+class HandshakeTimeout(Exception):
+    """
+    A TLS handshake did not complete in time.
+    """
+
+    def __str__(self):
+        return "TLS handshake timed out after {:g}s".format(self.args[0])
+
+
+class HandshakeFailed(Exception):
+    """
+    A TLS handshake failed; the message is OpenSSL's reason.
+    """
+
+
+def tls_reason(reason):
+    """
+    A one-line reason for a failed handshake, from OpenSSL's error stack.
+
+    :param reason: the L{Failure} a TLS connection was lost with.
+    """
+    value = reason.value
+    errors = getattr(value, "args", [None])[0] if getattr(value, "args", None) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], tuple):
+        return "; ".join(str(e[-1]) for e in errors)
+    return reason.getErrorMessage()
+
+
+@implementer(IHandshakeListener)
+class HandshakeGate(Protocol):
+    """
+    Holds a TLS connection until its handshake completes, then connects
+    the protocol the wrapped factory builds and steps aside (what arrives
+    goes straight to it).
+
+    :ivar protocol: the protocol connected after the handshake, or C{None}.
+    """
+
+    log = Logger()
+    protocol = None
+    timed_out = False
+    _timer = None
+
+    def __init__(self, gates, addr):
+        self.gates = gates
+        self.addr = addr
+        self.log_tag = gates.log_tag
+        self.peer = "?"
+        self._closed = []
+
+    def connectionMade(self):
+        self.peer = format_address(self.transport.getPeer())
+        self.gates.pending.add(self)
+        self._timer = self.gates.clock.callLater(self.gates.timeout, self._timedOut)
+
+    def handshakeCompleted(self):
+        self._cancelTimer()
+        self.gates.pending.discard(self)
+        protocol = self.gates.wrapped.buildProtocol(self.addr)
+        if protocol is None:
+            self.transport.abortConnection()
+            return
+        self.protocol = protocol
+        # from now on the TLS layer calls the protocol's own method
+        self.dataReceived = protocol.dataReceived
+        protocol.makeConnection(self.transport)
+        self.gates.handshakeDone(protocol)
+
+    def dataReceived(self, data):
+        # TLS delivers application data only after the handshake, which
+        # replaces this method
+        pass
+
+    def _timedOut(self):
+        self._timer = None
+        self.timed_out = True
+        self.log.warn("TLS handshake with {peer} timed out after {timeout:g}s: {hint}", peer=self.peer,
+                      timeout=self.gates.timeout, hint=self.gates.hint)
+        self.transport.abortConnection()
+
+    def _cancelTimer(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def abort(self):
+        """
+        Drop the connection at once (the end is stopping, or the dial was
+        cancelled).
+        """
+        self.transport.abortConnection()
+
+    def whenClosed(self):
+        """
+        :return: a Deferred that fires once the connection has closed.
+        """
+        if self._closed is None:
+            return succeed(None)
+        d = Deferred()
+        self._closed.append(d)
+        return d
+
+    def connectionLost(self, reason):
+        self._cancelTimer()
+        self.gates.pending.discard(self)
+        if self.protocol is not None:
+            if reason.check(SSL.Error):
+                why = tls_reason(reason)
+                self.log.warn("TLS connection with {peer} failed: {reason}", peer=self.peer, reason=why)
+                reason = Failure(LinkRefused(why))
+            self.protocol.connectionLost(reason)
+        else:
+            if self.timed_out:
+                why = HandshakeTimeout(self.gates.timeout)
+            else:
+                why = HandshakeFailed(tls_reason(reason))
+                self.log.warn("TLS handshake with {peer} failed: {reason}", peer=self.peer, reason=why)
+            self.gates.handshakeFailed(Failure(why))
+        waiting, self._closed = self._closed, None
+        for d in waiting:
+            d.callback(None)
+
+
+class HandshakeGateFactory(Factory):
+    """
+    Wraps the factory of an end, under C{TLSMemoryBIOFactory}: its
+    protocols reach the end only after their handshake.
+
+    :ivar pending: the connections still in their handshake.
+    """
+
+    noisy = False
+
+    def __init__(self, wrapped, clock, timeout, log_tag, hint, done=None, failed=None):
+        """
+        :param wrapped: the end's factory.
+        :param clock: an C{IReactorTime} for the timeout.
+        :param timeout: seconds a handshake may take.
+        :param log_tag: the tag of the log lines (C{TLS}, C{HTTPS}).
+        :param hint: what a timed-out handshake probably means.
+        :param done: called with the protocol of each connection whose
+            handshake completes, or C{None}.
+        :param failed: called with the L{Failure} of each handshake that
+            fails, or C{None}.
+        """
+        self.wrapped = wrapped
+        self.clock = clock
+        self.timeout = timeout
+        self.log_tag = log_tag
+        self.hint = hint
+        self.done = done
+        self.failed = failed
+        self.pending = set()
+
+    def buildProtocol(self, addr):
+        return HandshakeGate(self, addr)
+
+    def handshakeDone(self, protocol):
+        if self.done is not None:
+            self.done(protocol)
+
+    def handshakeFailed(self, failure):
+        if self.failed is not None:
+            self.failed(failure)
+
+    def closeAll(self):
+        """
+        Drop every connection still in its handshake.
+
+        :return: a Deferred that fires once they have closed.
+        """
+        closing = [gate.whenClosed() for gate in self.pending]
+        for gate in list(self.pending):
+            gate.abort()
+        return gatherResults(closing, consumeErrors=True)
+
+
+class _SecurePort:
+    """
+    A listening port whose C{stopListening} also drops the connections
+    still in their handshake.
+    """
+
+    def __init__(self, port, gates):
+        self._port = port
+        self._gates = gates
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+    def stopListening(self):
+        return gatherResults([maybeDeferred(self._port.stopListening), self._gates.closeAll()], consumeErrors=True)
+
+
+@implementer(IStreamServerEndpoint)
+class SecureServerEndpoint:
+    """
+    Any stream server endpoint, with TLS on every connection it accepts;
+    a connection reaches the factory once its handshake is done.
+    """
+
+    def __init__(self, endpoint, options, clock, timeout, log_tag="TLS",
+                 hint="is the peer a plain TCP connector?"):
+        """
+        :param endpoint: the wrapped L{IStreamServerEndpoint}.
+        :param options: an C{IOpenSSLServerConnectionCreator}
+            (L{uhppoted_tunnel.tls.server_options}).
+        :param clock: an C{IReactorTime}.
+        :param timeout: seconds a handshake may take.
+        """
+        self.endpoint = endpoint
+        self.options = options
+        self.clock = clock
+        self.timeout = timeout
+        self.log_tag = log_tag
+        self.hint = hint
+
+    def listen(self, factory):
+        gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint)
+        listening = self.endpoint.listen(TLSMemoryBIOFactory(self.options, False, gates))
+        return listening.addCallback(_SecurePort, gates)
+
+
+@implementer(IStreamClientEndpoint)
+class SecureClientEndpoint:
+    """
+    Any stream client endpoint, with TLS: C{connect} fires once the
+    handshake is done, and fails with L{HandshakeFailed} or
+    L{HandshakeTimeout} if it is not.
+    """
+
+    def __init__(self, endpoint, creator, clock, timeout, log_tag="TLS",
+                 hint="is the server a plain TCP connector?"):
+        """
+        :param endpoint: the wrapped L{IStreamClientEndpoint}.
+        :param creator: an C{IOpenSSLClientConnectionCreator}
+            (L{uhppoted_tunnel.tls.client_options}).
+        :param clock: an C{IReactorTime}.
+        :param timeout: seconds a handshake may take.
+        """
+        self.endpoint = endpoint
+        self.creator = creator
+        self.clock = clock
+        self.timeout = timeout
+        self.log_tag = log_tag
+        self.hint = hint
+
+    def connect(self, factory):
+        gates = None
+
+        def cancel(d):
+            for gate in list(gates.pending):
+                gate.abort()
+            connecting.cancel()
+
+        ready = Deferred(cancel)
+
+        def settle(outcome):
+            if not ready.called:
+                if isinstance(outcome, Failure):
+                    ready.errback(outcome)
+                else:
+                    ready.callback(outcome)
+
+        gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint, settle, settle)
+        connecting = self.endpoint.connect(TLSMemoryBIOFactory(self.creator, True, gates))
+        connecting.addErrback(lambda failure: None if failure.check(CancelledError) else settle(failure))
+        return ready
 
 
 class TLSConnectorMaker(StreamConnectorMaker):
@@ -25,18 +319,15 @@ class TLSConnectorMaker(StreamConnectorMaker):
     def __init__(self):
         StreamConnectorMaker.__init__(self, "tls")
 
-    def makeEnd(self, spec, role, settings, router, reactor):
-        end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
-        end.handshake_timeout = settings["handshake-timeout"]
-        return end
-
     def serverEndpoint(self, reactor, spec, settings):
-        return tls.wrap_server(StreamConnectorMaker.serverEndpoint(self, reactor, spec, settings), settings)
+        return SecureServerEndpoint(StreamConnectorMaker.serverEndpoint(self, reactor, spec, settings),
+                                    tls.server_options(settings), reactor, settings["handshake-timeout"])
 
-    def clientWrapper(self, spec, settings):
+    def clientEndpoint(self, reactor, spec, settings):
         address = go_address(spec.address)
         if address is None or not address[0]:
             raise ValueError("'{}': a TLS client needs HOST:PORT (the server's certificate must name HOST)".format(
                 spec.text))
         creator = tls.client_options(settings, address[0])
-        return lambda factory: TLSMemoryBIOFactory(creator, True, factory)
+        return SecureClientEndpoint(StreamConnectorMaker.clientEndpoint(self, reactor, spec, settings), creator,
+                                    reactor, settings["handshake-timeout"])

@@ -22,16 +22,19 @@ from functools import partial
 
 from twisted.application.service import Service
 from twisted.internet.defer import gatherResults, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from uhppoted_tunnel.addresses import is_ip_address, parse_host_port
 from uhppoted_tunnel.bind import check_interface, reactor_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
-from uhppoted_tunnel.router import Throttle, request_key
-from uhppoted_tunnel.spec import is_ip_address, parse_host_port
+from uhppoted_tunnel.packets import request_key
+from uhppoted_tunnel.router import Throttle
 
 #: The most sockets a udp/broadcast end opens at once.
 MAX_SOCKETS = 256
@@ -148,7 +151,7 @@ class ReplySocket(DatagramProtocol):
 
 
 @implementer(IOutEnd)
-class BroadcastEnd(Service):
+class BroadcastEnd(EndLifecycle, Service):
     """
     C{udp/broadcast:ADDRESS}: sends requests to controllers and delivers
     their replies; C{udp/event:ADDRESS} as an out end: sends each event to
@@ -189,8 +192,14 @@ class BroadcastEnd(Service):
 
     def startService(self):
         Service.startService(self)
-        self._open()
+        try:
+            self._open()
+        except CannotListenError as e:
+            self.failed("cannot open a UDP socket for {address}: {reason}", address=self.spec.address,
+                        reason=_reason(e))
+            return
         self.log.info("sending to {host}:{port}", host=self.destination[0], port=self.destination[1])
+        self.listening(None)
 
     def _open(self):
         protocol = ReplySocket(self)
@@ -310,7 +319,7 @@ class ListenProtocol(DatagramProtocol):
 
 
 @implementer(IInEnd)
-class ListenEnd(Service):
+class ListenEnd(EndLifecycle, Service):
     """
     C{udp/listen:ADDRESS}: receives requests from UHPPOTE applications;
     C{udp/event:ADDRESS} as an in end: receives events from controllers,
@@ -332,10 +341,16 @@ class ListenEnd(Service):
         self.port = None
 
     def startService(self):
-        host, port = self.address
-        self.port = reactor_for(self.reactor, self.spec.interface).listenUDP(port, ListenProtocol(self), interface=host)
         Service.startService(self)
+        host, port = self.address
+        try:
+            self.port = reactor_for(self.reactor, self.spec.interface).listenUDP(port, ListenProtocol(self),
+                                                                                 interface=host)
+        except CannotListenError as e:
+            self.cannotListen(self.spec.address, _reason(e))
+            return
         self.log.info("listening on {host}:{port}", host=host, port=self.port.getHost().port)
+        self.listening(self.port)
 
     def reply(self, address, payload):
         """
@@ -352,6 +367,15 @@ class ListenEnd(Service):
         Service.stopService(self)
         port, self.port = self.port, None
         return succeed(None) if port is None else maybeDeferred(port.stopListening)
+
+
+def _reason(error):
+    """
+    The kernel's reason in a C{CannotListenError}, without the address
+    (which the message names already).
+    """
+    socket_error = getattr(error, "socketError", None)
+    return getattr(socket_error, "strerror", None) or str(socket_error or error)
 
 
 def udp_address(spec, listen):

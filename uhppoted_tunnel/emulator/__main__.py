@@ -9,12 +9,18 @@ import ipaddress
 import sys
 
 from twisted.internet.error import CannotListenError
-from twisted.logger import FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner, \
-    textFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
 from twisted.python import usage
 
 from uhppoted_tunnel.config import parse_duration
 from uhppoted_tunnel.emulator import DEFAULT_SERIALS, Controller, listen, push_events
+
 
 def _host_port(flag, text, allow_zero):
     """

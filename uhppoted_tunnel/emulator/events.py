@@ -10,6 +10,7 @@ import datetime
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+
 class EventPusher:
     """
     Sends a number of events to a listener, round-robin over controllers,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_stream -*-
+# -*- test-case-name: tests.unit.test_stream,tests.unit.test_endpoints -*-
 """
 Where a stream end listens or dials: a Go C{HOST:PORT} (bound to an
 interface with C{::IFACE:}), or any Twisted endpoint description
@@ -7,32 +7,11 @@ interface with C{::IFACE:}), or any Twisted endpoint description
 
 from twisted.internet import endpoints
 
+from uhppoted_tunnel.addresses import go_address, is_ip_address, parse_host_port
 from uhppoted_tunnel.bind import reactor_for
-from uhppoted_tunnel.spec import is_ip_address, parse_host_port
 
 #: Go: a client gives up dialling after 5 s.
 DIAL_TIMEOUT = 5
-
-#: Endpoint types that mark an address as a Twisted endpoint description
-#: rather than a Go C{HOST:PORT}.
-ENDPOINT_TYPES = frozenset(["tcp", "tcp6", "unix", "ssl", "tls", "systemd", "tor", "onion"])
-
-
-def go_address(address):
-    """
-    Parse a Go-style stream address, or return C{None} when the address is
-    a Twisted endpoint description.
-
-    :return: C{(host, port)} or C{None}.
-    """
-    head = address.split(":", 1)[0]
-    if head in ENDPOINT_TYPES:
-        return None
-    try:
-        return parse_host_port(address, default_host="")
-    except ValueError:
-        return None
-
 
 def server_endpoint(reactor, spec):
     """
