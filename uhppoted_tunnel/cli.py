@@ -22,6 +22,7 @@ from uhppoted_tunnel import __version__
 from uhppoted_tunnel.lockfile import LockfileError
 from uhppoted_tunnel.logging import parse_level, start_logging
 from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.sdnotify import notify_service
 
 log = Logger(namespace="uhppoted_tunnel")
 
@@ -79,6 +80,8 @@ def run(options, reactor):
     except (ValueError, LockfileError) as e:
         sys.stderr.write("uhppoted-tunnel: {}\n".format(e))
         return 2
+    # under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1
+    notify_service(service, reactor)
 
     def start():
         try:
