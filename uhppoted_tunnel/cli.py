@@ -5,6 +5,7 @@ The C{uhppoted-tunnel} command.
 ::
 
     uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+    uhppoted-tunnel check [--config FILE#SECTION] [options]
     uhppoted-tunnel help | version | demo
 
 Exit codes: 0 after a clean stop (SIGTERM, SIGINT); 1 when the tunnel
@@ -28,9 +29,12 @@ log = Logger(namespace="uhppoted_tunnel")
 
 USAGE = """\
 Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+       uhppoted-tunnel check [--config FILE#SECTION] [options] [--peer-cert FILE]
        uhppoted-tunnel help | version | demo
 
   run       relay between the --in and --out connectors (the default)
+  check     check the configuration, connectors and certificates as run
+            would, without opening a socket; exit 0, or 2 naming the problem
   demo      run a host half, a site half and an emulated controller on
             loopback and print what the tunnel relays
   version   print the version
@@ -113,6 +117,10 @@ def main(argv=None, reactor=None):
     if command == "version":
         sys.stdout.write("uhppoted-tunnel {}\n".format(__version__))
         return 0
+    if command == "check":
+        from uhppoted_tunnel.check import main as check
+
+        return check(_go_flags(argv[1:]), sys.stdout, sys.stderr)
     if reactor is None:
         from twisted.internet import reactor
     if command == "demo":
