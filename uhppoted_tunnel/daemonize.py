@@ -73,6 +73,8 @@ RemoveIPC=yes
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
 SystemCallFilter=~@privileged @resources
+# a call outside the filter fails (EPERM) rather than killing the tunnel
+SystemCallErrorNumber=EPERM
 UMask=0077
 """
 

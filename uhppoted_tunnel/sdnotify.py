@@ -268,6 +268,7 @@ class NotifyService(Service):
         self.status.stop()
         if self._readyCall is not None and self._readyCall.active():
             self._readyCall.cancel()
+        self._readyCall = None
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
