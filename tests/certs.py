@@ -26,7 +26,7 @@ def _write(directory, name, key, certificate):
         f.write(certificate.public_bytes(serialization.Encoding.PEM))
 
 
-def _certificate(subject, key, issuer, issuer_key, days, extensions):
+def _certificate(subject, key, issuer, issuer_key, days, extensions, start=-1):
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (
         x509.CertificateBuilder()
@@ -34,7 +34,7 @@ def _certificate(subject, key, issuer, issuer_key, days, extensions):
         .issuer_name(_name(issuer))
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_before(now + datetime.timedelta(days=start))
         .not_valid_after(now + datetime.timedelta(days=days))
     )
     for extension, critical in extensions:
@@ -42,11 +42,23 @@ def _certificate(subject, key, issuer, issuer_key, days, extensions):
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make(directory, prefix=""):
+def _san(name):
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_days=(-1, 825)):
     """
     Write C{ca.cert}, C{ca.key}, C{server.cert}, C{server.key},
     C{client.cert} and C{client.key} (each name after C{prefix}) into
     C{directory}.
+
+    :param server_names: the server certificate's subject alternative
+        names, host names or IP addresses.
+    :param server_days: when the server certificate's validity starts and
+        ends, in days from now (C{(-10, -1)} makes one that has expired).
 
     :return: a dict of role (C{ca}, C{server}, C{client}) to C{(cert, key)}
         paths.
@@ -62,11 +74,10 @@ def make(directory, prefix=""):
     ])
     _write(directory, prefix + "ca", ca_key, ca)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("localhost", server_key, ca_name, ca_key, 825, [
-        (x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                      x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), False),
+    server = _certificate("localhost", server_key, ca_name, ca_key, server_days[1], [
+        (x509.SubjectAlternativeName([_san(name) for name in server_names]), False),
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-    ])
+    ], start=server_days[0])
     _write(directory, prefix + "server", server_key, server)
     client_key = ec.generate_private_key(ec.SECP256R1())
     client = _certificate("uhppoted-tunnel client", client_key, ca_name, ca_key, 825, [

@@ -5,6 +5,8 @@ The C{uhppoted-tunnel} command.
 ::
 
     uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+    uhppoted-tunnel check [--config FILE#SECTION] [options]
+    uhppoted-tunnel daemonize | undaemonize [--label LABEL] ...
     uhppoted-tunnel help | version | demo
 
 Exit codes: 0 after a clean stop (SIGTERM, SIGINT); 1 when the tunnel
@@ -22,14 +24,24 @@ from uhppoted_tunnel import __version__
 from uhppoted_tunnel.lockfile import LockfileError
 from uhppoted_tunnel.logging import parse_level, start_logging
 from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.sdnotify import notify_service
 
 log = Logger(namespace="uhppoted_tunnel")
 
 USAGE = """\
 Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+       uhppoted-tunnel check [--config FILE#SECTION] [options] [--peer-cert FILE]
+       uhppoted-tunnel daemonize [--label LABEL] [--user USER] --config FILE#SECTION [options]
+       uhppoted-tunnel undaemonize [--label LABEL]
        uhppoted-tunnel help | version | demo
 
   run       relay between the --in and --out connectors (the default)
+  check     check the configuration, connectors and certificates as run
+            would, without opening a socket; exit 0, or 2 naming the problem
+  daemonize write a hardened systemd unit running this tunnel (--unit-dir
+            DIR writes it elsewhere; 'daemonize --help' for the rest)
+  undaemonize
+            stop, disable and remove that unit
   demo      run a host half, a site half and an emulated controller on
             loopback and print what the tunnel relays
   version   print the version
@@ -37,11 +49,13 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
 """
 
 
-def _go_flags(argv):
+def _go_flags(argv, options=Options):
     """
     Accept Go's single-dash long flags (C{-in X}, C{-udp-timeout=1s}).
+
+    :param options: the L{usage.Options} class whose flags are converted.
     """
-    names = {name for flag in Options.optFlags + Options.optParameters for name in flag[:1]}
+    names = {name for flag in options.optFlags + options.optParameters for name in flag[:1]}
     converted = []
     for arg in argv:
         if arg.startswith("-") and not arg.startswith("--") and arg[1:].split("=", 1)[0] in names:
@@ -79,6 +93,8 @@ def run(options, reactor):
     except (ValueError, LockfileError) as e:
         sys.stderr.write("uhppoted-tunnel: {}\n".format(e))
         return 2
+    # under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1
+    notify_service(service, reactor)
 
     service.on_failure = lambda message: reactor.stop()
     reactor.callWhenRunning(service.startService)
@@ -103,6 +119,15 @@ def main(argv=None, reactor=None):
     if command == "version":
         sys.stdout.write("uhppoted-tunnel {}\n".format(__version__))
         return 0
+    if command == "check":
+        from uhppoted_tunnel.check import main as check
+
+        return check(_go_flags(argv[1:]), sys.stdout, sys.stderr)
+    if command in ("daemonize", "undaemonize"):
+        from uhppoted_tunnel import daemonize
+
+        flags = daemonize.DaemonizeOptions if command == "daemonize" else daemonize.UndaemonizeOptions
+        return daemonize.main(command, _go_flags(argv[1:], flags), sys.stdout, sys.stderr)
     if reactor is None:
         from twisted.internet import reactor
     if command == "demo":

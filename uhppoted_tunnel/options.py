@@ -149,6 +149,8 @@ class Options(usage.Options):
         """
         usage.Options.__init__(self)
         self._makers = makers
+        #: the environment: systemd names a unit's folders in it
+        self.environ = os.environ
         self.warnings = []
         self.ends = {}
         self.controllers = {}
@@ -189,9 +191,19 @@ class Options(usage.Options):
         self._check_ends()
         self["events"] = any(maker.relaysEvents(parsed.prefix) for maker, parsed in self.ends.values())
         if not self["lockfile"]:
-            self["lockfile"] = lockfile.default_path(self["in"], self["out"])
+            self["lockfile"] = lockfile.default_path(self["in"], self["out"], self._unit_directory("RUNTIME_DIRECTORY"))
         if not self["event-spool"]:
-            self["event-spool"] = os.path.splitext(self["lockfile"])[0]
+            stem = os.path.splitext(self["lockfile"])[0]
+            state = self._unit_directory("STATE_DIRECTORY")
+            self["event-spool"] = os.path.join(state, os.path.basename(stem)) if state else stem
+
+    def _unit_directory(self, name):
+        """
+        The first folder of a systemd unit's C{RuntimeDirectory=} or
+        C{StateDirectory=}, which systemd passes as C{RUNTIME_DIRECTORY} or
+        C{STATE_DIRECTORY} (colon-separated), or C{None} outside such a unit.
+        """
+        return self.environ.get(name, "").split(":")[0] or None
 
     def _file_settings(self):
         path, section = config.split_config_arg(self["config"]) if self["config"] else (None, None)

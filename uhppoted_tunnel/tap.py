@@ -16,6 +16,7 @@ import sys
 
 from uhppoted_tunnel.lockfile import Lockfile, LockfileError
 from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.sdnotify import notify_service
 from uhppoted_tunnel.tunnel import TunnelService
 
 __all__ = ["Options", "makeService", "build"]
@@ -59,6 +60,8 @@ def makeService(options, reactor=None):
     except (ValueError, LockfileError) as e:
         sys.stderr.write("uhtunnel: {}\n".format(e))
         raise SystemExit(2)
+    # under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1
+    notify_service(service, reactor)
 
     def failed(message):
         # an end may fail while twistd starts the service, before the

@@ -117,6 +117,49 @@ class OptionsTests(SynchronousTestCase):
                          (HOST[1], HOST[3], 2.0, True))
 
 
+class UnitDirectoryTests(SynchronousTestCase):
+    """
+    Under a systemd unit with C{RuntimeDirectory=} and C{StateDirectory=},
+    the lockfile and the event spool default to those folders.
+    """
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def parse(self, environ, *args):
+        options = Options()
+        options.environ = environ
+        options.parseOptions(list(HOST) + list(args))
+        return options
+
+    def test_runtimeDirectory(self):
+        """
+        The default lockfile goes in C{RUNTIME_DIRECTORY} (the first, when
+        several), the spool beside it when there is no C{STATE_DIRECTORY}.
+        """
+        options = self.parse({"RUNTIME_DIRECTORY": "/run/uhppoted-tunnel/host:/run/other"})
+        self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3], "/run/uhppoted-tunnel/host"))
+        self.assertEqual(options["event-spool"], options["lockfile"][:-len(".pid")])
+
+    def test_stateDirectory(self):
+        """
+        The default event spool goes in C{STATE_DIRECTORY}, named as the
+        lockfile is, so that it outlives the service's private /tmp.
+        """
+        options = self.parse({"STATE_DIRECTORY": "/var/lib/uhppoted-tunnel"})
+        name = lockfile.default_path(HOST[1], HOST[3], "/")[1:-len(".pid")]
+        self.assertEqual(options["event-spool"], "/var/lib/uhppoted-tunnel/" + name)
+        self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3]))
+
+    def test_given(self):
+        """
+        A lockfile or spool given is used as given.
+        """
+        options = self.parse({"RUNTIME_DIRECTORY": "/run/x", "STATE_DIRECTORY": "/var/lib/x"},
+                             "--lockfile", "/tmp/t.pid", "--event-spool", "/srv/spool")
+        self.assertEqual((options["lockfile"], options["event-spool"]), ("/tmp/t.pid", "/srv/spool"))
+
+
 class ConfigFileTests(SynchronousTestCase):
     def write(self, text):
         path = self.mktemp()
