@@ -28,7 +28,7 @@ from twisted.python import usage
 
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.spec import parse_host_port
+from uhppoted_tunnel.addresses import parse_host_port
 
 #: A certificate expiring sooner than this is a warning.
 EXPIRY_WARNING = datetime.timedelta(days=30)
