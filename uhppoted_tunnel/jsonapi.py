@@ -11,7 +11,7 @@ import json
 
 from twisted.web import server
 
-from uhppoted_tunnel.config import parse_duration
+from uhppoted_tunnel.durations import parse_duration
 
 #: Go: answers longer than this are gzipped for clients that accept it.
 GZIP_MINIMUM = 16384

@@ -12,11 +12,10 @@ from uhppoted_tunnel import config
 from uhppoted_tunnel.config import (
     DEFAULT_CONFIG,
     ConfigError,
-    format_duration,
     load,
-    parse_duration,
     split_config_arg,
 )
+from uhppoted_tunnel.durations import format_duration, parse_duration
 
 
 class ParseDurationTests(SynchronousTestCase):

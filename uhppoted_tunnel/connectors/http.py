@@ -40,7 +40,7 @@ from zope.interface import implementer
 from uhppoted_tunnel import tls
 from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
-from uhppoted_tunnel.config import format_duration
+from uhppoted_tunnel.durations import format_duration
 from uhppoted_tunnel.connectors.endpoints import server_endpoint
 from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
