@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_bind -*-
+# -*- test-case-name: tests.loopback.test_bind -*-
 """
 Binding sockets to a network interface (C{tcp/client::eth0:...}).
 

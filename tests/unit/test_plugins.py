@@ -48,3 +48,27 @@ class TwistdPluginTests(SynchronousTestCase):
 
         [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uhtunnel"]
         self.assertIs(maker.options, Options)
+
+
+class EveryKindTests(SynchronousTestCase):
+    def test_everyKind(self):
+        """
+        Every connector kind the README lists is found, each by exactly one
+        plugin, with the roles it can play.
+        """
+        from uhppoted_tunnel.interfaces import IN, OUT
+
+        both = {IN, OUT}
+        expected = {
+            "udp/listen:": {IN}, "udp/broadcast:": {OUT}, "udp/event:": both,
+            "tcp/server:": both, "tcp/client:": both, "tcp/event/server:": both, "tcp/event/client:": both,
+            "tls/server:": both, "tls/client:": both, "tls/event/server:": both, "tls/event/client:": both,
+            "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
+        }
+        found = {}
+        for maker in getPlugins(IConnectorMaker, uhppoted_tunnel.plugins):
+            for prefix in maker.prefixes:
+                self.assertNotIn(prefix, found, "two plugins claim " + prefix)
+                found[prefix] = set(maker.roles(prefix))
+        for prefix, roles in expected.items():
+            self.assertEqual(found.get(prefix), roles, prefix)

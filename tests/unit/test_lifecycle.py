@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.unit.test_lifecycle -*-
+"""
+Tests for L{uhppoted_tunnel.lifecycle}, and that every end and relay
+provides the interfaces of the seam (L{uhppoted_tunnel.interfaces}).
+"""
+
+from twisted.application.service import Service
+from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from uhppoted_tunnel import config
+from uhppoted_tunnel.connectors.relays import EventReceiver, EventSender, RequestReceiver, RequestSender
+from uhppoted_tunnel.interfaces import IEnd, IFrameConnection, IOutRelay, IRelay
+from uhppoted_tunnel.lifecycle import EndFailed, EndLifecycle
+from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
+from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.wire import FramedProtocol
+
+
+class End(EndLifecycle, Service):
+    log = Logger()
+    log_tag = "TEST"
+
+
+class EndLifecycleTests(SynchronousTestCase):
+    def test_listeningBeforeAndAfter(self):
+        """
+        whenListening fires with the port, for those who asked before and
+        after; whenFailed never fires.
+        """
+        end = End()
+        before = end.whenListening()
+        failed = end.whenFailed()
+        self.assertNoResult(before)
+        end.listening("port")
+        self.assertEqual(self.successResultOf(before), "port")
+        self.assertEqual(self.successResultOf(end.whenListening()), "port")
+        self.assertNoResult(failed)
+
+    def test_failed(self):
+        """
+        A failure fails whenListening with L{EndFailed} and fires whenFailed
+        with the one-line message, before and after; only the first counts.
+        """
+        end = End()
+        listening = end.whenListening()
+        failed = end.whenFailed()
+        end.failed("cannot listen on {address}: {reason}", address="127.0.0.1:1", reason="in use")
+        end.failed("something else")
+        message = "cannot listen on 127.0.0.1:1: in use"
+        self.assertEqual(str(self.failureResultOf(listening, EndFailed).value), message)
+        self.assertEqual(self.successResultOf(failed), message)
+        self.assertEqual(self.successResultOf(end.whenFailed()), message)
+        self.failureResultOf(end.whenListening(), EndFailed)
+
+
+class SeamTests(SynchronousTestCase):
+    """
+    Every end provides L{IEnd}; every relay L{IRelay} (out relays
+    L{IOutRelay}); a stream connection L{IFrameConnection}.
+    """
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def tunnel(self, *args):
+        options = Options()
+        options.parseOptions(list(args) + ["--html", self.mktemp(), "--event-spool", self.mktemp()])
+        return TunnelService(options, FakeReactor())
+
+    def test_ends(self):
+        """
+        Each kind of end provides L{IEnd}.
+        """
+        for in_, out in [("udp/listen:127.0.0.1:0", "tcp/server:127.0.0.1:0"),
+                         ("tcp/client:127.0.0.1:1", "udp/broadcast:127.0.0.1:2"),
+                         ("http/127.0.0.1:0", "ip/out:127.0.0.1:2"),
+                         ("udp/event:127.0.0.1:0", "udp/event:127.0.0.1:2")]:
+            service = self.tunnel("--in", in_, "--out", out)
+            verifyObject(IEnd, service.in_)
+            verifyObject(IEnd, service.out)
+
+    def test_relays(self):
+        """
+        Each relay provides L{IRelay}; those of out ends L{IOutRelay}.
+        """
+        settings = {"debug": False, "udp-timeout": 1.0, "event-spool": self.mktemp(), "event-window": 10,
+                    "event-buffer": 10, "event-buffer-age": 10.0}
+        reactor = FakeReactor()
+        for kind in (RequestReceiver, EventReceiver):
+            verifyObject(IRelay, kind(settings, RecordingRouter(), reactor, []))
+        for kind in (RequestSender, EventSender):
+            verifyObject(IOutRelay, kind(settings, None, reactor, []))
+
+    def test_connection(self):
+        """
+        A stream connection provides L{IFrameConnection}.
+        """
+        protocol = FramedProtocol()
+        protocol.transport = StringTransport()
+        verifyObject(IFrameConnection, protocol)
