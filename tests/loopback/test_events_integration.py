@@ -28,6 +28,7 @@ from twisted.trial.unittest import TestCase
 from uhppoted import decode
 
 from tests import certs
+from tests.gowire import go_depacketize, go_packetize
 from tests.loopback.processes import (
     DEADLINE,
     LOOPBACK,
@@ -84,30 +85,6 @@ def seen_keys(path):
     with open(path, "rb") as f:
         data = f.read()
     return {struct.unpack_from("<II", data, offset) for offset in range(0, len(data) - len(data) % 8, 8)}
-
-
-def go_frame(frame_id, payload):
-    """
-    A frame as the Go tunnel writes it (protocol.Packetize), built by hand:
-    a 2-byte big-endian payload length, a 4-byte big-endian id, the payload.
-    """
-    return len(payload).to_bytes(2, "big") + frame_id.to_bytes(4, "big") + payload
-
-
-def go_frames(buffer):
-    """
-    Split whole Go frames off the front of C{buffer}, by hand.
-
-    :return: C{([(frame_id, payload), ...], rest)}.
-    """
-    frames = []
-    while len(buffer) >= 6:
-        length = int.from_bytes(buffer[0:2], "big")
-        if len(buffer) < 6 + length:
-            break
-        frames.append((int.from_bytes(buffer[2:6], "big"), bytes(buffer[6 : 6 + length])))
-        buffer = buffer[6 + length :]
-    return frames, buffer
 
 
 class Events:
@@ -188,7 +165,7 @@ class GoHost(Protocol):
         self.ids = []
 
     def dataReceived(self, data):
-        frames, self.buffer = go_frames(self.buffer + data)
+        frames, self.buffer = go_depacketize(self.buffer + data)
         for frame_id, payload in frames:
             self.ids.append(frame_id)
             self.events.add(payload)
@@ -208,7 +185,7 @@ class GoSite(Protocol):
         self._waiter = None
 
     def dataReceived(self, data):
-        frames, self.buffer = go_frames(self.buffer + data)
+        frames, self.buffer = go_depacketize(self.buffer + data)
         self.returned.extend(frames)
         if self._waiter is not None and len(self.returned) >= self._waiter[0]:
             count, d, call = self._waiter
@@ -476,7 +453,7 @@ class RestartTests(_EventTunnels, TestCase):
         events = [controller.event(now) for _ in range(COUNT)]
 
         site = yield self.go_site(stream_port)
-        site.transport.write(b"".join(go_frame(i, event) for i, event in enumerate(events[:100], 1)))
+        site.transport.write(b"".join(go_packetize(i, event) for i, event in enumerate(events[:100], 1)))
         yield self.events.waitForKey((A, 100))
         # the host acknowledges an event once it has recorded it as forwarded
         yield site.waitForFrames(100)
@@ -487,8 +464,8 @@ class RestartTests(_EventTunnels, TestCase):
         host = self.host("tcp/server:127.0.0.1:{}".format(stream_port))
         yield host.waitFor(stream_listening("tcp"))
         site = yield self.go_site(stream_port)
-        site.transport.write(b"".join(go_frame(i, event) for i, event in enumerate(events, 1)))
-        site.transport.write(go_frame(COUNT + 1, self.last.event(now)))
+        site.transport.write(b"".join(go_packetize(i, event) for i, event in enumerate(events, 1)))
+        site.transport.write(go_packetize(COUNT + 1, self.last.event(now)))
         yield self.events.waitForKey((LAST, self.last.event_index))
         self.assertEventsInOrder(range(1, COUNT + 1))
 
@@ -617,9 +594,9 @@ class GoInteropTests(_EventTunnels, TestCase):
         controller = Controller(A)
         now = datetime.datetime.now()
         for frame_id in range(1, COUNT + 1):
-            site.transport.write(go_frame(frame_id, controller.event(now)))
+            site.transport.write(go_packetize(frame_id, controller.event(now)))
         yield self.events.waitForKey((A, COUNT))
-        site.transport.write(go_frame(COUNT + 1, self.last.event(now)))
+        site.transport.write(go_packetize(COUNT + 1, self.last.event(now)))
         yield self.events.waitForKey((LAST, self.last.event_index))
 
         self.assertEventsInOrder(range(1, COUNT + 1))

@@ -13,36 +13,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import TestCase
 
+from tests.gowire import go_depacketize, go_packetize
 from uhppoted_tunnel import config, emulator
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
-
-
-def go_packetize(frame_id, message):
-    """
-    protocol.Packetize: two length bytes, four id bytes, the message.
-    """
-    n = len(message)
-    header = bytes([(n >> 8) & 0xFF, n & 0xFF, (frame_id >> 24) & 0xFF, (frame_id >> 16) & 0xFF,
-                    (frame_id >> 8) & 0xFF, frame_id & 0xFF])
-    return header + message
-
-
-def go_depacketize(buffer):
-    """
-    protocol.Depacketize, applied until the buffer is used up.
-    """
-    messages = []
-    while len(buffer) >= 6:
-        n = (buffer[0] << 8) + buffer[1]
-        frame_id = (buffer[2] << 24) + (buffer[3] << 16) + (buffer[4] << 8) + buffer[5]
-        if n > len(buffer) - 6:
-            break
-        messages.append((frame_id, bytes(buffer[6 : 6 + n])))
-        buffer = buffer[6 + n :]
-    return messages, buffer
 
 
 def get_controller(serial):
