@@ -6,7 +6,7 @@ L{FakeReactor} adds a C{listenUDP} whose ports record what is written.
 """
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
 
@@ -120,6 +120,93 @@ def packet(function, serial, body=b""):
     return data + bytes(64 - len(data))
 
 
+class WaitTimeout(AssertionError):
+    """
+    What a test waited for did not happen before its deadline.
+    """
+
+
+#: What a L{Conditions} test returns while its condition does not hold.
+NOT_YET = object()
+
+
+class Conditions:
+    """
+    The one way the tests wait: Deferreds that fire as soon as a condition
+    holds, or fail with L{WaitTimeout} when a deadline passes. Whoever
+    records what the conditions look at (lines of output, log events,
+    datagrams, frames) calls L{check} after each change.
+    """
+
+    def __init__(self, clock, later=False):
+        """
+        :param clock: an C{IReactorTime} for the deadlines.
+        :param later: fire on the next turn of the reactor rather than from
+            within L{check}, so that a waiter never runs inside the code
+            being watched (a log call, say).
+        """
+        self.clock = clock
+        self.later = later
+        self._waiting = []
+
+    def wait(self, test, timeout, describe):
+        """
+        :param test: called now and at every L{check}; returns L{NOT_YET}
+            while the condition does not hold, else the value to fire with.
+        :param timeout: seconds before the Deferred fails.
+        :param describe: called at the deadline for the failure's message.
+        :return: a Deferred.
+        """
+        value = test()
+        if value is not NOT_YET:
+            return succeed(value)
+        d = Deferred()
+        waiter = [test, d, describe, None]
+        waiter[3] = self.clock.callLater(timeout, self._expired, waiter)
+        self._waiting.append(waiter)
+        return d
+
+    def _expired(self, waiter):
+        self._waiting.remove(waiter)
+        waiter[1].errback(WaitTimeout(waiter[2]()))
+
+    def check(self):
+        """
+        Fire every waiter whose condition now holds.
+        """
+        for waiter in list(self._waiting):
+            if waiter not in self._waiting:
+                continue
+            value = waiter[0]()
+            if value is not NOT_YET:
+                self._waiting.remove(waiter)
+                waiter[3].cancel()
+                if self.later:
+                    self.clock.callLater(0, waiter[1].callback, value)
+                else:
+                    waiter[1].callback(value)
+
+    def fail(self, why):
+        """
+        Fail every waiter now (what they wait for can no longer happen).
+
+        :param why: called with each waiter's own description, for the
+            failure's message.
+        """
+        waiting, self._waiting = self._waiting, []
+        for test, d, describe, call in waiting:
+            call.cancel()
+            d.errback(WaitTimeout(why(describe())))
+
+    def clear(self):
+        """
+        Forget every waiter, cancelling its deadline.
+        """
+        waiting, self._waiting = self._waiting, []
+        for test, d, describe, call in waiting:
+            call.cancel()
+
+
 class LogWatcher:
     """
     Records log events and fires Deferreds when an event matching a
@@ -132,20 +219,18 @@ class LogWatcher:
 
         self.publisher = publisher or globalLogPublisher
         self.events = []
-        self._waiting = []
+        self._conditions = {}
         self.publisher.addObserver(self)
 
     def stop(self):
         self.publisher.removeObserver(self)
-        self._waiting = []
+        for conditions in self._conditions.values():
+            conditions.clear()
 
     def __call__(self, event):
         self.events.append(event)
-        for condition, d, clock in list(self._waiting):
-            if condition(event):
-                self._waiting.remove((condition, d, clock))
-                # never run the waiter inside the code that is logging
-                clock.callLater(0, d.callback, event)
+        for conditions in list(self._conditions.values()):
+            conditions.check()
 
     def messages(self):
         """
@@ -163,24 +248,23 @@ class LogWatcher:
             future) whose message contains C{text}; it fails with the log so
             far if none arrives within C{timeout} seconds.
         """
-        from twisted.internet.defer import Deferred
         from twisted.logger import formatEvent
 
-        def condition(event):
-            return text in formatEvent(event)
+        conditions = self._conditions.get(clock)
+        if conditions is None:
+            # never run the waiter inside the code that is logging
+            conditions = self._conditions[clock] = Conditions(clock, later=True)
+        seen = [0]
 
-        for event in self.events:
-            if condition(event):
-                return succeed(event)
-        d = Deferred()
-        self._waiting.append((condition, d, clock))
+        def test():
+            for event in self.events[seen[0]:]:
+                seen[0] += 1
+                if text in formatEvent(event):
+                    return event
+            return NOT_YET
 
-        def expired():
-            if (condition, d, clock) in self._waiting:
-                self._waiting.remove((condition, d, clock))
-                d.errback(AssertionError("no log message containing {!r} within {}s; log:\n{}".format(
-                    text, timeout, "\n".join(self.messages()))))
-
-        timer = clock.callLater(timeout, expired)
-        d.addBoth(lambda result: (timer.active() and timer.cancel(), result)[1])
-        return d
+        event = test()
+        if event is not NOT_YET:
+            return succeed(event)
+        return conditions.wait(test, timeout, lambda: "no log message containing {!r} within {}s; log:\n{}".format(
+            text, timeout, "\n".join(self.messages())))

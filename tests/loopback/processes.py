@@ -18,13 +18,14 @@ import socket
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.threads import deferToThread
 from uhppoted.uhppote import Uhppote
 
 import uhppoted_tunnel
+from uhppoted_tunnel.testing import NOT_YET, Conditions, WaitTimeout
 
 #: The directory holding the C{uhppoted_tunnel} package under test.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(uhppoted_tunnel.__file__)))
@@ -80,12 +81,6 @@ def redial_line(port):
     return r"TCP\s+(?:could not connect to " + address + r"\b.*retrying in|reconnecting to " + address + r" in)"
 
 
-class WaitTimeout(AssertionError):
-    """
-    A line, an exit or a reply did not come before its deadline.
-    """
-
-
 class LineProtocol(ProcessProtocol):
     """
     Collects a child's stdout and stderr as lines and lets a test wait for
@@ -110,7 +105,7 @@ class LineProtocol(ProcessProtocol):
         self.signal = None
         self.running = True
         self._partial = {}
-        self._waiters = []
+        self._conditions = Conditions(clock)
         self._ended = []
 
     # ProcessProtocol
@@ -130,11 +125,9 @@ class LineProtocol(ProcessProtocol):
         self.running = False
         self.exitCode = getattr(reason.value, "exitCode", None)
         self.signal = getattr(reason.value, "signal", None)
-        waiters, self._waiters = self._waiters, []
-        for pattern, since, d, call in waiters:
-            call.cancel()
-            d.errback(WaitTimeout("{} ended (exit code {}, signal {}) with no line matching {!r}\n{}".format(
-                self.name, self.exitCode, self.signal, pattern.pattern, self.recent())))
+        self._conditions.check()
+        self._conditions.fail(lambda what: "{} ended (exit code {}, signal {}) with {}".format(
+            self.name, self.exitCode, self.signal, what))
         ended, self._ended = self._ended, []
         for d in ended:
             d.callback(self.exitCode)
@@ -143,15 +136,7 @@ class LineProtocol(ProcessProtocol):
         text = raw.decode("utf-8", "replace").rstrip("\r")
         self.lines.append((fd, text))
         self.times.append(self.clock.seconds() - self.started)
-        for waiter in list(self._waiters):
-            pattern, since, d, call = waiter
-            if waiter not in self._waiters:
-                continue
-            match = pattern.search(text)
-            if match is not None and len(self.lines) > since:
-                self._waiters.remove(waiter)
-                call.cancel()
-                d.callback(match)
+        self._conditions.check()
 
     # for tests
 
@@ -172,29 +157,44 @@ class LineProtocol(ProcessProtocol):
             line, including those already received.
         :return: a Deferred firing with the first C{re.Match}.
         """
+        return self.waitForLines(pattern, 1, timeout, since).addCallback(lambda matches: matches[0])
+
+    def waitForLines(self, pattern, count, timeout=DEADLINE, since=0):
+        """
+        Wait until C{count} lines match C{pattern}.
+
+        :param since: only lines after this L{mark} count.
+        :return: a Deferred firing with the matches, in order, or failing
+            with L{WaitTimeout} (saying how many matched) after C{timeout}
+            seconds or when the child ends first.
+        """
         regex = re.compile(pattern)
-        for _, text in self.lines[since:]:
-            match = regex.search(text)
-            if match is not None:
-                return succeed(match)
+        matches = []
+        checked = [since]
+
+        def test():
+            for _, text in self.lines[checked[0]:]:
+                match = regex.search(text)
+                if match is not None:
+                    matches.append(match)
+            checked[0] = len(self.lines)
+            if len(matches) >= count:
+                return matches[:count]
+            return NOT_YET
+
+        def describe():
+            if count == 1:
+                return "no line matching {!r}\n{}".format(pattern, self.recent())
+            return "{} of {} lines matching {!r}\n{}".format(len(matches), count, pattern, self.recent())
+
+        found = test()
+        if found is not NOT_YET:
+            return succeed(found)
         if not self.running:
-            return self._failed("{} has ended (exit code {}) with no line matching {!r}".format(
-                self.name, self.exitCode, pattern))
-        d = Deferred()
-
-        def expired():
-            self._waiters.remove(waiter)
-            d.errback(WaitTimeout("no line matching {!r} from {} within {}s\n{}".format(
-                pattern, self.name, timeout, self.recent())))
-
-        waiter = (regex, since, d, self.clock.callLater(timeout, expired))
-        self._waiters.append(waiter)
-        return d
-
-    def _failed(self, message):
-        d = Deferred()
-        d.errback(WaitTimeout(message + "\n" + self.recent()))
-        return d
+            return fail(WaitTimeout("{} has ended (exit code {}) with {}".format(self.name, self.exitCode,
+                                                                               describe())))
+        return self._conditions.wait(test, timeout, lambda: "{} from {} within {}s".format(
+            describe(), self.name, timeout))
 
     @property
     def ended(self):
@@ -216,23 +216,9 @@ class LineProtocol(ProcessProtocol):
         :return: a Deferred firing with the exit code, or failing with
             L{WaitTimeout} after C{timeout} seconds.
         """
-        if not self.running:
-            return succeed(self.exitCode)
-        d = Deferred()
-        self._ended.append(d)
-
-        def expired():
-            self._ended.remove(d)
-            d.errback(WaitTimeout("{} did not exit within {}s\n{}".format(self.name, timeout, self.recent())))
-
-        call = self.clock.callLater(timeout, expired)
-
-        def done(result):
-            if call.active():
-                call.cancel()
-            return result
-
-        return d.addBoth(done)
+        return self._conditions.wait(lambda: NOT_YET if self.running else self.exitCode, timeout,
+                                     lambda: "{} did not exit within {}s\n{}".format(self.name, timeout,
+                                                                                    self.recent()))
 
     def send_signal(self, name):
         """
@@ -434,33 +420,12 @@ def start_event_emulator(testcase, listener_port, count, interval="10ms", serial
     return emulator, int(match.group(1))
 
 
-@inlineCallbacks
-def wait_for_lines(protocol, pattern, count, timeout=DEADLINE, since=0, clock=reactor):
+def wait_for_lines(protocol, pattern, count, timeout=DEADLINE, since=0):
     """
-    Wait until C{count} lines of a child's output match C{pattern}.
-
-    :param protocol: the child's L{LineProtocol}.
-    :param since: only lines after this L{LineProtocol.mark} count.
-    :return: a Deferred firing with the matches, in order, or failing with
-        L{WaitTimeout} (saying how many matched) after C{timeout} seconds.
+    Wait until C{count} lines of a child's output match C{pattern}: see
+    L{LineProtocol.waitForLines}.
     """
-    regex = re.compile(pattern)
-    end = clock.seconds() + timeout
-    matches = []
-    checked = since
-    while True:
-        for _, text in protocol.lines[checked:]:
-            match = regex.search(text)
-            if match is not None:
-                matches.append(match)
-        checked = len(protocol.lines)
-        if len(matches) >= count:
-            return matches
-        try:
-            yield protocol.waitFor(pattern, timeout=max(0.0, end - clock.seconds()), since=checked)
-        except WaitTimeout:
-            raise WaitTimeout("{} of {} lines matching {!r} from {} within {}s\n{}".format(
-                len(matches), count, pattern, protocol.name, timeout, protocol.recent())) from None
+    return protocol.waitForLines(pattern, count, timeout, since)
 
 
 def start_site(testcase, inbound, emulator_port, name="site"):

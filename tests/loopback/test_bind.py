@@ -13,7 +13,13 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from tests.tools import under_ci
-from uhppoted_tunnel.bind import SO_BINDTODEVICE, DeviceBoundReactor, bind_to_device, check_interface, reactor_for
+from uhppoted_tunnel.bind import (
+    SO_BINDTODEVICE,
+    DeviceBoundReactor,
+    bind_to_device,
+    check_interface,
+    reactor_for,
+)
 
 
 def bound_device(sock):

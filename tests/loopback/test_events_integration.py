@@ -21,7 +21,7 @@ import signal
 import struct
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import TestCase
@@ -32,7 +32,6 @@ from tests.gowire import go_depacketize, go_packetize
 from tests.loopback.processes import (
     DEADLINE,
     LOOPBACK,
-    WaitTimeout,
     emulator_sent_line,
     free_port,
     listening_line,
@@ -43,6 +42,7 @@ from tests.loopback.processes import (
     workdir,
 )
 from uhppoted_tunnel.emulator import Controller
+from uhppoted_tunnel.testing import NOT_YET, Conditions
 
 #: The controller whose events are counted.
 A = 405419896
@@ -96,18 +96,12 @@ class Events:
     def __init__(self, clock=reactor):
         self.clock = clock
         self.keys = []
-        self._waiters = []
+        self._conditions = Conditions(clock)
 
     def add(self, packet):
         event = decode.event(packet)
-        key = (event.controller, event.event_index)
-        self.keys.append(key)
-        for waiter in list(self._waiters):
-            wanted, d, call = waiter
-            if wanted(self.keys):
-                self._waiters.remove(waiter)
-                call.cancel()
-                d.callback(key)
+        self.keys.append((event.controller, event.event_index))
+        self._conditions.check()
 
     def waitFor(self, wanted, description, timeout=DEADLINE):
         """
@@ -115,20 +109,9 @@ class Events:
         :return: a Deferred firing once C{wanted} holds, or failing with
             L{WaitTimeout} after C{timeout} seconds.
         """
-        if wanted(self.keys):
-            d = Deferred()
-            d.callback(None)
-            return d
-        d = Deferred()
-
-        def expired():
-            self._waiters.remove(waiter)
-            d.errback(WaitTimeout("no {} within {}s; {} event(s) arrived, the last {}".format(
-                description, timeout, len(self.keys), self.keys[-5:])))
-
-        waiter = (wanted, d, self.clock.callLater(timeout, expired))
-        self._waiters.append(waiter)
-        return d
+        return self._conditions.wait(lambda: None if wanted(self.keys) else NOT_YET, timeout,
+                                     lambda: "no {} within {}s; {} event(s) arrived, the last {}".format(
+                                         description, timeout, len(self.keys), self.keys[-5:]))
 
     def waitForKey(self, key, timeout=DEADLINE):
         return self.waitFor(lambda keys: key in keys, "event {} from {}".format(key[1], key[0]), timeout)
@@ -182,33 +165,21 @@ class GoSite(Protocol):
         self.clock = clock
         self.buffer = b""
         self.returned = []
-        self._waiter = None
+        self._conditions = Conditions(clock)
 
     def dataReceived(self, data):
         frames, self.buffer = go_depacketize(self.buffer + data)
         self.returned.extend(frames)
-        if self._waiter is not None and len(self.returned) >= self._waiter[0]:
-            count, d, call = self._waiter
-            self._waiter = None
-            call.cancel()
-            d.callback(self.returned)
+        self._conditions.check()
 
     def waitForFrames(self, count, timeout=DEADLINE):
         """
         :return: a Deferred firing with the frames sent back once there are
             C{count}, or failing with L{WaitTimeout} after C{timeout} seconds.
         """
-        d = Deferred()
-        if len(self.returned) >= count:
-            d.callback(self.returned)
-            return d
-
-        def expired():
-            self._waiter = None
-            d.errback(WaitTimeout("{} of {} frames sent back within {}s".format(len(self.returned), count, timeout)))
-
-        self._waiter = (count, d, self.clock.callLater(timeout, expired))
-        return d
+        return self._conditions.wait(lambda: self.returned if len(self.returned) >= count else NOT_YET, timeout,
+                                     lambda: "{} of {} frames sent back within {}s".format(len(self.returned),
+                                                                                          count, timeout))
 
 
 class _EventTunnels:

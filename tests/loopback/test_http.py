@@ -19,8 +19,14 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
-from twisted.web.client import (Agent, FileBodyProducer, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived,
-                                readBody)
+from twisted.web.client import (
+    Agent,
+    FileBodyProducer,
+    HTTPConnectionPool,
+    ResponseFailed,
+    ResponseNeverReceived,
+    readBody,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from uhppoted import decode, encode

@@ -16,6 +16,7 @@ from twisted.trial.unittest import TestCase
 from tests.gowire import go_depacketize, go_packetize
 from uhppoted_tunnel import config, emulator
 from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.testing import NOT_YET, Conditions
 from uhppoted_tunnel.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
@@ -35,7 +36,7 @@ class GoPeer(Protocol):
         self.frames = []
         self.buffer = b""
         self.connected_ = Deferred()
-        self.waiting = []
+        self._conditions = Conditions(reactor)
 
     def connectionMade(self):
         self.connected_.callback(self)
@@ -46,19 +47,11 @@ class GoPeer(Protocol):
             self.frames.append((frame_id, message))
             if self.answer is not None:
                 self.transport.write(go_packetize(frame_id, self.answer(message)))
-        self._check()
+        self._conditions.check()
 
-    def waitFrames(self, count):
-        d = Deferred()
-        self.waiting.append((count, d))
-        self._check()
-        return d
-
-    def _check(self):
-        for count, d in list(self.waiting):
-            if len(self.frames) >= count:
-                self.waiting.remove((count, d))
-                d.callback(self.frames[:count])
+    def waitFrames(self, count, timeout=30.0):
+        return self._conditions.wait(lambda: self.frames[:count] if len(self.frames) >= count else NOT_YET, timeout,
+                                     lambda: "{} of {} frames within {}s".format(len(self.frames), count, timeout))
 
 
 class Application(DatagramProtocol):

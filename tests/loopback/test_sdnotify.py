@@ -12,24 +12,24 @@ import socket
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from tests.loopback.processes import (
     DEADLINE,
     LOOPBACK,
-    WaitTimeout,
     connected_line,
+    empty_config,
     free_port,
     listening_line,
     lockfile,
     spawn,
-    empty_config,
     stop,
     tunnel_command,
     twistd_command,
 )
+from uhppoted_tunnel.testing import NOT_YET, Conditions
 
 
 class NotifySocket(DatagramProtocol):
@@ -40,20 +40,11 @@ class NotifySocket(DatagramProtocol):
 
     def __init__(self):
         self.messages = []
-        self._waiters = []
+        self._conditions = Conditions(reactor)
 
     def datagramReceived(self, data, address):
-        text = data.decode("utf-8", "replace")
-        self.messages.append(text)
-        for waiter in list(self._waiters):
-            regex, d, call, check = waiter
-            match = regex.search(text)
-            if match is not None:
-                self._waiters.remove(waiter)
-                call.cancel()
-                if check is not None:
-                    check(match)
-                d.callback(match)
+        self.messages.append(data.decode("utf-8", "replace"))
+        self._conditions.check()
 
     def waitFor(self, pattern, since=0, timeout=DEADLINE, check=None):
         """
@@ -64,24 +55,18 @@ class NotifySocket(DatagramProtocol):
         :return: a Deferred firing with the first C{re.Match}.
         """
         regex = re.compile(pattern, re.MULTILINE)
-        for text in self.messages[since:]:
-            match = regex.search(text)
-            if match is not None:
-                if check is not None:
-                    check(match)
-                d = Deferred()
-                d.callback(match)
-                return d
-        d = Deferred()
 
-        def expired():
-            self._waiters.remove(waiter)
-            d.errback(WaitTimeout("no notification matching {!r} within {}s; received {!r}".format(
-                pattern, timeout, self.messages[-20:])))
+        def test():
+            for text in self.messages[since:]:
+                match = regex.search(text)
+                if match is not None:
+                    if check is not None:
+                        check(match)
+                    return match
+            return NOT_YET
 
-        waiter = (regex, d, reactor.callLater(timeout, expired), check)
-        self._waiters.append(waiter)
-        return d
+        return self._conditions.wait(test, timeout, lambda: "no notification matching {!r} within {}s; "
+                                     "received {!r}".format(pattern, timeout, self.messages[-20:]))
 
 
 class NotifyTests(TestCase):

@@ -243,7 +243,12 @@ def _handshake(server_options, client_options):
     """
     Complete a TLS handshake over loopback between the two contexts.
     """
-    from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol, wrapClientTLS
+    from twisted.internet.endpoints import (
+        TCP4ClientEndpoint,
+        TCP4ServerEndpoint,
+        connectProtocol,
+        wrapClientTLS,
+    )
     from twisted.internet.interfaces import IHandshakeListener
     from zope.interface import implementer
 

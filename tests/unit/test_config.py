@@ -5,7 +5,8 @@ Tests for L{uhppoted_tunnel.config}: the Go-compatible TOML file.
 
 import os
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel import config

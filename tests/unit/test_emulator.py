@@ -18,7 +18,13 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from uhppoted import decode, encode
 
-from uhppoted_tunnel.emulator import CARD, FUNCTIONS, Controller, EmulatorProtocol, push_events
+from uhppoted_tunnel.emulator import (
+    CARD,
+    FUNCTIONS,
+    Controller,
+    EmulatorProtocol,
+    push_events,
+)
 from uhppoted_tunnel.emulator.__main__ import Options, main
 
 A = 405419896

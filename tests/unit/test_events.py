@@ -18,9 +18,9 @@ from uhppoted_tunnel import config
 from uhppoted_tunnel.connectors.relays import ACK_GRACE
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
 from uhppoted_tunnel.events import EventBuffer, SeenEvents
-from uhppoted_tunnel.packets import event_key
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.packets import event_key
 from uhppoted_tunnel.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 from uhppoted_tunnel.tunnel import TunnelService

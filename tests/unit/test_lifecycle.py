@@ -11,7 +11,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel import config
-from uhppoted_tunnel.connectors.relays import EventReceiver, EventSender, RequestReceiver, RequestSender
+from uhppoted_tunnel.connectors.relays import (
+    EventReceiver,
+    EventSender,
+    RequestReceiver,
+    RequestSender,
+)
 from uhppoted_tunnel.interfaces import IEnd, IFrameConnection, IOutRelay, IRelay
 from uhppoted_tunnel.lifecycle import EndFailed, EndLifecycle
 from uhppoted_tunnel.options import Options

@@ -10,10 +10,10 @@ from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
     LogBeginner,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     LogPublisher,
-    Logger,
 )
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -344,8 +344,9 @@ class QuietTwistedTests(SynchronousTestCase):
         Twisted's own informational messages are dropped unless the level is
         debug; its warnings and our own messages pass.
         """
-        from uhppoted_tunnel.logging import quiet_twisted
         from twisted.logger import PredicateResult
+
+        from uhppoted_tunnel.logging import quiet_twisted
 
         info = quiet_twisted(LogLevel.info)
         debug = quiet_twisted(LogLevel.debug)

@@ -6,8 +6,8 @@ tcp/client ends in both roles, on fake sockets and a fake clock.
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
-from twisted.test.iosim import ConnectionCompleter
 from twisted.python.failure import Failure
+from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 

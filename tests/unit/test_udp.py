@@ -7,8 +7,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.connectors.udp import BroadcastEnd, ListenEnd, UDPConnectorMaker
-from uhppoted_tunnel.packets import request_key
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.packets import request_key
 from uhppoted_tunnel.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
