@@ -185,6 +185,9 @@ KEYS = {
     "event-window": integer(1),
     "event-spool": string,
     "event-rate-limit": positive_number,
+    "max-send-queue": integer(1024),
+    "stall-timeout": duration(positive=True),
+    "dead-peer-timeout": duration(positive=True),
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

@@ -132,10 +132,12 @@ class IFrameConnection(Interface):
 
     def sendFrame(frame_id, payload):
         """
-        Send one frame.
+        Send one frame, unless the peer is not reading what is sent to it
+        (flow control), in which case the frame is dropped and counted.
 
         :param frame_id: the u32 id.
         :param payload: the packet (bytes), empty for an acknowledgement.
+        :return: False if the frame was dropped.
         """
 
     def close():

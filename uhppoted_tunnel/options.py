@@ -19,6 +19,7 @@ from uhppoted_tunnel import config, events, lockfile, spec
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
+from uhppoted_tunnel import wire
 from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD
 
 #: Built-in defaults, keyed like the TOML file (Go's defaults).
@@ -47,6 +48,9 @@ DEFAULTS = {
     "event-window": events.DEFAULT_WINDOW,
     "event-spool": None,
     "event-rate-limit": None,
+    "max-send-queue": wire.DEFAULT_MAX_SEND_QUEUE,
+    "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
+    "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -140,6 +144,14 @@ class Options(usage.Options):
                                     "across restarts: a path prefix (default: the lockfile's path less its extension)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
          _checked("event-rate-limit", _number)],
+        ["max-send-queue", None, None, "Bytes queued for one stream peer before it counts as not reading and "
+                                       "frames for it are dropped (default 262144).",
+         _checked("max-send-queue", _whole)],
+        ["stall-timeout", None, None, "How long a stream peer may read nothing sent to it before it is "
+                                      "disconnected (default 30s).", _checked("stall-timeout")],
+        ["dead-peer-timeout", None, None, "How long a stream peer may leave data or keepalives unanswered "
+                                          "before the connection is dropped (TCP_USER_TIMEOUT, default 1m).",
+         _checked("dead-peer-timeout")],
     ]
 
     def __init__(self, makers=None):

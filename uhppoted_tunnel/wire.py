@@ -16,6 +16,7 @@ an event tunnel it acknowledges the event frame with the same id.
 import struct
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -29,6 +30,14 @@ HEADER_SIZE = HEADER.size
 #: UHPPOTE packets are 64 bytes (a few newer ones are longer); anything near
 #: the u16 limit is a peer speaking another protocol.
 DEFAULT_MAX_PAYLOAD = 1024
+
+#: Bytes queued for one peer before it counts as not reading (flow control).
+DEFAULT_MAX_SEND_QUEUE = 256 * 1024
+#: Seconds a peer may read nothing sent to it before it is disconnected.
+DEFAULT_STALL_TIMEOUT = 30.0
+#: Seconds a peer may leave sent data unacknowledged (or keepalive probes
+#: unanswered) before the kernel drops the connection (TCP_USER_TIMEOUT).
+DEFAULT_DEAD_PEER_TIMEOUT = 60.0
 
 #: The first bytes of a TLS ClientHello (handshake record, TLS 1.0 version).
 _TLS_RECORD = b"\x16\x03"
@@ -135,7 +144,7 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-@implementer(IFrameConnection)
+@implementer(IFrameConnection, IPushProducer)
 class FramedProtocol(Protocol):
     """
     A byte-stream connection carrying frames.
@@ -145,12 +154,25 @@ class FramedProtocol(Protocol):
     (C{connectionReady(self)}, and C{connectionClosed(self, reason)} at the
     end); each whole frame goes straight to C{self.relay.frameReceived(self,
     frame_id, payload)}.
+
+    Flow control: the protocol is its transport's producer, so the
+    transport says when the peer stops reading (what is queued for it is
+    over the transport's buffer size, which the end sets from
+    C{--max-send-queue}). While the peer is I{stalled}, frames for it are
+    dropped (the factory counts them: C{frameDropped}) and nothing more is
+    read from it; a peer stalled for C{factory.stall_timeout} seconds is
+    disconnected. Memory per connection is bounded, and a stalled peer
+    never slows the others.
+
+    :ivar stalled: True while the peer is not reading what is sent to it.
     """
 
     log = Logger()
     log_tag = "TCP"
     relay = None
+    stalled = False
     _closed = None
+    _stall = None
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.decoder = FrameDecoder(max_payload)
@@ -158,7 +180,42 @@ class FramedProtocol(Protocol):
 
     def connectionMade(self):
         self.peer = format_address(self.transport.getPeer())
+        self.transport.registerProducer(self, True)
         self.factory.connectionReady(self)
+
+    def pauseProducing(self):
+        """
+        The peer is not reading: drop what is sent to it, stop reading from
+        it, and close it if it stays so.
+        """
+        if self.stalled:
+            return
+        self.stalled = True
+        self.transport.pauseProducing()
+        timeout = getattr(self.factory, "stall_timeout", None)
+        if timeout is not None:
+            self._stall = self.factory.clock.callLater(timeout, self._stalledTooLong, timeout)
+
+    def resumeProducing(self):
+        """
+        The peer has read what was queued for it.
+        """
+        if not self.stalled:
+            return
+        self.stalled = False
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self.transport.resumeProducing()
+
+    def stopProducing(self):
+        pass
+
+    def _stalledTooLong(self, timeout):
+        self._stall = None
+        self.log.warn("closing connection to {peer}: it has read nothing sent to it for {timeout:g}s "
+                      "(--stall-timeout)", peer=self.peer, timeout=timeout)
+        self.transport.abortConnection()
 
     def dataReceived(self, data):
         try:
@@ -173,15 +230,30 @@ class FramedProtocol(Protocol):
 
     def sendFrame(self, frame_id, payload):
         """
-        Write one frame to the peer.
+        Write one frame to the peer, unless it is not reading.
 
         :param frame_id: the u32 id.
         :param payload: the packet.
+        :return: False if the frame was dropped.
         """
+        if self.stalled:
+            self.factory.frameDropped(self)
+            return False
         self.transport.write(encode(frame_id, payload))
+        return True
 
     def close(self):
-        self.transport.loseConnection()
+        """
+        Close the connection once what is queued is sent, or at once if the
+        peer is not reading (it would never be sent).
+        """
+        if self.stalled:
+            if self._stall is not None:
+                self._stall.cancel()
+                self._stall = None
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
 
     def whenClosed(self):
         """
@@ -196,6 +268,9 @@ class FramedProtocol(Protocol):
         return d
 
     def connectionLost(self, reason):
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         waiting, self._closed = self._closed, True
         self.factory.connectionClosed(self, reason)
         for d in waiting or ():

@@ -184,7 +184,8 @@ class StreamEventTests(SynchronousTestCase):
     def make(self, text, role, **settings):
         self.reactor = FakeReactor()
         self.router = RecordingRouter()
-        values = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1,
+        values = {"max-payload": 1024, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
+                  "udp-timeout": 5.0, "debug": False, "max-retries": -1,
                   "max-retry-delay": 300.0, "events": True, "event-buffer": 100, "event-buffer-age": 3600.0,
                   "event-window": 100, "event-spool": os.path.abspath(self.mktemp())}
         values.update(settings)

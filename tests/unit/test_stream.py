@@ -5,7 +5,8 @@ tcp/client ends in both roles, on fake sockets and a fake clock.
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,7 +18,8 @@ from uhppoted_tunnel.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.wire import FrameDecoder, encode
 
-SETTINGS = {"max-payload": 1024, "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,
+SETTINGS = {"max-payload": 1024, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
+            "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,
             "events": False}
 MAKER = StreamConnectorMaker("tcp")
 REQUEST = packet(0x94, 405419896)
@@ -348,3 +350,78 @@ class AddressTests(SynchronousTestCase):
         """
         e = self.assertRaises(ValueError, make, "tcp/client::nosuch0:127.0.0.1:12345", OUT)
         self.assertIn("nosuch0", str(e))
+
+
+class FlowControlTests(SynchronousTestCase):
+    """
+    A peer that stops reading (its transport pauses its producer, the
+    connection) costs bounded memory and never holds up the others.
+    """
+
+    def setUp(self):
+        self.end, self.reactor = make("tcp/server:127.0.0.1:12345", OUT, **{"stall-timeout": 10.0})
+        self.end.startService()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def tearDown(self):
+        if self.end.running:
+            self.end.stopService()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stalledPeerSkipped(self):
+        """
+        While one peer is not reading, frames for it are dropped and counted
+        and nothing more is read from it; the other peer gets every request.
+        """
+        stalled, ts = peer(self.end, 50001)
+        healthy, th = peer(self.end, 50002)
+        self.assertIs(ts.producer, stalled)
+        stalled.pauseProducing()
+        self.assertEqual(ts.producerState, "paused")
+        for _ in range(3):
+            self.end.send(REQUEST, lambda reply: None)
+        self.assertEqual(len(frames(th)), 3)
+        self.assertEqual(frames(ts), [])
+        self.assertEqual(self.end.factory.dropped, 3)
+        warnings = [e for e in self.logged if "not reading" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+
+    def test_resumed(self):
+        """
+        A peer that reads again gets frames again, is read from again, and
+        is not disconnected.
+        """
+        protocol, transport = peer(self.end)
+        protocol.pauseProducing()
+        self.reactor.advance(9)
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+        self.end.send(REQUEST, None)
+        self.assertEqual(len(frames(transport)), 1)
+        self.reactor.advance(20)
+        self.assertFalse(transport.disconnecting)
+
+    def test_stalledTooLong(self):
+        """
+        A peer that reads nothing for --stall-timeout is disconnected, with
+        a warning naming it.
+        """
+        protocol, transport = peer(self.end, 50003)
+        protocol.pauseProducing()
+        self.reactor.advance(9.9)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(0.1)
+        self.assertTrue(transport.disconnected)
+        [warning] = [e for e in self.logged if "--stall-timeout" in e.get("log_format", "")]
+        self.assertEqual(warning["peer"], "127.0.0.1:50003")
+        protocol.connectionLost(Failure(ConnectionDone()))
+
+    def test_stopAbortsStalled(self):
+        """
+        Stopping drops a stalled peer at once (closing it politely would
+        wait for it to read).
+        """
+        protocol, transport = peer(self.end)
+        protocol.pauseProducing()
+        self.end.stopService()
+        self.assertTrue(transport.disconnected)

@@ -184,10 +184,10 @@ class RequestSender(_Relay):
             return
         frame_id = self.ids.next()
         once = is_unicast(payload)
-        for protocol in connections:
-            if reply is not None:
-                self.replies.add(protocol, frame_id, reply, once)
-            protocol.sendFrame(frame_id, payload)
+        for connection in connections:
+            # no handler waits for a frame dropped for a peer not reading
+            if connection.sendFrame(frame_id, payload) and reply is not None:
+                self.replies.add(connection, frame_id, reply, once)
 
     def frameReceived(self, connection, frame_id, payload):
         if not (payload and self.replies.dispatch(connection, frame_id, payload)) and self.trace:

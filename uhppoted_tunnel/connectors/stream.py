@@ -34,7 +34,8 @@ from uhppoted_tunnel.connectors.endpoints import client_endpoint, server_endpoin
 from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
-from uhppoted_tunnel.wire import FramedProtocol
+from uhppoted_tunnel.router import Throttle
+from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol
 
 #: The first reconnect delay; it doubles after each failure.
 FIRST_RETRY = 5.0
@@ -67,10 +68,14 @@ def retry_policy(max_delay, first=FIRST_RETRY):
     return policy
 
 
-def tune(transport):
+def tune(transport, max_send_queue=DEFAULT_MAX_SEND_QUEUE, dead_peer_timeout=DEFAULT_DEAD_PEER_TIMEOUT):
     """
-    Nagle off and Go's 15 s keepalive on the TCP connection under a
-    (possibly TLS-wrapped) transport.
+    Set up the TCP connection under a (possibly TLS-wrapped) transport:
+    Nagle off; Go's 15 s keepalive; C{TCP_USER_TIMEOUT}, so that a peer
+    that vanished (data or keepalive probes unacknowledged) is noticed
+    within C{dead_peer_timeout}; and what may be queued for the peer, in
+    the kernel (C{SO_SNDBUF}) and in the transport (past which the peer
+    counts as not reading).
     """
     while not hasattr(transport, "setTcpNoDelay") and hasattr(transport, "transport"):
         transport = transport.transport
@@ -78,11 +83,17 @@ def tune(transport):
         return
     transport.setTcpNoDelay(True)
     transport.setTcpKeepAlive(True)
+    transport.bufferSize = max_send_queue
     handle = getattr(transport, "getHandle", lambda: None)()
     if hasattr(handle, "setsockopt") and hasattr(socket, "TCP_KEEPIDLE"):
         try:
+            # the kernel's share of what is queued for the peer (Linux
+            # doubles it for its own bookkeeping)
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_send_queue)
             handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE)
             handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_peer_timeout * 1000))
         except OSError:
             pass
 
@@ -102,20 +113,27 @@ class FrameFactory(Factory):
     noisy = False
     log = Logger()
 
-    def __init__(self, relay, max_payload, log_tag, closed=None):
+    def __init__(self, relay, settings, clock, log_tag, closed=None):
         """
         :param relay: the end's L{uhppoted_tunnel.interfaces.IRelay}.
-        :param max_payload: the longest payload a peer may send.
+        :param settings: the tunnel's options (C{max-payload},
+            C{max-send-queue}, C{stall-timeout}, C{dead-peer-timeout}).
+        :param clock: an C{IReactorTime}.
         :param log_tag: the tag of the end's log lines.
         :param closed: called with C{(connection, reason)} when a ready
             connection closes, or C{None}.
         """
         self.relay = relay
-        self.max_payload = max_payload
+        self.clock = clock
+        self.max_payload = settings["max-payload"]
+        self.max_send_queue = settings["max-send-queue"]
+        self.stall_timeout = settings["stall-timeout"]
+        self.dead_peer_timeout = settings["dead-peer-timeout"]
         self.log_tag = log_tag
         self.closed = closed
         self.connections = []
         self.protocols = set()
+        self._dropped = Throttle(clock, self._warnDropped)
 
     def buildProtocol(self, addr):
         protocol = FramedProtocol(self.max_payload)
@@ -125,7 +143,7 @@ class FrameFactory(Factory):
         return protocol
 
     def connectionReady(self, connection):
-        tune(connection.transport)
+        tune(connection.transport, self.max_send_queue, self.dead_peer_timeout)
         self.protocols.add(connection)
         self.connections.append(connection)
         self.log.info("connected to {peer}", peer=connection.peer)
@@ -140,12 +158,30 @@ class FrameFactory(Factory):
         if self.closed is not None:
             self.closed(connection, reason)
 
+    def frameDropped(self, connection):
+        """
+        A frame for a peer that is not reading was dropped.
+        """
+        self._dropped.count()
+
+    def _warnDropped(self, count):
+        self.log.warn("dropped {n} frame(s) for peers that are not reading what is sent to them "
+                      "(--max-send-queue {limit} bytes each)", n=count, limit=self.max_send_queue)
+
+    @property
+    def dropped(self):
+        """
+        The number of frames dropped for peers that were not reading.
+        """
+        return self._dropped.total
+
     def closeAll(self):
         """
-        Close every connection.
+        Close every connection, and report the drops not yet reported.
 
         :return: a Deferred that fires once they have all closed.
         """
+        self._dropped.flush()
         closing = [protocol.whenClosed() for protocol in self.protocols]
         for protocol in list(self.protocols):
             protocol.close()
@@ -176,7 +212,7 @@ class StreamEnd(EndLifecycle, MultiService):
         self.router = router
         self.events = settings["events"]
         self.log_tag = log_tag
-        self.factory = FrameFactory(None, settings["max-payload"], log_tag, self.connectionClosed)
+        self.factory = FrameFactory(None, settings, reactor, log_tag, self.connectionClosed)
         self.connections = self.factory.connections
         self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag)
         self.factory.relay = TracingRelay(self.relay, log_tag) if settings["debug"] else self.relay
