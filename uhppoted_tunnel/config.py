@@ -185,6 +185,8 @@ KEYS = {
     "event-window": integer(1),
     "event-spool": string,
     "event-rate-limit": positive_number,
+    "rate-limit-per-source": positive_number,
+    "rate-limit-per-source-burst": integer(1),
     "max-send-queue": integer(1024),
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),

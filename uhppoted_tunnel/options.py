@@ -48,6 +48,8 @@ DEFAULTS = {
     "event-window": events.DEFAULT_WINDOW,
     "event-spool": None,
     "event-rate-limit": None,
+    "rate-limit-per-source": None,
+    "rate-limit-per-source-burst": None,
     "max-send-queue": wire.DEFAULT_MAX_SEND_QUEUE,
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
@@ -144,6 +146,12 @@ class Options(usage.Options):
                                     "across restarts: a path prefix (default: the lockfile's path less its extension)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
          _checked("event-rate-limit", _number)],
+        ["rate-limit-per-source", None, None, "Requests per second allowed to one sender (an application's IP "
+                                              "address, on udp/listen and http/) (default: half of --rate-limit).",
+         _checked("rate-limit-per-source", _number)],
+        ["rate-limit-per-source-burst", None, None, "Requests one sender may send at once above its rate "
+                                                    "(default: half of --rate-limit-burst).",
+         _checked("rate-limit-per-source-burst", _whole)],
         ["max-send-queue", None, None, "Bytes queued for one stream peer before it counts as not reading and "
                                        "frames for it are dropped (default 262144).",
          _checked("max-send-queue", _whole)],
@@ -201,6 +209,12 @@ class Options(usage.Options):
         if self["debug"]:
             self["log-level"] = "debug"
         self._check_ends()
+        # a fair share by default: one application gets what the Go
+        # tunnel, which charges replies too, really gives it
+        if self["rate-limit-per-source"] is None:
+            self["rate-limit-per-source"] = self["rate-limit"] / 2
+        if self["rate-limit-per-source-burst"] is None:
+            self["rate-limit-per-source-burst"] = max(1, self["rate-limit-burst"] // 2)
         self["events"] = any(maker.relaysEvents(parsed.prefix) for maker, parsed in self.ends.values())
         if not self["lockfile"]:
             self["lockfile"] = lockfile.default_path(self["in"], self["out"], self._unit_directory("RUNTIME_DIRECTORY"))

@@ -19,6 +19,9 @@ REPLY_IDLE = 15.0
 #: Dropped-request warnings are summarised at most this often.
 WARN_INTERVAL = 10.0
 
+#: Senders whose rate the router remembers at most.
+MAX_SOURCES = 4096
+
 
 class TokenBucket:
     """
@@ -118,7 +121,10 @@ class Throttle:
 
 class Router:
     """
-    Passes requests from the in end to the out end, within the rate limit.
+    Passes requests from the in end to the out end, within the rate limits:
+    one for the whole end and, for ends that know who sent a request
+    (C{udp/listen}, C{http/}), one for each sender, so that one flooding
+    application cannot take the whole end's rate from the others.
 
     Only requests are charged: replies never pass through here (they go
     straight back through the callback the in end supplied), so the Go
@@ -129,28 +135,52 @@ class Router:
     log = Logger()
     log_tag = "ROUTER"
 
-    def __init__(self, clock, rate=DEFAULT_RATE, burst=DEFAULT_BURST):
+    def __init__(self, clock, rate=DEFAULT_RATE, burst=DEFAULT_BURST, source_rate=None, source_burst=None,
+                 max_sources=MAX_SOURCES):
         """
         :param clock: an C{IReactorTime}.
         :param rate: requests per second allowed on average, or C{None} for
             no limit.
         :param burst: requests allowed at once.
+        :param source_rate: requests per second allowed to one sender, or
+            C{None} for no limit per sender.
+        :param source_burst: requests allowed to one sender at once.
+        :param max_sources: senders remembered at most (the longest-known
+            is forgotten first).
         """
         self.clock = clock
         self.out = None
         self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
+        self.source_rate = source_rate
+        self.source_burst = source_burst
+        self.max_sources = max_sources
+        self.sources = {}
         self.forwarded = 0
         self._dropped = Throttle(clock, self._warnDropped)
+        self._source_dropped = Throttle(clock, self._warnSourceDropped)
+        self._last_source = None
 
-    def request(self, payload, reply):
+    def request(self, payload, reply, source=None):
         """
-        Forward one request to the out end, or drop it when over the rate
+        Forward one request to the out end, or drop it when over a rate
         limit.
 
         :param payload: the packet.
         :param reply: a callable taking each reply packet, or C{None}.
+        :param source: who sent it (an IP address), for the limit per
+            sender, or C{None}.
         :return: True if forwarded.
         """
+        if source is not None and self.source_rate is not None:
+            bucket = self.sources.get(source)
+            if bucket is None:
+                if len(self.sources) >= self.max_sources:
+                    del self.sources[next(iter(self.sources))]
+                bucket = self.sources[source] = TokenBucket(self.source_rate, self.source_burst, self.clock.seconds)
+            if not bucket.take():
+                self._last_source = source
+                self._source_dropped.count()
+                return False
         if self.limiter is not None and not self.limiter.take():
             self._dropped.count()
             return False
@@ -162,11 +192,24 @@ class Router:
         self.log.warn("rate limit exceeded: dropped {count} request(s) (limit {rate}/s, burst {burst})",
                       count=count, rate=self.limiter.rate, burst=self.limiter.burst)
 
+    def _warnSourceDropped(self, count):
+        self.log.warn("rate limit per sender exceeded: dropped {count} request(s), the last from {source} "
+                      "(limit {rate}/s, burst {burst} per sender)", count=count, source=self._last_source,
+                      rate=self.source_rate, burst=self.source_burst)
+
     def stop(self):
         """
-        Report any dropped requests not yet reported, and cancel the timer.
+        Report any dropped requests not yet reported, and cancel the timers.
         """
         self._dropped.flush()
+        self._source_dropped.flush()
+
+    @property
+    def source_dropped(self):
+        """
+        The number of requests dropped by the limit per sender.
+        """
+        return self._source_dropped.total
 
     @property
     def dropped(self):

@@ -98,13 +98,16 @@ class RecordingRouter:
     forwards nothing.
 
     :ivar requests: a list of C{(payload, reply)}.
+    :ivar sources: the sender of each request, where the end says.
     """
 
     def __init__(self):
         self.requests = []
+        self.sources = []
 
-    def request(self, payload, reply):
+    def request(self, payload, reply, source=None):
         self.requests.append((payload, reply))
+        self.sources.append(source)
         return True
 
 

@@ -66,7 +66,8 @@ class TunnelService(MultiService):
             # a burst of events is normal for a busy site: no limit unless asked
             self.router = Router(reactor, options["event-rate-limit"], options["rate-limit-burst"])
         else:
-            self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"])
+            self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"],
+                                 options["rate-limit-per-source"], options["rate-limit-per-source-burst"])
         if lock is not None:
             LockfileService(lock).setServiceParent(self)
         out_maker, out_spec = options.ends[OUT]

@@ -18,6 +18,7 @@ import struct
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -89,6 +90,18 @@ def encode(frame_id, payload):
     :return: the frame as bytes.
     """
     return HEADER.pack(len(payload), frame_id) + payload
+
+
+def underlying(transport):
+    """
+    The transport nearest the socket under a (possibly TLS-wrapped)
+    transport.
+    """
+    # a TLS transport (a ProtocolWrapper) forwards unknown attributes to
+    # the one under it, so look at what it is, not at what it answers to
+    while isinstance(transport, ProtocolWrapper) and transport.transport is not None:
+        transport = transport.transport
+    return transport
 
 
 class FrameDecoder:
@@ -180,7 +193,11 @@ class FramedProtocol(Protocol):
 
     def connectionMade(self):
         self.peer = format_address(self.transport.getPeer())
-        self.transport.registerProducer(self, True)
+        # the socket's transport, under TLS if any: its buffer is what is
+        # queued for the peer (and a producer on a TLS transport would hold
+        # up its close)
+        self._socket = underlying(self.transport)
+        self._socket.registerProducer(self, True)
         self.factory.connectionReady(self)
 
     def pauseProducing(self):
@@ -191,7 +208,7 @@ class FramedProtocol(Protocol):
         if self.stalled:
             return
         self.stalled = True
-        self.transport.pauseProducing()
+        self._socket.pauseProducing()
         timeout = getattr(self.factory, "stall_timeout", None)
         if timeout is not None:
             self._stall = self.factory.clock.callLater(timeout, self._stalledTooLong, timeout)
@@ -206,7 +223,7 @@ class FramedProtocol(Protocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
-        self.transport.resumeProducing()
+        self._socket.resumeProducing()
 
     def stopProducing(self):
         pass

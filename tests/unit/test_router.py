@@ -206,3 +206,54 @@ class ReplyTableOnceTests(SynchronousTestCase):
         self.assertTrue(is_unicast(packet(0x94, 405419896)))
         self.assertFalse(is_unicast(packet(0x94, 0)))
         self.assertFalse(is_unicast(b"short"))
+
+
+class SourceLimitTests(SynchronousTestCase):
+    """
+    The limit per sender, beside the end's.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.router = Router(self.clock, 100, 100, source_rate=1, source_burst=5, max_sources=3)
+        self.router.out = RecordingOut()
+
+    def tearDown(self):
+        self.router.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_flooderDoesNotStarveOthers(self):
+        """
+        A sender past its own burst is refused while another sender is
+        still served, and the end's bucket is not charged for the refused.
+        """
+        flooded = [self.router.request(b"x", None, "10.0.0.1") for _ in range(50)]
+        self.assertEqual(flooded.count(True), 5)
+        self.assertTrue(self.router.request(b"y", None, "10.0.0.2"))
+        self.assertEqual(self.router.source_dropped, 45)
+        self.assertEqual(self.router.dropped, 0)
+
+    def test_refills(self):
+        """
+        A sender's bucket refills at its own rate.
+        """
+        for _ in range(5):
+            self.router.request(b"x", None, "10.0.0.1")
+        self.assertFalse(self.router.request(b"x", None, "10.0.0.1"))
+        self.clock.advance(1)
+        self.assertTrue(self.router.request(b"x", None, "10.0.0.1"))
+
+    def test_boundedMemory(self):
+        """
+        At most max_sources senders are remembered.
+        """
+        for n in range(10):
+            self.router.request(b"x", None, "10.0.0.{}".format(n))
+        self.assertEqual(len(self.router.sources), 3)
+
+    def test_noSource(self):
+        """
+        A request without a sender (a stream in end, an event) is charged to
+        the end alone.
+        """
+        self.assertTrue(all(self.router.request(b"x", None) for _ in range(50)))

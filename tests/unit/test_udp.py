@@ -270,6 +270,14 @@ class ListenEndTests(SynchronousTestCase):
         reply(b"two")
         self.assertEqual(self.port.written, [(b"one", ("127.0.0.1", 50001)), (b"two", ("127.0.0.1", 50001))])
 
+    def test_sourceIsSendersAddress(self):
+        """
+        The router is told who sent each request (its IP address), for the
+        limit per sender.
+        """
+        self.port.receive(packet(GET_CONTROLLER, 0), ("127.0.0.2", 50001))
+        self.assertEqual(self.router.sources, ["127.0.0.2"])
+
     def test_emptyAndOversizeDropped(self):
         """
         Empty and oversized datagrams are dropped, not relayed.

@@ -35,7 +35,7 @@ from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.router import Throttle
-from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol
+from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
 
 #: The first reconnect delay; it doubles after each failure.
 FIRST_RETRY = 5.0
@@ -77,8 +77,7 @@ def tune(transport, max_send_queue=DEFAULT_MAX_SEND_QUEUE, dead_peer_timeout=DEF
     the kernel (C{SO_SNDBUF}) and in the transport (past which the peer
     counts as not reading).
     """
-    while not hasattr(transport, "setTcpNoDelay") and hasattr(transport, "transport"):
-        transport = transport.transport
+    transport = underlying(transport)
     if not hasattr(transport, "setTcpNoDelay"):
         return
     transport.setTcpNoDelay(True)

@@ -315,7 +315,10 @@ class ListenProtocol(DatagramProtocol):
             self.log.warn("dropped a request of {n} bytes from {host}:{port} (limit {limit})", n=len(data),
                           host=address[0], port=address[1], limit=end.max_payload)
             return
-        end.router.request(data, None if end.events else partial(end.reply, address))
+        if end.events:
+            end.router.request(data, None)
+        else:
+            end.router.request(data, partial(end.reply, address), address[0])
 
 
 @implementer(IInEnd)
