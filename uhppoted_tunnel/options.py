@@ -116,7 +116,8 @@ class Options(usage.Options):
                                     "(default -1).", _checked("max-retries", _whole)],
         ["max-retry-delay", None, None, "The longest delay between connection attempts (default 5m).",
          _checked("max-retry-delay")],
-        ["lockfile", None, None, "The PID lockfile (default <tmp>/uhppoted-tunnel-<sha1(in+out)>.pid)."],
+        ["lockfile", None, None, "The PID lockfile (default uhppoted-tunnel-<sha1(in+out)>.pid in $RUNTIME_DIRECTORY, "
+                                 "/run/uhppoted for root, $XDG_RUNTIME_DIR or <tmp>/uhppoted-tunnel-<uid>)."],
         ["log-level", None, None, "debug, info, warn or error (default info).", _checked("log-level")],
         ["ca-cert", None, None, "TLS CA certificate file (default ca.cert)."],
         ["cert", None, None, "TLS certificate file (default server.cert or client.cert)."],

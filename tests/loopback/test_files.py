@@ -8,15 +8,22 @@ error and exit code 2, before anything listens.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
-from tests.loopback.processes import spawn, tunnel_command, workdir
+from tests.tools import require
+from tests.loopback.processes import empty_config, listening_line, spawn, stop, tunnel_command, workdir
+from uhppoted_tunnel import lockfile
 
 IN = "udp/listen:127.0.0.1:0"
 OUT = "tcp/server:127.0.0.1:0"
+
+#: The unprivileged user the lockfile tests run as when the tests run as root.
+NOBODY = 65534
 
 #: The address space a child may use: far more than a tunnel needs, and a
 #: bound on a child that would read an endless file into memory.
@@ -50,6 +57,78 @@ class _Errors:
         self.assertNotIn("Traceback", child.output())
         self.assertNotIn("listening on", child.output())
         return errors[0]
+
+
+class LockfileTests(_Errors, TestCase):
+    """
+    The lockfile is never followed through a link, and by default lives
+    out of world-writable folders.
+    """
+
+    @inlineCallbacks
+    def test_symlink_refused(self):
+        """
+        A symbolic link planted at the --lockfile path is refused with one
+        line and exit 2, and the file it points to keeps its contents.
+        """
+        directory = workdir(self)
+        target = os.path.join(directory, "precious")
+        with open(target, "w") as f:
+            f.write("precious\n")
+        link = os.path.join(directory, "tunnel.pid")
+        os.symlink(target, link)
+        child = spawn(self, tunnel_command() + ["--in", IN, "--out", OUT, "--lockfile", link,
+                                                "--config", empty_config(self)], "tunnel")
+        error = yield self.assertOneLineError(child, link, "symbolic link")
+        self.assertNotIn("\n", error)
+        with open(target) as f:
+            self.assertEqual(f.read(), "precious\n")
+        self.assertTrue(os.path.islink(link))
+
+    @inlineCallbacks
+    def test_default_under_systemd(self):
+        """
+        Without --lockfile, the lockfile goes to systemd's
+        C{$RUNTIME_DIRECTORY} under Go's name, and is removed on a clean
+        stop.
+        """
+        runtime = os.path.join(workdir(self), "run")
+        os.mkdir(runtime, 0o755)
+        child = spawn(self, tunnel_command() + ["--in", IN, "--out", OUT, "--config", empty_config(self)],
+                      "tunnel", env={"RUNTIME_DIRECTORY": runtime})
+        yield child.waitFor(listening_line("TCP"))
+        path = lockfile.default_path(IN, OUT, runtime)
+        with open(path) as f:
+            self.assertEqual(f.read(), "%d\n" % (child.pid,))
+        code = yield stop(child)
+        self.assertEqual(code, 0, child.recent())
+        self.assertFalse(os.path.exists(path))
+
+    @inlineCallbacks
+    def test_default_private_temporary_folder(self):
+        """
+        A user without systemd's or XDG's folder gets a private (0700)
+        folder of their own in the temporary folder (run as the user
+        nobody when the tests run as root).
+        """
+        # a folder the user can reach (the test's own folder may not be)
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        os.chmod(tmp, 0o1777)
+        command = tunnel_command() + ["--in", IN, "--out", OUT, "--config", os.devnull]
+        uid = os.geteuid()
+        if uid == 0:
+            uid = NOBODY
+            command = [require("setpriv", "util-linux"), "--reuid", str(uid), "--regid", str(uid),
+                       "--clear-groups"] + command
+        child = spawn(self, command, "tunnel", env={"TMPDIR": tmp, "XDG_RUNTIME_DIR": "", "RUNTIME_DIRECTORY": ""})
+        yield child.waitFor(listening_line("TCP"))
+        folder = os.path.join(tmp, "uhppoted-tunnel-{}".format(uid))
+        info = os.stat(folder)
+        self.assertEqual((info.st_uid, info.st_mode & 0o777), (uid, 0o700))
+        self.assertTrue(os.path.isfile(lockfile.default_path(IN, OUT, folder)))
+        code = yield stop(child)
+        self.assertEqual(code, 0, child.recent())
 
 
 class ConfigurationFileTests(_Errors, TestCase):
