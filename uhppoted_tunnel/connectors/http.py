@@ -340,7 +340,7 @@ class HTTPConnectorMaker:
         endpoint = server_endpoint(reactor, spec)
         secure = spec.prefix == "https/"
         if secure:
-            endpoint = tls.wrap_server(endpoint, settings)
+            endpoint = tls.wrap_server(endpoint, settings, protocols=[b"http/1.1"])
         end = HTTPEnd(spec, endpoint, router, reactor, settings)
         if secure:
             end.log_tag = "HTTPS"
