@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.loopback.test_http,tests.unit.test_http -*-
 """
 twisted.web plumbing for the HTTP ends: a request with a bounded body, a
-read-only static folder, and connection tracking so that stopping closes
-every connection.
+read-only static folder, security headers on every answer, and connection
+tracking so that stopping closes every connection.
 """
 
 import os
@@ -27,6 +27,46 @@ DISCARD_LIMIT = 1 << 20
 
 #: How long stopping waits for connections to close before aborting them.
 STOP_GRACE = 5.0
+
+#: The page served from C{--html} only talks to its own origin: scripts,
+#: styles, images and C{fetch} from the tunnel itself, no plugins, no
+#: framing by other sites, forms posted only here.
+CONTENT_SECURITY_POLICY = (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           b"frame-ancestors 'none'")
+
+#: Sent with everything an HTTP end serves.
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    (b"X-Frame-Options", b"DENY"),
+    (b"Referrer-Policy", b"no-referrer"),
+)
+
+#: Sent by C{https/} ends as well: browsers that have seen it use HTTPS
+#: only, for a year.
+HSTS = (b"Strict-Transport-Security", b"max-age=31536000")
+
+#: Sent with every API answer (JSON), which must never be cached.
+NO_STORE = (b"Cache-Control", b"no-store")
+
+
+def security_headers(secure):
+    """
+    The headers every answer carries.
+
+    :param secure: whether the end is C{https/} (adds L{HSTS}).
+    :return: C{(name, value)} pairs.
+    """
+    return SECURITY_HEADERS + ((HSTS,) if secure else ())
+
+
+def add_security_headers(request, secure):
+    """
+    Set L{security_headers} on a request's answer.
+    """
+    for name, value in security_headers(secure):
+        request.setHeader(name, value)
 
 
 class StaticFolder(Resource):
@@ -99,6 +139,13 @@ class LimitedRequest(server.Request):
     refused = False
     discarded = 0
 
+    @property
+    def secure_end(self):
+        """
+        Whether the request came to an C{https/} end (its site says so).
+        """
+        return bool(getattr(self.channel.site, "secure", False))
+
     def gotLength(self, length):
         if length is not None and length > MAX_BODY:
             self.too_large = True
@@ -131,9 +178,10 @@ class LimitedRequest(server.Request):
         """
         self.refused = True
         body, _ = encode_json({"error": "request body over {} bytes".format(MAX_BODY)})
+        headers = b"".join(b"%s: %s\r\n" % header for header in security_headers(self.secure_end) + (NO_STORE,))
         self.channel.transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (headers, len(body), body))
         self.channel.loseConnection()
 
 

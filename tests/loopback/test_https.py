@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.loopback.test_https -*-
 """
-HTTPS for real clients: tunnels
+HTTPS for real clients, and the security headers of the HTTP ends: tunnels
 on 127.0.0.1 in this process, driven by curl, openssl s_client and headless
 Chromium as child processes (each skipped, naming its Debian package, when
 missing; required under CI).
@@ -22,19 +22,27 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 from uhppoted import decode, encode
 
 from tests import certs
-from tests.loopback.test_http import TunnelMixin
+from tests.loopback.test_http import RawClient, TunnelMixin
 from tests.tools import require
-from uhppoted_tunnel import config, emulator
+from uhppoted_tunnel import config, emulator, web
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.testing import LogWatcher
 from uhppoted_tunnel.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
+
+#: What the security headers must say (names lower case).
+EXPECTED = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
 
 #: Chromium flags for headless use as root in a container.
 CHROMIUM = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -255,3 +263,93 @@ class TLSServerALPNTests(TestCase):
                                    "https://127.0.0.1:{}/".format(port))
         self.assertRegex(err, r"SSL connection using TLSv1\.[23]")
         self.assertNotIn("alert internal error", err)
+
+
+class SecurityHeaderMixin:
+    """
+    Every answer of an HTTP end carries the security headers.
+    """
+
+    def assertSecurityHeaders(self, headers, api):
+        """
+        :param headers: a C{Headers} from an answer.
+        :param api: whether it is an API answer (C{Cache-Control: no-store}).
+        """
+        for name, value in EXPECTED.items():
+            self.assertEqual(headers.getRawHeaders(name), [value], name)
+        [policy] = headers.getRawHeaders("content-security-policy")
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        self.assertEqual(directives["default-src"], "'self'")
+        self.assertEqual(directives["frame-ancestors"], "'none'")
+        self.assertEqual(directives["object-src"], "'none'")
+        if api:
+            self.assertEqual(headers.getRawHeaders("cache-control"), ["no-store"])
+        hsts = headers.getRawHeaders("strict-transport-security")
+        if self.scheme == "https":
+            self.assertEqual(hsts, ["max-age=31536000"])
+        else:
+            self.assertIsNone(hsts)
+
+    @inlineCallbacks
+    def test_static(self):
+        """
+        A static page, a missing page, a refused method and a redirect all
+        carry the headers.
+        """
+        yield self.tunnel()
+        for path, code in (("/hello.txt", 200), ("/", 200), ("/missing", 404), ("/sub", 301)):
+            response = yield self.client.get(self.url + path, allow_redirects=False)
+            yield response.content()
+            self.assertEqual(response.code, code, path)
+            self.assertSecurityHeaders(response.headers, api=False)
+        response = yield self.client.delete(self.url + "/hello.txt")
+        yield response.content()
+        self.assertEqual(response.code, 405)
+        self.assertSecurityHeaders(response.headers, api=False)
+
+    @inlineCallbacks
+    def test_api(self):
+        """
+        API answers, good and bad, carry the headers and C{Cache-Control:
+        no-store}.
+        """
+        yield self.tunnel()
+        response, answer = yield self.post("/udp/send", {"ID": 1, "request": list(
+            encode.get_controller_request(SERIALS[0]))})
+        self.assertEqual(response.code, 200)
+        self.assertSecurityHeaders(response.headers, api=True)
+        response, answer = yield self.post("/udp/send", body=b"not json")
+        self.assertEqual(response.code, 400)
+        self.assertSecurityHeaders(response.headers, api=True)
+        response, answer = yield self.post("/udp/nowhere", {})
+        self.assertEqual(response.code, 404)
+        self.assertSecurityHeaders(response.headers, api=True)
+
+
+class HTTPSecurityHeaderTests(SecurityHeaderMixin, TunnelMixin, TestCase):
+    """
+    The headers of C{http/}.
+    """
+
+    @inlineCallbacks
+    def test_refusedBeforeBody(self):
+        """
+        The 413 written before a huge body is read carries them too.
+        """
+        yield self.tunnel()
+        client = RawClient(b"POST /udp/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n" % (web.DISCARD_LIMIT + 1))
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), client)
+        received = yield client.done
+        head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+        self.assertIn("413", head.splitlines()[0])
+        for name, value in EXPECTED.items():
+            self.assertIn("{}: {}".format(name, value.lower()), head)
+        self.assertIn("cache-control: no-store", head)
+        self.assertIn("content-security-policy: default-src 'self'", head)
+
+
+class HTTPSSecurityHeaderTests(SecurityHeaderMixin, HTTPSTunnelMixin, TestCase):
+    """
+    The headers of C{https/}, with HSTS.
+    """

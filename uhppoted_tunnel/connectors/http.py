@@ -42,7 +42,8 @@ from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.jsonapi import BadRequest, check_content_type, error, parse_body, respond
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.spec import format_address
-from uhppoted_tunnel.web import MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder, client_address
+from uhppoted_tunnel.web import (MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder, add_security_headers,
+                                 client_address)
 
 
 class _Exchange:
@@ -151,6 +152,7 @@ class Root(Resource):
 
     def render(self, request):
         request.responseHeaders.removeHeader(b"Server")
+        add_security_headers(request, self.end.secure)
         if request.too_large:
             return error(request, 413, "request body over {} bytes".format(MAX_BODY), close=True)
         if request.postpath[:1] == [b"udp"]:
@@ -169,6 +171,13 @@ class HTTPSite(server.Site):
     def __init__(self, end, reactor):
         server.Site.__init__(self, Root(end), reactor=reactor)
         self.end = end
+
+    @property
+    def secure(self):
+        """
+        Whether the end is C{https/}.
+        """
+        return self.end.secure
 
     def getContentFile(self, length):
         return BytesIO()
@@ -198,6 +207,8 @@ class HTTPEnd(Service):
     log_tag = "HTTP"
     role = IN
     events = False
+    #: C{https/}: answers carry HSTS
+    secure = False
 
     def __init__(self, spec, endpoint, router, reactor, settings):
         """
@@ -344,4 +355,5 @@ class HTTPConnectorMaker:
         end = HTTPEnd(spec, endpoint, router, reactor, settings)
         if secure:
             end.log_tag = "HTTPS"
+            end.secure = True
         return end
