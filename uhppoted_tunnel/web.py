@@ -10,12 +10,17 @@ from io import BytesIO
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import server
 from twisted.web.resource import NoResource, Resource
 from twisted.web.static import File
 
+from zope.interface import implementer
+
 from uhppoted_tunnel.jsonapi import encode_json
+from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.spec import format_address
 
 #: The longest request body accepted.
@@ -27,6 +32,10 @@ DISCARD_LIMIT = 1 << 20
 
 #: How long stopping waits for connections to close before aborting them.
 STOP_GRACE = 5.0
+
+#: How long a request's head and body may take to arrive, all told: a
+#: UHPPOTE request is a few hundred bytes, sent at once.
+DEFAULT_REQUEST_TIMEOUT = 10.0
 
 #: The page served from C{--html} only talks to its own origin: scripts,
 #: styles, images and C{fetch} from the tunnel itself, no plugins, no
@@ -169,8 +178,26 @@ class LimitedRequest(server.Request):
         self.content.write(data)
 
     def requestReceived(self, command, path, version):
+        connection = self._connection()
+        if connection is not None:
+            connection.requestRead()
         if not self.refused:
             server.Request.requestReceived(self, command, path, version)
+
+    def finish(self):
+        # before finishing, which may go straight on to a pipelined request
+        connection = self._connection()
+        if connection is not None and not self.finished:
+            connection.responseDone()
+        server.Request.finish(self)
+
+    def _connection(self):
+        """
+        The L{_Connection} that carries this request (C{None} in tests
+        that give a request some other transport).
+        """
+        transport = getattr(getattr(self, "channel", None), "transport", None)
+        return transport if isinstance(transport, _Connection) else None
 
     def _refuse(self):
         """
@@ -185,16 +212,116 @@ class LimitedRequest(server.Request):
         self.channel.loseConnection()
 
 
+@implementer(IHandshakeListener)
 class _Connection(ProtocolWrapper):
     """
-    An HTTP connection, with a Deferred that fires when it has closed.
+    An HTTP connection, with a Deferred that fires when it has closed, and
+    its deadlines:
+
+    - over TLS, the handshake must complete within the tracker's
+      C{handshake_timeout};
+    - each request's head and body must have arrived within
+      C{request_timeout} (nginx's C{client_header_timeout}, for the whole
+      request rather than between bytes, so a client that drips one byte
+      at a time is closed all the same). The first request's time starts
+      when the connection is made (over TLS, when the handshake is done);
+      a later one's with its first byte once the previous answer has been
+      sent. While a request is being answered no deadline runs.
+
+    A connection past a deadline is closed, with a throttled warning.
     """
+
+    _deadline = None
+    _busy = False
+    _early = False
+    _handshaken = False
+    _expired = False
 
     def __init__(self, factory, wrapped):
         ProtocolWrapper.__init__(self, factory, wrapped)
         self.closed = Deferred()
 
+    def connectionMade(self):
+        if self.factory.handshake_timeout is not None:
+            self._arm(self.factory.handshake_timeout, self._handshakeTimedOut)
+        else:
+            self._armRequest()
+
+    def handshakeCompleted(self):
+        self._handshaken = True
+        self._disarm()
+        self._armRequest()
+        handshakeCompleted = getattr(self.wrappedProtocol, "handshakeCompleted", None)
+        if handshakeCompleted is not None:
+            handshakeCompleted()
+
+    def dataReceived(self, data):
+        if self._busy:
+            self._early = True
+        elif self._deadline is None and not self._expired:
+            self._armRequest()
+        ProtocolWrapper.dataReceived(self, data)
+
+    def requestRead(self):
+        """
+        A request's head and body have all arrived: its deadline is met.
+        """
+        self._disarm()
+        self._busy = True
+        self._early = False
+
+    def responseDone(self):
+        """
+        A request has been answered: the next one's time starts with its
+        first byte (now, if some has come already).
+        """
+        self._busy = False
+        if self._early:
+            self._early = False
+            self._armRequest()
+
+    def _armRequest(self):
+        if self.factory.request_timeout is not None:
+            self._arm(self.factory.request_timeout, self._requestTimedOut)
+
+    def _arm(self, timeout, expired):
+        self._disarm()
+        self._deadline = self.factory.clock.callLater(timeout, expired)
+
+    def _disarm(self):
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _requestTimedOut(self):
+        self._deadline = None
+        self._expired = True
+        self.factory.timedOut("request", self.transport.getPeer())
+        body = b"request not complete within the time allowed\n"
+        headers = b"".join(b"%s: %s\r\n" % header for header in security_headers(self.factory.secure))
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n%s"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (headers, len(body), body))
+        self._close()
+
+    def _handshakeTimedOut(self):
+        self._deadline = None
+        self._expired = True
+        self.factory.timedOut("handshake", self.transport.getPeer())
+        self.transport.abortConnection()
+
+    def _close(self):
+        """
+        Close, and abort if the peer has not let it close within the
+        grace period (it does not read what is written).
+        """
+        self.transport.loseConnection()
+        self._deadline = self.factory.clock.callLater(self.factory.grace, self.transport.abortConnection)
+
     def connectionLost(self, reason):
+        self._disarm()
+        if self.factory.handshake_timeout is not None and not self._handshaken and not self._expired:
+            self.factory.handshakeFailed(self.transport.getPeer(), reason)
         ProtocolWrapper.connectionLost(self, reason)
         self.closed.callback(None)
 
@@ -202,11 +329,85 @@ class _Connection(ProtocolWrapper):
 class ConnectionTracker(WrappingFactory):
     """
     Wraps the site to know its open connections, so that stopping closes
-    them all (keep-alive connections included).
+    them all (keep-alive connections included), and to put deadlines on
+    their TLS handshakes and requests (see L{_Connection}).
+
+    :ivar request_timeout: seconds a request's head and body may take, or
+        C{None} for no deadline.
+    :ivar handshake_timeout: over TLS, seconds the handshake may take;
+        C{None} for a plain end.
     """
 
     noisy = False
     protocol = _Connection
+    log = Logger()
+    log_tag = "HTTP"
+    secure = False
+
+    def __init__(self, wrappedFactory, clock=None, request_timeout=None, handshake_timeout=None,
+                 grace=STOP_GRACE):
+        """
+        :param wrappedFactory: the site.
+        :param clock: an C{IReactorTime}, needed with either timeout.
+        :param request_timeout: see L{request_timeout}.
+        :param handshake_timeout: see L{handshake_timeout}.
+        :param grace: how long a connection closed for a deadline may take
+            to close before it is aborted.
+        """
+        WrappingFactory.__init__(self, wrappedFactory)
+        self.clock = clock
+        self.request_timeout = request_timeout
+        self.handshake_timeout = handshake_timeout
+        self.secure = handshake_timeout is not None
+        self.grace = grace
+        self._last = {}
+        self._throttles = {} if clock is None else {
+            kind: Throttle(clock, lambda count, kind=kind: self._warn(kind, count))
+            for kind in ("request", "handshake", "failed")
+        }
+        self._reasons = {}
+
+    def timedOut(self, kind, peer):
+        """
+        A connection was closed for missing its C{kind} (C{"request"} or
+        C{"handshake"}) deadline.
+        """
+        self._last[kind] = peer
+        self._throttles[kind].count()
+
+    def handshakeFailed(self, peer, reason):
+        """
+        A TLS connection closed before its handshake completed: warned
+        (throttled) when TLS refused it, as when a client offers nothing
+        the policy accepts; a peer that merely connected and left is not.
+        """
+        from OpenSSL import SSL
+
+        if reason.check(SSL.Error) is None:
+            return
+        self._last["failed"] = peer
+        self._reasons["failed"] = _tls_reason(reason)
+        self._throttles["failed"].count()
+
+    def _warn(self, kind, count):
+        peer = format_address(self._last[kind])
+        if kind == "request":
+            self.log.warn("closed {count} connection(s), the last from {peer}: request head and body not received "
+                          "within {timeout:g}s (--http-request-timeout)", count=count, peer=peer,
+                          timeout=self.request_timeout)
+        elif kind == "handshake":
+            self.log.warn("closed {count} connection(s), the last from {peer}: TLS handshake not complete within "
+                          "{timeout:g}s (--handshake-timeout)", count=count, peer=peer, timeout=self.handshake_timeout)
+        else:
+            self.log.warn("{count} TLS handshake(s) failed, the last with {peer}: {reason}", count=count, peer=peer,
+                          reason=self._reasons["failed"])
+
+    def flush(self):
+        """
+        Report what is not yet reported (when the end stops).
+        """
+        for throttle in self._throttles.values():
+            throttle.flush()
 
     def closeAll(self, clock, grace=STOP_GRACE):
         """
@@ -234,6 +435,16 @@ class ConnectionTracker(WrappingFactory):
             return result
 
         return gatherResults([c.closed for c in connections], consumeErrors=True).addBoth(done)
+
+
+def _tls_reason(failure):
+    """
+    A short reason for a failed TLS handshake, from OpenSSL's error list.
+    """
+    errors = getattr(failure.value, "args", [[]])[0]
+    if isinstance(errors, list) and errors and isinstance(errors[-1], tuple) and len(errors[-1]) == 3:
+        return errors[-1][2]
+    return failure.getErrorMessage()
 
 
 def client_address(request):

@@ -195,3 +195,111 @@ class MakerTests(SynchronousTestCase):
         maker, spec = options.ends[IN]
         e = self.assertRaises(ValueError, maker.makeEnd, spec, IN, options, None, reactor)
         self.assertIn("nosuch.cert", str(e))
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    L{web.ConnectionTracker} puts a deadline on each request's head and
+    body, and over TLS on the handshake (fake transport, fake clock).
+    """
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+        from twisted.web.static import Data
+
+        from uhppoted_tunnel import web
+
+        self.clock = Clock()
+        root = Resource()
+        root.putChild(b"hello", Data(b"hello", "text/plain"))
+        site = Site(root, reactor=self.clock)
+        site.requestFactory = web.LimitedRequest
+        self.tracker = web.ConnectionTracker(site, clock=self.clock, request_timeout=10, grace=1)
+
+    def connect(self):
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        protocol = self.tracker.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_dripClosedAtDeadline(self):
+        """
+        A request still incomplete when the deadline passes is answered 408
+        and closed, however recently its last byte came.
+        """
+        protocol, transport = self.connect()
+        for byte in b"GET /hello HTTP/1.1\r\nHost: x\r\n":
+            protocol.dataReceived(bytes([byte]))
+            self.clock.advance(0.3)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(10)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_completeRequestServed(self):
+        """
+        A request complete in time is answered and the connection stays up
+        past the deadline while idle (the idle timeout is Twisted's).
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", transport.value())
+        self.clock.advance(30)
+        self.assertFalse(transport.disconnecting)
+        self.assertNotIn(b"408", transport.value())
+
+    def test_nextRequestStartsWithItsFirstByte(self):
+        """
+        On a keep-alive connection the next request's time starts with its
+        first byte.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(30)
+        protocol.dataReceived(b"GET /hel")
+        self.clock.advance(9.5)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertIn(b"408", transport.value())
+
+    def test_abortedWhenNotRead(self):
+        """
+        A client that does not let the connection close is aborted after
+        the grace period.
+        """
+        protocol, transport = self.connect()
+        aborted = []
+        transport.abortConnection = lambda: aborted.append(True)
+        self.clock.advance(10)
+        self.assertEqual(aborted, [])
+        self.clock.advance(1)
+        self.assertEqual(aborted, [True])
+
+    def test_handshakeDeadline(self):
+        """
+        Over TLS the handshake has its own deadline; once it completes, the
+        request deadline starts.
+        """
+        self.tracker.handshake_timeout = 5
+        protocol, transport = self.connect()
+        aborted = []
+        transport.abortConnection = lambda: aborted.append(True)
+        self.clock.advance(4.9)
+        protocol.handshakeCompleted()
+        self.clock.advance(9.9)
+        self.assertEqual((aborted, transport.disconnecting), ([], False))
+        self.clock.advance(0.2)
+        self.assertIn(b"408", transport.value())
+        second, transport = self.connect()
+        timedOut = []
+        transport.abortConnection = lambda: timedOut.append(True)
+        self.clock.advance(4.9)
+        self.assertEqual(timedOut, [])
+        self.clock.advance(0.1)
+        self.assertEqual(timedOut, [True])

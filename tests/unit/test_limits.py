@@ -163,3 +163,62 @@ class LimitEndpointTests(SynchronousTestCase):
         self.assertIs(factory.wrappedFactory, inner)
         self.assertEqual(factory.limits.max_connections, 1)
 
+
+class SettingsTests(SynchronousTestCase):
+    """
+    Each limit has a flag, a TOML key and a default.
+    """
+
+    HTTP = ["--in", "http/127.0.0.1:8080", "--out", "udp/broadcast:127.0.0.1:60000"]
+
+    def setUp(self):
+        from uhppoted_tunnel import config
+
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def parse(self, *args):
+        from uhppoted_tunnel.options import Options
+
+        options = Options()
+        options.parseOptions(self.HTTP + list(args))
+        return options
+
+    def test_defaults(self):
+        """
+        Without flags or file, the defaults apply.
+        """
+        options = self.parse()
+        self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
+                                                   "http-request-timeout", "handshake-timeout")],
+                         [512, 128, 10.0, 15.0])
+
+    def test_flags(self):
+        """
+        The flags take whole numbers and a duration.
+        """
+        options = self.parse("--max-connections", "9", "--max-connections-per-source", "3",
+                             "--http-request-timeout", "2500ms")
+        self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
+                                                   "http-request-timeout")], [9, 3, 2.5])
+
+    def test_toml(self):
+        """
+        The TOML keys mirror the flags.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[host]\nmax-connections = 7\nmax-connections-per-source = 2\nhttp-request-timeout = "4s"\n')
+        options = self.parse("--config", path + "#host")
+        self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
+                                                   "http-request-timeout")], [7, 2, 4.0])
+
+    def test_bad(self):
+        """
+        Zero or a non-number is a usage error naming the flag.
+        """
+        from twisted.python import usage
+
+        for args in (["--max-connections", "0"], ["--max-connections-per-source", "x"],
+                     ["--http-request-timeout", "0s"]):
+            e = self.assertRaises(usage.UsageError, self.parse, *args)
+            self.assertIn(args[0], str(e))

@@ -42,8 +42,9 @@ from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.jsonapi import BadRequest, check_content_type, error, parse_body, respond
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.spec import format_address
-from uhppoted_tunnel.web import (MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder, add_security_headers,
-                                 client_address)
+from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
+from uhppoted_tunnel.web import (DEFAULT_REQUEST_TIMEOUT, MAX_BODY, ConnectionTracker, LimitedRequest, StaticFolder,
+                                 add_security_headers, client_address)
 
 
 class _Exchange:
@@ -210,14 +211,18 @@ class HTTPEnd(Service):
     #: C{https/}: answers carry HSTS
     secure = False
 
-    def __init__(self, spec, endpoint, router, reactor, settings):
+    def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
         :param spec: the connector spec.
-        :param endpoint: the L{IStreamServerEndpoint} to listen on.
+        :param endpoint: the L{IStreamServerEndpoint} to listen on (for
+            C{https/}, one that wraps connections in TLS).
         :param router: the tunnel's router.
         :param reactor: the reactor (time and, through the endpoint, I/O).
         :param settings: the tunnel's options (C{udp-timeout},
-            C{max-payload}, C{html}, C{debug}).
+            C{max-payload}, C{html}, C{debug}, C{http-request-timeout},
+            C{handshake-timeout}).
+        :param secure: C{https/}: the TLS handshake has a deadline and
+            answers carry HSTS.
         """
         self.spec = spec
         self.endpoint = endpoint
@@ -230,7 +235,14 @@ class HTTPEnd(Service):
         self.fatal = None
         self.port = None
         self.pending = set()
-        self.factory = ConnectionTracker(HTTPSite(self, reactor))
+        self.secure = secure
+        if secure:
+            self.log_tag = "HTTPS"
+        self.factory = ConnectionTracker(
+            HTTPSite(self, reactor), clock=reactor,
+            request_timeout=settings.get("http-request-timeout", DEFAULT_REQUEST_TIMEOUT),
+            handshake_timeout=settings.get("handshake-timeout", tls.DEFAULT_HANDSHAKE_TIMEOUT) if secure else None)
+        self.factory.log_tag = self.log_tag
         self._listening = None
         self._outcome = None
         self._waiting = []
@@ -322,6 +334,10 @@ class HTTPEnd(Service):
         for exchange in list(self.pending):
             exchange.answer(503, {"ID": exchange.ident, "error": "the tunnel is stopping"}, close=True)
         port, self.port = self.port, None
+        self.factory.flush()
+        limited = getattr(self.endpoint, "factory", None)
+        if limited is not None:
+            limited.flush()
         stopping = [self.factory.closeAll(self.reactor)]
         if port is not None:
             stopping.append(maybeDeferred(port.stopListening))
@@ -348,12 +364,10 @@ class HTTPConnectorMaker:
                 spec.text))
         if spec.interface is not None:
             check_interface(spec.interface)
-        endpoint = server_endpoint(reactor, spec)
         secure = spec.prefix == "https/"
+        log_tag = "HTTPS" if secure else "HTTP"
+        # caps outside TLS, so that a refused connection costs no handshake
+        endpoint = limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor, log_tag)
         if secure:
             endpoint = tls.wrap_server(endpoint, settings, protocols=[b"http/1.1"])
-        end = HTTPEnd(spec, endpoint, router, reactor, settings)
-        if secure:
-            end.log_tag = "HTTPS"
-            end.secure = True
-        return end
+        return HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
