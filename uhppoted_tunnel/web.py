@@ -256,6 +256,8 @@ class _Connection(ProtocolWrapper):
             handshakeCompleted()
 
     def dataReceived(self, data):
+        if self._expired:
+            return  # closing: nothing more is read or answered
         if self._busy:
             self._early = True
         elif self._deadline is None and not self._expired:

@@ -114,6 +114,19 @@ class LimitConnectionsTests(SynchronousTestCase):
         self.assertEqual(self.warnings()[-1]["peer"], "10.0.0.9:99")
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_flush(self):
+        """
+        L{limits.LimitingFactory.flush} (the end stopping) reports what is
+        pending at once and leaves no timer.
+        """
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.connect(peer(host))
+        for n in range(5):
+            self.connect(peer("10.0.0.9", n))
+        self.factory.flush()
+        self.assertEqual([w["count"] for w in self.warnings()], [1, 4])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_notPerSourceForUNIX(self):
         """
         A peer with no IP address (a UNIX socket) counts only towards the

@@ -210,6 +210,8 @@ class HTTPEnd(Service):
     events = False
     #: C{https/}: answers carry HSTS
     secure = False
+    #: the L{limits.LimitedServerEndpoint} under the endpoint, if any
+    limited = None
 
     def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
@@ -335,9 +337,8 @@ class HTTPEnd(Service):
             exchange.answer(503, {"ID": exchange.ident, "error": "the tunnel is stopping"}, close=True)
         port, self.port = self.port, None
         self.factory.flush()
-        limited = getattr(self.endpoint, "factory", None)
-        if limited is not None:
-            limited.flush()
+        if self.limited is not None and self.limited.factory is not None:
+            self.limited.factory.flush()
         stopping = [self.factory.closeAll(self.reactor)]
         if port is not None:
             stopping.append(maybeDeferred(port.stopListening))
@@ -367,7 +368,10 @@ class HTTPConnectorMaker:
         secure = spec.prefix == "https/"
         log_tag = "HTTPS" if secure else "HTTP"
         # caps outside TLS, so that a refused connection costs no handshake
-        endpoint = limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor, log_tag)
+        limited = endpoint = limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor,
+                                            log_tag)
         if secure:
             endpoint = tls.wrap_server(endpoint, settings, protocols=[b"http/1.1"])
-        return HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
+        end = HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
+        end.limited = limited
+        return end
