@@ -42,11 +42,18 @@ def _certificate(subject, key, issuer, issuer_key, days, extensions):
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make(directory, prefix=""):
+def make(directory, prefix="", crl_uri=None, server_days=825):
     """
     Write C{ca.cert}, C{ca.key}, C{server.cert}, C{server.key},
     C{client.cert} and C{client.key} (each name after C{prefix}) into
     C{directory}.
+
+    :param crl_uri: a CRL distribution point to name in the server
+        certificate (as a real CA's would; C{bench/testssl.sh} uses one so
+        that testssl's "neither CRL nor OCSP URI" is not reported against
+        the tunnel), or C{None}.
+    :param server_days: the server certificate's validity, in days after
+        tomorrow (it starts yesterday).
 
     :return: a dict of role (C{ca}, C{server}, C{client}) to C{(cert, key)}
         paths.
@@ -62,11 +69,16 @@ def make(directory, prefix=""):
     ])
     _write(directory, prefix + "ca", ca_key, ca)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("localhost", server_key, ca_name, ca_key, 825, [
+    extensions = [
         (x509.SubjectAlternativeName([x509.DNSName("localhost"),
                                       x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), False),
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-    ])
+    ]
+    if crl_uri is not None:
+        extensions.append((x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_uri)], relative_name=None, reasons=None,
+            crl_issuer=None)]), False))
+    server = _certificate("localhost", server_key, ca_name, ca_key, server_days, extensions)
     _write(directory, prefix + "server", server_key, server)
     client_key = ec.generate_private_key(ec.SECP256R1())
     client = _certificate("uhppoted-tunnel client", client_key, ca_name, ca_key, 825, [
