@@ -184,6 +184,34 @@ class MakerTests(SynchronousTestCase):
         maker, spec = parse("https/127.0.0.1:0", connector_makers())
         self.assertEqual(maker.makeEnd(spec, IN, options, None, reactor).log_tag, "HTTPS")
 
+    def test_limitedAndBacklog(self):
+        """
+        An HTTP end listens through the connection caps (outside TLS on
+        https/), with a backlog of L{limits.LISTEN_BACKLOG}, and its
+        deadlines come from the settings.
+        """
+        from twisted.internet.task import Clock
+
+        from uhppoted_tunnel import limits, tls
+
+        clock = Clock()
+        options = Options()
+        options.parseOptions(["--in", "http/127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60000",
+                              "--max-connections", "7", "--http-request-timeout", "3s"])
+        maker, spec = options.ends[IN]
+        end = maker.makeEnd(spec, IN, options, None, clock)
+        self.assertIs(end.endpoint, end.limited)
+        self.assertEqual(end.limited.endpoint._backlog, limits.LISTEN_BACKLOG)
+        self.assertEqual((end.factory.request_timeout, end.factory.handshake_timeout), (3.0, None))
+        files = certs.make(self.mktemp())
+        options["ca-cert"], (options["cert"], options["key"]) = files["ca"][0], files["server"]
+        maker, spec = parse("https/127.0.0.1:0", connector_makers())
+        end = maker.makeEnd(spec, IN, options, None, clock)
+        self.assertIsInstance(end.endpoint, tls.TLSServerEndpoint)
+        self.assertIs(end.endpoint.endpoint, end.limited)
+        self.assertEqual((end.factory.request_timeout, end.factory.handshake_timeout), (3.0, 15.0))
+        self.assertTrue(end.secure)
+
     def test_badCertificate(self):
         """
         An https end whose certificate cannot be read is a ValueError when
