@@ -138,6 +138,19 @@ class RequestDeadlineTests(LimitsMixin, TunnelMixin, TestCase):
         self.assertIn("127.0.0.1:", event["peer"])
 
     @inlineCallbacks
+    def test_dripFedBodyClosed(self):
+        """
+        The deadline covers the body too: a head sent at once and a body
+        dripped is closed at the deadline.
+        """
+        yield self.tunnel("--http-request-timeout", "1s")
+        head, body = REQUEST.split(b"\r\n\r\n")
+        client = yield self.connect(Client(first=head + b"\r\n\r\n", drip=body, interval=0.2))
+        yield self.assertClosedWithin(client, 1.0)
+        self.assertLess(client.sent, len(body))
+        self.assertTrue(client.text().startswith(b"HTTP/1.1 408 "), client.text())
+
+    @inlineCallbacks
     def test_silentConnectionClosed(self):
         """
         A connection that never sends a byte is closed at the deadline.
@@ -190,6 +203,10 @@ class RequestDeadlineTests(LimitsMixin, TunnelMixin, TestCase):
         self.assertTrue(good.text().endswith(b"hello"))
         yield gatherResults([self.assertClosedWithin(client, 2.0) for client in clients])
         yield self.log.waitFor("--max-connections-per-source", reactor)
+        # twenty closed by the deadline, twenty refused: a line or two each
+        for flag in ("--http-request-timeout", "--max-connections-per-source"):
+            lines = [m for m in self.log.messages() if flag in m]
+            self.assertTrue(1 <= len(lines) <= 2, lines)
 
 
 class HandshakeDeadlineTests(LimitsMixin, HTTPSTunnelMixin, TestCase):
