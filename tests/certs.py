@@ -49,7 +49,7 @@ def _san(name):
         return x509.DNSName(name)
 
 
-def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_days=(-1, 825)):
+def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_days=(-1, 825), crl_uri=None):
     """
     Write C{ca.cert}, C{ca.key}, C{server.cert}, C{server.key},
     C{client.cert} and C{client.key} (each name after C{prefix}) into
@@ -58,7 +58,12 @@ def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_d
     :param server_names: the server certificate's subject alternative
         names, host names or IP addresses.
     :param server_days: when the server certificate's validity starts and
-        ends, in days from now (C{(-10, -1)} makes one that has expired).
+        ends, in days from now (C{(-10, -1)} makes one that has expired); a number alone is the end,
+        starting yesterday.
+    :param crl_uri: a CRL distribution point to name in the server
+        certificate (as a real CA's would; C{bench/testssl.sh} uses one so
+        that testssl's "neither CRL nor OCSP URI" is not reported against
+        the tunnel), or C{None}.
 
     :return: a dict of role (C{ca}, C{server}, C{client}) to C{(cert, key)}
         paths.
@@ -74,10 +79,17 @@ def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_d
     ])
     _write(directory, prefix + "ca", ca_key, ca)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = _certificate("localhost", server_key, ca_name, ca_key, server_days[1], [
+    if isinstance(server_days, int):
+        server_days = (-1, server_days)
+    extensions = [
         (x509.SubjectAlternativeName([_san(name) for name in server_names]), False),
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
-    ], start=server_days[0])
+    ]
+    if crl_uri is not None:
+        extensions.append((x509.CRLDistributionPoints([x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(crl_uri)], relative_name=None, reasons=None,
+            crl_issuer=None)]), False))
+    server = _certificate("localhost", server_key, ca_name, ca_key, server_days[1], extensions, start=server_days[0])
     _write(directory, prefix + "server", server_key, server)
     client_key = ec.generate_private_key(ec.SECP256R1())
     client = _certificate("uhppoted-tunnel client", client_key, ca_name, ca_key, 825, [

@@ -18,6 +18,11 @@ from uhppoted_tunnel.durations import parse_duration
 
 DEFAULT_CONFIG = "/etc/uhppoted/uhppoted-tunnel.toml"
 
+#: The largest configuration file read: a real one is a few KiB, and a
+#: bound keeps C{--config /dev/zero} (or a runaway file) from exhausting
+#: memory.
+MAX_CONFIG_SIZE = 1 << 20
+
 
 class ConfigError(Exception):
     """
@@ -51,6 +56,18 @@ class NestedValueError(ValueError):
         self.key = key
 
 
+def _shown(value, limit=60):
+    """
+    C{repr(value)} for a message: one line, shortened past C{limit}
+    characters.
+    """
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "a value nested too deeply"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check(kind, accept, convert=lambda value: value):
     """
     :param kind: how a message names what is expected.
@@ -61,7 +78,7 @@ def check(kind, accept, convert=lambda value: value):
 
     def converter(value):
         if not accept(value):
-            shown = str(value).lower() if type(value) is bool else repr(value)
+            shown = str(value).lower() if type(value) is bool else _shown(value)
             raise ValueError("expected %s, got %s" % (kind, shown))
         return convert(value)
 
@@ -174,6 +191,9 @@ KEYS = {
     "max-retry-delay": duration(),
     "udp-timeout": duration(positive=True),
     "handshake-timeout": duration(positive=True),
+    "http-request-timeout": duration(positive=True),
+    "max-connections": integer(1),
+    "max-connections-per-source": integer(1),
     "client-auth": client_auth,
     "log-level": log_level,
     "rate-limit": positive_number,
@@ -255,7 +275,10 @@ def load(path, section, *, explicit):
     path = DEFAULT_CONFIG if path is None else path
     try:
         with open(path, "rb") as f:
-            document = tomllib.load(f)
+            data = f.read(MAX_CONFIG_SIZE + 1)
+        if len(data) > MAX_CONFIG_SIZE:
+            raise ConfigError("%s: over %d bytes (is it a configuration file?)" % (path, MAX_CONFIG_SIZE))
+        document = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         if explicit or section is not None:
             raise ConfigError("%s: no such file" % (path,)) from None
@@ -264,6 +287,8 @@ def load(path, section, *, explicit):
         raise ConfigError("%s: invalid TOML: %s" % (path, e)) from None
     except UnicodeDecodeError:
         raise ConfigError("%s: invalid TOML: not UTF-8 text" % (path,)) from None
+    except RecursionError:
+        raise ConfigError("%s: invalid TOML: nested too deeply" % (path,)) from None
     except OSError as e:
         raise ConfigError("%s: %s" % (path, e.strerror or e)) from None
     settings = Settings(path, section)

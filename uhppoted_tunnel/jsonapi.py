@@ -183,12 +183,14 @@ def encode_json(document, accept_encoding=None):
 
 def respond(request, status, document, close=False):
     """
-    Answer a request with JSON and finish it.
+    Answer a request with JSON and finish it; API answers are never cached
+    (C{Cache-Control: no-store}).
     """
     accept = request.getHeader(b"accept-encoding")
     body, gzipped = encode_json(document, None if accept is None else accept.decode("latin-1"))
     request.setResponseCode(status)
     request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
     request.setHeader(b"Content-Length", b"%d" % len(body))
     if gzipped:
         request.setHeader(b"Content-Encoding", b"gzip")

@@ -15,11 +15,12 @@ import sys
 
 from twisted.python import usage
 
-from uhppoted_tunnel import config, events, lockfile, spec
+from uhppoted_tunnel import config, events, limits, lockfile, spec
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
 from uhppoted_tunnel import wire
+from uhppoted_tunnel.web import DEFAULT_REQUEST_TIMEOUT
 from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD
 
 #: Built-in defaults, keyed like the TOML file (Go's defaults).
@@ -43,6 +44,9 @@ DEFAULTS = {
     "client-auth": False,
     "remove-lockfile": False,
     "handshake-timeout": DEFAULT_HANDSHAKE_TIMEOUT,
+    "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
+    "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
+    "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
     "event-window": events.DEFAULT_WINDOW,
@@ -122,7 +126,8 @@ class Options(usage.Options):
                                     "(default -1).", _checked("max-retries", _whole)],
         ["max-retry-delay", None, None, "The longest delay between connection attempts (default 5m).",
          _checked("max-retry-delay")],
-        ["lockfile", None, None, "The PID lockfile (default <tmp>/uhppoted-tunnel-<sha1(in+out)>.pid)."],
+        ["lockfile", None, None, "The PID lockfile (default uhppoted-tunnel-<sha1(in+out)>.pid in $RUNTIME_DIRECTORY, "
+                                 "/run/uhppoted for root, $XDG_RUNTIME_DIR or <tmp>/uhppoted-tunnel-<uid>)."],
         ["log-level", None, None, "debug, info, warn or error (default info).", _checked("log-level")],
         ["ca-cert", None, None, "TLS CA certificate file (default ca.cert)."],
         ["cert", None, None, "TLS certificate file (default server.cert or client.cert)."],
@@ -134,8 +139,17 @@ class Options(usage.Options):
          _checked("rate-limit-burst", _whole)],
         ["max-payload", None, None, "The longest packet relayed, in bytes (default 1024).",
          _checked("max-payload", _whole)],
-        ["handshake-timeout", None, None, "How long a TLS handshake may take (default 15s).",
-         _checked("handshake-timeout")],
+        ["handshake-timeout", None, None, "How long a TLS handshake may take, on tls/ and https/ ends "
+                                          "(default 15s).", _checked("handshake-timeout")],
+        ["http-request-timeout", None, None, "How long an HTTP request's head and body may take to arrive, "
+                                             "all told (default 10s).", _checked("http-request-timeout")],
+        ["max-connections", None, None, "Open connections allowed per server end; more are closed at once "
+                                        "(default {}).".format(limits.DEFAULT_MAX_CONNECTIONS),
+         _checked("max-connections", _whole)],
+        ["max-connections-per-source", None, None, "Open connections allowed per server end from one source "
+                                                   "address (default {}).".format(
+                                                       limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
+         _checked("max-connections-per-source", _whole)],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
          _checked("event-buffer", _whole)],
         ["event-buffer-age", None, None, "The oldest event held while the link is down (default 24h).",

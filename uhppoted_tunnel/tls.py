@@ -11,6 +11,16 @@ the CA whenever one is presented and require one with C{--client-auth};
 clients verify the server's certificate against the CA and the host name
 or IP address they dialled (with C{service_identity}).
 
+ALPN: a server never aborts a handshake because of what a client offers.
+Twisted installs an ALPN callback on every server context which, when
+nothing offered is acceptable (always so with no protocols configured),
+answers an empty protocol name; pyOpenSSL passes that to OpenSSL as a
+selection, and OpenSSL 3 ends the handshake with alert 80
+(C{internal_error}), so curl and every browser were refused. L{_Options}
+replaces that callback: it picks the first of the end's protocols that the
+client offers (C{http/1.1} on C{https/}) and otherwise declines ALPN
+(C{NO_OVERLAPPING_PROTOCOLS}), and the handshake goes on without it.
+
 Every certificate and key is read when the end is built, so a missing,
 unreadable or mismatched file is a one-line error before anything
 listens.
@@ -76,34 +86,66 @@ def load_identity(cert_path, key_path):
     return ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
 
 
+def alpn_selector(protocols):
+    """
+    An ALPN select callback for a server that speaks C{protocols}.
+
+    :param protocols: the protocols the server speaks, best first (bytes);
+        empty for one that speaks none that ALPN names (C{tls/server}).
+    :return: C{(connection, offered) -> protocol}: the first of
+        C{protocols} that the client offered, else
+        C{SSL.NO_OVERLAPPING_PROTOCOLS}, so that the handshake completes
+        without ALPN rather than failing.
+    """
+    protocols = tuple(protocols)
+
+    def select(connection, offered):
+        for protocol in protocols:
+            if protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    return select
+
+
 class _Options(ssl.CertificateOptions):
     """
-    C{CertificateOptions} that also refuse renegotiation.
+    C{CertificateOptions} that also refuse renegotiation and answer ALPN
+    with L{alpn_selector}.
+
+    :ivar protocols: the ALPN protocols the server speaks, best first.
     """
 
     _hardened = False
+    protocols = ()
 
     def getContext(self):
         context = ssl.CertificateOptions.getContext(self)
         if not self._hardened:
             # once, before the context makes its first connection
             context.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_NO_COMPRESSION)
+            # replaces Twisted's callback, which aborts the handshake with
+            # alert 80 when nothing offered is acceptable
+            context.set_alpn_select_callback(alpn_selector(self.protocols))
             self._hardened = True
         return context
 
 
-def server_options(settings):
+def server_options(settings, protocols=()):
     """
     The TLS server context for a TLS or HTTPS server end.
 
     :param settings: the tunnel's options (C{ca-cert}, C{cert}, C{key},
         C{client-auth}); C{cert} and C{key} default to C{server.cert} and
         C{server.key}.
+    :param protocols: the ALPN protocols the end speaks, best first
+        (C{[b"http/1.1"]} for C{https/}); a client that offers none of them
+        is served without ALPN.
     :raise ValueError: for a missing, unreadable or mismatched file.
     """
     identity = load_identity(settings["cert"] or "server.cert", settings["key"] or "server.key")
     ca = load_ca(settings["ca-cert"])
-    return _Options(
+    options = _Options(
         privateKey=identity.privateKey.original,
         certificate=identity.original,
         verify=True,
@@ -113,6 +155,8 @@ def server_options(settings):
         acceptableCiphers=CIPHERS,
         enableSessions=False,
     )
+    options.protocols = tuple(protocols)
+    return options
 
 
 def client_options(settings, hostname):

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.loopback.test_http,tests.unit.test_http -*-
 """
 twisted.web plumbing for the HTTP ends: a request with a bounded body, a
-read-only static folder, and connection tracking so that stopping closes
-every connection.
+read-only static folder, security headers on every answer, and connection
+tracking so that stopping closes every connection.
 """
 
 import os
@@ -10,13 +10,16 @@ from io import BytesIO
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.web import server
 from twisted.web.resource import NoResource, Resource
 from twisted.web.static import File
 
-from uhppoted_tunnel.addresses import format_address
+
 from uhppoted_tunnel.jsonapi import encode_json
+from uhppoted_tunnel.router import Throttle
+from uhppoted_tunnel.addresses import format_address
 
 #: The longest request body accepted.
 MAX_BODY = 16384
@@ -27,6 +30,50 @@ DISCARD_LIMIT = 1 << 20
 
 #: How long stopping waits for connections to close before aborting them.
 STOP_GRACE = 5.0
+
+#: How long a request's head and body may take to arrive, all told: a
+#: UHPPOTE request is a few hundred bytes, sent at once.
+DEFAULT_REQUEST_TIMEOUT = 10.0
+
+#: The page served from C{--html} only talks to its own origin: scripts,
+#: styles, images and C{fetch} from the tunnel itself, no plugins, no
+#: framing by other sites, forms posted only here.
+CONTENT_SECURITY_POLICY = (b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                           b"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           b"frame-ancestors 'none'")
+
+#: Sent with everything an HTTP end serves.
+SECURITY_HEADERS = (
+    (b"X-Content-Type-Options", b"nosniff"),
+    (b"Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    (b"X-Frame-Options", b"DENY"),
+    (b"Referrer-Policy", b"no-referrer"),
+)
+
+#: Sent by C{https/} ends as well: browsers that have seen it use HTTPS
+#: only, for a year.
+HSTS = (b"Strict-Transport-Security", b"max-age=31536000")
+
+#: Sent with every API answer (JSON), which must never be cached.
+NO_STORE = (b"Cache-Control", b"no-store")
+
+
+def security_headers(secure):
+    """
+    The headers every answer carries.
+
+    :param secure: whether the end is C{https/} (adds L{HSTS}).
+    :return: C{(name, value)} pairs.
+    """
+    return SECURITY_HEADERS + ((HSTS,) if secure else ())
+
+
+def add_security_headers(request, secure):
+    """
+    Set L{security_headers} on a request's answer.
+    """
+    for name, value in security_headers(secure):
+        request.setHeader(name, value)
 
 
 class StaticFolder(Resource):
@@ -99,6 +146,13 @@ class LimitedRequest(server.Request):
     refused = False
     discarded = 0
 
+    @property
+    def secure_end(self):
+        """
+        Whether the request came to an C{https/} end (its site says so).
+        """
+        return bool(getattr(self.channel.site, "secure", False))
+
     def gotLength(self, length):
         if length is not None and length > MAX_BODY:
             self.too_large = True
@@ -122,8 +176,26 @@ class LimitedRequest(server.Request):
         self.content.write(data)
 
     def requestReceived(self, command, path, version):
+        connection = self._connection()
+        if connection is not None:
+            connection.requestRead()
         if not self.refused:
             server.Request.requestReceived(self, command, path, version)
+
+    def finish(self):
+        # before finishing, which may go straight on to a pipelined request
+        connection = self._connection()
+        if connection is not None and not self.finished:
+            connection.responseDone()
+        server.Request.finish(self)
+
+    def _connection(self):
+        """
+        The L{_Connection} that carries this request (C{None} in tests
+        that give a request some other transport).
+        """
+        transport = getattr(getattr(self, "channel", None), "transport", None)
+        return transport if isinstance(transport, _Connection) else None
 
     def _refuse(self):
         """
@@ -131,22 +203,101 @@ class LimitedRequest(server.Request):
         """
         self.refused = True
         body, _ = encode_json({"error": "request body over {} bytes".format(MAX_BODY)})
+        headers = b"".join(b"%s: %s\r\n" % header for header in security_headers(self.secure_end) + (NO_STORE,))
         self.channel.transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n%s"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (headers, len(body), body))
         self.channel.loseConnection()
 
 
 class _Connection(ProtocolWrapper):
     """
-    An HTTP connection, with a Deferred that fires when it has closed.
+    An HTTP connection, with a Deferred that fires when it has closed, and
+    its deadline: each request's head and body must have arrived within
+    C{request_timeout} (nginx's C{client_header_timeout}, for the whole
+    request rather than between bytes, so a client that drips one byte at
+    a time is closed all the same). The first request's time starts when
+    the connection is made (over TLS, when the handshake is done: the
+    secure endpoint times the handshake); a later one's with its first
+    byte once the previous answer has been sent. While a request is being
+    answered no deadline runs.
+
+    A connection past a deadline is closed, with a throttled warning.
     """
+
+    _deadline = None
+    _busy = False
+    _early = False
+    _expired = False
 
     def __init__(self, factory, wrapped):
         ProtocolWrapper.__init__(self, factory, wrapped)
         self.closed = Deferred()
 
+    def connectionMade(self):
+        self._armRequest()
+
+    def dataReceived(self, data):
+        if self._expired:
+            return  # closing: nothing more is read or answered
+        if self._busy:
+            self._early = True
+        elif self._deadline is None and not self._expired:
+            self._armRequest()
+        ProtocolWrapper.dataReceived(self, data)
+
+    def requestRead(self):
+        """
+        A request's head and body have all arrived: its deadline is met.
+        """
+        self._disarm()
+        self._busy = True
+        self._early = False
+
+    def responseDone(self):
+        """
+        A request has been answered: the next one's time starts with its
+        first byte (now, if some has come already).
+        """
+        self._busy = False
+        if self._early:
+            self._early = False
+            self._armRequest()
+
+    def _armRequest(self):
+        if self.factory.request_timeout is not None:
+            self._arm(self.factory.request_timeout, self._requestTimedOut)
+
+    def _arm(self, timeout, expired):
+        self._disarm()
+        self._deadline = self.factory.clock.callLater(timeout, expired)
+
+    def _disarm(self):
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _requestTimedOut(self):
+        self._deadline = None
+        self._expired = True
+        self.factory.timedOut("request", self.transport.getPeer())
+        body = b"request not complete within the time allowed\n"
+        headers = b"".join(b"%s: %s\r\n" % header for header in security_headers(self.factory.secure))
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n%s"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (headers, len(body), body))
+        self._close()
+
+    def _close(self):
+        """
+        Close, and abort if the peer has not let it close within the
+        grace period (it does not read what is written).
+        """
+        self.transport.loseConnection()
+        self._deadline = self.factory.clock.callLater(self.factory.grace, self.transport.abortConnection)
+
     def connectionLost(self, reason):
+        self._disarm()
         ProtocolWrapper.connectionLost(self, reason)
         self.closed.callback(None)
 
@@ -154,11 +305,56 @@ class _Connection(ProtocolWrapper):
 class ConnectionTracker(WrappingFactory):
     """
     Wraps the site to know its open connections, so that stopping closes
-    them all (keep-alive connections included).
+    them all (keep-alive connections included), and to put deadlines on
+    their requests (see L{_Connection}).
+
+    :ivar request_timeout: seconds a request's head and body may take, or
+        C{None} for no deadline.
+    :ivar secure: whether the end is C{https/} (for the headers).
     """
 
     noisy = False
     protocol = _Connection
+    log = Logger()
+    log_tag = "HTTP"
+    secure = False
+
+    def __init__(self, wrappedFactory, clock=None, request_timeout=None, secure=False, grace=STOP_GRACE):
+        """
+        :param wrappedFactory: the site.
+        :param clock: an C{IReactorTime}, needed with a timeout.
+        :param request_timeout: see L{request_timeout}.
+        :param secure: see L{secure}.
+        :param grace: how long a connection closed for a deadline may take
+            to close before it is aborted.
+        """
+        WrappingFactory.__init__(self, wrappedFactory)
+        self.clock = clock
+        self.request_timeout = request_timeout
+        self.secure = secure
+        self.grace = grace
+        self._last = {}
+        self._throttles = {} if clock is None else {"request": Throttle(clock, self._warnRequest)}
+
+    def timedOut(self, kind, peer):
+        """
+        A connection was closed for missing its C{kind} (C{"request"})
+        deadline.
+        """
+        self._last[kind] = peer
+        self._throttles[kind].count()
+
+    def _warnRequest(self, count):
+        self.log.warn("closed {count} connection(s), the last from {peer}: request head and body not received "
+                      "within {timeout:g}s (--http-request-timeout)", count=count,
+                      peer=format_address(self._last["request"]), timeout=self.request_timeout)
+
+    def flush(self):
+        """
+        Report what is not yet reported (when the end stops).
+        """
+        for throttle in self._throttles.values():
+            throttle.flush()
 
     def closeAll(self, clock, grace=STOP_GRACE):
         """

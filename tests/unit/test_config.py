@@ -296,6 +296,39 @@ class LoadFileTests(LoadTestsMixin, SynchronousTestCase):
         """
         self.assertConfigError('host = 1\n', ": host is not a section")
 
+    def test_nested_too_deeply(self):
+        """
+        A value nested deeper than the parser can go is a one-line error,
+        not a RecursionError.
+        """
+        self.assertConfigError("[host]\nrate-limit = " + "[" * 500 + "]" * 500 + "\n",
+                               ": invalid TOML: nested too deeply")
+
+    def test_too_large(self):
+        """
+        A file over L{config.MAX_CONFIG_SIZE} bytes is an error, and only
+        that much and one byte more is read.
+        """
+        self.patch(config, "MAX_CONFIG_SIZE", 64)
+        self.assertConfigError("[host]\n" + "#" * 64 + "\n", ": over 64 bytes (is it a configuration file?)")
+        load(self.write("[host]\n" + "#" * 56), "host", explicit=True)
+
+    def test_endless(self):
+        """
+        An endless file such as /dev/zero is refused once the cap is read.
+        """
+        e = self.assertRaises(ConfigError, load, "/dev/zero", None, explicit=True)
+        self.assertEqual(str(e), "/dev/zero: over 1048576 bytes (is it a configuration file?)")
+
+    def test_long_value_shortened(self):
+        """
+        A bad value is shown shortened to keep the message short.
+        """
+        e = self.assertRaises(ConfigError, load, self.write("[host]\nrate-limit = [" + "1, " * 100 + "]\n"),
+                              "host", explicit=True)
+        self.assertLess(len(str(e).split(": expected")[1]), 120)
+        self.assertTrue(str(e).endswith("..."), str(e))
+
 
 class ConversionTests(LoadTestsMixin, SynchronousTestCase):
     """

@@ -184,6 +184,35 @@ class MakerTests(SynchronousTestCase):
         maker, spec = parse("https/127.0.0.1:0", connector_makers())
         self.assertEqual(maker.makeEnd(spec, IN, options, None, reactor).log_tag, "HTTPS")
 
+    def test_limitedAndBacklog(self):
+        """
+        An HTTP end listens through the connection caps (outside TLS on
+        https/), with a backlog of L{limits.LISTEN_BACKLOG}, and its
+        deadlines come from the settings.
+        """
+        from twisted.internet.task import Clock
+
+        from uhppoted_tunnel import limits
+        from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
+
+        clock = Clock()
+        options = Options()
+        options.parseOptions(["--in", "http/127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60000",
+                              "--max-connections", "7", "--http-request-timeout", "3s"])
+        maker, spec = options.ends[IN]
+        end = maker.makeEnd(spec, IN, options, None, clock)
+        self.assertIs(end.endpoint, end.limited)
+        self.assertEqual(end.limited.endpoint._backlog, limits.LISTEN_BACKLOG)
+        self.assertEqual((end.factory.request_timeout, end.factory.secure), (3.0, False))
+        files = certs.make(self.mktemp())
+        options["ca-cert"], (options["cert"], options["key"]) = files["ca"][0], files["server"]
+        maker, spec = parse("https/127.0.0.1:0", connector_makers())
+        end = maker.makeEnd(spec, IN, options, None, clock)
+        self.assertIsInstance(end.endpoint, SecureServerEndpoint)
+        self.assertIs(end.endpoint.endpoint, end.limited)
+        self.assertEqual((end.endpoint.timeout, end.factory.request_timeout, end.factory.secure), (15.0, 3.0, True))
+        self.assertTrue(end.secure)
+
     def test_badCertificate(self):
         """
         An https end whose certificate cannot be read is a ValueError when
@@ -195,3 +224,89 @@ class MakerTests(SynchronousTestCase):
         maker, spec = options.ends[IN]
         e = self.assertRaises(ValueError, maker.makeEnd, spec, IN, options, None, reactor)
         self.assertIn("nosuch.cert", str(e))
+
+
+class DeadlineTests(SynchronousTestCase):
+    """
+    L{web.ConnectionTracker} puts a deadline on each request's head and
+    body (fake transport, fake clock); over TLS the secure endpoint times
+    the handshake (L{tests.unit.test_tls}).
+    """
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+        from twisted.web.static import Data
+
+        from uhppoted_tunnel import web
+
+        self.clock = Clock()
+        root = Resource()
+        root.putChild(b"hello", Data(b"hello", "text/plain"))
+        site = Site(root, reactor=self.clock)
+        site.requestFactory = web.LimitedRequest
+        self.tracker = web.ConnectionTracker(site, clock=self.clock, request_timeout=10, grace=1)
+
+    def connect(self):
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        protocol = self.tracker.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_dripClosedAtDeadline(self):
+        """
+        A request still incomplete when the deadline passes is answered 408
+        and closed, however recently its last byte came.
+        """
+        protocol, transport = self.connect()
+        for byte in b"GET /hello HTTP/1.1\r\nHost: x\r\n":
+            protocol.dataReceived(bytes([byte]))
+            self.clock.advance(0.3)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(10)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408 Request Timeout\r\n"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_completeRequestServed(self):
+        """
+        A request complete in time is answered and the connection stays up
+        past the deadline while idle (the idle timeout is Twisted's).
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"200 OK", transport.value())
+        self.clock.advance(30)
+        self.assertFalse(transport.disconnecting)
+        self.assertNotIn(b"408", transport.value())
+
+    def test_nextRequestStartsWithItsFirstByte(self):
+        """
+        On a keep-alive connection the next request's time starts with its
+        first byte.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.clock.advance(30)
+        protocol.dataReceived(b"GET /hel")
+        self.clock.advance(9.5)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertIn(b"408", transport.value())
+
+    def test_abortedWhenNotRead(self):
+        """
+        A client that does not let the connection close is aborted after
+        the grace period.
+        """
+        protocol, transport = self.connect()
+        aborted = []
+        transport.abortConnection = lambda: aborted.append(True)
+        self.clock.advance(10)
+        self.assertEqual(aborted, [])
+        self.clock.advance(1)
+        self.assertEqual(aborted, [True])

@@ -46,12 +46,96 @@ class DefaultPathTests(SynchronousTestCase):
         self.assertEqual(default_path("a", "b"), default_path("a", "b"))
         self.assertNotEqual(default_path("a", "b"), default_path("b", "a"))
 
-    def test_system_temporary_directory(self):
+    def test_default_directory(self):
         """
-        Without a directory, the system's temporary directory is used.
+        Without a directory, L{lockfile.default_directory} is used (no
+        longer the shared temporary folder, as in Go).
         """
         self.assertEqual(os.path.dirname(default_path("a", "b")),
-                         tempfile.gettempdir())
+                         lockfile.default_directory())
+
+
+class DefaultDirectoryTests(SynchronousTestCase):
+    """
+    L{lockfile.default_directory} keeps lockfiles out of world-writable
+    folders.
+    """
+
+    def test_systemd(self):
+        """
+        systemd's C{$RUNTIME_DIRECTORY} comes first (its first entry when
+        it lists several), for root and others.
+        """
+        environ = {"RUNTIME_DIRECTORY": "/run/uhppoted-tunnel:/run/other", "XDG_RUNTIME_DIR": "/run/user/1000"}
+        self.assertEqual(lockfile.default_directory(environ, 0), "/run/uhppoted-tunnel")
+        self.assertEqual(lockfile.default_directory(environ, 1000), "/run/uhppoted-tunnel")
+
+    def test_root(self):
+        """
+        Root without systemd uses /run/uhppoted, even with an
+        C{$XDG_RUNTIME_DIR}.
+        """
+        self.assertEqual(lockfile.default_directory({"XDG_RUNTIME_DIR": "/run/user/0"}, 0), "/run/uhppoted")
+
+    def test_user(self):
+        """
+        Another user uses C{$XDG_RUNTIME_DIR} (an absolute one).
+        """
+        self.assertEqual(lockfile.default_directory({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000),
+                         "/run/user/1000")
+
+    def test_last_resort(self):
+        """
+        With neither, a per-user folder in the temporary folder; relative
+        paths in the environment are ignored.
+        """
+        self.assertEqual(lockfile.default_directory({"XDG_RUNTIME_DIR": "relative", "RUNTIME_DIRECTORY": "x"}, 1000),
+                         os.path.join(tempfile.gettempdir(), "uhppoted-tunnel-1000"))
+
+    def test_private_folder_created(self):
+        """
+        Acquiring a lockfile in a missing per-user folder creates it with
+        mode 0700.
+        """
+        tmp = os.path.abspath(self.mktemp())
+        os.mkdir(tmp)
+        self.patch(tempfile, "tempdir", tmp)
+        folder = lockfile.private_temporary_directory()
+        lock = Lockfile(os.path.join(folder, "x.pid"))
+        self.addCleanup(lock.release)
+        lock.acquire()
+        self.assertEqual(os.stat(folder).st_mode & 0o777, 0o700)
+
+    def test_private_folder_not_private(self):
+        """
+        A per-user folder that others can write (planted before us, or
+        loosened) is refused with a one-line error.
+        """
+        tmp = os.path.abspath(self.mktemp())
+        os.mkdir(tmp)
+        self.patch(tempfile, "tempdir", tmp)
+        folder = lockfile.private_temporary_directory()
+        os.mkdir(folder)
+        os.chmod(folder, 0o777)
+        lock = Lockfile(os.path.join(folder, "x.pid"))
+        e = self.assertRaises(LockfileError, lock.acquire)
+        self.assertIn("not private", str(e))
+        self.assertFalse(os.path.exists(lock.path))
+
+    def test_private_folder_link(self):
+        """
+        A per-user folder that is a symbolic link is refused.
+        """
+        tmp = os.path.abspath(self.mktemp())
+        os.mkdir(tmp)
+        self.patch(tempfile, "tempdir", tmp)
+        elsewhere = os.path.join(tmp, "elsewhere")
+        os.mkdir(elsewhere, 0o700)
+        os.symlink(elsewhere, lockfile.private_temporary_directory())
+        lock = Lockfile(os.path.join(lockfile.private_temporary_directory(), "x.pid"))
+        e = self.assertRaises(LockfileError, lock.acquire)
+        self.assertIn("not a folder", str(e))
+        self.assertEqual(os.listdir(elsewhere), [])
 
 
 class LockfileTests(SynchronousTestCase):
@@ -194,3 +278,50 @@ class LockfileTests(SynchronousTestCase):
             f.write("other\n")
         self.lock.release()
         self.assertEqual(read(self.path), "other\n")
+
+    def test_symlink_refused(self):
+        """
+        A symbolic link at the path is refused with a one-line error and
+        its target is not touched.
+        """
+        target = self.mktemp()
+        with open(target, "w") as f:
+            f.write("precious\n")
+        os.symlink(os.path.abspath(target), self.path)
+        e = self.assertRaises(LockfileError, self.lock.acquire)
+        self.assertEqual(str(e), "lockfile %s is a symbolic link: refusing to follow it (remove it, or choose "
+                         "another --lockfile)" % (self.path,))
+        self.assertEqual(read(target), "precious\n")
+        self.assertTrue(os.path.islink(self.path))
+
+    def test_dangling_symlink_refused(self):
+        """
+        A link to a file that does not exist yet is refused too, and
+        nothing is created.
+        """
+        target = os.path.abspath(self.mktemp())
+        os.symlink(target, self.path)
+        self.assertRaises(LockfileError, self.lock.acquire)
+        self.assertFalse(os.path.exists(target))
+
+    def test_hard_link_refused(self):
+        """
+        A file with another name too (a hard link planted in a shared
+        folder) is refused and left as it was.
+        """
+        target = self.mktemp()
+        with open(target, "w") as f:
+            f.write("precious\n")
+        os.link(target, self.path)
+        e = self.assertRaises(LockfileError, self.lock.acquire)
+        self.assertIn("has 2 links", str(e))
+        self.assertEqual(read(target), "precious\n")
+
+    def test_fifo_refused(self):
+        """
+        Something other than a regular file at the path is refused
+        without blocking.
+        """
+        os.mkfifo(self.path)
+        e = self.assertRaises(LockfileError, self.lock.acquire)
+        self.assertIn("not a regular file", str(e))

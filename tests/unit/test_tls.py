@@ -75,3 +75,83 @@ class CertificateTests(SynchronousTestCase):
         self.assertTrue(current & SSL.OP_NO_TLSv1_1)
         self.assertTrue(current & SSL.OP_NO_RENEGOTIATION)
         self.assertTrue(current & SSL.OP_NO_COMPRESSION)
+
+
+def handshake(server_context, offered):
+    """
+    A TLS handshake in memory between a server context and a client that
+    offers C{offered} over ALPN.
+
+    :return: the protocol the server chose (C{b""} for none).
+    :raise SSL.Error: if the handshake fails.
+    """
+    from OpenSSL import SSL
+
+    client_context = SSL.Context(SSL.TLS_METHOD)
+    client_context.set_alpn_protos(offered)
+    client = SSL.Connection(client_context, None)
+    client.set_connect_state()
+    server = SSL.Connection(server_context, None)
+    server.set_accept_state()
+    done = {client: False, server: False}
+    for _ in range(20):
+        for connection in (client, server):
+            if not done[connection]:
+                try:
+                    connection.do_handshake()
+                    done[connection] = True
+                except SSL.WantReadError:
+                    pass
+        for source, sink in ((client, server), (server, client)):
+            try:
+                sink.bio_write(source.bio_read(65536))
+            except SSL.WantReadError:
+                pass
+        if all(done.values()):
+            return server.get_alpn_proto_negotiated()
+    raise AssertionError("handshake did not finish")
+
+
+class ALPNTests(SynchronousTestCase):
+    """
+    A server end never aborts a handshake over ALPN.
+    """
+
+    def setUp(self):
+        self.files = certs.make(self.mktemp())
+        cert, key = self.files["server"]
+        self.settings = settings(**{"ca-cert": self.files["ca"][0], "cert": cert, "key": key})
+
+    def test_streamServerDeclines(self):
+        """
+        A tls/server end (no protocols) completes a handshake with a client
+        offering h2 and http/1.1, choosing none (Twisted's own callback
+        answered an empty name, which OpenSSL 3 turns into alert 80).
+        """
+        context = tls.server_options(self.settings).getContext()
+        self.assertEqual(handshake(context, [b"h2", b"http/1.1"]), b"")
+
+    def test_httpsChoosesHTTP11(self):
+        """
+        An https/ end chooses http/1.1 from a browser's offer.
+        """
+        context = tls.server_options(self.settings, [b"http/1.1"]).getContext()
+        self.assertEqual(handshake(context, [b"h2", b"http/1.1"]), b"http/1.1")
+
+    def test_httpsNothingInCommon(self):
+        """
+        A client offering only protocols the end does not speak is served
+        without ALPN rather than refused.
+        """
+        context = tls.server_options(self.settings, [b"http/1.1"]).getContext()
+        self.assertEqual(handshake(context, [b"h2"]), b"")
+
+    def test_selector(self):
+        """
+        L{tls.alpn_selector} prefers the server's order.
+        """
+        from OpenSSL import SSL
+
+        select = tls.alpn_selector([b"http/1.1", b"h2"])
+        self.assertEqual(select(None, [b"h2", b"http/1.1"]), b"http/1.1")
+        self.assertIs(select(None, [b"spdy/3"]), SSL.NO_OVERLAPPING_PROTOCOLS)

@@ -13,12 +13,15 @@ from uhppoted_tunnel.bind import reactor_for
 #: Go: a client gives up dialling after 5 s.
 DIAL_TIMEOUT = 5
 
-def server_endpoint(reactor, spec):
+
+def server_endpoint(reactor, spec, backlog=None):
     """
     The endpoint a stream server end listens on.
 
     :param reactor: the reactor.
     :param spec: the connector spec.
+    :param backlog: the listen backlog of a C{HOST:PORT} address (default
+        Twisted's, 50); an endpoint description sets its own.
     :raise ValueError: for an unusable address.
     """
     parsed = _go_or_described(endpoints.serverFromString, reactor, spec)
@@ -28,9 +31,10 @@ def server_endpoint(reactor, spec):
     if host and not is_ip_address(host):
         raise ValueError("invalid address in '{}': listen on an IP address".format(spec.text))
     reactor = reactor_for(reactor, spec.interface)
+    extra = {} if backlog is None else {"backlog": backlog}
     if ":" in host:
-        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host)
-    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host)
+        return endpoints.TCP6ServerEndpoint(reactor, port, interface=host, **extra)
+    return endpoints.TCP4ServerEndpoint(reactor, port, interface=host, **extra)
 
 
 def client_endpoint(reactor, spec):

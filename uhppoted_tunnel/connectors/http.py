@@ -53,11 +53,14 @@ from uhppoted_tunnel.jsonapi import (
 )
 from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
+from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.web import (
+    DEFAULT_REQUEST_TIMEOUT,
     MAX_BODY,
     ConnectionTracker,
     LimitedRequest,
     StaticFolder,
+    add_security_headers,
     client_address,
 )
 
@@ -168,6 +171,7 @@ class Root(Resource):
 
     def render(self, request):
         request.responseHeaders.removeHeader(b"Server")
+        add_security_headers(request, self.end.secure)
         if request.too_large:
             return error(request, 413, "request body over {} bytes".format(MAX_BODY), close=True)
         if request.postpath[:1] == [b"udp"]:
@@ -186,6 +190,13 @@ class HTTPSite(server.Site):
     def __init__(self, end, reactor):
         server.Site.__init__(self, Root(end), reactor=reactor)
         self.end = end
+
+    @property
+    def secure(self):
+        """
+        Whether the end is C{https/}.
+        """
+        return self.end.secure
 
     def getContentFile(self, length):
         return BytesIO()
@@ -215,15 +226,23 @@ class HTTPEnd(EndLifecycle, Service):
     log_tag = "HTTP"
     role = IN
     events = False
+    #: C{https/}: answers carry HSTS
+    secure = False
+    #: the L{limits.LimitedServerEndpoint} under the endpoint, if any
+    limited = None
 
-    def __init__(self, spec, endpoint, router, reactor, settings):
+    def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
         :param spec: the connector spec.
-        :param endpoint: the L{IStreamServerEndpoint} to listen on.
+        :param endpoint: the L{IStreamServerEndpoint} to listen on (for
+            C{https/}, one that wraps connections in TLS).
         :param router: the tunnel's router.
         :param reactor: the reactor (time and, through the endpoint, I/O).
         :param settings: the tunnel's options (C{udp-timeout},
-            C{max-payload}, C{html}, C{debug}).
+            C{max-payload}, C{html}, C{debug}, C{http-request-timeout},
+            C{handshake-timeout}).
+        :param secure: C{https/}: the TLS handshake has a deadline and
+            answers carry HSTS.
         """
         self.spec = spec
         self.endpoint = endpoint
@@ -235,7 +254,15 @@ class HTTPEnd(EndLifecycle, Service):
         self.trace = settings["debug"]
         self.port = None
         self.pending = set()
-        self.factory = ConnectionTracker(HTTPSite(self, reactor))
+        self.secure = secure
+        if secure:
+            self.log_tag = "HTTPS"
+        # over TLS, the secure endpoint hands the site only connections
+        # whose handshake is done (and times the handshake out itself)
+        self.factory = ConnectionTracker(
+            HTTPSite(self, reactor), clock=reactor,
+            request_timeout=settings.get("http-request-timeout", DEFAULT_REQUEST_TIMEOUT), secure=secure)
+        self.factory.log_tag = self.log_tag
         self._listening = None
 
     def startService(self):
@@ -297,6 +324,9 @@ class HTTPEnd(EndLifecycle, Service):
         for exchange in list(self.pending):
             exchange.answer(503, {"ID": exchange.ident, "error": "the tunnel is stopping"}, close=True)
         port, self.port = self.port, None
+        self.factory.flush()
+        if self.limited is not None and self.limited.factory is not None:
+            self.limited.factory.flush()
         stopping = [self.factory.closeAll(self.reactor)]
         if port is not None:
             stopping.append(maybeDeferred(port.stopListening))
@@ -323,12 +353,14 @@ class HTTPConnectorMaker:
                 spec.text))
         if spec.interface is not None:
             check_interface(spec.interface)
-        endpoint = server_endpoint(reactor, spec)
         secure = spec.prefix == "https/"
+        log_tag = "HTTPS" if secure else "HTTP"
+        # caps outside TLS, so that a refused connection costs no handshake
+        limited = endpoint = limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor,
+                                            log_tag)
         if secure:
-            endpoint = SecureServerEndpoint(endpoint, tls.server_options(settings), reactor,
+            endpoint = SecureServerEndpoint(endpoint, tls.server_options(settings, protocols=[b"http/1.1"]), reactor,
                                             settings["handshake-timeout"], "HTTPS", "is the client using plain HTTP?")
-        end = HTTPEnd(spec, endpoint, router, reactor, settings)
-        if secure:
-            end.log_tag = "HTTPS"
+        end = HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
+        end.limited = limited
         return end

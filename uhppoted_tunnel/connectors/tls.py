@@ -37,6 +37,7 @@ from zope.interface import implementer
 from uhppoted_tunnel import tls
 from uhppoted_tunnel.addresses import format_address, go_address
 from uhppoted_tunnel.connectors.stream import LinkRefused, StreamConnectorMaker
+from uhppoted_tunnel.router import Throttle
 
 
 class HandshakeTimeout(Exception):
@@ -115,8 +116,7 @@ class HandshakeGate(Protocol):
     def _timedOut(self):
         self._timer = None
         self.timed_out = True
-        self.log.warn("TLS handshake with {peer} timed out after {timeout:g}s: {hint}", peer=self.peer,
-                      timeout=self.gates.timeout, hint=self.gates.hint)
+        self.gates.timedOut(self.peer)
         self.transport.abortConnection()
 
     def _cancelTimer(self):
@@ -155,7 +155,7 @@ class HandshakeGate(Protocol):
                 why = HandshakeTimeout(self.gates.timeout)
             else:
                 why = HandshakeFailed(tls_reason(reason))
-                self.log.warn("TLS handshake with {peer} failed: {reason}", peer=self.peer, reason=why)
+                self.gates.refused(self.peer, why, reason.check(SSL.Error) is not None)
             self.gates.handshakeFailed(Failure(why))
         waiting, self._closed = self._closed, None
         for d in waiting:
@@ -165,12 +165,16 @@ class HandshakeGate(Protocol):
 class HandshakeGateFactory(Factory):
     """
     Wraps the factory of an end, under C{TLSMemoryBIOFactory}: its
-    protocols reach the end only after their handshake.
+    protocols reach the end only after their handshake. Handshakes that
+    time out or that TLS refuses are warned of through a L{Throttle} each
+    (the first at once, then a count at most every 10 s), so a flood of
+    bad handshakes is a few lines.
 
     :ivar pending: the connections still in their handshake.
     """
 
     noisy = False
+    log = Logger()
 
     def __init__(self, wrapped, clock, timeout, log_tag, hint, done=None, failed=None):
         """
@@ -192,6 +196,51 @@ class HandshakeGateFactory(Factory):
         self.done = done
         self.failed = failed
         self.pending = set()
+        self._last = {}
+        self._timeouts = Throttle(clock, self._warnTimeouts)
+        self._refusals = Throttle(clock, self._warnRefusals)
+
+    def timedOut(self, peer):
+        """
+        A handshake did not complete in time.
+        """
+        self._last["timeout"] = peer
+        self._timeouts.count()
+
+    def refused(self, peer, why, by_tls):
+        """
+        A handshake failed: TLS refused it (C{by_tls}), or the peer left
+        before it was done (worth a warning only when we dialled).
+        """
+        if by_tls or self.done is not None:
+            self._last["refused"] = (peer, why)
+            self._refusals.count()
+        else:
+            self.log.info("connection from {peer} closed before its TLS handshake", peer=peer)
+
+    def _warnTimeouts(self, count):
+        if count == 1:
+            self.log.warn("TLS handshake with {peer} timed out after {timeout:g}s: {hint} (--handshake-timeout)",
+                          peer=self._last["timeout"], timeout=self.timeout, hint=self.hint)
+        else:
+            self.log.warn("{count} TLS handshakes timed out after {timeout:g}s, the last with {peer}: {hint} "
+                          "(--handshake-timeout)", count=count, peer=self._last["timeout"], timeout=self.timeout,
+                          hint=self.hint)
+
+    def _warnRefusals(self, count):
+        peer, why = self._last["refused"]
+        if count == 1:
+            self.log.warn("TLS handshake with {peer} failed: {reason}", peer=peer, reason=why)
+        else:
+            self.log.warn("{count} TLS handshakes failed, the last with {peer}: {reason}", count=count, peer=peer,
+                          reason=why)
+
+    def flush(self):
+        """
+        Report the warnings not yet reported (the end is stopping).
+        """
+        self._timeouts.flush()
+        self._refusals.flush()
 
     def buildProtocol(self, addr):
         return HandshakeGate(self, addr)
@@ -206,10 +255,12 @@ class HandshakeGateFactory(Factory):
 
     def closeAll(self):
         """
-        Drop every connection still in its handshake.
+        Drop every connection still in its handshake, and report what is
+        not yet reported.
 
         :return: a Deferred that fires once they have closed.
         """
+        self.flush()
         closing = [gate.whenClosed() for gate in self.pending]
         for gate in list(self.pending):
             gate.abort()

@@ -1,0 +1,237 @@
+# -*- test-case-name: tests.unit.test_limits -*-
+"""
+Tests for L{uhppoted_tunnel.limits}: connection caps, with fake
+transports and a fake clock.
+"""
+
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from uhppoted_tunnel import limits
+
+
+def peer(host, port=40000):
+    return IPv4Address("TCP", host, port)
+
+
+class Recorder(Protocol):
+    def __init__(self):
+        self.lost = False
+
+    def connectionLost(self, reason):
+        self.lost = True
+
+
+class LimitConnectionsTests(SynchronousTestCase):
+    """
+    L{limits.limit_connections} refuses connections over either cap at once
+    and releases a place when a connection closes.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.inner = Factory.forProtocol(Recorder)
+        self.factory = limits.limit_connections(
+            self.inner, {"max-connections": 3, "max-connections-per-source": 2}, self.clock, "HTTP")
+
+    def connect(self, address):
+        protocol = self.factory.buildProtocol(address)
+        if protocol is not None:
+            protocol.makeConnection(StringTransport(peerAddress=address))
+        return protocol
+
+    def warnings(self):
+        return [event for event in self.observer if event["log_level"].name == "warn"]
+
+    def test_interface(self):
+        """
+        The result is a protocol factory.
+        """
+        verifyObject(IProtocolFactory, self.factory)
+
+    def test_perSource(self):
+        """
+        A source at its cap is refused (C{None}: Twisted closes the socket)
+        while another source is admitted.
+        """
+        self.assertIsNotNone(self.connect(peer("10.0.0.1")))
+        self.assertIsNotNone(self.connect(peer("10.0.0.1")))
+        self.assertIsNone(self.connect(peer("10.0.0.1", 40001)))
+        self.assertIsNotNone(self.connect(peer("10.0.0.2")))
+        self.assertEqual(self.factory.limits.sources, {"10.0.0.1": 2, "10.0.0.2": 1})
+        self.assertEqual(self.factory.limits.refused["max-connections-per-source"], 1)
+        [warning] = self.warnings()
+        self.assertEqual((warning["cap"], warning["peer"], warning["limit"]),
+                         ("max-connections-per-source", "10.0.0.1:40001", 2))
+
+    def test_total(self):
+        """
+        Over the end's cap, any source is refused, and the warning names
+        the cap, its flag and the peer.
+        """
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.connect(peer(host))
+        self.assertIsNone(self.connect(peer("10.0.0.4", 5555)))
+        [warning] = self.warnings()
+        self.assertEqual((warning["cap"], warning["peer"], warning["limit"], warning["total"]),
+                         ("max-connections", "10.0.0.4:5555", 3, 3))
+        self.assertIn("--max-connections;", warning["log_format"].format(**warning))
+
+    def test_released(self):
+        """
+        A closed connection frees its place, in total and for its source.
+        """
+        first = self.connect(peer("10.0.0.1"))
+        wrapped = first.wrappedProtocol
+        self.connect(peer("10.0.0.1"))
+        first.connectionLost(None)
+        self.assertTrue(wrapped.lost)
+        self.assertEqual((self.factory.limits.total, self.factory.limits.sources), (1, {"10.0.0.1": 1}))
+        self.assertIsNotNone(self.connect(peer("10.0.0.1")))
+        for protocol in list(self.factory.protocols):
+            protocol.connectionLost(None)
+        self.assertEqual((self.factory.limits.total, self.factory.limits.sources), (0, {}))
+
+    def test_throttled(self):
+        """
+        Many refusals make one warning at once, then one with the count
+        when the interval is up.
+        """
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.connect(peer(host))
+        for n in range(100):
+            self.connect(peer("10.0.0.9", n))
+        self.assertEqual([w["count"] for w in self.warnings()], [1])
+        self.clock.advance(10)
+        self.assertEqual([w["count"] for w in self.warnings()], [1, 99])
+        self.assertEqual(self.warnings()[-1]["peer"], "10.0.0.9:99")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_flush(self):
+        """
+        L{limits.LimitingFactory.flush} (the end stopping) reports what is
+        pending at once and leaves no timer.
+        """
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.connect(peer(host))
+        for n in range(5):
+            self.connect(peer("10.0.0.9", n))
+        self.factory.flush()
+        self.assertEqual([w["count"] for w in self.warnings()], [1, 4])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_notPerSourceForUNIX(self):
+        """
+        A peer with no IP address (a UNIX socket) counts only towards the
+        end's cap.
+        """
+        for _ in range(3):
+            self.assertIsNotNone(self.connect(UNIXAddress(None)))
+        self.assertEqual(self.factory.limits.sources, {})
+        self.assertIsNone(self.connect(UNIXAddress(None)))
+
+    def test_innerRefuses(self):
+        """
+        When the wrapped factory refuses, nothing is counted.
+        """
+        self.inner.buildProtocol = lambda address: None
+        self.assertIsNone(self.connect(peer("10.0.0.1")))
+        self.assertEqual(self.factory.limits.total, 0)
+
+    def test_defaults(self):
+        """
+        Missing settings take the defaults.
+        """
+        factory = limits.limit_connections(self.inner, {}, self.clock, "TCP")
+        self.assertEqual((factory.limits.max_connections, factory.limits.max_per_source),
+                         (limits.DEFAULT_MAX_CONNECTIONS, limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE))
+
+
+class LimitEndpointTests(SynchronousTestCase):
+    """
+    L{limits.limit_endpoint} listens with a capped factory.
+    """
+
+    def test_listen(self):
+        listened = []
+
+        class Endpoint:
+            def listen(self, factory):
+                listened.append(factory)
+                return "port"
+
+        endpoint = limits.limit_endpoint(Endpoint(), {"max-connections": 1}, Clock(), "HTTP")
+        verifyObject(IStreamServerEndpoint, endpoint)
+        inner = Factory.forProtocol(Protocol)
+        self.assertEqual(endpoint.listen(inner), "port")
+        [factory] = listened
+        self.assertIs(factory, endpoint.factory)
+        self.assertIs(factory.wrappedFactory, inner)
+        self.assertEqual(factory.limits.max_connections, 1)
+
+
+class SettingsTests(SynchronousTestCase):
+    """
+    Each limit has a flag, a TOML key and a default.
+    """
+
+    HTTP = ["--in", "http/127.0.0.1:8080", "--out", "udp/broadcast:127.0.0.1:60000"]
+
+    def setUp(self):
+        from uhppoted_tunnel import config
+
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def parse(self, *args):
+        from uhppoted_tunnel.options import Options
+
+        options = Options()
+        options.parseOptions(self.HTTP + list(args))
+        return options
+
+    def test_defaults(self):
+        """
+        Without flags or file, the defaults apply.
+        """
+        options = self.parse()
+        self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
+                                                   "http-request-timeout", "handshake-timeout")],
+                         [512, 128, 10.0, 15.0])
+
+    def test_flags(self):
+        """
+        The flags take whole numbers and a duration.
+        """
+        options = self.parse("--max-connections", "9", "--max-connections-per-source", "3",
+                             "--http-request-timeout", "2500ms")
+        self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
+                                                   "http-request-timeout")], [9, 3, 2.5])
+
+    def test_toml(self):
+        """
+        The TOML keys mirror the flags.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[host]\nmax-connections = 7\nmax-connections-per-source = 2\nhttp-request-timeout = "4s"\n')
+        options = self.parse("--config", path + "#host")
+        self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
+                                                   "http-request-timeout")], [7, 2, 4.0])
+
+    def test_bad(self):
+        """
+        Zero or a non-number is a usage error naming the flag.
+        """
+        from twisted.python import usage
+
+        for args in (["--max-connections", "0"], ["--max-connections-per-source", "x"],
+                     ["--http-request-timeout", "0s"]):
+            e = self.assertRaises(usage.UsageError, self.parse, *args)
+            self.assertIn(args[0], str(e))
