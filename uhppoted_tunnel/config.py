@@ -248,6 +248,7 @@ KEYS = {
     "event-window": integer(1),
     "event-spool": string,
     "event-rate-limit": positive_number,
+    "udp-receive-buffer": integer(4096, 1 << 30),
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

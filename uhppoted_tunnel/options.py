@@ -16,6 +16,7 @@ import sys
 from twisted.python import usage
 
 from uhppoted_tunnel import config, events, lockfile, spec
+from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -47,6 +48,7 @@ DEFAULTS = {
     "event-window": events.DEFAULT_WINDOW,
     "event-spool": None,
     "event-rate-limit": None,
+    "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -140,6 +142,9 @@ class Options(usage.Options):
                                     "across restarts: a path prefix (default: the lockfile's path less its extension)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
          _checked("event-rate-limit", _number)],
+        ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
+                                           "bytes: what a burst can queue while the tunnel is busy "
+                                           "(default 4194304).", _checked("udp-receive-buffer", _whole)],
     ]
 
     def __init__(self, makers=None):

@@ -79,6 +79,20 @@ class OptionsTests(SynchronousTestCase):
             e = self.assertRaises(usage.UsageError, parse, *HOST, flag, value)
             self.assertTrue(str(e).startswith(flag + ":"), str(e))
 
+    def test_udpReceiveBuffer(self):
+        """
+        C{--udp-receive-buffer} defaults to 4 MiB, takes a number of bytes
+        from the command line or the file, and refuses one too small.
+        """
+        self.assertEqual(parse(*HOST)["udp-receive-buffer"], 4 << 20)
+        self.assertEqual(parse(*HOST, "--udp-receive-buffer", "16777216")["udp-receive-buffer"], 16 << 20)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[defaults]\nudp-receive-buffer = 1048576\n")
+        self.assertEqual(parse(*HOST, "--config", path)["udp-receive-buffer"], 1 << 20)
+        e = self.assertRaises(usage.UsageError, parse, *HOST, "--udp-receive-buffer", "100")
+        self.assertTrue(str(e).startswith("--udp-receive-buffer:"), str(e))
+
     def test_endsRequired(self):
         """
         Both connectors are required.
