@@ -136,7 +136,9 @@ class EventBuffer:
 
     It holds at most C{limit} events and none older than C{max_age}
     seconds; past either limit the oldest go first, and are counted in
-    C{lost}.
+    C{lost}. Every operation on the path of an event (add, expire, send,
+    acknowledge) costs in proportion to the events it touches, never to
+    the events held.
     """
 
     def __init__(self, seconds, limit=DEFAULT_BUFFER, max_age=DEFAULT_BUFFER_AGE):
@@ -150,6 +152,8 @@ class EventBuffer:
         self.max_age = max_age
         #: frame id -> [time received, payload, sent]
         self._entries = OrderedDict()
+        #: the frame ids not yet sent on the current link, in order
+        self._unsent = OrderedDict()
         self.lost = 0
 
     def __len__(self):
@@ -161,10 +165,13 @@ class EventBuffer:
 
         :return: how many older events were dropped to make room.
         """
-        self._entries[frame_id] = [self._seconds() if stamp is None else stamp, payload, False]
+        entries = self._entries
+        entries[frame_id] = [self._seconds() if stamp is None else stamp, payload, False]
+        self._unsent[frame_id] = None
         dropped = 0
-        while len(self._entries) > self.limit:
-            self._entries.popitem(last=False)
+        while len(entries) > self.limit:
+            oldest, _ = entries.popitem(last=False)
+            self._unsent.pop(oldest, None)
             dropped += 1
         self.lost += dropped
         return dropped + self.expire()
@@ -176,11 +183,14 @@ class EventBuffer:
         :return: how many were dropped.
         """
         cutoff = self._seconds() - self.max_age
+        entries = self._entries
         dropped = 0
-        for frame_id, entry in list(self._entries.items()):
-            if entry[0] >= cutoff:
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest][0] >= cutoff:
                 break
-            del self._entries[frame_id]
+            del entries[oldest]
+            self._unsent.pop(oldest, None)
             dropped += 1
         self.lost += dropped
         return dropped
@@ -191,7 +201,8 @@ class EventBuffer:
 
         :return: a list of C{(frame_id, payload)}.
         """
-        return [(frame_id, entry[1]) for frame_id, entry in self._entries.items() if not entry[2]]
+        entries = self._entries
+        return [(frame_id, entries[frame_id][1]) for frame_id in self._unsent]
 
     def sent(self, frame_id):
         """
@@ -200,6 +211,7 @@ class EventBuffer:
         entry = self._entries.get(frame_id)
         if entry is not None:
             entry[2] = True
+            self._unsent.pop(frame_id, None)
 
     def acknowledge(self, frame_id):
         """
@@ -207,6 +219,7 @@ class EventBuffer:
 
         :return: True if it was held.
         """
+        self._unsent.pop(frame_id, None)
         return self._entries.pop(frame_id, None) is not None
 
     def release_sent(self):
@@ -227,6 +240,7 @@ class EventBuffer:
         """
         for entry in self._entries.values():
             entry[2] = False
+        self._unsent = OrderedDict.fromkeys(self._entries)
 
     def spool(self, path):
         """

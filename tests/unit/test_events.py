@@ -4,6 +4,7 @@ event mode, on fakes.
 """
 
 import os
+from collections import OrderedDict
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -403,3 +404,69 @@ class EventTunnelTests(SynchronousTestCase):
         pump = ConnectionCompleter(self.reactor).succeedOnce()
         self.push(pump, [event(n) for n in range(1, 51)])
         self.assertEqual(self.listener.received, [event(n) for n in range(1, 51)])
+
+
+class _Counting(OrderedDict):
+    """
+    An C{OrderedDict} that counts the entries any iteration over it
+    visits.
+    """
+
+    visited = 0
+
+    def __iter__(self):
+        for key in OrderedDict.__iter__(self):
+            _Counting.visited += 1
+            yield key
+
+    def items(self):
+        return [(key, self[key]) for key in self]
+
+    def values(self):
+        return [self[key] for key in self]
+
+    def keys(self):
+        return list(iter(self))
+
+
+class EventBufferCostTests(SynchronousTestCase):
+    def test_costProportional(self):
+        """
+        With 10,000 events held, sent and waiting for acknowledgement,
+        adding, sending and acknowledging one more touches a few entries,
+        not all 10,000 (the expiry used to copy the whole buffer on every
+        event, and listing what was unsent walked all of it).
+        """
+        clock = Clock()
+        buffer = EventBuffer(clock.seconds, limit=100000, max_age=60)
+        for n in range(1, 10001):
+            buffer.add(n, event(n))
+            buffer.sent(n)
+        buffer._entries = _Counting(buffer._entries)
+        _Counting.visited = 0
+        clock.advance(30)
+        buffer.add(10001, event(10001))
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [10001])
+        buffer.sent(10001)
+        buffer.acknowledge(1)
+        self.assertLessEqual(_Counting.visited, 5)
+
+    def test_expiryProportional(self):
+        """
+        Expiring 100 of 10,000 events visits about 100 entries.
+        """
+        clock = Clock()
+        buffer = EventBuffer(clock.seconds, limit=100000, max_age=60)
+        for n in range(1, 101):
+            buffer.add(n, event(n))
+        clock.advance(1)
+        for n in range(101, 10001):
+            buffer.add(n, event(n))
+        buffer._entries = _Counting(buffer._entries)
+        _Counting.visited = 0
+        clock.advance(59.5)
+        self.assertEqual(buffer.expire(), 100)
+        self.assertEqual(len(buffer), 9900)
+        self.assertLessEqual(_Counting.visited, 110)
+        self.assertEqual(buffer.unsent()[0][0], 101)
+
