@@ -15,6 +15,7 @@ anything listens.
 
 import sys
 
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -87,7 +88,15 @@ def run(options, reactor):
             log.error("could not start: {error}", error=e)
             service.fail(str(e))
 
-    service.on_failure = lambda message: reactor.stop()
+    def failed(message):
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            # a failure while stopping (an event spool that cannot be
+            # written): the reactor is on its way down, the exit code says it
+            pass
+
+    service.on_failure = failed
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

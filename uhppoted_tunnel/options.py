@@ -139,7 +139,9 @@ class Options(usage.Options):
         ["event-window", None, None, "Events remembered to recognise one resent after a reconnect "
                                      "(default 10000).", _checked("event-window", _whole)],
         ["event-spool", None, None, "Where an event tunnel keeps undelivered events and what it has forwarded "
-                                    "across restarts: a path prefix (default: the lockfile's path less its extension)."],
+                                    "across restarts: a path prefix (default: beside --lockfile if given, else "
+                                    "events-<sha1(in+out)> in $STATE_DIRECTORY, /var/lib/uhppoted-tunnel for root, "
+                                    "or $XDG_STATE_HOME/uhppoted-tunnel)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
          _checked("event-rate-limit", _number)],
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
@@ -193,10 +195,41 @@ class Options(usage.Options):
             self["log-level"] = "debug"
         self._check_ends()
         self["events"] = any(maker.relaysEvents(parsed.prefix) for maker, parsed in self.ends.values())
+        chosen_lockfile = bool(self["lockfile"])
         if not self["lockfile"]:
             self["lockfile"] = lockfile.default_path(self["in"], self["out"])
-        if not self["event-spool"]:
-            self["event-spool"] = os.path.splitext(self["lockfile"])[0]
+        self._choose_spool(chosen_lockfile)
+
+    def _choose_spool(self, chosen_lockfile):
+        """
+        Choose the event spool if none was given: beside a lockfile given
+        by the user (round 1's rule), else in the state folder
+        (L{events.state_directory}).
+        """
+        self.default_spool = not self["event-spool"]
+        if self.default_spool:
+            if chosen_lockfile:
+                self["event-spool"] = os.path.splitext(self["lockfile"])[0]
+                self.default_spool = False
+            else:
+                self["event-spool"] = events.default_spool(self["in"], self["out"], events.state_directory())
+
+    def checkFiles(self):
+        """
+        Check, before anything listens, the files the tunnel will write: in
+        an event tunnel, that the event spool can be written (making the
+        default state folder, mode 0700, if need be). Parsing alone never
+        touches the disk; L{uhppoted_tunnel.tap.build} calls this first.
+
+        :raise ValueError: one line naming the setting and the reason.
+        """
+        if not self["events"]:
+            return
+        try:
+            events.check_spool(self["event-spool"], create=getattr(self, "default_spool", False))
+        except ValueError as e:
+            where = self.sources.get("event-spool", "--event-spool")
+            raise ValueError("{} {}: {}".format(where, self["event-spool"], e)) from None
 
     def _file_settings(self):
         path, section = config.split_config_arg(self["config"]) if self["config"] else (None, None)

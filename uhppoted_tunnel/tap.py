@@ -14,6 +14,8 @@ application.)
 import os
 import sys
 
+from twisted.internet.error import ReactorNotRunning
+
 from uhppoted_tunnel.lockfile import Lockfile, LockfileError
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.tunnel import TunnelService
@@ -34,9 +36,11 @@ def build(options, reactor):
     :param options: parsed L{Options}.
     :param reactor: the reactor.
     :return: a L{TunnelService}.
-    :raise ValueError: for a connector that cannot be built.
+    :raise ValueError: for a connector that cannot be built, or an event
+        spool that cannot be written.
     :raise LockfileError: when another copy holds the lockfile.
     """
+    options.checkFiles()
     lock = Lockfile(options["lockfile"])
     lock.acquire()
     try:
@@ -62,7 +66,11 @@ def makeService(options, reactor=None):
 
     def failed(message):
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        reactor.stop()
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            # failed while stopping: the exit code is still 1
+            pass
 
     service.on_failure = failed
     return service
