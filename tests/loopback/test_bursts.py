@@ -126,6 +126,8 @@ class BurstTests(_EventTunnels, TestCase):
         site_port = yield self.site_port(site)
         emulator, _ = yield start_event_emulator(self, site_port, count, "0", serials=[A])
         yield emulator.waitFor(emulator_sent_line(count), timeout=120)
+        # the site has read all it will read (so the last event has room)
+        yield wait_until_read(site_port, timeout=120)
         # the last event wakes the site once more, after the burst: its
         # drop count is then complete, and every event the site read has
         # been relayed once this one arrives

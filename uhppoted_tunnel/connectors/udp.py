@@ -495,7 +495,7 @@ class ListenEnd(Service):
         host, port = self.address
         self.port = listen_udp(self.reactor, port, ListenProtocol(self), host, self.receive_buffer,
                                self._dropped.count)
-        if self.spec.interface is not None:
+        if self.spec.interface is not None and isinstance(self.port, DrainingPort):
             bind_to_device(self.port.socket, self.spec.interface)
         Service.startService(self)
         self.log.info("listening on {host}:{port}", host=host, port=self.port.getHost().port)
