@@ -570,3 +570,34 @@ class FloodTests(SynchronousTestCase):
             "the kernel dropped 18 datagram(s) sent to 127.0.0.1:60001 before they could be read (23 in all): the "
             "receive buffer was full (--udp-receive-buffer 4194304)",
         ])
+
+
+class SmallBufferTests(SynchronousTestCase):
+    def test_warnedOnce(self):
+        """
+        An end whose kernel gave it less receive buffer than asked for
+        (no privilege, a low C{rmem_max}) says so once, at start, with both
+        sizes.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        from uhppoted_tunnel.connectors import udp
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = FakeReactor()
+
+        def listen(reactor, port, protocol, interface, size, dropped):
+            listening = reactor.listenUDP(port, protocol, interface)
+            listening.granted = 212992
+            return listening
+
+        self.patch(udp, "listen_udp", listen)
+        end = ListenEnd(spec("udp/event:127.0.0.1:60001"), ("127.0.0.1", 60001), RecordingRouter(), reactor, 1024,
+                        events=True)
+        end.startService()
+        self.successResultOf(end.stopService())
+        warnings = [formatEvent(e) for e in logged if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings, [
+            "the kernel gave 127.0.0.1:60001 a receive buffer of 212992 bytes, not the 4194304 asked for "
+            "(--udp-receive-buffer): a burst may be dropped; raise net.core.rmem_max or run with CAP_NET_ADMIN"])
