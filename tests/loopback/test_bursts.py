@@ -12,6 +12,7 @@ socket's queue in C{/proc/net/udp} to empty, each with a deadline.
 """
 
 import datetime
+import os
 import re
 import socket
 
@@ -257,3 +258,58 @@ class FloodTests(_EventTunnels, TestCase):
         from twisted.internet.threads import deferToThread
 
         return deferToThread(sock.recvfrom, 2048)
+
+
+class BurstCapacity(_EventTunnels, TestCase):
+    """
+    How big a burst the defaults absorb: not a test but the measurement
+    the README quotes, run only when asked::
+
+        BURST=20000 BURST_STOPPED=1 python -m twisted.trial tests.loopback.test_bursts.BurstCapacity
+
+    C{BURST} events are sent by a plain loop as fast as it can (with
+    C{BURST_STOPPED}, to a site stopped with SIGSTOP, so that only its
+    receive buffer holds them); the result line is printed on stderr.
+    C{BURST_SITE_FLAGS} adds flags to the site (e.g. C{--udp-receive-buffer
+    16777216}).
+    """
+
+    timeout = 600
+    setUp = BurstTests.setUp
+
+    if "BURST" not in os.environ:
+        skip = "a measurement: set BURST=N to run it"
+
+    @inlineCallbacks
+    def test_measure(self):
+        import signal
+        import sys
+
+        count = int(os.environ["BURST"])
+        stopped = bool(os.environ.get("BURST_STOPPED"))
+        host = self.host("tcp/server:127.0.0.1:0")
+        stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
+        site = self.site(0, "tcp/client:127.0.0.1:{}".format(stream_port),
+                         *os.environ.get("BURST_SITE_FLAGS", "").split())
+        yield site.waitFor(stream_connected("tcp", stream_port))
+        site_port = yield self.site_port(site)
+        controller = Controller(A)
+        now = datetime.datetime.now()
+        packets = [controller.event(now) for _ in range(count)]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if stopped:
+            site.send_signal(signal.SIGSTOP)
+        for data in packets:
+            sock.sendto(data, (LOOPBACK, site_port))
+        sock.close()
+        if stopped:
+            site.send_signal(signal.SIGCONT)
+        yield wait_until_read(site_port, timeout=120)
+        yield self.finish(site_port)
+        yield stop(site)
+        received = self.events.of(A)
+        dropped = sum(int(n) for n in re.findall(KERNEL_DROPPED, site.output()))
+        sys.stderr.write("burst {} ({}): {} received, {} reported dropped by the kernel, in order: {}\n".format(
+            count, "site stopped" if stopped else "site running", len(received), dropped,
+            received == sorted(set(received))))
+        self.assertEqual(count - len(received), dropped)
