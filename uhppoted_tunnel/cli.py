@@ -17,6 +17,7 @@ anything listens.
 
 import sys
 
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -96,7 +97,15 @@ def run(options, reactor):
     # under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1
     notify_service(service, reactor)
 
-    service.on_failure = lambda message: reactor.stop()
+    def failed(message):
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            # a failure while stopping (an event spool that cannot be
+            # written): the reactor is on its way down, the exit code says it
+            pass
+
+    service.on_failure = failed
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

@@ -210,6 +210,7 @@ KEYS = {
     "max-send-queue": integer(1024),
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
+    "udp-receive-buffer": integer(4096, 1 << 30),
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

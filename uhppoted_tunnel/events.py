@@ -14,11 +14,25 @@ harmless to them; a Python sender whose peer never acknowledges anything
 (a Go receiver) relays without acknowledgements, as the Go tunnel does.
 
 Nothing here touches a socket or the reactor: time comes in as a callable.
+
+The files (C{<event-spool>.events}, C{<event-spool>.seen}) hold card
+numbers: they are created with mode 0600, opened with C{O_NOFOLLOW}, and
+rewritten atomically (a new file written and fsynced, then renamed over the
+old one). A damaged file is reported with what was kept and what was
+discarded, and a copy of it kept beside it as C{<file>.damaged}; it is
+never deleted in silence.
 """
 
+import errno
+import hashlib
+import math
 import os
+import stat
 import struct
+import tempfile
 from collections import OrderedDict
+
+from twisted.logger import Logger
 
 #: The sending half holds at most this many events while its link is down.
 DEFAULT_BUFFER = 10000
@@ -30,6 +44,187 @@ DEFAULT_WINDOW = 10000
 _SEEN = struct.Struct("<II")
 _SPOOLED = struct.Struct("!dH")
 
+#: The mode of every file written here.
+PRIVATE = 0o600
+
+#: The state folder of a tunnel run by root (when systemd gives none).
+SYSTEM_STATE = "/var/lib/uhppoted-tunnel"
+
+_log = Logger(namespace="uhppoted_tunnel.events")
+
+
+class StorageError(Exception):
+    """
+    Events that could not be kept on disk; C{str()} is one line.
+
+    :ivar lost: how many events are lost with the write.
+    :ivar path: the file that could not be written.
+    :ivar reason: why, e.g. C{"Permission denied"}.
+    """
+
+    def __init__(self, path, reason, lost=0):
+        Exception.__init__(self, path, reason, lost)
+        self.path = path
+        self.reason = reason
+        self.lost = lost
+
+    def __str__(self):
+        return "could not keep {} undelivered event(s) in {}: {}".format(self.lost, self.path, self.reason)
+
+
+def state_directory(environ=None, uid=None):
+    """
+    The folder for a tunnel's state when C{--event-spool} is not given:
+    C{$STATE_DIRECTORY} under systemd (its first entry), C{/var/lib/
+    uhppoted-tunnel} for root, else C{$XDG_STATE_HOME/uhppoted-tunnel}
+    (C{~/.local/state/uhppoted-tunnel} without it).
+
+    :param environ: the environment, by default C{os.environ}.
+    :param uid: the effective user id, by default the process's.
+    """
+    environ = os.environ if environ is None else environ
+    uid = os.geteuid() if uid is None else uid
+    systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd:
+        return systemd
+    if uid == 0:
+        return SYSTEM_STATE
+    base = environ.get("XDG_STATE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "uhppoted-tunnel")
+
+
+def default_spool(in_spec, out_spec, folder):
+    """
+    The default C{--event-spool} prefix of a tunnel.
+
+    :return: C{<folder>/events-<sha1(in + out)>}.
+    """
+    return os.path.join(folder, "events-" + hashlib.sha1((in_spec + out_spec).encode()).hexdigest())
+
+
+def check_spool(prefix, create=False):
+    """
+    Check, before anything listens, that the spool files can be written:
+    the folder exists (with C{create}, it is made, mode 0700), a file can
+    be created in it, and neither spool file is a symbolic link or
+    something other than a file this process can read and write.
+
+    :param prefix: the C{--event-spool} path prefix.
+    :param create: make the folder if it is missing.
+    :raise ValueError: a one-line reason.
+    """
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if create:
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise ValueError("cannot create the folder {}: {}".format(folder, e.strerror or e)) from None
+    if not os.path.isdir(folder):
+        raise ValueError("{} is not a folder".format(folder))
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".uhppoted-tunnel-", suffix=".probe")
+    except OSError as e:
+        raise ValueError("cannot write in {}: {}".format(folder, e.strerror or e)) from None
+    os.close(fd)
+    os.unlink(probe)
+    for path in (prefix + ".events", prefix + ".seen"):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise ValueError("{} is a symbolic link: refusing to use it".format(path)) from None
+            raise ValueError("cannot use {}: {}".format(path, e.strerror or e)) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("{} is not a regular file".format(path))
+        finally:
+            os.close(fd)
+
+
+def _open_private(path, flags):
+    """
+    Open a file with C{O_NOFOLLOW}, creating it with mode 0600; one found
+    with a wider mode (a round-1 file) is narrowed to 0600.
+
+    :return: the file descriptor.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE)
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        if status.st_mode & 0o077:
+            os.fchmod(fd, PRIVATE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _read_private(path):
+    """
+    The contents of a file, not following a symbolic link.
+
+    :raise FileNotFoundError: when there is none.
+    :raise OSError: for a link (C{ELOOP}) or any other failure.
+    """
+    fd = _open_private(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def write_atomically(path, data):
+    """
+    Replace a file's contents at once: write a new file (mode 0600, a name
+    no one can guess, created exclusively) beside it, fsync it, rename it
+    over the old one and fsync the folder. A crash leaves the old file or
+    the new one, never a mix; a link at C{path} is replaced, not followed.
+
+    :raise OSError: when any step fails (the new file is then removed).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+    try:
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(folder_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(folder_fd)
+
+
+def _keep_damaged(path, data):
+    """
+    Keep a copy of a damaged file beside it, as C{<path>.damaged}.
+
+    :return: the copy's path, or a reason it could not be written.
+    """
+    aside = path + ".damaged"
+    try:
+        write_atomically(aside, data)
+    except OSError as e:
+        return "{} (could not keep a copy: {})".format(path, e.strerror or e)
+    return aside
+
 
 class SeenEvents:
     """
@@ -38,8 +233,13 @@ class SeenEvents:
 
     With a path, every pair is also appended to a file (8 bytes each) and
     read back on start, so the memory survives a restart, even a SIGKILL.
-    The file is rewritten when it holds twice the window.
+    The file is rewritten when it holds twice the window. On loading, a
+    torn last record (a crash while appending) and records that no event
+    can have (index 0) are discarded and reported; the rest are kept.
     """
+
+    log = Logger()
+    log_tag = "EVENTS"
 
     def __init__(self, size=DEFAULT_WINDOW, path=None):
         """
@@ -53,20 +253,32 @@ class SeenEvents:
         self._records = 0
         if path is not None:
             self._load()
-            self._file = open(path, "ab", buffering=0)
+            self._open()
+
+    def _open(self):
+        self._file = os.fdopen(_open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab", buffering=0)
 
     def _load(self):
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            data = _read_private(self.path)
         except FileNotFoundError:
             return
         whole = len(data) - len(data) % _SEEN.size
         start = max(0, whole - self.size * _SEEN.size)
+        bad = 0
         for offset in range(start, whole, _SEEN.size):
-            self._remember(_SEEN.unpack_from(data, offset))
+            key = _SEEN.unpack_from(data, offset)
+            if key[1] == 0:
+                bad += 1
+            else:
+                self._remember(key)
         self._records = whole // _SEEN.size
-        if self._records > 2 * self.size or whole != len(data):
+        torn = len(data) - whole
+        if bad or torn:
+            self.log.warn("{path} was damaged: kept {kept} forwarded event(s), discarded {bad} invalid record(s) "
+                          "and {torn} trailing byte(s); the damaged file is kept as {aside}", path=self.path,
+                          kept=len(self._keys), bad=bad, torn=torn, aside=_keep_damaged(self.path, data))
+        if self._records > 2 * self.size or bad or torn:
             self._rewrite()
 
     def _remember(self, key):
@@ -77,14 +289,11 @@ class SeenEvents:
             keys.popitem(last=False)
 
     def _rewrite(self):
-        temporary = self.path + ".tmp"
-        with open(temporary, "wb") as f:
-            f.write(b"".join(_SEEN.pack(*key) for key in self._keys))
-        os.replace(temporary, self.path)
+        write_atomically(self.path, b"".join(_SEEN.pack(*key) for key in self._keys))
         self._records = len(self._keys)
         if self._file is not None:
             self._file.close()
-            self._file = open(self.path, "ab", buffering=0)
+            self._open()
 
     def __contains__(self, key):
         return key in self._keys
@@ -116,8 +325,13 @@ class EventBuffer:
 
     It holds at most C{limit} events and none older than C{max_age}
     seconds; past either limit the oldest go first, and are counted in
-    C{lost}.
+    C{lost}. Every operation on the path of an event (add, expire, send,
+    acknowledge) costs in proportion to the events it touches, never to
+    the events held.
     """
+
+    log = Logger()
+    log_tag = "EVENTS"
 
     def __init__(self, seconds, limit=DEFAULT_BUFFER, max_age=DEFAULT_BUFFER_AGE):
         """
@@ -130,6 +344,8 @@ class EventBuffer:
         self.max_age = max_age
         #: frame id -> [time received, payload, sent]
         self._entries = OrderedDict()
+        #: the frame ids not yet sent on the current link, in order
+        self._unsent = OrderedDict()
         self.lost = 0
 
     def __len__(self):
@@ -141,10 +357,13 @@ class EventBuffer:
 
         :return: how many older events were dropped to make room.
         """
-        self._entries[frame_id] = [self._seconds() if stamp is None else stamp, payload, False]
+        entries = self._entries
+        entries[frame_id] = [self._seconds() if stamp is None else stamp, payload, False]
+        self._unsent[frame_id] = None
         dropped = 0
-        while len(self._entries) > self.limit:
-            self._entries.popitem(last=False)
+        while len(entries) > self.limit:
+            oldest, _ = entries.popitem(last=False)
+            self._unsent.pop(oldest, None)
             dropped += 1
         self.lost += dropped
         return dropped + self.expire()
@@ -156,11 +375,14 @@ class EventBuffer:
         :return: how many were dropped.
         """
         cutoff = self._seconds() - self.max_age
+        entries = self._entries
         dropped = 0
-        for frame_id, entry in list(self._entries.items()):
-            if entry[0] >= cutoff:
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest][0] >= cutoff:
                 break
-            del self._entries[frame_id]
+            del entries[oldest]
+            self._unsent.pop(oldest, None)
             dropped += 1
         self.lost += dropped
         return dropped
@@ -171,7 +393,8 @@ class EventBuffer:
 
         :return: a list of C{(frame_id, payload)}.
         """
-        return [(frame_id, entry[1]) for frame_id, entry in self._entries.items() if not entry[2]]
+        entries = self._entries
+        return [(frame_id, entries[frame_id][1]) for frame_id in self._unsent]
 
     def sent(self, frame_id):
         """
@@ -180,6 +403,7 @@ class EventBuffer:
         entry = self._entries.get(frame_id)
         if entry is not None:
             entry[2] = True
+            self._unsent.pop(frame_id, None)
 
     def acknowledge(self, frame_id):
         """
@@ -187,6 +411,7 @@ class EventBuffer:
 
         :return: True if it was held.
         """
+        self._unsent.pop(frame_id, None)
         return self._entries.pop(frame_id, None) is not None
 
     def release_sent(self):
@@ -207,38 +432,63 @@ class EventBuffer:
         """
         for entry in self._entries.values():
             entry[2] = False
+        self._unsent = OrderedDict.fromkeys(self._entries)
 
     def spool(self, path):
         """
-        Write the events held to a file, to be loaded by the next run.
-        """
-        temporary = path + ".tmp"
-        with open(temporary, "wb") as f:
-            for stamp, payload, _ in self._entries.values():
-                f.write(_SPOOLED.pack(stamp, len(payload)) + payload)
-        os.replace(temporary, path)
+        Write the events held to a file (atomically, mode 0600), to be
+        loaded by the next run.
 
-    @staticmethod
-    def unspool(path):
+        :raise StorageError: when the file cannot be written, saying how
+            many events are lost with it.
+        """
+        data = b"".join(_SPOOLED.pack(stamp, len(payload)) + payload for stamp, payload, _ in self._entries.values())
+        try:
+            write_atomically(path, data)
+        except OSError as e:
+            raise StorageError(path, e.strerror or str(e), len(self._entries)) from e
+
+    @classmethod
+    def unspool(cls, path):
         """
         Read and remove a spool file.
+
+        A damaged file (cut short, or with a record no spool can hold) gives
+        the events before the damage; what follows is reported, and the file
+        is kept as C{<path>.damaged} rather than removed. A file that cannot
+        be read (a symbolic link, no permission) is reported and left alone.
 
         :return: a list of C{(time received, payload)}, oldest first; empty
             when there is no file.
         """
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data = _read_private(path)
         except FileNotFoundError:
+            return []
+        except OSError as e:
+            reason = "a symbolic link" if e.errno == errno.ELOOP else e.strerror or str(e)
+            cls.log.error("could not read the undelivered events in {path}: {reason}; left as it is", path=path,
+                          reason=reason)
             return []
         events = []
         offset = 0
-        while offset + _SPOOLED.size <= len(data):
+        size = len(data)
+        while offset + _SPOOLED.size <= size:
             stamp, length = _SPOOLED.unpack_from(data, offset)
-            offset += _SPOOLED.size
-            if offset + length > len(data):
+            if length == 0 or not math.isfinite(stamp) or stamp < 0 or offset + _SPOOLED.size + length > size:
                 break
+            offset += _SPOOLED.size
             events.append((stamp, data[offset : offset + length]))
             offset += length
-        os.remove(path)
+        if offset < size:
+            aside = path + ".damaged"
+            try:
+                os.replace(path, aside)
+            except OSError as e:
+                aside = "{} (could not be renamed: {})".format(path, e.strerror or e)
+            cls.log.warn("{path} was damaged: kept the {kept} undelivered event(s) before the damage, discarded the "
+                         "last {discarded} byte(s); the damaged file is kept as {aside}", path=path, kept=len(events),
+                         discarded=size - offset, aside=aside)
+        else:
+            os.remove(path)
         return events

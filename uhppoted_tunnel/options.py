@@ -16,6 +16,7 @@ import sys
 from twisted.python import usage
 
 from uhppoted_tunnel import config, events, limits, lockfile, spec
+from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -57,6 +58,7 @@ DEFAULTS = {
     "max-send-queue": wire.DEFAULT_MAX_SEND_QUEUE,
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
+    "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -157,7 +159,9 @@ class Options(usage.Options):
         ["event-window", None, None, "Events remembered to recognise one resent after a reconnect "
                                      "(default 10000).", _checked("event-window", _whole)],
         ["event-spool", None, None, "Where an event tunnel keeps undelivered events and what it has forwarded "
-                                    "across restarts: a path prefix (default: the lockfile's path less its extension)."],
+                                    "across restarts: a path prefix (default: beside --lockfile if given, else "
+                                    "events-<sha1(in+out)> in $STATE_DIRECTORY, /var/lib/uhppoted-tunnel for root, "
+                                    "or $XDG_STATE_HOME/uhppoted-tunnel)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
          _checked("event-rate-limit", _number)],
         ["rate-limit-per-source", None, None, "Requests per second allowed to one sender (an application's IP "
@@ -174,6 +178,9 @@ class Options(usage.Options):
         ["dead-peer-timeout", None, None, "How long a stream peer may leave data or keepalives unanswered "
                                           "before the connection is dropped (TCP_USER_TIMEOUT, default 1m).",
          _checked("dead-peer-timeout")],
+        ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
+                                           "bytes: what a burst can queue while the tunnel is busy "
+                                           "(default 4194304).", _checked("udp-receive-buffer", _whole)],
     ]
 
     def __init__(self, makers=None):
@@ -230,20 +237,41 @@ class Options(usage.Options):
         if self["rate-limit-per-source-burst"] is None:
             self["rate-limit-per-source-burst"] = max(1, self["rate-limit-burst"] // 2)
         self["events"] = any(maker.relaysEvents(parsed.prefix) for maker, parsed in self.ends.values())
+        chosen_lockfile = bool(self["lockfile"])
         if not self["lockfile"]:
-            self["lockfile"] = lockfile.default_path(self["in"], self["out"], self._unit_directory("RUNTIME_DIRECTORY"))
-        if not self["event-spool"]:
-            stem = os.path.splitext(self["lockfile"])[0]
-            state = self._unit_directory("STATE_DIRECTORY")
-            self["event-spool"] = os.path.join(state, os.path.basename(stem)) if state else stem
+            self["lockfile"] = lockfile.default_path(self["in"], self["out"], lockfile.default_directory(self.environ))
+        self._choose_spool(chosen_lockfile)
 
-    def _unit_directory(self, name):
+    def _choose_spool(self, chosen_lockfile):
         """
-        The first folder of a systemd unit's C{RuntimeDirectory=} or
-        C{StateDirectory=}, which systemd passes as C{RUNTIME_DIRECTORY} or
-        C{STATE_DIRECTORY} (colon-separated), or C{None} outside such a unit.
+        Choose the event spool if none was given: beside a lockfile given
+        by the user (round 1's rule), else in the state folder
+        (L{events.state_directory}).
         """
-        return self.environ.get(name, "").split(":")[0] or None
+        self.default_spool = not self["event-spool"]
+        if self.default_spool:
+            if chosen_lockfile:
+                self["event-spool"] = os.path.splitext(self["lockfile"])[0]
+                self.default_spool = False
+            else:
+                self["event-spool"] = events.default_spool(self["in"], self["out"], events.state_directory(self.environ))
+
+    def checkFiles(self):
+        """
+        Check, before anything listens, the files the tunnel will write: in
+        an event tunnel, that the event spool can be written (making the
+        default state folder, mode 0700, if need be). Parsing alone never
+        touches the disk; L{uhppoted_tunnel.tap.build} calls this first.
+
+        :raise ValueError: one line naming the setting and the reason.
+        """
+        if not self["events"]:
+            return
+        try:
+            events.check_spool(self["event-spool"], create=getattr(self, "default_spool", False))
+        except ValueError as e:
+            where = self.sources.get("event-spool", "--event-spool")
+            raise ValueError("{} {}: {}".format(where, self["event-spool"], e)) from None
 
     def _file_settings(self):
         path, section = config.split_config_arg(self["config"]) if self["config"] else (None, None)

@@ -14,6 +14,8 @@ application.)
 import os
 import sys
 
+from twisted.internet.error import ReactorNotRunning
+
 from uhppoted_tunnel.lockfile import Lockfile, LockfileError
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.sdnotify import notify_service
@@ -35,9 +37,11 @@ def build(options, reactor):
     :param options: parsed L{Options}.
     :param reactor: the reactor.
     :return: a L{TunnelService}.
-    :raise ValueError: for a connector that cannot be built.
+    :raise ValueError: for a connector that cannot be built, or an event
+        spool that cannot be written.
     :raise LockfileError: when another copy holds the lockfile.
     """
+    options.checkFiles()
     lock = Lockfile(options["lockfile"])
     lock.acquire()
     try:
@@ -67,7 +71,15 @@ def makeService(options, reactor=None):
         # an end may fail while twistd starts the service, before the
         # reactor runs: stop it as soon as it does
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        reactor.callWhenRunning(reactor.stop)
+
+        def stop():
+            try:
+                reactor.stop()
+            except ReactorNotRunning:
+                # failed while stopping: the exit code is still 1
+                pass
+
+        reactor.callWhenRunning(stop)
 
     service.on_failure = failed
     return service

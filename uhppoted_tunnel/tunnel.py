@@ -115,8 +115,13 @@ class TunnelService(MultiService):
         if self.failure is not None:
             return
         self.failure = message
-        if self.on_failure is not None:
+        if self.on_failure is None:
+            return
+        if self.running:
             # on the next turn of the reactor: an end may fail in the middle
             # of a state change (ClientService's), which must not be asked
             # to stop from within
             self._failing = self.reactor.callLater(0, self.on_failure, message)
+        else:
+            # failed while stopping (an event spool that cannot be written)
+            self.on_failure(message)

@@ -15,8 +15,15 @@ import tempfile
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from tests.loopback.processes import (
+    empty_config,
+    listening_line,
+    spawn,
+    stop,
+    tunnel_command,
+    workdir,
+)
 from tests.tools import require
-from tests.loopback.processes import empty_config, listening_line, spawn, stop, tunnel_command, workdir
 from uhppoted_tunnel import lockfile
 
 IN = "udp/listen:127.0.0.1:0"

@@ -15,8 +15,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import shutil
+import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -98,8 +98,9 @@ class HTTPSTunnelMixin(TunnelMixin):
         TunnelMixin.setUp(self)
 
     def policy(self):
-        from tests.loopback.test_http import TrustCA
         from twisted.internet import ssl
+
+        from tests.loopback.test_http import TrustCA
 
         with open(self.files["ca"][0], "rb") as f:
             return TrustCA(ssl.Certificate.loadPEM(f.read()))

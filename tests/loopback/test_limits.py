@@ -11,11 +11,16 @@ log line, with a deadline.
 """
 
 from twisted.internet import reactor
-from twisted.logger import formatEvent
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, inlineCallbacks
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    gatherResults,
+    inlineCallbacks,
+)
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
+from twisted.logger import formatEvent
 from twisted.trial.unittest import TestCase
 from uhppoted import decode, encode
 

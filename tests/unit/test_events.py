@@ -4,6 +4,7 @@ event mode, on fakes.
 """
 
 import os
+from collections import OrderedDict
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -405,3 +406,260 @@ class EventTunnelTests(SynchronousTestCase):
         pump = ConnectionCompleter(self.reactor).succeedOnce()
         self.push(pump, [event(n) for n in range(1, 51)])
         self.assertEqual(self.listener.received, [event(n) for n in range(1, 51)])
+
+
+class _Counting(OrderedDict):
+    """
+    An C{OrderedDict} that counts the entries any iteration over it
+    visits.
+    """
+
+    visited = 0
+
+    def __iter__(self):
+        for key in OrderedDict.__iter__(self):
+            _Counting.visited += 1
+            yield key
+
+    def items(self):
+        return [(key, self[key]) for key in self]
+
+    def values(self):
+        return [self[key] for key in self]
+
+    def keys(self):
+        return list(iter(self))
+
+
+class EventBufferCostTests(SynchronousTestCase):
+    def test_costProportional(self):
+        """
+        With 10,000 events held, sent and waiting for acknowledgement,
+        adding, sending and acknowledging one more touches a few entries,
+        not all 10,000 (the expiry used to copy the whole buffer on every
+        event, and listing what was unsent walked all of it).
+        """
+        clock = Clock()
+        buffer = EventBuffer(clock.seconds, limit=100000, max_age=60)
+        for n in range(1, 10001):
+            buffer.add(n, event(n))
+            buffer.sent(n)
+        buffer._entries = _Counting(buffer._entries)
+        _Counting.visited = 0
+        clock.advance(30)
+        buffer.add(10001, event(10001))
+        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [10001])
+        buffer.sent(10001)
+        buffer.acknowledge(1)
+        self.assertLessEqual(_Counting.visited, 5)
+
+    def test_expiryProportional(self):
+        """
+        Expiring 100 of 10,000 events visits about 100 entries.
+        """
+        clock = Clock()
+        buffer = EventBuffer(clock.seconds, limit=100000, max_age=60)
+        for n in range(1, 101):
+            buffer.add(n, event(n))
+        clock.advance(1)
+        for n in range(101, 10001):
+            buffer.add(n, event(n))
+        buffer._entries = _Counting(buffer._entries)
+        _Counting.visited = 0
+        clock.advance(59.5)
+        self.assertEqual(buffer.expire(), 100)
+        self.assertEqual(len(buffer), 9900)
+        self.assertLessEqual(_Counting.visited, 110)
+        self.assertEqual(buffer.unsent()[0][0], 101)
+
+
+class StorageTests(SynchronousTestCase):
+    """
+    The spool (C{.events}) and the memory of what was forwarded (C{.seen})
+    on disk: private, atomic, never following a link, and reporting what a
+    damaged file lost.
+    """
+
+    def setUp(self):
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(self.folder)
+        self.clock = Clock()
+
+    def messages(self):
+        from twisted.logger import formatEvent
+
+        return [formatEvent(event) for event in self.logged]
+
+    def buffer(self, count=3):
+        buffer = EventBuffer(self.clock.seconds)
+        for n in range(1, count + 1):
+            buffer.add(n, event(n))
+        return buffer
+
+    def mode(self, path):
+        import stat
+
+        return stat.S_IMODE(os.lstat(path).st_mode)
+
+    def test_spoolPrivateAndSynced(self):
+        """
+        The spool is written with mode 0600 and fsynced before it takes the
+        old one's place; nothing else is left in the folder.
+        """
+        synced = []
+        real = os.fsync
+        self.patch(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+        path = os.path.join(self.folder, "site.events")
+        self.buffer().spool(path)
+        self.assertEqual(self.mode(path), 0o600)
+        self.assertTrue(synced)
+        self.assertEqual(os.listdir(self.folder), ["site.events"])
+
+    def test_spoolReplacesLink(self):
+        """
+        A symbolic link planted at the spool's path is replaced; its target
+        is untouched.
+        """
+        target = os.path.join(self.folder, "target")
+        with open(target, "wb") as f:
+            f.write(b"precious")
+        path = os.path.join(self.folder, "site.events")
+        os.symlink(target, path)
+        self.buffer().spool(path)
+        self.assertFalse(os.path.islink(path))
+        with open(target, "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+
+    def test_spoolFailureCounted(self):
+        """
+        A spool that cannot be written raises L{StorageError}, one line
+        saying how many events could not be kept.
+        """
+        from uhppoted_tunnel.events import StorageError
+
+        blocker = os.path.join(self.folder, "file")
+        open(blocker, "w").close()
+        path = os.path.join(blocker, "site.events")
+        e = self.assertRaises(StorageError, self.buffer(2).spool, path)
+        self.assertEqual(e.lost, 2)
+        self.assertEqual(str(e), "could not keep 2 undelivered event(s) in {}: Not a directory".format(path))
+
+    def test_failedWriteKeepsOldSpool(self):
+        """
+        A write that fails half way (here the fsync) leaves the previous
+        spool as it was and no temporary file behind.
+        """
+        from uhppoted_tunnel.events import StorageError
+
+        path = os.path.join(self.folder, "site.events")
+        self.buffer(1).spool(path)
+        with open(path, "rb") as f:
+            before = f.read()
+
+        def failing(fd):
+            raise OSError(5, "Input/output error")
+
+        self.patch(os, "fsync", failing)
+        e = self.assertRaises(StorageError, self.buffer(3).spool, path)
+        self.assertEqual(e.lost, 3)
+        self.assertEqual(os.listdir(self.folder), ["site.events"])
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    def test_unspoolTruncated(self):
+        """
+        A spool cut short gives back the events before the cut; the loss is
+        reported and the damaged file kept as C{.damaged}, not deleted.
+        """
+        path = os.path.join(self.folder, "site.events")
+        self.buffer(3).spool(path)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - 10)
+        events = EventBuffer.unspool(path)
+        self.assertEqual([payload for _, payload in events], [event(1), event(2)])
+        self.assertFalse(os.path.exists(path))
+        self.assertTrue(os.path.exists(path + ".damaged"))
+        [warning] = [m for m in self.messages() if "damaged" in m]
+        self.assertEqual(warning, "{} was damaged: kept the 2 undelivered event(s) before the damage, discarded "
+                                  "the last 64 byte(s); the damaged file is kept as {}.damaged".format(path, path))
+
+    def test_unspoolGarbage(self):
+        """
+        A spool of garbage gives nothing, says so, and is kept aside.
+        """
+        path = os.path.join(self.folder, "site.events")
+        with open(path, "wb") as f:
+            f.write(b"\xff" * 100)
+        self.assertEqual(EventBuffer.unspool(path), [])
+        self.assertTrue(any("kept the 0 undelivered event(s)" in m for m in self.messages()))
+        self.assertTrue(os.path.exists(path + ".damaged"))
+
+    def test_unspoolLinkRefused(self):
+        """
+        A spool that is a symbolic link is not read, nor removed: the error
+        is reported.
+        """
+        target = os.path.join(self.folder, "target")
+        path = os.path.join(self.folder, "site.events")
+        self.buffer(1).spool(target)
+        os.symlink(target, path)
+        self.assertEqual(EventBuffer.unspool(path), [])
+        self.assertTrue(os.path.islink(path))
+        self.assertTrue(any("a symbolic link" in m for m in self.messages()))
+
+    def test_seenPrivate(self):
+        """
+        The C{.seen} file is created 0600, and one left 0644 by an older
+        version is narrowed to 0600.
+        """
+        path = os.path.join(self.folder, "host.seen")
+        seen = SeenEvents(10, path)
+        seen.add((SERIAL, 1))
+        seen.close()
+        self.assertEqual(self.mode(path), 0o600)
+        os.chmod(path, 0o644)
+        seen = SeenEvents(10, path)
+        seen.close()
+        self.assertEqual(self.mode(path), 0o600)
+
+    def test_seenLinkRefused(self):
+        """
+        A C{.seen} that is a symbolic link is refused; its target is
+        untouched.
+        """
+        target = os.path.join(self.folder, "target")
+        with open(target, "wb") as f:
+            f.write(b"precious")
+        path = os.path.join(self.folder, "host.seen")
+        os.symlink(target, path)
+        self.assertRaises(OSError, SeenEvents, 10, path)
+        with open(target, "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+
+    def test_seenDamagedReported(self):
+        """
+        A C{.seen} with a torn last record and a record no event can have
+        (index 0) keeps the rest, says what it discarded, keeps a copy of
+        the damaged file, and goes on recording.
+        """
+        import struct
+
+        path = os.path.join(self.folder, "host.seen")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<II", SERIAL, 1) + struct.pack("<II", SERIAL, 0) + struct.pack("<II", SERIAL, 2)
+                    + b"\x01\x02\x03")
+        seen = SeenEvents(10, path)
+        self.assertEqual(((SERIAL, 1) in seen, (SERIAL, 2) in seen, len(seen)), (True, True, 2))
+        [warning] = [m for m in self.messages() if "damaged" in m]
+        self.assertEqual(warning, "{} was damaged: kept 2 forwarded event(s), discarded 1 invalid record(s) and 3 "
+                                  "trailing byte(s); the damaged file is kept as {}.damaged".format(path, path))
+        seen.add((SERIAL, 3))
+        seen.close()
+        again = SeenEvents(10, path)
+        self.assertEqual(len(again), 3)
+        again.close()
+        self.assertEqual(os.path.getsize(path + ".damaged"), 27)

@@ -2,12 +2,15 @@
 Tests for L{uhppoted_tunnel.options} and the command line's Go flags.
 """
 
+import hashlib
+import os
+import stat
 import textwrap
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import config, lockfile
+from uhppoted_tunnel import config, events, lockfile
 from uhppoted_tunnel.cli import _go_flags
 from uhppoted_tunnel.options import Options
 
@@ -79,6 +82,20 @@ class OptionsTests(SynchronousTestCase):
             e = self.assertRaises(usage.UsageError, parse, *HOST, flag, value)
             self.assertTrue(str(e).startswith(flag + ":"), str(e))
 
+    def test_udpReceiveBuffer(self):
+        """
+        C{--udp-receive-buffer} defaults to 4 MiB, takes a number of bytes
+        from the command line or the file, and refuses one too small.
+        """
+        self.assertEqual(parse(*HOST)["udp-receive-buffer"], 4 << 20)
+        self.assertEqual(parse(*HOST, "--udp-receive-buffer", "16777216")["udp-receive-buffer"], 16 << 20)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[defaults]\nudp-receive-buffer = 1048576\n")
+        self.assertEqual(parse(*HOST, "--config", path)["udp-receive-buffer"], 1 << 20)
+        e = self.assertRaises(usage.UsageError, parse, *HOST, "--udp-receive-buffer", "100")
+        self.assertTrue(str(e).startswith("--udp-receive-buffer:"), str(e))
+
     def test_endsRequired(self):
         """
         Both connectors are required.
@@ -135,11 +152,14 @@ class UnitDirectoryTests(SynchronousTestCase):
     def test_runtimeDirectory(self):
         """
         The default lockfile goes in C{RUNTIME_DIRECTORY} (the first, when
-        several), the spool beside it when there is no C{STATE_DIRECTORY}.
+        several); the spool never does (systemd removes that folder when the
+        unit stops), but goes to the state folder.
         """
-        options = self.parse({"RUNTIME_DIRECTORY": "/run/uhppoted-tunnel/host:/run/other"})
+        environ = {"RUNTIME_DIRECTORY": "/run/uhppoted-tunnel/host:/run/other"}
+        options = self.parse(environ)
         self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3], "/run/uhppoted-tunnel/host"))
-        self.assertEqual(options["event-spool"], options["lockfile"][:-len(".pid")])
+        self.assertEqual(options["event-spool"],
+                         events.default_spool(HOST[1], HOST[3], events.state_directory(environ)))
 
     def test_stateDirectory(self):
         """
@@ -147,9 +167,10 @@ class UnitDirectoryTests(SynchronousTestCase):
         lockfile is, so that it outlives the service's private /tmp.
         """
         options = self.parse({"STATE_DIRECTORY": "/var/lib/uhppoted-tunnel"})
-        name = lockfile.default_path(HOST[1], HOST[3], "/")[1:-len(".pid")]
-        self.assertEqual(options["event-spool"], "/var/lib/uhppoted-tunnel/" + name)
-        self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3]))
+        self.assertEqual(options["event-spool"],
+                         events.default_spool(HOST[1], HOST[3], "/var/lib/uhppoted-tunnel"))
+        self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3],
+                                                                    lockfile.default_directory({})))
 
     def test_given(self):
         """
@@ -263,3 +284,86 @@ class SampleConfigTests(SynchronousTestCase):
         for section in sections:
             options = parse("--config", path + "#" + section)
             self.assertEqual(set(options.ends), {"in", "out"}, section)
+
+
+class StateTests(SynchronousTestCase):
+    """
+    Where an event tunnel keeps its state, and the check, before anything
+    listens, that it can.
+    """
+
+    SITE = ["--in", "udp/event:0.0.0.0:60001", "--out", "tcp/client:127.0.0.1:12346"]
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(self.folder)
+
+    def test_stateDirectory(self):
+        """
+        C{$STATE_DIRECTORY} under systemd (its first entry); else
+        C{/var/lib/uhppoted-tunnel} for root; else C{$XDG_STATE_HOME} or
+        C{~/.local/state}, with a folder of its own.
+        """
+        state = events.state_directory
+        self.assertEqual(state({"STATE_DIRECTORY": "/var/lib/a:/var/lib/b"}, 1000), "/var/lib/a")
+        self.assertEqual(state({}, 0), "/var/lib/uhppoted-tunnel")
+        self.assertEqual(state({"XDG_STATE_HOME": "/home/u/.st"}, 1000), "/home/u/.st/uhppoted-tunnel")
+        self.assertEqual(state({"XDG_STATE_HOME": "relative"}, 1000),
+                         os.path.join(os.path.expanduser("~"), ".local", "state", "uhppoted-tunnel"))
+
+    def test_defaultSpool(self):
+        """
+        Without C{--event-spool} the spool is C{events-<sha1(in+out)>} in
+        the state folder, never in the temporary folder; with a
+        C{--lockfile} it is beside it, as in round 1.
+        """
+        self.patch(events, "state_directory", lambda environ=None: "/state")
+        digest = hashlib.sha1((self.SITE[1] + self.SITE[3]).encode()).hexdigest()
+        self.assertEqual(parse(*self.SITE)["event-spool"], "/state/events-" + digest)
+        lock = os.path.join(self.folder, "site.pid")
+        self.assertEqual(parse(*self.SITE, "--lockfile", lock)["event-spool"], os.path.join(self.folder, "site"))
+
+    def test_defaultFolderCreatedPrivate(self):
+        """
+        The default state folder is made, mode 0700, by the check before
+        anything listens; parsing alone touches nothing.
+        """
+        state = os.path.join(self.folder, "state", "uhppoted-tunnel")
+        self.patch(events, "state_directory", lambda environ=None: state)
+        options = parse(*self.SITE)
+        self.assertFalse(os.path.exists(state))
+        options.checkFiles()
+        self.assertEqual(stat.S_IMODE(os.stat(state).st_mode), 0o700)
+
+    def test_unwritable(self):
+        """
+        A spool that cannot be written is a one-line error naming the
+        setting; so is a spool file that is a symbolic link. A tunnel that
+        relays no events is not checked.
+        """
+        blocker = os.path.join(self.folder, "file")
+        open(blocker, "w").close()
+        spool = os.path.join(blocker, "site")
+        e = self.assertRaises(ValueError, parse(*self.SITE, "--event-spool", spool).checkFiles)
+        self.assertEqual(str(e), "--event-spool {}: {} is not a folder".format(spool, blocker))
+        parse(*HOST, "--event-spool", spool).checkFiles()
+
+        spool = os.path.join(self.folder, "site")
+        os.symlink(blocker, spool + ".events")
+        e = self.assertRaises(ValueError, parse(*self.SITE, "--event-spool", spool).checkFiles)
+        self.assertEqual(str(e), "--event-spool {}: {}.events is a symbolic link: refusing to use it".format(
+            spool, spool))
+        self.assertNotIn("\n", str(e))
+
+    def test_fromFile(self):
+        """
+        A spool set in the TOML file is named by file, section and key.
+        """
+        blocker = os.path.join(self.folder, "file")
+        open(blocker, "w").close()
+        path = os.path.join(self.folder, "tunnel.toml")
+        with open(path, "w") as f:
+            f.write('[site]\nevent-spool = "{}/x"\n'.format(blocker))
+        e = self.assertRaises(ValueError, parse(*self.SITE, "--config", path + "#site").checkFiles)
+        self.assertTrue(str(e).startswith(path + " [site] event-spool "), str(e))

@@ -329,3 +329,283 @@ class MakerTests(SynchronousTestCase):
         bound = Spec("udp/listen::nosuch0:127.0.0.1:0", "udp/listen:", "nosuch0", "127.0.0.1:0")
         e = self.assertRaises(ValueError, UDPConnectorMaker().makeEnd, bound, IN, settings, None, FakeReactor())
         self.assertEqual(str(e), "no such network interface 'nosuch0'")
+
+
+class FakeSocket:
+    """
+    A socket with datagrams queued, a receive buffer and a kernel drop
+    counter, as L{DrainingPort} sees them.
+    """
+
+    def __init__(self, datagrams=(), drops=0, force=True, rmem_max=212992):
+        self.queue = list(datagrams)
+        self.drops = drops
+        self.force = force
+        self.rmem_max = rmem_max
+        self.rcvbuf = 212992
+        self.reads = 0
+        self.options = []
+
+    def recvfrom(self, size):
+        import errno
+
+        if not self.queue:
+            raise BlockingIOError(errno.EAGAIN, "empty")
+        self.reads += 1
+        return self.queue.pop(0), ("127.0.0.1", 50001)
+
+    def setsockopt(self, level, option, value):
+        import socket
+
+        from uhppoted_tunnel.connectors.udp import SO_RCVBUFFORCE
+
+        self.options.append(option)
+        if option == SO_RCVBUFFORCE:
+            if not self.force:
+                raise PermissionError(1, "Operation not permitted")
+            self.rcvbuf = 2 * value
+        elif option == socket.SO_RCVBUF:
+            self.rcvbuf = 2 * min(value, self.rmem_max)
+
+    def getsockopt(self, level, option, size=None):
+        import socket
+
+        from uhppoted_tunnel.connectors.udp import _MEMINFO, SO_MEMINFO
+
+        if option == socket.SO_RCVBUF:
+            return self.rcvbuf
+        if option == SO_MEMINFO:
+            if self.drops is None:
+                raise OSError(92, "Protocol not available")
+            return _MEMINFO.pack(0, self.rcvbuf, 0, 0, 0, 0, 0, 0, self.drops)
+        raise OSError(92, "Protocol not available")
+
+
+class ReceiveBufferTests(SynchronousTestCase):
+    """
+    The receive buffer and the kernel's drop counter of the ends that
+    receive bursts.
+    """
+
+    def test_forcedPastRmemMax(self):
+        """
+        With the privilege, the buffer is set with C{SO_RCVBUFFORCE} and
+        the size asked for is granted whatever C{rmem_max} says.
+        """
+        from uhppoted_tunnel.connectors.udp import SO_RCVBUFFORCE, set_receive_buffer
+
+        sock = FakeSocket(force=True)
+        self.assertEqual(set_receive_buffer(sock, 4 << 20), 4 << 20)
+        self.assertEqual(sock.options, [SO_RCVBUFFORCE])
+
+    def test_unprivilegedCapped(self):
+        """
+        Without the privilege, C{SO_RCVBUF} is used and the size granted
+        (capped at C{rmem_max}) is what is returned.
+        """
+        import socket
+
+        from uhppoted_tunnel.connectors.udp import SO_RCVBUFFORCE, set_receive_buffer
+
+        sock = FakeSocket(force=False, rmem_max=212992)
+        self.assertEqual(set_receive_buffer(sock, 4 << 20), 212992)
+        self.assertEqual(sock.options, [SO_RCVBUFFORCE, socket.SO_RCVBUF])
+
+    def test_kernelDrops(self):
+        """
+        The drop count is read from C{SO_MEMINFO}; C{None} where the kernel
+        does not give it.
+        """
+        from uhppoted_tunnel.connectors.udp import kernel_drops
+
+        self.assertEqual(kernel_drops(FakeSocket(drops=17)), 17)
+        self.assertIsNone(kernel_drops(FakeSocket(drops=None)))
+
+
+class DrainingPortTests(SynchronousTestCase):
+    """
+    L{DrainingPort} reads a whole burst per wake-up and counts what the
+    kernel dropped, exactly.
+    """
+
+    def port(self, sock, receive_buffer=4 << 20):
+        from twisted.internet.protocol import DatagramProtocol
+
+        from uhppoted_tunnel.connectors.udp import DrainingPort
+
+        received = []
+        protocol = DatagramProtocol()
+        protocol.datagramReceived = lambda data, address: received.append(data)
+        dropped = []
+        port = DrainingPort(0, protocol, "127.0.0.1", FakeReactor(), receive_buffer, dropped.append)
+        self.patch(type(port).__mro__[1], "createInternetSocket", lambda self: sock)
+        port.socket = port.createInternetSocket()
+        return port, received, dropped
+
+    def test_wholeBurstInOneWakeUp(self):
+        """
+        10,000 datagrams of 64 bytes (640,000 bytes, more than Twisted's
+        256 KiB per wake-up) are all read in one wake-up.
+        """
+        sock = FakeSocket([bytes(64)] * 10000)
+        port, received, dropped = self.port(sock)
+        port.doRead()
+        self.assertEqual((len(received), sock.queue, dropped), (10000, [], []))
+
+    def test_dropsReportedExactly(self):
+        """
+        After each wake-up the datagrams the kernel dropped since the last
+        one are reported, exactly, across the counter's wrap at 2**32;
+        nothing is reported when nothing was dropped.
+        """
+        sock = FakeSocket([bytes(64)] * 3, drops=0xFFFFFFF0)
+        port, received, dropped = self.port(sock)
+        port.doRead()
+        self.assertEqual(dropped, [])
+        sock.queue.append(bytes(64))
+        sock.drops = 0xFFFFFFFA
+        port.doRead()
+        sock.queue.append(bytes(64))
+        sock.drops = 5
+        port.doRead()
+        port.doRead()
+        self.assertEqual((dropped, len(received)), ([10, 11], 5))
+
+    def test_noCounter(self):
+        """
+        Where the kernel keeps no drop counter, reading goes on and nothing
+        is reported.
+        """
+        sock = FakeSocket([bytes(64)] * 3, drops=None)
+        port, received, dropped = self.port(sock)
+        port.doRead()
+        self.assertEqual((len(received), dropped), (3, []))
+
+
+class FloodTests(SynchronousTestCase):
+    """
+    A flood of bad datagrams makes a few log lines, not one per datagram:
+    the first at once, then a count every 10 s, and the rest when the end
+    stops.
+    """
+
+    def setUp(self):
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.reactor = FakeReactor()
+
+    def warnings(self):
+        from twisted.logger import LogLevel, formatEvent
+
+        return [formatEvent(event) for event in self.logged if event["log_level"] == LogLevel.warn]
+
+    def flood(self, port, count=10000):
+        for n in range(count):
+            port.receive(b"" if n % 2 else bytes(1500), ("127.0.0.1", 50000 + n % 7))
+            if n == count // 2:
+                self.reactor.advance(10)
+
+    def test_listen(self):
+        """
+        10,000 empty or 1,500-byte datagrams at a udp/listen end make three
+        warnings, which count all 10,000.
+        """
+        router = RecordingRouter()
+        end = ListenEnd(spec("udp/listen:127.0.0.1:60000"), ("127.0.0.1", 60000), router, self.reactor, 1024)
+        end.startService()
+        self.flood(self.reactor.udpPorts[0])
+        self.successResultOf(end.stopService())
+        warnings = self.warnings()
+        self.assertEqual(len(warnings), 3, warnings)
+        self.assertEqual(warnings[0], "dropped 1 request(s) empty or over 1024 bytes (the last: 1500 bytes from "
+                                      "127.0.0.1:50000)")
+        import re
+
+        counts = [int(re.match(r"dropped (\d+) ", w).group(1)) for w in warnings]
+        self.assertEqual(sum(counts), 10000)
+        self.assertEqual((router.requests, self.reactor.getDelayedCalls()), ([], []))
+
+    def test_broadcast(self):
+        """
+        10,000 empty or 1,500-byte replies at a udp/broadcast end make three
+        warnings, which count all 10,000.
+        """
+        end = BroadcastEnd(spec("udp/broadcast:127.0.0.1:60000"), CONTROLLERS, 5.0, self.reactor, 1024)
+        end.startService()
+        end.send(packet(GET_CONTROLLER, 0), [].append)
+        self.flood(self.reactor.udpPorts[0])
+        self.successResultOf(end.stopService())
+        warnings = self.warnings()
+        self.assertEqual(len(warnings), 3, warnings)
+        self.assertEqual(warnings[0], "dropped a reply of 1500 bytes from 127.0.0.1 (limit 1024)")
+        import re
+
+        counts = [int(re.match(r"dropped (\d+|a) ", w).group(1).replace("a", "1")) for w in warnings]
+        self.assertEqual(sum(counts), 10000)
+
+    def test_eventOut(self):
+        """
+        The same flood sent back to a udp/event out end makes three
+        warnings.
+        """
+        end = BroadcastEnd(spec("udp/event:127.0.0.1:60001"), ("127.0.0.1", 60001), 5.0, self.reactor, 1024,
+                           events=True)
+        end.startService()
+        end.send(packet(0x20, 1), None)
+        self.flood(self.reactor.udpPorts[0])
+        self.successResultOf(end.stopService())
+        self.assertEqual(len(self.warnings()), 3, self.warnings())
+
+    def test_kernelDropsThrottled(self):
+        """
+        Datagrams the kernel dropped are reported with their exact number,
+        the first batch at once and the rest at most every 10 s, and what
+        is left when the end stops.
+        """
+        router = RecordingRouter()
+        end = ListenEnd(spec("udp/event:127.0.0.1:60001"), ("127.0.0.1", 60001), router, self.reactor, 1024,
+                        events=True)
+        end.startService()
+        for n in (5, 7, 11):
+            end._dropped.count(n)
+        self.assertEqual(end.dropped, 23)
+        self.successResultOf(end.stopService())
+        self.assertEqual(self.warnings(), [
+            "the kernel dropped 5 datagram(s) sent to 127.0.0.1:60001 before they could be read (5 in all): the "
+            "receive buffer was full (--udp-receive-buffer 4194304)",
+            "the kernel dropped 18 datagram(s) sent to 127.0.0.1:60001 before they could be read (23 in all): the "
+            "receive buffer was full (--udp-receive-buffer 4194304)",
+        ])
+
+
+class SmallBufferTests(SynchronousTestCase):
+    def test_warnedOnce(self):
+        """
+        An end whose kernel gave it less receive buffer than asked for
+        (no privilege, a low C{rmem_max}) says so once, at start, with both
+        sizes.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        from uhppoted_tunnel.connectors import udp
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = FakeReactor()
+
+        def listen(reactor, port, protocol, interface, size, dropped):
+            listening = reactor.listenUDP(port, protocol, interface)
+            listening.granted = 212992
+            return listening
+
+        self.patch(udp, "listen_udp", listen)
+        end = ListenEnd(spec("udp/event:127.0.0.1:60001"), ("127.0.0.1", 60001), RecordingRouter(), reactor, 1024,
+                        events=True)
+        end.startService()
+        self.successResultOf(end.stopService())
+        warnings = [formatEvent(e) for e in logged if e["log_level"] == LogLevel.warn]
+        self.assertEqual(warnings, [
+            "the kernel gave 127.0.0.1:60001 a receive buffer of 212992 bytes, not the 4194304 asked for "
+            "(--udp-receive-buffer): a burst may be dropped; raise net.core.rmem_max or run with CAP_NET_ADMIN"])

@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from uhppoted_tunnel.events import EventBuffer, SeenEvents
+from uhppoted_tunnel.events import EventBuffer, SeenEvents, StorageError
 from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import event_key, is_unicast
@@ -72,6 +72,13 @@ class _Relay:
         self.router = router
         self.clock = clock
         self.connections = connections
+
+    def failed(self, log_format, **fields):
+        """
+        The relay cannot go on: the end it belongs to replaces this with
+        its own L{uhppoted_tunnel.lifecycle.EndLifecycle.failed}.
+        """
+        self.log.error(log_format, **fields)
 
     def start(self):
         pass
@@ -290,9 +297,16 @@ class EventSender(_Relay):
         self.buffer.expire()
         self._lost.flush()
         if self.buffer:
-            self.buffer.spool(self.path)
-            self.log.info("kept {n} undelivered event(s) for the next run in {path}", n=len(self.buffer),
-                          path=self.path)
+            try:
+                self.buffer.spool(self.path)
+            except StorageError as e:
+                # an error the tunnel cannot get past: exit 1, saying how
+                # many events are lost
+                self.failed("could not keep {n} undelivered event(s) in {path}: {reason}", n=e.lost, path=e.path,
+                            reason=e.reason)
+            else:
+                self.log.info("kept {n} undelivered event(s) for the next run in {path}", n=len(self.buffer),
+                              path=self.path)
 
     def send(self, payload, reply):
         dropped = self.buffer.add(self.ids.next(), payload)

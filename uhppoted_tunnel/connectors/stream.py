@@ -214,6 +214,7 @@ class StreamEnd(EndLifecycle, MultiService):
         self.factory = FrameFactory(None, settings, reactor, log_tag, self.connectionClosed)
         self.connections = self.factory.connections
         self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag)
+        self.relay.failed = self.failed
         self.factory.relay = TracingRelay(self.relay, log_tag) if settings["debug"] else self.relay
         if role == OUT:
             # the router calls the relay straight: nothing in between
