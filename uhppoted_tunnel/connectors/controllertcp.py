@@ -7,7 +7,6 @@ close (at once for set-ip, which is never answered), all within
 C{--udp-timeout}; one timer for every request in flight.
 """
 
-from collections import deque
 from functools import partial
 
 from twisted.application.service import Service
@@ -16,6 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
+from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import PACKET_SIZE, SET_IP
 from uhppoted_tunnel.router import Throttle
@@ -94,8 +94,7 @@ class ControllerTCP(Service):
         self.trace = trace
         #: attempts whose socket is not yet closed
         self.open = set()
-        self._expiry = deque()
-        self._timer = None
+        self._expiry = DeadlineQueue(reactor, timeout, self._expired)
         #: serial -> Throttle for connection failure warnings
         self._failures = {}
         #: serial -> (address, reason) of its last connection failure
@@ -112,11 +111,9 @@ class ControllerTCP(Service):
         """
         if not self.running:
             return
-        attempt = _Attempt(serial, address, payload, reply, self.reactor.seconds() + self.timeout)
+        attempt = _Attempt(serial, address, payload, reply, 0)
         self.open.add(attempt)
-        self._expiry.append(attempt)
-        if self._timer is None:
-            self._timer = self.reactor.callLater(self.timeout, self._expire)
+        self._expiry.add(attempt)
         endpoint = TCP4ClientEndpoint(self.reactor, address[0], address[1], timeout=self.timeout)
         attempt.connecting = connectProtocol(endpoint, ControllerProtocol(self, attempt))
         attempt.connecting.addCallbacks(partial(self._made, attempt), partial(self._failed, attempt))
@@ -202,33 +199,27 @@ class ControllerTCP(Service):
         self.log.warn("could not connect to controller {serial} at {host}:{port} ({reason}): dropped {n} request(s)",
                       serial=serial, host=host, port=port, reason=reason, n=count)
 
-    def _expire(self):
+    def _expired(self, attempt, now):
         """
-        Give up on every request past its deadline: stop connecting (a
+        Give up on a request past its deadline: stop connecting (a
         connection failure), or close the connection and drop the request.
         """
-        self._timer = None
-        now = self.reactor.seconds()
-        expiry = self._expiry
-        while expiry and expiry[0].deadline <= now:
-            attempt = expiry.popleft()
-            if attempt not in self.open:
-                continue
-            if attempt.protocol is None:
-                if attempt.connecting is not None:
-                    attempt.cancelled = True
-                    attempt.reply = None
-                    self._warn(attempt, "no connection within {}s".format(self.timeout))
-                    attempt.connecting.cancel()
-            else:
-                if attempt.reply is not None:
-                    attempt.reply = None
-                    self.log.debug("no reply from controller {serial} at {host}:{port} within {timeout}s: dropped",
-                                   serial=attempt.serial, host=attempt.address[0], port=attempt.address[1],
-                                   timeout=self.timeout)
-                attempt.protocol.transport.abortConnection()
-        if expiry:
-            self._timer = self.reactor.callLater(max(0.0, expiry[0].deadline - now), self._expire)
+        if attempt not in self.open:
+            return False
+        if attempt.protocol is None:
+            if attempt.connecting is not None:
+                attempt.cancelled = True
+                attempt.reply = None
+                self._warn(attempt, "no connection within {}s".format(self.timeout))
+                attempt.connecting.cancel()
+        else:
+            if attempt.reply is not None:
+                attempt.reply = None
+                self.log.debug("no reply from controller {serial} at {host}:{port} within {timeout}s: dropped",
+                               serial=attempt.serial, host=attempt.address[0], port=attempt.address[1],
+                               timeout=self.timeout)
+            attempt.protocol.transport.abortConnection()
+        return False
 
     def stopService(self):
         """
@@ -239,9 +230,6 @@ class ControllerTCP(Service):
         Service.stopService(self)
         for throttle in self._failures.values():
             throttle.flush()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._expiry.clear()
         waiting = []
         for attempt in list(self.open):

@@ -30,7 +30,6 @@ at most every 10 s.
 
 import socket
 import struct
-from collections import deque
 from functools import partial
 
 from twisted.application.service import Service
@@ -45,6 +44,7 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.addresses import is_ip_address, parse_host_port
 from uhppoted_tunnel.bind import bind_to_device, check_interface, reactor_for
+from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
@@ -321,8 +321,7 @@ class BroadcastEnd(EndLifecycle, Service):
         self._full = Throttle(reactor, self._warnFull)
         self._bad = Throttle(reactor, self._warnBad)
         self._last_bad = None
-        self._expiry = deque()
-        self._timer = None
+        self._expiry = DeadlineQueue(reactor, timeout, self._expired)
         self._bind = "::" if ":" in destination[0] else "0.0.0.0"
 
     def startService(self):
@@ -357,11 +356,9 @@ class BroadcastEnd(EndLifecycle, Service):
         if sock is None:
             self._full.count()
             return
-        entry = _Request(key, reply, self.reactor.seconds() + self.timeout, sock)
+        entry = _Request(key, reply, 0, sock)
         sock.hold(entry)
-        self._expiry.append(entry)
-        if self._timer is None:
-            self._timer = self.reactor.callLater(self.timeout, self._expire)
+        self._expiry.add(entry)
         sock.transport.write(payload, self.destination)
 
     def badReply(self, size, address):
@@ -405,27 +402,20 @@ class BroadcastEnd(EndLifecycle, Service):
             return None
         return self._open()
 
-    def _expire(self):
+    def _expired(self, entry, now):
         """
-        End every request whose timeout has passed; reserve its key for one
-        more timeout so that a late reply cannot reach a later request.
+        End a request whose timeout has passed, and reserve its key for one
+        more timeout (by keeping it) so that a late reply cannot reach a
+        later request.
         """
-        self._timer = None
-        now = self.reactor.seconds()
-        expiry = self._expiry
-        while expiry and expiry[0].deadline <= now:
-            entry = expiry.popleft()
-            sock = entry.socket
-            if sock is None or sock.keys.get(entry.key) is not entry:
-                continue
-            if entry.reply is None:
-                sock.release(entry)
-            else:
-                entry.reply = None
-                entry.deadline = now + self.timeout
-                expiry.append(entry)
-        if expiry:
-            self._timer = self.reactor.callLater(max(0.0, expiry[0].deadline - now), self._expire)
+        sock = entry.socket
+        if sock is None or sock.keys.get(entry.key) is not entry:
+            return False
+        if entry.reply is None:
+            sock.release(entry)
+            return False
+        entry.reply = None
+        return True
 
     @property
     def in_flight(self):
@@ -438,9 +428,6 @@ class BroadcastEnd(EndLifecycle, Service):
         Service.stopService(self)
         self._full.flush()
         self._bad.flush()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._expiry.clear()
         self.free.clear()
         sockets, self.sockets = self.sockets, []
