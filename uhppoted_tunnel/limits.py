@@ -111,10 +111,21 @@ class ConnectionLimits:
 
 class _Counted(ProtocolWrapper):
     """
-    A connection the caps count until it closes.
+    A connection the caps count until it closes. What arrives and what is
+    written go straight between the socket and the wrapped protocol, so
+    counting costs the relay's hot path nothing.
     """
 
     source = None
+
+    def __init__(self, factory, wrappedProtocol):
+        ProtocolWrapper.__init__(self, factory, wrappedProtocol)
+        self.dataReceived = wrappedProtocol.dataReceived
+
+    def makeConnection(self, transport):
+        self.write = transport.write
+        self.writeSequence = transport.writeSequence
+        ProtocolWrapper.makeConnection(self, transport)
 
 
 class LimitingFactory(WrappingFactory):
@@ -229,8 +240,26 @@ class LimitedServerEndpoint:
         self.factory = None
 
     def listen(self, factory):
-        self.factory = limit_connections(factory, self.settings, self.clock, self.log_tag)
-        return self.endpoint.listen(self.factory)
+        self.factory = limited = limit_connections(factory, self.settings, self.clock, self.log_tag)
+        return self.endpoint.listen(limited).addCallback(_LimitedPort, limited)
+
+
+class _LimitedPort:
+    """
+    A listening port whose C{stopListening} also reports the refusals not
+    yet reported.
+    """
+
+    def __init__(self, port, factory):
+        self._port = port
+        self._factory = factory
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+    def stopListening(self):
+        self._factory.flush()
+        return self._port.stopListening()
 
 
 def limit_endpoint(endpoint, settings, clock, log_tag):

@@ -7,6 +7,7 @@ transports and a fake clock.
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
@@ -162,15 +163,27 @@ class LimitEndpointTests(SynchronousTestCase):
     def test_listen(self):
         listened = []
 
+        stopped = []
+
+        class Port:
+            def getHost(self):
+                return "host"
+
+            def stopListening(self):
+                stopped.append(True)
+
         class Endpoint:
             def listen(self, factory):
                 listened.append(factory)
-                return "port"
+                return succeed(Port())
 
         endpoint = limits.limit_endpoint(Endpoint(), {"max-connections": 1}, Clock(), "HTTP")
         verifyObject(IStreamServerEndpoint, endpoint)
         inner = Factory.forProtocol(Protocol)
-        self.assertEqual(endpoint.listen(inner), "port")
+        port = self.successResultOf(endpoint.listen(inner))
+        self.assertEqual(port.getHost(), "host")
+        port.stopListening()
+        self.assertEqual(stopped, [True])
         [factory] = listened
         self.assertIs(factory, endpoint.factory)
         self.assertIs(factory.wrappedFactory, inner)

@@ -18,7 +18,7 @@ from uhppoted_tunnel.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.wire import FrameDecoder, encode
 
-SETTINGS = {"max-payload": 1024, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
+SETTINGS = {"max-payload": 1024, "max-connections": 512, "max-connections-per-source": 128, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
             "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,
             "events": False}
 MAKER = StreamConnectorMaker("tcp")
@@ -425,3 +425,61 @@ class FlowControlTests(SynchronousTestCase):
         protocol.pauseProducing()
         self.end.stopService()
         self.assertTrue(transport.disconnected)
+
+
+class ServerLimitsTests(SynchronousTestCase):
+    """
+    A stream server end listens with a large backlog, caps its
+    connections, and warns when it is plain on a network address.
+    """
+
+    def setUp(self):
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def start(self, text, **settings):
+        end, reactor = make(text, IN, RecordingRouter(), **settings)
+        end.startService()
+        self.addCleanup(end.stopService)
+        return end, reactor
+
+    def test_backlogAndCaps(self):
+        """
+        The listen backlog is 1024; past --max-connections-per-source a
+        connection from that source is refused (its protocol is never
+        built) with a warning naming the flag, while another source is
+        still accepted.
+        """
+        end, reactor = self.start("tcp/server:127.0.0.1:12345", **{"max-connections": 10,
+                                                                   "max-connections-per-source": 1})
+        port, factory, backlog, _ = reactor.tcpServers[0]
+        self.assertEqual(backlog, 1024)
+        first = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 50001))
+        first.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 50001)))
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 50002)))
+        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 50001)))
+        [warning] = [e for e in self.logged if "--{cap}" in e.get("log_format", "")]
+        self.assertEqual(warning["cap"], "max-connections-per-source")
+
+    def test_plainOnNetworkWarned(self):
+        """
+        A plain tcp/server end on a network address is warned of (the fake
+        reactor's ports say 0.0.0.0).
+        """
+        self.start("tcp/server:0.0.0.0:12346")
+        [warning] = [e for e in self.logged if "plain" in e.get("log_format", "")]
+        self.assertEqual(warning["address"], "0.0.0.0:12346")
+
+    def test_loopbackIsLocal(self):
+        """
+        Loopback addresses (IPv4 and IPv6) and UNIX sockets are local; any
+        other address, the wildcard included, is not.
+        """
+        from twisted.internet.address import IPv6Address, UNIXAddress
+
+        from uhppoted_tunnel.connectors.stream import _loopback
+
+        self.assertTrue(_loopback(IPv4Address("TCP", "127.0.0.1", 1)))
+        self.assertTrue(_loopback(IPv6Address("TCP", "::1", 1)))
+        self.assertTrue(_loopback(UNIXAddress(b"/run/x.sock")))
+        self.assertFalse(_loopback(IPv4Address("TCP", "0.0.0.0", 1)))
+        self.assertFalse(_loopback(IPv4Address("TCP", "192.0.2.1", 1)))

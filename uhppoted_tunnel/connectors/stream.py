@@ -17,6 +17,7 @@ C{--max-retry-delay}; after C{--max-retries} failed attempts in a row the
 end fails (L{uhppoted_tunnel.lifecycle}) and the tunnel stops.
 """
 
+import ipaddress
 import socket
 
 from twisted.application.internet import ClientService
@@ -34,6 +35,7 @@ from uhppoted_tunnel.connectors.endpoints import client_endpoint, server_endpoin
 from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
+from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
 
@@ -95,6 +97,20 @@ def tune(transport, max_send_queue=DEFAULT_MAX_SEND_QUEUE, dead_peer_timeout=DEF
                 handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_peer_timeout * 1000))
         except OSError:
             pass
+
+
+def _loopback(address):
+    """
+    Whether a listening address is reachable from this machine only (a
+    loopback IP address, or not an IP address at all: a UNIX socket).
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 class FrameFactory(Factory):
@@ -240,9 +256,14 @@ class ServerEnd(StreamEnd):
     C{tcp/server:ADDRESS}: listens for peers.
     """
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP"):
+    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP", secure=False):
+        """
+        :param secure: whether the transport authenticates and encrypts
+            (TLS); a plain end on a network address is warned of.
+        """
         StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag)
         self.endpoint = endpoint
+        self.secure = secure
         self.port = None
         self._listening = None
 
@@ -254,7 +275,13 @@ class ServerEnd(StreamEnd):
     def _listened(self, port):
         self._listening = None
         self.port = port
-        self.log.info("listening on {address}", address=format_address(port.getHost()))
+        address = port.getHost()
+        self.log.info("listening on {address}", address=format_address(address))
+        if not self.secure and not _loopback(address):
+            self.log.warn("{address} is a plain {kind} end on a network address: anyone who can reach it can read "
+                          "every request (card numbers, PINs) and forge replies; across networks you do not "
+                          "control, use tls/ with --client-auth", address=format_address(address),
+                          kind=self.log_tag)
         self.listening(port)
 
     def _cannotListen(self, failure):
@@ -362,6 +389,8 @@ class StreamConnectorMaker:
     """
 
     log_tag = "TCP"
+    #: whether the transport authenticates and encrypts its peers
+    secure = False
 
     def __init__(self, kind="tcp"):
         self.kind = kind
@@ -379,7 +408,7 @@ class StreamConnectorMaker:
             check_interface(spec.interface)
         if spec.prefix.endswith("/server:"):
             end = ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings),
-                            self.log_tag)
+                            self.log_tag, self.secure)
         else:
             end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
                             self.log_tag)
@@ -389,9 +418,13 @@ class StreamConnectorMaker:
     def serverEndpoint(self, reactor, spec, settings):
         """
         The endpoint a server end listens on, whose connections reach the
-        end's factory once they are ready for frames.
+        end's factory once they are ready for frames: a listen backlog of
+        L{LISTEN_BACKLOG}, and the connection caps (C{--max-connections},
+        C{--max-connections-per-source}) outside anything a secure
+        transport adds, so that a refused connection costs no handshake.
         """
-        return server_endpoint(reactor, spec)
+        return limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor,
+                              self.log_tag)
 
     def clientEndpoint(self, reactor, spec, settings):
         """

@@ -366,6 +366,7 @@ class TLSConnectorMaker(StreamConnectorMaker):
     """
 
     log_tag = "TLS"
+    secure = True
 
     def __init__(self):
         StreamConnectorMaker.__init__(self, "tls")

@@ -1,0 +1,90 @@
+# -*- test-case-name: tests.loopback.test_caps -*-
+"""
+Connection caps on a stream server end, against a real tunnel process on
+127.0.0.1 running under the usual 1,024-descriptor limit.
+"""
+
+import resource
+import socket
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tests.loopback.processes import (
+    Client,
+    connected_line,
+    empty_config,
+    listening_line,
+    lockfile,
+    spawn,
+    start_emulator,
+    tunnel_command,
+)
+from tests.tools import require
+
+A = 405419896
+IDLE = 1100
+
+
+def open_idle(port, count, source):
+    """
+    Open C{count} connections from C{source} that never send a byte.
+
+    :return: the sockets (connected, or refused by the server after
+        accepting: either way the server spent an accept on each).
+    """
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind((source, 0))
+        sock.settimeout(5)
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            pass
+        sockets.append(sock)
+    return sockets
+
+
+class ConnectionCapTests(TestCase):
+    timeout = 120
+
+    def setUp(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < IDLE + 200 <= hard or hard == resource.RLIM_INFINITY:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, IDLE + 200), hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+
+    @inlineCallbacks
+    def test_idleFloodLeavesGoodPeerServed(self):
+        """
+        1,100 idle connections from one address to a host's tcp/server end,
+        under a 1,024-descriptor limit: past --max-connections-per-source
+        they are refused with a throttled warning naming the flag, and a
+        site connecting afterwards from another address is served.
+        """
+        prlimit = require("prlimit", "util-linux")
+        emulator, emulator_port = yield start_emulator(self, A)
+        command = [prlimit, "--nofile=1024:1024", "--"] + tunnel_command() + [
+            "--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0", "--rate-limit", "1000",
+            "--lockfile", lockfile(self, "host"), "--config", empty_config(self)]
+        host = spawn(self, command, "host")
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        tcp_port = int((yield host.waitFor(listening_line("TCP"))).group(1))
+        idle = yield deferToThread(open_idle, tcp_port, IDLE, "127.0.0.2")
+        self.addCleanup(lambda: [sock.close() for sock in idle])
+        yield host.waitFor(r"refused \d+ connection\(s\), the last from 127\.0\.0\.2:\d+: 128 open connections from "
+                           r"127\.0\.0\.2 already \(--max-connections-per-source")
+        mark = host.mark()
+        site = spawn(self, tunnel_command() + [
+            "--in", "tcp/client:127.0.0.1:{}".format(tcp_port), "--out",
+            "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s", "--lockfile",
+            lockfile(self, "site"), "--config", empty_config(self)], "site")
+        yield site.waitFor(connected_line(tcp_port))
+        yield host.waitFor(connected_line(), since=mark)
+        reply = yield Client(udp_port).get_controller(A, timeout=3.0)
+        self.assertEqual(reply.controller, A)
+        warnings = [line for _, line in host.lines if "refused" in line]
+        self.assertLess(len(warnings), 5, warnings)
+        self.assertNotIn("Traceback", host.output())
