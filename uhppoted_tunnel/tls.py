@@ -59,6 +59,22 @@ def load_ca(path):
         raise ValueError("--ca-cert '{}': not a PEM certificate".format(path)) from None
 
 
+def not_after(path):
+    """
+    When a certificate file's certificate expires.
+
+    :return: seconds since the epoch.
+    :raise ValueError: naming the file when it cannot be read.
+    """
+    from cryptography import x509
+
+    try:
+        with open(path, "rb") as f:
+            return x509.load_pem_x509_certificate(f.read()).not_valid_after_utc.timestamp()
+    except (OSError, ValueError) as e:
+        raise ValueError("'{}': {}".format(path, getattr(e, "strerror", None) or e)) from None
+
+
 def load_identity(cert_path, key_path):
     """
     Read a certificate and its private key and check that they match.

@@ -155,3 +155,65 @@ class ALPNTests(SynchronousTestCase):
         select = tls.alpn_selector([b"http/1.1", b"h2"])
         self.assertEqual(select(None, [b"h2", b"http/1.1"]), b"http/1.1")
         self.assertIs(select(None, [b"spdy/3"]), SSL.NO_OVERLAPPING_PROTOCOLS)
+
+
+class CertificateWatchTests(SynchronousTestCase):
+    """
+    L{CertificateWatch} warns of a certificate near or past its end: at
+    start, and a week before the end while the tunnel runs.
+    """
+
+    DAY = 86400.0
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        self.clock = Clock()
+        self.clock.advance(1000 * self.DAY)
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def watch(self, *days):
+        from uhppoted_tunnel.connectors.tls import CertificateWatch
+
+        certificates = [("--cert", "c{}.cert".format(n), self.clock.seconds() + d * self.DAY)
+                        for n, d in enumerate(days)]
+        watch = CertificateWatch(certificates, self.clock, "TLS")
+        watch.startService()
+        return watch
+
+    def warnings(self):
+        return [e for e in self.logged if e["log_level"].name == "warn"]
+
+    def test_nearAtStart(self):
+        """
+        A certificate that expires within a week, or has expired, is
+        warned of at start.
+        """
+        self.watch(3, -1)
+        [soon, past] = self.warnings()
+        self.assertEqual((soon["path"], round(soon["days"])), ("c0.cert", 3))
+        self.assertIn("expired", past["log_format"])
+
+    def test_aWeekBefore(self):
+        """
+        A certificate with 30 days left is warned of 23 days later, once.
+        """
+        watch = self.watch(30)
+        self.assertEqual(self.warnings(), [])
+        self.clock.advance(23 * self.DAY - 1)
+        self.assertEqual(self.warnings(), [])
+        self.clock.advance(1)
+        self.assertEqual(len(self.warnings()), 1)
+        watch.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stopCancels(self):
+        """
+        Stopping cancels the timers.
+        """
+        watch = self.watch(300, 400)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)
+        watch.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])

@@ -42,7 +42,7 @@ from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
 from uhppoted_tunnel.durations import format_duration
 from uhppoted_tunnel.connectors.endpoints import server_endpoint
-from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
+from uhppoted_tunnel.connectors.tls import SecureServerEndpoint, watch_certificates
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.jsonapi import (
     BadRequest,
@@ -265,8 +265,13 @@ class HTTPEnd(EndLifecycle, Service):
         self.factory.log_tag = self.log_tag
         self._listening = None
 
+    #: the certificate expiry watch of an https/ end, or C{None}
+    watch = None
+
     def startService(self):
         Service.startService(self)
+        if self.watch is not None:
+            self.watch.startService()
         if not os.path.isdir(self.html):
             self.log.warn("--html folder '{folder}' not found: static files will not be served", folder=self.html)
         self._listening = self.endpoint.listen(self.factory)
@@ -319,6 +324,8 @@ class HTTPEnd(EndLifecycle, Service):
 
     def stopService(self):
         Service.stopService(self)
+        if self.watch is not None:
+            self.watch.stopService()
         if self._listening is not None:
             self._listening.cancel()
         for exchange in list(self.pending):
@@ -363,4 +370,6 @@ class HTTPConnectorMaker:
                                             settings["handshake-timeout"], "HTTPS", "is the client using plain HTTP?")
         end = HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
         end.limited = limited
+        if secure:
+            end.watch = watch_certificates(settings, "server", reactor, "HTTPS")
         return end

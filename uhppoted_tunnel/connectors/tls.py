@@ -15,7 +15,11 @@ with L{LinkRefused}, which the client end counts as a failed attempt. See
 L{uhppoted_tunnel.tls} for the policy (versions, ciphers, certificates).
 """
 
+import os
+import time
+
 from OpenSSL import SSL
+from twisted.application.service import Service
 from twisted.internet.defer import (
     CancelledError,
     Deferred,
@@ -360,6 +364,75 @@ class SecureClientEndpoint:
         return ready
 
 
+#: A certificate this close to its end is warned of (at start, and when
+#: the time comes while the tunnel runs).
+EXPIRY_WARNING = 7 * 24 * 3600.0
+
+
+class CertificateWatch(Service):
+    """
+    Warns of certificates that expire: at start, of any within a week of
+    its end (or past it), and while the tunnel runs, a week before each
+    end (one timer per certificate, armed only while the end runs).
+    """
+
+    log = Logger()
+
+    def __init__(self, certificates, clock, log_tag):
+        """
+        :param certificates: C{(flag, path, not_after)} for each
+            certificate the end uses, C{not_after} in seconds since the
+            epoch.
+        :param clock: an C{IReactorTime}.
+        :param log_tag: the end's log tag.
+        """
+        self.certificates = certificates
+        self.clock = clock
+        self.log_tag = log_tag
+        self._timers = []
+
+    def startService(self):
+        Service.startService(self)
+        now = self.clock.seconds()
+        for flag, path, not_after in self.certificates:
+            if not_after - now <= EXPIRY_WARNING:
+                self._warn(flag, path, not_after)
+            else:
+                self._timers.append(self.clock.callLater(not_after - now - EXPIRY_WARNING, self._warn, flag, path,
+                                                         not_after))
+
+    def _warn(self, flag, path, not_after):
+        left = not_after - self.clock.seconds()
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(not_after))
+        if left <= 0:
+            self.log.warn("{flag} {path}: the certificate expired on {when}: TLS peers will refuse it", flag=flag,
+                          path=path, when=when)
+        else:
+            self.log.warn("{flag} {path}: the certificate expires on {when} (in {days:.1f} days): renew it",
+                          flag=flag, path=path, when=when, days=left / 86400)
+
+    def stopService(self):
+        Service.stopService(self)
+        for timer in self._timers:
+            if timer.active():
+                timer.cancel()
+        self._timers = []
+
+
+def watch_certificates(settings, side, clock, log_tag):
+    """
+    The L{CertificateWatch} for a secure end's certificates: the CA and
+    the end's own (a client's only if it has one).
+
+    :param side: C{"server"} or C{"client"}.
+    """
+    cert = settings["cert"] or side + ".cert"
+    found = [("--ca-cert", settings["ca-cert"])]
+    if settings["cert"] or side == "server" or os.path.exists(cert):
+        found.append(("--cert", cert))
+    return CertificateWatch([(flag, path, tls.not_after(path)) for flag, path in found], clock, log_tag)
+
+
 class TLSConnectorMaker(StreamConnectorMaker):
     """
     Makes C{tls/server} and C{tls/client} ends.
@@ -370,6 +443,12 @@ class TLSConnectorMaker(StreamConnectorMaker):
 
     def __init__(self):
         StreamConnectorMaker.__init__(self, "tls")
+
+    def makeEnd(self, spec, role, settings, router, reactor):
+        end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
+        side = "server" if spec.prefix.endswith("/server:") else "client"
+        watch_certificates(settings, side, reactor, self.log_tag).setServiceParent(end)
+        return end
 
     def serverEndpoint(self, reactor, spec, settings):
         return SecureServerEndpoint(StreamConnectorMaker.serverEndpoint(self, reactor, spec, settings),
