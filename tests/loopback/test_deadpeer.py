@@ -65,7 +65,7 @@ class DeadPeerTests(TestCase):
         port = free_port()
         self.half("host", "--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:{}".format(port))
         site = self.half("site", "--in", "tcp/client:127.0.0.1:{}".format(port),
-                         "--out", "udp/broadcast:127.0.0.1:{}".format(free_port()), "--dead-peer-timeout", "1000s")
+                         "--out", "udp/broadcast:127.0.0.1:{}".format(free_port()), "--dead-peer-timeout", "10s")
         yield site.waitFor(connected_line(port))
         mark = site.mark()
         self.run_in(self.nft, "add", "table", "inet", "blackhole")
