@@ -306,7 +306,8 @@ class HTTPEnd(EndLifecycle, Service):
             reply, wait = exchange.first, self.udp_timeout
         else:
             reply, wait = None, None
-        if not self.router.request(parsed.payload, reply):
+        source = getattr(request.getClientAddress(), "host", None)
+        if not self.router.request(parsed.payload, reply, source):
             limiter = getattr(self.router, "limiter", None)
             retry = 1 if limiter is None else max(1, math.ceil(1 / limiter.rate))
             request.setHeader(b"Retry-After", b"%d" % retry)
