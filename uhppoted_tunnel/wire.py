@@ -165,8 +165,10 @@ class FramedProtocol(Protocol):
     It is connected only once it is ready for frames (a secure transport
     connects it after its handshake), and then tells C{self.factory}
     (C{connectionReady(self)}, and C{connectionClosed(self, reason)} at the
-    end); each whole frame goes straight to C{self.relay.frameReceived(self,
-    frame_id, payload)}.
+    end; C{frameTooLong}, C{stalledTooLong} and C{frameDropped} when it
+    drops the peer or a frame, which the factory reports, throttled); each
+    whole frame goes straight to C{self.relay.frameReceived(self, frame_id,
+    payload)}.
 
     Flow control: the protocol is its transport's producer, so the
     transport says when the peer stops reading (what is queued for it is
@@ -230,15 +232,14 @@ class FramedProtocol(Protocol):
 
     def _stalledTooLong(self, timeout):
         self._stall = None
-        self.log.warn("closing connection to {peer}: it has read nothing sent to it for {timeout:g}s "
-                      "(--stall-timeout)", peer=self.peer, timeout=timeout)
+        self.factory.stalledTooLong(self, timeout)
         self.transport.abortConnection()
 
     def dataReceived(self, data):
         try:
             frames = self.decoder.feed(data)
         except FrameTooLong as e:
-            self.log.warn("closing connection from {peer}: {reason}", peer=self.peer, reason=e)
+            self.factory.frameTooLong(self, e)
             self.transport.abortConnection()
             return
         relay = self.relay

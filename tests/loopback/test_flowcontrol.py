@@ -157,7 +157,8 @@ class StalledPeerTests(TestCase):
             yield deferLater(reactor, 0.5, lambda: None)
         after = rss_mb(host.pid)
         flood.stop()
-        yield host.waitFor(r"closing connection to 127\.0\.0\.1:\d+: it has read nothing sent to it for 5s")
+        yield host.waitFor(r"closed 1 connection\(s\) that read nothing sent to them for 5s, the last to 127\.0\.0\.1:\d+ "
+                           r"\(--stall-timeout\)")
         self.assertLess(after - before, 10.0, "host RSS {:.1f} -> {:.1f} MB".format(before, after))
         self.assertGreater(flood.replies, RATE * 5, "the healthy site relayed too little")
         slowest = sorted(loaded)[int(len(loaded) * 0.9)]
@@ -192,7 +193,8 @@ class StalledPeerTests(TestCase):
         yield site.waitFor(connected_line())
         yield deferLater(reactor, 1.0, lambda: None)
         before = rss_mb(site.pid)
-        yield site.waitFor(r"closing connection to 127\.0\.0\.1:\d+: it has read nothing sent to it for 5s",
+        yield site.waitFor(r"closed 1 connection\(s\) that read nothing sent to them for 5s, the last to 127\.0\.0\.1:\d+ "
+                           r"\(--stall-timeout\)",
                            timeout=LOAD)
         yield deferLater(reactor, LOAD / 2, lambda: None)
         after = rss_mb(site.pid)

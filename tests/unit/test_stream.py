@@ -413,7 +413,7 @@ class FlowControlTests(SynchronousTestCase):
         self.reactor.advance(0.1)
         self.assertTrue(transport.disconnected)
         [warning] = [e for e in self.logged if "--stall-timeout" in e.get("log_format", "")]
-        self.assertEqual(warning["peer"], "127.0.0.1:50003")
+        self.assertEqual((warning["peer"], warning["count"]), ("127.0.0.1:50003", 1))
         protocol.connectionLost(Failure(ConnectionDone()))
 
     def test_stopAbortsStalled(self):
@@ -483,3 +483,27 @@ class ServerLimitsTests(SynchronousTestCase):
         self.assertTrue(_loopback(UNIXAddress(b"/run/x.sock")))
         self.assertFalse(_loopback(IPv4Address("TCP", "0.0.0.0", 1)))
         self.assertFalse(_loopback(IPv4Address("TCP", "192.0.2.1", 1)))
+
+
+class ImpossibleFrameTests(SynchronousTestCase):
+    def test_warnedThrottled(self):
+        """
+        Peers that send impossible frames are each disconnected; the first
+        is warned of at once with the likely cause, the rest counted into
+        one warning at most every 10 s.
+        """
+        end, reactor = make("tcp/server:127.0.0.1:12345", IN, RecordingRouter())
+        end.startService()
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        hello = bytes.fromhex("160301020001") + bytes(100)
+        for n in range(50):
+            protocol, transport = peer(end, 50000 + n)
+            protocol.dataReceived(hello)
+            self.assertTrue(transport.disconnected)
+        reactor.advance(10)
+        warnings = [e for e in logged if e["log_level"].name == "warn"]
+        self.assertEqual(len(warnings), 2)
+        self.assertIn("is the peer using TLS?", str(warnings[0]["reason"]))
+        self.assertEqual(warnings[1]["count"], 49)
+        end.stopService()
+        self.assertEqual(reactor.getDelayedCalls(), [])

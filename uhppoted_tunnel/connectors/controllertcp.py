@@ -97,6 +97,8 @@ class ControllerTCP(Service):
         self._expiry = DeadlineQueue(reactor, timeout, self._expired)
         #: serial -> Throttle for connection failure warnings
         self._failures = {}
+        self._oversize = Throttle(reactor, self._warnOversize)
+        self._last_oversize = None
         #: serial -> (address, reason) of its last connection failure
         self._reasons = {}
 
@@ -172,10 +174,19 @@ class ControllerTCP(Service):
 
     def _deliver(self, attempt, reply, data):
         if len(data) > self.max_payload:
-            self.log.warn("dropped a reply of {n} bytes from controller {serial} (limit {limit})", n=len(data),
-                          serial=attempt.serial, limit=self.max_payload)
+            self._last_oversize = (len(data), attempt.serial)
+            self._oversize.count()
             return
         reply(data)
+
+    def _warnOversize(self, count):
+        size, serial = self._last_oversize
+        if count == 1:
+            self.log.warn("dropped a reply of {n} bytes from controller {serial} (limit {limit})", n=size,
+                          serial=serial, limit=self.max_payload)
+        else:
+            self.log.warn("dropped {count} replies over {limit} bytes (the last: {n} bytes from controller "
+                          "{serial})", count=count, n=size, serial=serial, limit=self.max_payload)
 
     def _failed(self, attempt, failure):
         """
@@ -228,6 +239,7 @@ class ControllerTCP(Service):
         :return: a Deferred that fires once every connection is closed.
         """
         Service.stopService(self)
+        self._oversize.flush()
         for throttle in self._failures.values():
             throttle.flush()
         self._expiry.clear()

@@ -167,6 +167,7 @@ class RequestSender(_Relay):
         self.trace = settings["debug"]
         self.udp_timeout = settings["udp-timeout"]
         self.replies = ReplyTable(clock.seconds)
+        self._overflow = Throttle(clock, self._warnOverflow)
         self.queue = deque(maxlen=QUEUE_SIZE)
         self.ids = _Numbering()
         self._sweeper = None
@@ -181,12 +182,17 @@ class RequestSender(_Relay):
             self._sweeper.stop()
             self._sweeper = None
         self.queue.clear()
+        self._overflow.flush()
+
+    def _warnOverflow(self, count):
+        self.log.warn("not connected: dropped the {n} oldest queued request(s) ({limit} are held)", n=count,
+                      limit=QUEUE_SIZE)
 
     def send(self, payload, reply):
         connections = self.connections
         if not connections:
             if len(self.queue) == self.queue.maxlen:
-                self.log.warn("not connected: dropped the oldest of {n} queued requests", n=len(self.queue))
+                self._overflow.count()
             self.queue.append((self.clock.seconds(), payload, reply))
             return
         frame_id = self.ids.next()

@@ -149,6 +149,9 @@ class FrameFactory(Factory):
         self.connections = []
         self.protocols = set()
         self._dropped = Throttle(clock, self._warnDropped)
+        self._last = {}
+        self._too_long = Throttle(clock, self._warnTooLong)
+        self._stalled = Throttle(clock, self._warnStalled)
 
     def buildProtocol(self, addr):
         protocol = FramedProtocol(self.max_payload)
@@ -179,6 +182,33 @@ class FrameFactory(Factory):
         """
         self._dropped.count()
 
+    def frameTooLong(self, connection, error):
+        """
+        A peer sent a frame longer than C{--max-payload}: it is dropped.
+        """
+        self._last["too long"] = (connection.peer, error)
+        self._too_long.count()
+
+    def _warnTooLong(self, count):
+        peer, error = self._last["too long"]
+        if count == 1:
+            self.log.warn("closing connection from {peer}: {reason}", peer=peer, reason=error)
+        else:
+            self.log.warn("closed {count} connections that sent impossible frames, the last from {peer}: {reason}",
+                          count=count, peer=peer, reason=error)
+
+    def stalledTooLong(self, connection, timeout):
+        """
+        A peer read nothing for C{--stall-timeout}: it is dropped.
+        """
+        self._last["stalled"] = connection.peer
+        self._stalled.count()
+
+    def _warnStalled(self, count):
+        self.log.warn("closed {count} connection(s) that read nothing sent to them for {timeout:g}s, the last "
+                      "to {peer} (--stall-timeout)", count=count, timeout=self.stall_timeout,
+                      peer=self._last["stalled"])
+
     def _warnDropped(self, count):
         self.log.warn("dropped {n} frame(s) for peers that are not reading what is sent to them "
                       "(--max-send-queue {limit} bytes each)", n=count, limit=self.max_send_queue)
@@ -196,7 +226,8 @@ class FrameFactory(Factory):
 
         :return: a Deferred that fires once they have all closed.
         """
-        self._dropped.flush()
+        for throttle in (self._dropped, self._too_long, self._stalled):
+            throttle.flush()
         closing = [protocol.whenClosed() for protocol in self.protocols]
         for protocol in list(self.protocols):
             protocol.close()
