@@ -45,13 +45,15 @@ class TokenBucket:
         self._seconds = seconds
         self._stamp = seconds()
 
-    def take(self):
+    def take(self, now=None):
         """
         Take one token if there is one.
 
+        :param now: the time, if the caller has it already.
         :return: True if a token was taken.
         """
-        now = self._seconds()
+        if now is None:
+            now = self._seconds()
         tokens = self._tokens + (now - self._stamp) * self.rate
         self._stamp = now
         if tokens > self.burst:
@@ -171,17 +173,19 @@ class Router:
             sender, or C{None}.
         :return: True if forwarded.
         """
+        now = None
         if source is not None and self.source_rate is not None:
             bucket = self.sources.get(source)
             if bucket is None:
                 if len(self.sources) >= self.max_sources:
                     del self.sources[next(iter(self.sources))]
                 bucket = self.sources[source] = TokenBucket(self.source_rate, self.source_burst, self.clock.seconds)
-            if not bucket.take():
+            now = self.clock.seconds()
+            if not bucket.take(now):
                 self._last_source = source
                 self._source_dropped.count()
                 return False
-        if self.limiter is not None and not self.limiter.take():
+        if self.limiter is not None and not self.limiter.take(now):
             self._dropped.count()
             return False
         self.forwarded += 1
