@@ -117,6 +117,9 @@ _AUTH = {**dict.fromkeys(["required", "true", "yes", "on"], True),
          **dict.fromkeys(["false", "no", "off", "none", ""], False)}
 string = check("a string", lambda value: type(value) is str)
 boolean = check("true or false", lambda value: type(value) is bool)
+event_peer = check("tunnel or go", lambda value: type(value) is str and value.lower() in ("tunnel", "go"),
+                   lambda value: value.lower())
+
 log_level = check("debug, info, warn or error",
                   lambda value: type(value) is str and value.lower() in _LEVELS,
                   lambda value: _LEVELS[value.lower()])
@@ -205,6 +208,7 @@ KEYS = {
     "event-window": integer(1),
     "event-spool": string,
     "event-rate-limit": positive_number,
+    "event-peer": event_peer,
     "rate-limit-per-source": positive_number,
     "rate-limit-per-source-burst": integer(1),
     "max-send-queue": integer(1024),

@@ -320,8 +320,8 @@ class SeenEvents:
 
 class EventBuffer:
     """
-    The sending half's events, in order: those not yet sent and those sent
-    but not yet acknowledged.
+    The sending half's events not yet acknowledged, in order (ids rise with
+    each event added).
 
     It holds at most C{limit} events and none older than C{max_age}
     seconds; past either limit the oldest go first, and are counted in
@@ -342,10 +342,8 @@ class EventBuffer:
         self._seconds = seconds
         self.limit = limit
         self.max_age = max_age
-        #: frame id -> [time received, payload, sent]
+        #: frame id -> (time received, payload), oldest first
         self._entries = OrderedDict()
-        #: the frame ids not yet sent on the current link, in order
-        self._unsent = OrderedDict()
         self.lost = 0
 
     def __len__(self):
@@ -358,12 +356,10 @@ class EventBuffer:
         :return: how many older events were dropped to make room.
         """
         entries = self._entries
-        entries[frame_id] = [self._seconds() if stamp is None else stamp, payload, False]
-        self._unsent[frame_id] = None
+        entries[frame_id] = (self._seconds() if stamp is None else stamp, payload)
         dropped = 0
         while len(entries) > self.limit:
-            oldest, _ = entries.popitem(last=False)
-            self._unsent.pop(oldest, None)
+            entries.popitem(last=False)
             dropped += 1
         self.lost += dropped
         return dropped + self.expire()
@@ -382,57 +378,41 @@ class EventBuffer:
             if entries[oldest][0] >= cutoff:
                 break
             del entries[oldest]
-            self._unsent.pop(oldest, None)
             dropped += 1
         self.lost += dropped
         return dropped
 
-    def unsent(self):
+    @property
+    def last(self):
         """
-        The events not yet sent on the current link, oldest first.
+        The id of the newest event held, or 0.
+        """
+        return next(reversed(self._entries), 0)
+
+    def after(self, frame_id):
+        """
+        The events held with an id above C{frame_id}, oldest first.
 
         :return: a list of C{(frame_id, payload)}.
         """
         entries = self._entries
-        return [(frame_id, entries[frame_id][1]) for frame_id in self._unsent]
-
-    def sent(self, frame_id):
-        """
-        Note that an event went out and awaits its acknowledgement.
-        """
-        entry = self._entries.get(frame_id)
-        if entry is not None:
-            entry[2] = True
-            self._unsent.pop(frame_id, None)
+        if not entries or frame_id < next(iter(entries)):
+            return [(key, entry[1]) for key, entry in entries.items()]
+        found = []
+        for key in reversed(entries):
+            if key <= frame_id:
+                break
+            found.append((key, entries[key][1]))
+        found.reverse()
+        return found
 
     def acknowledge(self, frame_id):
         """
-        Forget an event the peer has acknowledged.
+        Forget an event a peer has acknowledged.
 
         :return: True if it was held.
         """
-        self._unsent.pop(frame_id, None)
         return self._entries.pop(frame_id, None) is not None
-
-    def release_sent(self):
-        """
-        Forget every event sent: the peer does not acknowledge (a Go
-        tunnel), so sent is as delivered as it gets.
-
-        :return: how many were forgotten.
-        """
-        sent = [frame_id for frame_id, entry in self._entries.items() if entry[2]]
-        for frame_id in sent:
-            del self._entries[frame_id]
-        return len(sent)
-
-    def requeue(self):
-        """
-        The link went down: everything unacknowledged is to be sent again.
-        """
-        for entry in self._entries.values():
-            entry[2] = False
-        self._unsent = OrderedDict.fromkeys(self._entries)
 
     def spool(self, path):
         """
@@ -442,7 +422,7 @@ class EventBuffer:
         :raise StorageError: when the file cannot be written, saying how
             many events are lost with it.
         """
-        data = b"".join(_SPOOLED.pack(stamp, len(payload)) + payload for stamp, payload, _ in self._entries.values())
+        data = b"".join(_SPOOLED.pack(stamp, len(payload)) + payload for stamp, payload in self._entries.values())
         try:
             write_atomically(path, data)
         except OSError as e:

@@ -53,6 +53,7 @@ DEFAULTS = {
     "event-window": events.DEFAULT_WINDOW,
     "event-spool": None,
     "event-rate-limit": None,
+    "event-peer": "tunnel",
     "rate-limit-per-source": None,
     "rate-limit-per-source-burst": None,
     "max-send-queue": wire.DEFAULT_MAX_SEND_QUEUE,
@@ -164,6 +165,9 @@ class Options(usage.Options):
                                     "or $XDG_STATE_HOME/uhppoted-tunnel)."],
         ["event-rate-limit", None, None, "Events per second allowed on average (default: no limit).",
          _checked("event-rate-limit", _number)],
+        ["event-peer", None, None, "What the other half of an event tunnel is: tunnel (this one, which "
+                                   "acknowledges events) or go (the Go tunnel, which does not: events are then "
+                                   "sent once and not held) (default tunnel).", _checked("event-peer")],
         ["rate-limit-per-source", None, None, "Requests per second allowed to one sender (an application's IP "
                                               "address, on udp/listen and http/) (default: half of --rate-limit).",
          _checked("rate-limit-per-source", _number)],

@@ -16,7 +16,6 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel import config
-from uhppoted_tunnel.connectors.relays import ACK_GRACE
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
 from uhppoted_tunnel.events import EventBuffer, SeenEvents
 from uhppoted_tunnel.interfaces import IN, OUT
@@ -112,7 +111,7 @@ class EventBufferTests(SynchronousTestCase):
         buffer = EventBuffer(self.clock.seconds)
         for n in range(1, 4):
             buffer.add(n, event(n))
-        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [1, 2, 3])
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(0)], [1, 2, 3])
 
     def test_countLimit(self):
         """
@@ -121,7 +120,7 @@ class EventBufferTests(SynchronousTestCase):
         buffer = EventBuffer(self.clock.seconds, limit=3)
         dropped = [buffer.add(n, event(n)) for n in range(1, 6)]
         self.assertEqual(dropped, [0, 0, 0, 1, 1])
-        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [3, 4, 5])
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(0)], [3, 4, 5])
         self.assertEqual(buffer.lost, 2)
 
     def test_ageLimit(self):
@@ -134,33 +133,32 @@ class EventBufferTests(SynchronousTestCase):
         buffer.add(2, event(2))
         self.clock.advance(31)
         self.assertEqual(buffer.expire(), 1)
-        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [2])
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(0)], [2])
 
-    def test_acknowledgeAndRequeue(self):
+    def test_acknowledge(self):
         """
-        Sent events wait for acknowledgement; after the link drops, those
-        unacknowledged are to be sent again, in order.
+        An acknowledged event is forgotten, once.
         """
         buffer = EventBuffer(self.clock.seconds)
         for n in range(1, 4):
             buffer.add(n, event(n))
-            buffer.sent(n)
-        self.assertEqual(buffer.unsent(), [])
         self.assertTrue(buffer.acknowledge(2))
         self.assertFalse(buffer.acknowledge(2))
-        buffer.requeue()
-        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [1, 3])
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(0)], [1, 3])
 
-    def test_releaseSent(self):
+    def test_after(self):
         """
-        For a peer that never acknowledges, everything sent is let go.
+        after(id) gives the events held above an id, in order; last is the
+        newest id held.
         """
         buffer = EventBuffer(self.clock.seconds)
-        buffer.add(1, event(1))
-        buffer.sent(1)
-        buffer.add(2, event(2))
-        self.assertEqual(buffer.release_sent(), 1)
-        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [2])
+        self.assertEqual((buffer.after(0), buffer.last), ([], 0))
+        for n in range(1, 6):
+            buffer.add(n, event(n))
+        buffer.acknowledge(4)
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(2)], [3, 5])
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(5)], [])
+        self.assertEqual(buffer.last, 5)
 
     def test_spool(self):
         """
@@ -281,35 +279,67 @@ class StreamEventTests(SynchronousTestCase):
         _, transport = self.peer(end)
         self.assertEqual([payload for _, payload in self.frames(transport)], [event(2), event(3), event(4)])
 
-    def test_goPeerWithoutAcknowledgements(self):
+    def test_silentPeerNeverEmptiesBuffer(self):
         """
-        A peer that acknowledges nothing within the grace time is taken for
-        a Go tunnel: what was sent is let go and later events are not held
-        for acknowledgement, so nothing is resent after a reconnect.
+        A peer that acknowledges nothing is not taken for a Go tunnel: the
+        events stay held however long it stays silent, and go to the next
+        peer that connects.
         """
         end = self.make("tcp/client:127.0.0.1:12346", OUT)
         protocol, transport = self.peer(end)
         end.send(event(1), None)
-        self.reactor.advance(ACK_GRACE)
         end.send(event(2), None)
+        self.reactor.advance(3600)
+        self.assertEqual(len(end.relay.buffer), 2)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        _, transport = self.peer(end)
+        self.assertEqual([payload for _, payload in self.frames(transport)], [event(1), event(2)])
+
+    def test_goMode(self):
+        """
+        With --event-peer go, events are sent once to the peers connected
+        and not held for acknowledgement; while none is, they are held.
+        """
+        end = self.make("tcp/client:127.0.0.1:12346", OUT, **{"event-peer": "go"})
+        end.send(event(1), None)
+        protocol, transport = self.peer(end)
+        end.send(event(2), None)
+        self.assertEqual([payload for _, payload in self.frames(transport)], [event(1), event(2)])
         self.assertEqual(len(end.relay.buffer), 0)
         protocol.connectionLost(Failure(ConnectionDone()))
         _, transport = self.peer(end)
         self.assertEqual(self.frames(transport), [])
 
-    def test_acknowledgingPeerKeepsGuarantee(self):
+    def test_acknowledgementBoundToConnection(self):
         """
-        Once a peer has acknowledged, the grace timer is off and events stay
-        held until acknowledged, however long that takes.
+        An acknowledgement counts only on the connection the event was sent
+        on: a peer acknowledging ids it was never sent empties nothing, and
+        the refusals are counted.
         """
-        end = self.make("tcp/client:127.0.0.1:12346", OUT)
-        protocol, transport = self.peer(end)
+        end = self.make("tcp/server:127.0.0.1:12346", OUT)
+        for index in (1, 2, 3):
+            end.send(event(index), None)
+        rogue, rogue_transport = self.peer(end)
+        [first] = self.frames(rogue_transport)[:1]
+        rogue.dataReceived(b"".join(encode(n, b"") for n in range(first[0] + 3, first[0] + 100)))
+        self.assertEqual(len(end.relay.buffer), 3)
+        self.assertEqual(end.relay.refused, 97)
+        host, host_transport = self.peer(end)
+        self.assertEqual([payload for _, payload in self.frames(host_transport)], [event(1), event(2), event(3)])
+
+    def test_everyPeerGetsEveryEvent(self):
+        """
+        With two peers connected, each is sent every event; the first
+        acknowledgement from a peer that received one delivers it.
+        """
+        end = self.make("tcp/server:127.0.0.1:12346", OUT)
+        a, ta = self.peer(end)
+        b, tb = self.peer(end)
         end.send(event(1), None)
-        [(frame_id, _)] = self.frames(transport)
-        protocol.dataReceived(encode(frame_id, b""))
-        end.send(event(2), None)
-        self.reactor.advance(ACK_GRACE * 10)
-        self.assertEqual(len(end.relay.buffer), 1)
+        [(frame_id, _)] = self.frames(ta)
+        self.assertEqual(self.frames(tb), [(frame_id, event(1))])
+        b.dataReceived(encode(frame_id, b""))
+        self.assertEqual(len(end.relay.buffer), 0)
 
     def test_overflowDropsOldestAndSays(self):
         """
@@ -435,21 +465,20 @@ class EventBufferCostTests(SynchronousTestCase):
     def test_costProportional(self):
         """
         With 10,000 events held, sent and waiting for acknowledgement,
-        adding, sending and acknowledging one more touches a few entries,
-        not all 10,000 (the expiry used to copy the whole buffer on every
-        event, and listing what was unsent walked all of it).
+        adding one more, listing what follows the last sent and
+        acknowledging one touches a few entries, not all 10,000 (the expiry
+        used to copy the whole buffer on every event, and listing what was
+        unsent walked all of it).
         """
         clock = Clock()
         buffer = EventBuffer(clock.seconds, limit=100000, max_age=60)
         for n in range(1, 10001):
             buffer.add(n, event(n))
-            buffer.sent(n)
         buffer._entries = _Counting(buffer._entries)
         _Counting.visited = 0
         clock.advance(30)
         buffer.add(10001, event(10001))
-        self.assertEqual([frame_id for frame_id, _ in buffer.unsent()], [10001])
-        buffer.sent(10001)
+        self.assertEqual([frame_id for frame_id, _ in buffer.after(10000)], [10001])
         buffer.acknowledge(1)
         self.assertLessEqual(_Counting.visited, 5)
 
@@ -470,7 +499,7 @@ class EventBufferCostTests(SynchronousTestCase):
         self.assertEqual(buffer.expire(), 100)
         self.assertEqual(len(buffer), 9900)
         self.assertLessEqual(_Counting.visited, 110)
-        self.assertEqual(buffer.unsent()[0][0], 101)
+        self.assertEqual(buffer.after(0)[0][0], 101)
 
 
 class StorageTests(SynchronousTestCase):

@@ -33,9 +33,6 @@ from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
 #: Requests held while an out end has no peer (Go holds 16).
 QUEUE_SIZE = 16
 
-#: A peer that has not acknowledged an event this long after it was sent
-#: is taken for one that never will (a Go tunnel).
-ACK_GRACE = 5.0
 
 
 def relay_for(role, settings, router, clock, connections, log_tag="TCP"):
@@ -271,11 +268,21 @@ class EventReceiver(_Relay):
 class EventSender(_Relay):
     """
     An out end of an event tunnel: holds events in an L{EventBuffer} until
-    acknowledged, sends them in order to every connected peer, sends again
-    after a reconnect what was not acknowledged, and keeps what is left in
-    C{<event-spool>.events} for the next run. A peer that acknowledges
-    nothing within L{ACK_GRACE} of an event (a Go tunnel) gets events as the
-    Go tunnel sends them: once, held for nothing.
+    acknowledged, sends each connected peer every event held, in order, and
+    keeps what is left in C{<event-spool>.events} for the next run.
+
+    An acknowledgement counts only on the connection the event was sent on
+    (an id at or below what that connection was sent); an event stays held
+    until a peer that received it acknowledges it. With several peers (a
+    server end's fan-out) every peer is sent every event held, and the
+    first acknowledgement from one that received it delivers it. A peer
+    that says nothing never empties the buffer.
+
+    With C{--event-peer go} the peer is a Go tunnel, which acknowledges
+    nothing: events are sent as the Go tunnel sends them, once, to the
+    peers connected, and held only while none is.
+
+    :ivar cursors: connection -> the last event id sent on it.
     """
 
     def __init__(self, settings, router, clock, connections):
@@ -283,11 +290,13 @@ class EventSender(_Relay):
         self.path = settings["event-spool"] + ".events"
         self.buffer = EventBuffer(clock.seconds, settings["event-buffer"], settings["event-buffer-age"])
         self.ids = _Numbering()
-        #: connection -> whether it acknowledges (None: not known yet)
-        self.acks = {}
-        #: connection -> the grace timer for its first acknowledgement
-        self.timers = {}
+        self.go = settings.get("event-peer") == "go"
+        self.cursors = {}
+        #: acknowledgements refused (an id never sent on that connection)
+        self.refused = 0
         self._lost = Throttle(clock, self._warnLost)
+        self._refused = Throttle(clock, self._warnRefused)
+        self._last_refused = None
 
     def start(self):
         spooled = EventBuffer.unspool(self.path)
@@ -295,13 +304,14 @@ class EventSender(_Relay):
             self.buffer.add(self.ids.next(), payload, stamp)
         if spooled:
             self.log.info("{n} undelivered event(s) from the last run, from {path}", n=len(spooled), path=self.path)
+        if self.go:
+            self.log.info("relaying events as the Go tunnel does (--event-peer go): each sent once to the peers "
+                          "connected, held only while none is, never acknowledged")
 
     def stop(self):
-        for timer in self.timers.values():
-            timer.cancel()
-        self.timers.clear()
         self.buffer.expire()
         self._lost.flush()
+        self._refused.flush()
         if self.buffer:
             try:
                 self.buffer.spool(self.path)
@@ -315,62 +325,69 @@ class EventSender(_Relay):
                               path=self.path)
 
     def send(self, payload, reply):
-        dropped = self.buffer.add(self.ids.next(), payload)
+        last = self.buffer.last
+        frame_id = self.ids.next()
+        dropped = self.buffer.add(frame_id, payload)
         if dropped:
             self._lost.count(dropped)
-        self._pump()
+        # a peer that has every earlier event gets this one now; one still
+        # catching up gets it in order from _catchUp
+        sent = False
+        for connection in self.connections:
+            if self.cursors.get(connection) == last:
+                if connection.sendFrame(frame_id, payload):
+                    self.cursors[connection] = frame_id
+                    sent = True
+            else:
+                sent = self._catchUp(connection) or sent
+        if sent and self.go:
+            self.buffer.acknowledge(frame_id)
+
+    def _catchUp(self, connection):
+        """
+        Send a connection every event held that it has not been sent, in
+        order.
+
+        :return: True if anything was sent.
+        """
+        cursor = self.cursors.get(connection, 0)
+        sent = []
+        for frame_id, payload in self.buffer.after(cursor):
+            if not connection.sendFrame(frame_id, payload):
+                break
+            self.cursors[connection] = frame_id
+            sent.append(frame_id)
+        if self.go:
+            for frame_id in sent:
+                self.buffer.acknowledge(frame_id)
+        return bool(sent)
 
     def _warnLost(self, count):
         self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
                       "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=count, total=self.buffer.lost,
                       limit=self.buffer.limit, age=self.buffer.max_age)
 
-    def frameReceived(self, protocol, frame_id, payload):
+    def frameReceived(self, connection, frame_id, payload):
         # an event sender hears only acknowledgements; like the Go
         # tunnel's, it discards anything else sent back
         if payload:
             return
-        if self.acks.get(protocol) is not True:
-            self.acks[protocol] = True
-            timer = self.timers.pop(protocol, None)
-            if timer is not None:
-                timer.cancel()
-        self.buffer.acknowledge(frame_id)
+        if frame_id <= self.cursors.get(connection, 0):
+            self.buffer.acknowledge(frame_id)
+        else:
+            # an id never sent on this connection: whoever it is, it cannot
+            # acknowledge what it did not receive
+            self.refused += 1
+            self._last_refused = connection.peer
+            self._refused.count()
 
-    def connected(self, protocol):
-        self.acks[protocol] = None
-        self._pump()
+    def _warnRefused(self, count):
+        self.log.warn("ignored {n} acknowledgement(s) of events never sent on their connection, the last from "
+                      "{peer}", n=count, peer=self._last_refused)
 
-    def disconnected(self, protocol):
-        self.acks.pop(protocol, None)
-        timer = self.timers.pop(protocol, None)
-        if timer is not None:
-            timer.cancel()
-        if not self.connections:
-            self.buffer.requeue()
+    def connected(self, connection):
+        self.cursors[connection] = 0
+        self._catchUp(connection)
 
-    def _pump(self):
-        """
-        Send every event not yet sent on the current link, oldest first.
-        """
-        connections = self.connections
-        if not connections:
-            return
-        unacknowledged = all(self.acks.get(protocol) is False for protocol in connections)
-        for frame_id, payload in self.buffer.unsent():
-            for protocol in connections:
-                protocol.sendFrame(frame_id, payload)
-                if self.acks.get(protocol) is None and protocol not in self.timers:
-                    self.timers[protocol] = self.clock.callLater(ACK_GRACE, self._noAcknowledgements, protocol)
-            if unacknowledged:
-                self.buffer.acknowledge(frame_id)
-            else:
-                self.buffer.sent(frame_id)
-
-    def _noAcknowledgements(self, protocol):
-        del self.timers[protocol]
-        if self.acks.get(protocol, True) is None:
-            self.acks[protocol] = False
-            self.buffer.release_sent()
-            self.log.info("{peer} does not acknowledge events (a Go tunnel?): relaying without acknowledgements",
-                          peer=protocol.peer)
+    def disconnected(self, connection):
+        self.cursors.pop(connection, None)
