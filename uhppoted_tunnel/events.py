@@ -38,11 +38,48 @@ from twisted.logger import Logger
 DEFAULT_BUFFER = 10000
 #: ... and none older than this (seconds).
 DEFAULT_BUFFER_AGE = 24 * 3600.0
-#: The receiving half remembers this many (serial, index) pairs.
+#: The receiving half remembers this many (session, frame id) pairs.
 DEFAULT_WINDOW = 10000
 
-_SEEN = struct.Struct("<II")
-_SPOOLED = struct.Struct("!dH")
+#: The first frame (id 0) a sending half sends on each connection names
+#: its session: this, then the session's 16 random bytes.
+SESSION_MAGIC = b"uhppoted-tunnel event session\n"
+SESSION_SIZE = 16
+SESSION_ID = 0
+
+#: A C{.seen} file: this header, then (session, frame id) records.
+_SEEN_HEADER = b"UHTSEEN2"
+_SEEN = struct.Struct("<16sI")
+#: A C{.events} file: this header and the session, then (time received,
+#: frame id, length, payload) records. A file without the header is a
+#: round-1 spool: (time received, length, payload) records.
+_SPOOL_HEADER = b"UHTEVTS2"
+_SPOOLED_V1 = struct.Struct("!dH")
+_SPOOLED = struct.Struct("!dIH")
+
+
+def new_session():
+    """
+    A new session id for a sending half: 16 random bytes, which nobody
+    else can guess.
+    """
+    return os.urandom(SESSION_SIZE)
+
+
+def session_frame(session):
+    """
+    The payload of the frame that names a sending half's session.
+    """
+    return SESSION_MAGIC + session
+
+
+def parse_session(payload):
+    """
+    :return: the session a frame names, or C{None} if it names none.
+    """
+    if len(payload) == len(SESSION_MAGIC) + SESSION_SIZE and payload.startswith(SESSION_MAGIC):
+        return payload[len(SESSION_MAGIC):]
+    return None
 
 #: The mode of every file written here.
 PRIVATE = 0o600
@@ -228,14 +265,20 @@ def _keep_damaged(path, data):
 
 class SeenEvents:
     """
-    The (serial, index) pairs most recently forwarded, so that an event
-    resent after a reconnect is not forwarded twice.
+    The (session, frame id) pairs most recently forwarded, so that an
+    event resent after a reconnect is not forwarded twice. The session is
+    the sending half's own (16 random bytes it names at the start of each
+    connection) and the frame id its own number for the event: fields that
+    no controller packet, forged or not, can set.
 
-    With a path, every pair is also appended to a file (8 bytes each) and
-    read back on start, so the memory survives a restart, even a SIGKILL.
-    The file is rewritten when it holds twice the window. On loading, a
-    torn last record (a crash while appending) and records that no event
-    can have (index 0) are discarded and reported; the rest are kept.
+    With a path, every pair is also appended to a file (20 bytes each,
+    after an 8-byte header) and read back on start, so the memory survives
+    a restart, even a SIGKILL. The file is rewritten when it holds twice
+    the window. On loading, a torn last record (a crash while appending)
+    and records that no event can have (frame id 0) are discarded and
+    reported; the rest are kept. A file from round 1 (keyed by controller
+    and event index, without the header) is set aside, reported, and not
+    used.
     """
 
     log = Logger()
@@ -256,24 +299,40 @@ class SeenEvents:
             self._open()
 
     def _open(self):
+        new = not os.path.exists(self.path)
         self._file = os.fdopen(_open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab", buffering=0)
+        if new or os.fstat(self._file.fileno()).st_size == 0:
+            self._file.write(_SEEN_HEADER)
 
     def _load(self):
         try:
             data = _read_private(self.path)
         except FileNotFoundError:
             return
-        whole = len(data) - len(data) % _SEEN.size
-        start = max(0, whole - self.size * _SEEN.size)
+        if not data:
+            return
+        if not data.startswith(_SEEN_HEADER):
+            aside = self.path + ".legacy"
+            try:
+                os.replace(self.path, aside)
+            except OSError as e:
+                aside = "{} (could not be renamed: {})".format(self.path, e.strerror or e)
+            self.log.warn("{path} was written by an earlier version (keyed by controller and event index): not "
+                          "used, kept as {aside}", path=self.path, aside=aside)
+            return
+        body = len(data) - len(_SEEN_HEADER)
+        whole = body - body % _SEEN.size
+        first = len(_SEEN_HEADER)
+        start = first + max(0, whole - self.size * _SEEN.size)
         bad = 0
-        for offset in range(start, whole, _SEEN.size):
+        for offset in range(start, first + whole, _SEEN.size):
             key = _SEEN.unpack_from(data, offset)
             if key[1] == 0:
                 bad += 1
             else:
                 self._remember(key)
         self._records = whole // _SEEN.size
-        torn = len(data) - whole
+        torn = body - whole
         if bad or torn:
             self.log.warn("{path} was damaged: kept {kept} forwarded event(s), discarded {bad} invalid record(s) "
                           "and {torn} trailing byte(s); the damaged file is kept as {aside}", path=self.path,
@@ -289,7 +348,7 @@ class SeenEvents:
             keys.popitem(last=False)
 
     def _rewrite(self):
-        write_atomically(self.path, b"".join(_SEEN.pack(*key) for key in self._keys))
+        write_atomically(self.path, _SEEN_HEADER + b"".join(_SEEN.pack(*key) for key in self._keys))
         self._records = len(self._keys)
         if self._file is not None:
             self._file.close()
@@ -304,6 +363,8 @@ class SeenEvents:
     def add(self, key):
         """
         Remember a forwarded event.
+
+        :param key: C{(session, frame id)}.
         """
         self._remember(key)
         if self._file is not None:
@@ -414,15 +475,19 @@ class EventBuffer:
         """
         return self._entries.pop(frame_id, None) is not None
 
-    def spool(self, path):
+    def spool(self, path, session=None):
         """
-        Write the events held to a file (atomically, mode 0600), to be
-        loaded by the next run.
+        Write the events held, with their frame ids and the sending half's
+        session, to a file (atomically, mode 0600), to be loaded by the
+        next run, which sends them again under the same ids.
 
+        :param session: the sending half's session (a new one if C{None}).
         :raise StorageError: when the file cannot be written, saying how
             many events are lost with it.
         """
-        data = b"".join(_SPOOLED.pack(stamp, len(payload)) + payload for stamp, payload in self._entries.values())
+        data = _SPOOL_HEADER + (session or new_session()) + b"".join(
+            _SPOOLED.pack(stamp, frame_id, len(payload)) + payload
+            for frame_id, (stamp, payload) in self._entries.items())
         try:
             write_atomically(path, data)
         except OSError as e:
@@ -431,6 +496,15 @@ class EventBuffer:
     @classmethod
     def unspool(cls, path):
         """
+        Read and remove a spool file: see L{load}.
+
+        :return: a list of C{(time received, payload)}, oldest first.
+        """
+        return [(stamp, payload) for _, stamp, payload in cls.load(path)[1]]
+
+    @classmethod
+    def load(cls, path):
+        """
         Read and remove a spool file.
 
         A damaged file (cut short, or with a record no spool can hold) gives
@@ -438,27 +512,38 @@ class EventBuffer:
         is kept as C{<path>.damaged} rather than removed. A file that cannot
         be read (a symbolic link, no permission) is reported and left alone.
 
-        :return: a list of C{(time received, payload)}, oldest first; empty
-            when there is no file.
+        :return: C{(session, events)}: the session that wrote it (C{None} for
+            no file, or a round-1 file), and a list of C{(frame id, time
+            received, payload)}, oldest first (the frame id C{None} in a
+            round-1 file).
         """
         try:
             data = _read_private(path)
         except FileNotFoundError:
-            return []
+            return None, []
         except OSError as e:
             reason = "a symbolic link" if e.errno == errno.ELOOP else e.strerror or str(e)
             cls.log.error("could not read the undelivered events in {path}: {reason}; left as it is", path=path,
                           reason=reason)
-            return []
+            return None, []
         events = []
-        offset = 0
         size = len(data)
-        while offset + _SPOOLED.size <= size:
-            stamp, length = _SPOOLED.unpack_from(data, offset)
-            if length == 0 or not math.isfinite(stamp) or stamp < 0 or offset + _SPOOLED.size + length > size:
+        if data.startswith(_SPOOL_HEADER) and size >= len(_SPOOL_HEADER) + SESSION_SIZE:
+            session = data[len(_SPOOL_HEADER):len(_SPOOL_HEADER) + SESSION_SIZE]
+            offset = len(_SPOOL_HEADER) + SESSION_SIZE
+            record = _SPOOLED
+        else:
+            session, offset, record = None, 0, _SPOOLED_V1
+        while offset + record.size <= size:
+            if record is _SPOOLED:
+                stamp, frame_id, length = record.unpack_from(data, offset)
+            else:
+                (stamp, length), frame_id = record.unpack_from(data, offset), None
+            if (length == 0 or frame_id == 0 or not math.isfinite(stamp) or stamp < 0
+                    or offset + record.size + length > size):
                 break
-            offset += _SPOOLED.size
-            events.append((stamp, data[offset : offset + length]))
+            offset += record.size
+            events.append((frame_id, stamp, data[offset : offset + length]))
             offset += length
         if offset < size:
             aside = path + ".damaged"
@@ -471,4 +556,4 @@ class EventBuffer:
                          discarded=size - offset, aside=aside)
         else:
             os.remove(path)
-        return events
+        return session, events

@@ -42,6 +42,7 @@ from tests.loopback.processes import (
     workdir,
 )
 from uhppoted_tunnel.emulator import Controller
+from uhppoted_tunnel.events import SESSION_ID, session_frame
 from uhppoted_tunnel.testing import NOT_YET, Conditions
 
 #: The controller whose events are counted.
@@ -50,6 +51,9 @@ A = 405419896
 LAST = 303986753
 
 COUNT = 200
+
+#: The session of the sites the tests play by hand.
+SESSION = bytes(range(16))
 
 #: The line a site run with --debug logs as its udp/event end reads an
 #: event, just before the event goes into its buffer (and out, if connected).
@@ -77,14 +81,17 @@ def udp_event(port):
     return "udp/event:{}:{}".format(LOOPBACK, port)
 
 
-def seen_keys(path):
+def seen_ids(path):
     """
-    The C{(serial, index)} pairs in a C{.seen} spool, read by hand: 8 bytes
-    each, two little-endian 32-bit numbers.
+    The frame ids recorded in a C{.seen} spool, read by hand: an 8-byte
+    header, then 20-byte records, a 16-byte session and a little-endian
+    32-bit frame id. (A site numbers the events of one controller from 1
+    in the order they came, so with one emulated controller a frame id is
+    the event index.)
     """
     with open(path, "rb") as f:
-        data = f.read()
-    return {struct.unpack_from("<II", data, offset) for offset in range(0, len(data) - len(data) % 8, 8)}
+        data = f.read()[8:]
+    return {struct.unpack_from("<16sI", data, offset)[1] for offset in range(0, len(data) - len(data) % 20, 20)}
 
 
 class Events:
@@ -361,7 +368,7 @@ class RestartTests(_EventTunnels, TestCase):
             # sends it on at once; meanwhile this reactor has read every
             # event the host forwarded
             yield wait_for_lines(site, RECEIVED, 5, since=mark)
-            if set(self.events.keys) <= seen_keys(seen):
+            if {index for serial, index in self.events.keys} <= seen_ids(seen):
                 return
             host.send_signal(signal.SIGCONT)
             yield self.events.waitForCount(len(self.events.keys) + 5)
@@ -424,6 +431,8 @@ class RestartTests(_EventTunnels, TestCase):
         events = [controller.event(now) for _ in range(COUNT)]
 
         site = yield self.go_site(stream_port)
+        # a Python site: its session first, then its frames
+        site.transport.write(go_packetize(SESSION_ID, session_frame(SESSION)))
         site.transport.write(b"".join(go_packetize(i, event) for i, event in enumerate(events[:100], 1)))
         yield self.events.waitForKey((A, 100))
         # the host acknowledges an event once it has recorded it as forwarded
@@ -435,6 +444,7 @@ class RestartTests(_EventTunnels, TestCase):
         host = self.host("tcp/server:127.0.0.1:{}".format(stream_port))
         yield host.waitFor(stream_listening("tcp"))
         site = yield self.go_site(stream_port)
+        site.transport.write(go_packetize(SESSION_ID, session_frame(SESSION)))
         site.transport.write(b"".join(go_packetize(i, event) for i, event in enumerate(events, 1)))
         site.transport.write(go_packetize(COUNT + 1, self.last.event(now)))
         yield self.events.waitForKey((LAST, self.last.event_index))

@@ -77,9 +77,9 @@ class SpoolTests(_EventTunnels, TestCase):
         event sent to it arrives.
         """
         path = self.spool("host") + ".seen"
-        other = 7
+        other = b"\x07" * 16
         with open(path, "wb") as f:
-            f.write(struct.pack("<II", other, 1) + struct.pack("<II", other, 2) + b"\x01\x02\x03")
+            f.write(b"UHTSEEN2" + struct.pack("<16sI", other, 1) + struct.pack("<16sI", other, 2) + b"\x01\x02\x03")
         host = self.host("tcp/server:127.0.0.1:0")
         stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
         yield host.waitFor(re.escape(path) + r" was damaged: kept 2 forwarded event\(s\), discarded 0 invalid "

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel import config
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
-from uhppoted_tunnel.events import EventBuffer, SeenEvents
+from uhppoted_tunnel.events import SESSION_ID, EventBuffer, SeenEvents, session_frame
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.packets import event_key
@@ -32,6 +32,10 @@ SERIAL = 405419896
 def event(index, serial=SERIAL, start=0x17):
     packet = bytes([start, 0x20, 0, 0]) + serial.to_bytes(4, "little") + index.to_bytes(4, "little")
     return packet + bytes(64 - len(packet))
+
+
+SESSION = b"\x01" * 16
+OTHER = b"\x07" * 16
 
 
 class EventKeyTests(SynchronousTestCase):
@@ -56,14 +60,14 @@ class EventKeyTests(SynchronousTestCase):
 class SeenEventsTests(SynchronousTestCase):
     def test_window(self):
         """
-        The most recent C{size} keys are remembered; older ones are
-        forgotten.
+        The most recent C{size} (session, frame id) keys are remembered;
+        older ones are forgotten.
         """
         seen = SeenEvents(size=3)
         for index in range(1, 5):
-            seen.add((SERIAL, index))
-        self.assertNotIn((SERIAL, 1), seen)
-        self.assertTrue(all((SERIAL, i) in seen for i in (2, 3, 4)))
+            seen.add((SESSION, index))
+        self.assertNotIn((SESSION, 1), seen)
+        self.assertTrue(all((SESSION, i) in seen for i in (2, 3, 4)))
 
     def test_persisted(self):
         """
@@ -72,11 +76,11 @@ class SeenEventsTests(SynchronousTestCase):
         """
         path = self.mktemp()
         seen = SeenEvents(size=100, path=path)
-        seen.add((SERIAL, 1))
-        seen.add((7, 2))
+        seen.add((SESSION, 1))
+        seen.add((OTHER, 2))
         again = SeenEvents(size=100, path=path)
-        self.assertIn((SERIAL, 1), again)
-        self.assertIn((7, 2), again)
+        self.assertIn((SESSION, 1), again)
+        self.assertIn((OTHER, 2), again)
         seen.close()
         again.close()
 
@@ -88,15 +92,15 @@ class SeenEventsTests(SynchronousTestCase):
         path = self.mktemp()
         seen = SeenEvents(size=10, path=path)
         for index in range(1, 26):
-            seen.add((SERIAL, index))
+            seen.add((SESSION, index))
         seen.close()
-        self.assertLessEqual(os.path.getsize(path), 20 * 8)
+        self.assertLessEqual(os.path.getsize(path), 8 + 20 * 20)
         with open(path, "ab") as f:
             f.write(b"\x01\x02\x03")
         again = SeenEvents(size=10, path=path)
         self.assertEqual(len(again), 10)
-        self.assertIn((SERIAL, 25), again)
-        self.assertNotIn((SERIAL, 15), again)
+        self.assertIn((SESSION, 25), again)
+        self.assertNotIn((SESSION, 15), again)
         again.close()
 
 
@@ -199,14 +203,23 @@ class StreamEventTests(SynchronousTestCase):
             end.stopService()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
 
-    def peer(self, end):
+    def peer(self, end, session=SESSION):
+        """
+        Connect a fake peer; to an in end it names a sending half's
+        session first, as a sending half does.
+        """
         protocol = end.factory.buildProtocol(None)
         transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
         protocol.makeConnection(transport)
+        if end.role == IN and session is not None:
+            protocol.dataReceived(encode(SESSION_ID, session_frame(session)))
         return protocol, transport
 
     def frames(self, transport):
-        frames = FrameDecoder().feed(transport.value())
+        """
+        The frames written, less the one naming the sender's session.
+        """
+        frames = [frame for frame in FrameDecoder().feed(transport.value()) if frame[0] != SESSION_ID]
         transport.clear()
         return frames
 
@@ -223,18 +236,34 @@ class StreamEventTests(SynchronousTestCase):
     def test_receiverForwardsOnceAndAcknowledges(self):
         """
         An event frame is forwarded with no reply handler and acknowledged
-        with an empty frame of its id; the same event resent is
-        acknowledged again but not forwarded twice. Other packets are
-        relayed untouched every time.
+        with an empty frame of its id; the same frame (same session, same
+        id) sent again is acknowledged again but not forwarded twice. What
+        a frame carries decides nothing: the same packet under another id
+        is another event, and other packets are relayed untouched.
         """
         end = self.make("tcp/server:127.0.0.1:12346", IN)
         protocol, transport = self.peer(end)
         other = bytes([0x17, 0x94]) + bytes(62)
-        for frame_id, payload in [(1, event(5)), (2, other), (3, event(5)), (4, other)]:
+        for frame_id, payload in [(1, event(5)), (2, other), (1, event(5)), (3, event(5))]:
             protocol.dataReceived(encode(frame_id, payload))
-        self.assertEqual(self.router.requests, [(event(5), None), (other, None), (other, None)])
-        self.assertEqual(self.frames(transport), [(1, b""), (2, b""), (3, b""), (4, b"")])
+        self.assertEqual(self.router.requests, [(event(5), None), (other, None), (event(5), None)])
+        self.assertEqual(self.frames(transport), [(1, b""), (2, b""), (1, b""), (3, b"")])
         self.assertEqual(end.relay.duplicates, 1)
+
+    def test_sessionsApart(self):
+        """
+        Frame ids are the sending half's own: another session's frame 1 is
+        another event, and a peer that names no session (a Go tunnel) has
+        every frame forwarded.
+        """
+        end = self.make("tcp/server:127.0.0.1:12346", IN)
+        first, _ = self.peer(end)
+        first.dataReceived(encode(1, event(1)))
+        second, _ = self.peer(end, session=b"\x02" * 16)
+        second.dataReceived(encode(1, event(1)))
+        go, _ = self.peer(end, session=None)
+        go.dataReceived(encode(1, event(1)) + encode(1, event(1)))
+        self.assertEqual(len(self.router.requests), 4)
 
     def test_receiverRemembersAcrossRestart(self):
         """
@@ -614,7 +643,7 @@ class StorageTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(path + ".damaged"))
         [warning] = [m for m in self.messages() if "damaged" in m]
         self.assertEqual(warning, "{} was damaged: kept the 2 undelivered event(s) before the damage, discarded "
-                                  "the last 64 byte(s); the damaged file is kept as {}.damaged".format(path, path))
+                                  "the last 68 byte(s); the damaged file is kept as {}.damaged".format(path, path))
 
     def test_unspoolGarbage(self):
         """
@@ -647,7 +676,7 @@ class StorageTests(SynchronousTestCase):
         """
         path = os.path.join(self.folder, "host.seen")
         seen = SeenEvents(10, path)
-        seen.add((SERIAL, 1))
+        seen.add((SESSION, 1))
         seen.close()
         self.assertEqual(self.mode(path), 0o600)
         os.chmod(path, 0o644)
@@ -672,23 +701,59 @@ class StorageTests(SynchronousTestCase):
     def test_seenDamagedReported(self):
         """
         A C{.seen} with a torn last record and a record no event can have
-        (index 0) keeps the rest, says what it discarded, keeps a copy of
+        (frame id 0) keeps the rest, says what it discarded, keeps a copy of
         the damaged file, and goes on recording.
         """
         import struct
 
         path = os.path.join(self.folder, "host.seen")
         with open(path, "wb") as f:
-            f.write(struct.pack("<II", SERIAL, 1) + struct.pack("<II", SERIAL, 0) + struct.pack("<II", SERIAL, 2)
-                    + b"\x01\x02\x03")
+            f.write(b"UHTSEEN2" + struct.pack("<16sI", SESSION, 1) + struct.pack("<16sI", SESSION, 0)
+                    + struct.pack("<16sI", SESSION, 2) + b"\x01\x02\x03")
         seen = SeenEvents(10, path)
-        self.assertEqual(((SERIAL, 1) in seen, (SERIAL, 2) in seen, len(seen)), (True, True, 2))
+        self.assertEqual(((SESSION, 1) in seen, (SESSION, 2) in seen, len(seen)), (True, True, 2))
         [warning] = [m for m in self.messages() if "damaged" in m]
         self.assertEqual(warning, "{} was damaged: kept 2 forwarded event(s), discarded 1 invalid record(s) and 3 "
                                   "trailing byte(s); the damaged file is kept as {}.damaged".format(path, path))
-        seen.add((SERIAL, 3))
+        seen.add((SESSION, 3))
         seen.close()
         again = SeenEvents(10, path)
         self.assertEqual(len(again), 3)
         again.close()
-        self.assertEqual(os.path.getsize(path + ".damaged"), 27)
+        self.assertEqual(os.path.getsize(path + ".damaged"), 8 + 3 * 20 + 3)
+
+    def test_seenFromRound1SetAside(self):
+        """
+        A C{.seen} written by round 1 (controller and event index records,
+        no header) is reported, kept aside as C{.legacy} and not used.
+        """
+        import struct
+
+        path = os.path.join(self.folder, "host.seen")
+        with open(path, "wb") as f:
+            f.write(struct.pack("<II", SERIAL, 1))
+        seen = SeenEvents(10, path)
+        self.assertEqual(len(seen), 0)
+        seen.close()
+        self.assertTrue(os.path.exists(path + ".legacy"))
+        [warning] = [m for m in self.messages() if "earlier version" in m]
+        self.assertIn(path, warning)
+
+    def test_spoolKeepsSessionAndIds(self):
+        """
+        A spool keeps the sending half's session and each event's frame id,
+        so the next run sends them again under the same names; a round-1
+        spool (no header) still loads, with no session.
+        """
+        import struct
+
+        path = os.path.join(self.folder, "site.events")
+        buffer = EventBuffer(self.clock.seconds)
+        buffer.add(7, event(1))
+        buffer.add(9, event(2))
+        buffer.spool(path, SESSION)
+        session, events = EventBuffer.load(path)
+        self.assertEqual((session, [(i, p) for i, _, p in events]), (SESSION, [(7, event(1)), (9, event(2))]))
+        with open(path, "wb") as f:
+            f.write(struct.pack("!dH", 1.0, 64) + event(3))
+        self.assertEqual(EventBuffer.load(path), (None, [(None, 1.0, event(3))]))

@@ -24,10 +24,18 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from uhppoted_tunnel.events import EventBuffer, SeenEvents, StorageError
+from uhppoted_tunnel.events import (
+    SESSION_ID,
+    EventBuffer,
+    SeenEvents,
+    StorageError,
+    new_session,
+    parse_session,
+    session_frame,
+)
 from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
 from uhppoted_tunnel.logging import hexdump
-from uhppoted_tunnel.packets import event_key, is_unicast
+from uhppoted_tunnel.packets import is_unicast
 from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
 
 #: Requests held while an out end has no peer (Go holds 16).
@@ -133,6 +141,12 @@ class _Numbering:
         self._last = self._last + 1 if self._last < 0xFFFFFFFF else 1
         return self._last
 
+    def after(self, last):
+        """
+        Carry on from C{last} (ids loaded from a spool).
+        """
+        self._last = last
+
 
 @implementer(IRelay)
 class RequestReceiver(_Relay):
@@ -227,10 +241,19 @@ class RequestSender(_Relay):
 @implementer(IRelay)
 class EventReceiver(_Relay):
     """
-    An in end of an event tunnel: forwards each event once (by controller
-    serial and event index, remembered across restarts in
-    C{<event-spool>.seen}) and acknowledges every event frame with an empty
-    frame of its id.
+    An in end of an event tunnel: acknowledges every event frame with an
+    empty frame of its id, and forwards each event once.
+
+    A sending half names its session in the first frame of each
+    connection (id 0); the receiver then remembers the (session, frame
+    id) of each event it forwards (across restarts, in
+    C{<event-spool>.seen}) and does not forward one resent after a
+    reconnect again. Those are the sending half's own numbers, which no
+    packet from a controller or from anyone on the site's network can
+    set, so forged events can be relayed (as the Go tunnel relays them)
+    but can never make a real one be dropped. Frames from a sender that
+    names no session (a Go tunnel, which never resends) are forwarded as
+    they come.
     """
 
     def __init__(self, settings, router, clock, connections):
@@ -240,6 +263,8 @@ class EventReceiver(_Relay):
         self.window = settings["event-window"]
         self.seen = None
         self.duplicates = 0
+        #: connection -> the session its sender named
+        self.sessions = {}
 
     def start(self):
         self.seen = SeenEvents(self.window, self.path)
@@ -249,17 +274,28 @@ class EventReceiver(_Relay):
             self.seen.close()
             self.seen = None
 
+    def disconnected(self, connection):
+        self.sessions.pop(connection, None)
+
     def frameReceived(self, connection, frame_id, payload):
         if not payload:
             return
-        key = event_key(payload)
-        if key is not None and key in self.seen:
-            self.duplicates += 1
-            if self.trace:
-                self.log.debug("event {index} from {serial} already forwarded", serial=key[0], index=key[1])
-        else:
+        if frame_id == SESSION_ID:
+            session = parse_session(payload)
+            if session is not None:
+                self.sessions[connection] = session
+                return
+        session = self.sessions.get(connection)
+        if session is None:
             self.router.request(payload, None)
-            if key is not None:
+        else:
+            key = (session, frame_id)
+            if key in self.seen:
+                self.duplicates += 1
+                if self.trace:
+                    self.log.debug("event frame {id} already forwarded", id=frame_id)
+            else:
+                self.router.request(payload, None)
                 self.seen.add(key)
         connection.sendFrame(frame_id, b"")
 
@@ -291,6 +327,7 @@ class EventSender(_Relay):
         self.buffer = EventBuffer(clock.seconds, settings["event-buffer"], settings["event-buffer-age"])
         self.ids = _Numbering()
         self.go = settings.get("event-peer") == "go"
+        self.session = new_session()
         self.cursors = {}
         #: acknowledgements refused (an id never sent on that connection)
         self.refused = 0
@@ -299,9 +336,15 @@ class EventSender(_Relay):
         self._last_refused = None
 
     def start(self):
-        spooled = EventBuffer.unspool(self.path)
-        for stamp, payload in spooled:
-            self.buffer.add(self.ids.next(), payload, stamp)
+        session, spooled = EventBuffer.load(self.path)
+        # a spool keeps its session and ids, so the receiving half knows
+        # the events it sends again; a new run without one starts a new
+        # session
+        self.session = session or new_session()
+        if session is not None and spooled:
+            self.ids.after(max(frame_id for frame_id, _, _ in spooled))
+        for frame_id, stamp, payload in spooled:
+            self.buffer.add(frame_id if session is not None else self.ids.next(), payload, stamp)
         if spooled:
             self.log.info("{n} undelivered event(s) from the last run, from {path}", n=len(spooled), path=self.path)
         if self.go:
@@ -314,7 +357,7 @@ class EventSender(_Relay):
         self._refused.flush()
         if self.buffer:
             try:
-                self.buffer.spool(self.path)
+                self.buffer.spool(self.path, self.session)
             except StorageError as e:
                 # an error the tunnel cannot get past: exit 1, saying how
                 # many events are lost
@@ -387,6 +430,10 @@ class EventSender(_Relay):
 
     def connected(self, connection):
         self.cursors[connection] = 0
+        if not self.go:
+            # the receiving half de-duplicates by this session and the ids
+            # (a Go receiver would forward the frame as a datagram)
+            connection.sendFrame(SESSION_ID, session_frame(self.session))
         self._catchUp(connection)
 
     def disconnected(self, connection):
