@@ -25,9 +25,10 @@ class DeadlineQueue:
         """
         :param clock: an C{IReactorTime}.
         :param delay: seconds from an item's addition to its deadline.
-        :param expired: called with C{(item, now)} for each item whose
-            deadline has passed; a true result keeps the item for another
-            C{delay} seconds.
+        :param expired: called with C{(items, now)}, the items whose
+            deadline has passed, oldest first (one call for all those due
+            at once); it returns those to keep for another C{delay}
+            seconds.
         """
         self.clock = clock
         self.delay = delay
@@ -51,10 +52,13 @@ class DeadlineQueue:
         self._timer = None
         now = self.clock.seconds()
         items = self._items
+        due = []
         while items and items[0].deadline <= now:
-            item = items.popleft()
-            if self.expired(item, now):
-                item.deadline = now + self.delay
+            due.append(items.popleft())
+        if due:
+            again = now + self.delay
+            for item in self.expired(due, now):
+                item.deadline = again
                 items.append(item)
         if items:
             self._timer = self.clock.callLater(max(0.0, items[0].deadline - now), self._fire)

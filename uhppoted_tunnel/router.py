@@ -175,16 +175,24 @@ class Router:
         """
         now = None
         if source is not None and self.source_rate is not None:
-            bucket = self.sources.get(source)
-            if bucket is None:
+            # a token bucket per sender, written out: this is every
+            # request's path
+            now = self.clock.seconds()
+            state = self.sources.get(source)
+            if state is None:
                 if len(self.sources) >= self.max_sources:
                     del self.sources[next(iter(self.sources))]
-                bucket = self.sources[source] = TokenBucket(self.source_rate, self.source_burst, self.clock.seconds)
-            now = self.clock.seconds()
-            if not bucket.take(now):
+                state = self.sources[source] = [float(self.source_burst), now]
+            tokens = state[0] + (now - state[1]) * self.source_rate
+            state[1] = now
+            if tokens > self.source_burst:
+                tokens = self.source_burst
+            if tokens < 1.0:
+                state[0] = tokens
                 self._last_source = source
                 self._source_dropped.count()
                 return False
+            state[0] = tokens - 1.0
         if self.limiter is not None and not self.limiter.take(now):
             self._dropped.count()
             return False

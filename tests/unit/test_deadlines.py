@@ -21,12 +21,14 @@ class DeadlineQueueTests(SynchronousTestCase):
         self.expired = []
         self.queue = DeadlineQueue(self.clock, 5, self.expire)
 
-    def expire(self, item, now):
-        self.expired.append((item.name, now))
-        if item.keep:
-            item.keep -= 1
-            return True
-        return False
+    def expire(self, items, now):
+        kept = []
+        for item in items:
+            self.expired.append((item.name, now))
+            if item.keep:
+                item.keep -= 1
+                kept.append(item)
+        return kept
 
     def test_inOrderOneTimer(self):
         """

@@ -210,27 +210,30 @@ class ControllerTCP(Service):
         self.log.warn("could not connect to controller {serial} at {host}:{port} ({reason}): dropped {n} request(s)",
                       serial=serial, host=host, port=port, reason=reason, n=count)
 
-    def _expired(self, attempt, now):
+    def _expired(self, attempts, now):
         """
-        Give up on a request past its deadline: stop connecting (a
+        Give up on the requests past their deadline: stop connecting (a
         connection failure), or close the connection and drop the request.
+
+        :return: none to keep.
         """
-        if attempt not in self.open:
-            return False
-        if attempt.protocol is None:
-            if attempt.connecting is not None:
-                attempt.cancelled = True
-                attempt.reply = None
-                self._warn(attempt, "no connection within {}s".format(self.timeout))
-                attempt.connecting.cancel()
-        else:
-            if attempt.reply is not None:
-                attempt.reply = None
-                self.log.debug("no reply from controller {serial} at {host}:{port} within {timeout}s: dropped",
-                               serial=attempt.serial, host=attempt.address[0], port=attempt.address[1],
-                               timeout=self.timeout)
-            attempt.protocol.transport.abortConnection()
-        return False
+        for attempt in attempts:
+            if attempt not in self.open:
+                continue
+            if attempt.protocol is None:
+                if attempt.connecting is not None:
+                    attempt.cancelled = True
+                    attempt.reply = None
+                    self._warn(attempt, "no connection within {}s".format(self.timeout))
+                    attempt.connecting.cancel()
+            else:
+                if attempt.reply is not None:
+                    attempt.reply = None
+                    self.log.debug("no reply from controller {serial} at {host}:{port} within {timeout}s: "
+                                   "dropped", serial=attempt.serial, host=attempt.address[0],
+                                   port=attempt.address[1], timeout=self.timeout)
+                attempt.protocol.transport.abortConnection()
+        return ()
 
     def stopService(self):
         """

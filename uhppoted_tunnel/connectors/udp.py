@@ -412,20 +412,25 @@ class BroadcastEnd(EndLifecycle, Service):
             return None
         return self._open()
 
-    def _expired(self, entry, now):
+    def _expired(self, entries, now):
         """
-        End a request whose timeout has passed, and reserve its key for one
-        more timeout (by keeping it) so that a late reply cannot reach a
-        later request.
+        End the requests whose timeout has passed, and reserve their keys
+        for one more timeout (by keeping them) so that a late reply cannot
+        reach a later request.
+
+        :return: the entries kept.
         """
-        sock = entry.socket
-        if sock is None or sock.keys.get(entry.key) is not entry:
-            return False
-        if entry.reply is None:
-            sock.release(entry)
-            return False
-        entry.reply = None
-        return True
+        kept = []
+        for entry in entries:
+            sock = entry.socket
+            if sock is None or sock.keys.get(entry.key) is not entry:
+                continue
+            if entry.reply is None:
+                sock.release(entry)
+            else:
+                entry.reply = None
+                kept.append(entry)
+        return kept
 
     @property
     def in_flight(self):
