@@ -173,11 +173,25 @@ class _AnySocket:
         def __getitem__(self, key):
             return -1
 
+        def __contains__(self, key):
+            return True
+
+    class _Every(list):
+        def __len__(self):
+            return 1 << 16
+
+        def __getitem__(self, index):
+            return -1
+
     def inheritedDescriptors(self):
-        return self._Any()
+        return self._Every()
 
     def inheritedNamedDescriptors(self):
         return self._Any()
+
+    @classmethod
+    def fromEnvironment(cls, environ=None, start=None):
+        return cls()
 
 
 def _build(options):
@@ -190,7 +204,7 @@ def _build(options):
     from uhppoted_tunnel.tunnel import TunnelService
 
     passed = _SystemdParser._sddaemon
-    if str(os.getpid()) != os.environ.get("LISTEN_PID"):
+    if not passed.inheritedDescriptors():
         _SystemdParser._sddaemon = _AnySocket()
     try:
         TunnelService(options, MemoryReactorClock())

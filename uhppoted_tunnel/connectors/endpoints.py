@@ -5,13 +5,96 @@ interface with C{::IFACE:}), or any Twisted endpoint description
 (C{unix:/path}, C{systemd:domain=INET:index=0}, a plugin's).
 """
 
+import os
+import re
+import socket
+
 from twisted.internet import endpoints
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.python.systemd import ListenFDs
+from zope.interface import implementer
 
 from uhppoted_tunnel.addresses import go_address, is_ip_address, parse_host_port
 from uhppoted_tunnel.bind import reactor_for
 
 #: Go: a client gives up dialling after 5 s.
 DIAL_TIMEOUT = 5
+
+#: A socket systemd passed, as a unit's C{ListenStream=} or
+#: C{ListenDatagram=} makes it: C{systemd} (the first), C{systemd:N} (by
+#: index) or C{systemd:NAME} (by C{FileDescriptorName=}).
+_SYSTEMD = re.compile(r"^systemd(?::([^:=]+))?$")
+
+
+def systemd_socket(spec, environ=None):
+    """
+    The descriptor of the socket systemd passed for a connector written
+    C{KIND:systemd}, C{KIND:systemd:N} or C{KIND:systemd:NAME}.
+
+    :param spec: the connector spec.
+    :param environ: the environment (default C{os.environ}).
+    :return: the descriptor, or C{None} when the address is not one of
+        those forms.
+    :raise ValueError: naming the connector when no such socket was
+        passed (C{LISTEN_FDS}, C{LISTEN_FDNAMES}, C{LISTEN_PID}).
+    """
+    match = _SYSTEMD.match(spec.address)
+    if match is None:
+        return None
+    if spec.interface is not None:
+        raise ValueError("'{}': a socket systemd passes is bound by the unit, not by ::IFACE:".format(spec.text))
+    which = match.group(1)
+    if environ is not None:
+        passed = ListenFDs.fromEnvironment(dict(environ))
+    else:
+        # what Twisted read from the environment when it loaded its
+        # endpoints (it removes the variables so that nothing reads them
+        # twice): the same sockets its systemd: descriptions use
+        passed = endpoints._SystemdParser._sddaemon
+    descriptors = passed.inheritedDescriptors()
+    if which is None or which.isdigit():
+        index = int(which or 0)
+        if index < len(descriptors):
+            return descriptors[index]
+        found = "{} socket(s)".format(len(descriptors))
+    else:
+        named = passed.inheritedNamedDescriptors()
+        if which in named:
+            return named[which]
+        found = "names {}".format(", ".join(sorted(named)) or "none")
+    raise ValueError("'{}': systemd passed no such socket ({}; see the unit's ListenStream=/ListenDatagram= and "
+                     "FileDescriptorName=; LISTEN_FDNAMES must name every socket)".format(spec.text, found))
+
+
+def socket_family(descriptor):
+    """
+    The address family of a socket descriptor, which is also made
+    non-blocking (systemd-socket-activate, for one, passes blocking
+    sockets, on which the reactor's read loop would wait for the next
+    datagram instead of returning).
+    """
+    os.set_blocking(descriptor, False)
+    probe = socket.socket(fileno=descriptor)
+    try:
+        return probe.family
+    finally:
+        probe.detach()
+
+
+@implementer(IStreamServerEndpoint)
+class SystemdServerEndpoint:
+    """
+    Listens on a stream socket systemd passed (the family is read from
+    the socket when it is adopted, not before).
+    """
+
+    def __init__(self, reactor, descriptor):
+        self.reactor = reactor
+        self.descriptor = descriptor
+
+    def listen(self, factory):
+        return endpoints.AdoptedStreamServerEndpoint(self.reactor, self.descriptor,
+                                                      socket_family(self.descriptor)).listen(factory)
 
 
 def server_endpoint(reactor, spec, backlog=None):
@@ -24,6 +107,9 @@ def server_endpoint(reactor, spec, backlog=None):
         Twisted's, 50); an endpoint description sets its own.
     :raise ValueError: for an unusable address.
     """
+    descriptor = systemd_socket(spec)
+    if descriptor is not None:
+        return SystemdServerEndpoint(reactor, descriptor)
     parsed = _go_or_described(endpoints.serverFromString, reactor, spec)
     if not isinstance(parsed, tuple):
         return parsed

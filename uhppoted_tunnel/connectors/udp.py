@@ -43,7 +43,9 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from uhppoted_tunnel.addresses import is_ip_address, parse_host_port
+from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import bind_to_device, check_interface, reactor_for
+from uhppoted_tunnel.connectors.endpoints import socket_family, systemd_socket
 from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
@@ -487,11 +489,14 @@ class ListenEnd(EndLifecycle, Service):
     role = IN
 
     def __init__(self, spec, address, router, reactor, max_payload, trace=False, events=False,
-                 receive_buffer=DEFAULT_RECEIVE_BUFFER):
+                 receive_buffer=DEFAULT_RECEIVE_BUFFER, descriptor=None):
         """
         :param receive_buffer: the socket receive buffer to ask for, in
             bytes.
+        :param descriptor: a datagram socket systemd passed, to use instead
+            of C{address}; a datagram that woke the unit waits in it.
         """
+        self.descriptor = descriptor
         self.events = events
         self.spec = spec
         self.address = address
@@ -507,6 +512,9 @@ class ListenEnd(EndLifecycle, Service):
 
     def startService(self):
         Service.startService(self)
+        if self.descriptor is not None:
+            self._adopt()
+            return
         host, port = self.address
         try:
             self.port = listen_udp(self.reactor, port, ListenProtocol(self), host, self.receive_buffer,
@@ -526,6 +534,20 @@ class ListenEnd(EndLifecycle, Service):
                           "for (--udp-receive-buffer): a burst may be dropped; raise net.core.rmem_max or run "
                           "with CAP_NET_ADMIN", host=host, port=self.port.getHost().port, granted=granted,
                           size=self.receive_buffer)
+        self.listening(self.port)
+
+    def _adopt(self):
+        """
+        Read from the datagram socket systemd passed (C{ListenDatagram=}).
+        """
+        try:
+            self.port = self.reactor.adoptDatagramPort(self.descriptor, socket_family(self.descriptor),
+                                                        ListenProtocol(self))
+            set_receive_buffer(self.port.socket, self.receive_buffer)
+        except (OSError, ValueError) as e:
+            self.cannotListen(self.spec.address, e)
+            return
+        self.log.info("listening on {address} (passed by systemd)", address=format_address(self.port.getHost()))
         self.listening(self.port)
 
     @property
@@ -630,8 +652,10 @@ class UDPConnectorMaker:
         trace = settings["debug"]
         events = settings["events"]
         if role == IN:
-            return ListenEnd(spec, udp_address(spec, listen=True), router, reactor, settings["max-payload"], trace,
-                             events, settings.get("udp-receive-buffer", DEFAULT_RECEIVE_BUFFER))
+            descriptor = systemd_socket(spec)
+            address = None if descriptor is not None else udp_address(spec, listen=True)
+            return ListenEnd(spec, address, router, reactor, settings["max-payload"], trace, events,
+                             settings.get("udp-receive-buffer", DEFAULT_RECEIVE_BUFFER), descriptor)
         return BroadcastEnd(spec, udp_address(spec, listen=False), settings["udp-timeout"], reactor,
                             settings["max-payload"], trace, events=events)
 
