@@ -9,8 +9,58 @@ and as soon as it listens; everything else goes to the real reactor.
 """
 
 import socket
+import sys
+
+from twisted.internet import tcp
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
+
+#: Linux's IP_FREEBIND (Python does not name it): bind an address that is
+#: not (yet) on any interface.
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15 if sys.platform.startswith("linux") else None)
+
+
+def check_freebind():
+    """
+    Check that this platform can bind addresses that are not up yet.
+
+    :raise ValueError: a one-line error naming the flag.
+    """
+    if IP_FREEBIND is None:
+        raise ValueError("--freebind: IP_FREEBIND is not available on this platform ({})".format(sys.platform))
+
+
+def set_freebind(sock):
+    """
+    Let a socket bind an address that is not on any interface yet.
+    """
+    sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+
+
+class _FreebindTCPPort(tcp.Port):
+    def createInternetSocket(self):
+        sock = tcp.Port.createInternetSocket(self)
+        set_freebind(sock)
+        return sock
+
+
+class FreebindReactor:
+    """
+    A reactor whose TCP listening ports may bind an address that is not up
+    yet (C{--freebind}), so that a tunnel bound to a given address can start
+    before the network is online.
+    """
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+
+    def __getattr__(self, name):
+        return getattr(self._reactor, name)
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):
+        listening = _FreebindTCPPort(port, factory, backlog, interface, self._reactor)
+        listening.startListening()
+        return listening
 
 
 def bind_to_device(sock, interface):

@@ -15,7 +15,7 @@ import sys
 
 from twisted.python import usage
 
-from uhppoted_tunnel import config, events, limits, lockfile, spec
+from uhppoted_tunnel import bind, config, events, limits, lockfile, spec
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
@@ -42,6 +42,7 @@ DEFAULTS = {
     "max-payload": DEFAULT_MAX_PAYLOAD,
     "console": False,
     "debug": False,
+    "freebind": False,
     "client-auth": False,
     "remove-lockfile": False,
     "handshake-timeout": DEFAULT_HANDSHAKE_TIMEOUT,
@@ -63,7 +64,7 @@ DEFAULTS = {
 }
 
 #: Keys that are on/off flags on the command line.
-FLAGS = frozenset(["console", "debug", "client-auth"])
+FLAGS = frozenset(["console", "debug", "client-auth", "freebind"])
 
 
 def _whole(text):
@@ -116,6 +117,8 @@ class Options(usage.Options):
         ["console", None, "Run as a console application (always so: accepted for Go compatibility)."],
         ["debug", None, "Log every packet with a hex dump."],
         ["client-auth", None, "TLS servers require a client certificate signed by --ca-cert."],
+        ["freebind", None, "Server and udp/listen ends may bind an address that is not up yet (IP_FREEBIND), "
+                           "so a tunnel can start before the network is online."],
     ]
 
     optParameters = [
@@ -233,6 +236,11 @@ class Options(usage.Options):
         self.controllers = settings.get("controllers", {})
         if self["debug"]:
             self["log-level"] = "debug"
+        if self["freebind"]:
+            try:
+                bind.check_freebind()
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
         self._check_ends()
         # a fair share by default: one application gets what the Go
         # tunnel, which charges replies too, really gives it

@@ -598,7 +598,7 @@ class SmallBufferTests(SynchronousTestCase):
         logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         reactor = FakeReactor()
 
-        def listen(reactor, port, protocol, interface, size, dropped):
+        def listen(reactor, port, protocol, interface, size, dropped, freebind=False):
             listening = reactor.listenUDP(port, protocol, interface)
             listening.granted = 212992
             return listening

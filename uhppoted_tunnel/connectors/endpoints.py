@@ -11,11 +11,12 @@ import socket
 
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.testing import MemoryReactor
 from twisted.python.systemd import ListenFDs
 from zope.interface import implementer
 
 from uhppoted_tunnel.addresses import go_address, is_ip_address, parse_host_port
-from uhppoted_tunnel.bind import reactor_for
+from uhppoted_tunnel.bind import FreebindReactor, reactor_for
 
 #: Go: a client gives up dialling after 5 s.
 DIAL_TIMEOUT = 5
@@ -97,7 +98,7 @@ class SystemdServerEndpoint:
                                                       socket_family(self.descriptor)).listen(factory)
 
 
-def server_endpoint(reactor, spec, backlog=None):
+def server_endpoint(reactor, spec, backlog=None, freebind=False):
     """
     The endpoint a stream server end listens on.
 
@@ -105,6 +106,8 @@ def server_endpoint(reactor, spec, backlog=None):
     :param spec: the connector spec.
     :param backlog: the listen backlog of a C{HOST:PORT} address (default
         Twisted's, 50); an endpoint description sets its own.
+    :param freebind: let a C{HOST:PORT} address be bound before it is up
+        (C{--freebind}).
     :raise ValueError: for an unusable address.
     """
     descriptor = systemd_socket(spec)
@@ -116,6 +119,8 @@ def server_endpoint(reactor, spec, backlog=None):
     host, port = parsed
     if host and not is_ip_address(host):
         raise ValueError("invalid address in '{}': listen on an IP address".format(spec.text))
+    if freebind and not isinstance(reactor, MemoryReactor):
+        reactor = FreebindReactor(reactor)
     reactor = reactor_for(reactor, spec.interface)
     extra = {} if backlog is None else {"backlog": backlog}
     if ":" in host:

@@ -364,8 +364,8 @@ class HTTPConnectorMaker:
         secure = spec.prefix == "https/"
         log_tag = "HTTPS" if secure else "HTTP"
         # caps outside TLS, so that a refused connection costs no handshake
-        limited = endpoint = limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor,
-                                            log_tag)
+        listening = server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG, freebind=settings.get("freebind", False))
+        limited = endpoint = limit_endpoint(listening, settings, reactor, log_tag)
         if secure:
             endpoint = SecureServerEndpoint(endpoint, tls.server_options(settings, protocols=[b"http/1.1"]), reactor,
                                             settings["handshake-timeout"], "HTTPS", "is the client using plain HTTP?")

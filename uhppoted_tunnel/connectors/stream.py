@@ -454,7 +454,8 @@ class StreamConnectorMaker:
         C{--max-connections-per-source}) outside anything a secure
         transport adds, so that a refused connection costs no handshake.
         """
-        return limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), settings, reactor,
+        return limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG,
+                                              freebind=settings.get("freebind", False)), settings, reactor,
                               self.log_tag)
 
     def clientEndpoint(self, reactor, spec, settings):

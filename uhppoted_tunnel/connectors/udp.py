@@ -44,7 +44,7 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.addresses import is_ip_address, parse_host_port
 from uhppoted_tunnel.addresses import format_address
-from uhppoted_tunnel.bind import bind_to_device, check_interface, reactor_for
+from uhppoted_tunnel.bind import bind_to_device, check_interface, reactor_for, set_freebind
 from uhppoted_tunnel.connectors.endpoints import socket_family, systemd_socket
 from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
@@ -138,8 +138,13 @@ class DrainingPort(Port):
         self.dropped = dropped
         self._drops = None
 
+    #: bind an address that is not up yet (C{--freebind})
+    freebind = False
+
     def createInternetSocket(self):
         sock = Port.createInternetSocket(self)
+        if self.freebind:
+            set_freebind(sock)
         self.granted = set_receive_buffer(sock, self.receive_buffer)
         self.maxThroughput = max(Port.maxThroughput, self.granted)
         self._drops = kernel_drops(sock)
@@ -174,16 +179,18 @@ class DrainingPort(Port):
             self.dropped(lost)
 
 
-def listen_udp(reactor, port, protocol, interface, receive_buffer, dropped):
+def listen_udp(reactor, port, protocol, interface, receive_buffer, dropped, freebind=False):
     """
     Listen with a L{DrainingPort} on a real reactor (and with
     C{reactor.listenUDP} on a fake one).
 
+    :param freebind: bind an address that is not up yet.
     :return: the listening port.
     """
     if not isinstance(reactor, PosixReactorBase):
         return reactor.listenUDP(port, protocol, interface=interface)
     listening = DrainingPort(port, protocol, interface, reactor, receive_buffer, dropped)
+    listening.freebind = freebind
     listening.startListening()
     return listening
 
@@ -489,14 +496,16 @@ class ListenEnd(EndLifecycle, Service):
     role = IN
 
     def __init__(self, spec, address, router, reactor, max_payload, trace=False, events=False,
-                 receive_buffer=DEFAULT_RECEIVE_BUFFER, descriptor=None):
+                 receive_buffer=DEFAULT_RECEIVE_BUFFER, descriptor=None, freebind=False):
         """
         :param receive_buffer: the socket receive buffer to ask for, in
             bytes.
         :param descriptor: a datagram socket systemd passed, to use instead
             of C{address}; a datagram that woke the unit waits in it.
+        :param freebind: bind C{address} even before it is up.
         """
         self.descriptor = descriptor
+        self.freebind = freebind
         self.events = events
         self.spec = spec
         self.address = address
@@ -518,7 +527,7 @@ class ListenEnd(EndLifecycle, Service):
         host, port = self.address
         try:
             self.port = listen_udp(self.reactor, port, ListenProtocol(self), host, self.receive_buffer,
-                                   self._dropped.count)
+                                   self._dropped.count, self.freebind)
             if self.spec.interface is not None and isinstance(self.port, DrainingPort):
                 bind_to_device(self.port.socket, self.spec.interface)
         except (CannotListenError, OSError) as e:
@@ -655,7 +664,8 @@ class UDPConnectorMaker:
             descriptor = systemd_socket(spec)
             address = None if descriptor is not None else udp_address(spec, listen=True)
             return ListenEnd(spec, address, router, reactor, settings["max-payload"], trace, events,
-                             settings.get("udp-receive-buffer", DEFAULT_RECEIVE_BUFFER), descriptor)
+                             settings.get("udp-receive-buffer", DEFAULT_RECEIVE_BUFFER), descriptor,
+                             settings.get("freebind", False))
         return BroadcastEnd(spec, udp_address(spec, listen=False), settings["udp-timeout"], reactor,
                             settings["max-payload"], trace, events=events)
 
