@@ -15,6 +15,7 @@ retries); 2 for a configuration error, reported in one line before
 anything listens.
 """
 
+import signal
 import sys
 
 from twisted.internet.error import ReactorNotRunning
@@ -78,6 +79,15 @@ def parse(argv):
     return options
 
 
+def reload_on_hangup(service, reactor):
+    """
+    On SIGHUP, the tunnel reads its TLS certificates again (on the
+    reactor's thread, not in the signal handler).
+    """
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(service.reloadCertificates))
+
+
 def run(options, reactor):
     """
     Run a tunnel until it is stopped.
@@ -106,6 +116,7 @@ def run(options, reactor):
             pass
 
     service.on_failure = failed
+    reload_on_hangup(service, reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

@@ -106,6 +106,7 @@ Wants=network-online.target
 Type=notify
 ExecStartPre={check}
 ExecStart={run}
+ExecReload=/bin/kill -HUP $MAINPID
 {workdir}Restart=on-failure
 RestartSec=5
 WatchdogSec=30s

@@ -16,6 +16,7 @@ import sys
 
 from twisted.internet.error import ReactorNotRunning
 
+from uhppoted_tunnel.cli import reload_on_hangup
 from uhppoted_tunnel.lockfile import Lockfile, LockfileError
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.sdnotify import notify_service
@@ -82,4 +83,5 @@ def makeService(options, reactor=None):
         reactor.callWhenRunning(stop)
 
     service.on_failure = failed
+    reload_on_hangup(service, reactor)
     return service

@@ -90,6 +90,17 @@ class TunnelService(MultiService):
                 break
             service.startService()
 
+    def reloadCertificates(self):
+        """
+        Read the TLS certificates, keys and CAs again (SIGHUP): connections
+        made from now on use them; those made already carry on. A bad file
+        is a warning, and the ones in use stay.
+        """
+        for end in (self.out, self.in_):
+            reload = getattr(end, "reloadCertificates", None)
+            if reload is not None:
+                reload()
+
     def whenListening(self):
         """
         :return: a Deferred that fires once both ends listen (or, for an end

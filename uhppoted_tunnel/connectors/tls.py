@@ -29,6 +29,7 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import (
     IHandshakeListener,
+    IOpenSSLServerConnectionCreator,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
@@ -311,6 +312,15 @@ class SecureServerEndpoint:
         self.log_tag = log_tag
         self.hint = hint
 
+    def reload(self):
+        """
+        Read the certificate, key and CA again for the connections to come.
+
+        :raise ValueError: naming a bad file (the old ones stay in use).
+        """
+        if hasattr(self.options, "reload"):
+            self.options.reload()
+
     def listen(self, factory):
         gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint)
         listening = self.endpoint.listen(TLSMemoryBIOFactory(self.options, False, gates))
@@ -341,6 +351,17 @@ class SecureClientEndpoint:
         self.log_tag = log_tag
         self.hint = hint
 
+    def reload(self):
+        """
+        Read the client certificate, key and CA again for the dials to come.
+
+        :raise ValueError: naming a bad file (the old ones stay in use).
+        """
+        if self.remake is not None:
+            self.creator = self.remake()
+
+    remake = None
+
     def connect(self, factory):
         gates = None
 
@@ -362,6 +383,60 @@ class SecureClientEndpoint:
         connecting = self.endpoint.connect(TLSMemoryBIOFactory(self.creator, True, gates))
         connecting.addErrback(lambda failure: None if failure.check(CancelledError) else settle(failure))
         return ready
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableServerOptions:
+    """
+    The TLS server context of an end, which L{reload} can replace: new
+    connections use the new certificate and CA, connections already made
+    carry on with theirs.
+    """
+
+    def __init__(self, make):
+        """
+        :param make: builds the options (L{uhppoted_tunnel.tls.server_options}
+            with the end's settings); raises L{ValueError} for a bad file.
+        """
+        self.make = make
+        self.current = make()
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        return SSL.Connection(self.current.getContext(), None)
+
+    def reload(self):
+        """
+        Read the files again; keep the options in use if they are bad.
+
+        :raise ValueError: naming the bad file.
+        """
+        self.current = self.make()
+
+
+class CertificateReload:
+    """
+    What a secure end does on SIGHUP: read its certificate, key and CA
+    again for the connections to come, or warn and keep those in use.
+    """
+
+    log = Logger()
+
+    def __init__(self, log_tag, targets):
+        """
+        :param targets: objects with a C{reload()} raising L{ValueError}.
+        """
+        self.log_tag = log_tag
+        self.targets = targets
+
+    def __call__(self):
+        try:
+            for target in self.targets:
+                target.reload()
+        except ValueError as e:
+            self.log.warn("could not reload the TLS certificates ({reason}): keeping those in use", reason=e)
+            return False
+        self.log.info("reloaded the TLS certificates: new connections use them")
+        return True
 
 
 #: A certificate this close to its end is warned of (at start, and when
@@ -448,11 +523,14 @@ class TLSConnectorMaker(StreamConnectorMaker):
         end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
         side = "server" if spec.prefix.endswith("/server:") else "client"
         watch_certificates(settings, side, reactor, self.log_tag).setServiceParent(end)
+        secure = end.endpoint if side == "server" else end._dialled.endpoint
+        end.reloadCertificates = CertificateReload(self.log_tag, [secure])
         return end
 
     def serverEndpoint(self, reactor, spec, settings):
         return SecureServerEndpoint(StreamConnectorMaker.serverEndpoint(self, reactor, spec, settings),
-                                    tls.server_options(settings), reactor, settings["handshake-timeout"])
+                                    ReloadableServerOptions(lambda: tls.server_options(settings)), reactor,
+                                    settings["handshake-timeout"])
 
     def clientEndpoint(self, reactor, spec, settings):
         address = go_address(spec.address)
@@ -460,5 +538,7 @@ class TLSConnectorMaker(StreamConnectorMaker):
             raise ValueError("'{}': a TLS client needs HOST:PORT (the server's certificate must name HOST)".format(
                 spec.text))
         creator = tls.client_options(settings, address[0])
-        return SecureClientEndpoint(StreamConnectorMaker.clientEndpoint(self, reactor, spec, settings), creator,
-                                    reactor, settings["handshake-timeout"])
+        endpoint = SecureClientEndpoint(StreamConnectorMaker.clientEndpoint(self, reactor, spec, settings), creator,
+                                        reactor, settings["handshake-timeout"])
+        endpoint.remake = lambda: tls.client_options(settings, address[0])
+        return endpoint
