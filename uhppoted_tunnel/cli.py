@@ -79,6 +79,18 @@ def parse(argv):
     return options
 
 
+def stop_reactor(reactor):
+    """
+    Stop the reactor, unless it is stopping already (a failure while the
+    tunnel stops, such as an event spool that cannot be written: the exit
+    code still says it).
+    """
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
+
+
 def reload_on_hangup(service, reactor):
     """
     On SIGHUP, the tunnel reads its TLS certificates again (on the
@@ -107,15 +119,7 @@ def run(options, reactor):
     # under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1
     notify_service(service, reactor)
 
-    def failed(message):
-        try:
-            reactor.stop()
-        except ReactorNotRunning:
-            # a failure while stopping (an event spool that cannot be
-            # written): the reactor is on its way down, the exit code says it
-            pass
-
-    service.on_failure = failed
+    service.on_failure = lambda message: stop_reactor(reactor)
     reload_on_hangup(service, reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

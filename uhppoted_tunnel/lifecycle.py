@@ -28,14 +28,11 @@ class EndLifecycle:
     and what the end calls to settle them.
     """
 
+    #: C{(port,)} once listening, the message once failed, and who waits
     _end_listening = None
     _end_failure = None
-
-    def _waiters(self, name):
-        waiters = self.__dict__.get(name)
-        if waiters is None:
-            waiters = self.__dict__[name] = []
-        return waiters
+    _listening_waiters = ()
+    _failed_waiters = ()
 
     def whenListening(self):
         """
@@ -50,7 +47,7 @@ class EndLifecycle:
         if self._end_listening is not None:
             return succeed(self._end_listening[0])
         d = Deferred()
-        self._waiters("_listening_waiters").append(d)
+        self._listening_waiters = self._listening_waiters + (d,)
         return d
 
     def whenFailed(self):
@@ -62,7 +59,7 @@ class EndLifecycle:
         if self._end_failure is not None:
             return succeed(self._end_failure)
         d = Deferred()
-        self._waiters("_failed_waiters").append(d)
+        self._failed_waiters = self._failed_waiters + (d,)
         return d
 
     def listening(self, port=None):
@@ -74,7 +71,7 @@ class EndLifecycle:
         if self._end_listening is not None or self._end_failure is not None:
             return
         self._end_listening = (port,)
-        waiting, self.__dict__["_listening_waiters"] = self._waiters("_listening_waiters"), []
+        waiting, self._listening_waiters = self._listening_waiters, ()
         for d in waiting:
             d.callback(port)
 
@@ -92,10 +89,10 @@ class EndLifecycle:
             return
         message = self._end_failure = log_format.format(**fields)
         self.log.error(log_format, **fields)
-        waiting, self.__dict__["_listening_waiters"] = self._waiters("_listening_waiters"), []
+        waiting, self._listening_waiters = self._listening_waiters, ()
         for d in waiting:
             d.errback(Failure(EndFailed(message)))
-        waiting, self.__dict__["_failed_waiters"] = self._waiters("_failed_waiters"), []
+        waiting, self._failed_waiters = self._failed_waiters, ()
         for d in waiting:
             d.callback(message)
 

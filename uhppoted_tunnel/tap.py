@@ -14,9 +14,8 @@ application.)
 import os
 import sys
 
-from twisted.internet.error import ReactorNotRunning
 
-from uhppoted_tunnel.cli import reload_on_hangup
+from uhppoted_tunnel.cli import reload_on_hangup, stop_reactor
 from uhppoted_tunnel.lockfile import Lockfile, LockfileError
 from uhppoted_tunnel.options import Options
 from uhppoted_tunnel.sdnotify import notify_service
@@ -72,15 +71,7 @@ def makeService(options, reactor=None):
         # an end may fail while twistd starts the service, before the
         # reactor runs: stop it as soon as it does
         reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-
-        def stop():
-            try:
-                reactor.stop()
-            except ReactorNotRunning:
-                # failed while stopping: the exit code is still 1
-                pass
-
-        reactor.callWhenRunning(stop)
+        reactor.callWhenRunning(stop_reactor, reactor)
 
     service.on_failure = failed
     reload_on_hangup(service, reactor)

@@ -281,7 +281,7 @@ class _Connection(ProtocolWrapper):
     def _requestTimedOut(self):
         self._deadline = None
         self._expired = True
-        self.factory.timedOut("request", self.transport.getPeer())
+        self.factory.timedOut(self.transport.getPeer())
         body = b"request not complete within the time allowed\n"
         headers = b"".join(b"%s: %s\r\n" % header for header in security_headers(self.factory.secure))
         self.transport.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n%s"
@@ -333,28 +333,27 @@ class ConnectionTracker(WrappingFactory):
         self.request_timeout = request_timeout
         self.secure = secure
         self.grace = grace
-        self._last = {}
-        self._throttles = {} if clock is None else {"request": Throttle(clock, self._warnRequest)}
+        self._last = None
+        self._timeouts = None if clock is None else Throttle(clock, self._warnTimeouts)
 
-    def timedOut(self, kind, peer):
+    def timedOut(self, peer):
         """
-        A connection was closed for missing its C{kind} (C{"request"})
-        deadline.
+        A connection was closed for missing its request deadline.
         """
-        self._last[kind] = peer
-        self._throttles[kind].count()
+        self._last = peer
+        self._timeouts.count()
 
-    def _warnRequest(self, count):
+    def _warnTimeouts(self, count):
         self.log.warn("closed {count} connection(s), the last from {peer}: request head and body not received "
-                      "within {timeout:g}s (--http-request-timeout)", count=count,
-                      peer=format_address(self._last["request"]), timeout=self.request_timeout)
+                      "within {timeout:g}s (--http-request-timeout)", count=count, peer=format_address(self._last),
+                      timeout=self.request_timeout)
 
     def flush(self):
         """
         Report what is not yet reported (when the end stops).
         """
-        for throttle in self._throttles.values():
-            throttle.flush()
+        if self._timeouts is not None:
+            self._timeouts.flush()
 
     def closeAll(self, clock, grace=STOP_GRACE):
         """

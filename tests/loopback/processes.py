@@ -347,7 +347,8 @@ def run_tunnel(testcase, name, *args, command=None, config=True):
     Start a tunnel half with its lockfile in the test's directory and a
     high rate limit.
 
-    :param args: the tunnel's own flags (C{--in}, C{--out}, ...).
+    :param args: the tunnel's own flags (C{--in}, C{--out}, ...), after
+        these defaults, so that a test can set its own rate limit.
     :param command: the command to run, by default L{tunnel_command}.
     :param config: pass an empty C{--config} file first.
     :return: the L{LineProtocol}.
@@ -355,7 +356,7 @@ def run_tunnel(testcase, name, *args, command=None, config=True):
     flags = ["--lockfile", lockfile(testcase, name), "--rate-limit", "1000"]
     if config:
         flags += ["--config", empty_config(testcase)]
-    return spawn(testcase, (command or tunnel_command()) + list(args) + flags, name)
+    return spawn(testcase, (command or tunnel_command()) + flags + list(args), name)
 
 
 @inlineCallbacks

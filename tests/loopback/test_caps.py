@@ -14,10 +14,8 @@ from twisted.trial.unittest import TestCase
 from tests.loopback.processes import (
     Client,
     connected_line,
-    empty_config,
     listening_line,
-    lockfile,
-    spawn,
+    run_tunnel,
     start_emulator,
     tunnel_command,
 )
@@ -66,10 +64,8 @@ class ConnectionCapTests(TestCase):
         """
         prlimit = require("prlimit", "util-linux")
         emulator, emulator_port = yield start_emulator(self, A)
-        command = [prlimit, "--nofile=1024:1024", "--"] + tunnel_command() + [
-            "--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0", "--rate-limit", "1000",
-            "--lockfile", lockfile(self, "host"), "--config", empty_config(self)]
-        host = spawn(self, command, "host")
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0",
+                          command=[prlimit, "--nofile=1024:1024", "--"] + tunnel_command())
         udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
         tcp_port = int((yield host.waitFor(listening_line("TCP"))).group(1))
         idle = yield deferToThread(open_idle, tcp_port, IDLE, "127.0.0.2")
@@ -77,10 +73,8 @@ class ConnectionCapTests(TestCase):
         yield host.waitFor(r"refused \d+ connection\(s\), the last from 127\.0\.0\.2:\d+: 128 open connections from "
                            r"127\.0\.0\.2 already \(--max-connections-per-source")
         mark = host.mark()
-        site = spawn(self, tunnel_command() + [
-            "--in", "tcp/client:127.0.0.1:{}".format(tcp_port), "--out",
-            "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s", "--lockfile",
-            lockfile(self, "site"), "--config", empty_config(self)], "site")
+        site = run_tunnel(self, "site", "--in", "tcp/client:127.0.0.1:{}".format(tcp_port),
+                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s")
         yield site.waitFor(connected_line(tcp_port))
         yield host.waitFor(connected_line(), since=mark)
         reply = yield Client(udp_port).get_controller(A, timeout=3.0)

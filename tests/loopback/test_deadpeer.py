@@ -17,14 +17,7 @@ import time
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.loopback.processes import (
-    connected_line,
-    empty_config,
-    free_port,
-    lockfile,
-    spawn,
-    tunnel_command,
-)
+from tests.loopback.processes import connected_line, free_port, run_tunnel, tunnel_command
 from tests.tools import require, under_ci
 
 A = 405419896
@@ -48,12 +41,8 @@ class DeadPeerTests(TestCase):
     def run_in(self, *command):
         subprocess.run([self.ip, "netns", "exec", self.namespace] + list(command), check=True)
 
-    def spawn_in(self, name, command):
-        return spawn(self, [self.ip, "netns", "exec", self.namespace] + command, name)
-
     def half(self, name, *args):
-        return self.spawn_in(name, tunnel_command() + list(args) + [
-            "--lockfile", lockfile(self, name), "--config", empty_config(self), "--rate-limit", "1000"])
+        return run_tunnel(self, name, *args, command=[self.ip, "netns", "exec", self.namespace] + tunnel_command())
 
     @inlineCallbacks
     def test_blackholedHostNoticed(self):

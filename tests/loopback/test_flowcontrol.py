@@ -16,16 +16,8 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.gowire import go_packetize
-from tests.loopback.processes import (
-    Client,
-    connected_line,
-    empty_config,
-    listening_line,
-    lockfile,
-    spawn,
-    start_emulator,
-    tunnel_command,
-)
+from tests.loopback.processes import Client, connected_line, listening_line, run_tunnel, start_emulator
+from uhppoted_tunnel.testing import packet
 
 A = 405419896
 LOAD = 20.0
@@ -46,10 +38,6 @@ def rss_mb(pid):
     raise AssertionError("no VmRSS for {}".format(pid))
 
 
-def get_controller(serial):
-    return bytes([0x17, 0x94, 0, 0]) + serial.to_bytes(4, "little") + bytes(56)
-
-
 class Flood(DatagramProtocol):
     """
     Sends get-controller requests at a steady rate to a UDP port and counts
@@ -67,7 +55,7 @@ class Flood(DatagramProtocol):
         self.loop.start(0.005)
 
     def tick(self):
-        request = get_controller(A)
+        request = packet(0x94, A)
         for _ in range(self.per_tick):
             self.transport.write(request, ("127.0.0.1", self.port))
         self.sent += self.per_tick
@@ -94,9 +82,7 @@ class StalledPeerTests(TestCase):
     timeout = 120
 
     def half(self, name, *args):
-        command = tunnel_command() + list(args) + LIMITS + ["--lockfile", lockfile(self, name), "--config",
-                                                             empty_config(self)]
-        return spawn(self, command, name)
+        return run_tunnel(self, name, *(list(args) + LIMITS))
 
     @inlineCallbacks
     def probe(self, client, count=5):
@@ -178,7 +164,7 @@ class StalledPeerTests(TestCase):
         rogue = stalled_socket(tcp_port)
         self.addCleanup(rogue.close)
         stop = threading.Event()
-        frames = b"".join(go_packetize(n, get_controller(A)) for n in range(1, 101))
+        frames = b"".join(go_packetize(n, packet(0x94, A)) for n in range(1, 101))
 
         def flood():
             try:

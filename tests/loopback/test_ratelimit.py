@@ -13,22 +13,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.loopback.processes import (
-    Client,
-    connected_line,
-    empty_config,
-    listening_line,
-    lockfile,
-    spawn,
-    start_emulator,
-    tunnel_command,
-)
+from tests.loopback.processes import Client, connected_line, listening_line, run_tunnel, start_emulator
+from uhppoted_tunnel.testing import packet
 
 A = 405419896
-
-
-def get_controller(serial):
-    return bytes([0x17, 0x94, 0, 0]) + serial.to_bytes(4, "little") + bytes(56)
 
 
 class Flooder(DatagramProtocol):
@@ -45,7 +33,7 @@ class Flooder(DatagramProtocol):
 
     def tick(self):
         for _ in range(20):
-            self.transport.write(get_controller(A), ("127.0.0.1", self.port))
+            self.transport.write(packet(0x94, A), ("127.0.0.1", self.port))
 
     def datagramReceived(self, data, address):
         pass
@@ -59,9 +47,7 @@ class FloodTests(TestCase):
     timeout = 90
 
     def half(self, name, *args):
-        command = tunnel_command() + list(args) + ["--lockfile", lockfile(self, name), "--config",
-                                                   empty_config(self)]
-        return spawn(self, command, name)
+        return run_tunnel(self, name, *args)
 
     @inlineCallbacks
     def test_politeSenderAnswered(self):

@@ -263,7 +263,7 @@ def _handshake(server_options, client_options):
 
     from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
 
-    server = SecureServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), server_options, reactor, 15)
+    server = SecureServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), lambda: server_options, reactor, 15)
 
     @inlineCallbacks
     def run():

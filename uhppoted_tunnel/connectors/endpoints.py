@@ -67,12 +67,14 @@ def systemd_socket(spec, environ=None):
                      "FileDescriptorName=; LISTEN_FDNAMES must name every socket)".format(spec.text, found))
 
 
-def socket_family(descriptor):
+def adopt(descriptor):
     """
-    The address family of a socket descriptor, which is also made
-    non-blocking (systemd-socket-activate, for one, passes blocking
-    sockets, on which the reactor's read loop would wait for the next
-    datagram instead of returning).
+    Make a passed socket fit for the reactor: non-blocking
+    (systemd-socket-activate, for one, passes blocking sockets, on which
+    the reactor's read loop would wait for the next datagram instead of
+    returning).
+
+    :return: its address family, for the reactor's C{adopt*} methods.
     """
     os.set_blocking(descriptor, False)
     probe = socket.socket(fileno=descriptor)
@@ -95,7 +97,7 @@ class SystemdServerEndpoint:
 
     def listen(self, factory):
         return endpoints.AdoptedStreamServerEndpoint(self.reactor, self.descriptor,
-                                                      socket_family(self.descriptor)).listen(factory)
+                                                      adopt(self.descriptor)).listen(factory)
 
 
 def server_endpoint(reactor, spec, backlog=None, freebind=False):

@@ -42,12 +42,7 @@ from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
 from uhppoted_tunnel.durations import format_duration
 from uhppoted_tunnel.connectors.endpoints import server_endpoint
-from uhppoted_tunnel.connectors.tls import (
-    CertificateReload,
-    ReloadableServerOptions,
-    SecureServerEndpoint,
-    watch_certificates,
-)
+from uhppoted_tunnel.connectors.tls import SecureServerEndpoint, watch_certificates
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
 from uhppoted_tunnel.jsonapi import (
     BadRequest,
@@ -372,12 +367,12 @@ class HTTPConnectorMaker:
         listening = server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG, freebind=settings.get("freebind", False))
         limited = endpoint = limit_endpoint(listening, settings, reactor, log_tag)
         if secure:
-            options = ReloadableServerOptions(lambda: tls.server_options(settings, protocols=[b"http/1.1"]))
-            endpoint = SecureServerEndpoint(endpoint, options, reactor, settings["handshake-timeout"], "HTTPS",
+            endpoint = SecureServerEndpoint(endpoint, lambda: tls.server_options(settings, protocols=[b"http/1.1"]),
+                                            reactor, settings["handshake-timeout"], "HTTPS",
                                             "is the client using plain HTTP?")
         end = HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
         end.limited = limited
         if secure:
             end.watch = watch_certificates(settings, "server", reactor, "HTTPS")
-            end.reloadCertificates = CertificateReload("HTTPS", [endpoint])
+            end.reloadCertificates = endpoint.reloadCertificates
         return end

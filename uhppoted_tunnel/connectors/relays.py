@@ -329,8 +329,6 @@ class EventSender(_Relay):
         self.go = settings.get("event-peer") == "go"
         self.session = new_session()
         self.cursors = {}
-        #: acknowledgements refused (an id never sent on that connection)
-        self.refused = 0
         self._lost = Throttle(clock, self._warnLost)
         self._refused = Throttle(clock, self._warnRefused)
         self._last_refused = None
@@ -420,9 +418,15 @@ class EventSender(_Relay):
         else:
             # an id never sent on this connection: whoever it is, it cannot
             # acknowledge what it did not receive
-            self.refused += 1
             self._last_refused = connection.peer
             self._refused.count()
+
+    @property
+    def refused(self):
+        """
+        Acknowledgements ignored: ids never sent on their connection.
+        """
+        return self._refused.total
 
     def _warnRefused(self, count):
         self.log.warn("ignored {n} acknowledgement(s) of events never sent on their connection, the last from "

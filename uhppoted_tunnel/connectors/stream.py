@@ -372,6 +372,7 @@ class ClientEnd(StreamEnd):
         self.failures = 0
         self._refused = 0
         self._after_loss = False
+        self.endpoint = endpoint
         self._dialled = _Dialled(endpoint)
         self.client = ClientService(self._dialled, self.factory, retryPolicy=self._retry, clock=reactor)
         self.client.setServiceParent(self)

@@ -289,78 +289,82 @@ class _SecurePort:
         return gatherResults([maybeDeferred(self._port.stopListening), self._gates.closeAll()], consumeErrors=True)
 
 
-@implementer(IStreamServerEndpoint)
-class SecureServerEndpoint:
+class _SecureEndpoint:
     """
-    Any stream server endpoint, with TLS on every connection it accepts;
-    a connection reaches the factory once its handshake is done.
+    What the secure server and client endpoints share: the endpoint they
+    wrap, the handshake's timeout and log wording, and the TLS options,
+    built by C{make} and built again on L{reloadCertificates}.
     """
 
-    def __init__(self, endpoint, options, clock, timeout, log_tag="TLS",
-                 hint="is the peer a plain TCP connector?"):
+    log = Logger()
+
+    def __init__(self, endpoint, make, clock, timeout, log_tag, hint):
         """
-        :param endpoint: the wrapped L{IStreamServerEndpoint}.
-        :param options: an C{IOpenSSLServerConnectionCreator}
-            (L{uhppoted_tunnel.tls.server_options}).
+        :param endpoint: the wrapped endpoint.
+        :param make: builds the TLS options from the certificate files
+            (L{uhppoted_tunnel.tls.server_options} or C{client_options}
+            with the end's settings), raising L{ValueError} for a bad file.
         :param clock: an C{IReactorTime}.
         :param timeout: seconds a handshake may take.
+        :param log_tag: the tag of the log lines (C{TLS}, C{HTTPS}).
+        :param hint: what a timed-out handshake probably means.
         """
         self.endpoint = endpoint
-        self.options = options
+        self.make = make
+        self.tls = make()
         self.clock = clock
         self.timeout = timeout
         self.log_tag = log_tag
         self.hint = hint
 
-    def reload(self):
+    def reloadCertificates(self):
         """
-        Read the certificate, key and CA again for the connections to come.
+        Read the certificate, key and CA again for the connections to come
+        (SIGHUP); connections made already carry on. A bad file is a
+        warning, and the options in use stay.
 
-        :raise ValueError: naming a bad file (the old ones stay in use).
+        :return: True if reloaded.
         """
-        if hasattr(self.options, "reload"):
-            self.options.reload()
+        try:
+            self.tls = self.make()
+        except ValueError as e:
+            self.log.warn("could not reload the TLS certificates ({reason}): keeping those in use", reason=e)
+            return False
+        self.log.info("reloaded the TLS certificates: new connections use them")
+        return True
+
+
+@implementer(IStreamServerEndpoint, IOpenSSLServerConnectionCreator)
+class SecureServerEndpoint(_SecureEndpoint):
+    """
+    Any stream server endpoint, with TLS on every connection it accepts;
+    a connection reaches the factory once its handshake is done.
+    """
+
+    def __init__(self, endpoint, make, clock, timeout, log_tag="TLS", hint="is the peer a plain TCP connector?"):
+        _SecureEndpoint.__init__(self, endpoint, make, clock, timeout, log_tag, hint)
+
+    def serverConnectionForTLS(self, tlsProtocol):
+        # the options in use now, so that a reload reaches the next
+        # connection
+        return SSL.Connection(self.tls.getContext(), None)
 
     def listen(self, factory):
         gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint)
-        listening = self.endpoint.listen(TLSMemoryBIOFactory(self.options, False, gates))
+        listening = self.endpoint.listen(TLSMemoryBIOFactory(self, False, gates))
         return listening.addCallback(_SecurePort, gates)
 
 
 @implementer(IStreamClientEndpoint)
-class SecureClientEndpoint:
+class SecureClientEndpoint(_SecureEndpoint):
     """
     Any stream client endpoint, with TLS: C{connect} fires once the
     handshake is done, and fails with L{HandshakeFailed} or
     L{HandshakeTimeout} if it is not.
     """
 
-    def __init__(self, endpoint, creator, clock, timeout, log_tag="TLS",
-                 hint="is the server a plain TCP connector?"):
-        """
-        :param endpoint: the wrapped L{IStreamClientEndpoint}.
-        :param creator: an C{IOpenSSLClientConnectionCreator}
-            (L{uhppoted_tunnel.tls.client_options}).
-        :param clock: an C{IReactorTime}.
-        :param timeout: seconds a handshake may take.
-        """
-        self.endpoint = endpoint
-        self.creator = creator
-        self.clock = clock
-        self.timeout = timeout
-        self.log_tag = log_tag
-        self.hint = hint
-
-    def reload(self):
-        """
-        Read the client certificate, key and CA again for the dials to come.
-
-        :raise ValueError: naming a bad file (the old ones stay in use).
-        """
-        if self.remake is not None:
-            self.creator = self.remake()
-
-    remake = None
+    def __init__(self, endpoint, make, clock, timeout, log_tag="TLS", hint="is the server a plain TCP connector?"):
+        _SecureEndpoint.__init__(self, endpoint, make, clock, timeout, log_tag, hint)
 
     def connect(self, factory):
         gates = None
@@ -380,63 +384,9 @@ class SecureClientEndpoint:
                     ready.callback(outcome)
 
         gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint, settle, settle)
-        connecting = self.endpoint.connect(TLSMemoryBIOFactory(self.creator, True, gates))
+        connecting = self.endpoint.connect(TLSMemoryBIOFactory(self.tls, True, gates))
         connecting.addErrback(lambda failure: None if failure.check(CancelledError) else settle(failure))
         return ready
-
-
-@implementer(IOpenSSLServerConnectionCreator)
-class ReloadableServerOptions:
-    """
-    The TLS server context of an end, which L{reload} can replace: new
-    connections use the new certificate and CA, connections already made
-    carry on with theirs.
-    """
-
-    def __init__(self, make):
-        """
-        :param make: builds the options (L{uhppoted_tunnel.tls.server_options}
-            with the end's settings); raises L{ValueError} for a bad file.
-        """
-        self.make = make
-        self.current = make()
-
-    def serverConnectionForTLS(self, tlsProtocol):
-        return SSL.Connection(self.current.getContext(), None)
-
-    def reload(self):
-        """
-        Read the files again; keep the options in use if they are bad.
-
-        :raise ValueError: naming the bad file.
-        """
-        self.current = self.make()
-
-
-class CertificateReload:
-    """
-    What a secure end does on SIGHUP: read its certificate, key and CA
-    again for the connections to come, or warn and keep those in use.
-    """
-
-    log = Logger()
-
-    def __init__(self, log_tag, targets):
-        """
-        :param targets: objects with a C{reload()} raising L{ValueError}.
-        """
-        self.log_tag = log_tag
-        self.targets = targets
-
-    def __call__(self):
-        try:
-            for target in self.targets:
-                target.reload()
-        except ValueError as e:
-            self.log.warn("could not reload the TLS certificates ({reason}): keeping those in use", reason=e)
-            return False
-        self.log.info("reloaded the TLS certificates: new connections use them")
-        return True
 
 
 #: A certificate this close to its end is warned of (at start, and when
@@ -523,22 +473,18 @@ class TLSConnectorMaker(StreamConnectorMaker):
         end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
         side = "server" if spec.prefix.endswith("/server:") else "client"
         watch_certificates(settings, side, reactor, self.log_tag).setServiceParent(end)
-        secure = end.endpoint if side == "server" else end._dialled.endpoint
-        end.reloadCertificates = CertificateReload(self.log_tag, [secure])
+        end.reloadCertificates = end.endpoint.reloadCertificates
         return end
 
     def serverEndpoint(self, reactor, spec, settings):
         return SecureServerEndpoint(StreamConnectorMaker.serverEndpoint(self, reactor, spec, settings),
-                                    ReloadableServerOptions(lambda: tls.server_options(settings)), reactor,
-                                    settings["handshake-timeout"])
+                                    lambda: tls.server_options(settings), reactor, settings["handshake-timeout"])
 
     def clientEndpoint(self, reactor, spec, settings):
         address = go_address(spec.address)
         if address is None or not address[0]:
             raise ValueError("'{}': a TLS client needs HOST:PORT (the server's certificate must name HOST)".format(
                 spec.text))
-        creator = tls.client_options(settings, address[0])
-        endpoint = SecureClientEndpoint(StreamConnectorMaker.clientEndpoint(self, reactor, spec, settings), creator,
-                                        reactor, settings["handshake-timeout"])
-        endpoint.remake = lambda: tls.client_options(settings, address[0])
-        return endpoint
+        return SecureClientEndpoint(StreamConnectorMaker.clientEndpoint(self, reactor, spec, settings),
+                                    lambda: tls.client_options(settings, address[0]), reactor,
+                                    settings["handshake-timeout"])

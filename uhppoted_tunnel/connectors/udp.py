@@ -45,7 +45,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.addresses import is_ip_address, parse_host_port
 from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import bind_to_device, check_interface, reactor_for, set_freebind
-from uhppoted_tunnel.connectors.endpoints import socket_family, systemd_socket
+from uhppoted_tunnel.connectors.endpoints import adopt, systemd_socket
 from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
@@ -550,7 +550,7 @@ class ListenEnd(EndLifecycle, Service):
         Read from the datagram socket systemd passed (C{ListenDatagram=}).
         """
         try:
-            self.port = self.reactor.adoptDatagramPort(self.descriptor, socket_family(self.descriptor),
+            self.port = self.reactor.adoptDatagramPort(self.descriptor, adopt(self.descriptor),
                                                         ListenProtocol(self))
             set_receive_buffer(self.port.socket, self.receive_buffer)
         except (OSError, ValueError) as e:
