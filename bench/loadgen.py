@@ -249,10 +249,48 @@ def probe(target, deadline):
     return False
 
 
+# --------------------------------------------------------------------------
+# the transports a pair can run over (--transport)
+
+class TCPLink:
+    """
+    How a pair's two halves meet: the host's out connector, the site's in
+    connector, the flags each half adds, when the host is ready for the
+    site, and anything to stop afterwards. This one is plain TCP; another
+    transport subclasses it and registers in L{TRANSPORTS}.
+    """
+
+    kind = "tcp"
+
+    def __init__(self, workdir, port):
+        self.workdir = workdir
+        self.port = port
+        self.host_out = "%s/server:%s:%d" % (self.kind, LOCALHOST, port)
+        self.site_in = "%s/client:%s:%d" % (self.kind, LOCALHOST, port)
+
+    def args(self, half):
+        """Extra flags for C{half} ("host" or "site")."""
+        return []
+
+    def ready(self):
+        """Whether the host half is ready for the site half to start."""
+        return tcp_listening(self.port)
+
+    def stop(self):
+        """Stop whatever the transport started (after both halves)."""
+
+    def __str__(self):
+        return "%s %d" % (self.kind, self.port)
+
+
+#: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
+TRANSPORTS = {"tcp": TCPLink}
+
+
 class Tunnel:
     """A host half and a site half, started and stopped together."""
 
-    def __init__(self, kind, workdir, emulator, udp_timeout, template=None):
+    def __init__(self, kind, workdir, emulator, udp_timeout, template=None, transport="tcp"):
         self.kind = kind
         self.workdir = workdir
         self.emulator = emulator
@@ -260,6 +298,7 @@ class Tunnel:
         self.template = template
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.tcp_port = free_port(socket.SOCK_STREAM)
+        self.link = TRANSPORTS[transport](workdir, self.tcp_port)
         self.host = self.site = None
 
     def _argv(self, half, in_, out):
@@ -272,30 +311,28 @@ class Tunnel:
                 "--in", in_, "--out", out, "--udp-timeout", self.udp_timeout,
                 "--rate-limit", "1000000", "--rate-limit-burst", "1000000",
                 "--log-level", "warn", "--lockfile", lock, "--config", config,
-            ]
+            ] + self.link.args(half)
         fields = {"in": in_, "out": out, "udp_timeout": self.udp_timeout, "lockfile": lock}
         return [arg.format(**fields) for arg in shlex.split(self.template)]
 
     def start(self):
         host_in = "udp/listen:%s:%d" % (LOCALHOST, self.udp_port)
-        host_out = "tcp/server:%s:%d" % (LOCALHOST, self.tcp_port)
-        site_in = "tcp/client:%s:%d" % (LOCALHOST, self.tcp_port)
+        host_out, site_in = self.link.host_out, self.link.site_in
         site_out = "udp/broadcast:%s:%d" % self.emulator
         env = child_env()
         self.host = Child(self.kind + "-host", self._argv("host", host_in, host_out), self.workdir, env)
         # The site half dials once and retries only after 5 s: start it once the host listens.
         deadline = now() + READY_TIMEOUT
-        while not tcp_listening(self.tcp_port):
+        while not self.link.ready():
             if not self.host.alive() or now() > deadline:
-                raise NotReady("%s host half did not listen on TCP %d:\n%s"
-                               % (self.kind, self.tcp_port, self.host.output()))
+                raise NotReady("%s host half did not get ready (%s):\n%s"
+                               % (self.kind, self.link, self.host.output()))
             time.sleep(0.05)
         self.site = Child(self.kind + "-site", self._argv("site", site_in, site_out), self.workdir, env)
         if not probe((LOCALHOST, self.udp_port), deadline):
             raise NotReady("%s tunnel relayed nothing within %gs\n--- host:\n%s\n--- site:\n%s"
                            % (self.kind, READY_TIMEOUT, self.host.output(), self.site.output()))
-        log("%s tunnel ready: udp %d -> tcp %d -> emulator %d", self.kind, self.udp_port, self.tcp_port,
-            self.emulator[1])
+        log("%s tunnel ready: udp %d -> %s -> emulator %d", self.kind, self.udp_port, self.link, self.emulator[1])
 
     def stop(self):
         for child in (self.site, self.host):
@@ -303,6 +340,7 @@ class Tunnel:
                 code = child.stop()
                 if code not in (0, -signal.SIGTERM, None):
                     log("%s exited with %s:\n%s", child.name, code, child.output(800))
+        self.link.stop()
 
 
 # --------------------------------------------------------------------------
@@ -614,7 +652,9 @@ def load(engine, n, target, warmup, duration, pids, trace=None):
 # --------------------------------------------------------------------------
 
 def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=None):
-    tunnel = Tunnel(kind, workdir, emulator[1], args.udp_timeout, template)
+    # a --compare tunnel (the Go one) runs over TCP
+    transport = args.transport if template is None else "tcp"
+    tunnel = Tunnel(kind, workdir, emulator[1], args.udp_timeout, template, transport)
     try:
         tunnel.start()
         pids = {"host": tunnel.host.pid, "site": tunnel.site.pid, "emulator": emulator[0].pid}
@@ -648,6 +688,7 @@ def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=
         "direct_p50_ms": direct["p50_ms"],
         "direct_requests_per_s": direct["requests_per_s"],
         "tunnel": kind,
+        "transport": transport,
         # extras
         "completed": figures["completed"],
         "p999_ms": figures["p999_ms"],
@@ -697,6 +738,8 @@ def main(argv=None):
                         "(the --compare run writes FILE-compare)")
     parser.add_argument("--compare", metavar="TEMPLATE", help="also run another tunnel: a command with {in}, {out}, "
                         "{udp_timeout} (and {lockfile}) filled in for each half")
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="tcp",
+                        help="what joins the pair's halves (default tcp)")
     parser.add_argument("--engine", choices=sorted(ENGINES), default="epoll",
                         help="client I/O: epoll (default, the cheapest), asyncio or twisted (twisted only with "
                              "--direct-only: a reactor runs once per process)")
