@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from uhppoted_tunnel import bind, config, events, limits, lockfile, spec
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
+from uhppoted_tunnel.connectors.websocket import DEFAULT_PING
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -61,6 +62,10 @@ DEFAULTS = {
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
+    "ws-origins": (),
+    "token-file": None,
+    "trusted-proxies": (),
+    "ws-ping": DEFAULT_PING,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -188,6 +193,11 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
+        ["token-file", None, None, "A file holding a bearer token: ws/ and wss/ servers require it in "
+                                   "'Authorization: Bearer TOKEN', clients send it (default: none)."],
+        ["ws-ping", None, None, "How often ws/ and wss/ ends ping their peer; a peer that does not answer "
+                                "within as long is disconnected (default 30s; 0 for no pings).",
+         _checked("ws-ping")],
     ]
 
     def __init__(self, makers=None):
@@ -318,6 +328,25 @@ class Options(usage.Options):
             return spec.parse(text, makers)
         except ValueError as e:
             raise usage.UsageError("{}: {}".format(where, e)) from None
+
+    def _append(self, key, flag, text):
+        try:
+            values = config.KEYS[key](text)
+        except ValueError as e:
+            raise usage.UsageError("--{}: {}".format(flag, e)) from None
+        self[key] = list(self.get(key) or ()) + values
+
+    def opt_ws_origin(self, origin):
+        self._append("ws-origins", "ws-origin", origin)
+
+    opt_ws_origin.__doc__ = ("An origin (SCHEME://HOST[:PORT]) whose pages a ws/ or wss/ server admits; repeatable, "
+                             "or a comma list. A request bearing any other Origin is refused (default: none).")
+
+    def opt_trusted_proxy(self, network):
+        self._append("trusted-proxies", "trusted-proxy", network)
+
+    opt_trusted_proxy.__doc__ = ("A reverse proxy (address or CIDR block) whose X-Forwarded-For a ws/ or wss/ server "
+                                 "logs as the peer; repeatable, or a comma list (default: none).")
 
     def opt_version(self):
         """

@@ -1,0 +1,680 @@
+# -*- test-case-name: tests.unit.test_websocket,tests.loopback.test_websocket -*-
+"""
+The WebSocket upgrade and messages of the C{ws/} and C{wss/} ends, with
+autobahn's Twisted API (C{autobahn.twisted.websocket}).
+
+A connection is an autobahn protocol until its upgrade succeeds; then, as
+L{uhppoted_tunnel.connectors.tls.HandshakeGate} does after a TLS
+handshake, it builds the end's own protocol (a
+L{uhppoted_tunnel.wire.FramedProtocol}, inside C{ClientService}'s proxy on
+a client) and connects it to a L{MessageTransport}: every frame it writes
+goes out as one binary message, and every binary message that holds
+exactly one frame goes to it. Flow control, the stall timeout, dropped
+frames, the relays and the reconnect loop are therefore the stream ends'
+own. A client endpoint's C{connect} fires only once the upgrade has
+succeeded and fails, with the server's answer, when it does not, so that
+C{ClientService} counts a failed attempt.
+
+Every timer autobahn sets (the opening and closing handshakes, pings) runs
+on the end's clock, and autobahn's own log lines are kept at debug level:
+what matters the end says itself, throttled.
+"""
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectingRequest
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from uhppoted_tunnel.addresses import format_address
+from uhppoted_tunnel.connectors.stream import LinkRefused
+from uhppoted_tunnel.connectors.websocket import (
+    MAX_HEAD,
+    PHRASES,
+    Refusal,
+    parse_request,
+    parse_status,
+    shown,
+)
+from uhppoted_tunnel.router import Throttle
+from uhppoted_tunnel.wire import HEADER_SIZE, underlying
+
+OPEN = WebSocketProtocol.STATE_OPEN
+CLOSED = WebSocketProtocol.STATE_CLOSED
+
+#: Seconds a peer has to answer a close frame before the connection is
+#: dropped.
+CLOSE_TIMEOUT = 1.0
+
+#: The close code for a text message: the tunnel speaks binary only.
+UNSUPPORTED_DATA = 1003
+
+#: A client's C{User-Agent}.
+USER_AGENT = "uhppoted-tunnel"
+
+
+class UpgradeFailed(Exception):
+    """
+    A client's WebSocket upgrade did not succeed; the message says why.
+    """
+
+
+class BadMessage(Exception):
+    """
+    A peer sent a message that is not one frame; the message says what.
+    """
+
+
+class _Call:
+    """
+    A delayed call that may be cancelled when it has run already.
+    """
+
+    __slots__ = ("call",)
+
+    def __init__(self, call):
+        self.call = call
+
+    def cancel(self):
+        if self.call.active():
+            self.call.cancel()
+
+
+class _Timers:
+    """
+    Stands in for autobahn's batched timer, on the end's clock (autobahn
+    would use txaio's global reactor).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def call_later(self, delay, function, *args, **kwargs):
+        return _Call(self.clock.callLater(delay, function, *args, **kwargs))
+
+
+class _AutobahnLog:
+    """
+    autobahn's own log calls: debug and trace dropped (txaio drops them by
+    default), the rest kept at debug level. What matters (a refused
+    upgrade, an impossible message, a missed ping) the end says itself, in
+    its own words and throttled.
+    """
+
+    _log = Logger(namespace="uhppoted_tunnel.connectors.wsprotocol.autobahn")
+
+    def _drop(self, *args, **kwargs):
+        pass
+
+    def _demote(self, format="", *args, **kwargs):
+        kwargs.pop("log_failure", None)
+        self._log.debug("autobahn: " + str(format), **kwargs)
+
+    debug = trace = _drop
+    info = warn = error = critical = failure = _demote
+
+
+_AUTOBAHN_LOG = _AutobahnLog()
+
+
+class MessageTransport:
+    """
+    The transport the end's protocol is connected to once the upgrade has
+    succeeded: each write is sent as one binary message; the producer and
+    tuning calls go to the socket under the WebSocket (and TLS) layers,
+    whose buffer holds what is queued for the peer (see
+    L{uhppoted_tunnel.wire.FramedProtocol} and
+    L{uhppoted_tunnel.connectors.stream.tune}).
+    """
+
+    disconnecting = False
+
+    def __init__(self, websocket, peer, limit):
+        """
+        :param websocket: the upgraded autobahn protocol.
+        :param peer: the peer's address, for the log (a trusted proxy's
+            client, see L{uhppoted_tunnel.connectors.websocket.ForwardedAddress}).
+        :param limit: the longest message the peer accepts.
+        """
+        self._websocket = websocket
+        self._socket = underlying(websocket.transport)
+        self._peer = peer
+        self._limit = limit
+
+    def write(self, data):
+        websocket = self._websocket
+        if websocket.state == OPEN and len(data) <= self._limit:
+            websocket.sendMessage(data, True)
+
+    def writeSequence(self, data):
+        self.write(b"".join(data))
+
+    def loseConnection(self):
+        self.disconnecting = True
+        self._websocket.closeGracefully()
+
+    def abortConnection(self):
+        self.disconnecting = True
+        self._websocket.transport.abortConnection()
+
+    def getPeer(self):
+        return self._peer
+
+    def getHost(self):
+        return self._websocket.transport.getHost()
+
+    def registerProducer(self, producer, streaming):
+        self._socket.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):
+        self._socket.unregisterProducer()
+
+    def pauseProducing(self):
+        self._socket.pauseProducing()
+
+    def resumeProducing(self):
+        self._socket.resumeProducing()
+
+    @property
+    def bufferSize(self):
+        return self._socket.bufferSize
+
+    @bufferSize.setter
+    def bufferSize(self, size):
+        self._socket.bufferSize = size
+
+    def __getattr__(self, name):
+        # setTcpNoDelay, setTcpKeepAlive, getHandle: the socket's, if it
+        # has them
+        if name.startswith("__") or name in ("_socket", "_websocket"):
+            raise AttributeError(name)
+        return getattr(self._socket, name)
+
+
+class _Frames:
+    """
+    What the server and client protocols share: the upgraded connection
+    carries one frame per binary message to and from the end's protocol.
+
+    :ivar frames: the end's protocol once upgraded, else C{None}.
+    :ivar peer: the peer's address as text, for the log.
+    """
+
+    log = _AUTOBAHN_LOG
+    frames = None
+    _deliver = None
+    _closed = None
+
+    def connectionMade(self):
+        self.address = self.transport.getPeer()
+        self.factory.pending.add(self)
+        super().connectionMade()
+        self.peer = format_address(self.address)
+
+    def upgraded(self):
+        """
+        The upgrade succeeded: build the end's protocol and connect it.
+
+        :return: the end's protocol, or C{None} when the end refused it
+            (the connection is then dropped).
+        """
+        self.factory.pending.discard(self)
+        frames = self.factory.wrapped.buildProtocol(self.address)
+        if frames is None:
+            self.dropConnection(abort=True)
+            return None
+        self.frames = frames
+        self._deliver = frames.dataReceived
+        frames.makeConnection(MessageTransport(self, self.address, self.maxMessagePayloadSize))
+        return frames
+
+    def onMessageEnd(self):
+        # autobahn's also fires a "message" event for observers, with a
+        # Deferred per message: nothing observes here
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
+
+    def onMessage(self, payload, isBinary):
+        size = len(payload)
+        if isBinary and size >= HEADER_SIZE and (payload[0] << 8 | payload[1]) == size - HEADER_SIZE:
+            self._deliver(payload)
+            return
+        if self.state != OPEN or self.frames is None:
+            return
+        if isBinary:
+            self._badMessage("a message of {} bytes that is not one frame (its header announces {} bytes)".format(
+                size, (payload[0] << 8 | payload[1]) if size >= 2 else "no"))
+            self.dropConnection(abort=True)
+        else:
+            self._badMessage("a text message (the tunnel sends binary messages only)")
+            self.sendCloseFrame(code=UNSUPPORTED_DATA, reasonUtf8=b"binary messages only", isReply=False)
+
+    def _badMessage(self, what):
+        frames = self.frames
+        frames.factory.frameTooLong(frames, BadMessage(what))
+
+    def closeGracefully(self):
+        """
+        Close with a close frame once what is queued is sent (the peer has
+        L{CLOSE_TIMEOUT} to answer it).
+        """
+        if self.state == OPEN:
+            self.sendCloseFrame(code=1000, isReply=False)
+        elif self.state != CLOSED and self.state != WebSocketProtocol.STATE_CLOSING:
+            self.dropConnection(abort=False)
+
+    def onAutoPingTimeout(self):
+        self.factory.pingTimedOut(self.peer)
+        super().onAutoPingTimeout()
+
+    def whenClosed(self):
+        """
+        :return: a Deferred that fires once the connection has closed.
+        """
+        if self._closed is True:
+            return succeed(None)
+        if self._closed is None:
+            self._closed = []
+        d = Deferred()
+        self._closed.append(d)
+        return d
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.factory.pending.discard(self)
+        frames, self.frames = self.frames, None
+        if frames is not None:
+            if self.wasMaxMessagePayloadSizeExceeded or self.wasMaxFramePayloadSizeExceeded:
+                frames.factory.frameTooLong(frames, BadMessage(
+                    "a message of over {} bytes (--max-payload {} plus the {}-byte frame header)".format(
+                        self.maxMessagePayloadSize, self.maxMessagePayloadSize - HEADER_SIZE, HEADER_SIZE)))
+            frames.connectionLost(reason)
+        else:
+            self.notUpgraded(reason)
+        waiting, self._closed = self._closed, True
+        for d in waiting or ():
+            d.callback(None)
+
+    def notUpgraded(self, reason):
+        """
+        The connection closed before its upgrade succeeded.
+        """
+
+
+def _protocol_options(settings):
+    """
+    The autobahn options both sides share: messages no longer than a
+    frame may be, the handshake timeouts, pings, and a protocol error
+    dropping the connection at once.
+    """
+    limit = settings["max-message"]
+    return dict(maxFramePayloadSize=limit, maxMessagePayloadSize=limit, autoFragmentSize=0, failByDrop=True,
+                openHandshakeTimeout=settings["handshake-timeout"], closeHandshakeTimeout=CLOSE_TIMEOUT,
+                autoPingInterval=settings["ping"], autoPingTimeout=settings["ping"])
+
+
+class _Warnings:
+    """
+    The throttled warnings of one end (the first at once, then a count at
+    most every 10 s).
+    """
+
+    tunnel_log = Logger()
+
+    def __init__(self, clock, log_tag, ping):
+        self.clock = clock
+        self.log_tag = log_tag
+        self.ping = ping
+        self._last = {}
+        self._throttles = {}
+
+    def _count(self, key, last, report):
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            throttle = self._throttles[key] = Throttle(self.clock, lambda count: report(key, count))
+        self._last[key] = last
+        throttle.count()
+
+    def pingTimedOut(self, peer):
+        self._count("ping", peer, self._warnPing)
+
+    def _warnPing(self, key, count):
+        if count == 1:
+            self.tunnel_log.warn("no answer from {peer} to a ping within {timeout:g}s: closing the connection "
+                                 "(--ws-ping)", peer=self._last[key], timeout=self.ping)
+        else:
+            self.tunnel_log.warn("closed {count} connections that answered no ping within {timeout:g}s, the last "
+                                 "with {peer} (--ws-ping)", count=count, peer=self._last[key], timeout=self.ping)
+
+    def refused(self, peer, code, reason):
+        """
+        An upgrade was refused with C{code}: one throttle per status, so
+        that a scan's 404s hide no 401.
+        """
+        self._count(code, (peer, reason), self._warnRefused)
+
+    def _warnRefused(self, code, count):
+        peer, reason = self._last[code]
+        status = "{} {}".format(code, PHRASES.get(code, "Error"))
+        if count == 1:
+            self.tunnel_log.warn("refused the WebSocket upgrade of {peer} ({status}): {reason}", peer=peer,
+                                 status=status, reason=shown(reason, 160))
+        else:
+            self.tunnel_log.warn("refused {count} WebSocket upgrades ({status}), the last of {peer}: {reason}",
+                                 count=count, status=status, peer=peer, reason=shown(reason, 160))
+
+    def timedOut(self, peer, timeout):
+        self._count("timeout", (peer, timeout), self._warnTimedOut)
+
+    def _warnTimedOut(self, key, count):
+        peer, timeout = self._last[key]
+        if count == 1:
+            self.tunnel_log.warn("no WebSocket upgrade from {peer} within {timeout:g}s: is the peer a plain tcp/ "
+                                 "connector? (--handshake-timeout)", peer=peer, timeout=timeout)
+        else:
+            self.tunnel_log.warn("{count} connections made no WebSocket upgrade within {timeout:g}s, the last from "
+                                 "{peer}: is the peer a plain tcp/ connector? (--handshake-timeout)", count=count,
+                                 peer=peer, timeout=timeout)
+
+    def flush(self):
+        for throttle in self._throttles.values():
+            throttle.flush()
+
+
+class WSServerProtocol(_Frames, WebSocketServerProtocol):
+    """
+    A connection to a server end: its upgrade request is admitted by the
+    end's L{uhppoted_tunnel.connectors.websocket.UpgradePolicy} before
+    autobahn checks the rest; every refusal is an HTTP status, no body,
+    and a throttled warning naming the peer and the reason.
+    """
+
+    _admitted = False
+    _refused = False
+
+    def processHandshake(self):
+        data = self.data
+        end = data.find(b"\r\n\r\n")
+        if end < 0 and len(data) <= MAX_HEAD:
+            return
+        if end < 0 or end + 4 > MAX_HEAD:
+            return self.failHandshake("a request head over {} bytes".format(MAX_HEAD), 431)
+        if not self._admitted:
+            try:
+                request = parse_request(data[:end])
+            except ValueError as e:
+                return self.failHandshake("a malformed request: {}".format(e), 400)
+            policy = self.factory.policy
+            self.address = policy.peer(self.address, request)
+            self.peer = format_address(self.address)
+            try:
+                policy.check(request)
+            except Refusal as refusal:
+                return self.failHandshake(refusal.reason, refusal.code)
+            self._admitted = True
+        try:
+            WebSocketServerProtocol.processHandshake(self)
+        except Exception as e:
+            if self.state != CLOSED:
+                self.failHandshake("a malformed upgrade request ({})".format(e), 400)
+
+    def failHandshake(self, reason, code=400, responseHeaders=None):
+        self._refused = True
+        self.factory.warnings.refused(self.peer, code, reason)
+        self.wasNotCleanReason = reason
+        head = ["HTTP/1.1 {} {}".format(code, PHRASES.get(code, "Error"))]
+        if code == 426:
+            head += ["Upgrade: websocket", "Sec-WebSocket-Version: 13"]
+        elif code == 401:
+            head.append('WWW-Authenticate: Bearer realm="uhppoted-tunnel"')
+        head += ["{}: {}".format(name, value) for name, value in responseHeaders or ()]
+        head += ["Content-Length: 0", "Connection: close", "", ""]
+        self.sendData("\r\n".join(head).encode("latin-1", "replace"))
+        self.dropConnection(abort=False)
+
+    def onOpen(self):
+        self.upgraded()
+
+    def notUpgraded(self, reason):
+        if self.wasOpenHandshakeTimeout:
+            self.factory.warnings.timedOut(self.peer, self.openHandshakeTimeout)
+
+
+class WSServerFactory(WebSocketServerFactory):
+    """
+    Builds the connections of one server end, wrapping the end's factory
+    (C{wrapped}), whose protocol each connection connects once upgraded.
+
+    :ivar pending: the connections not yet upgraded.
+    """
+
+    protocol = WSServerProtocol
+    noisy = False
+    log = _AUTOBAHN_LOG
+
+    def __init__(self, wrapped, policy, settings, clock, log_tag):
+        """
+        :param wrapped: the end's factory.
+        :param policy: the L{uhppoted_tunnel.connectors.websocket.UpgradePolicy}.
+        :param settings: see L{uhppoted_tunnel.connectors.websocket.ws_settings}.
+        :param clock: an C{IReactorTime}.
+        :param log_tag: the end's log tag.
+        """
+        WebSocketServerFactory.__init__(self, server=None, reactor=clock)
+        self._batched_timer = _Timers(clock)
+        self.setProtocolOptions(versions=[13], webStatus=False, requireMaskedClientFrames=True,
+                                **_protocol_options(settings))
+        self.wrapped = wrapped
+        self.policy = policy
+        self.log_tag = log_tag
+        self.warnings = _Warnings(clock, log_tag, settings["ping"])
+        self.pingTimedOut = self.warnings.pingTimedOut
+        self.pending = set()
+
+    def closePending(self):
+        """
+        Drop every connection not yet upgraded, and report what is not yet
+        reported (the end is stopping).
+
+        :return: a Deferred that fires once they have closed.
+        """
+        self.warnings.flush()
+        closing = [protocol.whenClosed() for protocol in self.pending]
+        for protocol in list(self.pending):
+            protocol.transport.abortConnection()
+        return gatherResults(closing, consumeErrors=True)
+
+
+@implementer(IStreamServerEndpoint)
+class WebSocketServerEndpoint:
+    """
+    Any stream server endpoint (TLS-wrapped for C{wss/}), with the
+    WebSocket upgrade on every connection it accepts; a connection reaches
+    the end's factory once upgraded.
+
+    :ivar secure: the L{uhppoted_tunnel.connectors.tls.SecureServerEndpoint}
+        under it, or C{None}.
+    """
+
+    def __init__(self, endpoint, policy, settings, clock, log_tag, secure=None):
+        self.endpoint = endpoint
+        self.policy = policy
+        self.settings = settings
+        self.clock = clock
+        self.log_tag = log_tag
+        self.secure = secure
+
+    def listen(self, factory):
+        websockets = WSServerFactory(factory, self.policy, self.settings, self.clock, self.log_tag)
+        return self.endpoint.listen(websockets).addCallback(_Port, websockets)
+
+
+class _Port:
+    """
+    A listening port whose C{stopListening} also drops the connections
+    not yet upgraded.
+    """
+
+    def __init__(self, port, factory):
+        self._port = port
+        self._factory = factory
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+    def stopListening(self):
+        return gatherResults([maybeDeferred(self._port.stopListening), self._factory.closePending()],
+                             consumeErrors=True)
+
+
+class WSClientProtocol(_Frames, WebSocketClientProtocol):
+    """
+    A client end's connection: it asks for the upgrade, and its endpoint's
+    C{connect} fires once the server has granted it, or fails saying why.
+
+    :ivar why: why the upgrade failed, once it has.
+    """
+
+    why = None
+
+    def onConnecting(self, transport_details):
+        return self.factory.request
+
+    def processHandshake(self):
+        data = self.data
+        end = data.find(b"\r\n\r\n")
+        if end < 0 and len(data) <= MAX_HEAD:
+            return
+        if end < 0 or end + 4 > MAX_HEAD:
+            return self.failHandshake("the server's answer to the upgrade has a head over {} bytes: is it a "
+                                      "WebSocket server?".format(MAX_HEAD))
+        try:
+            _, code, phrase, _ = parse_status(data[:end])
+        except ValueError as e:
+            return self.failHandshake("the server's answer to the upgrade is not HTTP ({}): is it a WebSocket "
+                                      "server?".format(e))
+        if code != 101:
+            return self.failHandshake("server refused the upgrade: {} {}".format(code, shown(phrase, 60)))
+        try:
+            WebSocketClientProtocol.processHandshake(self)
+        except Exception as e:
+            if self.state != CLOSED:
+                self.failHandshake("a malformed answer to the upgrade ({})".format(e))
+
+    def failHandshake(self, reason):
+        self.why = reason
+        self.wasNotCleanReason = reason
+        self.dropConnection(abort=True)
+
+    def onOpen(self):
+        frames = self.upgraded()
+        if frames is not None:
+            self.factory.settle(frames)
+
+    def onCloseFrame(self, code, reasonRaw):
+        result = WebSocketClientProtocol.onCloseFrame(self, code, reasonRaw)
+        if self.state != CLOSED:
+            # the close handshake is done on this side: close the TCP
+            # connection (autobahn would wait for the server to, on a timer
+            # of the global reactor's)
+            self.dropConnection(abort=False)
+        return result
+
+    def notUpgraded(self, reason):
+        why = self.why
+        if why is None:
+            if self.wasOpenHandshakeTimeout:
+                why = "no answer to the WebSocket upgrade within {:g}s: is the server a {}/ end? " \
+                      "(--handshake-timeout)".format(self.openHandshakeTimeout, self.factory.kind)
+            elif reason.check(LinkRefused):
+                why = reason.getErrorMessage()
+            else:
+                why = "the server closed the connection during the WebSocket upgrade: is it a {}/ end?".format(
+                    self.factory.kind)
+        self.factory.settle(Failure(UpgradeFailed(shown(why, 200))))
+
+
+class WSClientFactory(WebSocketClientFactory):
+    """
+    Builds the connection of one attempt of a client end, wrapping the
+    factory the end dials with (C{wrapped}), and settles the attempt
+    (C{ready}) with the end's protocol or a failure.
+    """
+
+    protocol = WSClientProtocol
+    noisy = False
+    log = _AUTOBAHN_LOG
+
+    def __init__(self, wrapped, endpoint, ready):
+        WebSocketClientFactory.__init__(self, useragent=USER_AGENT, reactor=endpoint.clock)
+        self._batched_timer = _Timers(endpoint.clock)
+        self.setProtocolOptions(serverConnectionDropTimeout=0, **_protocol_options(endpoint.settings))
+        self.wrapped = wrapped
+        self.request = endpoint.request
+        self.kind = endpoint.log_tag.lower()
+        self.pingTimedOut = endpoint.warnings.pingTimedOut
+        self.ready = ready
+        self.pending = set()
+
+    def settle(self, outcome):
+        if not self.ready.called:
+            if isinstance(outcome, Failure):
+                self.ready.errback(outcome)
+            else:
+                self.ready.callback(outcome)
+
+
+@implementer(IStreamClientEndpoint)
+class WebSocketClientEndpoint:
+    """
+    Any stream client endpoint (TLS-wrapped for C{wss/}), with the
+    WebSocket upgrade: C{connect} fires with the end's protocol once the
+    server has granted the upgrade, and fails with L{UpgradeFailed} (or
+    the dial's or TLS handshake's failure) when it has not.
+
+    :ivar secure: the L{uhppoted_tunnel.connectors.tls.SecureClientEndpoint}
+        under it, or C{None}.
+    """
+
+    def __init__(self, endpoint, host, port, path, token, settings, clock, log_tag, secure=None):
+        """
+        :param endpoint: the endpoint dialled.
+        :param host: the server's name or address (for C{Host}).
+        :param port: its port.
+        :param path: the path asked for.
+        :param token: the bearer token to send, or C{None}.
+        :param settings: see L{uhppoted_tunnel.connectors.websocket.ws_settings}.
+        """
+        self.endpoint = endpoint
+        headers = {} if token is None else {"Authorization": "Bearer " + token}
+        self.request = ConnectingRequest(host="[{}]".format(host) if ":" in host else host, port=port,
+                                         resource=path, headers=headers, useragent=USER_AGENT, origin=None,
+                                         protocols=[])
+        self.settings = settings
+        self.clock = clock
+        self.log_tag = log_tag
+        self.secure = secure
+        self.warnings = _Warnings(clock, log_tag, settings["ping"])
+
+    def connect(self, factory):
+        websockets = None
+
+        def cancel(d):
+            for protocol in list(websockets.pending):
+                protocol.transport.abortConnection()
+            connecting.cancel()
+
+        ready = Deferred(cancel)
+        websockets = WSClientFactory(factory, self, ready)
+        connecting = self.endpoint.connect(websockets)
+        connecting.addErrback(lambda failure: None if failure.check(CancelledError) else websockets.settle(failure))
+        return ready
