@@ -236,6 +236,13 @@ class _Frames:
         frames.makeConnection(MessageTransport(self, self.address, self.maxMessagePayloadSize))
         return frames
 
+    def unregisterProducer(self):
+        # autobahn calls this on every drop, for a producer registered
+        # through it; the only one here is the end's protocol, registered
+        # on the socket (see MessageTransport), which lets go of it when
+        # the connection is lost
+        pass
+
     def onMessageEnd(self):
         # autobahn's also fires a "message" event for observers, with a
         # Deferred per message: nothing observes here
@@ -290,6 +297,10 @@ class _Frames:
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
+        # autobahn leaves this one running
+        if self.closeHandshakeTimeoutCall is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
         self.factory.pending.discard(self)
         frames, self.frames = self.frames, None
         if frames is not None:
