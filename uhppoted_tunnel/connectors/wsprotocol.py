@@ -174,6 +174,18 @@ class MessageTransport:
     def registerProducer(self, producer, streaming):
         self._socket.registerProducer(producer, streaming)
 
+    def dataReceived(self, data):
+        # autobahn's logs each read at debug level, formatting the log's
+        # arguments (tens of microseconds) whether or not it is written
+        self._dataReceived(data)
+
+    def sendData(self, data, sync=False, chopsize=None):
+        # the same for each write; and no traffic statistics
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            self.transport.write(data)
+
     def unregisterProducer(self):
         self._socket.unregisterProducer()
 
@@ -235,6 +247,18 @@ class _Frames:
         self._deliver = frames.dataReceived
         frames.makeConnection(MessageTransport(self, self.address, self.maxMessagePayloadSize))
         return frames
+
+    def dataReceived(self, data):
+        # autobahn's logs each read at debug level, formatting the log's
+        # arguments (tens of microseconds) whether or not it is written
+        self._dataReceived(data)
+
+    def sendData(self, data, sync=False, chopsize=None):
+        # the same for each write; and no traffic statistics
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            self.transport.write(data)
 
     def unregisterProducer(self):
         # autobahn calls this on every drop, for a producer registered
