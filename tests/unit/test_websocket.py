@@ -916,3 +916,24 @@ class ClientTokenTests(_ClientTests, SynchronousTestCase):
         """
         protocol, transport = self.dialled()
         self.assertIn(b"\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n", transport.value())
+
+
+class BinaryFrameTests(SynchronousTestCase):
+    def test_sameAsAutobahn(self):
+        """
+        A frame written by binary_frame reads back, through autobahn's own
+        unmasking, as the payload, for each length encoding.
+        """
+        from autobahn.websocket.xormasker import create_xor_masker
+
+        from uhppoted_tunnel.connectors.wsprotocol import binary_frame
+
+        for size in (0, 1, 5, 70, 125, 126, 1030, 65535, 65536):
+            payload = (bytes(range(256)) * (size // 256 + 1))[:size]
+            offset = 2 if size < 126 else 4 if size < 65536 else 10
+            plain = binary_frame(payload, False)
+            self.assertEqual((plain[0], plain[1] & 0x80, plain[offset:]), (0x82, 0, payload))
+            frame = binary_frame(payload, True)
+            self.assertEqual((frame[0], frame[1] & 0x80), (0x82, 0x80))
+            key, body = frame[offset:offset + 4], frame[offset + 4:]
+            self.assertEqual(create_xor_masker(key, size).process(body) if size else body, payload)
