@@ -18,7 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectError
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import DatagramProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
@@ -461,3 +461,94 @@ class RefusalTests(TestCase):
         self.assertEqual(code, 0, self.host.recent())
         yield peer.closed
         self.assertNotIn("Traceback", self.host.output())
+
+
+class MismatchTests(TestCase):
+    """
+    Halves that do not speak the same transport, in this process on
+    127.0.0.1: each side says what the other probably is, and a client
+    counts a failed attempt.
+    """
+
+    timeout = 60
+
+    def setUp(self):
+        from uhppoted_tunnel import config
+        from uhppoted_tunnel.testing import LogWatcher
+
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        self.log = LogWatcher()
+        self.addCleanup(self.log.stop)
+
+    def tunnel(self, *args):
+        from uhppoted_tunnel.options import Options
+        from uhppoted_tunnel.tunnel import TunnelService
+
+        options = Options()
+        options.parseOptions(list(args) + ["--ca-cert", certificates(self)["ca"][0], "--lockfile",
+                                           os.path.join(workdir(self), "{}.pid".format(id(args)))])
+        service = TunnelService(options, reactor)
+        service.failed = Deferred()
+        service.on_failure = service.failed.callback
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    @inlineCallbacks
+    def server(self, out, *args):
+        host = self.tunnel("--in", "udp/listen:127.0.0.1:0", "--out", out, *args)
+        port = yield host.out.whenListening()
+        return port.getHost().port
+
+    def client(self, inbound, *args):
+        return self.tunnel("--in", inbound, "--out", "udp/broadcast:127.0.0.1:{}".format(free_port()), *args)
+
+    @inlineCallbacks
+    def test_wsClientToTcpServer(self):
+        """
+        A ws/ client dialling a tcp/ server: the server says the peer
+        speaks HTTP, the client that the server closed during the upgrade.
+        """
+        port = yield self.server("tcp/server:127.0.0.1:0")
+        self.client("ws/client:127.0.0.1:{}".format(port))
+        yield self.log.waitFor("is the peer an HTTP client?", reactor)
+        yield self.log.waitFor("the server closed the connection during the WebSocket upgrade: is it a ws/ end?): "
+                               "retrying in 5s", reactor)
+
+    @inlineCallbacks
+    def test_tcpClientToWsServer(self):
+        """
+        A tcp/ out end dialling a ws/ server sends frames, not a request:
+        refused at once, named as a tcp/ connector.
+        """
+        port = yield self.server("ws/server:127.0.0.1:0")
+        host = self.tunnel("--in", "udp/listen:127.0.0.1:0", "--out", "tcp/client:127.0.0.1:{}".format(port))
+        yield self.log.waitFor("connected to 127.0.0.1:{}".format(port), reactor)
+        # a request makes the tcp/ client write its first frame
+        application = reactor.listenUDP(0, DatagramProtocol(), interface=LOOPBACK)
+        self.addCleanup(application.stopListening)
+        application.write(bytes([0x17, 0x94]) + bytes(62), (LOOPBACK, host.in_.port.getHost().port))
+        yield self.log.waitFor("the data is not an HTTP request: is the peer a tcp/ connector?", reactor)
+
+    @inlineCallbacks
+    def test_wssClientToWsServer(self):
+        """
+        A wss/ client dialling a plain ws/ server: the server says the peer
+        starts a TLS handshake; the client's attempt fails.
+        """
+        port = yield self.server("ws/server:127.0.0.1:0")
+        self.client("wss/client:127.0.0.1:{}".format(port))
+        yield self.log.waitFor("the data starts like a TLS handshake: is the peer a wss/ or tls/ client?", reactor)
+        yield self.log.waitFor("retrying in 5s", reactor)
+
+    @inlineCallbacks
+    def test_otherPathOutOfRetries(self):
+        """
+        A client asking for another path than the server's is refused with
+        404; with --max-retries 0 the tunnel stops saying so.
+        """
+        port = yield self.server("ws/server:127.0.0.1:0/uhppote")
+        site = self.client("ws/client:127.0.0.1:{}/tunnel".format(port), "--max-retries", "0")
+        message = yield site.failed
+        self.assertEqual(message, "could not connect to 127.0.0.1:{}/tunnel after 1 attempt(s): server refused the "
+                                  "upgrade: 404 Not Found".format(port))

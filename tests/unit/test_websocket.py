@@ -549,16 +549,32 @@ class ServerUpgradeTests(_ServerTests, SynchronousTestCase):
 
     def test_timeout(self):
         """
-        A peer that sends no upgrade within --handshake-timeout is dropped,
-        with a warning that names the likely cause.
+        A peer that completes no upgrade within --handshake-timeout (says
+        nothing, or drips a request) is dropped, with a warning that names
+        the likely cause.
         """
-        protocol, transport = self.connect()
-        protocol.dataReceived(encode(1, REQUEST))
+        silent, silent_transport = self.connect(50000)
+        dripping, dripping_transport = self.connect(50001)
+        dripping.dataReceived(b"GET /tunnel HTTP/1.1\r\n")
         self.reactor.advance(15)
-        self.assertTrue(transport.disconnected)
-        self.lose(protocol)
+        self.assertTrue(silent_transport.disconnected and dripping_transport.disconnected)
+        self.lose(silent)
+        self.lose(dripping)
         [warning] = warnings(self.logged, "no WebSocket upgrade from 127.0.0.1:50000 within 15s")
         self.assertIn("is the peer a plain tcp/ connector?", warning)
+
+    def test_notHTTP(self):
+        """
+        A peer whose first bytes cannot begin an HTTP request (a tcp/
+        client's frames, a TLS handshake) is refused at once, saying what
+        it probably is.
+        """
+        self.refused(encode(1, REQUEST), 400, 50001)
+        self.refused(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, 50002)
+        self.reactor.advance(10)
+        first, second = warnings(self.logged, "refused the WebSocket upgrade")
+        self.assertIn("the data is not an HTTP request: is the peer a tcp/ connector?", first)
+        self.assertIn("the data starts like a TLS handshake: is the peer a wss/ or tls/ client?", second)
 
     def test_stop(self):
         """

@@ -456,6 +456,22 @@ class _Warnings:
             throttle.flush()
 
 
+def stray_bytes(data):
+    """
+    What a peer that is not a WebSocket client sends first, said as soon
+    as it shows (rather than when the upgrade times out).
+
+    :param data: the first bytes received.
+    :return: a reason, or C{None} while they may begin an HTTP request.
+    """
+    if data[:2] == b"\x16\x03":
+        return "the data starts like a TLS handshake: is the peer a wss/ or tls/ client?"
+    line = data.split(b"\r\n", 1)[0]
+    if any(byte < 0x20 or byte > 0x7E for byte in line[:64]):
+        return "the data is not an HTTP request: is the peer a tcp/ connector?"
+    return None
+
+
 class WSServerProtocol(_Frames, WebSocketServerProtocol):
     """
     A connection to a server end: its upgrade request is admitted by the
@@ -470,6 +486,10 @@ class WSServerProtocol(_Frames, WebSocketServerProtocol):
     def processHandshake(self):
         data = self.data
         end = data.find(b"\r\n\r\n")
+        if not self._admitted:
+            stray = stray_bytes(data)
+            if stray is not None:
+                return self.failHandshake(stray, 400)
         if end < 0 and len(data) <= MAX_HEAD:
             return
         if end < 0 or end + 4 > MAX_HEAD:
