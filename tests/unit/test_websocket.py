@@ -168,8 +168,9 @@ class SplitPathTests(SynchronousTestCase):
         """
         A Twisted endpoint description is left whole, on the default path.
         """
-        spec, path = split_path(spec_of("ws/server:unix:/run/tunnel.sock"))
-        self.assertEqual((spec.address, path), ("unix:/run/tunnel.sock", "/tunnel"))
+        for address in ("unix:/run/tunnel.sock", "systemd:domain=INET:index=0"):
+            spec, path = split_path(spec_of("ws/server:" + address))
+            self.assertEqual((spec.address, path), (address, "/tunnel"))
 
 
 class TokenFileTests(SynchronousTestCase):
@@ -379,6 +380,28 @@ class MakerTests(SynchronousTestCase):
                                               kind + "/event/client:"))
             self.assertTrue(maker.relaysEvents(kind + "/event/client:"))
             self.assertEqual(maker.log_tag, kind.upper())
+
+    def test_secure(self):
+        """
+        wss/ ends load their certificates when made, watch their expiry and
+        read them again on SIGHUP, server and client alike.
+        """
+        from tests import certs
+        from uhppoted_tunnel.connectors.tls import CertificateWatch
+
+        files = certs.make(self.mktemp())
+        maker = WSConnectorMaker("wss")
+        for text, role, side in (("wss/server:127.0.0.1:0/t", IN, "server"), ("wss/client:localhost:443/t", OUT,
+                                                                              "client")):
+            cert, key = files[side]
+            settings = dict(SETTINGS, **{"ca-cert": files["ca"][0], "cert": cert, "key": key, "client-auth": True})
+            end = maker.makeEnd(spec_of(text, maker), role, settings, RecordingRouter(), FakeReactor())
+            self.assertTrue([child for child in end if isinstance(child, CertificateWatch)])
+            self.assertTrue(end.reloadCertificates())
+            settings["cert"] = self.mktemp()
+            e = self.assertRaises(ValueError, maker.makeEnd, spec_of(text, maker), role, settings, RecordingRouter(),
+                                  FakeReactor())
+            self.assertIn("--cert", str(e))
 
     def test_clientNeedsHostPort(self):
         """
