@@ -819,7 +819,8 @@ class _ClientTests:
         protocol.connectionLost(Failure(ConnectionDone()))
 
     def accept(self, protocol, transport):
-        key = [line.split(b": ")[1] for line in transport.value().split(b"\r\n") if line.startswith(b"Sec-WebSocket-Key")]
+        key = [line.split(b": ")[1] for line in transport.value().split(b"\r\n")
+               if line.startswith(b"Sec-WebSocket-Key")]
         accept = base64.b64encode(hashlib.sha1(key[0] + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         transport.clear()
         protocol.dataReceived(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -205,18 +205,6 @@ class MessageTransport:
     def registerProducer(self, producer, streaming):
         self._socket.registerProducer(producer, streaming)
 
-    def dataReceived(self, data):
-        # autobahn's logs each read at debug level, formatting the log's
-        # arguments (tens of microseconds) whether or not it is written
-        self._dataReceived(data)
-
-    def sendData(self, data, sync=False, chopsize=None):
-        # the same for each write; and no traffic statistics
-        if sync or chopsize or self.send_queue:
-            super().sendData(data, sync, chopsize)
-        else:
-            self.transport.write(data)
-
     def unregisterProducer(self):
         self._socket.unregisterProducer()
 
@@ -481,7 +469,6 @@ class WSServerProtocol(_Frames, WebSocketServerProtocol):
     """
 
     _admitted = False
-    _refused = False
 
     def processHandshake(self):
         data = self.data
@@ -514,7 +501,6 @@ class WSServerProtocol(_Frames, WebSocketServerProtocol):
                 self.failHandshake("a malformed upgrade request ({})".format(e), 400)
 
     def failHandshake(self, reason, code=400, responseHeaders=None):
-        self._refused = True
         self.factory.warnings.refused(self.peer, code, reason)
         self.wasNotCleanReason = reason
         head = ["HTTP/1.1 {} {}".format(code, PHRASES.get(code, "Error"))]
