@@ -410,6 +410,21 @@ class MakerTests(SynchronousTestCase):
         e = self.assertRaises(ValueError, make, "ws/client:unix:/run/x.sock", OUT)
         self.assertIn("needs HOST:PORT", str(e))
 
+    def test_tokenInTheClear(self):
+        """
+        A ws/ client that would send its token in the clear across a
+        network is warned of; over wss/ or to loopback it is not.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(TOKEN)
+        os.chmod(path, 0o600)
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        make("ws/client:127.0.0.1:8080", OUT, **{"token-file": path})
+        make("ws/client:192.0.2.1:8080", OUT, **{"token-file": path})
+        [warning] = warnings(logged, "in the clear")
+        self.assertIn("'ws/client:192.0.2.1:8080' sends its --token-file token in the clear", warning)
+
     def test_badTokenFile(self):
         """
         A --token-file that cannot be read stops the end being made.

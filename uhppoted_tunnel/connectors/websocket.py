@@ -370,6 +370,18 @@ class UpgradePolicy:
                 raise Refusal(401, "wrong bearer token (--token-file)")
 
 
+def _local(host):
+    """
+    Whether a host dialled is this machine (loopback).
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def ws_settings(settings):
     """
     What the WebSocket protocols take from the tunnel's options.
@@ -443,5 +455,9 @@ class WSConnectorMaker(StreamConnectorMaker):
             endpoint = secure = SecureClientEndpoint(endpoint, lambda: tls.client_options(settings, host), reactor,
                                                      settings["handshake-timeout"], self.log_tag,
                                                      "is the server a plain ws/ or tcp/ connector?")
-        return WebSocketClientEndpoint(endpoint, host, port, path, self._token(settings), ws_settings(settings),
-                                       reactor, self.log_tag, secure if self.secure else None)
+        token = self._token(settings)
+        if token is not None and not self.secure and not _local(host):
+            self.log.warn("'{connector}' sends its --token-file token in the clear to a network address: anyone "
+                          "on the path can read it; use wss/", connector=spec.text)
+        return WebSocketClientEndpoint(endpoint, host, port, path, token, ws_settings(settings), reactor,
+                                       self.log_tag, secure if self.secure else None)
