@@ -992,3 +992,24 @@ class BinaryFrameTests(SynchronousTestCase):
             self.assertEqual((frame[0], frame[1] & 0x80), (0x82, 0x80))
             key, body = frame[offset:offset + 4], frame[offset + 4:]
             self.assertEqual(create_xor_masker(key, size).process(body) if size else body, payload)
+
+
+class ClientPingTests(_ClientTests, SynchronousTestCase):
+    settings = {"ws-ping": 5.0}
+
+    def test_pingUnanswered(self):
+        """
+        A server that answers no ping within --ws-ping is dropped, with a
+        warning, and the client dials again.
+        """
+        protocol, transport = self.dialled()
+        self.accept(protocol, transport)
+        self.reactor.advance(5)
+        self.assertEqual(transport.value()[0], 0x89)
+        self.reactor.advance(5)
+        self.assertTrue(transport.disconnected)
+        self.lose(protocol)
+        [warning] = warnings(self.logged, "no answer from 127.0.0.1:12345 to a ping within 5s")
+        self.assertIn("--ws-ping", warning)
+        self.reactor.advance(5)
+        self.assertEqual(len(self.reactor.tcpClients), 1)
