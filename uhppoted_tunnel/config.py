@@ -185,6 +185,12 @@ def _controller(key, address):
     return serial, controller_address(address)
 
 
+def _proxy(value):
+    from uhppoted_tunnel.connectors.proxy import check_proxy
+
+    return check_proxy(value)
+
+
 KEYS = {
     **dict.fromkeys(["in", "out", "lockfile", "ca-cert", "cert", "key", "html",
                      "label", "user"], string),
@@ -215,6 +221,7 @@ KEYS = {
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
     "udp-receive-buffer": integer(4096, 1 << 30),
+    "proxy": _proxy,
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

@@ -31,7 +31,8 @@ from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
-from uhppoted_tunnel.connectors.endpoints import client_endpoint, server_endpoint
+from uhppoted_tunnel.connectors import proxy
+from uhppoted_tunnel.connectors.endpoints import server_endpoint
 from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import EndLifecycle
@@ -462,6 +463,9 @@ class StreamConnectorMaker:
     def clientEndpoint(self, reactor, spec, settings):
         """
         The endpoint a client end dials, whose C{connect} fires once the
-        connection is ready for frames (and fails if it never is).
+        connection is ready for frames (and fails if it never is): through
+        an HTTP proxy when C{--proxy} or the environment names one for a
+        Go C{HOST:PORT} (L{uhppoted_tunnel.connectors.proxy}; C{https_proxy}
+        when the transport is L{secure}), else straight to the address.
         """
-        return client_endpoint(reactor, spec)
+        return proxy.client_endpoint(reactor, spec, settings, self.secure, self.log_tag)
