@@ -54,6 +54,7 @@ from uhppoted_tunnel.jsonapi import (
 from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
+from uhppoted_tunnel.monitor import site_root
 from uhppoted_tunnel.web import (
     DEFAULT_REQUEST_TIMEOUT,
     MAX_BODY,
@@ -176,6 +177,11 @@ class Root(Resource):
             return error(request, 413, "request body over {} bytes".format(MAX_BODY), close=True)
         if request.postpath[:1] == [b"udp"]:
             return self.udp.render(request)
+        monitor = self.end.monitor
+        if monitor is not None:
+            page = monitor.leaf(request)
+            if page is not None:
+                return page.render(request)
         return self.static.render(request)
 
 
@@ -230,6 +236,10 @@ class HTTPEnd(EndLifecycle, Service):
     secure = False
     #: the L{limits.LimitedServerEndpoint} under the endpoint, if any
     limited = None
+    #: the L{uhppoted_tunnel.monitor.MonitorRoot} serving /metrics,
+    #: /healthz, /readyz and /status.json beside the API, once the tunnel
+    #: hands the end its telemetry
+    monitor = None
 
     def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
@@ -318,6 +328,19 @@ class HTTPEnd(EndLifecycle, Service):
             exchange.timer = self.reactor.callLater(
                 wait, exchange.broadcastDone if broadcast else exchange.sendTimedOut)
         return server.NOT_DONE_YET
+
+    def serveTelemetry(self, telemetry):
+        """
+        Serve the tunnel's metrics, health and status beside the API.
+        """
+        self.monitor = site_root(telemetry)
+
+    def tally(self, t):
+        if self.limited is not None and self.limited.factory is not None:
+            t.caps(self.limited.factory.limits.refused)
+        t.handshakes(getattr(self.endpoint, "handshake_failures", {}))
+        if self.watch is not None:
+            t.certificates.extend(self.watch.certificates)
 
     def traceReply(self, packet, peer):
         if self.trace:
