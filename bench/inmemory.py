@@ -51,6 +51,7 @@ def tunnel(reactor, folder, *args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--metrics", action="store_true", help="both halves with --metrics (telemetry on)")
     args = parser.parse_args()
     folder = tempfile.mkdtemp()
     config.DEFAULT_CONFIG = os.path.join(folder, "none.toml")
@@ -58,9 +59,12 @@ def main():
     reactor.listenUDP(60005, EmulatorProtocol([Controller(SERIAL)]), interface="127.0.0.1")
     app = Application()
     app_port = reactor.listenUDP(50000, app, interface="127.0.0.1")
-    host = tunnel(reactor, folder, "--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345")
+    host_metrics = ["--metrics", "127.0.0.1:9100"] if args.metrics else []
+    site_metrics = ["--metrics", "127.0.0.1:9101"] if args.metrics else []
+    host = tunnel(reactor, folder, "--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345",
+                  *host_metrics)
     site = tunnel(reactor, folder, "--in", "tcp/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005",
-                  "--udp-timeout", "1s")
+                  "--udp-timeout", "1s", *site_metrics)
     host.startService()
     site.startService()
     pump = ConnectionCompleter(reactor).succeedOnce()
