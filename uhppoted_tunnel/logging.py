@@ -169,7 +169,7 @@ class JSONObserver:
 
     def record(self, event):
         """
-        :return: the dict written for an event.
+        :return: the dict written for an event: C{(own keys, its fields)}.
         """
         level = event.get("log_level", LogLevel.info)
         tag = getattr(event.get("log_source"), "log_tag", None)
@@ -188,23 +188,23 @@ class JSONObserver:
         failure = event.get("log_failure")
         if failure is not None:
             record["error"] = " ".join(failure.getErrorMessage().splitlines())
+        fields = {}
         for key, value in event.items():
             if not isinstance(key, str) or key.startswith("log_") or callable(value):
                 continue
-            record["field_" + key if key in _RESERVED else key] = value
-        return record
+            fields["field_" + key if key in _RESERVED else key] = value
+        return record, fields
 
     def __call__(self, event):
         """
         Write one event, whatever its fields hold.
         """
+        record, fields = self.record(event)
         try:
-            line = json.dumps(self.record(event), default=_plain, ensure_ascii=False, allow_nan=False)
+            line = json.dumps({**record, **fields}, default=_plain, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError, RecursionError):
-            # a key JSON refuses, a circular or too deep value: the line
-            # still goes out, without the fields
-            record = self.record({key: value for key, value in event.items()
-                                  if isinstance(key, str) and key.startswith("log_")})
+            # a circular or too deep value, NaN: the line still goes out,
+            # without the fields
             line = json.dumps(record, default=_plain, ensure_ascii=False)
         self._stream.write(line + "\n")
         self._stream.flush()

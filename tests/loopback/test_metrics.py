@@ -10,6 +10,7 @@ a generous deadline.
 
 import datetime
 import json
+from io import BytesIO
 import socket
 import struct
 
@@ -18,7 +19,8 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent, readBody
+from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
 
 from tests.loopback.processes import (
     DEADLINE,
@@ -284,3 +286,37 @@ class JSONLogTests(TestCase):
                              ["level", "message", "namespace", "tag", "time"])
             datetime.datetime.fromisoformat(record["time"])
         self.assertIn("stopping", [record["message"] for record in records])
+
+
+class HTTPEndTests(TestCase):
+    """
+    An http/ end serves the same four paths beside its API.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_fourPaths(self):
+        """
+        On an http/ in end: /healthz, /readyz (200: both ends listen),
+        /status.json and /metrics, which counts a request posted to
+        /udp/send and its reply.
+        """
+        emulator, emulator_port = yield start_emulator(self, A)
+        half = run_tunnel(self, "half", "--in", "http/127.0.0.1:0", "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s")
+        port = int((yield half.waitFor(r"HTTP\s+listening on 127\.0\.0\.1:(\d+)")).group(1))
+        self.assertEqual((yield fetch(port, "/healthz")), (200, b"ok\n"))
+        code, body = yield fetch(port, "/readyz")
+        self.assertEqual((code, json.loads(body)["ready"]), (200, True))
+        body = json.dumps({"ID": 1, "request": list(get_controller(A))}).encode()
+        response = yield Agent(reactor).request(b"POST", "http://127.0.0.1:{}/udp/send".format(port).encode(),
+                                                Headers({b"content-type": [b"application/json"]}),
+                                                FileBodyProducer(BytesIO(body)))
+        answer = json.loads((yield readBody(response)))
+        self.assertEqual(answer["reply"][4:8], list(get_controller(A)[4:8]))
+        found = yield scrape(port)
+        self.assertEqual(found[metric("uhppoted_tunnel_requests_total", end="in")], 1)
+        self.assertEqual(found[metric("uhppoted_tunnel_replies_total")], 1)
+        code, body = yield fetch(port, "/status.json")
+        self.assertEqual(json.loads(body)["ends"][0]["connector"], "http/127.0.0.1:0")

@@ -304,3 +304,61 @@ class SiteTests(SynchronousTestCase):
         error = self.assertRaises(ValueError, tunnel, FakeReactor(), "--in", "udp/listen:127.0.0.1:60000",
                                   "--out", "udp/broadcast:127.0.0.1:60005", "--metrics", "127.0.0.1:x")
         self.assertTrue(str(error).startswith("--metrics: "), str(error))
+
+
+class SecureEndTests(SynchronousTestCase):
+    """
+    What a tls/ end adds to its tally.
+    """
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def test_certificatesAndHandshakes(self):
+        """
+        A tls/server end reports when its certificate and CA expire, and
+        the failed handshakes its endpoint counted by reason.
+        """
+        from tests import certs
+
+        files = certs.make(self.mktemp())
+        service = tunnel(FakeReactor(), "--in", "tls/server:127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60005",
+                         "--ca-cert", files["ca"][0], "--cert", files["server"][0], "--key", files["server"][1])
+        end = service.in_
+        end.endpoint.handshake_failures.update({"timeout": 2, "certificate": 1})
+        found = samples(registry_for(service.telemetry, process=False))
+        self.assertEqual(found[("uhppoted_tunnel_tls_handshake_failures_total",
+                                (("end", "in"), ("reason", "timeout")))], 2)
+        expiry = {dict(labels)["certificate"]: value for (name, labels), value in found.items()
+                  if name == "uhppoted_tunnel_certificate_expiry_timestamp_seconds"}
+        self.assertEqual(sorted(expiry), ["ca-cert", "cert"])
+        self.assertGreater(expiry["cert"], service.telemetry.started)
+
+    def test_handshakesCounted(self):
+        """
+        The handshake gates of every connection count into one table:
+        timeouts, TLS refusals by kind, and peers that left first.
+        """
+        from twisted.internet.task import Clock
+
+        from uhppoted_tunnel.connectors.tls import HandshakeFailed, HandshakeGateFactory
+
+        failures = {}
+        for _ in range(2):
+            gates = HandshakeGateFactory(None, Clock(), 1.0, "TLS", "hint", failures=failures)
+            gates.timedOut("127.0.0.1:1")
+        gates.refused("127.0.0.1:1", HandshakeFailed("certificate verify failed"), True)
+        gates.refused("127.0.0.1:1", HandshakeFailed("connection lost"), False)
+        self.assertEqual(failures, {"timeout": 2, "certificate": 1, "closed": 1})
+
+    def test_handshakeKinds(self):
+        """
+        OpenSSL's reasons fall in a few kinds, so the label stays bounded.
+        """
+        from uhppoted_tunnel.connectors.tls import failure_kind
+
+        self.assertEqual(failure_kind("certificate verify failed"), "certificate")
+        self.assertEqual(failure_kind("tlsv1 alert unknown ca"), "certificate")
+        self.assertEqual(failure_kind("wrong version number"), "protocol")
+        self.assertEqual(failure_kind("http request"), "protocol")
+        self.assertEqual(failure_kind("something new"), "other")

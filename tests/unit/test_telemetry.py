@@ -116,11 +116,13 @@ class ControllersTests(SynchronousTestCase):
         Past its limit the least recently seen controller is forgotten;
         the snapshot lists the most recently seen first.
         """
-        controllers = Controllers(limit=2)
+        clock = Clock()
+        clock.advance(13)
+        controllers = Controllers(clock, limit=2)
         controllers.reply(1, now=10)
         controllers.event(2, now=11)
         controllers.reply(1, now=12)
-        controllers.address(3, ("127.0.0.1", 60000), now=13)
+        controllers.address(3, ("127.0.0.1", 60000))
         self.assertEqual(controllers.snapshot(), [
             {"serial": 3, "address": "127.0.0.1:60000", "last_reply": None, "last_event": None},
             {"serial": 1, "address": None, "last_reply": 12, "last_event": None},
@@ -130,8 +132,8 @@ class ControllersTests(SynchronousTestCase):
         """
         Serial 0 (a broadcast) is no controller.
         """
-        controllers = Controllers()
-        controllers.address(0, ("127.0.0.1", 1), now=1)
+        controllers = Controllers(Clock())
+        controllers.address(0, ("127.0.0.1", 1))
         self.assertEqual(controllers.snapshot(), [])
 
 

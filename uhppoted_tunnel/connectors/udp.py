@@ -294,7 +294,7 @@ class ReplySocket(DatagramProtocol):
                 self.release(entry)
                 entry.reply = entry.socket = entry.key = None
                 if end.seen_controllers is not None:
-                    end.seen_controllers.address(key[1], address, end.reactor.seconds())
+                    end.seen_controllers.address(key[1], address)
                 reply(data)
                 return
         else:
@@ -306,7 +306,7 @@ class ReplySocket(DatagramProtocol):
             return
         entry.answered = True
         if end.seen_controllers is not None and key is not None:
-            end.seen_controllers.address(key[1], address, end.reactor.seconds())
+            end.seen_controllers.address(key[1], address)
         entry.reply(data)
 
 
@@ -505,7 +505,7 @@ class ListenProtocol(DatagramProtocol):
             if end.seen_controllers is not None:
                 serial = serial_of(data)
                 if serial is not None:
-                    end.seen_controllers.address(serial, address, end.reactor.seconds())
+                    end.seen_controllers.address(serial, address)
             end.router.request(data, None)
         else:
             end.router.request(data, partial(end.reply, address), address[0])
