@@ -262,18 +262,6 @@ class _LimitedPort:
         return self._port.stopListening()
 
 
-def find_limited(endpoint):
-    """
-    The L{LimitedServerEndpoint} under a server endpoint (a secure
-    transport wraps it: each wrapper keeps what it wraps as C{endpoint}).
-
-    :return: it, or C{None}.
-    """
-    while endpoint is not None and not isinstance(endpoint, LimitedServerEndpoint):
-        endpoint = getattr(endpoint, "endpoint", None)
-    return endpoint
-
-
 def limit_endpoint(endpoint, settings, clock, log_tag):
     """
     Cap the connections accepted through a server endpoint (see

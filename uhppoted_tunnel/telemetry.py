@@ -57,11 +57,11 @@ import collections
 import platform
 from bisect import bisect_left
 
-import twisted
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
+import twisted
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.lifecycle import UP
@@ -153,6 +153,27 @@ class Tally:
         """
         for cap, n in refused.items():
             _add(self.refused, cap, n)
+
+    def endpoint(self, endpoint):
+        """
+        Add what an end's endpoint, and each endpoint it wraps (as
+        C{endpoint}), counted: failed TLS handshakes
+        (C{handshake_failures}) and connections refused by the caps (a
+        capped endpoint's C{factory.limits}).
+        """
+        while endpoint is not None:
+            self.handshakes(getattr(endpoint, "handshake_failures", {}))
+            limits = getattr(getattr(endpoint, "factory", None), "limits", None)
+            if limits is not None:
+                self.caps(limits.refused)
+            endpoint = getattr(endpoint, "endpoint", None)
+
+    def watch(self, watch):
+        """
+        Add the certificates of an end's expiry watch (or C{None}).
+        """
+        if watch is not None:
+            self.certificates.extend(watch.certificates)
 
 
 def tally(end):

@@ -10,9 +10,9 @@ a generous deadline.
 
 import datetime
 import json
-from io import BytesIO
 import socket
 import struct
+from io import BytesIO
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
@@ -34,7 +34,7 @@ from tests.loopback.processes import (
     start_event_emulator,
     stop,
 )
-from tests.loopback.test_events_integration import A, COUNT, _EventTunnels, stream_connected, stream_listening
+from tests.loopback.test_events_integration import COUNT, A, _EventTunnels, stream_connected, stream_listening
 from uhppoted_tunnel.testing import NOT_YET
 
 B = 303986753

@@ -362,3 +362,26 @@ class SecureEndTests(SynchronousTestCase):
         self.assertEqual(failure_kind("wrong version number"), "protocol")
         self.assertEqual(failure_kind("http request"), "protocol")
         self.assertEqual(failure_kind("something new"), "other")
+
+
+class CapsTests(SynchronousTestCase):
+    def test_refusedThroughTLS(self):
+        """
+        Connections refused by the caps are found under the TLS wrapper of
+        a server end, by cap.
+        """
+        from tests import certs
+
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        files = certs.make(self.mktemp())
+        service = tunnel(FakeReactor(), "--in", "tls/server:127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60005",
+                         "--ca-cert", files["ca"][0], "--cert", files["server"][0], "--key", files["server"][1],
+                         "--max-connections-per-source", "1")
+        service.startService()
+        limited = service.in_.endpoint.endpoint
+        self.assertIsNotNone(limited.factory)
+        limited.factory.limits.refused["max-connections-per-source"] += 3
+        found = samples(registry_for(service.telemetry, process=False))
+        self.assertEqual(found[("uhppoted_tunnel_connections_refused_total",
+                                (("cap", "max-connections-per-source"), ("end", "in")))], 3)
+        service.stopService()

@@ -336,11 +336,8 @@ class HTTPEnd(EndLifecycle, Service):
         self.monitor = site_root(telemetry)
 
     def tally(self, t):
-        if self.limited is not None and self.limited.factory is not None:
-            t.caps(self.limited.factory.limits.refused)
-        t.handshakes(getattr(self.endpoint, "handshake_failures", {}))
-        if self.watch is not None:
-            t.certificates.extend(self.watch.certificates)
+        t.endpoint(self.endpoint)
+        t.watch(self.watch)
 
     def traceReply(self, packet, peer):
         if self.trace:

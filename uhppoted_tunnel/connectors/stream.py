@@ -35,7 +35,7 @@ from uhppoted_tunnel.connectors.endpoints import client_endpoint, server_endpoin
 from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import CLIENT, SERVER, EndLifecycle
-from uhppoted_tunnel.limits import LISTEN_BACKLOG, find_limited, limit_endpoint
+from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.telemetry import QUEUE_FULL, TOO_LONG
 from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
@@ -307,9 +307,8 @@ class StreamEnd(EndLifecycle, MultiService):
         count = getattr(self.relay, "tally", None)
         if count is not None:
             count(t)
-        t.handshakes(getattr(getattr(self, "endpoint", None), "handshake_failures", {}))
-        if self.watch is not None:
-            t.certificates.extend(self.watch.certificates)
+        t.endpoint(getattr(self, "endpoint", None))
+        t.watch(self.watch)
 
 
 class ServerEnd(StreamEnd):
@@ -360,12 +359,6 @@ class ServerEnd(StreamEnd):
         if port is None:
             return stopping
         return gatherResults([stopping, maybeDeferred(port.stopListening)], consumeErrors=True)
-
-    def tally(self, t):
-        StreamEnd.tally(self, t)
-        limited = find_limited(self.endpoint)
-        if limited is not None and limited.factory is not None:
-            t.caps(limited.factory.limits.refused)
 
 
 @implementer(IStreamClientEndpoint)
