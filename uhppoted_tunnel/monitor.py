@@ -21,7 +21,7 @@ C{/}, its assets and its stream) can be mounted there with C{page=}.
 
 Scrapes are answered synchronously, in the reactor's thread: the numbers
 are the reactor's own objects, read without locks, and a scrape of a
-tunnel takes well under a millisecond. (C{prometheus_client}'s own
+tunnel takes about a millisecond. (C{prometheus_client}'s own
 Twisted resource runs the registry in the reactor's thread pool instead,
 and imports the global reactor.)
 """
