@@ -257,8 +257,9 @@ class Controllers:
 
     def address(self, serial, address):
         """
-        Where a controller's packets came from (C{(host, port)}): called for
-        every reply, so the usual case (known, same address) is one lookup.
+        Where a controller's packets came from (C{(host, port)}). (The UDP
+        ends call it only for a controller not yet known at that address:
+        for every other reply they look it up in C{seen} themselves.)
         """
         entry = self.seen.get(serial)
         if entry is None:

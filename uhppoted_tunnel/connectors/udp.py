@@ -293,8 +293,12 @@ class ReplySocket(DatagramProtocol):
                 reply = entry.reply
                 self.release(entry)
                 entry.reply = entry.socket = entry.key = None
-                if end.seen_controllers is not None:
-                    end.seen_controllers.address(key[1], address)
+                seen = end.seen_controllers
+                if seen is not None:
+                    # a known controller at its known address: one lookup
+                    entry = seen.seen.get(key[1])
+                    if entry is None or entry[0] != address:
+                        seen.address(key[1], address)
                 reply(data)
                 return
         else:
@@ -305,8 +309,11 @@ class ReplySocket(DatagramProtocol):
                 self.log.debug("dropped an unmatched or late reply from {peer}", peer=address[0])
             return
         entry.answered = True
-        if end.seen_controllers is not None and key is not None:
-            end.seen_controllers.address(key[1], address)
+        seen = end.seen_controllers
+        if seen is not None and key is not None:
+            known = seen.seen.get(key[1])
+            if known is None or known[0] != address:
+                seen.address(key[1], address)
         entry.reply(data)
 
 
