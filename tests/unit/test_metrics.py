@@ -385,3 +385,39 @@ class CapsTests(SynchronousTestCase):
         self.assertEqual(found[("uhppoted_tunnel_connections_refused_total",
                                 (("cap", "max-connections-per-source"), ("end", "in")))], 3)
         service.stopService()
+
+
+class EveryKindTests(SynchronousTestCase):
+    """
+    Every connector kind, in each role it plays, can be scraped and has a
+    link state.
+    """
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def test_scrape(self):
+        """
+        Each pair of ends gives a registry that collects without error,
+        with a link state for both ends, before and after they start.
+        """
+        pairs = [
+            ("udp/listen:127.0.0.1:0", "ip/out:127.0.0.1:60005"),
+            ("http/127.0.0.1:0", "tcp/client:127.0.0.1:1"),
+            ("udp/event:127.0.0.1:0", "tcp/server:127.0.0.1:0"),
+            ("tcp/client:127.0.0.1:1", "udp/event:127.0.0.1:60005"),
+        ]
+        for in_, out in pairs:
+            reactor = FakeReactor()
+            service = tunnel(reactor, "--in", in_, "--out", out, "--event-spool", self.mktemp(),
+                             "--metrics", "127.0.0.1:0")
+            for started in (False, True):
+                if started:
+                    service.startService()
+                found = samples(registry_for(service.telemetry, process=False))
+                states = {dict(labels)["end"] for (name, labels), value in found.items()
+                          if name == "uhppoted_tunnel_link_up"}
+                self.assertEqual(states, {"in", "out"}, (in_, out))
+            stopped = service.stopService()
+            reactor.advance(30)
+            self.successResultOf(stopped)
