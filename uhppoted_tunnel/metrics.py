@@ -64,8 +64,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from uhppoted_tunnel.counts import PER_SOURCE_LIMIT, RATE_LIMIT
 from uhppoted_tunnel.lifecycle import CONNECTING, DOWN, FAILED, UP
-from uhppoted_tunnel.telemetry import PER_SOURCE_LIMIT, RATE_LIMIT
 
 PREFIX = "uhppoted_tunnel_"
 

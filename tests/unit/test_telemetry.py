@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_telemetry -*-
 """
-Tests for L{uhppoted_tunnel.telemetry} and the link state of
+Tests for L{uhppoted_tunnel.telemetry}, L{uhppoted_tunnel.counts} and the link state of
 L{uhppoted_tunnel.lifecycle}: plain logic, time from a C{Clock}.
 """
 
@@ -10,19 +10,11 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from uhppoted_tunnel.counts import Controllers, Latency, Tally, decode_event
 from uhppoted_tunnel.lifecycle import CLIENT, SERVER, SOCKET, LinkState
 from uhppoted_tunnel.router import Router
 from uhppoted_tunnel.spec import ConnectorSpec
-from uhppoted_tunnel.telemetry import (
-    RATE_WINDOW,
-    Controllers,
-    Latency,
-    Tally,
-    Telemetry,
-    TelemetryService,
-    WarningLog,
-    decode_event,
-)
+from uhppoted_tunnel.telemetry import RATE_WINDOW, Telemetry, TelemetryService, WarningLog
 
 SERIAL = 405419896
 

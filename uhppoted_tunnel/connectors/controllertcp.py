@@ -19,7 +19,7 @@ from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import PACKET_SIZE, SET_IP
 from uhppoted_tunnel.router import Throttle
-from uhppoted_tunnel.telemetry import NO_PEER, TOO_LONG
+from uhppoted_tunnel.counts import NO_PEER, TOO_LONG
 
 
 class _Attempt:

@@ -37,7 +37,7 @@ from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import is_unicast
 from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
-from uhppoted_tunnel.telemetry import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
+from uhppoted_tunnel.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
 
 #: Requests held while an out end has no peer (Go holds 16).
 QUEUE_SIZE = 16

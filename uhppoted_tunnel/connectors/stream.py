@@ -37,7 +37,7 @@ from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.lifecycle import CLIENT, SERVER, EndLifecycle
 from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.router import Throttle
-from uhppoted_tunnel.telemetry import QUEUE_FULL, TOO_LONG
+from uhppoted_tunnel.counts import QUEUE_FULL, TOO_LONG
 from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
 
 #: The first reconnect delay; it doubles after each failure.

@@ -52,7 +52,7 @@ from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import request_key
 from uhppoted_tunnel.router import Throttle
-from uhppoted_tunnel.telemetry import EMPTY, KERNEL_OVERFLOW, QUEUE_FULL, TOO_LONG, UNMATCHED, serial_of
+from uhppoted_tunnel.counts import EMPTY, KERNEL_OVERFLOW, QUEUE_FULL, TOO_LONG, UNMATCHED, serial_of
 
 #: The most sockets a udp/broadcast end opens at once.
 MAX_SOCKETS = 256
