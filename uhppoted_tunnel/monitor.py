@@ -237,7 +237,9 @@ class MonitorService(EndLifecycle, Service):
         self._listening = None
         self.port = port
         address = port.getHost()
-        self.log.info("metrics, health and status on http://{address}/", address=format_address(address))
+        shown = format_address(address)
+        self.log.info("metrics, health and status on {url}",
+                      url="http://{}/".format(shown) if getattr(address, "host", None) else shown)
         if not _loopback(address):
             self.log.warn("{address} serves the tunnel's metrics and status (controller serials, peer addresses) "
                           "to anyone who can reach it: bind it to a loopback or management address",
