@@ -297,6 +297,19 @@ class SiteTests(SynchronousTestCase):
                          [CONTENT_SECURITY_POLICY])
         self.assertEqual(request.responseHeaders.getRawHeaders(b"x-frame-options"), [b"DENY"])
 
+    def test_endpointDescription(self):
+        """
+        --metrics takes a Twisted endpoint description too: a UNIX socket.
+        """
+        reactor = FakeReactor()
+        path = self.mktemp()
+        service = tunnel(reactor, "--in", "udp/listen:127.0.0.1:60000", "--out", "udp/broadcast:127.0.0.1:60005",
+                         "--metrics", "unix:" + path)
+        service.startService()
+        self.assertEqual([port[0] for port in reactor.unixServers], [path])
+        self.successResultOf(service.monitor.whenListening())
+        service.stopService()
+
     def test_badAddress(self):
         """
         An unusable --metrics address is a one-line error naming the flag.
