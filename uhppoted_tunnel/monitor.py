@@ -26,13 +26,11 @@ Twisted resource runs the registry in the reactor's thread pool instead,
 and imports the global reactor.)
 """
 
-from io import BytesIO
 
 from prometheus_client.exposition import choose_encoder
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.logger import Logger
-from twisted.web import server
 from twisted.web.resource import NoResource, Resource
 
 from uhppoted_tunnel.addresses import format_address
@@ -43,7 +41,7 @@ from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.metrics import registry_for
 from uhppoted_tunnel.spec import ConnectorSpec
-from uhppoted_tunnel.web import DEFAULT_REQUEST_TIMEOUT, ConnectionTracker, LimitedRequest, add_security_headers
+from uhppoted_tunnel.web import DEFAULT_REQUEST_TIMEOUT, ConnectionTracker, QuietSite, add_security_headers
 
 #: The paths served, in the order an index lists them.
 PATHS = (b"metrics", b"healthz", b"readyz", b"status.json")
@@ -173,32 +171,18 @@ def site_root(telemetry, reactor=None, settings=None, page=None, registry=None):
     return MonitorRoot(telemetry, registry_for(telemetry) if registry is None else registry, page)
 
 
-class MonitorSite(server.Site):
+class MonitorSite(QuietSite):
     """
     The C{--metrics} site: security headers on every answer, bounded
     bodies, no access log.
     """
 
-    noisy = False
-    requestFactory = LimitedRequest
     secure = False
 
     def getResourceFor(self, request):
         request.responseHeaders.removeHeader(b"Server")
         add_security_headers(request, self.secure)
-        return server.Site.getResourceFor(self, request)
-
-    def getContentFile(self, length):
-        return BytesIO()
-
-    def startFactory(self):
-        pass
-
-    def stopFactory(self):
-        pass
-
-    def log(self, request):
-        pass
+        return QuietSite.getResourceFor(self, request)
 
 
 class MonitorService(EndLifecycle, Service):

@@ -23,7 +23,6 @@ Errors are JSON C{{"error": "..."}}, with the C{ID} once it is known.
 
 import math
 import os
-from io import BytesIO
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -59,7 +58,7 @@ from uhppoted_tunnel.web import (
     DEFAULT_REQUEST_TIMEOUT,
     MAX_BODY,
     ConnectionTracker,
-    LimitedRequest,
+    QuietSite,
     StaticFolder,
     add_security_headers,
     client_address,
@@ -185,13 +184,10 @@ class Root(Resource):
         return self.static.render(request)
 
 
-class HTTPSite(server.Site):
+class HTTPSite(QuietSite):
     """
     The site of an HTTP end: bodies in memory, no access log file.
     """
-
-    noisy = False
-    requestFactory = LimitedRequest
 
     def __init__(self, end, reactor):
         server.Site.__init__(self, Root(end), reactor=reactor)
@@ -203,15 +199,6 @@ class HTTPSite(server.Site):
         Whether the end is C{https/}.
         """
         return self.end.secure
-
-    def getContentFile(self, length):
-        return BytesIO()
-
-    def startFactory(self):
-        pass
-
-    def stopFactory(self):
-        pass
 
     def log(self, request):
         if self.end.trace:
