@@ -418,7 +418,8 @@ class WSConnectorMaker(StreamConnectorMaker):
         end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
         if self.secure:
             side = "server" if spec.prefix.endswith("/server:") else "client"
-            watch_certificates(settings, side, reactor, self.log_tag).setServiceParent(end)
+            end.watch = watch_certificates(settings, side, reactor, self.log_tag)
+            end.watch.setServiceParent(end)
             end.reloadCertificates = end.endpoint.secure.reloadCertificates
         return end
 
