@@ -419,6 +419,8 @@ class EveryKindTests(SynchronousTestCase):
             ("http/127.0.0.1:0", "tcp/client:127.0.0.1:1"),
             ("udp/event:127.0.0.1:0", "tcp/server:127.0.0.1:0"),
             ("tcp/client:127.0.0.1:1", "udp/event:127.0.0.1:60005"),
+            ("udp/listen:127.0.0.1:0", "ws/server:127.0.0.1:0/tunnel"),
+            ("ws/client:127.0.0.1:1/tunnel", "udp/broadcast:127.0.0.1:60005"),
         ]
         for in_, out in pairs:
             reactor = FakeReactor()
