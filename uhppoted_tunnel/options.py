@@ -61,6 +61,9 @@ DEFAULTS = {
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
+    "zmq-server-key": None,
+    "zmq-client-key": None,
+    "zmq-authorized-keys": None,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -188,6 +191,11 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
+        ["zmq-server-key", None, None, "CURVE for zmq/ ends: the server's key file (zmq.auth.create_certificates "
+                                       "makes them): NAME.key_secret on a zmq/server, NAME.key on a zmq/client."],
+        ["zmq-client-key", None, None, "A zmq/client's own CURVE key file (NAME.key_secret)."],
+        ["zmq-authorized-keys", None, None, "A folder of the public key files (*.key) of the clients a "
+                                            "zmq/server accepts."],
     ]
 
     def __init__(self, makers=None):
