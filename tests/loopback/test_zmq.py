@@ -11,6 +11,7 @@ import os
 
 import zmq
 import zmq.auth
+import zmq.utils.monitor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
@@ -239,3 +240,85 @@ class ZMQEventTests(_EventTunnels, TestCase):
             self.assertNotIn("Traceback", half.output())
         code = yield stop(site, "TERM")
         self.assertEqual(code, 0, site.recent())
+
+
+class RawClient:
+    """
+    A DEALER in the test process, dialling a zmq/server end as a client
+    end would, with its monitor; every wait is a poll with a deadline.
+    """
+
+    def __init__(self, testcase, port):
+        self.context = zmq.Context()
+        testcase.addCleanup(self.close)
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.reconnect_ivl = -1
+        self.monitor = self.socket.get_monitor_socket()
+        self.socket.connect("tcp://127.0.0.1:{}".format(port))
+        self.socket.send(b"")
+
+    def close(self):
+        """
+        Close the monitor, then the socket, then the context (as the ends
+        do: the context waits for every socket).
+        """
+        self.socket.disable_monitor()
+        self.monitor.close(0)
+        self.socket.close(0)
+        self.context.term()
+
+    def waitForEvent(self, wanted, timeout=10.0):
+        """
+        :return: the value of the first monitor event of kind C{wanted},
+            or C{None} if none came within C{timeout} seconds.
+        """
+        while self.monitor.poll(timeout * 1000):
+            event = zmq.utils.monitor.parse_monitor_message(self.monitor.recv_multipart())
+            if event["event"] == wanted:
+                return event["value"]
+        return None
+
+
+class ZMQServerGuardTests(_Pairs, TestCase):
+    """
+    A zmq/server end's guards against its peers.
+    """
+
+    @inlineCallbacks
+    def test_not_a_frame(self):
+        """
+        A peer that sends a message that is not one frame is warned of and
+        disconnected, though ZeroMQ has no call to close one peer of a
+        ROUTER (the end shuts the peer's TCP connection down under libzmq).
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "zmq/server:127.0.0.1:0")
+        port = int((yield host.waitFor(LISTENING)).group(1))
+        client = RawClient(self, port)
+        self.assertIsNotNone(client.waitForEvent(zmq.EVENT_HANDSHAKE_SUCCEEDED))
+        yield host.waitFor(connected())
+        client.socket.send(b"\x00\x40\x00\x00\x00\x01 not 64 bytes")
+        self.assertIsNotNone(client.waitForEvent(zmq.EVENT_DISCONNECTED), "the server kept the peer")
+        line = yield host.waitFor(r"WARN\s+ZMQ\s+closing connection from 127\.0\.0\.1:\d+: (.*)$")
+        self.assertIn("holds a frame of", line.group(1))
+        yield host.waitFor(r"ZMQ\s+connection to 127\.0\.0\.1:\d+ closed")
+        yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
+
+    @inlineCallbacks
+    def test_max_connections(self):
+        """
+        With --max-connections 1 a second client is refused in its
+        handshake (ZAP 400, so a client end backs off), and the server
+        warns naming the cap; the first stays connected.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "zmq/server:127.0.0.1:0",
+                          "--max-connections", "1")
+        port = int((yield host.waitFor(LISTENING)).group(1))
+        first = RawClient(self, port)
+        self.assertIsNotNone(first.waitForEvent(zmq.EVENT_HANDSHAKE_SUCCEEDED))
+        yield host.waitFor(connected())
+        second = RawClient(self, port)
+        self.assertEqual(second.waitForEvent(zmq.EVENT_HANDSHAKE_FAILED_AUTH), 400)
+        yield host.waitFor(r"WARN\s+ZMQ\s+refused 1 connection\(s\), the last from 127\.0\.0\.1: 1 open "
+                           r"connections already \(--max-connections; 1 open\)")
+        self.assertEqual(len([line for _, line in host.lines if "connected to" in line]), 1)
+        yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
