@@ -17,17 +17,18 @@ from twisted.trial.unittest import TestCase
 
 from tests.loopback.processes import (
     Client,
+    emulator_sent_line,
     free_port,
     listening_line,
     lockfile,
     run_tunnel,
     start_emulator,
     start_event_emulator,
-    emulator_sent_line,
     stop,
     workdir,
 )
-from tests.loopback.test_events_integration import A as EVENT_CONTROLLER, COUNT, _EventTunnels, udp_event
+from tests.loopback.test_events_integration import COUNT, _EventTunnels
+from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
 from tests.loopback.test_integration import A, B, _Pairs
 
 #: What a zmq/ end logs once it listens, and once a link is ready.

@@ -32,7 +32,6 @@ import os
 import zmq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReadDescriptor
-from twisted.logger import Logger
 from zmq.auth.base import Authenticator
 from zmq.auth.certs import load_certificate, load_certificates
 from zope.interface import implementer
