@@ -50,12 +50,11 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
-from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.addresses import parse_host_port
-from uhppoted_tunnel.connectors.stream import KEEPALIVE, StreamEnd, _loopback, retry_policy
+from uhppoted_tunnel.connectors.stream import KEEPALIVE, StreamConnectorMaker, StreamEnd, _loopback, retry_policy
 from uhppoted_tunnel.connectors.zmqsocket import (
     Monitor,
     SocketReader,
@@ -64,7 +63,7 @@ from uhppoted_tunnel.connectors.zmqsocket import (
     read_authorized,
     read_key,
 )
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.limits import ConnectionLimits
 from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.wire import HEADER, HEADER_SIZE, encode
@@ -647,19 +646,17 @@ class ZMQClientEnd(_ZMQEnd):
         return _ZMQEnd.stopService(self)
 
 
-@implementer(IPlugin, IConnectorMaker)
-class ZMQConnectorMaker:
+class ZMQConnectorMaker(StreamConnectorMaker):
     """
-    Makes C{zmq/server}, C{zmq/client} and their C{zmq/event/} aliases.
+    Makes C{zmq/server}, C{zmq/client} and their C{zmq/event/} aliases:
+    named, in both roles, as the stream kinds are, but made of ZeroMQ
+    sockets rather than Twisted endpoints.
     """
 
-    prefixes = ("zmq/server:", "zmq/client:", "zmq/event/server:", "zmq/event/client:")
+    log_tag = "ZMQ"
 
-    def roles(self, prefix):
-        return frozenset([IN, OUT])
-
-    def relaysEvents(self, prefix):
-        return "/event/" in prefix
+    def __init__(self):
+        StreamConnectorMaker.__init__(self, "zmq")
 
     def makeEnd(self, spec, role, settings, router, reactor):
         if spec.interface is not None:
