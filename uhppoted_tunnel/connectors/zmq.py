@@ -370,8 +370,7 @@ class ZMQServerEnd(_ZMQEnd):
             if connection is not None:
                 self._lost(connection, Failure(ConnectionDone()))
         elif kind in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-            self._last["handshake"] = failure_reason(kind, value, self.curve is not None).replace(
-                "is the peer a zmq/server end?", "is the peer a zmq/client end?")
+            self._last["handshake"] = failure_reason(kind, value, self.curve is not None, "zmq/client")
             self._handshakes.count()
 
     def _admit(self, address):

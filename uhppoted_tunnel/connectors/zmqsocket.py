@@ -199,13 +199,14 @@ _FAILED = {
 }
 
 
-def failure_reason(kind, value, curve):
+def failure_reason(kind, value, curve, peer="zmq/server"):
     """
     A one-line reason for a monitor event that ends a dial.
 
     :param kind: the event.
     :param value: its value (the ZAP status, or libzmq's protocol error).
     :param curve: whether this end uses CURVE.
+    :param peer: what the peer should be, for the message.
     """
     if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return ("the server refused this client (ZAP {}): is its key in the server's --zmq-authorized-keys, and is "
@@ -217,7 +218,7 @@ def failure_reason(kind, value, curve):
         if curve:
             return ("the CURVE handshake failed: is --zmq-server-key the server's public key? (protocol error "
                     "{:#x})".format(value))
-        return "the ZeroMQ handshake failed (protocol error {:#x}): is the peer a zmq/server end?".format(value)
+        return "the ZeroMQ handshake failed (protocol error {:#x}): is the peer a {} end?".format(value, peer)
     return _FAILED.get(kind, "the connection failed (event {})".format(kind))
 
 
