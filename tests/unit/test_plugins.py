@@ -66,6 +66,7 @@ class EveryKindTests(SynchronousTestCase):
             "ws/server:": both, "ws/client:": both, "ws/event/server:": both, "ws/event/client:": both,
             "wss/server:": both, "wss/client:": both, "wss/event/server:": both, "wss/event/client:": both,
             "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
+            "zmq/server:": both, "zmq/client:": both, "zmq/event/server:": both, "zmq/event/client:": both,
         }
         found = {}
         for maker in getPlugins(IConnectorMaker, uhppoted_tunnel.plugins):
