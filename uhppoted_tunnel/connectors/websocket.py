@@ -10,7 +10,8 @@ bytes as on TCP (L{uhppoted_tunnel.wire.encode}), so the ends, relays,
 flow control, reconnecting and logging are the stream ones
 (L{uhppoted_tunnel.connectors.stream}). What is WebSocket's is the
 upgrade, done with autobahn's Twisted API in
-L{uhppoted_tunnel.connectors.wsprotocol} (imported only when a WebSocket
+L{uhppoted_tunnel.connectors.wsprotocol} and
+L{uhppoted_tunnel.connectors.wsendpoints} (imported only when a WebSocket
 end is made, so other tunnels do not pay for autobahn at start): a
 connection reaches the end only once its upgrade has succeeded, and a
 client's attempt fails, with the server's answer, when it does not.
@@ -428,7 +429,7 @@ class WSConnectorMaker(StreamConnectorMaker):
         return None if not path else read_token(path, self.log)
 
     def serverEndpoint(self, reactor, spec, settings):
-        from uhppoted_tunnel.connectors.wsprotocol import WebSocketServerEndpoint
+        from uhppoted_tunnel.connectors.wsendpoints import WebSocketServerEndpoint
 
         address, path = split_path(spec)
         endpoint = secure = StreamConnectorMaker.serverEndpoint(self, reactor, address, settings)
@@ -442,7 +443,7 @@ class WSConnectorMaker(StreamConnectorMaker):
                                        secure if self.secure else None)
 
     def clientEndpoint(self, reactor, spec, settings):
-        from uhppoted_tunnel.connectors.wsprotocol import WebSocketClientEndpoint
+        from uhppoted_tunnel.connectors.wsendpoints import WebSocketClientEndpoint
 
         address, path = split_path(spec)
         parsed = go_address(address.address)
