@@ -53,10 +53,12 @@ import grpc  # noqa: E402
 import grpc.aio  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
 
-from uhppoted_tunnel.proto.tunnel_pb2 import Frame  # noqa: E402
+from uhppoted_tunnel.proto.tunnel_pb2 import DESCRIPTOR, Frame  # noqa: E402
 
-SERVICE = "uhppoted.tunnel.Tunnel"
-METHOD = "/uhppoted.tunnel.Tunnel/Relay"
+#: C{uhppoted.tunnel.Tunnel}, and the path of its C{Relay} method, as the
+#: .proto names them
+SERVICE = DESCRIPTOR.services_by_name["Tunnel"].full_name
+METHOD = "/{}/{}".format(SERVICE, DESCRIPTOR.services_by_name["Tunnel"].methods_by_name["Relay"].name)
 
 #: What a Frame message adds to its payload at most: the id's tag and
 #: varint (6 bytes), the payload's tag and length (4 for up to 65535).
@@ -207,6 +209,9 @@ def dial_failure(code, details, address, secure):
     reason = match.group(1) if match else details
     if "Connection refused" in reason:
         return "connection refused"
+    if "Hostname Verification" in reason:
+        return "the server's certificate does not name {} (TLS hostname verification failed)".format(
+            address.rpartition(":")[0].strip("[]"))
     if "Tls handshake failed" in reason or "SSL_ERROR" in reason:
         ssl = _SSL_REASON.search(reason)
         why = reason if ssl is None else ssl.group(1).lower().replace("_", " ") + (
