@@ -64,7 +64,8 @@ class ConnectionTests(SynchronousTestCase):
         self.loop = FakeLoop()
         self.pump = FakePump()
         transport = StreamTransport(self.pump, self.loop, IPv4Address("TCP", "127.0.0.1", 40000),
-                                    IPv4Address("TCP", "127.0.0.1", 9000), SETTINGS["max-send-queue"], self.clock)
+                                    IPv4Address("TCP", "127.0.0.1", 9000), SETTINGS["max-send-queue"], self.clock,
+                                    lambda f, *args: f(*args))
         protocol = (factory or self.factory).buildProtocol(transport.peer_address)
         transport.protocol = protocol
         protocol.makeConnection(transport)
@@ -89,7 +90,7 @@ class ConnectionTests(SynchronousTestCase):
         transport = self.connect()
         [connection] = self.factory.connections
         self.assertEqual(connection.peer, "127.0.0.1:40000")
-        transport.frameReceived(7, REQUEST)
+        transport.arrived(7, REQUEST)
         self.assertEqual(self.relay.events, [("connected", connection), ("frame", connection, 7, REQUEST)])
         self.assertIn("connected to 127.0.0.1:40000", self.messages())
 
@@ -103,7 +104,7 @@ class ConnectionTests(SynchronousTestCase):
         self.assertTrue(connection.sendFrame(1, REQUEST))
         self.assertTrue(connection.sendFrame(2, REQUEST))
         self.assertFalse(connection.sendFrame(3, REQUEST))
-        self.assertEqual([args for _, args in self.loop.calls], [(1, REQUEST), (2, REQUEST)])
+        self.assertEqual(list(self.pump.outgoing), [(1, REQUEST), (2, REQUEST)])
         self.assertEqual(self.factory.dropped, 1)
         self.assertTrue(any("dropped 1 frame(s) for peers that are not reading" in m for m in self.messages()))
 
@@ -164,7 +165,7 @@ class ConnectionTests(SynchronousTestCase):
         transport = self.connect(limited)
         self.assertEqual(limited.limits.total, 1)
         self.assertIsNone(limited.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001)))
-        transport.frameReceived(1, REQUEST)
+        transport.arrived(1, REQUEST)
         self.assertEqual(self.relay.events[-1][2:], (1, REQUEST))
         transport.ended(Failure(ConnectionDone()).value)
         self.assertEqual(limited.limits.total, 0)

@@ -7,7 +7,7 @@ a fake clock, and the loop thread.
 
 import asyncio
 import threading
-from collections import namedtuple
+from collections import deque, namedtuple
 
 from twisted.internet.error import ConnectionAborted, ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
@@ -113,6 +113,38 @@ class PumpTests(SynchronousTestCase):
         self.assertEqual(self.call.written, [(1, b"a" * 64), (2, b"b" * 64)])
         self.assertEqual(self.delivered, [(7, b"x" * 64), (0xFFFFFFFF, b"")])
         self.assertEqual(pump.written, 2 * (64 + FRAME_OVERHEAD))
+
+    def test_idleWriter(self):
+        """
+        A writer with nothing to write says it is idle, and frames queued
+        from the reactor's side then are written once it is woken; while
+        a write waits for the peer it is not idle, and what is queued
+        meanwhile is written after it with no wake-up.
+        """
+        call = FakeCall()
+        pump = self.pump(call)
+        states = []
+
+        def queue():
+            states.append(pump.idle)
+            call.gate = self.loop.create_future()
+            pump.outgoing.append((1, b"a"))
+            pump.wake()
+
+        def busy():
+            states.append(pump.idle)
+            pump.outgoing.append((2, b"b"))
+            gate, call.gate = call.gate, None
+            gate.set_result(None)
+
+        def end():
+            states.append(pump.idle)
+            call.incoming.put_nowait(EOF)
+
+        reason = self.relay(pump, queue, busy, end)
+        self.assertIsInstance(reason, ConnectionDone)
+        self.assertEqual(states, [True, False, True])
+        self.assertEqual(call.written, [(1, b"a"), (2, b"b")])
 
     def test_payloadTooLong(self):
         """
@@ -229,8 +261,12 @@ class FakeLoop:
 
 class FakePump:
     written = 0
+    idle = False
 
-    def push(self, frame_id, payload):
+    def __init__(self):
+        self.outgoing = deque()
+
+    def wake(self):
         pass
 
     def finish(self):
@@ -261,33 +297,55 @@ class StreamTransportTests(SynchronousTestCase):
         self.loop = FakeLoop()
         self.pump = FakePump()
         self.clock = Clock()
+        self.reactor_calls = []
         self.transport = StreamTransport(self.pump, self.loop, IPv4Address("TCP", "127.0.0.1", 5000),
-                                         IPv4Address("TCP", "127.0.0.1", 6000), 3 * (64 + FRAME_OVERHEAD), self.clock)
+                                         IPv4Address("TCP", "127.0.0.1", 6000), 3 * (64 + FRAME_OVERHEAD), self.clock,
+                                         lambda *call: self.reactor_calls.append(call))
         self.protocol = self.transport.protocol = RecordingProtocol()
 
     def test_sendFrame(self):
         """
-        A frame is handed to the loop's pump; one that would queue more
+        A frame is queued for the loop's pump; one that would queue more
         than C{max_send_queue} bytes (payload and overhead, less what the
         pump has written) is dropped, until the pump has written more.
         """
         for i in range(3):
             self.assertTrue(self.transport.sendFrame(i, b"x" * 64))
         self.assertFalse(self.transport.sendFrame(3, b"x"))
-        self.assertEqual(self.loop.calls, [(self.pump.push, (i, b"x" * 64)) for i in range(3)])
+        self.assertEqual(list(self.pump.outgoing), [(i, b"x" * 64) for i in range(3)])
         self.pump.written = 64 + FRAME_OVERHEAD
         self.assertTrue(self.transport.sendFrame(4, b"y" * 64))
         self.assertEqual(self.transport.queued, 4 * (64 + FRAME_OVERHEAD))
 
+    def test_wakeWhenIdle(self):
+        """
+        The loop is woken for a frame only while the pump's writer is idle:
+        a busy writer takes what is queued without being woken.
+        """
+        self.transport.sendFrame(1, b"p")
+        self.assertEqual(self.loop.calls, [])
+        self.pump.idle = True
+        self.transport.sendFrame(2, b"q")
+        self.assertEqual(self.loop.calls, [(self.pump.wake, ())])
+
     def test_frames(self):
         """
-        Frames the loop reports go to the receiver, once there is one.
+        Frames that arrive on the loop's thread are handed to the reactor
+        in one drain however many arrive before it runs, in order, and go
+        to the receiver, once there is one.
         """
         received = []
-        self.transport.frameReceived(1, b"early")
+        self.transport.arrived(1, b"early")
+        [(drain,)] = self.reactor_calls
+        drain()
         self.transport.receiver = lambda *frame: received.append(frame)
-        self.transport.frameReceived(2, b"p")
-        self.assertEqual(received, [(2, b"p")])
+        for i in range(2, 5):
+            self.transport.arrived(i, b"p")
+        self.assertEqual(len(self.reactor_calls), 2)
+        self.reactor_calls[-1][0]()
+        self.assertEqual(received, [(2, b"p"), (3, b"p"), (4, b"p")])
+        self.transport.arrived(5, b"q")
+        self.assertEqual(len(self.reactor_calls), 3)
 
     def test_ended(self):
         """
@@ -300,7 +358,8 @@ class StreamTransportTests(SynchronousTestCase):
         self.transport.ended(ConnectionLost())
         [reason] = self.protocol.lost
         self.assertTrue(reason.check(ConnectionDone))
-        self.transport.frameReceived(1, b"late")
+        self.transport.arrived(1, b"late")
+        self.transport.drain()
         self.assertEqual(received, [])
         self.assertFalse(self.transport.sendFrame(1, b"late"))
         self.assertEqual(self.loop.calls, [])
@@ -337,6 +396,7 @@ class StreamTransportTests(SynchronousTestCase):
         """
         self.loop.closed = True
         call_soon(self.loop, self.pump.finish)
+        self.pump.idle = True
         self.assertTrue(self.transport.sendFrame(1, b"p"))
 
     def test_bytesOnly(self):

@@ -477,8 +477,8 @@ class ServerEndpoint:
         pump = FramePump(context.read, context.write, None, diagnose, settings["max-payload"],
                          settings["stall-timeout"], eof=grpc.aio.EOF)
         transport = StreamTransport(pump, loop, parse_peer(context.peer()), self.host_address,
-                                    settings["max-send-queue"], reactor)
-        pump.deliver = partial(reactor.callFromThread, transport.frameReceived)
+                                    settings["max-send-queue"], reactor, reactor.callFromThread)
+        pump.deliver = transport.arrived
         taken = loop.create_future()
         reactor.callFromThread(self._take, factory, transport, taken)
         reason = ConnectionAborted()
@@ -566,8 +566,9 @@ class ClientEndpoint:
                                  settings["stall-timeout"], eof=grpc.aio.EOF, half_close=call.done_writing,
                                  close_timeout=CLOSE_TIMEOUT)
                 transport = StreamTransport(pump, asyncio.get_running_loop(), address_of(self.host, self.port),
-                                            address_of("0.0.0.0", 0), settings["max-send-queue"], reactor)
-                pump.deliver = partial(reactor.callFromThread, transport.frameReceived)
+                                            address_of("0.0.0.0", 0), settings["max-send-queue"], reactor,
+                                            reactor.callFromThread)
+                pump.deliver = transport.arrived
                 reactor.callFromThread(self._connected, factory, connecting, transport)
                 reason = await pump.run()
         except asyncio.CancelledError:

@@ -9,12 +9,14 @@ every gRPC end of the process: a stream is two tasks on that loop (a
 reader and a writer, L{FramePump}), never a thread, so the threads do not
 grow with the streams. The two sides meet in two places only:
 
-- the reactor hands the loop what it has to do with
-  C{loop.call_soon_threadsafe} (a frame to send, a stream to close), and
-  the loop hands the reactor what happened with C{reactor.callFromThread}
-  (a frame that arrived, a stream that is ready or has ended); both keep
-  the order they were called in, so the frames of a stream stay in order
-  both ways;
+- frames cross in a queue each way (a C{deque}, whose C{append} and
+  C{popleft} are safe between threads): the side that fills it wakes the
+  other only when the other is not already busy with it, so a burst
+  costs one wake-up, not one a frame; everything else the reactor asks
+  (close a stream) goes by C{loop.call_soon_threadsafe}, and everything
+  else the loop reports (a stream ready or ended) by
+  C{reactor.callFromThread}, in the order called, after the frames
+  queued before it;
 - the reactor's side of a stream (L{StreamTransport}) counts the bytes it
   has handed the loop and the loop counts those written (each side writes
   only its own counter), so the reactor knows what is still queued
@@ -168,8 +170,9 @@ class FramePump:
     it, in order and one at a time, and hands the reactor each frame that
     arrives, checked against C{--max-payload}.
 
-    The pump runs on the loop's thread. The reactor reaches it only
-    through C{call_soon_threadsafe}: L{push}, L{finish} and L{abort}.
+    The pump runs on the loop's thread. The reactor queues frames in
+    L{outgoing} and calls L{wake} if the writer is L{idle}; it reaches the
+    rest only through C{call_soon_threadsafe}: L{finish} and L{abort}.
 
     :ivar written: bytes of the frames written so far, each with
         L{FRAME_OVERHEAD}; only the loop's thread changes it.
@@ -182,7 +185,8 @@ class FramePump:
             C{id} and C{payload}), or C{eof} once the peer has ended.
         :param write: a coroutine function writing one C{(id, payload)}.
         :param deliver: called on the loop's thread with C{(id, payload)}
-            of each frame that arrives (it hands them to the reactor).
+            of each frame that arrives (L{StreamTransport.arrived} hands
+            them to the reactor).
         :param diagnose: an exception of C{read} or C{write} -> the reason
             the stream ended, an exception.
         :param max_payload: the longest payload accepted.
@@ -206,6 +210,8 @@ class FramePump:
         self.close_timeout = close_timeout
         self.outgoing = deque()
         self.written = 0
+        #: True while the writer waits for frames (the reactor must wake it)
+        self.idle = False
         self._wake = asyncio.Event()
         self._finishing = False
         self._aborted = False
@@ -218,6 +224,13 @@ class FramePump:
         Write a frame after those already queued.
         """
         self.outgoing.append((frame_id, payload))
+        self._wake.set()
+
+    def wake(self):
+        """
+        Frames were queued in L{outgoing} from the reactor's thread while
+        the writer was idle.
+        """
         self._wake.set()
 
     def finish(self):
@@ -308,8 +321,13 @@ class FramePump:
                 self.written += len(frame[1]) + FRAME_OVERHEAD
             if self._finishing:
                 return None
+            # from here the reactor wakes the writer for what it queues; a
+            # frame queued before it saw this is caught by the check below
+            self.idle = True
             wake.clear()
-            await wake.wait()
+            if not outgoing and not self._finishing:
+                await wake.wait()
+            self.idle = False
 
 
 class StreamTransport:
@@ -335,7 +353,7 @@ class StreamTransport:
     protocol = None
     receiver = None
 
-    def __init__(self, pump, loop, peer, host, max_send_queue, clock):
+    def __init__(self, pump, loop, peer, host, max_send_queue, clock, call_from_thread):
         """
         :param pump: the stream's L{FramePump}.
         :param loop: the loop the pump runs on.
@@ -343,6 +361,7 @@ class StreamTransport:
         :param host: this side's C{IAddress}.
         :param max_send_queue: bytes that may wait to be written.
         :param clock: an C{IReactorTime}.
+        :param call_from_thread: the reactor's C{callFromThread}.
         """
         self.pump = pump
         self.loop = loop
@@ -351,7 +370,10 @@ class StreamTransport:
         self.peer = format_address(peer)
         self.max_send_queue = max_send_queue
         self.clock = clock
+        self.call_from_thread = call_from_thread
         self.queued = 0
+        self.incoming = deque()
+        self._draining = False
         self._give_up = None
 
     def getPeer(self):
@@ -376,7 +398,10 @@ class StreamTransport:
         if self.disconnected or self.queued + size - self.pump.written > self.max_send_queue:
             return False
         self.queued += size
-        call_soon(self.loop, self.pump.push, frame_id, payload)
+        pump = self.pump
+        pump.outgoing.append((frame_id, payload))
+        if pump.idle:
+            call_soon(self.loop, pump.wake)
         return True
 
     def loseConnection(self):
@@ -401,12 +426,30 @@ class StreamTransport:
                                                  ConnectionLost("the gRPC stream did not end within {:g}s".format(
                                                      GIVE_UP)))
 
+    def arrived(self, frame_id, payload):
+        """
+        A frame has arrived: called on the loop's thread, which queues it
+        for the reactor, waking the reactor unless a drain is due.
+        """
+        self.incoming.append((frame_id, payload))
+        if not self._draining:
+            self._draining = True
+            self.call_from_thread(self.drain)
+
     # what the loop reports, through callFromThread
 
-    def frameReceived(self, frame_id, payload):
+    def drain(self):
+        """
+        Hand the receiver every frame queued.
+        """
+        # cleared first: a frame queued from now on schedules another drain
+        self._draining = False
+        incoming = self.incoming
         receiver = self.receiver
-        if receiver is not None:
-            receiver(frame_id, payload)
+        while incoming:
+            frame_id, payload = incoming.popleft()
+            if receiver is not None:
+                receiver(frame_id, payload)
 
     def ended(self, reason):
         """
