@@ -8,12 +8,9 @@ generated from the shipped C{.proto}; refusals, restarts and signals.
 
 import datetime
 import os
-import re
 import sys
 
-from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
@@ -24,7 +21,6 @@ from tests.loopback.processes import (
     free_port,
     listening_line,
     lockfile,
-    retry,
     run_tunnel,
     start_emulator,
     start_event_emulator,

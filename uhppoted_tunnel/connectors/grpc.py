@@ -151,10 +151,10 @@ class GRPCConnectorMaker(StreamConnectorMaker):
         return end
 
     def serverEndpoint(self, reactor, spec, settings):
-        from uhppoted_tunnel.connectors import grpclink
+        from uhppoted_tunnel.connectors import grpcconf, grpclink
 
         host, port = _address(spec, server=True)
-        certificates = grpclink.server_certificates(settings, self.log_tag) if self.secure else None
+        certificates = grpcconf.server_certificates(settings, self.log_tag) if self.secure else None
         endpoint = grpclink.ServerEndpoint(reactor, host, port, settings, certificates, self.log_tag)
         limited = limit_endpoint(endpoint, settings, reactor, self.log_tag)
         if certificates is not None:
@@ -162,8 +162,8 @@ class GRPCConnectorMaker(StreamConnectorMaker):
         return limited
 
     def clientEndpoint(self, reactor, spec, settings):
-        from uhppoted_tunnel.connectors import grpclink
+        from uhppoted_tunnel.connectors import grpcconf, grpclink
 
         host, port = _address(spec, server=False)
-        certificates = grpclink.client_certificates(settings, self.log_tag) if self.secure else None
+        certificates = grpcconf.client_certificates(settings, self.log_tag) if self.secure else None
         return grpclink.ClientEndpoint(reactor, host, port, settings, certificates)

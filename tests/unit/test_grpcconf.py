@@ -1,21 +1,21 @@
 """
-Tests for L{uhppoted_tunnel.connectors.grpclink} with no socket: the
+Tests for L{uhppoted_tunnel.connectors.grpcconf} with no socket: the
 C{Frame} codec against hostile bytes, the generated code against the
 shipped C{.proto}, grpc's options, and the diagnosis of failed attempts.
 """
 
 import os
 
-from grpc_tools import protoc
-from google.protobuf import descriptor_pb2
-from google.protobuf.message import DecodeError
 import grpc
 import grpc.aio
+from google.protobuf import descriptor_pb2
+from google.protobuf.message import DecodeError
+from grpc_tools import protoc
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.connectors import grpclink
+from uhppoted_tunnel.connectors import grpcconf
 from uhppoted_tunnel.connectors.grpcloop import MessageTooLong, NotAFrame
 from uhppoted_tunnel.proto import tunnel_pb2
 
@@ -33,15 +33,15 @@ class CodecTests(SynchronousTestCase):
         payload, for every id from 0 to 2**32-1 and empty payloads.
         """
         for frame in ((1, b"\x17\x94" + bytes(62)), (0, b""), (0xFFFFFFFF, b"x" * 1024)):
-            message = grpclink.decode(grpclink.encode(frame))
+            message = grpcconf.decode(grpcconf.encode(frame))
             self.assertEqual((message.id, message.payload), frame)
 
     def test_limit(self):
         """
         The message limit covers the largest payload with the largest id.
         """
-        self.assertLessEqual(len(grpclink.encode((0xFFFFFFFF, b"x" * 65535))), grpclink.message_limit(65535))
-        self.assertLessEqual(len(grpclink.encode((0xFFFFFFFF, b"x" * 1024))), grpclink.message_limit(1024))
+        self.assertLessEqual(len(grpcconf.encode((0xFFFFFFFF, b"x" * 65535))), grpcconf.message_limit(65535))
+        self.assertLessEqual(len(grpcconf.encode((0xFFFFFFFF, b"x" * 1024))), grpcconf.message_limit(1024))
 
     def test_hostile(self):
         """
@@ -51,14 +51,14 @@ class CodecTests(SynchronousTestCase):
         counts.
         """
         for garbage in (b"\xff\xff\xff", b"\x12\x05ab", b"\x08" + b"\xff" * 11):
-            self.assertRaises(DecodeError, grpclink.decode, garbage)
-        wide = grpclink.decode(b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x12\x02ab")
+            self.assertRaises(DecodeError, grpcconf.decode, garbage)
+        wide = grpcconf.decode(b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x12\x02ab")
         self.assertEqual((wide.id, wide.payload), (0xFFFFFFFF, b"ab"))
-        unknown = grpclink.decode(b"\x08\x05\x18\x07\x22\x03xyz\x12\x01p")
+        unknown = grpcconf.decode(b"\x08\x05\x18\x07\x22\x03xyz\x12\x01p")
         self.assertEqual((unknown.id, unknown.payload), (5, b"p"))
-        empty = grpclink.decode(b"")
+        empty = grpcconf.decode(b"")
         self.assertEqual((empty.id, empty.payload), (0, b""))
-        twice = grpclink.decode(b"\x08\x01\x12\x01a\x08\x02\x12\x01b")
+        twice = grpcconf.decode(b"\x08\x01\x12\x01a\x08\x02\x12\x01b")
         self.assertEqual((twice.id, twice.payload), (2, b"b"))
 
 
@@ -98,7 +98,7 @@ class GeneratedCodeTests(SynchronousTestCase):
         The ends serve and call the method the .proto names: a stream of
         Frames each way.
         """
-        self.assertEqual(grpclink.METHOD, "/uhppoted.tunnel.Tunnel/Relay")
+        self.assertEqual(grpcconf.METHOD, "/uhppoted.tunnel.Tunnel/Relay")
         method = tunnel_pb2.DESCRIPTOR.services_by_name["Tunnel"].methods_by_name["Relay"]
         self.assertEqual((method.input_type.full_name, method.output_type.full_name),
                          ("uhppoted.tunnel.Frame", "uhppoted.tunnel.Frame"))
@@ -118,9 +118,9 @@ class OptionsTests(SynchronousTestCase):
         however long nothing is sent, and neither retries nor takes a
         proxy from the environment.
         """
-        options = dict(grpclink.channel_options(SETTINGS))
-        self.assertEqual(options["grpc.max_receive_message_length"], 1024 + grpclink.MESSAGE_OVERHEAD)
-        self.assertEqual(options["grpc.max_send_message_length"], 1024 + grpclink.MESSAGE_OVERHEAD)
+        options = dict(grpcconf.channel_options(SETTINGS))
+        self.assertEqual(options["grpc.max_receive_message_length"], 1024 + grpcconf.MESSAGE_OVERHEAD)
+        self.assertEqual(options["grpc.max_send_message_length"], 1024 + grpcconf.MESSAGE_OVERHEAD)
         self.assertEqual((options["grpc.keepalive_time_ms"], options["grpc.keepalive_timeout_ms"]), (15000, 45000))
         self.assertEqual((options["grpc.http2.max_pings_without_data"], options["grpc.enable_retries"],
                           options["grpc.enable_http_proxy"]), (0, 0, 0))
@@ -131,9 +131,9 @@ class OptionsTests(SynchronousTestCase):
         gives a handshake and an idle connection --handshake-timeout, takes
         the clients' pings, and has its port to itself.
         """
-        options = dict(grpclink.server_options(dict(SETTINGS, **{"max-connections": 7})))
+        options = dict(grpcconf.server_options(dict(SETTINGS, **{"max-connections": 7})))
         self.assertEqual(options["grpc.max_allowed_incoming_connections"], 7)
-        self.assertEqual(options["grpc.max_concurrent_streams"], grpclink.STREAMS_PER_CONNECTION)
+        self.assertEqual(options["grpc.max_concurrent_streams"], grpcconf.STREAMS_PER_CONNECTION)
         self.assertEqual((options["grpc.server_handshake_timeout_ms"], options["grpc.max_connection_idle_ms"]),
                          (15000, 15000))
         self.assertLessEqual(options["grpc.http2.min_ping_interval_without_data_ms"],
@@ -145,7 +145,7 @@ class OptionsTests(SynchronousTestCase):
         A short --dead-peer-timeout pings more often: a dead peer is still
         noticed within it.
         """
-        self.assertEqual(grpclink.keepalive(4.0), (2000, 2000))
+        self.assertEqual(grpcconf.keepalive(4.0), (2000, 2000))
 
 
 def rpc_error(code, details):
@@ -161,7 +161,7 @@ class DiagnosisTests(SynchronousTestCase):
     ADDRESS = "127.0.0.1:4000"
 
     def failure(self, details, code=grpc.StatusCode.UNAVAILABLE, secure=False):
-        return grpclink.dial_failure(code, details, self.ADDRESS, secure)
+        return grpcconf.dial_failure(code, details, self.ADDRESS, secure)
 
     def test_refused(self):
         """
@@ -222,18 +222,18 @@ class DiagnosisTests(SynchronousTestCase):
         A message that is not a Frame, one over the limit, and a failed
         call each end a stream with their own reason.
         """
-        self.assertIsInstance(grpclink.diagnose(DecodeError("Error parsing message: Wire format was corrupt")),
+        self.assertIsInstance(grpcconf.diagnose(DecodeError("Error parsing message: Wire format was corrupt")),
                               NotAFrame)
-        too_long = grpclink.diagnose(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
+        too_long = grpcconf.diagnose(rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                                "Received message larger than max (2005 vs. 1034)"))
         self.assertIsInstance(too_long, MessageTooLong)
         self.assertIn("is the peer's --max-payload larger?", str(too_long))
-        lost = grpclink.diagnose(rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
+        lost = grpcconf.diagnose(rpc_error(grpc.StatusCode.UNAVAILABLE, "Socket closed"))
         self.assertIsInstance(lost, ConnectionLost)
         self.assertIn("UNAVAILABLE: Socket closed", str(lost))
         import asyncio
 
-        self.assertIsInstance(grpclink.diagnose(asyncio.InvalidStateError("RPC already finished.")), ConnectionDone)
+        self.assertIsInstance(grpcconf.diagnose(asyncio.InvalidStateError("RPC already finished.")), ConnectionDone)
 
 
 class AddressTests(SynchronousTestCase):
@@ -242,11 +242,11 @@ class AddressTests(SynchronousTestCase):
         grpc's peer names become Twisted addresses, for the log and the
         caps per source.
         """
-        self.assertEqual(grpclink.parse_peer("ipv4:127.0.0.1:5000"), IPv4Address("TCP", "127.0.0.1", 5000))
-        self.assertEqual(grpclink.parse_peer("ipv6:[::1]:5000"), IPv6Address("TCP", "::1", 5000))
-        self.assertEqual(grpclink.parse_peer("ipv6:[fe80::1%25eth0]:5000"), IPv6Address("TCP", "fe80::1%eth0", 5000))
-        self.assertEqual(grpclink.parse_peer("unix:/run/x").host, "unix:/run/x")
+        self.assertEqual(grpcconf.parse_peer("ipv4:127.0.0.1:5000"), IPv4Address("TCP", "127.0.0.1", 5000))
+        self.assertEqual(grpcconf.parse_peer("ipv6:[::1]:5000"), IPv6Address("TCP", "::1", 5000))
+        self.assertEqual(grpcconf.parse_peer("ipv6:[fe80::1%25eth0]:5000"), IPv6Address("TCP", "fe80::1%eth0", 5000))
+        self.assertEqual(grpcconf.parse_peer("unix:/run/x").host, "unix:/run/x")
 
     def test_target(self):
-        self.assertEqual(grpclink.target("::1", 5), "[::1]:5")
-        self.assertEqual(grpclink.target("example.org", 5), "example.org:5")
+        self.assertEqual(grpcconf.target("::1", 5), "[::1]:5")
+        self.assertEqual(grpcconf.target("example.org", 5), "example.org:5")
