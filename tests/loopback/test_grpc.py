@@ -8,9 +8,13 @@ generated from the shipped C{.proto}; refusals, restarts and signals.
 
 import datetime
 import os
+import signal
+import socket
 import sys
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
@@ -22,14 +26,14 @@ from tests.loopback.processes import (
     listening_line,
     lockfile,
     run_tunnel,
+    spawn,
     start_emulator,
     start_event_emulator,
     start_host,
     start_site,
-    stop,
     workdir,
 )
-from tests.loopback.test_events_integration import COUNT, _EventTunnels
+from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
 from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
 from tests.loopback.test_integration import A, B, _Pairs
 from uhppoted_tunnel import emulator
@@ -257,6 +261,89 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
         self.assertNotIn("Traceback", second.output())
 
 
+class GRPCLimitTests(_GRPCPairs, TestCase):
+    """
+    What a gRPC server end bounds, it says when it bites.
+    """
+
+    @inlineCallbacks
+    def test_max_connections(self):
+        """
+        A server with --max-connections 1 refuses a second client's call:
+        the server warns, naming the cap, and the client is told why and
+        backs off; the first link carries on.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0",
+                          "--max-connections", "1")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        out = "udp/broadcast:127.0.0.1:{}".format(free_port())
+        first = run_tunnel(self, "first", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out", out)
+        yield first.waitFor(grpc_connected("grpc", port))
+        second = run_tunnel(self, "second", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out", out)
+        yield second.waitFor(grpc_retrying("grpc", port, "the server refused the link: too many connections"))
+        yield host.waitFor(r"WARN\s+GRPC\s+refused 1 connection\(s\), the last from 127\.0\.0\.1:\d+: 1 open "
+                           r"connections already \(--max-connections; 1 open\)")
+        self.assertNotIn("closed", first.output())
+
+    @inlineCallbacks
+    def test_peer_not_reading(self):
+        """
+        A peer that takes the call and then reads nothing: what the host
+        would send it past --max-send-queue is dropped with a warning, and
+        after --stall-timeout the call is ended with another.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0",
+                          "--max-send-queue", "1024", "--stall-timeout", "2s", "--rate-limit", "100000",
+                          "--rate-limit-burst", "100000")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        script = os.path.join(workdir(self), "deaf.py")
+        with open(script, "w") as f:
+            f.write(DEAF)
+        deaf = spawn(self, [sys.executable, script, "127.0.0.1:{}".format(port)], "deaf")
+        yield host.waitFor(grpc_connected())
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        request = bytes([0x17, 0x94, 0, 0]) + A.to_bytes(4, "little") + bytes(56)
+        stalled = host.waitFor(r"closed 1 connection\(s\) that read nothing")
+        # at a pace the host keeps up with, until its writes wait for the
+        # peer (64 KiB on) and what is queued passes the limit
+        for _ in range(1000):
+            if stalled.called:
+                break
+            for _ in range(10):
+                sender.sendto(request, ("127.0.0.1", udp_port))
+            yield deferLater(reactor, 0.01, lambda: None)
+        yield stalled
+        yield host.waitFor(r"WARN\s+GRPC\s+dropped \d+ frame\(s\) for peers that are not reading what is sent "
+                           r"to them \(--max-send-queue 1024 bytes each\)")
+        yield host.waitFor(r"WARN\s+GRPC\s+closed 1 connection\(s\) that read nothing sent to them for 2s, the "
+                           r"last to 127\.0\.0\.1:\d+ \(--stall-timeout\)")
+        yield host.waitFor(r"GRPC\s+connection to 127\.0\.0\.1:\d+ closed")
+        self.assertTrue(deaf.running)
+        self.assertNotIn("Traceback", host.output())
+
+    @inlineCallbacks
+    def test_dead_peer(self):
+        """
+        A host that stops answering (SIGSTOP) is noticed by its site's
+        keepalive pings within --dead-peer-timeout, and the site dials
+        again.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        site = run_tunnel(self, "site", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()), "--dead-peer-timeout", "4s")
+        yield site.waitFor(grpc_connected("grpc", port))
+        mark = site.mark()
+        host.send_signal(signal.SIGSTOP)
+        self.addCleanup(host.send_signal, signal.SIGCONT)
+        started = reactor.seconds()
+        yield site.waitFor(r"GRPC\s+connection to 127\.0\.0\.1:{} closed".format(port), since=mark, timeout=15)
+        self.assertLess(reactor.seconds() - started, 8)
+        yield site.waitFor(r"GRPC\s+reconnecting to 127\.0\.0\.1:{} in 5s".format(port), since=mark)
+
+
 class GRPCShutdownTests(_GRPCPairs, TestCase):
     """
     SIGTERM stops each half cleanly: exit 0, no traceback, lockfile
@@ -296,31 +383,41 @@ class GRPCEventTests(_EventTunnels, TestCase):
     timeout = 120
 
     @inlineCallbacks
-    def test_host_restart(self):
+    def test_host_killed(self):
         """
-        Over grpc/, a host stopped (SIGTERM) while events stream, and
-        started again on the same port with the same lockfile, is dialled
-        again by the site, which sends what was not acknowledged: each of
-        the 200 events arrives exactly once, in order.
+        Over grpc/, a host killed (SIGKILL) while events stream, with
+        events sent to it and not acknowledged, and started again on the
+        same port with the same lockfile (and so the same record of what
+        it forwarded), is dialled again by the site, which sends what was
+        not acknowledged: each of the 200 events arrives exactly once,
+        those after the restart in order.
         """
         host = self.host("grpc/server:127.0.0.1:0")
         port = int((yield host.waitFor(grpc_listening())).group(1))
-        site = self.site(0, "grpc/client:127.0.0.1:{}".format(port))
+        site = self.site(0, "grpc/client:127.0.0.1:{}".format(port), "--debug")
         yield site.waitFor(grpc_connected("grpc", port))
         site_port = yield self.site_port(site)
         emulator_process, _ = yield start_event_emulator(self, site_port, COUNT, "20ms", serials=[EVENT_CONTROLLER])
         yield self.events.waitForCount(50)
+        # killed at a moment when it has recorded every event it forwarded
+        # (a host killed in between forwards that one again, on any
+        # transport)
+        yield RestartTests.freeze(self, host, site)
         mark = site.mark()
-        code = yield stop(host, "TERM")
-        self.assertEqual(code, 0, host.recent())
-        self.assertLess(len(self.events.keys), COUNT)
+        host.send_signal("KILL")
+        yield host.exited()
+        before = len(self.events.keys)
+        self.assertLess(before, COUNT)
         host = self.host("grpc/server:127.0.0.1:{}".format(port), name="host")
         yield host.waitFor(grpc_listening())
         yield site.waitFor(grpc_connected("grpc", port), since=mark)
         yield emulator_process.waitFor(emulator_sent_line(COUNT))
         yield self.events.waitForKey((EVENT_CONTROLLER, COUNT))
         yield self.finish(site_port)
-        self.assertEventsInOrder(range(1, COUNT + 1))
+        received = self.events.of(EVENT_CONTROLLER)
+        self.assertEqual(sorted(received), list(range(1, COUNT + 1)), "lost or duplicated events")
+        after = [index for serial, index in self.events.keys[before:] if serial == EVENT_CONTROLLER]
+        self.assertEqual(after, sorted(after), "events after the restart out of order")
         self.assertNotIn("Traceback", site.output() + host.output())
 
 
@@ -360,6 +457,21 @@ class InteropTests(TestCase):
         frame_id, reply = stdout.decode().split()
         reply = bytes.fromhex(reply)
         self.assertEqual((int(frame_id), reply[:2], int.from_bytes(reply[4:8], "little")), (77, b"\x17\x94", A))
+
+
+#: A client that takes the call and never reads what it is sent (with the
+#: window a tunnel's end keeps: 64 KiB).
+DEAF = '''
+import sys
+import threading
+
+import grpc
+
+with grpc.insecure_channel(sys.argv[1], options=[("grpc.http2.bdp_probe", 0)]) as channel:
+    call = channel.stream_stream("/uhppoted.tunnel.Tunnel/Relay")(iter(threading.Event().wait, True))
+    call.initial_metadata()
+    threading.Event().wait(120)
+'''
 
 
 #: A client of the Tunnel service that knows nothing of the tunnel but the

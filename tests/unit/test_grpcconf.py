@@ -121,18 +121,20 @@ class OptionsTests(SynchronousTestCase):
         options = dict(grpcconf.channel_options(SETTINGS))
         self.assertEqual(options["grpc.max_receive_message_length"], 1024 + grpcconf.MESSAGE_OVERHEAD)
         self.assertEqual(options["grpc.max_send_message_length"], 1024 + grpcconf.MESSAGE_OVERHEAD)
-        self.assertEqual((options["grpc.keepalive_time_ms"], options["grpc.keepalive_timeout_ms"]), (15000, 45000))
+        self.assertEqual((options["grpc.keepalive_time_ms"], options["grpc.keepalive_timeout_ms"],
+                          options["grpc.http2.ping_timeout_ms"]), (15000, 45000, 45000))
         self.assertEqual((options["grpc.http2.max_pings_without_data"], options["grpc.enable_retries"],
                           options["grpc.enable_http_proxy"]), (0, 0, 0))
 
     def test_server(self):
         """
-        A server takes --max-connections connections, a few streams each,
+        A server takes twice --max-connections connections (the end caps
+        the calls at --max-connections itself), a few streams each,
         gives a handshake and an idle connection --handshake-timeout, takes
         the clients' pings, and has its port to itself.
         """
         options = dict(grpcconf.server_options(dict(SETTINGS, **{"max-connections": 7})))
-        self.assertEqual(options["grpc.max_allowed_incoming_connections"], 7)
+        self.assertEqual(options["grpc.max_allowed_incoming_connections"], 14)
         self.assertEqual(options["grpc.max_concurrent_streams"], grpcconf.STREAMS_PER_CONNECTION)
         self.assertEqual((options["grpc.server_handshake_timeout_ms"], options["grpc.max_connection_idle_ms"]),
                          (15000, 15000))

@@ -89,6 +89,9 @@ def _common_options(settings):
         ("grpc.max_receive_message_length", limit),
         ("grpc.keepalive_time_ms", interval),
         ("grpc.keepalive_timeout_ms", timeout),
+        # what this grpc waits for a ping's answer (60 s by default,
+        # whatever the keepalive timeout)
+        ("grpc.http2.ping_timeout_ms", timeout),
         ("grpc.keepalive_permit_without_calls", 1),
         # the window stays at 64 KiB: what a peer that does not read can
         # hold up is bounded, and tiny frames need no more
@@ -113,14 +116,18 @@ def channel_options(settings):
 def server_options(settings):
     """
     The options of a server: message sizes, keepalive both ways, and the
-    bounds: connections (C{--max-connections}), streams per connection, a
-    handshake (C{--handshake-timeout}, also how long a connection may stay
-    without a call), and an exclusive port (grpc shares it by default).
+    bounds: connections, streams per connection, a handshake
+    (C{--handshake-timeout}, also how long a connection may stay without a
+    call), and an exclusive port (grpc shares it by default).
+
+    The links (calls) are capped at C{--max-connections} by the end
+    itself, which warns and answers the refused client why; grpc's own cap
+    on connections is twice that, a backstop that refuses without a word.
     """
     handshake = int(settings["handshake-timeout"] * 1000)
     return _common_options(settings) + [
         ("grpc.http2.min_ping_interval_without_data_ms", int(MIN_PING_INTERVAL * 1000)),
-        ("grpc.max_allowed_incoming_connections", settings["max-connections"]),
+        ("grpc.max_allowed_incoming_connections", 2 * settings["max-connections"]),
         ("grpc.max_concurrent_streams", STREAMS_PER_CONNECTION),
         ("grpc.server_handshake_timeout_ms", handshake),
         ("grpc.max_connection_idle_ms", handshake),
