@@ -261,6 +261,44 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
         self.assertNotIn("Traceback", second.output())
 
 
+class GRPCReloadTests(_GRPCPairs, TestCase):
+    """
+    A grpcs/ server reads its certificates again on SIGHUP.
+    """
+
+    @inlineCallbacks
+    def test_sighup(self):
+        """
+        After its files are replaced by those of another CA and it is sent
+        SIGHUP, a grpcs/ server says it reloaded them, and a client of the
+        new CA connects.
+        """
+        folder = os.path.join(workdir(self), "live")
+        os.makedirs(folder)
+        live = {name: os.path.join(folder, name) for name in ("ca.cert", "server.cert", "server.key")}
+
+        def install(files):
+            for role, name in (("ca", "ca.cert"), ("server", "server.cert")):
+                with open(files[role][0], "rb") as f, open(live[name], "wb") as g:
+                    g.write(f.read())
+            with open(files["server"][1], "rb") as f, open(live["server.key"], "wb") as g:
+                g.write(f.read())
+
+        install(self.certificates())
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpcs/server:127.0.0.1:0",
+                          "--ca-cert", live["ca.cert"], "--cert", live["server.cert"], "--key", live["server.key"],
+                          "--client-auth")
+        port = int((yield host.waitFor(grpc_listening("grpcs"))).group(1))
+        install(self.certificates("other-"))
+        host.send_signal("HUP")
+        yield host.waitFor(r"GRPCS\s+reloaded the TLS certificates: new connections use them")
+        site = run_tunnel(self, "site", "--in", "grpcs/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()),
+                          *self.tls_flags("client", prefix="other-", ca_prefix="other-"))
+        yield site.waitFor(grpc_connected("grpcs", port))
+        self.assertNotIn("Traceback", host.output() + site.output())
+
+
 class GRPCLimitTests(_GRPCPairs, TestCase):
     """
     What a gRPC server end bounds, it says when it bites.

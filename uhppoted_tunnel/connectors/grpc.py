@@ -155,7 +155,7 @@ class GRPCConnectorMaker(StreamConnectorMaker):
 
         host, port = _address(spec, server=True)
         certificates = grpcconf.server_certificates(settings, self.log_tag) if self.secure else None
-        endpoint = grpclink.ServerEndpoint(reactor, host, port, settings, certificates, self.log_tag)
+        endpoint = grpclink.ServerEndpoint(reactor, host, port, settings, certificates)
         limited = limit_endpoint(endpoint, settings, reactor, self.log_tag)
         if certificates is not None:
             limited.reloadCertificates = certificates.reloadCertificates

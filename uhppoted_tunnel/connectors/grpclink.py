@@ -25,7 +25,6 @@ from functools import partial
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -125,9 +124,7 @@ class ServerEndpoint:
     built by the listening factory (which may refuse it: the caps).
     """
 
-    log = Logger()
-
-    def __init__(self, reactor, host, port, settings, certificates=None, log_tag="GRPC"):
+    def __init__(self, reactor, host, port, settings, certificates=None):
         """
         :param host: the IP address to listen on.
         :param port: the port, 0 for any.
@@ -139,7 +136,6 @@ class ServerEndpoint:
         self.port = port
         self.settings = settings
         self.certificates = certificates
-        self.log_tag = log_tag
         if certificates is not None:
             self.reloadCertificates = certificates.reloadCertificates
 
@@ -162,29 +158,36 @@ class ServerEndpoint:
         handler = grpc.stream_stream_rpc_method_handler(partial(self._relay, factory), request_deserializer=decode,
                                                         response_serializer=encode)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Relay": handler}),))
-        address = target(self.host, self.port)
-        try:
-            if self.certificates is None:
-                port = server.add_insecure_port(address)
-            else:
-                self.certificates.fresh = None
-                credentials = grpc.dynamic_ssl_server_credentials(self.certificates.current, self._fetch,
-                                                                  require_client_authentication=bool(
-                                                                      settings["client-auth"]))
-                port = server.add_secure_port(address, credentials)
-        except RuntimeError as e:
-            reactor.callFromThread(_settle, listening, Failure(OSError(_cannot_bind(self.host, self.port, e))))
-            return
         stop = asyncio.Event()
         try:
+            port = self._bind(server)
             await server.start()
             self.host_address = address_of(self.host, port)
             reactor.callFromThread(_settle, listening, ServerPort(
                 self.host_address, partial(call_soon, asyncio.get_running_loop(), stop.set), stopped, reactor))
             await stop.wait()
+        except Exception as e:
+            reactor.callFromThread(_settle, listening, Failure(OSError(str(e) or type(e).__name__)))
         finally:
             await server.stop(STOP_GRACE)
             reactor.callFromThread(stopped.callback, None)
+
+    def _bind(self, server):
+        """
+        :return: the port the server listens on.
+        :raise OSError: with the system's reason if it cannot.
+        """
+        address = target(self.host, self.port)
+        try:
+            if self.certificates is None:
+                return server.add_insecure_port(address)
+            self.certificates.fresh = None
+            credentials = grpc.dynamic_ssl_server_credentials(
+                self.certificates.current, self._fetch,
+                require_client_authentication=bool(self.settings["client-auth"]))
+            return server.add_secure_port(address, credentials)
+        except RuntimeError as e:
+            raise OSError(_cannot_bind(self.host, self.port, e)) from None
 
     async def _relay(self, factory, requests, context):
         """
