@@ -146,7 +146,8 @@ class GRPCConnectorMaker(StreamConnectorMaker):
         end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
         if self.secure:
             side = "server" if server else "client"
-            watch_certificates(settings, side, reactor, self.log_tag).setServiceParent(end)
+            end.watch = watch_certificates(settings, side, reactor, self.log_tag)
+            end.watch.setServiceParent(end)
             end.reloadCertificates = end.endpoint.reloadCertificates
         return end
 
