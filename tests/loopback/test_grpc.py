@@ -8,6 +8,7 @@ generated from the shipped C{.proto}; refusals, restarts and signals.
 
 import datetime
 import os
+import re
 import signal
 import socket
 import sys
@@ -36,6 +37,7 @@ from tests.loopback.processes import (
 from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
 from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
 from tests.loopback.test_integration import A, B, _Pairs
+from tests.loopback.test_proxy import PASSWORD, USER, connect_line, start_tinyproxy
 from uhppoted_tunnel import emulator
 
 PROTO = os.path.join(os.path.dirname(emulator.__file__), os.pardir, "proto", "tunnel.proto")
@@ -297,6 +299,42 @@ class GRPCReloadTests(_GRPCPairs, TestCase):
                           *self.tls_flags("client", prefix="other-", ca_prefix="other-"))
         yield site.waitFor(grpc_connected("grpcs", port))
         self.assertNotIn("Traceback", host.output() + site.output())
+
+
+class GRPCProxyTests(_GRPCPairs, TestCase):
+    """
+    A grpc/ client reaches its server through an HTTP proxy (Debian's
+    tinyproxy), as tcp/ clients do.
+    """
+
+    @inlineCallbacks
+    def through(self, kind, auth=None, server_flags=(), client_flags=()):
+        tinyproxy, proxy_port = yield start_tinyproxy(self, auth)
+        proxy = "127.0.0.1:{}".format(proxy_port)
+        if auth is not None:
+            proxy = "{}:{}@{}".format(auth[0], auth[1], proxy)
+        host, site, client = yield self.connect(kind, server_flags=server_flags,
+                                                client_flags=["--proxy", "http://" + proxy] + list(client_flags))
+        port = int(re.search(grpc_listening(kind), host.output(), re.M).group(1))
+        yield tinyproxy.waitFor(connect_line(port))
+        self.assertRegex(site.output(), r"INFO\s+{}\s+dialling 127\.0\.0\.1:{} through HTTP proxy 127\.0\.0\.1:{} "
+                                        r"\(--proxy\)".format(kind.upper(), port, proxy_port))
+        yield self.assertDiscovers(client)
+        yield self.assertUnicast(client)
+
+    def test_plain(self):
+        """
+        A grpc/ site given --proxy dials its host through it, and relays.
+        """
+        return self.through("grpc")
+
+    def test_tls_basic_auth(self):
+        """
+        A grpcs/ site dials through a proxy that wants a password, TLS
+        end to end through the tunnel the proxy opens.
+        """
+        return self.through("grpcs", (USER, PASSWORD), self.tls_flags("server", client_auth=True),
+                            self.tls_flags("client"))
 
 
 class GRPCLimitTests(_GRPCPairs, TestCase):

@@ -126,6 +126,20 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((options["grpc.http2.max_pings_without_data"], options["grpc.enable_retries"],
                           options["grpc.enable_http_proxy"]), (0, 0, 0))
 
+    def test_proxy(self):
+        """
+        A proxy the end chose is given to grpc, credentials
+        percent-encoded in the URL; without one, grpc takes none from the
+        environment either.
+        """
+        from uhppoted_tunnel.connectors.proxy import Proxy
+
+        plain = dict(grpcconf.channel_options(SETTINGS, Proxy("127.0.0.1", 3128)))
+        self.assertEqual((plain["grpc.enable_http_proxy"], plain["grpc.http_proxy"]), (1, "http://127.0.0.1:3128"))
+        secret = dict(grpcconf.channel_options(SETTINGS, Proxy("::1", 3128, b"tunnel:p@ss:w/rd")))
+        self.assertEqual(secret["grpc.http_proxy"], "http://tunnel:p%40ss%3Aw%2Frd@[::1]:3128")
+        self.assertNotIn("grpc.http_proxy", dict(grpcconf.channel_options(SETTINGS)))
+
     def test_server(self):
         """
         A server takes twice --max-connections connections (the end caps

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from uhppoted_tunnel.addresses import go_address, is_ip_address
+from uhppoted_tunnel.connectors import proxy
 from uhppoted_tunnel.connectors.grpcloop import MessageTooLong, NotAFrame, StallTimeout
 from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
 from uhppoted_tunnel.connectors.tls import watch_certificates
@@ -163,8 +164,14 @@ class GRPCConnectorMaker(StreamConnectorMaker):
         return limited
 
     def clientEndpoint(self, reactor, spec, settings):
+        """
+        The endpoint a client end dials, through the HTTP proxy
+        C{--proxy} or the environment names as for C{tcp/} (grpc speaks
+        to it itself).
+        """
         from uhppoted_tunnel.connectors import grpcconf, grpclink
 
         host, port = _address(spec, server=False)
         certificates = grpcconf.client_certificates(settings, self.log_tag) if self.secure else None
-        return grpclink.ClientEndpoint(reactor, host, port, settings, certificates)
+        chosen, _, _ = proxy.proxy_for(spec, settings, self.secure, self.log_tag)
+        return grpclink.ClientEndpoint(reactor, host, port, settings, certificates, chosen)

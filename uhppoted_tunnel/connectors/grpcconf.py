@@ -12,6 +12,7 @@ C{GRPC_VERBOSITY} is set, they are off, and the ends log what matters.
 import asyncio
 import os
 import re
+from urllib.parse import quote
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -99,18 +100,30 @@ def _common_options(settings):
     ]
 
 
-def channel_options(settings):
+def channel_options(settings, proxy=None):
     """
-    The options of a client's channel: message sizes, keepalive, and
-    nothing grpc would do on its own (retries, proxies from the
-    environment).
+    The options of a client's channel: message sizes, keepalive, the
+    proxy the end chose, and nothing grpc would do on its own (retries, a
+    proxy from the environment).
+
+    :param proxy: the L{uhppoted_tunnel.connectors.proxy.Proxy} to dial
+        through (C{CONNECT}), or C{None}.
     """
     return _common_options(settings) + [
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.enable_retries", 0),
-        ("grpc.enable_http_proxy", 0),
         ("grpc.primary_user_agent", "uhppoted-tunnel/" + __version__),
-    ]
+    ] + _proxy_options(proxy)
+
+
+def _proxy_options(proxy):
+    if proxy is None:
+        return [("grpc.enable_http_proxy", 0)]
+    userinfo = ""
+    if proxy.credentials is not None:
+        user, _, password = proxy.credentials.partition(b":")
+        userinfo = "{}:{}@".format(quote(user, safe=""), quote(password, safe=""))
+    return [("grpc.enable_http_proxy", 1), ("grpc.http_proxy", "http://{}{}".format(userinfo, proxy))]
 
 
 def server_options(settings):

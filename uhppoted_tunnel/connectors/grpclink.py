@@ -231,13 +231,14 @@ class ClientEndpoint:
     it does not.
     """
 
-    def __init__(self, reactor, host, port, settings, certificates=None):
+    def __init__(self, reactor, host, port, settings, certificates=None, proxy=None):
         """
         :param host: the host name or IP address to dial (over TLS, the
             server's certificate must name it).
         :param port: the port.
         :param settings: the tunnel's options.
         :param certificates: L{Certificates} for TLS, or C{None}.
+        :param proxy: the HTTP proxy to dial through, or C{None}.
         """
         self.reactor = reactor
         self.host = host
@@ -245,6 +246,7 @@ class ClientEndpoint:
         self.address = target(host, port)
         self.settings = settings
         self.certificates = certificates
+        self.proxy = proxy
         self.timeout = DIAL_TIMEOUT + (settings["handshake-timeout"] if certificates is not None else 0)
         if certificates is not None:
             self.reloadCertificates = certificates.reloadCertificates
@@ -260,7 +262,7 @@ class ClientEndpoint:
         return connecting
 
     def _channel(self):
-        options = channel_options(self.settings)
+        options = channel_options(self.settings, self.proxy)
         if self.certificates is None:
             return grpc.aio.insecure_channel(self.address, options=options)
         return grpc.aio.secure_channel(self.address, self.certificates.current, options=options)
