@@ -64,6 +64,9 @@ DEFAULTS = {
     "proxy": None,
     "metrics": None,
     "log-format": "text",
+    "zmq-server-key": None,
+    "zmq-client-key": None,
+    "zmq-authorized-keys": None,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -201,6 +204,11 @@ class Options(usage.Options):
                                 "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
+        ["zmq-server-key", None, None, "CURVE for zmq/ ends: the server's key file (zmq.auth.create_certificates "
+                                       "makes them): NAME.key_secret on a zmq/server, NAME.key on a zmq/client."],
+        ["zmq-client-key", None, None, "A zmq/client's own CURVE key file (NAME.key_secret)."],
+        ["zmq-authorized-keys", None, None, "A folder of the public key files (*.key) of the clients a "
+                                            "zmq/server accepts."],
     ]
 
     def __init__(self, makers=None):

@@ -66,6 +66,7 @@ class EveryKindTests(SynchronousTestCase):
             "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
             "grpc/server:": both, "grpc/client:": both, "grpc/event/server:": both, "grpc/event/client:": both,
             "grpcs/server:": both, "grpcs/client:": both, "grpcs/event/server:": both, "grpcs/event/client:": both,
+            "zmq/server:": both, "zmq/client:": both, "zmq/event/server:": both, "zmq/event/client:": both,
         }
         found = {}
         for maker in getPlugins(IConnectorMaker, uhppoted_tunnel.plugins):
