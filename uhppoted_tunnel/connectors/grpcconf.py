@@ -248,14 +248,6 @@ def target(host, port):
     return ("[{}]:{}" if ":" in host else "{}:{}").format(host, port)
 
 
-def _read(path, flag):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ValueError("{} '{}': {}".format(flag, path, e.strerror or e)) from None
-
-
 class Certificates:
     """
     The certificates of a C{grpcs/} end, read again on SIGHUP: a bad file
@@ -298,8 +290,9 @@ def server_certificates(settings, log_tag):
         cert, key = settings["cert"] or "server.cert", settings["key"] or "server.key"
         tls.load_identity(cert, key)
         tls.load_ca(settings["ca-cert"])
-        return grpc.ssl_server_certificate_configuration([(_read(key, "--key"), _read(cert, "--cert"))],
-                                                         root_certificates=_read(settings["ca-cert"], "--ca-cert"))
+        identity = (tls.read_file(key, "--key"), tls.read_file(cert, "--cert"))
+        return grpc.ssl_server_certificate_configuration(
+            [identity], root_certificates=tls.read_file(settings["ca-cert"], "--ca-cert"))
 
     return Certificates(read, log_tag)
 
@@ -325,7 +318,7 @@ def client_certificates(settings, log_tag):
             except ValueError:
                 cert = key = None
         if cert:
-            identity = {"private_key": _read(key, "--key"), "certificate_chain": _read(cert, "--cert")}
-        return grpc.ssl_channel_credentials(_read(settings["ca-cert"], "--ca-cert"), **identity)
+            identity = {"private_key": tls.read_file(key, "--key"), "certificate_chain": tls.read_file(cert, "--cert")}
+        return grpc.ssl_channel_credentials(tls.read_file(settings["ca-cert"], "--ca-cert"), **identity)
 
     return Certificates(read, log_tag)
