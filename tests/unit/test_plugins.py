@@ -66,6 +66,8 @@ class EveryKindTests(SynchronousTestCase):
             "ws/server:": both, "ws/client:": both, "ws/event/server:": both, "ws/event/client:": both,
             "wss/server:": both, "wss/client:": both, "wss/event/server:": both, "wss/event/client:": both,
             "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
+            "grpc/server:": both, "grpc/client:": both, "grpc/event/server:": both, "grpc/event/client:": both,
+            "grpcs/server:": both, "grpcs/client:": both, "grpcs/event/server:": both, "grpcs/event/client:": both,
             "zmq/server:": both, "zmq/client:": both, "zmq/event/server:": both, "zmq/event/client:": both,
         }
         found = {}
