@@ -15,7 +15,7 @@ import sys
 
 from twisted.python import usage
 
-from uhppoted_tunnel import bind, config, events, limits, lockfile, spec
+from uhppoted_tunnel import bind, config, events, limits, lockfile, spec, status
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
@@ -49,6 +49,7 @@ DEFAULTS = {
     "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
     "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
     "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    "max-status-streams": status.DEFAULT_MAX_STREAMS,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
     "event-window": events.DEFAULT_WINDOW,
@@ -156,6 +157,9 @@ class Options(usage.Options):
                                                    "address (default {}).".format(
                                                        limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
          _checked("max-connections-per-source", _whole)],
+        ["max-status-streams", None, None, "Live status pages open at once (each holds one connection); more "
+                                           "are answered 503 (default {}).".format(status.DEFAULT_MAX_STREAMS),
+         _checked("max-status-streams", _whole)],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
          _checked("event-buffer", _whole)],
         ["event-buffer-age", None, None, "The oldest event held while the link is down (default 24h).",

@@ -548,3 +548,78 @@ class ScriptTests(SynchronousTestCase):
         script = asset("status.js").decode("utf-8")
         self.assertRegex(script, r"STREAM = 'status/stream'")
         self.assertIsNotNone(re.search(r"new EventSource\(STREAM\)", script))
+
+
+class SettingsTests(SynchronousTestCase):
+    """
+    C{--max-status-streams} and its TOML key.
+    """
+
+    ARGS = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345"]
+
+    def setUp(self):
+        from uhppoted_tunnel import config
+
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def parse(self, *args):
+        from uhppoted_tunnel.options import Options
+
+        options = Options()
+        options.parseOptions(self.ARGS + list(args))
+        return options
+
+    def test_default(self):
+        """
+        Sixteen, without flag or file.
+        """
+        self.assertEqual(self.parse()["max-status-streams"], 16)
+
+    def test_flag(self):
+        self.assertEqual(self.parse("--max-status-streams", "3")["max-status-streams"], 3)
+
+    def test_toml(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[host]\nmax-status-streams = 5\n")
+        self.assertEqual(self.parse("--config", path + "#host")["max-status-streams"], 5)
+
+    def test_bad(self):
+        """
+        Zero or a non-number is a usage error naming the flag.
+        """
+        from twisted.python import usage
+
+        for value in ("0", "x"):
+            e = self.assertRaises(usage.UsageError, self.parse, "--max-status-streams", value)
+            self.assertIn("--max-status-streams", str(e))
+
+
+class PackagingTests(SynchronousTestCase):
+    """
+    The page's files ship with the package, and the README's logo is the
+    page's.
+    """
+
+    def test_packageData(self):
+        """
+        Every file in C{assets/} matches a C{package_data} pattern of
+        C{setup.cfg}, so a non-editable install carries it.
+        """
+        import configparser
+        import fnmatch
+        import os
+
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        setup = os.path.join(root, "setup.cfg")
+        if not os.path.exists(setup):
+            raise self.skipTest("no setup.cfg beside the tests")
+        parser = configparser.ConfigParser()
+        parser.read(setup)
+        patterns = parser["options.package_data"]["uhppoted_tunnel"].split()
+        folder = os.path.join(root, "uhppoted_tunnel", "assets")
+        for name in os.listdir(folder):
+            self.assertTrue(any(fnmatch.fnmatch("assets/" + name, p) for p in patterns), name)
+        logo = os.path.join(root, "docs", "logo.svg")
+        with open(logo, "rb") as f:
+            self.assertEqual(f.read(), asset("logo.svg"))
