@@ -3,7 +3,7 @@
 The live status page: a C{twisted.web} resource tree that shows what a
 tunnel is doing, in a browser, as it happens.
 
-    /                 the page (HTML)
+    /                 the page (HTML; also /status.html)
     /status.css       its style sheet
     /status.js        its script
     /logo.svg         the project's logo (also /favicon.svg)
@@ -53,6 +53,7 @@ RETRY_MS = 3000
 #: C{assets/}, content type).
 ASSETS = {
     b"": ("status.html", b"text/html; charset=utf-8"),
+    b"status.html": ("status.html", b"text/html; charset=utf-8"),
     b"status.css": ("status.css", b"text/css; charset=utf-8"),
     b"status.js": ("status.js", b"text/javascript; charset=utf-8"),
     b"logo.svg": ("logo.svg", b"image/svg+xml"),

@@ -68,6 +68,13 @@
     return value !== null && typeof value === 'object' && !Array.isArray(value) ? value : {};
   }
 
+  // newest first, whatever order the snapshot lists them in
+  function newestFirst(items, limit) {
+    return items.map(object).sort(function (a, b) {
+      return (number(b.time) || 0) - (number(a.time) || 0);
+    }).slice(0, limit);
+  }
+
   function stateOf(value) {
     return STATES.indexOf(value) >= 0 ? value : 'unknown';
   }
@@ -251,6 +258,11 @@
     } else {
       setText(summary, 'Link ' + worst + ': ' + why.join(' and ') + '.');
     }
+    // the tab says it too, for a page left open in the background
+    var title = 'Link ' + worst + ' · uhppoted-tunnel';
+    if (document.title !== title) {
+      document.title = title;
+    }
   }
 
   // traffic
@@ -378,7 +390,7 @@
   }
 
   function renderEvents(events, now) {
-    events = events.map(object).slice(-MAX_EVENTS).reverse();
+    events = newestFirst(events, MAX_EVENTS);
     fillRows(byId('events').tBodies[0], events, [
       {name: 'time', fill: function (cell, e) { fillTime(cell, e.time, now); }},
       {name: 'serial', fill: function (cell, e) { fillTextCell(cell, text(e.serial)); }},
@@ -400,7 +412,7 @@
   }
 
   function renderWarnings(warnings, now) {
-    warnings = warnings.map(object).slice(-MAX_WARNINGS).reverse();
+    warnings = newestFirst(warnings, MAX_WARNINGS);
     var ol = byId('warnings');
     while (ol.children.length > warnings.length) {
       ol.removeChild(ol.lastElementChild);
