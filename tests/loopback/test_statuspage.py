@@ -193,6 +193,39 @@ class StatusPageTests(_BrowserTest, TestCase):
         self.assertEqual((pressed, text), ("true", "Paused"))
 
     @inlineCallbacks
+    def test_keyboard(self):
+        """
+        Every control is reached with Tab, in reading order, each showing
+        its focus: the skip link, the pause button (which Space presses),
+        the tables that scroll sideways, the footer's links.
+        """
+        browser = self.browser
+        focused = ("var e = document.activeElement; return [e.id || e.getAttribute('aria-label') || e.textContent, "
+                   "getComputedStyle(e).outlineStyle];")
+
+        def tab():
+            from selenium.webdriver.common.action_chains import ActionChains
+            from selenium.webdriver.common.keys import Keys
+
+            self.load(browser)
+            order = []
+            for _ in range(6):
+                ActionChains(browser.driver).send_keys(Keys.TAB).perform()
+                order.append(tuple(browser.js(focused)))
+            for _ in range(4):
+                ActionChains(browser.driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+            back = browser.js(focused)[0]
+            ActionChains(browser.driver).send_keys(Keys.SPACE).perform()
+            browser.wait(lambda: browser.attribute("#live", "data-state") == "paused", "Space did not pause")
+            return order, back, browser.attribute("#pause", "aria-pressed")
+
+        order, back, pressed = yield self.call(tab)
+        self.assertEqual([name for name, _ in order],
+                         ["Skip to the status", "pause", "Controllers table", "Events table", "status.json", "metrics"])
+        self.assertEqual({outline for _, outline in order}, {"solid"})
+        self.assertEqual((back, pressed), ("pause", "true"))
+
+    @inlineCallbacks
     def test_reconnect(self):
         """
         When the server goes the indicator says "Reconnecting…"; when it is
