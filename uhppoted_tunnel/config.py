@@ -129,6 +129,8 @@ client_auth = check(
     lambda value: type(value) is bool or (
         type(value) is str and value.lower() in _AUTH),
     lambda value: value if type(value) is bool else _AUTH[value.lower()])
+log_format = check("text or json", lambda value: type(value) is str and value.lower() in ("text", "json"),
+                   lambda value: value.lower())
 positive_number = check("a number > 0", lambda value: type(value) in (
     int, float) and 0 < value < math.inf)
 
@@ -216,6 +218,8 @@ KEYS = {
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
     "udp-receive-buffer": integer(4096, 1 << 30),
+    "metrics": string,
+    "log-format": log_format,
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

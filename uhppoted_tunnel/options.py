@@ -62,6 +62,8 @@ DEFAULTS = {
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
+    "metrics": None,
+    "log-format": "text",
 }
 
 #: Keys that are on/off flags on the command line.
@@ -192,6 +194,10 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
+        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz and /status.json on this "
+                                "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
+        ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
+                                   "(default text).", _checked("log-format")],
     ]
 
     def __init__(self, makers=None):
