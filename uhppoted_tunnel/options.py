@@ -194,8 +194,9 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
-        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz and /status.json on this "
-                                "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
+        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz, /status.json and the live "
+                                "status page (/) on this address, e.g. 127.0.0.1:9100 (or a Twisted endpoint "
+                                "description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
     ]
