@@ -229,6 +229,7 @@ KEYS = {
     "http-request-timeout": duration(positive=True),
     "max-connections": integer(1),
     "max-connections-per-source": integer(1),
+    "max-status-streams": integer(1),
     "client-auth": client_auth,
     "log-level": log_level,
     "rate-limit": positive_number,

@@ -15,7 +15,7 @@ import sys
 
 from twisted.python import usage
 
-from uhppoted_tunnel import bind, config, events, limits, lockfile, spec
+from uhppoted_tunnel import bind, config, events, limits, lockfile, spec, status
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.connectors.websocket import DEFAULT_PING
 from uhppoted_tunnel.interfaces import IN, OUT
@@ -50,6 +50,7 @@ DEFAULTS = {
     "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
     "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
     "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    "max-status-streams": status.DEFAULT_MAX_STREAMS,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
     "event-window": events.DEFAULT_WINDOW,
@@ -168,6 +169,9 @@ class Options(usage.Options):
                                                    "address (default {}).".format(
                                                        limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
          _checked("max-connections-per-source", _whole)],
+        ["max-status-streams", None, None, "Live status pages open at once (each holds one connection); more "
+                                           "are answered 503 (default {}).".format(status.DEFAULT_MAX_STREAMS),
+         _checked("max-status-streams", _whole)],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
          _checked("event-buffer", _whole)],
         ["event-buffer-age", None, None, "The oldest event held while the link is down (default 24h).",
@@ -205,8 +209,9 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
-        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz and /status.json on this "
-                                "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
+        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz, /status.json and the live "
+                                "status page (/) on this address, e.g. 127.0.0.1:9100 (or a Twisted endpoint "
+                                "description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
         ["zmq-server-key", None, None, "CURVE for zmq/ ends: the server's key file (zmq.auth.create_certificates "
