@@ -215,6 +215,8 @@ KEYS = {
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
     "udp-receive-buffer": integer(4096, 1 << 30),
+    **dict.fromkeys(["xmpp-password-file", "xmpp-peer", "xmpp-server"], string),
+    "xmpp-rate": integer(256),
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

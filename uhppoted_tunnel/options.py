@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from uhppoted_tunnel import bind, config, events, limits, lockfile, spec
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
+from uhppoted_tunnel.connectors.xmppframes import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -61,6 +62,10 @@ DEFAULTS = {
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
+    "xmpp-password-file": None,
+    "xmpp-peer": None,
+    "xmpp-server": None,
+    "xmpp-rate": DEFAULT_XMPP_RATE,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -188,6 +193,15 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
+        ["xmpp-password-file", None, None, "The file holding the password of an xmpp/ end's account (its first "
+                                           "line)."],
+        ["xmpp-peer", None, None, "The JID of the other half's account, for an xmpp/ end: user@domain (any of its "
+                                  "resources) or user@domain/resource."],
+        ["xmpp-server", None, None, "The XMPP server's HOST:PORT, for an xmpp/ end (default: as the account's "
+                                    "domain's DNS SRV records say, or DOMAIN:5222)."],
+        ["xmpp-rate", None, None, "Bytes per second an xmpp/ end sends to its server, under the server's limit "
+                                  "(default {}: prosody allows 10 kB/s).".format(DEFAULT_XMPP_RATE),
+         _checked("xmpp-rate", _whole)],
     ]
 
     def __init__(self, makers=None):
