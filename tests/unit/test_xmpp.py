@@ -530,6 +530,21 @@ class SessionTests(_Sessions, SynchronousTestCase):
         self.assertIn("dropped 1 frame(s) that were not base64, the last from " + PEER, messages)
         self.assertIn("dropped 1 frame(s) over --max-payload 1024 bytes, the last from " + PEER, messages)
 
+    def test_presenceBounced(self):
+        """
+        Presence that comes back as an error from the peer's account is a
+        warning with the reason; from anyone else it is a stranger's
+        stanza.
+        """
+        self.feed(b"<presence from='site@localhost' type='error'><error type='cancel'>"
+                  b"<item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>")
+        self.feed(b"<presence from='mallory@localhost' type='error'/>")
+        messages = self.messages()
+        self.assertIn("the server could not deliver presence to site@localhost: item-not-found", messages)
+        self.assertIn("dropped 1 stanza(s) from others than the peer site@localhost, the last from "
+                      "mallory@localhost", messages)
+        self.assertEqual(self.end.connections, [])
+
     def test_iq(self):
         """
         A request is answered (RFC 6120 8.2.3): a ping with a result,
@@ -561,8 +576,12 @@ class SessionTests(_Sessions, SynchronousTestCase):
         """
         self.available()
         self.take()
+        [link] = self.end.connections
         self.end.stopService()
         self.assertIn(b"<presence type='unavailable'/></stream:stream>", self.transport.value())
+        self.transport.clear()
+        self.assertFalse(link.sendFrame(1, REPLY))
+        self.assertEqual(self.transport.value(), b"")
         self.stream.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(self.end.connections, [])
 
@@ -575,6 +594,7 @@ class SendTests(_Sessions, SynchronousTestCase):
         Requests go to every connected resource, as headlines to its full
         JID; over the pace's burst they wait, batched, and go at the rate.
         """
+        verifyObject(IOutEnd, self.end)
         self.available()
         self.take()
         replies = []

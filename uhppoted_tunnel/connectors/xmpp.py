@@ -178,6 +178,9 @@ class XMPPSession(Protocol):
         """
         Queue a frame for a link: see L{IFrameConnection.sendFrame}.
         """
+        if self.closing:
+            # the stream is being closed: nothing more may follow its end
+            return False
         if self.queue.push(link, frame_element(frame_id, payload)):
             return True
         self.factory.dropped("full", link.peer)
@@ -228,12 +231,15 @@ class XMPPSession(Protocol):
 
     def onPresence(self, presence):
         sender = presence.getAttribute("from")
+        kind = presence.getAttribute("type")
+        if kind == "error":
+            self._bounced(presence, sender)
+            return
         full = self.peer.matches(sender)
         if full is None:
             if not self._own(sender):
                 self.factory.dropped("stranger", sender)
             return
-        kind = presence.getAttribute("type")
         link = self.links.get(full)
         if kind is None:
             hello = any(child.uri == NS_TUNNEL and child.name == "hello" for child in presence.elements())
@@ -247,11 +253,21 @@ class XMPPSession(Protocol):
             self.factory.connectionReady(link)
         elif kind == "unavailable" and link is not None:
             self.closeLink(link, Failure(ConnectionDone("{} is offline".format(full))))
-        elif kind == "error":
-            error = presence.error
-            condition = error.firstChildElement() if error is not None else None
-            self.log.warn("the server could not deliver presence to {peer}: {condition}", peer=sender,
-                          condition="no reason given" if condition is None else condition.name)
+
+    def _bounced(self, presence, sender):
+        """
+        Presence of ours came back as an error: from the peer's account (or
+        its server), a reason worth a warning; from anyone else, a
+        stranger's stanza.
+        """
+        found = parse_jid(sender) if sender else None
+        if found is None or found.userhost() not in (self.peer.bare, self.peer.jid.host):
+            self.factory.dropped("stranger", sender)
+            return
+        error = presence.error
+        condition = error.firstChildElement() if error is not None else None
+        self.log.warn("the server could not deliver presence to {peer}: {condition}", peer=sender,
+                      condition="no reason given" if condition is None else condition.name)
 
     def onIQ(self, iq):
         # every request must be answered (RFC 6120 8.2.3): this end offers
