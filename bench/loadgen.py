@@ -346,7 +346,7 @@ TRANSPORTS = {"tcp": TCPLink, "xmpp": XMPPLink}
 class Tunnel:
     """A host half and a site half, started and stopped together."""
 
-    def __init__(self, kind, workdir, emulator, udp_timeout, template=None, transport="tcp"):
+    def __init__(self, kind, workdir, emulator, udp_timeout, template=None, transport="tcp", metrics=False):
         self.kind = kind
         self.workdir = workdir
         self.emulator = emulator
@@ -355,6 +355,8 @@ class Tunnel:
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.tcp_port = free_port(socket.SOCK_STREAM)
         self.link = TRANSPORTS[transport](workdir, self.tcp_port)
+        #: --metrics: each half serves its metrics on a free port of its own
+        self.metrics = {half: free_port(socket.SOCK_STREAM) for half in ("host", "site")} if metrics else {}
         self.host = self.site = None
 
     def _argv(self, half, in_, out):
@@ -367,7 +369,8 @@ class Tunnel:
                 "--in", in_, "--out", out, "--udp-timeout", self.udp_timeout,
                 "--rate-limit", "1000000", "--rate-limit-burst", "1000000",
                 "--log-level", "warn", "--lockfile", lock, "--config", config,
-            ] + self.link.args(half)
+            ] + self.link.args(half) + (["--metrics", "%s:%d" % (LOCALHOST, self.metrics[half])]
+                                        if half in self.metrics else [])
         fields = {"in": in_, "out": out, "udp_timeout": self.udp_timeout, "lockfile": lock}
         return [arg.format(**fields) for arg in shlex.split(self.template)]
 
@@ -707,10 +710,10 @@ def load(engine, n, target, warmup, duration, pids, trace=None):
 
 # --------------------------------------------------------------------------
 
-def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=None):
+def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=None, metrics=False):
     # a --compare tunnel (the Go one) runs over TCP
     transport = args.transport if template is None else "tcp"
-    tunnel = Tunnel(kind, workdir, emulator[1], args.udp_timeout, template, transport)
+    tunnel = Tunnel(kind, workdir, emulator[1], args.udp_timeout, template, transport, metrics)
     try:
         tunnel.start()
         pids = {"host": tunnel.host.pid, "site": tunnel.site.pid, "emulator": emulator[0].pid}
@@ -745,6 +748,7 @@ def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=
         "direct_requests_per_s": direct["requests_per_s"],
         "tunnel": kind,
         "transport": transport,
+        "metrics": metrics,
         # extras
         "completed": figures["completed"],
         "p999_ms": figures["p999_ms"],
@@ -796,6 +800,9 @@ def main(argv=None):
                         "{udp_timeout} (and {lockfile}) filled in for each half")
     parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="tcp",
                         help="what joins the pair's halves (default tcp)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="run the tunnel twice, metrics off then on (each half with --metrics on a free port of "
+                             "its own): two JSON lines to compare, from the same minute")
     parser.add_argument("--engine", choices=sorted(ENGINES), default="epoll",
                         help="client I/O: epoll (default, the cheapest), asyncio or twisted (twisted only with "
                              "--direct-only: a reactor runs once per process)")
@@ -810,7 +817,7 @@ def main(argv=None):
         parser.error("--engine twisted runs one load per process: use it with --direct-only")
 
     # Everything stops by itself, even if something hangs: a hard deadline for the whole run.
-    runs = 2 + (1 if args.compare else 0)
+    runs = 2 + (1 if args.compare else 0) + (1 if args.metrics else 0)
     budget = (min(args.duration, DIRECT_MAX) + min(args.warmup, 1.0)
               + (runs - 1) * (args.duration + args.warmup + READY_TIMEOUT + 4 * STOP_GRACE) + 60)
 
@@ -839,6 +846,8 @@ def main(argv=None):
             return 0
         try:
             if not run_tunnel("python", args, workdir, emulator, direct, trace_path=args.trace_memory):
+                status = 1
+            if args.metrics and not run_tunnel("python", args, workdir, emulator, direct, metrics=True):
                 status = 1
         except NotReady as e:
             log("%s", e)

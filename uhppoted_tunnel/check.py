@@ -212,6 +212,22 @@ def _build(options):
         _SystemdParser._sddaemon = passed
 
 
+def _proxy_notes(options):
+    """
+    Which proxy each client end dials through, and why, as run logs it.
+    """
+    from uhppoted_tunnel.connectors import proxy
+
+    notes = []
+    for role in (IN, OUT):
+        maker, spec = options.ends[role]
+        if spec.prefix.endswith("/client:") and hasattr(maker, "clientEndpoint"):
+            note = proxy.describe(spec, options, getattr(maker, "secure", False))
+            if note is not None:
+                notes.append(note)
+    return notes
+
+
 def check(options, now):
     """
     Check a parsed configuration.
@@ -225,7 +241,7 @@ def check(options, now):
         _build(options)
     except ValueError as e:
         raise CheckFailed(str(e)) from None
-    notes = []
+    notes = _proxy_notes(options)
     ends = list(_tls_ends(options))
     peer_path = options.get("peer-cert")
     if peer_path and not ends:

@@ -108,7 +108,7 @@ def run(options, reactor):
     """
     from uhppoted_tunnel.tap import build
 
-    start_logging(parse_level(options["log-level"]))
+    start_logging(parse_level(options["log-level"]), log_format=options["log-format"])
     for warning in options.warnings:
         log.warn("{warning}", warning=warning)
     try:

@@ -129,6 +129,8 @@ client_auth = check(
     lambda value: type(value) is bool or (
         type(value) is str and value.lower() in _AUTH),
     lambda value: value if type(value) is bool else _AUTH[value.lower()])
+log_format = check("text or json", lambda value: type(value) is str and value.lower() in ("text", "json"),
+                   lambda value: value.lower())
 positive_number = check("a number > 0", lambda value: type(value) in (
     int, float) and 0 < value < math.inf)
 
@@ -185,6 +187,12 @@ def _controller(key, address):
     return serial, controller_address(address)
 
 
+def _proxy(value):
+    from uhppoted_tunnel.connectors.proxy import check_proxy
+
+    return check_proxy(value)
+
+
 KEYS = {
     **dict.fromkeys(["in", "out", "lockfile", "ca-cert", "cert", "key", "html",
                      "label", "user"], string),
@@ -215,6 +223,9 @@ KEYS = {
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
     "udp-receive-buffer": integer(4096, 1 << 30),
+    "proxy": _proxy,
+    "metrics": string,
+    "log-format": log_format,
     **dict.fromkeys(["xmpp-password-file", "xmpp-peer", "xmpp-server"], string),
     "xmpp-rate": integer(256),
 }

@@ -53,7 +53,8 @@ def format_duration(seconds):
     :param seconds: the duration, e.g. C{1.25} or C{300}.
     :return: e.g. C{"1.25s"}, C{"5m0s"}, C{"1h30m0s"}, C{"300\u00b5s"}.
     """
-    nanoseconds = round(seconds * 10**9)
+    # exactly: a float's product with 10**9 rounds, and long durations lost nanoseconds
+    nanoseconds = round(Fraction(seconds) * 10**9)
     sign, nanoseconds = "-" if nanoseconds < 0 else "", abs(nanoseconds)
     if nanoseconds == 0:
         return "0s"

@@ -9,6 +9,13 @@ address: the message is logged as an error, every L{whenListening} still
 waiting fails with L{EndFailed}, and every L{whenFailed} fires with it.
 Nothing is raised out of C{startService}, so the console script and
 twistd see the same thing.
+
+Each end also keeps its L{LinkState} (C{end.link}): whether it is up,
+since when, and its connected peers, for C{/readyz}, the status page and
+the metrics. L{listening} and L{failed} move it; an end whose links are
+connections reports each one ready and closed with C{end.link.connected}
+and C{end.link.disconnected} (the stream ends' C{FrameFactory} does, for
+every transport built on it).
 """
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -22,11 +29,118 @@ class EndFailed(Exception):
     """
 
 
+#: What an end's link state depends on (L{LinkState.kind}): a socket is up
+#: once it listens (C{udp/*}, C{http/}); a server once it listens and has a
+#: peer; a client once it is connected, and "connecting" while it dials.
+SOCKET, SERVER, CLIENT = "socket", "server", "client"
+
+#: The states an end can be in.
+UP, DOWN, CONNECTING, FAILED = "up", "down", "connecting", "failed"
+
+
+class LinkState:
+    """
+    Whether one end is up, since when, and who is connected to it.
+
+    :ivar kind: L{SOCKET}, L{SERVER} or L{CLIENT}.
+    :ivar state: L{UP}, L{DOWN}, L{CONNECTING} or L{FAILED}.
+    :ivar since: when C{state} began (seconds since the epoch), or C{None}
+        when the end has no clock.
+    :ivar peers: connection -> C{(address, connected since)}, oldest first.
+    :ivar ups: times the end went up; C{downs}: times it went from up to
+        any other state.
+    """
+
+    __slots__ = ("kind", "clock", "started", "failure", "peers", "state", "since", "ups", "downs")
+
+    def __init__(self, kind=SOCKET, clock=None):
+        """
+        :param kind: see L{kind}.
+        :param clock: an C{IReactorTime} for the times, or C{None}.
+        """
+        self.kind = kind
+        self.clock = clock
+        self.started = False
+        self.failure = None
+        self.peers = {}
+        self.state = DOWN
+        self.since = self._now()
+        self.ups = 0
+        self.downs = 0
+
+    def _now(self):
+        return None if self.clock is None else self.clock.seconds()
+
+    def _derive(self):
+        if self.failure is not None:
+            return FAILED
+        if self.kind == SOCKET:
+            return UP if self.started else DOWN
+        if self.peers:
+            return UP if self.started else DOWN
+        return CONNECTING if self.kind == CLIENT and self.started else DOWN
+
+    def _update(self):
+        state = self._derive()
+        if state != self.state:
+            if state == UP:
+                self.ups += 1
+            elif self.state == UP:
+                self.downs += 1
+            self.state = state
+            self.since = self._now()
+
+    def start(self):
+        """
+        The end listens (or, for a client, has begun dialling).
+        """
+        self.started = True
+        self._update()
+
+    def fail(self, message):
+        """
+        The end cannot start or cannot go on.
+        """
+        self.failure = message
+        self._update()
+
+    def connected(self, connection, address):
+        """
+        A connection is ready.
+
+        :param connection: the connection (any object, the key of its
+            entry).
+        :param address: the peer as text (C{host:port}).
+        """
+        self.peers[connection] = (address, self._now())
+        self._update()
+
+    def disconnected(self, connection):
+        """
+        A ready connection has closed.
+        """
+        if self.peers.pop(connection, None) is not None:
+            self._update()
+
+
 class EndLifecycle:
     """
     A mixin for an end (a C{Service}): L{whenListening} and L{whenFailed},
-    and what the end calls to settle them.
+    and what the end calls to settle them; and its L{link}.
     """
+
+    #: see L{LinkState.kind}
+    link_kind = SOCKET
+    _link = None
+
+    @property
+    def link(self):
+        """
+        The end's L{LinkState}, timed by its C{reactor} (if it has one).
+        """
+        if self._link is None:
+            self._link = LinkState(self.link_kind, getattr(self, "reactor", None))
+        return self._link
 
     #: C{(port,)} once listening, the message once failed, and who waits
     _end_listening = None
@@ -71,6 +185,7 @@ class EndLifecycle:
         if self._end_listening is not None or self._end_failure is not None:
             return
         self._end_listening = (port,)
+        self.link.start()
         waiting, self._listening_waiters = self._listening_waiters, ()
         for d in waiting:
             d.callback(port)
@@ -88,6 +203,7 @@ class EndLifecycle:
         if self._end_failure is not None:
             return
         message = self._end_failure = log_format.format(**fields)
+        self.link.fail(message)
         self.log.error(log_format, **fields)
         waiting, self._listening_waiters = self._listening_waiters, ()
         for d in waiting:

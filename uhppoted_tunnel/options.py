@@ -62,6 +62,9 @@ DEFAULTS = {
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
+    "proxy": None,
+    "metrics": None,
+    "log-format": "text",
     "xmpp-password-file": None,
     "xmpp-peer": None,
     "xmpp-server": None,
@@ -150,8 +153,9 @@ class Options(usage.Options):
          _checked("rate-limit-burst", _whole)],
         ["max-payload", None, None, "The longest packet relayed, in bytes (default 1024).",
          _checked("max-payload", _whole)],
-        ["handshake-timeout", None, None, "How long a TLS handshake may take, on tls/ and https/ ends "
-                                          "(default 15s).", _checked("handshake-timeout")],
+        ["handshake-timeout", None, None, "How long a TLS handshake may take, on tls/ and https/ ends, and "
+                                          "how long an HTTP proxy may take to answer CONNECT (default 15s).",
+         _checked("handshake-timeout")],
         ["http-request-timeout", None, None, "How long an HTTP request's head and body may take to arrive, "
                                              "all told (default 10s).", _checked("http-request-timeout")],
         ["max-connections", None, None, "Open connections allowed per server end; more are closed at once "
@@ -190,9 +194,18 @@ class Options(usage.Options):
         ["dead-peer-timeout", None, None, "How long a stream peer may leave data or keepalives unanswered "
                                           "before the connection is dropped (TCP_USER_TIMEOUT, default 1m).",
          _checked("dead-peer-timeout")],
+        ["proxy", None, None, "Client ends (tcp/client, tls/client) dial HOST:PORT through this HTTP proxy with "
+                              "CONNECT: http://[USER:PASS@]HOST[:PORT] (port 1080 if none); 'none' ignores the "
+                              "proxy environment variables (default: https_proxy/HTTPS_PROXY for tls/, "
+                              "http_proxy for tcp/, then all_proxy/ALL_PROXY, less no_proxy/NO_PROXY, as curl).",
+         _checked("proxy")],
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
+        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz and /status.json on this "
+                                "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
+        ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
+                                   "(default text).", _checked("log-format")],
         ["xmpp-password-file", None, None, "The file holding the password of an xmpp/ end's account (its first "
                                            "line)."],
         ["xmpp-peer", None, None, "The JID of the other half's account, for an xmpp/ end: user@domain (any of its "

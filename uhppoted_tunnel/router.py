@@ -7,6 +7,8 @@ Nothing here sees a transport or the global reactor: time comes in as an
 C{IReactorTime}, so every behaviour is tested with C{Clock}.
 """
 
+from functools import partial
+
 from twisted.logger import Logger
 
 #: Go defaults: 1 request per second with a burst of 120.
@@ -172,6 +174,9 @@ class Router:
         self.max_sources = max_sources
         self.sources = {}
         self.forwarded = 0
+        #: the tunnel's L{uhppoted_tunnel.telemetry.Telemetry} while something
+        #: reads it: replies are then timed, and events noted
+        self.telemetry = None
         self._dropped = Throttle(clock, self._warnDropped)
         self._source_dropped = Throttle(clock, self._warnSourceDropped)
         self._last_source = None
@@ -211,6 +216,12 @@ class Router:
             self._dropped.count()
             return False
         self.forwarded += 1
+        telemetry = self.telemetry
+        if telemetry is not None:
+            if reply is not None:
+                reply = partial(telemetry.replied, self.clock.seconds() if now is None else now, reply)
+            else:
+                telemetry.relayed(payload)
         self.out.send(payload, reply)
         return True
 

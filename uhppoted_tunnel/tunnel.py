@@ -13,7 +13,9 @@ from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
 from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.monitor import monitor_service
 from uhppoted_tunnel.router import Router
+from uhppoted_tunnel.telemetry import Telemetry, TelemetryService
 
 
 class LockfileService(Service):
@@ -43,6 +45,8 @@ class TunnelService(MultiService):
 
     :ivar failure: C{None}, or the message of the error that stopped the
         tunnel (a server that cannot listen, a client out of retries).
+    :ivar telemetry: its L{uhppoted_tunnel.telemetry.Telemetry}.
+    :ivar monitor: the C{--metrics} service, or C{None}.
     """
 
     log = Logger()
@@ -70,14 +74,24 @@ class TunnelService(MultiService):
                                  options["rate-limit-per-source"], options["rate-limit-per-source-burst"])
         if lock is not None:
             LockfileService(lock).setServiceParent(self)
+        self.telemetry = Telemetry(reactor, options["events"])
+        # first, so that it hears every warning the ends log as they start
+        TelemetryService(self.telemetry, reactor).setServiceParent(self)
         out_maker, out_spec = options.ends[OUT]
         in_maker, in_spec = options.ends[IN]
         self.out = out_maker.makeEnd(out_spec, OUT, options, self.router, reactor)
         self.router.out = self.out
         self.in_ = in_maker.makeEnd(in_spec, IN, options, self.router, reactor)
-        for end in (self.out, self.in_):
-            end.setServiceParent(self)
-            end.whenFailed().addCallback(self.fail)
+        self.telemetry.watch(self.router, (self.in_, self.out))
+        self.monitor = None
+        if options.get("metrics"):
+            self.monitor = monitor_service(options["metrics"], self.telemetry, options, reactor)
+            self.telemetry.enable()
+        self.telemetry.hook()
+        for end in (self.out, self.in_, self.monitor):
+            if end is not None:
+                end.setServiceParent(self)
+                end.whenFailed().addCallback(self.fail)
         self.description = "{} -> {}".format(in_spec.text, out_spec.text)
 
     def startService(self):
@@ -107,7 +121,8 @@ class TunnelService(MultiService):
             that dials, have started), or fails with the first end's
             L{uhppoted_tunnel.lifecycle.EndFailed}.
         """
-        return gatherResults([self.out.whenListening(), self.in_.whenListening()], consumeErrors=True).addCallbacks(
+        services = [self.out, self.in_] + ([self.monitor] if self.monitor is not None else [])
+        return gatherResults([service.whenListening() for service in services], consumeErrors=True).addCallbacks(
             lambda _: None, lambda failure: failure.value.subFailure)
 
     def stopService(self):

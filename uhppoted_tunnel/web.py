@@ -383,6 +383,29 @@ class ConnectionTracker(WrappingFactory):
         return gatherResults([c.closed for c in connections], consumeErrors=True).addBoth(done)
 
 
+class QuietSite(server.Site):
+    """
+    A site for a tunnel's HTTP service: request bodies in memory and
+    bounded (L{LimitedRequest}), and no "Starting factory" lines or access
+    log unless a subclass writes one.
+    """
+
+    noisy = False
+    requestFactory = LimitedRequest
+
+    def getContentFile(self, length):
+        return BytesIO()
+
+    def startFactory(self):
+        pass
+
+    def stopFactory(self):
+        pass
+
+    def log(self, request):
+        pass
+
+
 def client_address(request):
     """
     The client of a request as C{host:port}.

@@ -342,7 +342,7 @@ def lockfile(testcase, name):
     return os.path.join(workdir(testcase), name + ".pid")
 
 
-def run_tunnel(testcase, name, *args, command=None, config=True):
+def run_tunnel(testcase, name, *args, command=None, config=True, env=None):
     """
     Start a tunnel half with its lockfile in the test's directory and a
     high rate limit.
@@ -351,12 +351,13 @@ def run_tunnel(testcase, name, *args, command=None, config=True):
         these defaults, so that a test can set its own rate limit.
     :param command: the command to run, by default L{tunnel_command}.
     :param config: pass an empty C{--config} file first.
+    :param env: variables to add to the child's environment.
     :return: the L{LineProtocol}.
     """
     flags = ["--lockfile", lockfile(testcase, name), "--rate-limit", "1000"]
     if config:
         flags += ["--config", empty_config(testcase)]
-    return spawn(testcase, (command or tunnel_command()) + flags + list(args), name)
+    return spawn(testcase, (command or tunnel_command()) + flags + list(args), name, env)
 
 
 @inlineCallbacks

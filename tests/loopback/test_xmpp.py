@@ -14,6 +14,7 @@ later).
 
 import datetime
 import os
+import re
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -35,6 +36,7 @@ from tests.loopback.processes import (
 from tests.loopback import test_events_integration as event_tests
 from tests.loopback.test_events_integration import COUNT, RECEIVED, _EventTunnels
 from tests.loopback.test_integration import A, B, _Pairs
+from tests.loopback.test_proxy import connect_line, start_tinyproxy
 from tests.prosody import READY, Prosody
 from tests.tools import require
 
@@ -204,6 +206,30 @@ class RequestTests(_XMPP, _Pairs, TestCase):
         yield site.waitFor(connected("host"))
         yield self.host.waitFor(connected("site"), since=mark)
         yield self.assertDiscovers(client)
+
+    @inlineCallbacks
+    def test_through_proxy(self):
+        """
+        A site that may reach the server only through an HTTP proxy
+        (--proxy, here tinyproxy) logs in through it, STARTTLS and all, and
+        requests relay.
+        """
+        yield self.start_server()
+        proxy, proxy_port = yield start_tinyproxy(self)
+        self.emulator, emulator_port = yield start_emulator(self, A, B)
+        site = run_tunnel(self, "site", "--in", "xmpp/client:site@localhost", "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s",
+                          "--proxy", "http://127.0.0.1:{}".format(proxy_port), *self.xmpp("site"))
+        yield site.waitFor(r"XMPP\s+dialling {} through HTTP proxy".format(re.escape(self.server.address)))
+        yield proxy.waitFor(connect_line(self.server.port))
+        yield site.waitFor(logged_in("site"))
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "xmpp/client:host@localhost",
+                          *self.xmpp("host"))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        yield host.waitFor(connected("site"))
+        client = Client(udp_port)
+        yield self.assertDiscovers(client)
+        yield self.assertUnicast(client)
 
     @inlineCallbacks
     def test_stop_while_waiting(self):

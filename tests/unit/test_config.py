@@ -108,6 +108,13 @@ class FormatDurationTests(SynchronousTestCase):
         seconds = milliseconds / 1000
         self.assertEqual(parse_duration(format_duration(seconds)), seconds)
 
+    def test_round_trip_long(self):
+        """
+        A long duration keeps its milliseconds: hypothesis once found
+        789056836.579 s coming back as 789056836.5789999 s.
+        """
+        self.assertEqual(parse_duration(format_duration(789056836.579)), 789056836.579)
+
 
 class SplitConfigArgTests(SynchronousTestCase):
     """

@@ -4,6 +4,7 @@ Tests for L{uhppoted_tunnel.logging}: the Go console layout.
 """
 
 import io
+import json
 import time
 
 from twisted.logger import (
@@ -21,6 +22,7 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.logging import (
     ConsoleObserver,
+    JSONObserver,
     hexdump,
     parse_level,
     start_logging,
@@ -359,3 +361,89 @@ class QuietTwistedTests(SynchronousTestCase):
         self.assertEqual(info(warning), PredicateResult.maybe)
         self.assertEqual(info(ours), PredicateResult.maybe)
         self.assertEqual(debug(chatter), PredicateResult.maybe)
+
+
+class JSONObserverTests(SynchronousTestCase):
+    """
+    L{JSONObserver} writes one JSON object per line.
+    """
+
+    def setUp(self):
+        self.stream = io.StringIO()
+        self.observer = JSONObserver(self.stream, now=lambda: NOW)
+        self.log = Logger(namespace="uhppoted_tunnel.test", source=Tagged(), observer=LogPublisher(self.observer))
+
+    def lines(self):
+        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
+
+    def test_interface(self):
+        verifyObject(ILogObserver, self.observer)
+
+    def test_record(self):
+        """
+        A line has the time (ISO 8601, UTC), level, namespace, tag, the
+        formatted message and the event's own fields.
+        """
+        self.observer({"log_time": NOW, "log_level": LogLevel.info, "log_namespace": "uhppoted_tunnel.test",
+                       "log_source": Tagged(), "log_format": "connected to {peer}", "peer": "127.0.0.1:1"})
+        [record] = self.lines()
+        self.assertEqual(record, {"time": "2023-01-18T11:06:55.750000+00:00", "level": "info",
+                                  "namespace": "uhppoted_tunnel.test", "tag": "TCP",
+                                  "message": "connected to 127.0.0.1:1", "peer": "127.0.0.1:1"})
+
+    def test_oneLine(self):
+        """
+        A message of several lines (a hex dump) is still one line of JSON.
+        """
+        self.log.debug("received\n{dump}", dump=hexdump(CLIENT_HELLO))
+        self.assertEqual(len(self.stream.getvalue().splitlines()), 1)
+        self.assertIn("00000000  16 03 01", self.lines()[0]["message"])
+
+    def test_awkwardFields(self):
+        """
+        Fields JSON cannot hold are written as text (bytes as hex), a
+        deferred hex dump (a callable) is left out, and a field named like
+        one of the line's own keys is renamed; nothing raises.
+        """
+        self.log.warn("odd", data=b"\x01\x02", thing=object(), dump=lambda: "x", time=3, tags={"a"})
+        [record] = self.lines()
+        self.assertEqual(record["data"], "0102")
+        self.assertTrue(record["thing"].startswith("<object object"))
+        self.assertNotIn("dump", record)
+        self.assertEqual(record["field_time"], 3)
+        self.assertEqual(record["tags"], ["a"])
+        self.assertEqual(record["message"], "odd")
+
+    def test_unserialisable(self):
+        """
+        A field that cannot be written at all (a circular structure, NaN)
+        costs the fields, not the line.
+        """
+        loop = []
+        loop.append(loop)
+        self.log.error("still {n}", n=1, loop=loop)
+        self.log.info("nan", value=float("nan"))
+        first, second = self.lines()
+        self.assertEqual((first["message"], first["level"]), ("still 1", "error"))
+        self.assertNotIn("loop", first)
+        self.assertEqual(second["message"], "nan")
+
+    def test_failure(self):
+        """
+        A failure's message is the line's C{error}.
+        """
+        self.log.failure("lost", Failure(ValueError("bad\nthing")))
+        [record] = self.lines()
+        self.assertEqual((record["level"], record["message"], record["error"]), ("critical", "lost", "bad thing"))
+
+    def test_started(self):
+        """
+        start_logging with C{log_format="json"} writes JSON lines.
+        """
+        publisher = LogPublisher()
+        beginner = LogBeginner(publisher, io.StringIO(), type("stdio", (), {"stdout": None, "stderr": None})(),
+                               type("warnings", (), {"showwarning": None})())
+        stream = io.StringIO()
+        start_logging(LogLevel.info, stream, beginner=beginner, log_format="json")
+        Logger(namespace="uhppoted_tunnel.test", observer=publisher).info("hello")
+        self.assertEqual(json.loads(stream.getvalue())["message"], "hello")

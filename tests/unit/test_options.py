@@ -391,3 +391,44 @@ class StateTests(SynchronousTestCase):
             f.write('[site]\nevent-spool = "{}/x"\n'.format(blocker))
         e = self.assertRaises(ValueError, parse(*self.SITE, "--config", path + "#site").checkFiles)
         self.assertTrue(str(e).startswith(path + " [site] event-spool "), str(e))
+
+
+class MonitoringOptionsTests(SynchronousTestCase):
+    """
+    C{--metrics} and C{--log-format}, on the command line and in the file.
+    """
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def test_defaults(self):
+        """
+        No metrics address, and the Go console layout.
+        """
+        options = parse(*HOST)
+        self.assertEqual((options["metrics"], options["log-format"]), (None, "text"))
+
+    def test_flags(self):
+        """
+        Both are taken from the command line; the format in any case.
+        """
+        options = parse(*HOST, "--metrics", "127.0.0.1:9100", "--log-format", "JSON")
+        self.assertEqual((options["metrics"], options["log-format"]), ("127.0.0.1:9100", "json"))
+
+    def test_badFormat(self):
+        """
+        Another log format is a usage error naming the flag.
+        """
+        e = self.assertRaises(usage.UsageError, parse, *HOST, "--log-format", "xml")
+        self.assertIn("--log-format", str(e))
+        self.assertIn("text or json", str(e))
+
+    def test_file(self):
+        """
+        The TOML keys C{metrics} and C{log-format}.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[host]\nmetrics = "127.0.0.1:9100"\nlog-format = "json"\n')
+        options = parse("--config", path + "#host", *HOST)
+        self.assertEqual((options["metrics"], options["log-format"]), ("127.0.0.1:9100", "json"))

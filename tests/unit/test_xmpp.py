@@ -36,7 +36,9 @@ from uhppoted_tunnel.connectors.xmppframes import (
     stanza,
 )
 from uhppoted_tunnel.connectors.xmpplogin import _LoginStream
+from uhppoted_tunnel.counts import tally
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.lifecycle import CONNECTING, UP
 from uhppoted_tunnel.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
@@ -530,6 +532,21 @@ class SessionTests(_Sessions, SynchronousTestCase):
         self.assertIn("dropped 1 frame(s) that were not base64, the last from " + PEER, messages)
         self.assertIn("dropped 1 frame(s) over --max-payload 1024 bytes, the last from " + PEER, messages)
 
+    def test_metrics(self):
+        """
+        The end's link is up while a resource of the peer is connected,
+        and connecting otherwise; what it drops is counted by reason.
+        """
+        self.assertEqual(self.end.link.state, CONNECTING)
+        self.available()
+        self.assertEqual((self.end.link.state, list(self.end.link.peers.values())[0][0]), (UP, PEER))
+        self.feed(frames_message("mallory@localhost/x", frame_element(1, REQUEST)))
+        self.feed(frames_message(PEER, "<frame id='x'>AA==</frame>", "<frame id='1'>!!</frame>",
+                                 frame_element(2, bytes(2000))))
+        self.assertEqual(tally(self.end).dropped, {"stranger": 1, "bad_frame": 2, "too_long": 1})
+        self.feed(("<presence from='%s' type='unavailable'/>" % PEER).encode("ascii"))
+        self.assertEqual(self.end.link.state, CONNECTING)
+
     def test_presenceBounced(self):
         """
         Presence that comes back as an error from the peer's account is a
@@ -691,3 +708,33 @@ class MakerTests(SynchronousTestCase):
         end, _ = make("xmpp/client:host@example.org", OUT, dict(self.settings, **{"xmpp-server": None,
                                                                                    "xmpp-peer": "b@example.org"}))
         self.assertEqual(end.endpoint.server, "example.org (DNS SRV)")
+
+
+class ScrapeTests(SynchronousTestCase):
+    def test_scrape(self):
+        """
+        A tunnel with an C{xmpp/} end can be scraped, with a link state for
+        both ends, before and after it starts (as every connector kind:
+        L{tests.unit.test_metrics.EveryKindTests}).
+        """
+        from tests.unit.test_metrics import samples, tunnel
+        from uhppoted_tunnel import config
+        from uhppoted_tunnel.metrics import registry_for
+
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        values = settings(self.mktemp())
+        reactor = FakeReactor()
+        service = tunnel(reactor, "--in", "udp/listen:127.0.0.1:0", "--out", "xmpp/client:host@localhost",
+                         "--xmpp-peer", values["xmpp-peer"], "--xmpp-password-file", values["xmpp-password-file"],
+                         "--xmpp-server", values["xmpp-server"], "--ca-cert", values["ca-cert"],
+                         "--metrics", "127.0.0.1:0")
+        for started in (False, True):
+            if started:
+                service.startService()
+            found = samples(registry_for(service.telemetry, process=False))
+            states = {dict(labels)["end"] for (name, labels), value in found.items()
+                      if name == "uhppoted_tunnel_link_up"}
+            self.assertEqual(states, {"in", "out"})
+        stopped = service.stopService()
+        reactor.advance(30)
+        self.successResultOf(stopped)

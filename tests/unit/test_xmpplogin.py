@@ -273,6 +273,34 @@ class SRVTests(SynchronousTestCase):
         self.assertEqual(self.targets([]), [("example.org", 5222)])
         self.assertEqual(self.targets(Failure(DNSNameError())), [("example.org", 5222)])
 
+    def test_dialsInTurn(self):
+        """
+        Each target is dialled in turn (through the endpoint the end makes
+        for it, once) until one answers; if none does, the last failure
+        is the attempt's.
+        """
+        made = []
+        answering = {"b.example.org"}
+
+        class Endpoint:
+            def __init__(self, host, port):
+                self.host = host
+                made.append((host, port))
+
+            def connect(self, factory):
+                if self.host in answering:
+                    return succeed(self.host)
+                return fail(ConnectionRefusedError(self.host))
+
+        resolver = _Resolver([srv(10, 0, 5222, b"a.example.org"), srv(20, 0, 5222, b"b.example.org")])
+        endpoint = SRVEndpoint(None, "example.org", resolver, dial=Endpoint)
+        self.assertEqual(self.successResultOf(endpoint.connect(None)), "b.example.org")
+        self.assertEqual(self.successResultOf(endpoint.connect(None)), "b.example.org")
+        self.assertEqual(made, [("a.example.org", 5222), ("b.example.org", 5222)])
+        answering.clear()
+        self.failureResultOf(endpoint.connect(None), ConnectionRefusedError)
+        self.assertEqual(str(endpoint), "example.org (DNS SRV)")
+
     def test_noService(self):
         """
         A domain whose one SRV record's target is '.' offers no XMPP

@@ -19,6 +19,7 @@ from uhppoted_tunnel.deadlines import DeadlineQueue
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import PACKET_SIZE, SET_IP
 from uhppoted_tunnel.router import Throttle
+from uhppoted_tunnel.counts import NO_PEER, TOO_LONG
 
 
 class _Attempt:
@@ -101,6 +102,8 @@ class ControllerTCP(Service):
         self._last_oversize = None
         #: serial -> (address, reason) of its last connection failure
         self._reasons = {}
+        #: requests connected to but not answered in time
+        self.timeouts = 0
 
     def send(self, serial, address, payload, reply):
         """
@@ -179,6 +182,16 @@ class ControllerTCP(Service):
             return
         reply(data)
 
+    def tally(self, t):
+        """
+        Add the timeouts and drops to a L{uhppoted_tunnel.telemetry.Tally}:
+        requests whose controller could not be reached count as dropped
+        for want of a peer.
+        """
+        t.timeouts += self.timeouts
+        t.drop(TOO_LONG, self._oversize.total)
+        t.drop(NO_PEER, sum(throttle.total for throttle in self._failures.values()))
+
     def _warnOversize(self, count):
         size, serial = self._last_oversize
         if count == 1:
@@ -229,6 +242,7 @@ class ControllerTCP(Service):
             else:
                 if attempt.reply is not None:
                     attempt.reply = None
+                    self.timeouts += 1
                     self.log.debug("no reply from controller {serial} at {host}:{port} within {timeout}s: "
                                    "dropped", serial=attempt.serial, host=attempt.address[0],
                                    port=attempt.address[1], timeout=self.timeout)

@@ -23,7 +23,6 @@ Errors are JSON C{{"error": "..."}}, with the C{ID} once it is known.
 
 import math
 import os
-from io import BytesIO
 
 from twisted.application.service import Service
 from twisted.internet.defer import (
@@ -54,11 +53,12 @@ from uhppoted_tunnel.jsonapi import (
 from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
+from uhppoted_tunnel.monitor import site_root
 from uhppoted_tunnel.web import (
     DEFAULT_REQUEST_TIMEOUT,
     MAX_BODY,
     ConnectionTracker,
-    LimitedRequest,
+    QuietSite,
     StaticFolder,
     add_security_headers,
     client_address,
@@ -176,16 +176,18 @@ class Root(Resource):
             return error(request, 413, "request body over {} bytes".format(MAX_BODY), close=True)
         if request.postpath[:1] == [b"udp"]:
             return self.udp.render(request)
+        monitor = self.end.monitor
+        if monitor is not None:
+            page = monitor.leaf(request)
+            if page is not None:
+                return page.render(request)
         return self.static.render(request)
 
 
-class HTTPSite(server.Site):
+class HTTPSite(QuietSite):
     """
     The site of an HTTP end: bodies in memory, no access log file.
     """
-
-    noisy = False
-    requestFactory = LimitedRequest
 
     def __init__(self, end, reactor):
         server.Site.__init__(self, Root(end), reactor=reactor)
@@ -197,15 +199,6 @@ class HTTPSite(server.Site):
         Whether the end is C{https/}.
         """
         return self.end.secure
-
-    def getContentFile(self, length):
-        return BytesIO()
-
-    def startFactory(self):
-        pass
-
-    def stopFactory(self):
-        pass
 
     def log(self, request):
         if self.end.trace:
@@ -230,6 +223,10 @@ class HTTPEnd(EndLifecycle, Service):
     secure = False
     #: the L{limits.LimitedServerEndpoint} under the endpoint, if any
     limited = None
+    #: the L{uhppoted_tunnel.monitor.MonitorRoot} serving /metrics,
+    #: /healthz, /readyz and /status.json beside the API, once the tunnel
+    #: hands the end its telemetry
+    monitor = None
 
     def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
@@ -318,6 +315,16 @@ class HTTPEnd(EndLifecycle, Service):
             exchange.timer = self.reactor.callLater(
                 wait, exchange.broadcastDone if broadcast else exchange.sendTimedOut)
         return server.NOT_DONE_YET
+
+    def serveTelemetry(self, telemetry):
+        """
+        Serve the tunnel's metrics, health and status beside the API.
+        """
+        self.monitor = site_root(telemetry)
+
+    def tally(self, t):
+        t.endpoint(self.endpoint)
+        t.watch(self.watch)
 
     def traceReply(self, packet, peer):
         if self.trace:

@@ -104,6 +104,27 @@ class IPOutEnd(MultiService):
     def _ends(self):
         return [self.broadcast] + list(self.unicast.values())
 
+    @property
+    def link(self):
+        """
+        The link state of its broadcast socket: up once it is open.
+        """
+        return self.broadcast.link
+
+    @property
+    def seen_controllers(self):
+        return self.broadcast.seen_controllers
+
+    @seen_controllers.setter
+    def seen_controllers(self, seen):
+        for end in self._ends():
+            end.seen_controllers = seen
+
+    def tally(self, t):
+        for end in self._ends():
+            end.tally(t)
+        self.tcp.tally(t)
+
     def whenListening(self):
         """
         :return: a Deferred that fires once every UDP socket is open, or

@@ -37,6 +37,7 @@ from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import is_unicast
 from uhppoted_tunnel.router import REPLY_IDLE, ReplyTable, Throttle
+from uhppoted_tunnel.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
 
 #: Requests held while an out end has no peer (Go holds 16).
 QUEUE_SIZE = 16
@@ -155,9 +156,16 @@ class RequestReceiver(_Relay):
     and each reply goes back on the connection it came by, with its id.
     """
 
+    empty = 0
+
     def frameReceived(self, connection, frame_id, payload):
         if payload:
             self.router.request(payload, partial(self._reply, connection, frame_id))
+        else:
+            self.empty += 1
+
+    def tally(self, t):
+        t.drop(EMPTY, self.empty)
 
     def _reply(self, connection, frame_id, payload):
         if connection in self.connections:
@@ -182,6 +190,9 @@ class RequestSender(_Relay):
         self.queue = deque(maxlen=QUEUE_SIZE)
         self.ids = _Numbering()
         self._sweeper = None
+        #: replies no request waits for; queued requests too old to send
+        self.unmatched = 0
+        self.stale = 0
 
     def start(self):
         self._sweeper = LoopingCall(self.replies.sweep)
@@ -214,9 +225,16 @@ class RequestSender(_Relay):
                 self.replies.add(connection, frame_id, reply, once)
 
     def frameReceived(self, connection, frame_id, payload):
-        if not (payload and self.replies.dispatch(connection, frame_id, payload)) and self.trace:
-            self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
-                           peer=connection.peer)
+        if not (payload and self.replies.dispatch(connection, frame_id, payload)):
+            self.unmatched += 1
+            if self.trace:
+                self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
+                               peer=connection.peer)
+
+    def tally(self, t):
+        t.drop(QUEUE_FULL, self._overflow.total)
+        t.drop(NO_PEER, self.stale)
+        t.drop(UNMATCHED, self.unmatched)
 
     def connected(self, connection):
         if self.queue:
@@ -235,6 +253,7 @@ class RequestSender(_Relay):
             else:
                 self.send(payload, reply)
         if stale:
+            self.stale += stale
             self.log.info("dropped {n} queued request(s) older than the UDP timeout", n=stale)
 
 
@@ -276,6 +295,9 @@ class EventReceiver(_Relay):
 
     def disconnected(self, connection):
         self.sessions.pop(connection, None)
+
+    def tally(self, t):
+        t.event("deduplicated", self.duplicates)
 
     def frameReceived(self, connection, frame_id, payload):
         if not payload:
@@ -332,6 +354,10 @@ class EventSender(_Relay):
         self._lost = Throttle(clock, self._warnLost)
         self._refused = Throttle(clock, self._warnRefused)
         self._last_refused = None
+        #: acknowledgements that delivered an event; events loaded from
+        #: the spool at start
+        self.acknowledged = 0
+        self.spooled = 0
 
     def start(self):
         session, spooled = EventBuffer.load(self.path)
@@ -341,6 +367,7 @@ class EventSender(_Relay):
         self.session = session or new_session()
         if session is not None and spooled:
             self.ids.after(max(frame_id for frame_id, _, _ in spooled))
+        self.spooled += len(spooled)
         for frame_id, stamp, payload in spooled:
             self.buffer.add(frame_id if session is not None else self.ids.next(), payload, stamp)
         if spooled:
@@ -414,7 +441,8 @@ class EventSender(_Relay):
         if payload:
             return
         if frame_id <= self.cursors.get(connection, 0):
-            self.buffer.acknowledge(frame_id)
+            if self.buffer.acknowledge(frame_id):
+                self.acknowledged += 1
         else:
             # an id never sent on this connection: whoever it is, it cannot
             # acknowledge what it did not receive
@@ -442,3 +470,9 @@ class EventSender(_Relay):
 
     def disconnected(self, connection):
         self.cursors.pop(connection, None)
+
+    def tally(self, t):
+        t.event("acknowledged", self.acknowledged)
+        t.event("spooled", self.spooled)
+        t.events["buffered"] = len(self.buffer)
+        t.drop(QUEUE_FULL, self.buffer.lost)

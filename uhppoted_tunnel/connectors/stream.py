@@ -31,12 +31,14 @@ from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.addresses import format_address
 from uhppoted_tunnel.bind import check_interface
-from uhppoted_tunnel.connectors.endpoints import client_endpoint, server_endpoint
+from uhppoted_tunnel.connectors import proxy
+from uhppoted_tunnel.connectors.endpoints import server_endpoint
 from uhppoted_tunnel.connectors.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
-from uhppoted_tunnel.lifecycle import EndLifecycle
+from uhppoted_tunnel.lifecycle import CLIENT, SERVER, EndLifecycle
 from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.router import Throttle
+from uhppoted_tunnel.counts import QUEUE_FULL, TOO_LONG
 from uhppoted_tunnel.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
 
 #: The first reconnect delay; it doubles after each failure.
@@ -128,7 +130,7 @@ class FrameFactory(Factory):
     noisy = False
     log = Logger()
 
-    def __init__(self, relay, settings, clock, log_tag, closed=None):
+    def __init__(self, relay, settings, clock, log_tag, closed=None, link=None):
         """
         :param relay: the end's L{uhppoted_tunnel.interfaces.IRelay}.
         :param settings: the tunnel's options (C{max-payload},
@@ -137,6 +139,8 @@ class FrameFactory(Factory):
         :param log_tag: the tag of the end's log lines.
         :param closed: called with C{(connection, reason)} when a ready
             connection closes, or C{None}.
+        :param link: the end's L{uhppoted_tunnel.lifecycle.LinkState}, told
+            of each connection ready and closed, or C{None}.
         """
         self.relay = relay
         self.clock = clock
@@ -146,6 +150,7 @@ class FrameFactory(Factory):
         self.dead_peer_timeout = settings["dead-peer-timeout"]
         self.log_tag = log_tag
         self.closed = closed
+        self.link = link
         self.connections = []
         self.protocols = set()
         self._dropped = Throttle(clock, self._warnDropped)
@@ -165,6 +170,8 @@ class FrameFactory(Factory):
         self.protocols.add(connection)
         self.connections.append(connection)
         self.log.info("connected to {peer}", peer=connection.peer)
+        if self.link is not None:
+            self.link.connected(connection, connection.peer)
         self.relay.connected(connection)
 
     def connectionClosed(self, connection, reason):
@@ -172,6 +179,8 @@ class FrameFactory(Factory):
         if connection in self.connections:
             self.connections.remove(connection)
             self.relay.disconnected(connection)
+            if self.link is not None:
+                self.link.disconnected(connection)
         self.log.info("connection to {peer} closed", peer=connection.peer)
         if self.closed is not None:
             self.closed(connection, reason)
@@ -220,6 +229,13 @@ class FrameFactory(Factory):
         """
         return self._dropped.total
 
+    def tally(self, t):
+        """
+        Add the frames dropped to a L{uhppoted_tunnel.telemetry.Tally}.
+        """
+        t.drop(QUEUE_FULL, self._dropped.total)
+        t.drop(TOO_LONG, self._too_long.total)
+
     def closeAll(self):
         """
         Close every connection, and report the drops not yet reported.
@@ -242,6 +258,8 @@ class StreamEnd(EndLifecycle, MultiService):
 
     log = Logger()
     log_tag = "TCP"
+    #: the certificate expiry watch of a secure end, or C{None}
+    watch = None
     #: what keeps the end's ready connections and tells the relay of them
     #: (a message transport's connections are not L{FramedProtocol}s, so
     #: its end names its own L{FrameFactory})
@@ -260,9 +278,10 @@ class StreamEnd(EndLifecycle, MultiService):
         self.spec = spec
         self.role = role
         self.router = router
+        self.reactor = reactor
         self.events = settings["events"]
         self.log_tag = log_tag
-        self.factory = self.factory_class(None, settings, reactor, log_tag, self.connectionClosed)
+        self.factory = self.factory_class(None, settings, reactor, log_tag, self.connectionClosed, self.link)
         self.connections = self.factory.connections
         self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag)
         self.relay.failed = self.failed
@@ -285,11 +304,24 @@ class StreamEnd(EndLifecycle, MultiService):
         A connection closed (after it was ready or not).
         """
 
+    def tally(self, t):
+        """
+        Add what the end counted to a L{uhppoted_tunnel.telemetry.Tally}.
+        """
+        self.factory.tally(t)
+        count = getattr(self.relay, "tally", None)
+        if count is not None:
+            count(t)
+        t.endpoint(getattr(self, "endpoint", None))
+        t.watch(self.watch)
+
 
 class ServerEnd(StreamEnd):
     """
     C{tcp/server:ADDRESS}: listens for peers.
     """
+
+    link_kind = SERVER
 
     def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP", secure=False):
         """
@@ -367,13 +399,17 @@ class ClientEnd(StreamEnd):
     C{--max-retry-delay}) and, past C{--max-retries}, fails the end.
 
     :ivar failures: failed attempts in a row, as of the last retry.
+    :ivar reconnects: dials after the first.
     """
+
+    link_kind = CLIENT
 
     def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP"):
         StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag)
         self.max_retries = settings["max-retries"]
         self.delay = retry_policy(settings["max-retry-delay"])
         self.failures = 0
+        self.reconnects = 0
         self._refused = 0
         self._after_loss = False
         self.endpoint = endpoint
@@ -399,6 +435,7 @@ class ClientEnd(StreamEnd):
         row, the loss of a ready connection included (as attempt 1).
         """
         failures = self.failures = self._refused + attempt - (1 if self._after_loss else 0)
+        self.reconnects += 1
         delay = self.delay(failures)
         if failures == 0:
             self.log.info("reconnecting to {address} in {delay:g}s", address=self.spec.address, delay=delay)
@@ -409,6 +446,10 @@ class ClientEnd(StreamEnd):
             self.log.warn("could not connect to {address} ({reason}): retrying in {delay:g}s",
                           address=self.spec.address, reason=self._why(), delay=delay)
         return delay
+
+    def tally(self, t):
+        StreamEnd.tally(self, t)
+        t.reconnects += self.reconnects
 
     def _why(self):
         why = self._dialled.why
@@ -466,6 +507,9 @@ class StreamConnectorMaker:
     def clientEndpoint(self, reactor, spec, settings):
         """
         The endpoint a client end dials, whose C{connect} fires once the
-        connection is ready for frames (and fails if it never is).
+        connection is ready for frames (and fails if it never is): through
+        an HTTP proxy when C{--proxy} or the environment names one for a
+        Go C{HOST:PORT} (L{uhppoted_tunnel.connectors.proxy}; C{https_proxy}
+        when the transport is L{secure}), else straight to the address.
         """
-        return client_endpoint(reactor, spec)
+        return proxy.client_endpoint(reactor, spec, settings, self.secure, self.log_tag)

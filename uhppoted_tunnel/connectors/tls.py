@@ -73,6 +73,22 @@ def tls_reason(reason):
     return reason.getErrorMessage()
 
 
+def failure_kind(reason):
+    """
+    What kind of failure a TLS handshake's reason tells, for the metrics'
+    bounded C{reason} label.
+
+    :param reason: OpenSSL's reason, as text.
+    :return: C{"certificate"}, C{"protocol"} or C{"other"}.
+    """
+    text = reason.lower()
+    if "certificate" in text or "verify" in text or "unknown ca" in text:
+        return "certificate"
+    if any(word in text for word in ("version", "protocol", "cipher", "http request", "record", "alert")):
+        return "protocol"
+    return "other"
+
+
 @implementer(IHandshakeListener)
 class HandshakeGate(Protocol):
     """
@@ -152,6 +168,7 @@ class HandshakeGate(Protocol):
         if self.protocol is not None:
             if reason.check(SSL.Error):
                 why = tls_reason(reason)
+                self.gates.counted(failure_kind(why))
                 self.log.warn("TLS connection with {peer} failed: {reason}", peer=self.peer, reason=why)
                 reason = Failure(LinkRefused(why))
             self.protocol.connectionLost(reason)
@@ -181,7 +198,7 @@ class HandshakeGateFactory(Factory):
     noisy = False
     log = Logger()
 
-    def __init__(self, wrapped, clock, timeout, log_tag, hint, done=None, failed=None):
+    def __init__(self, wrapped, clock, timeout, log_tag, hint, done=None, failed=None, failures=None):
         """
         :param wrapped: the end's factory.
         :param clock: an C{IReactorTime} for the timeout.
@@ -192,6 +209,9 @@ class HandshakeGateFactory(Factory):
             handshake completes, or C{None}.
         :param failed: called with the L{Failure} of each handshake that
             fails, or C{None}.
+        :param failures: a dict counting failed handshakes by kind
+            (C{timeout}, C{closed}, and L{failure_kind}'s), kept by the
+            endpoint across connections; a new one if C{None}.
         """
         self.wrapped = wrapped
         self.clock = clock
@@ -200,6 +220,7 @@ class HandshakeGateFactory(Factory):
         self.hint = hint
         self.done = done
         self.failed = failed
+        self.failures = {} if failures is None else failures
         self.pending = set()
         self._last = {}
         self._timeouts = Throttle(clock, self._warnTimeouts)
@@ -210,6 +231,7 @@ class HandshakeGateFactory(Factory):
         A handshake did not complete in time.
         """
         self._last["timeout"] = peer
+        self.counted("timeout")
         self._timeouts.count()
 
     def refused(self, peer, why, by_tls):
@@ -217,11 +239,18 @@ class HandshakeGateFactory(Factory):
         A handshake failed: TLS refused it (C{by_tls}), or the peer left
         before it was done (worth a warning only when we dialled).
         """
+        self.counted(failure_kind(str(why)) if by_tls else "closed")
         if by_tls or self.done is not None:
             self._last["refused"] = (peer, why)
             self._refusals.count()
         else:
             self.log.info("connection from {peer} closed before its TLS handshake", peer=peer)
+
+    def counted(self, kind):
+        """
+        Count a failed handshake of this kind.
+        """
+        self.failures[kind] = self.failures.get(kind, 0) + 1
 
     def _warnTimeouts(self, count):
         if count == 1:
@@ -316,6 +345,8 @@ class _SecureEndpoint:
         self.timeout = timeout
         self.log_tag = log_tag
         self.hint = hint
+        #: failed handshakes by kind, across every connection
+        self.handshake_failures = {}
 
     def reloadCertificates(self):
         """
@@ -350,7 +381,8 @@ class SecureServerEndpoint(_SecureEndpoint):
         return SSL.Connection(self.tls.getContext(), None)
 
     def listen(self, factory):
-        gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint)
+        gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint,
+                                     failures=self.handshake_failures)
         listening = self.endpoint.listen(TLSMemoryBIOFactory(self, False, gates))
         return listening.addCallback(_SecurePort, gates)
 
@@ -383,7 +415,8 @@ class SecureClientEndpoint(_SecureEndpoint):
                 else:
                     ready.callback(outcome)
 
-        gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint, settle, settle)
+        gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint, settle, settle,
+                                     self.handshake_failures)
         connecting = self.endpoint.connect(TLSMemoryBIOFactory(self.tls, True, gates))
         connecting.addErrback(lambda failure: None if failure.check(CancelledError) else settle(failure))
         return ready
@@ -472,7 +505,8 @@ class TLSConnectorMaker(StreamConnectorMaker):
     def makeEnd(self, spec, role, settings, router, reactor):
         end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
         side = "server" if spec.prefix.endswith("/server:") else "client"
-        watch_certificates(settings, side, reactor, self.log_tag).setServiceParent(end)
+        end.watch = watch_certificates(settings, side, reactor, self.log_tag)
+        end.watch.setServiceParent(end)
         end.reloadCertificates = end.endpoint.reloadCertificates
         return end
 

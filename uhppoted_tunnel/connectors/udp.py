@@ -52,6 +52,7 @@ from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.packets import request_key
 from uhppoted_tunnel.router import Throttle
+from uhppoted_tunnel.counts import EMPTY, KERNEL_OVERFLOW, QUEUE_FULL, TOO_LONG, UNMATCHED, serial_of
 
 #: The most sockets a udp/broadcast end opens at once.
 MAX_SOCKETS = 256
@@ -202,13 +203,15 @@ class _Request:
     everything but its place in the expiry queue.
     """
 
-    __slots__ = ("key", "reply", "deadline", "socket")
+    __slots__ = ("key", "reply", "deadline", "socket", "answered")
 
     def __init__(self, key, reply, deadline, socket):
         self.key = key
         self.reply = reply
         self.deadline = deadline
         self.socket = socket
+        #: a request that may have several replies has had one
+        self.answered = False
 
 
 class ReplySocket(DatagramProtocol):
@@ -290,6 +293,12 @@ class ReplySocket(DatagramProtocol):
                 reply = entry.reply
                 self.release(entry)
                 entry.reply = entry.socket = entry.key = None
+                seen = end.seen_controllers
+                if seen is not None:
+                    # a known controller at its known address: one lookup
+                    entry = seen.seen.get(key[1])
+                    if entry is None or entry[0] != address:
+                        seen.address(key[1], address)
                 reply(data)
                 return
         else:
@@ -299,6 +308,12 @@ class ReplySocket(DatagramProtocol):
             if end.trace:
                 self.log.debug("dropped an unmatched or late reply from {peer}", peer=address[0])
             return
+        entry.answered = True
+        seen = end.seen_controllers
+        if seen is not None and key is not None:
+            known = seen.seen.get(key[1])
+            if known is None or known[0] != address:
+                seen.address(key[1], address)
         entry.reply(data)
 
 
@@ -314,6 +329,9 @@ class BroadcastEnd(EndLifecycle, Service):
     log = Logger()
     log_tag = "UDP"
     role = OUT
+    #: the tunnel's L{uhppoted_tunnel.telemetry.Controllers} while
+    #: something reads them: told where each controller's replies come from
+    seen_controllers = None
 
     def __init__(self, spec, destination, timeout, reactor, max_payload, trace=False, max_sockets=MAX_SOCKETS,
                  events=False):
@@ -334,6 +352,9 @@ class BroadcastEnd(EndLifecycle, Service):
         self.trace = trace
         self.max_sockets = max_sockets
         self.unmatched = 0
+        self.timeouts = 0
+        #: replies dropped for their size: empty, too long
+        self.bad = {EMPTY: 0, TOO_LONG: 0}
         self.sockets = []
         #: key -> sockets that last freed it, most recent last
         self.free = {}
@@ -385,7 +406,15 @@ class BroadcastEnd(EndLifecycle, Service):
         Count a reply dropped for its size (empty, or over C{max_payload}).
         """
         self._last_bad = (size, address)
+        self.bad[TOO_LONG if size else EMPTY] += 1
         self._bad.count()
+
+    def tally(self, t):
+        for reason, n in self.bad.items():
+            t.drop(reason, n)
+        t.drop(UNMATCHED, self.unmatched)
+        t.drop(QUEUE_FULL, self._full.total)
+        t.timeouts += self.timeouts
 
     def _warnBad(self, count):
         size, address = self._last_bad
@@ -437,6 +466,8 @@ class BroadcastEnd(EndLifecycle, Service):
             if entry.reply is None:
                 sock.release(entry)
             else:
+                if not entry.answered:
+                    self.timeouts += 1
                 entry.reply = None
                 kept.append(entry)
         return kept
@@ -478,6 +509,10 @@ class ListenProtocol(DatagramProtocol):
             end.badPacket(len(data), address)
             return
         if end.events:
+            if end.seen_controllers is not None:
+                serial = serial_of(data)
+                if serial is not None:
+                    end.seen_controllers.address(serial, address)
             end.router.request(data, None)
         else:
             end.router.request(data, partial(end.reply, address), address[0])
@@ -494,6 +529,8 @@ class ListenEnd(EndLifecycle, Service):
     log = Logger()
     log_tag = "UDP"
     role = IN
+    #: see L{BroadcastEnd.seen_controllers} (told where events come from)
+    seen_controllers = None
 
     def __init__(self, spec, address, router, reactor, max_payload, trace=False, events=False,
                  receive_buffer=DEFAULT_RECEIVE_BUFFER, descriptor=None, freebind=False):
@@ -517,6 +554,8 @@ class ListenEnd(EndLifecycle, Service):
         self.port = None
         self._bad = Throttle(reactor, self._warnBad)
         self._last_bad = None
+        #: packets dropped for their size: empty, too long
+        self.bad = {EMPTY: 0, TOO_LONG: 0}
         self._dropped = Throttle(reactor, self._warnDropped)
 
     def startService(self):
@@ -568,7 +607,13 @@ class ListenEnd(EndLifecycle, Service):
         Count a packet dropped for its size (empty, or over C{max_payload}).
         """
         self._last_bad = (size, address)
+        self.bad[TOO_LONG if size else EMPTY] += 1
         self._bad.count()
+
+    def tally(self, t):
+        for reason, n in self.bad.items():
+            t.drop(reason, n)
+        t.drop(KERNEL_OVERFLOW, self._dropped.total)
 
     def _warnBad(self, count):
         size, address = self._last_bad

@@ -41,17 +41,19 @@ from twisted.words.protocols.jabber import xmlstream
 from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel import tls
-from uhppoted_tunnel.bind import check_interface, reactor_for
-from uhppoted_tunnel.connectors.endpoints import client_endpoint
+from uhppoted_tunnel.bind import check_interface
+from uhppoted_tunnel.connectors import proxy
 from uhppoted_tunnel.connectors.stream import ClientEnd, FrameFactory, tune
 from uhppoted_tunnel.connectors.tls import watch_certificates
 from uhppoted_tunnel.connectors.xmppframes import (
     BAD_BASE64,
+    BAD_FRAME,
     BAD_ID,
     DEFAULT_XMPP_RATE,
     NS_TUNNEL,
     TOO_LONG,
     Peer,
+    STRANGER,
     SendQueue,
     frame_element,
     message_head,
@@ -60,6 +62,7 @@ from uhppoted_tunnel.connectors.xmppframes import (
 )
 from uhppoted_tunnel.connectors.xmpplogin import SRVEndpoint, XMPPClientEndpoint
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.counts import QUEUE_FULL
 from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.spec import ConnectorSpec
 
@@ -70,7 +73,7 @@ _STANZA_ERROR = "<error type='cancel'><service-unavailable xmlns='urn:ietf:param
 
 #: Warnings of what is dropped: C{{what}} names it, C{{sender}} the last.
 _DROPPED = {
-    "stranger": "dropped {n} stanza(s) from others than the peer {peer}, the last from {sender}",
+    STRANGER: "dropped {n} stanza(s) from others than the peer {peer}, the last from {sender}",
     BAD_ID: "dropped {n} frame(s) with a missing or bad id, the last from {sender}",
     BAD_BASE64: "dropped {n} frame(s) that were not base64, the last from {sender}",
     TOO_LONG: "dropped {n} frame(s) over --max-payload {limit} bytes, the last from {sender}",
@@ -208,7 +211,7 @@ class XMPPSession(Protocol):
         full = self.peer.matches(sender)
         if full is None:
             if kind != "error" and not self._own(sender):
-                self.factory.dropped("stranger", sender)
+                self.factory.dropped(STRANGER, sender)
             return None
         link = self.links.get(full)
         if link is None or kind == "error":
@@ -238,7 +241,7 @@ class XMPPSession(Protocol):
         full = self.peer.matches(sender)
         if full is None:
             if not self._own(sender):
-                self.factory.dropped("stranger", sender)
+                self.factory.dropped(STRANGER, sender)
             return
         link = self.links.get(full)
         if kind is None:
@@ -262,7 +265,7 @@ class XMPPSession(Protocol):
         """
         found = parse_jid(sender) if sender else None
         if found is None or found.userhost() not in (self.peer.bare, self.peer.jid.host):
-            self.factory.dropped("stranger", sender)
+            self.factory.dropped(STRANGER, sender)
             return
         error = presence.error
         condition = error.firstChildElement() if error is not None else None
@@ -333,8 +336,8 @@ class XMPPFactory(FrameFactory):
     peer = None
     lost = None
 
-    def __init__(self, relay, settings, clock, log_tag, closed=None):
-        FrameFactory.__init__(self, relay, settings, clock, log_tag, closed)
+    def __init__(self, relay, settings, clock, log_tag, closed=None, link=None):
+        FrameFactory.__init__(self, relay, settings, clock, log_tag, closed, link)
         self.settings = settings
         self.rate = settings.get("xmpp-rate") or DEFAULT_XMPP_RATE
         self._senders = {}
@@ -374,7 +377,15 @@ class XMPPFactory(FrameFactory):
         """
         Stanzas dropped because they came from others than the peer.
         """
-        return self._warnings["stranger"].total
+        return self._warnings[STRANGER].total
+
+    def tally(self, t):
+        FrameFactory.tally(self, t)
+        counted = {kind: throttle.total for kind, throttle in self._warnings.items()}
+        t.drop(QUEUE_FULL, counted["full"] + counted["stale"])
+        t.drop(TOO_LONG, counted[TOO_LONG])
+        t.drop(BAD_FRAME, counted[BAD_ID] + counted[BAD_BASE64])
+        t.drop(STRANGER, counted[STRANGER])
 
     def closeAll(self):
         for throttle in self._warnings.values():
@@ -475,16 +486,24 @@ class XMPPConnectorMaker:
         if spec.interface is not None:
             check_interface(spec.interface)
         server = settings.get("xmpp-server")
+
+        def to(address, text):
+            # through the proxy chosen for a TLS end (https_proxy), if any
+            return proxy.client_endpoint(reactor, ConnectorSpec(text, "", spec.interface, address), settings, True,
+                                         self.log_tag)
+
         if server:
-            dial = client_endpoint(reactor, ConnectorSpec("--xmpp-server " + server, "", spec.interface, server))
+            dial = to(server, "--xmpp-server " + server)
         else:
-            dial = SRVEndpoint(reactor_for(reactor, spec.interface), account.host)
+            dial = SRVEndpoint(reactor, account.host, dial=lambda host, port: to(
+                "{}:{}".format(host, port), "{} ({}'s DNS SRV records)".format(spec.text, account.host)))
             server = str(dial)
         endpoint = XMPPClientEndpoint(dial, server, account, password,
                                       lambda: tls.client_options(settings, account.host), reactor,
                                       settings["handshake-timeout"])
         end = XMPPEnd(spec, role, router, reactor, settings, endpoint, peer)
-        watch_certificates(settings, "client", reactor, self.log_tag).setServiceParent(end)
+        end.watch = watch_certificates(settings, "client", reactor, self.log_tag)
+        end.watch.setServiceParent(end)
         end.reloadCertificates = endpoint.reloadCertificates
         alsoProvides(end, IInEnd if role == IN else IOutEnd)
         if warning is not None:

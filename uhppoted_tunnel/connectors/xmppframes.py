@@ -33,6 +33,7 @@ from xml.sax.saxutils import quoteattr
 
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
+from uhppoted_tunnel.counts import TOO_LONG
 from uhppoted_tunnel.router import TokenBucket
 
 #: This project's namespace for frames.
@@ -56,10 +57,15 @@ _TAIL = "</frames><no-store xmlns='{0}'/><no-copy xmlns='{0}'/></message>".forma
 #: A stanza's bytes other than its frames and its C{to} JID.
 STANZA_OVERHEAD = len("<message to='' type='headline'><frames xmlns='{}'>".format(NS_TUNNEL)) + len(_TAIL)
 
-#: What a bad frame is dropped for (the keys of a connector's warnings).
+#: What a bad frame is dropped for (the keys of a connector's warnings;
+#: L{TOO_LONG} is the metrics' reason too).
 BAD_ID = "bad id"
 BAD_BASE64 = "bad base64"
-TOO_LONG = "too long"
+
+#: The metrics' reasons for the rest of what an C{xmpp/} end drops:
+#: frames not well formed, stanzas from others than the peer.
+BAD_FRAME = "bad_frame"
+STRANGER = "stranger"
 
 
 def message_head(to):

@@ -52,16 +52,21 @@ class SRVEndpoint:
     or C{DOMAIN:5222} when the domain publishes none (RFC 6120 3.2).
     """
 
-    def __init__(self, reactor, domain, resolver=None):
+    def __init__(self, reactor, domain, resolver=None, dial=None):
         """
         :param reactor: the reactor to dial with.
         :param domain: the account's domain.
         :param resolver: an C{IResolver}; by default Twisted's, made on
             first use from C{/etc/resolv.conf}.
+        :param dial: C{(host, port) -> endpoint}, e.g. through a proxy; by
+            default a C{HostnameEndpoint}. Each target's endpoint is made
+            once.
         """
         self.reactor = reactor
         self.domain = domain
         self.resolver = resolver
+        self.dial = dial or (lambda host, port: HostnameEndpoint(reactor, host, port, timeout=DIAL_TIMEOUT))
+        self._endpoints = {}
 
     def _targets(self, result):
         answers = result[0]
@@ -90,9 +95,12 @@ class SRVEndpoint:
     def connect(self, factory):
         targets = yield self.lookup()
         last = None
-        for host, port in targets:
+        for target in targets:
+            endpoint = self._endpoints.get(target)
+            if endpoint is None:
+                endpoint = self._endpoints[target] = self.dial(*target)
             try:
-                protocol = yield HostnameEndpoint(self.reactor, host, port, timeout=DIAL_TIMEOUT).connect(factory)
+                protocol = yield endpoint.connect(factory)
             except CancelledError:
                 raise
             except Exception:
