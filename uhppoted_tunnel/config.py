@@ -196,6 +196,7 @@ def _proxy(value):
 KEYS = {
     **dict.fromkeys(["in", "out", "lockfile", "ca-cert", "cert", "key", "html",
                      "label", "user"], string),
+    **dict.fromkeys(["zmq-server-key", "zmq-client-key", "zmq-authorized-keys"], string),
     **dict.fromkeys(["remove-lockfile", "console", "debug", "freebind"], boolean),
     "interfaces": table('a table such as { in = "eth0" }', _interface),
     "max-retries": integer(-1),

@@ -65,6 +65,9 @@ DEFAULTS = {
     "proxy": None,
     "metrics": None,
     "log-format": "text",
+    "zmq-server-key": None,
+    "zmq-client-key": None,
+    "zmq-authorized-keys": None,
     "xmpp-password-file": None,
     "xmpp-peer": None,
     "xmpp-server": None,
@@ -206,6 +209,11 @@ class Options(usage.Options):
                                 "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
+        ["zmq-server-key", None, None, "CURVE for zmq/ ends: the server's key file (zmq.auth.create_certificates "
+                                       "makes them): NAME.key_secret on a zmq/server, NAME.key on a zmq/client."],
+        ["zmq-client-key", None, None, "A zmq/client's own CURVE key file (NAME.key_secret)."],
+        ["zmq-authorized-keys", None, None, "A folder of the public key files (*.key) of the clients a "
+                                            "zmq/server accepts."],
         ["xmpp-password-file", None, None, "The file holding the password of an xmpp/ end's account (its first "
                                            "line)."],
         ["xmpp-peer", None, None, "The JID of the other half's account, for an xmpp/ end: user@domain (any of its "

@@ -64,6 +64,7 @@ class EveryKindTests(SynchronousTestCase):
             "tcp/server:": both, "tcp/client:": both, "tcp/event/server:": both, "tcp/event/client:": both,
             "tls/server:": both, "tls/client:": both, "tls/event/server:": both, "tls/event/client:": both,
             "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
+            "zmq/server:": both, "zmq/client:": both, "zmq/event/server:": both, "zmq/event/client:": both,
             "xmpp/client:": both, "xmpp/event/client:": both,
         }
         found = {}

@@ -1,0 +1,4 @@
+"""The zmq/server and zmq/client connectors."""
+from uhppoted_tunnel.connectors.zmq import ZMQConnectorMaker
+
+zmq = ZMQConnectorMaker()
