@@ -61,8 +61,8 @@ from uhppoted_tunnel.connectors.xmppframes import (
     read_frames,
 )
 from uhppoted_tunnel.connectors.xmpplogin import SRVEndpoint, XMPPClientEndpoint
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.counts import QUEUE_FULL
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.spec import ConnectorSpec
 
@@ -71,7 +71,8 @@ MAX_PASSWORD = 4096
 
 _STANZA_ERROR = "<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
 
-#: Warnings of what is dropped: C{{what}} names it, C{{sender}} the last.
+#: The warning for each kind of thing dropped (C{{n}} of them, the last
+#: from or for C{{sender}}).
 _DROPPED = {
     STRANGER: "dropped {n} stanza(s) from others than the peer {peer}, the last from {sender}",
     BAD_ID: "dropped {n} frame(s) with a missing or bad id, the last from {sender}",

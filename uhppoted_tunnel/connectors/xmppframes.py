@@ -54,9 +54,6 @@ DEFAULT_XMPP_RATE = 9000
 
 _TAIL = "</frames><no-store xmlns='{0}'/><no-copy xmlns='{0}'/></message>".format(NS_HINTS)
 
-#: A stanza's bytes other than its frames and its C{to} JID.
-STANZA_OVERHEAD = len("<message to='' type='headline'><frames xmlns='{}'>".format(NS_TUNNEL)) + len(_TAIL)
-
 #: What a bad frame is dropped for (the keys of a connector's warnings;
 #: L{TOO_LONG} is the metrics' reason too).
 BAD_ID = "bad id"

@@ -19,6 +19,7 @@ Where the server is: C{--xmpp-server HOST:PORT}, or as the account's
 domain publishes it in DNS (L{SRVEndpoint}).
 """
 
+from OpenSSL import SSL
 from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -27,8 +28,6 @@ from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import client, error, sasl, xmlstream
 from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
-
-from OpenSSL import SSL
 
 from uhppoted_tunnel.connectors.endpoints import DIAL_TIMEOUT
 from uhppoted_tunnel.connectors.tls import _SecureEndpoint, tls_reason
