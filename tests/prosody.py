@@ -46,11 +46,11 @@ legacy_ssl_ports = {{ }}
 s2s_ports = {{ }}
 http_ports = {{ }}
 https_ports = {{ }}
-modules_enabled = {{ "roster"; "saslauth"; "tls"; "disco"; "ping"; "limits"; "carbons"; "mam"; }}
+modules_enabled = {{ "roster"; "saslauth"; {tls}"disco"; "ping"; "limits"; "carbons"; "mam"; }}
 modules_disabled = {{ "s2s"; "s2s_auth_certs"; }}
 authentication = "internal_hashed"
 storage = "internal"
-c2s_require_encryption = true
+c2s_require_encryption = {starttls}
 log = {{
     {{ levels = {{ min = "info" }}, to = "console" }};
     {{ levels = {{ min = "info" }}, to = "file", filename = {log} }};
@@ -92,12 +92,14 @@ class Prosody:
     :ivar config: its configuration file.
     """
 
-    def __init__(self, directory, domain="localhost", port=None, paths=None):
+    def __init__(self, directory, domain="localhost", port=None, paths=None, starttls=True):
         """
         :param directory: the folder for everything (made if need be).
         :param domain: its one VirtualHost.
         :param port: its client port (default: a free one).
         :param paths: C{(prosody, prosodyctl)} (default: from C{PATH}).
+        :param starttls: whether it offers (and requires) STARTTLS; a
+            server without is one an C{xmpp/} end must refuse.
         """
         self.directory = os.path.abspath(directory)
         self.domain = domain
@@ -113,6 +115,7 @@ class Prosody:
         with open(self.config, "w") as f:
             f.write(_CONFIG.format(
                 root="run_as_root = true\n" if os.geteuid() == 0 else "",
+                tls='"tls"; ' if starttls else "", starttls="true" if starttls else "false",
                 pidfile=_lua(os.path.join(self.directory, "prosody.pid")), data=_lua(self.data), port=self.port,
                 log=_lua(self.log), cert=_lua(cert), key=_lua(key), domain=_lua(domain)))
 

@@ -16,8 +16,11 @@ import datetime
 import os
 import re
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import TestCase
+from twisted.words.protocols.jabber import client, xmlstream
+from twisted.words.protocols.jabber.jid import JID
 
 from tests.loopback.processes import (
     DEADLINE,
@@ -39,6 +42,8 @@ from tests.loopback.test_integration import A, B, _Pairs
 from tests.loopback.test_proxy import connect_line, start_tinyproxy
 from tests.prosody import READY, Prosody
 from tests.tools import require
+from uhppoted_tunnel import tls
+from uhppoted_tunnel.connectors.xmppframes import NS_TUNNEL, frame_element, message_head, stanza
 
 PASSWORDS = {"host": "host-secret", "site": "site-secret"}
 
@@ -74,10 +79,10 @@ class _XMPP:
     timeout = 120
 
     @inlineCallbacks
-    def start_server(self):
+    def start_server(self, starttls=True):
         require("prosody", "prosody")
         require("prosodyctl", "prosody")
-        self.server = Prosody(os.path.join(workdir(self), "prosody"))
+        self.server = Prosody(os.path.join(workdir(self), "prosody"), starttls=starttls)
         for user, password in PASSWORDS.items():
             self.server.register(user, password)
         self.prosody = spawn(self, self.server.command(), "prosody")
@@ -208,6 +213,28 @@ class RequestTests(_XMPP, _Pairs, TestCase):
         yield self.assertDiscovers(client)
 
     @inlineCallbacks
+    def test_server_restart(self):
+        """
+        When the server goes away each half loses the other, says it will
+        log in again in 5 s, and does so once the server is back: the
+        halves find each other again and requests relay.
+        """
+        client = yield self.pair(site_first=True)
+        yield self.assertUnicast(client, [A])
+        marks = {half: half.mark() for half in (self.host, self.site)}
+        code = yield stop(self.prosody)
+        self.assertEqual(code, 0, self.prosody.recent())
+        for half, mark in marks.items():
+            yield half.waitFor(r"XMPP\s+reconnecting to \w+@localhost in 5s", since=mark)
+        self.prosody = spawn(self, self.server.command(), "prosody2")
+        self.addCleanup(stop, self.prosody)
+        yield self.prosody.waitFor(READY)
+        for half, other in ((self.host, "site"), (self.site, "host")):
+            yield half.waitFor(connected(other), since=marks[half], timeout=DEADLINE + 10)
+        reply = yield client.get_controller(B)
+        self.assertEqual(reply.controller, B)
+
+    @inlineCallbacks
     def test_through_proxy(self):
         """
         A site that may reach the server only through an HTTP proxy
@@ -294,6 +321,22 @@ class RefusedTests(_XMPP, _Pairs, TestCase):
                                         r"TLS handshake with the server failed: .*certificate verify failed")
 
     @inlineCallbacks
+    def test_no_starttls(self):
+        """
+        A half whose server does not offer STARTTLS refuses to log in
+        (and so never sends it the password), saying why.
+        """
+        yield self.start_server(starttls=False)
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "xmpp/client:host@localhost",
+                          "--max-retries", "0", *self.xmpp("host"))
+        code = yield host.exited()
+        self.assertEqual(code, 1, host.recent())
+        self.assertRegex(host.output(), r"ERROR\s+XMPP\s+could not connect to host@localhost after 1 attempt\(s\): "
+                                        r"the server does not offer STARTTLS: this end logs in over TLS only")
+        with open(self.server.log) as f:
+            self.assertNotIn("Authenticated as", f.read())
+
+    @inlineCallbacks
     def test_bad_flags(self):
         """
         An xmpp/ end without --xmpp-peer, or with a password file that is
@@ -306,6 +349,57 @@ class RefusedTests(_XMPP, _Pairs, TestCase):
         site = run_tunnel(self, "site", "--in", "xmpp/client:site@localhost", "--out", "udp/broadcast:127.0.0.1:9",
                           "--xmpp-peer", "host@localhost", "--xmpp-password-file", missing)
         yield self.assertUsageError(site, "--xmpp-password-file", missing)
+
+
+class StorageTests(_XMPP, TestCase):
+    """
+    What the server keeps of a frame sent to a peer that is offline.
+    """
+
+    @inlineCallbacks
+    def test_frames_never_stored(self):
+        """
+        A stanza of frames, as a half writes it, sent while the peer's
+        account is offline (to a resource that has gone, or even to the
+        bare JID) is neither kept for it (offline storage) nor archived
+        (MAM, which this server runs); a chat message sent the same way,
+        the control, is both.
+        """
+        yield self.start_server()
+        account = JID("host@localhost")
+        factory = client.XMPPClientFactory(account, PASSWORDS["host"], configurationForTLS=tls.client_options(
+            {"ca-cert": self.server.ca, "cert": None, "key": None}, "localhost"))
+        logged_in, ended = Deferred(), Deferred()
+        factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, logged_in.callback)
+        factory.addBootstrap(xmlstream.INIT_FAILED_EVENT, logged_in.errback)
+        factory.addBootstrap(xmlstream.STREAM_END_EVENT, lambda reason: ended.callback(None))
+        connector = reactor.connectTCP("127.0.0.1", self.server.port, factory)
+
+        def disconnect():
+            # (the factory starts trying again each time it connects)
+            factory.stopTrying()
+            connector.disconnect()
+            return ended
+
+        self.addCleanup(disconnect)
+        stream = yield logged_in
+        frames = [frame_element(1, bytes(64)), frame_element(2, b"")]
+        stream.send("<presence/>")
+        for to in ("site@localhost/gone", "site@localhost"):
+            stream.send(stanza(message_head(to), frames))
+        stream.send("<message to='site@localhost' type='chat'><body>control</body></message>")
+        # the server answers a ping once it has handled all that came before
+        pong = Deferred()
+        stream.addOnetimeObserver("/iq[@id='ping']", pong.callback)
+        stream.send("<iq type='get' id='ping' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+        yield pong
+        stored = self.server.stored("offline") + self.server.stored("archive")
+        self.assertTrue(stored, "the control message was not stored: the check would see nothing")
+        for path in stored:
+            with open(path) as f:
+                content = f.read()
+            self.assertIn("control", content)
+            self.assertNotIn(NS_TUNNEL, content)
 
 
 class EventTests(_XMPP, _EventTunnels, TestCase):
