@@ -326,6 +326,34 @@ class PlainZMQLink(ZMQLink):
     curve = False
 
 
+class GRPCLink(TCPLink):
+    """The pair over gRPC: one Relay call (grpc/server and grpc/client)."""
+
+    kind = "grpc"
+
+
+class GRPCSLink(GRPCLink):
+    """
+    The pair over gRPC with TLS and client certificates (grpcs/): the
+    certificates are made in the work directory with the tests' recipe.
+    """
+
+    kind = "grpcs"
+
+    def __init__(self, workdir, port):
+        GRPCLink.__init__(self, workdir, port)
+        sys.path.insert(0, REPO)
+        from tests import certs
+
+        self.files = certs.make(os.path.join(workdir, "certs"))
+
+    def args(self, half):
+        role = "server" if half == "host" else "client"
+        cert, key = self.files[role]
+        flags = ["--ca-cert", self.files["ca"][0], "--cert", cert, "--key", key]
+        return flags + (["--client-auth"] if half == "host" else [])
+
+
 class XMPPLink(TCPLink):
     """
     The halves log in to a prosody server on 127.0.0.1 as two accounts
@@ -380,7 +408,8 @@ class XMPPLink(TCPLink):
 
 
 #: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
-TRANSPORTS = {"tcp": TCPLink, "zmq": ZMQLink, "zmq-plain": PlainZMQLink, "xmpp": XMPPLink}
+TRANSPORTS = {"tcp": TCPLink, "zmq": ZMQLink, "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink,
+              "xmpp": XMPPLink}
 
 
 class Tunnel:

@@ -68,7 +68,7 @@ def _tls_ends(options):
         kind = spec.kind
         if kind == "https":
             yield role, spec, "server"
-        elif kind.startswith("tls/"):
+        elif kind.startswith(("tls/", "grpcs/")):
             yield role, spec, "server" if kind.endswith("/server") else "client"
 
 

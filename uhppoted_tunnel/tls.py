@@ -36,7 +36,13 @@ DEFAULT_HANDSHAKE_TIMEOUT = 15.0
 CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20")
 
 
-def _read(path, flag):
+def read_file(path, flag):
+    """
+    The bytes of a certificate or key file.
+
+    :param flag: the flag that named it, for the error.
+    :raise ValueError: naming the flag and the file when it cannot be read.
+    """
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -52,7 +58,7 @@ def load_ca(path):
     :return: an L{ssl.Certificate}.
     :raise ValueError: naming the file when it cannot be read or parsed.
     """
-    data = _read(path, "--ca-cert")
+    data = read_file(path, "--ca-cert")
     try:
         return ssl.Certificate.loadPEM(data)
     except (crypto.Error, SSL.Error, ValueError):
@@ -82,8 +88,8 @@ def load_identity(cert_path, key_path):
     :return: an L{ssl.PrivateCertificate}.
     :raise ValueError: naming the file at fault.
     """
-    cert_data = _read(cert_path, "--cert")
-    key_data = _read(key_path, "--key")
+    cert_data = read_file(cert_path, "--cert")
+    key_data = read_file(key_path, "--key")
     try:
         certificate = ssl.Certificate.loadPEM(cert_data)
     except (crypto.Error, SSL.Error, ValueError):

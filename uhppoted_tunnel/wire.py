@@ -76,6 +76,8 @@ def describe_bad_length(length, limit, head):
     message = "frame of {} bytes exceeds the {} byte limit".format(length, limit)
     if head.startswith(_TLS_RECORD):
         return message + " (the data starts like a TLS handshake: is the peer using TLS?)"
+    if head.startswith(b"PRI * HTTP/2"):
+        return message + " (the data starts like HTTP/2: is the peer a gRPC client?)"
     if head[:4] in (b"GET ", b"POST", b"HEAD", b"PUT ", b"HTTP"):
         return message + " (the data looks like HTTP: is the peer an HTTP client?)"
     return message + " (is the peer a uhppoted-tunnel?)"

@@ -183,6 +183,20 @@ class CheckTests(SynchronousTestCase):
                                                    "--peer-cert", dns["server"][0])),
                            "does not name '127.0.0.1'")
 
+    def test_grpcs(self):
+        """
+        grpcs/ ends are checked as tls/ ends are: their certificates'
+        dates, and a peer certificate against the host a client dials.
+        """
+        server = [arg.replace("tls/server:", "grpcs/server:") for arg in self.server()]
+        code, out, err = self.check(*server)
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("--cert '{}': valid until".format(self.files["server"][0]), out)
+        client = [arg.replace("tls/client:", "grpcs/client:")
+                  for arg in self.client("tunnel.example.com", "--peer-cert", self.files["server"][0])]
+        self.assertProblem(self.check(*client), "does not name 'tunnel.example.com'",
+                           "grpcs/client:tunnel.example.com:12345")
+
     def test_sanCovering(self):
         """
         The host name dialled, named in the server certificate, passes.

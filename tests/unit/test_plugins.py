@@ -64,6 +64,8 @@ class EveryKindTests(SynchronousTestCase):
             "tcp/server:": both, "tcp/client:": both, "tcp/event/server:": both, "tcp/event/client:": both,
             "tls/server:": both, "tls/client:": both, "tls/event/server:": both, "tls/event/client:": both,
             "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
+            "grpc/server:": both, "grpc/client:": both, "grpc/event/server:": both, "grpc/event/client:": both,
+            "grpcs/server:": both, "grpcs/client:": both, "grpcs/event/server:": both, "grpcs/event/client:": both,
             "zmq/server:": both, "zmq/client:": both, "zmq/event/server:": both, "zmq/event/client:": both,
             "xmpp/client:": both, "xmpp/event/client:": both,
         }

@@ -95,6 +95,16 @@ class DecoderTests(SynchronousTestCase):
         self.assertEqual(e.length, 0x1603)
         self.assertIn("is the peer using TLS?", str(e))
 
+    def test_tooLongHTTP2(self):
+        """
+        An HTTP/2 client's preface (a gRPC client dialling a stream end)
+        is recognised in the message.
+        """
+        decoder = FrameDecoder(max_payload=1024)
+        e = self.assertRaises(FrameTooLong, decoder.feed, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.assertEqual(e.length, 0x5052)
+        self.assertIn("starts like HTTP/2: is the peer a gRPC client?", str(e))
+
     def test_limitInclusive(self):
         """
         A payload of exactly the limit is accepted.

@@ -581,12 +581,41 @@ def describe(spec, settings, secure):
     return "{} dials {} through HTTP proxy {} ({})".format(spec.kind, spec.address, choice.proxy, choice.why)
 
 
+def proxy_for(spec, settings, secure=False, log_tag="TCP"):
+    """
+    The proxy a client end dials through (L{choose}) when its address is
+    a Go C{HOST:PORT}, and says in the log which and why: for the ends
+    that dial through L{client_endpoint}, and for a transport that speaks
+    to proxies itself (C{grpc/}).
+
+    :param settings: the tunnel's options (C{proxy}, and the environment
+        as their C{environ}; none for a plain dict).
+    :param secure: whether the end speaks TLS (C{https_proxy}).
+    :return: C{(proxy, host, port)}: the L{Proxy}, or C{None} to dial
+        directly, and the host and port dialled (C{None} for a Twisted
+        endpoint description).
+    :raise ValueError: for an unusable address or proxy URL.
+    """
+    chosen = choose_for(spec, settings, secure)
+    if chosen is None:
+        return None, None, None
+    host, port, choice = chosen
+    if choice.proxy is None:
+        if choice.why is not None:
+            log.info("dialling {address} directly ({why})", address=spec.address, why=choice.why, log_tag=log_tag)
+        return None, host, port
+    if any(c <= " " or c == "\x7f" for c in host):
+        raise ValueError("invalid host in '{}'".format(spec.text))
+    log.info("dialling {address} through HTTP proxy {proxy} ({why})", address=spec.address, proxy=str(choice.proxy),
+             why=choice.why, log_tag=log_tag)
+    return choice.proxy, host, port
+
+
 def client_endpoint(reactor, spec, settings, secure=False, log_tag="TCP"):
     """
     The endpoint a stream client end dials: through the proxy chosen for
-    its host (L{choose}) when its address is a Go C{HOST:PORT}, else as
-    L{endpoints.client_endpoint} makes it (a Twisted endpoint description
-    is used as given). Says in the log which proxy it uses and why.
+    its host (L{proxy_for}), else as L{endpoints.client_endpoint} makes it
+    (a Twisted endpoint description is used as given).
 
     :param settings: the tunnel's options (C{proxy}, C{handshake-timeout},
         and the environment as their C{environ}; none for a plain dict).
@@ -594,19 +623,9 @@ def client_endpoint(reactor, spec, settings, secure=False, log_tag="TCP"):
     :raise ValueError: for an unusable address or proxy URL.
     """
     direct = endpoints.client_endpoint(reactor, spec)
-    chosen = choose_for(spec, settings, secure)
-    if chosen is None:
+    proxy, host, port = proxy_for(spec, settings, secure, log_tag)
+    if proxy is None:
         return direct
-    host, port, choice = chosen
-    if choice.proxy is None:
-        if choice.why is not None:
-            log.info("dialling {address} directly ({why})", address=spec.address, why=choice.why, log_tag=log_tag)
-        return direct
-    if any(c <= " " or c == "\x7f" for c in host):
-        raise ValueError("invalid host in '{}'".format(spec.text))
-    proxy = choice.proxy
     dial = endpoints.client_endpoint(reactor, dataclasses.replace(spec, address=str(proxy)))
-    log.info("dialling {address} through HTTP proxy {proxy} ({why})", address=spec.address, proxy=str(proxy),
-             why=choice.why, log_tag=log_tag)
     return ProxyEndpoint(dial, proxy, host, port, reactor, settings.get("handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT),
                          log_tag)

@@ -129,6 +129,9 @@ class FrameFactory(Factory):
 
     noisy = False
     log = Logger()
+    #: what each connection is: a byte stream's L{FramedProtocol}, or a
+    #: message transport's own L{IFrameConnection} (built the same way)
+    protocol = FramedProtocol
 
     def __init__(self, relay, settings, clock, log_tag, closed=None, link=None):
         """
@@ -159,7 +162,7 @@ class FrameFactory(Factory):
         self._stalled = Throttle(clock, self._warnStalled)
 
     def buildProtocol(self, addr):
-        protocol = FramedProtocol(self.max_payload)
+        protocol = self.protocol(self.max_payload)
         protocol.factory = self
         protocol.relay = self.relay
         protocol.log_tag = self.log_tag
@@ -468,6 +471,8 @@ class StreamConnectorMaker:
     log_tag = "TCP"
     #: whether the transport authenticates and encrypts its peers
     secure = False
+    #: the connection its endpoints connect (see L{FrameFactory.protocol})
+    protocol = FramedProtocol
 
     def __init__(self, kind="tcp"):
         self.kind = kind
@@ -489,6 +494,7 @@ class StreamConnectorMaker:
         else:
             end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
                             self.log_tag)
+        end.factory.protocol = self.protocol
         alsoProvides(end, IInEnd if role == IN else IOutEnd)
         return end
 

@@ -1,0 +1,580 @@
+# -*- test-case-name: tests.loopback.test_grpc -*-
+"""
+The gRPC ends end to end: real C{uhppoted-tunnel} processes on 127.0.0.1
+joined by C{grpc/} and C{grpcs/}, the controller emulator, and the
+C{uhppoted} client as the application; a plain grpcio client with stubs
+generated from the shipped C{.proto}; refusals, restarts and signals.
+"""
+
+import datetime
+import os
+import re
+import signal
+import socket
+import sys
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from tests import certs
+from tests.loopback.processes import (
+    Client,
+    emulator_sent_line,
+    free_port,
+    listening_line,
+    lockfile,
+    run_tunnel,
+    spawn,
+    start_emulator,
+    start_event_emulator,
+    start_host,
+    start_site,
+    workdir,
+)
+from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
+from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
+from tests.loopback.test_integration import A, B, _Pairs
+from tests.loopback.test_proxy import PASSWORD, USER, connect_line, start_tinyproxy
+from uhppoted_tunnel import proto
+
+#: The service as installed with the package.
+PROTO = os.path.join(proto.__path__[0], "tunnel.proto")
+
+
+def grpc_listening(kind="grpc"):
+    """
+    :return: a regex for the line a gRPC server end logs once it listens
+        (group 1: the port).
+    """
+    return r"\b" + kind.upper() + r"\s+listening on 127\.0\.0\.1:(\d+)\s*$"
+
+
+def grpc_connected(kind="grpc", port=None):
+    """
+    :return: a regex for the line a gRPC end logs once its call is ready.
+    """
+    return r"\b" + kind.upper() + r"\s+connected to 127\.0\.0\.1:" + (r"\d+" if port is None else str(port)) + r"\s*$"
+
+
+def grpc_retrying(kind, port, reason=".*"):
+    """
+    :return: a regex for a gRPC client end's warning that an attempt
+        failed and when it tries again.
+    """
+    return (r"WARN\s+" + kind.upper() + r"\s+could not connect to 127\.0\.0\.1:" + str(port) + r" \(" + reason
+            + r"\): retrying in (\d+)s")
+
+
+class _GRPCPairs(_Pairs):
+    """
+    Tunnel pairs joined by gRPC, and the certificates they use.
+    """
+
+    timeout = 120
+
+    def certificates(self, prefix=""):
+        files = self.__dict__.setdefault("_files", {})
+        if prefix not in files:
+            files[prefix] = certs.make(os.path.join(workdir(self), "certs-" + (prefix or "main")), prefix=prefix)
+        return files[prefix]
+
+    def tls_flags(self, role, client_auth=False, prefix="", ca_prefix=""):
+        cert, key = self.certificates(prefix)[role]
+        ca = self.certificates(ca_prefix)["ca"][0]
+        return ["--ca-cert", ca, "--cert", cert, "--key", key] + (["--client-auth"] if client_auth else [])
+
+    @inlineCallbacks
+    def connect(self, kind="grpc", reverse=False, server_flags=(), client_flags=()):
+        """
+        Start the emulator (controllers A and B), a host half (udp/listen
+        -> KIND) and a site half (KIND -> udp/broadcast), one the server
+        and the other the client, and wait until both ends have the call.
+
+        :return: a Deferred firing with C{(host, site, client)}.
+        """
+        emulator_process, emulator_port = yield start_emulator(self, A, B)
+        broadcast = "udp/broadcast:127.0.0.1:{}".format(emulator_port)
+        if not reverse:
+            host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out",
+                              "{}/server:127.0.0.1:0".format(kind), *server_flags)
+            port = int((yield host.waitFor(grpc_listening(kind))).group(1))
+            site = run_tunnel(self, "site", "--in", "{}/client:127.0.0.1:{}".format(kind, port), "--out", broadcast,
+                              "--udp-timeout", "1s", *client_flags)
+            yield site.waitFor(grpc_connected(kind, port))
+            yield host.waitFor(grpc_connected(kind))
+        else:
+            site = run_tunnel(self, "site", "--in", "{}/server:127.0.0.1:0".format(kind), "--out", broadcast,
+                              "--udp-timeout", "1s", *server_flags)
+            port = int((yield site.waitFor(grpc_listening(kind))).group(1))
+            host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out",
+                              "{}/client:127.0.0.1:{}".format(kind, port), *client_flags)
+            yield host.waitFor(grpc_connected(kind, port))
+            yield site.waitFor(grpc_connected(kind))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        self.emulator_process = emulator_process
+        return host, site, Client(udp_port)
+
+    @inlineCallbacks
+    def assertRequests(self, client):
+        """
+        Discovery gets both controllers, get-time and get-controller reach
+        the controller named, and a card written to A reads back from A
+        alone.
+        """
+        yield self.assertDiscovers(client)
+        yield self.assertUnicast(client)
+        for serial in (A, B):
+            reply = yield client.get_time(serial)
+            self.assertEqual(reply.controller, serial)
+            self.assertIsInstance(reply.datetime, datetime.datetime)
+        start, end = datetime.date(2024, 1, 1), datetime.date(2025, 12, 31)
+        stored = yield client.put_card(A, 8165538, start, end, (1, 0, 29, 1), 7531)
+        self.assertEqual((stored.controller, stored.stored), (A, True))
+        card = yield client.get_card(A, 8165538)
+        self.assertEqual((card.controller, card.card_number, card.start_date, card.end_date, card.door_1,
+                          card.door_3, card.pin), (A, 8165538, start, end, 1, 29, 7531))
+        other = yield client.get_card(B, 8165538)
+        self.assertEqual((other.controller, other.card_number), (B, 0))
+
+
+class GRPCTunnelTests(_GRPCPairs, TestCase):
+    """
+    Tunnels joined by gRPC carry the uhppoted client's requests, both
+    ways of dialling, plain and over TLS with client certificates.
+    """
+
+    @inlineCallbacks
+    def test_forward(self):
+        """
+        Site dialling host over grpc/: the uhppoted client's requests are
+        answered; the plain server on loopback is not warned of.
+        """
+        host, site, client = yield self.connect()
+        yield self.assertRequests(client)
+        self.assertNotIn("plain GRPC end on a network address", host.output())
+
+    @inlineCallbacks
+    def test_reverse(self):
+        """
+        Host dialling site over grpc/: the uhppoted client's requests are
+        answered.
+        """
+        host, site, client = yield self.connect(reverse=True)
+        yield self.assertRequests(client)
+
+    @inlineCallbacks
+    def test_tls(self):
+        """
+        Site dialling host over grpcs/ with --client-auth and client
+        certificates: the requests are answered.
+        """
+        host, site, client = yield self.connect("grpcs", server_flags=self.tls_flags("server", client_auth=True),
+                                                client_flags=self.tls_flags("client"))
+        yield self.assertRequests(client)
+
+    @inlineCallbacks
+    def test_tls_reverse(self):
+        """
+        Host dialling site over grpcs/ with client certificates: the
+        requests are answered.
+        """
+        host, site, client = yield self.connect("grpcs", reverse=True,
+                                                server_flags=self.tls_flags("server", client_auth=True),
+                                                client_flags=self.tls_flags("client"))
+        yield self.assertDiscovers(client)
+        yield self.assertUnicast(client)
+
+
+class GRPCRefusalTests(_GRPCPairs, TestCase):
+    """
+    A client that cannot have its link says why in one warning per
+    attempt, and backs off.
+    """
+
+    @inlineCallbacks
+    def test_client_from_another_ca(self):
+        """
+        A grpcs/ client whose certificate another CA signed is refused by
+        a server with --client-auth: it warns once per attempt that the
+        server refused its certificate, and backs off (5 s, then 10 s);
+        nothing it would relay reaches the host.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpcs/server:127.0.0.1:0",
+                          *self.tls_flags("server", client_auth=True))
+        port = int((yield host.waitFor(grpc_listening("grpcs"))).group(1))
+        site = run_tunnel(self, "site", "--in", "grpcs/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()),
+                          *self.tls_flags("client", prefix="other-", ca_prefix=""))
+        first = yield site.waitFor(grpc_retrying("grpcs", port, ".*refused this end's certificate.*"))
+        self.assertEqual(first.group(1), "5")
+        second = yield site.waitFor(grpc_retrying("grpcs", port), since=site.mark(), timeout=20)
+        self.assertEqual(second.group(1), "10")
+        warnings = [line for line in site.output().splitlines() if "WARN" in line]
+        self.assertEqual(len(warnings), 2, site.recent())
+        self.assertNotIn("connected to", host.output())
+        self.assertNotIn("Traceback", site.output() + host.output())
+
+    @inlineCallbacks
+    def test_client_to_tcp_server(self):
+        """
+        A grpc/ client dialling a tcp/server end is told it is not a gRPC
+        server, and backs off; the tcp/server end says the peer looks
+        like an HTTP/2 client.
+        """
+        host, _ = yield start_host(self, "tcp/server:127.0.0.1:0")
+        port = int((yield host.waitFor(listening_line("TCP"))).group(1))
+        site = run_tunnel(self, "site", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()))
+        match = yield site.waitFor(grpc_retrying("grpc", port, ".*not a gRPC server.*"))
+        self.assertEqual(match.group(1), "5")
+        yield host.waitFor(r"the data starts like HTTP/2: is the peer a gRPC client\?")
+        self.assertNotIn("Traceback", site.output() + host.output())
+
+    @inlineCallbacks
+    def test_out_of_retries(self):
+        """
+        With --max-retries 0, a grpc/ client whose server does not exist
+        exits 1 naming the address.
+        """
+        port = free_port()
+        site = run_tunnel(self, "site", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()), "--max-retries", "0")
+        code = yield site.exited()
+        self.assertEqual(code, 1, site.recent())
+        self.assertRegex(site.output(), r"ERROR\s+GRPC\s+could not connect to 127\.0\.0\.1:{} after 1 attempt\(s\): "
+                                        r"connection refused".format(port))
+        self.assertNotIn("Traceback", site.output())
+
+    @inlineCallbacks
+    def test_port_in_use(self):
+        """
+        A grpc/server on a port another grpc/server holds exits 1 with
+        "cannot listen" and the system's reason.
+        """
+        first = run_tunnel(self, "first", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0")
+        port = int((yield first.waitFor(grpc_listening())).group(1))
+        second = run_tunnel(self, "second", "--in", "udp/listen:127.0.0.1:0", "--out",
+                            "grpc/server:127.0.0.1:{}".format(port))
+        code = yield second.exited()
+        self.assertEqual(code, 1, second.recent())
+        self.assertRegex(second.output(), r"cannot listen on 127\.0\.0\.1:{}: Address already in use".format(port))
+        self.assertNotIn("Traceback", second.output())
+
+
+class GRPCReloadTests(_GRPCPairs, TestCase):
+    """
+    A grpcs/ server reads its certificates again on SIGHUP.
+    """
+
+    @inlineCallbacks
+    def test_sighup(self):
+        """
+        After its files are replaced by those of another CA and it is sent
+        SIGHUP, a grpcs/ server says it reloaded them, and a client of the
+        new CA connects.
+        """
+        folder = os.path.join(workdir(self), "live")
+        os.makedirs(folder)
+        live = {name: os.path.join(folder, name) for name in ("ca.cert", "server.cert", "server.key")}
+
+        def install(files):
+            for role, name in (("ca", "ca.cert"), ("server", "server.cert")):
+                with open(files[role][0], "rb") as f, open(live[name], "wb") as g:
+                    g.write(f.read())
+            with open(files["server"][1], "rb") as f, open(live["server.key"], "wb") as g:
+                g.write(f.read())
+
+        install(self.certificates())
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpcs/server:127.0.0.1:0",
+                          "--ca-cert", live["ca.cert"], "--cert", live["server.cert"], "--key", live["server.key"],
+                          "--client-auth")
+        port = int((yield host.waitFor(grpc_listening("grpcs"))).group(1))
+        install(self.certificates("other-"))
+        host.send_signal("HUP")
+        yield host.waitFor(r"GRPCS\s+reloaded the TLS certificates: new connections use them")
+        site = run_tunnel(self, "site", "--in", "grpcs/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()),
+                          *self.tls_flags("client", prefix="other-", ca_prefix="other-"))
+        yield site.waitFor(grpc_connected("grpcs", port))
+        self.assertNotIn("Traceback", host.output() + site.output())
+
+
+class GRPCProxyTests(_GRPCPairs, TestCase):
+    """
+    A grpc/ client reaches its server through an HTTP proxy (Debian's
+    tinyproxy), as tcp/ clients do.
+    """
+
+    @inlineCallbacks
+    def through(self, kind, auth=None, server_flags=(), client_flags=()):
+        tinyproxy, proxy_port = yield start_tinyproxy(self, auth)
+        proxy = "127.0.0.1:{}".format(proxy_port)
+        if auth is not None:
+            proxy = "{}:{}@{}".format(auth[0], auth[1], proxy)
+        host, site, client = yield self.connect(kind, server_flags=server_flags,
+                                                client_flags=["--proxy", "http://" + proxy] + list(client_flags))
+        port = int(re.search(grpc_listening(kind), host.output(), re.M).group(1))
+        yield tinyproxy.waitFor(connect_line(port))
+        self.assertRegex(site.output(), r"INFO\s+{}\s+dialling 127\.0\.0\.1:{} through HTTP proxy 127\.0\.0\.1:{} "
+                                        r"\(--proxy\)".format(kind.upper(), port, proxy_port))
+        yield self.assertDiscovers(client)
+        yield self.assertUnicast(client)
+
+    def test_plain(self):
+        """
+        A grpc/ site given --proxy dials its host through it, and relays.
+        """
+        return self.through("grpc")
+
+    def test_tls_basic_auth(self):
+        """
+        A grpcs/ site dials through a proxy that wants a password, TLS
+        end to end through the tunnel the proxy opens.
+        """
+        return self.through("grpcs", (USER, PASSWORD), self.tls_flags("server", client_auth=True),
+                            self.tls_flags("client"))
+
+
+class GRPCLimitTests(_GRPCPairs, TestCase):
+    """
+    What a gRPC server end bounds, it says when it bites.
+    """
+
+    @inlineCallbacks
+    def test_max_connections(self):
+        """
+        A server with --max-connections 1 refuses a second client's call:
+        the server warns, naming the cap, and the client is told why and
+        backs off; the first link carries on.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0",
+                          "--max-connections", "1")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        out = "udp/broadcast:127.0.0.1:{}".format(free_port())
+        first = run_tunnel(self, "first", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out", out)
+        yield first.waitFor(grpc_connected("grpc", port))
+        second = run_tunnel(self, "second", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out", out)
+        yield second.waitFor(grpc_retrying("grpc", port, "the server refused the link: too many connections"))
+        yield host.waitFor(r"WARN\s+GRPC\s+refused 1 connection\(s\), the last from 127\.0\.0\.1:\d+: 1 open "
+                           r"connections already \(--max-connections; 1 open\)")
+        self.assertNotIn("closed", first.output())
+
+    @inlineCallbacks
+    def test_peer_not_reading(self):
+        """
+        A peer that takes the call and then reads nothing: what the host
+        would send it past --max-send-queue is dropped with a warning, and
+        after --stall-timeout the call is ended with another.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0",
+                          "--max-send-queue", "1024", "--stall-timeout", "2s", "--rate-limit", "100000",
+                          "--rate-limit-burst", "100000")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        script = os.path.join(workdir(self), "deaf.py")
+        with open(script, "w") as f:
+            f.write(DEAF)
+        deaf = spawn(self, [sys.executable, script, "127.0.0.1:{}".format(port)], "deaf")
+        yield host.waitFor(grpc_connected())
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        request = bytes([0x17, 0x94, 0, 0]) + A.to_bytes(4, "little") + bytes(56)
+        stalled = host.waitFor(r"closed 1 connection\(s\) that read nothing")
+        # at a pace the host keeps up with, until its writes wait for the
+        # peer (64 KiB on) and what is queued passes the limit
+        for _ in range(1000):
+            if stalled.called:
+                break
+            for _ in range(10):
+                sender.sendto(request, ("127.0.0.1", udp_port))
+            yield deferLater(reactor, 0.01, lambda: None)
+        yield stalled
+        yield host.waitFor(r"WARN\s+GRPC\s+dropped \d+ frame\(s\) for peers that are not reading what is sent "
+                           r"to them \(--max-send-queue 1024 bytes each\)")
+        yield host.waitFor(r"WARN\s+GRPC\s+closed 1 connection\(s\) that read nothing sent to them for 2s, the "
+                           r"last to 127\.0\.0\.1:\d+ \(--stall-timeout\)")
+        yield host.waitFor(r"GRPC\s+connection to 127\.0\.0\.1:\d+ closed")
+        self.assertTrue(deaf.running)
+        self.assertNotIn("Traceback", host.output())
+
+    @inlineCallbacks
+    def test_dead_peer(self):
+        """
+        A host that stops answering (SIGSTOP) is noticed by its site's
+        keepalive pings within --dead-peer-timeout, and the site dials
+        again.
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        site = run_tunnel(self, "site", "--in", "grpc/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()), "--dead-peer-timeout", "4s")
+        yield site.waitFor(grpc_connected("grpc", port))
+        mark = site.mark()
+        host.send_signal(signal.SIGSTOP)
+        self.addCleanup(host.send_signal, signal.SIGCONT)
+        started = reactor.seconds()
+        yield site.waitFor(r"GRPC\s+connection to 127\.0\.0\.1:{} closed".format(port), since=mark, timeout=15)
+        self.assertLess(reactor.seconds() - started, 8)
+        yield site.waitFor(r"GRPC\s+reconnecting to 127\.0\.0\.1:{} in 5s".format(port), since=mark)
+
+
+class GRPCShutdownTests(_GRPCPairs, TestCase):
+    """
+    SIGTERM stops each half cleanly: exit 0, no traceback, lockfile
+    removed.
+    """
+
+    @inlineCallbacks
+    def test_sigterm_server_then_client(self):
+        """
+        SIGTERM stops a connected host (the server), then the site while
+        it waits to dial again.
+        """
+        host, site, client = yield self.connect()
+        mark = site.mark()
+        yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
+        yield site.waitFor(r"GRPC\s+reconnecting to 127\.0\.0\.1:\d+ in 5s", since=mark)
+        yield self.assertCleanStop(site, "TERM", lockfile(self, "site"))
+
+    @inlineCallbacks
+    def test_sigterm_client_then_server(self):
+        """
+        SIGTERM stops a connected site (the client), then the host, over
+        grpcs/.
+        """
+        host, site, client = yield self.connect("grpcs", server_flags=self.tls_flags("server", client_auth=True),
+                                                client_flags=self.tls_flags("client"))
+        yield self.assertCleanStop(site, "TERM", lockfile(self, "site"))
+        yield host.waitFor(r"GRPCS\s+connection to 127\.0\.0\.1:\d+ closed")
+        yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
+
+
+class GRPCEventTests(_EventTunnels, TestCase):
+    """
+    An event tunnel over gRPC loses nothing across a restart of one half.
+    """
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_host_killed(self):
+        """
+        Over grpc/, a host killed (SIGKILL) while events stream, with
+        events sent to it and not acknowledged, and started again on the
+        same port with the same lockfile (and so the same record of what
+        it forwarded), is dialled again by the site, which sends what was
+        not acknowledged: each of the 200 events arrives exactly once,
+        those after the restart in order.
+        """
+        host = self.host("grpc/server:127.0.0.1:0")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        site = self.site(0, "grpc/client:127.0.0.1:{}".format(port), "--debug")
+        yield site.waitFor(grpc_connected("grpc", port))
+        site_port = yield self.site_port(site)
+        emulator_process, _ = yield start_event_emulator(self, site_port, COUNT, "20ms", serials=[EVENT_CONTROLLER])
+        yield self.events.waitForCount(50)
+        # killed at a moment when it has recorded every event it forwarded
+        # (a host killed in between forwards that one again, on any
+        # transport)
+        yield RestartTests.freeze(self, host, site)
+        mark = site.mark()
+        host.send_signal("KILL")
+        yield host.exited()
+        before = len(self.events.keys)
+        self.assertLess(before, COUNT)
+        host = self.host("grpc/server:127.0.0.1:{}".format(port), name="host")
+        yield host.waitFor(grpc_listening())
+        yield site.waitFor(grpc_connected("grpc", port), since=mark)
+        yield emulator_process.waitFor(emulator_sent_line(COUNT))
+        yield self.events.waitForKey((EVENT_CONTROLLER, COUNT))
+        yield self.finish(site_port)
+        received = self.events.of(EVENT_CONTROLLER)
+        self.assertEqual(sorted(received), list(range(1, COUNT + 1)), "lost or duplicated events")
+        after = [index for serial, index in self.events.keys[before:] if serial == EVENT_CONTROLLER]
+        self.assertEqual(after, sorted(after), "events after the restart out of order")
+        self.assertNotIn("Traceback", site.output() + host.output())
+
+
+class InteropTests(TestCase):
+    """
+    Any gRPC stack can speak to a tunnel half from the shipped .proto.
+    """
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_generated_stubs(self):
+        """
+        A plain grpcio client, with stubs that grpc_tools generates from
+        the shipped tunnel.proto and no tunnel code, calls Relay on a
+        site's grpc/server in end with a get-controller request in a
+        Frame, and gets controller A's reply back with the request's id.
+        """
+        emulator_process, emulator_port = yield start_emulator(self, A, B)
+        site = start_site(self, "grpc/server:127.0.0.1:0", emulator_port)
+        port = int((yield site.waitFor(grpc_listening())).group(1))
+        out = os.path.abspath(self.mktemp())
+        os.makedirs(out)
+        proto = os.path.abspath(PROTO)
+        stdout, stderr, code = yield getProcessOutputAndValue(sys.executable, [
+            "-m", "grpc_tools.protoc", "-I", os.path.dirname(proto), "--python_out", out, "--grpc_python_out", out,
+            os.path.basename(proto)], env=dict(os.environ))
+        self.assertEqual(code, 0, stderr)
+        script = os.path.join(out, "client.py")
+        with open(script, "w") as f:
+            f.write(CLIENT)
+        request = bytes([0x17, 0x94, 0, 0]) + A.to_bytes(4, "little") + bytes(56)
+        stdout, stderr, code = yield getProcessOutputAndValue(
+            sys.executable, [script, "127.0.0.1:{}".format(port), request.hex()], path=out,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": out})
+        self.assertEqual(code, 0, stderr)
+        frame_id, reply = stdout.decode().split()
+        reply = bytes.fromhex(reply)
+        self.assertEqual((int(frame_id), reply[:2], int.from_bytes(reply[4:8], "little")), (77, b"\x17\x94", A))
+
+
+#: A client that takes the call and never reads what it is sent (with the
+#: window a tunnel's end keeps: 64 KiB).
+DEAF = '''
+import sys
+import threading
+
+import grpc
+
+with grpc.insecure_channel(sys.argv[1], options=[("grpc.http2.bdp_probe", 0)]) as channel:
+    call = channel.stream_stream("/uhppoted.tunnel.Tunnel/Relay")(iter(threading.Event().wait, True))
+    call.initial_metadata()
+    threading.Event().wait(120)
+'''
+
+
+#: A client of the Tunnel service that knows nothing of the tunnel but the
+#: generated stubs: sends one Frame, prints the id and payload of the
+#: first one back.
+CLIENT = '''
+import sys
+import threading
+
+import grpc
+
+import tunnel_pb2
+import tunnel_pb2_grpc
+
+answered = threading.Event()
+
+
+def requests():
+    yield tunnel_pb2.Frame(id=77, payload=bytes.fromhex(sys.argv[2]))
+    # the link lasts while the stream is open
+    answered.wait(10)
+
+
+with grpc.insecure_channel(sys.argv[1]) as channel:
+    replies = tunnel_pb2_grpc.TunnelStub(channel).Relay(requests(), timeout=10)
+    reply = next(replies)
+    answered.set()
+    print(reply.id, reply.payload.hex())
+'''
