@@ -20,7 +20,9 @@ the tunnel, was the limit.
 
 One JSON line per tunnel goes to stdout; progress and diagnostics to stderr.
 Only the standard library is needed (the twisted and asyncio engines import
-their framework when chosen). Linux only: it reads /proc.
+their framework when chosen; --transport xmpp starts Debian's prosody with
+tests/prosody.py, which makes its certificate with cryptography). Linux
+only: it reads /proc.
 
     python bench/loadgen.py --clients 16 --duration 10 --udp-timeout 1s
     python bench/loadgen.py --clients 4 --duration 10 \\
@@ -35,6 +37,7 @@ import os
 import re
 import select
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -388,9 +391,62 @@ class GRPCSLink(GRPCLink):
         return flags + (["--client-auth"] if half == "host" else [])
 
 
+class XMPPLink(TCPLink):
+    """
+    The halves log in to a prosody server on 127.0.0.1 as two accounts
+    (tests/prosody.py: its own configuration, certificate and data in the
+    workdir, prosody's default limits), which relays between them. The
+    server is up, with both accounts, before the host half starts; the
+    halves find each other by presence, in whichever order they log in.
+    """
+
+    kind = "xmpp"
+    USERS = ("host", "site")
+
+    def __init__(self, workdir, port):
+        TCPLink.__init__(self, workdir, port)
+        if REPO not in sys.path:
+            sys.path.insert(0, REPO)
+        from tests import prosody
+
+        if prosody.installed() is None:
+            raise NotReady("prosody is not installed (Debian package prosody)")
+        self.folder = os.path.join(workdir, "prosody")
+        self.server = prosody.Prosody(self.folder, port=port)
+        self.host_out = "xmpp/client:host@localhost"
+        self.site_in = "xmpp/client:site@localhost"
+        self.passwords = {}
+        for user in self.USERS:
+            self.server.register(user, user + "-secret")
+            self.passwords[user] = self.server.password_file(user, user + "-secret")
+        self.child = Child("prosody", self.server.command(), workdir, child_env())
+        deadline = now() + READY_TIMEOUT
+        while not tcp_listening(port):
+            if not self.child.alive() or now() > deadline:
+                output = self.child.output()
+                self.stop()
+                raise NotReady("prosody did not start:\n" + output)
+            time.sleep(0.05)
+
+    def args(self, half):
+        peer = self.USERS[half == "host"]
+        return ["--xmpp-peer", peer + "@localhost", "--xmpp-server", self.server.address,
+                "--ca-cert", self.server.ca, "--xmpp-password-file", self.passwords[half]]
+
+    def ready(self):
+        return True
+
+    def stop(self):
+        self.child.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __str__(self):
+        return "xmpp via prosody %s" % self.server.address
+
+
 #: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
 TRANSPORTS = {"tcp": TCPLink, "tls": TLSLink, "ws": WSLink, "wss": WSSLink, "zmq": ZMQLink,
-              "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink}
+              "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink, "xmpp": XMPPLink}
 
 
 class Tunnel:

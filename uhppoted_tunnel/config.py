@@ -255,6 +255,8 @@ KEYS = {
     "token-file": string,
     "trusted-proxies": list_of("addresses or CIDR blocks", _network),
     "ws-ping": duration(),
+    **dict.fromkeys(["xmpp-password-file", "xmpp-peer", "xmpp-server"], string),
+    "xmpp-rate": integer(256),
 }
 """TOML key -> converter raising L{ValueError}; add a key with one line."""
 

@@ -18,6 +18,7 @@ from twisted.python import usage
 from uhppoted_tunnel import bind, config, events, limits, lockfile, spec, status
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.connectors.websocket import DEFAULT_PING
+from uhppoted_tunnel.connectors.xmppframes import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.tls import DEFAULT_HANDSHAKE_TIMEOUT
@@ -73,6 +74,10 @@ DEFAULTS = {
     "token-file": None,
     "trusted-proxies": (),
     "ws-ping": DEFAULT_PING,
+    "xmpp-password-file": None,
+    "xmpp-peer": None,
+    "xmpp-server": None,
+    "xmpp-rate": DEFAULT_XMPP_RATE,
 }
 
 #: Keys that are on/off flags on the command line.
@@ -224,6 +229,15 @@ class Options(usage.Options):
         ["ws-ping", None, None, "How often ws/ and wss/ ends ping their peer; a peer that does not answer "
                                 "within as long is disconnected (default 30s; 0 for no pings).",
          _checked("ws-ping")],
+        ["xmpp-password-file", None, None, "The file holding the password of an xmpp/ end's account (its first "
+                                           "line)."],
+        ["xmpp-peer", None, None, "The JID of the other half's account, for an xmpp/ end: user@domain (any of its "
+                                  "resources) or user@domain/resource."],
+        ["xmpp-server", None, None, "The XMPP server's HOST:PORT, for an xmpp/ end (default: as the account's "
+                                    "domain's DNS SRV records say, or DOMAIN:5222)."],
+        ["xmpp-rate", None, None, "Bytes per second an xmpp/ end sends to its server, under the server's limit "
+                                  "(default {}: prosody allows 10 kB/s).".format(DEFAULT_XMPP_RATE),
+         _checked("xmpp-rate", _whole)],
     ]
 
     def __init__(self, makers=None):

@@ -47,12 +47,14 @@ class TokenBucket:
         self._seconds = seconds
         self._stamp = seconds()
 
-    def take(self, now=None):
+    def take(self, now=None, cost=1.0):
         """
-        Take one token if there is one.
+        Take C{cost} tokens (one request; or bytes, when the bucket paces
+        a byte stream) if there are as many.
 
         :param now: the time, if the caller has it already.
-        :return: True if a token was taken.
+        :param cost: the tokens to take, at most C{burst}.
+        :return: True if they were taken.
         """
         if now is None:
             now = self._seconds()
@@ -60,11 +62,23 @@ class TokenBucket:
         self._stamp = now
         if tokens > self.burst:
             tokens = self.burst
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        if tokens >= cost:
+            self._tokens = tokens - cost
             return True
         self._tokens = tokens
         return False
+
+    def wait(self, cost=1.0):
+        """
+        How long until C{cost} tokens are there (taking none).
+
+        :param cost: the tokens wanted, at most C{burst}.
+        :return: seconds, 0 if they are there now.
+        """
+        now = self._seconds()
+        tokens = min(self._tokens + (now - self._stamp) * self.rate, self.burst)
+        # a nanosecond more, so that float rounding never leaves a hair short
+        return 0.0 if tokens >= cost else (cost - tokens) / self.rate + 1e-9
 
 
 class Throttle:

@@ -96,6 +96,30 @@ class OptionsTests(SynchronousTestCase):
         e = self.assertRaises(usage.UsageError, parse, *HOST, "--udp-receive-buffer", "100")
         self.assertTrue(str(e).startswith("--udp-receive-buffer:"), str(e))
 
+    def test_xmpp(self):
+        """
+        The C{xmpp/} settings come from flags or the file (where the
+        password file is named, never the password); C{--xmpp-rate}
+        defaults under prosody's limit and refuses a rate too low to carry
+        a frame.
+        """
+        site = ["--in", "xmpp/client:site@example.org", "--out", "udp/broadcast:192.168.1.255:60000"]
+        options = parse(*site, "--xmpp-peer", "host@example.org", "--xmpp-password-file", "/etc/site.password",
+                        "--xmpp-server", "xmpp.example.org:5222")
+        self.assertEqual([options[key] for key in ("xmpp-peer", "xmpp-password-file", "xmpp-server", "xmpp-rate")],
+                         ["host@example.org", "/etc/site.password", "xmpp.example.org:5222", 9000])
+        self.assertFalse(options["events"])
+        self.assertTrue(parse("--in", "xmpp/event/client:site@example.org", "--out", "udp/event:127.0.0.1:60001")
+                        ["events"])
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[site]\nxmpp-peer = "host@example.org"\nxmpp-password-file = "/etc/site.password"\n'
+                    "xmpp-rate = 20000\n")
+        options = parse(*site, "--config", path + "#site")
+        self.assertEqual((options["xmpp-peer"], options["xmpp-rate"]), ("host@example.org", 20000))
+        e = self.assertRaises(usage.UsageError, parse, *site, "--xmpp-rate", "10")
+        self.assertTrue(str(e).startswith("--xmpp-rate:"), str(e))
+
     def test_endsRequired(self):
         """
         Both connectors are required.

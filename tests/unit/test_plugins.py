@@ -69,6 +69,7 @@ class EveryKindTests(SynchronousTestCase):
             "grpc/server:": both, "grpc/client:": both, "grpc/event/server:": both, "grpc/event/client:": both,
             "grpcs/server:": both, "grpcs/client:": both, "grpcs/event/server:": both, "grpcs/event/client:": both,
             "zmq/server:": both, "zmq/client:": both, "zmq/event/server:": both, "zmq/event/client:": both,
+            "xmpp/client:": both, "xmpp/event/client:": both,
         }
         found = {}
         for maker in getPlugins(IConnectorMaker, uhppoted_tunnel.plugins):

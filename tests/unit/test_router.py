@@ -40,6 +40,22 @@ class TokenBucketTests(SynchronousTestCase):
         clock.advance(1000)
         self.assertEqual([bucket.take() for _ in range(3)], [True, True, False])
 
+    def test_cost(self):
+        """
+        A bucket pacing bytes takes a cost at a time, and says how long
+        until a cost it cannot pay now is there, taking nothing meanwhile.
+        """
+        clock = Clock()
+        bucket = TokenBucket(1000.0, 4096, clock.seconds)
+        self.assertTrue(bucket.take(cost=4000))
+        self.assertEqual(bucket.wait(96), 0.0)
+        self.assertAlmostEqual(bucket.wait(296), 0.2)
+        self.assertFalse(bucket.take(cost=296))
+        clock.advance(0.2)
+        self.assertEqual(bucket.wait(296), 0.0)
+        self.assertTrue(bucket.take(cost=296))
+        self.assertFalse(bucket.take(cost=1))
+
     def test_invalid(self):
         """
         A rate of 0 or a burst under 1 is refused.

@@ -263,6 +263,10 @@ class StreamEnd(EndLifecycle, MultiService):
     log_tag = "TCP"
     #: the certificate expiry watch of a secure end, or C{None}
     watch = None
+    #: what keeps the end's ready connections and tells the relay of them
+    #: (a message transport's connections are not L{FramedProtocol}s, so
+    #: its end names its own L{FrameFactory})
+    factory_class = FrameFactory
 
     def __init__(self, spec, role, router, reactor, settings, log_tag="TCP"):
         """
@@ -280,7 +284,7 @@ class StreamEnd(EndLifecycle, MultiService):
         self.reactor = reactor
         self.events = settings["events"]
         self.log_tag = log_tag
-        self.factory = FrameFactory(None, settings, reactor, log_tag, self.connectionClosed, self.link)
+        self.factory = self.factory_class(None, settings, reactor, log_tag, self.connectionClosed, self.link)
         self.connections = self.factory.connections
         self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag)
         self.relay.failed = self.failed
