@@ -51,6 +51,8 @@ def tunnel(reactor, folder, *args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--transport", choices=("tcp", "ws"), default="tcp",
+                        help="what joins the halves (default tcp)")
     parser.add_argument("--metrics", action="store_true",
                         help="the telemetry's per-packet work on in both halves, as --metrics turns it on (without "
                              "its once-a-second timer, which Twisted's fake clock would charge to every request)")
@@ -61,8 +63,9 @@ def main():
     reactor.listenUDP(60005, EmulatorProtocol([Controller(SERIAL)]), interface="127.0.0.1")
     app = Application()
     app_port = reactor.listenUDP(50000, app, interface="127.0.0.1")
-    host = tunnel(reactor, folder, "--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345")
-    site = tunnel(reactor, folder, "--in", "tcp/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005",
+    kind = args.transport
+    host = tunnel(reactor, folder, "--in", "udp/listen:127.0.0.1:60000", "--out", kind + "/server:127.0.0.1:12345")
+    site = tunnel(reactor, folder, "--in", kind + "/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005",
                   "--udp-timeout", "1s")
     host.startService()
     site.startService()

@@ -286,6 +286,43 @@ class TCPLink:
         return "%s %d" % (self.kind, self.port)
 
 
+class TLSLink(TCPLink):
+    """
+    TLS with client certificates (--client-auth), made in the work folder
+    by tests/certs.py (which needs the cryptography package the tunnel
+    installs).
+    """
+
+    kind = "tls"
+
+    def __init__(self, workdir, port):
+        TCPLink.__init__(self, workdir, port)
+        if REPO not in sys.path:
+            sys.path.insert(0, REPO)
+        from tests import certs
+
+        # in the work folder itself, which the run empties at the end
+        self.files = certs.make(workdir, prefix="bench-")
+
+    def args(self, half):
+        role = "server" if half == "host" else "client"
+        cert, key = self.files[role]
+        return ["--ca-cert", self.files["ca"][0], "--cert", cert, "--key", key] + (
+            ["--client-auth"] if role == "server" else [])
+
+
+class WSLink(TCPLink):
+    """A WebSocket: one binary message per frame, on the default path."""
+
+    kind = "ws"
+
+
+class WSSLink(TLSLink):
+    """A WebSocket over TLS with client certificates."""
+
+    kind = "wss"
+
+
 class ZMQLink(TCPLink):
     """
     ZeroMQ as the README recommends it: CURVE, with the site's key
@@ -408,8 +445,8 @@ class XMPPLink(TCPLink):
 
 
 #: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
-TRANSPORTS = {"tcp": TCPLink, "zmq": ZMQLink, "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink,
-              "xmpp": XMPPLink}
+TRANSPORTS = {"tcp": TCPLink, "tls": TLSLink, "ws": WSLink, "wss": WSSLink, "zmq": ZMQLink,
+              "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink, "xmpp": XMPPLink}
 
 
 class Tunnel:

@@ -82,3 +82,66 @@ def go_address(address):
         return parse_host_port(address, default_host="")
     except ValueError:
         return None
+
+
+#: The port each web scheme implies, left out of a normalized origin.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def normalize_origin(text):
+    """
+    An origin as browsers send it in C{Origin}: C{SCHEME://HOST[:PORT]},
+    in lower case, without the scheme's default port (and without a
+    trailing C{/}, which some people write).
+
+    :param text: e.g. C{"https://App.Example.com:443"}.
+    :return: e.g. C{"https://app.example.com"}.
+    :raise ValueError: for anything else (a path, C{null}, no scheme).
+    """
+    if not isinstance(text, str):
+        raise ValueError("expected an origin such as https://app.example.com, got {!r}".format(text))
+    scheme, sep, rest = text.strip().partition("://")
+    scheme = scheme.lower()
+    if rest.endswith("/"):
+        rest = rest[:-1]
+    if not sep or scheme not in _DEFAULT_PORTS or not rest or any(c in rest for c in "/?#@ \t\\"):
+        raise ValueError("invalid origin {!r} (expected SCHEME://HOST[:PORT], e.g. https://app.example.com)".format(
+            text))
+    if rest.startswith("["):
+        host, bracket, port = rest[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            raise ValueError("invalid origin {!r} (write IPv6 hosts as [ADDRESS])".format(text))
+        try:
+            host = "[{}]".format(ipaddress.IPv6Address(host).compressed)
+        except ValueError:
+            raise ValueError("invalid origin {!r} (not an IPv6 address in brackets)".format(text)) from None
+        port = port[1:]
+    else:
+        host, _, port = rest.partition(":")
+        if not host or ":" in port:
+            raise ValueError("invalid origin {!r} (expected SCHEME://HOST[:PORT])".format(text))
+    if port:
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError("invalid port in origin {!r}".format(text))
+        if int(port) == _DEFAULT_PORTS[scheme]:
+            port = ""
+    return "{}://{}{}".format(scheme, host.lower(), ":" + str(int(port)) if port else "")
+
+
+def parse_networks(texts):
+    """
+    Networks written as CIDR blocks or single addresses
+    (C{127.0.0.1}, C{10.0.0.0/8}, C{::1}).
+
+    :param texts: an iterable of text.
+    :return: a tuple of C{ipaddress} networks.
+    :raise ValueError: naming the first one that is not a network.
+    """
+    networks = []
+    for text in texts:
+        try:
+            networks.append(ipaddress.ip_network(text.strip() if isinstance(text, str) else text, strict=False))
+        except (TypeError, ValueError):
+            raise ValueError("invalid network {!r} (expected an address or a CIDR block, e.g. 127.0.0.1 or "
+                             "10.0.0.0/8)".format(text)) from None
+    return tuple(networks)

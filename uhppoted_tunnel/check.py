@@ -68,7 +68,7 @@ def _tls_ends(options):
         kind = spec.kind
         if kind == "https":
             yield role, spec, "server"
-        elif kind.startswith(("tls/", "grpcs/")):
+        elif kind.startswith(("tls/", "wss/", "grpcs/")):
             yield role, spec, "server" if kind.endswith("/server") else "client"
 
 
@@ -263,7 +263,8 @@ def check(options, now):
             for role, spec, side in ends:
                 if side != "client":
                     continue
-                host = parse_host_port(spec.address)[0]
+                # a wss/ client's address may end in /PATH
+                host = parse_host_port(spec.address.split("/", 1)[0])[0]
                 if not _covers(peer, host):
                     names = ", ".join(_names(peer)) or "no subject alternative names"
                     raise CheckFailed("--peer-cert '{}' does not name '{}', the host {} dials (it names {})".format(

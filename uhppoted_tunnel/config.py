@@ -14,6 +14,7 @@ import math
 import re
 import tomllib
 
+from uhppoted_tunnel.addresses import normalize_origin, parse_networks
 from uhppoted_tunnel.durations import parse_duration
 
 DEFAULT_CONFIG = "/etc/uhppoted/uhppoted-tunnel.toml"
@@ -180,6 +181,28 @@ def controller_address(text):
     return (match[1] or "udp", host, port)
 
 
+def list_of(kind, convert):
+    """
+    :param kind: how a message names one entry.
+    :param convert: C{entry -> converted}, raising L{ValueError}.
+    :return: a converter for a TOML list (or a string of comma-separated
+        entries, as the command line writes them) to a list.
+    """
+
+    def converter(value):
+        if type(value) is str:
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if type(value) is not list or not all(type(item) is str for item in value):
+            raise ValueError("expected a list of %s, got %s" % (kind, _shown(value)))
+        return [convert(item) for item in value]
+
+    return converter
+
+
+def _network(text):
+    return str(parse_networks([text])[0])
+
+
 def _controller(key, address):
     serial = int(key) if key.isascii() and key.isdigit() else 0
     if not 1 <= serial <= 0xFFFFFFFF:
@@ -206,6 +229,7 @@ KEYS = {
     "http-request-timeout": duration(positive=True),
     "max-connections": integer(1),
     "max-connections-per-source": integer(1),
+    "max-status-streams": integer(1),
     "client-auth": client_auth,
     "log-level": log_level,
     "rate-limit": positive_number,
@@ -227,6 +251,10 @@ KEYS = {
     "proxy": _proxy,
     "metrics": string,
     "log-format": log_format,
+    "ws-origins": list_of("origins such as https://app.example.com", normalize_origin),
+    "token-file": string,
+    "trusted-proxies": list_of("addresses or CIDR blocks", _network),
+    "ws-ping": duration(),
     **dict.fromkeys(["xmpp-password-file", "xmpp-peer", "xmpp-server"], string),
     "xmpp-rate": integer(256),
 }

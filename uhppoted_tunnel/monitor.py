@@ -194,6 +194,8 @@ class MonitorService(EndLifecycle, Service):
     log = Logger()
     log_tag = "METRICS"
     role = "metrics"
+    #: the status page mounted at C{/}, stopped with the service
+    page = None
 
     def __init__(self, spec, endpoint, root, reactor, settings):
         """
@@ -239,6 +241,8 @@ class MonitorService(EndLifecycle, Service):
         Service.stopService(self)
         if self._listening is not None:
             self._listening.cancel()
+        if self.page is not None:
+            self.page.stop()
         port, self.port = self.port, None
         self.factory.flush()
         limited = getattr(self.endpoint, "factory", None)
@@ -265,4 +269,6 @@ def monitor_service(address, telemetry, settings, reactor, page=None):
     except ValueError as e:
         raise ValueError("--metrics: {}".format(e)) from None
     endpoint = limit_endpoint(listening, settings, reactor, MonitorService.log_tag)
-    return MonitorService(spec, endpoint, site_root(telemetry, page=page), reactor, settings)
+    service = MonitorService(spec, endpoint, site_root(telemetry, page=page), reactor, settings)
+    service.page = page
+    return service

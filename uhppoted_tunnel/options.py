@@ -15,8 +15,9 @@ import sys
 
 from twisted.python import usage
 
-from uhppoted_tunnel import bind, config, events, limits, lockfile, spec
+from uhppoted_tunnel import bind, config, events, limits, lockfile, spec, status
 from uhppoted_tunnel.connectors.udp import DEFAULT_RECEIVE_BUFFER
+from uhppoted_tunnel.connectors.websocket import DEFAULT_PING
 from uhppoted_tunnel.connectors.xmppframes import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.router import DEFAULT_BURST, DEFAULT_RATE
@@ -50,6 +51,7 @@ DEFAULTS = {
     "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
     "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
     "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    "max-status-streams": status.DEFAULT_MAX_STREAMS,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
     "event-window": events.DEFAULT_WINDOW,
@@ -68,6 +70,10 @@ DEFAULTS = {
     "zmq-server-key": None,
     "zmq-client-key": None,
     "zmq-authorized-keys": None,
+    "ws-origins": (),
+    "token-file": None,
+    "trusted-proxies": (),
+    "ws-ping": DEFAULT_PING,
     "xmpp-password-file": None,
     "xmpp-peer": None,
     "xmpp-server": None,
@@ -168,6 +174,9 @@ class Options(usage.Options):
                                                    "address (default {}).".format(
                                                        limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
          _checked("max-connections-per-source", _whole)],
+        ["max-status-streams", None, None, "Live status pages open at once (each holds one connection); more "
+                                           "are answered 503 (default {}).".format(status.DEFAULT_MAX_STREAMS),
+         _checked("max-status-streams", _whole)],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
          _checked("event-buffer", _whole)],
         ["event-buffer-age", None, None, "The oldest event held while the link is down (default 24h).",
@@ -205,8 +214,9 @@ class Options(usage.Options):
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
-        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz and /status.json on this "
-                                "address, e.g. 127.0.0.1:9100 (or a Twisted endpoint description)."],
+        ["metrics", None, None, "Serve /metrics (Prometheus), /healthz, /readyz, /status.json and the live "
+                                "status page (/) on this address, e.g. 127.0.0.1:9100 (or a Twisted endpoint "
+                                "description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
         ["zmq-server-key", None, None, "CURVE for zmq/ ends: the server's key file (zmq.auth.create_certificates "
@@ -214,6 +224,11 @@ class Options(usage.Options):
         ["zmq-client-key", None, None, "A zmq/client's own CURVE key file (NAME.key_secret)."],
         ["zmq-authorized-keys", None, None, "A folder of the public key files (*.key) of the clients a "
                                             "zmq/server accepts."],
+        ["token-file", None, None, "A file holding a bearer token: ws/ and wss/ servers require it in "
+                                   "'Authorization: Bearer TOKEN', clients send it (default: none)."],
+        ["ws-ping", None, None, "How often ws/ and wss/ ends ping their peer; a peer that does not answer "
+                                "within as long is disconnected (default 30s; 0 for no pings).",
+         _checked("ws-ping")],
         ["xmpp-password-file", None, None, "The file holding the password of an xmpp/ end's account (its first "
                                            "line)."],
         ["xmpp-peer", None, None, "The JID of the other half's account, for an xmpp/ end: user@domain (any of its "
@@ -353,6 +368,25 @@ class Options(usage.Options):
             return spec.parse(text, makers)
         except ValueError as e:
             raise usage.UsageError("{}: {}".format(where, e)) from None
+
+    def _append(self, key, flag, text):
+        try:
+            values = config.KEYS[key](text)
+        except ValueError as e:
+            raise usage.UsageError("--{}: {}".format(flag, e)) from None
+        self[key] = list(self.get(key) or ()) + values
+
+    def opt_ws_origin(self, origin):
+        self._append("ws-origins", "ws-origin", origin)
+
+    opt_ws_origin.__doc__ = ("An origin (SCHEME://HOST[:PORT]) whose pages a ws/ or wss/ server admits; repeatable, "
+                             "or a comma list. A request bearing any other Origin is refused (default: none).")
+
+    def opt_trusted_proxy(self, network):
+        self._append("trusted-proxies", "trusted-proxy", network)
+
+    opt_trusted_proxy.__doc__ = ("A reverse proxy (address or CIDR block) whose X-Forwarded-For a ws/ or wss/ server "
+                                 "logs as the peer; repeatable, or a comma list (default: none).")
 
     def opt_version(self):
         """

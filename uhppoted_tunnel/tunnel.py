@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.monitor import monitor_service
 from uhppoted_tunnel.router import Router
+from uhppoted_tunnel.status import DEFAULT_MAX_STREAMS, StatusPage
 from uhppoted_tunnel.telemetry import Telemetry, TelemetryService
 
 
@@ -85,7 +86,9 @@ class TunnelService(MultiService):
         self.telemetry.watch(self.router, (self.in_, self.out))
         self.monitor = None
         if options.get("metrics"):
-            self.monitor = monitor_service(options["metrics"], self.telemetry, options, reactor)
+            page = StatusPage(self.telemetry.snapshot, reactor,
+                              max_streams=options.get("max-status-streams", DEFAULT_MAX_STREAMS))
+            self.monitor = monitor_service(options["metrics"], self.telemetry, options, reactor, page=page)
             self.telemetry.enable()
         self.telemetry.hook()
         for end in (self.out, self.in_, self.monitor):

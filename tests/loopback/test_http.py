@@ -452,12 +452,15 @@ class HTTPTunnelTests(TunnelMixin, TestCase):
     def test_missingFolder(self):
         """
         A missing --html folder is a warning, not an error: files are 404
-        and the UDP endpoints still work.
+        (C{/} is the status page) and the UDP endpoints still work.
         """
         yield self.tunnel("--html", os.path.join(self.html, "nosuch"))
         yield self.log.waitFor("not found: static files will not be served", reactor)
-        code, _ = yield self.get("/")
+        code, _ = yield self.get("/index.html")
         self.assertEqual(code, 404)
+        code, page = yield self.get("/")
+        self.assertEqual(code, 200)
+        self.assertIn(b"uhppoted-tunnel status", page)
         response, answer = yield self.post("/udp/send", {"ID": 1, "request": list(
             encode.get_controller_request(SERIALS[0]))})
         self.assertEqual(response.code, 200)

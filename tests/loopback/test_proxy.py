@@ -213,6 +213,31 @@ class ThroughProxyTests(_Pairs, TestCase):
         yield self.assertCarries(pair)
 
     @inlineCallbacks
+    def test_ws(self):
+        """
+        A ws/client site reaches its host through the proxy its environment
+        names for plain ends (http_proxy): the upgrade and the messages go
+        through the tunnel the proxy opened.
+        """
+        pair = yield self.through_proxy("ws/server:127.0.0.1:0/tunnel", "ws/client:127.0.0.1:{port}/tunnel",
+                                        proxy=None, env={"http_proxy": "http://{proxy}",
+                                                         "https_proxy": "http://127.0.0.1:9"})
+        self.assertStartLine(pair, "http_proxy")
+        yield self.assertCarries(pair)
+
+    @inlineCallbacks
+    def test_wss(self):
+        """
+        A wss/client site with a client certificate reaches its host (which
+        requires one) through the proxy: TLS and the upgrade inside the
+        tunnel the proxy opened.
+        """
+        pair = yield self.through_proxy("wss/server:127.0.0.1:0/tunnel", "wss/client:127.0.0.1:{port}/tunnel",
+                                        host_args=self.tls("server", client_auth=True), site_args=self.tls("client"))
+        self.assertStartLine(pair, "--proxy")
+        yield self.assertCarries(pair)
+
+    @inlineCallbacks
     def test_environment(self):
         """
         Without --proxy a tls/client site follows https_proxy in its

@@ -232,3 +232,66 @@ class CheckTests(SynchronousTestCase):
                          "--lockfile", self.lockfile], reactor=object())
         self.assertEqual((code, err.getvalue()), (0, ""))
         self.assertIn("configuration OK", out.getvalue())
+
+
+class WebSocketCheckTests(SynchronousTestCase):
+    """
+    wss/ ends are checked as tls/ ones are, their path aside.
+    """
+
+    setUp = CheckTests.setUp
+    path = CheckTests.path
+    check = CheckTests.check
+    assertProblem = CheckTests.assertProblem
+
+    def server(self, *args):
+        arguments = CheckTests.server(self, *args)
+        arguments[3] = "wss/server:127.0.0.1:12345/tunnel"
+        return arguments
+
+    def client(self, host="localhost", *args):
+        arguments = CheckTests.client(self, host, *args)
+        arguments[1] = "wss/client:{}:12345/tunnel".format(host)
+        return arguments
+
+    def test_goodServer(self):
+        """
+        A good wss/ server configuration passes, saying until when each
+        certificate is valid.
+        """
+        code, out, err = self.check(*self.server())
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("configuration OK: udp/listen:127.0.0.1:60000 -> wss/server:127.0.0.1:12345/tunnel", out)
+        self.assertIn("--cert '{}': valid until".format(self.files["server"][0]), out)
+
+    def test_missingFile(self):
+        """
+        A missing certificate is named.
+        """
+        self.assertProblem(self.check(*self.server("--ca-cert", self.path("none.cert"))),
+                           "--ca-cert '{}'".format(self.path("none.cert")), "No such file")
+
+    def test_sanCovering(self):
+        """
+        The host name a wss/ client dials, named in the server certificate,
+        passes.
+        """
+        code, out, err = self.check(*self.client("localhost", "--peer-cert", self.files["server"][0]))
+        self.assertEqual((code, err), (0, ""))
+        self.assertIn("--peer-cert '{}' names 'localhost'".format(self.files["server"][0]), out)
+
+    def test_sanNotCovering(self):
+        """
+        A server certificate that does not name the host a wss/ client
+        dials is named.
+        """
+        self.assertProblem(self.check(*self.client("tunnel.example.com", "--peer-cert", self.files["server"][0])),
+                           "--peer-cert '{}' does not name 'tunnel.example.com'".format(self.files["server"][0]),
+                           "wss/client:tunnel.example.com:12345/tunnel")
+
+    def test_badTokenFile(self):
+        """
+        A --token-file that cannot be read is named.
+        """
+        self.assertProblem(self.check(*self.server("--token-file", self.path("none"))),
+                           "--token-file '{}': No such file".format(self.path("none")))

@@ -547,3 +547,40 @@ class ConversionTests(LoadTestsMixin, SynchronousTestCase):
         settings = self.load_section('[host]\ndebug = true\n'
                                      '[other]\nudp-timeout = "fast"\n')
         self.assertEqual(dict(settings), {"debug": True})
+
+
+class WebSocketKeyTests(LoadTestsMixin, SynchronousTestCase):
+    """
+    The ws/ and wss/ keys: ws-origins, trusted-proxies, token-file, ws-ping.
+    """
+
+    def test_origins(self):
+        """
+        ws-origins is a list of origins, normalized; anything else is
+        refused naming the key.
+        """
+        settings = self.load_section('[host]\nws-origins = ["HTTPS://App.example.com:443", "http://b:8080"]\n')
+        self.assertEqual(settings["ws-origins"], ["https://app.example.com", "http://b:8080"])
+        self.assertConfigError('[host]\nws-origins = ["https://a/path"]\n', " [host] ws-origins: invalid origin "
+                               "'https://a/path' (expected SCHEME://HOST[:PORT], e.g. https://app.example.com)")
+        self.assertConfigError('[host]\nws-origins = 5\n', " [host] ws-origins: expected a list of origins such as "
+                               "https://app.example.com, got 5")
+
+    def test_trustedProxies(self):
+        """
+        trusted-proxies is a list of addresses or CIDR blocks.
+        """
+        settings = self.load_section('[host]\ntrusted-proxies = ["127.0.0.1", "10.0.0.0/8"]\n')
+        self.assertEqual(settings["trusted-proxies"], ["127.0.0.1/32", "10.0.0.0/8"])
+        self.assertConfigError('[host]\ntrusted-proxies = ["proxy"]\n', " [host] trusted-proxies: invalid network "
+                               "'proxy' (expected an address or a CIDR block, e.g. 127.0.0.1 or 10.0.0.0/8)")
+
+    def test_pingAndToken(self):
+        """
+        ws-ping is a duration (0 for none); token-file a path.
+        """
+        settings = self.load_section('[host]\nws-ping = "10s"\ntoken-file = "/etc/uhppoted/token"\n')
+        self.assertEqual((settings["ws-ping"], settings["token-file"]), (10.0, "/etc/uhppoted/token"))
+        self.assertEqual(self.load_section('[host]\nws-ping = "0s"\n')["ws-ping"], 0.0)
+        self.assertConfigError('[host]\nws-ping = "often"\n', " [host] ws-ping: invalid duration 'often' "
+                               "(expected e.g. 1s, 1250ms, 5m)")

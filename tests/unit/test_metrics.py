@@ -419,6 +419,8 @@ class EveryKindTests(SynchronousTestCase):
             ("http/127.0.0.1:0", "tcp/client:127.0.0.1:1"),
             ("udp/event:127.0.0.1:0", "tcp/server:127.0.0.1:0"),
             ("tcp/client:127.0.0.1:1", "udp/event:127.0.0.1:60005"),
+            ("udp/listen:127.0.0.1:0", "ws/server:127.0.0.1:0/tunnel"),
+            ("ws/client:127.0.0.1:1/tunnel", "udp/broadcast:127.0.0.1:60005"),
         ]
         for in_, out in pairs:
             reactor = FakeReactor()
@@ -434,3 +436,22 @@ class EveryKindTests(SynchronousTestCase):
             stopped = service.stopService()
             reactor.advance(30)
             self.successResultOf(stopped)
+
+
+class LinkKindTests(SynchronousTestCase):
+    """
+    Every end that has peers says so in its link state: a server end is up
+    only while a peer is connected, a client end is connecting until its
+    link is ready (what /readyz and the status page report).
+    """
+
+    def test_kinds(self):
+        from uhppoted_tunnel.connectors import stream, zmq
+        from uhppoted_tunnel.lifecycle import CLIENT, SERVER, LinkState
+
+        for end, kind in [(stream.ServerEnd, SERVER), (stream.ClientEnd, CLIENT),
+                          (zmq.ZMQServerEnd, SERVER), (zmq.ZMQClientEnd, CLIENT)]:
+            self.assertEqual(end.link_kind, kind, end)
+            link = LinkState(end.link_kind, None)
+            link.start()
+            self.assertEqual(link.state, "down" if kind == SERVER else "connecting", end)

@@ -432,3 +432,40 @@ class MonitoringOptionsTests(SynchronousTestCase):
             f.write('[host]\nmetrics = "127.0.0.1:9100"\nlog-format = "json"\n')
         options = parse("--config", path + "#host", *HOST)
         self.assertEqual((options["metrics"], options["log-format"]), ("127.0.0.1:9100", "json"))
+
+
+class WebSocketOptionsTests(SynchronousTestCase):
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def test_defaults(self):
+        """
+        No origins, no token, no trusted proxies, a ping every 30 s.
+        """
+        options = parse(*HOST)
+        self.assertEqual([options[key] for key in ("ws-origins", "token-file", "trusted-proxies", "ws-ping")],
+                         [(), None, (), 30.0])
+
+    def test_repeatable(self):
+        """
+        --ws-origin and --trusted-proxy repeat and take comma lists, and
+        replace what the file says.
+        """
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write('[defaults]\nws-origins = ["https://file.example.com"]\ntrusted-proxies = ["10.0.0.1"]\n')
+        options = parse(*HOST, "--config", path, "--ws-origin", "https://a.example.com,https://b.example.com",
+                        "--ws-origin", "http://c:8080", "--trusted-proxy", "127.0.0.1")
+        self.assertEqual(options["ws-origins"], ["https://a.example.com", "https://b.example.com", "http://c:8080"])
+        self.assertEqual(options["trusted-proxies"], ["127.0.0.1/32"])
+        self.assertEqual(parse(*HOST, "--config", path)["ws-origins"], ["https://file.example.com"])
+
+    def test_badValuesNameTheFlag(self):
+        """
+        A bad origin, network or ping interval is a usage error naming the
+        flag.
+        """
+        for flag, value in [("--ws-origin", "null"), ("--trusted-proxy", "proxy.example.com"),
+                            ("--ws-ping", "often")]:
+            e = self.assertRaises(usage.UsageError, parse, *HOST, flag, value)
+            self.assertTrue(str(e).startswith(flag + ":"), str(e))

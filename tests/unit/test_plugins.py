@@ -63,6 +63,8 @@ class EveryKindTests(SynchronousTestCase):
             "udp/listen:": {IN}, "udp/broadcast:": {OUT}, "udp/event:": both,
             "tcp/server:": both, "tcp/client:": both, "tcp/event/server:": both, "tcp/event/client:": both,
             "tls/server:": both, "tls/client:": both, "tls/event/server:": both, "tls/event/client:": both,
+            "ws/server:": both, "ws/client:": both, "ws/event/server:": both, "ws/event/client:": both,
+            "wss/server:": both, "wss/client:": both, "wss/event/server:": both, "wss/event/client:": both,
             "http/": {IN}, "https/": {IN}, "ip/out:": {OUT},
             "grpc/server:": both, "grpc/client:": both, "grpc/event/server:": both, "grpc/event/client:": both,
             "grpcs/server:": both, "grpcs/client:": both, "grpcs/event/server:": both, "grpcs/event/client:": both,

@@ -119,3 +119,24 @@ class ReverseTunnelTests(TunnelPairMixin, SynchronousTestCase):
 
     host_args = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/client:127.0.0.1:12345"]
     site_args = ["--in", "tcp/server:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s"]
+
+
+class WebSocketForwardTunnelTests(TunnelPairMixin, SynchronousTestCase):
+    """
+    host: udp/listen -> ws/server; site: ws/client -> udp/broadcast: the
+    same requests and replies, one frame per WebSocket message.
+    """
+
+    host_args = ["--in", "udp/listen:127.0.0.1:60000", "--out", "ws/server:127.0.0.1:12345/tunnel"]
+    site_args = ["--in", "ws/client:127.0.0.1:12345/tunnel", "--out", "udp/broadcast:127.0.0.1:60005",
+                 "--udp-timeout", "1s"]
+
+
+class WebSocketReverseTunnelTests(TunnelPairMixin, SynchronousTestCase):
+    """
+    host: udp/listen -> ws/client; site: ws/server -> udp/broadcast, on
+    the default path.
+    """
+
+    host_args = ["--in", "udp/listen:127.0.0.1:60000", "--out", "ws/client:127.0.0.1:12345"]
+    site_args = ["--in", "ws/server:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s"]

@@ -33,7 +33,7 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.web import server
-from twisted.web.resource import Resource
+from twisted.web.resource import Resource, getChildForRequest
 from zope.interface import implementer
 
 from uhppoted_tunnel import tls
@@ -54,6 +54,7 @@ from uhppoted_tunnel.lifecycle import EndLifecycle
 from uhppoted_tunnel.logging import hexdump
 from uhppoted_tunnel.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.monitor import site_root
+from uhppoted_tunnel.status import DEFAULT_MAX_STREAMS, StatusPage
 from uhppoted_tunnel.web import (
     DEFAULT_REQUEST_TIMEOUT,
     MAX_BODY,
@@ -63,6 +64,11 @@ from uhppoted_tunnel.web import (
     add_security_headers,
     client_address,
 )
+
+
+#: The first path parts that are the status page's on an HTTP end (C{/}
+#: too, unless C{--html} has an C{index.html}).
+STATUS_PATHS = frozenset([b"status.html", b"status.css", b"status.js", b"logo.svg", b"favicon.svg", b"status"])
 
 
 class _Exchange:
@@ -158,7 +164,11 @@ class UDPResource(Resource):
 
 class Root(Resource):
     """
-    Sends C{/udp/...} to L{UDPResource} and everything else to the folder.
+    Sends C{/udp/...} to L{UDPResource}; the monitoring paths and the
+    status page's own (L{STATUS_PATHS}) to them, once the end serves
+    telemetry; everything else to the folder. C{/} is the folder's
+    C{index.html} when it has one (the Go tunnel's page), else the status
+    page (which is also at C{/status.html} either way).
     """
 
     isLeaf = True
@@ -168,6 +178,15 @@ class Root(Resource):
         self.end = end
         self.udp = UDPResource(end)
         self.static = StaticFolder(end.html)
+
+    def _showsStatus(self, path):
+        """
+        Whether a path is the status page's.
+        """
+        if path == [b""]:
+            index = self.static._resolve([b"index.html"])
+            return index is None or not os.path.isfile(index)
+        return path[0] in STATUS_PATHS
 
     def render(self, request):
         request.responseHeaders.removeHeader(b"Server")
@@ -181,6 +200,9 @@ class Root(Resource):
             page = monitor.leaf(request)
             if page is not None:
                 return page.render(request)
+        status = self.end.status
+        if status is not None and self._showsStatus(request.postpath):
+            return getChildForRequest(status, request).render(request)
         return self.static.render(request)
 
 
@@ -227,6 +249,8 @@ class HTTPEnd(EndLifecycle, Service):
     #: /healthz, /readyz and /status.json beside the API, once the tunnel
     #: hands the end its telemetry
     monitor = None
+    #: the L{uhppoted_tunnel.status.StatusPage}, likewise
+    status = None
 
     def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
@@ -248,6 +272,7 @@ class HTTPEnd(EndLifecycle, Service):
         self.udp_timeout = settings["udp-timeout"]
         self.max_payload = settings["max-payload"]
         self.html = settings["html"]
+        self.max_status_streams = settings.get("max-status-streams", DEFAULT_MAX_STREAMS)
         self.trace = settings["debug"]
         self.port = None
         self.pending = set()
@@ -321,6 +346,8 @@ class HTTPEnd(EndLifecycle, Service):
         Serve the tunnel's metrics, health and status beside the API.
         """
         self.monitor = site_root(telemetry)
+        self.status = StatusPage(telemetry.snapshot, self.reactor, max_streams=self.max_status_streams,
+                                 secure=self.secure)
 
     def tally(self, t):
         t.endpoint(self.endpoint)
@@ -338,6 +365,8 @@ class HTTPEnd(EndLifecycle, Service):
             self._listening.cancel()
         for exchange in list(self.pending):
             exchange.answer(503, {"ID": exchange.ident, "error": "the tunnel is stopping"}, close=True)
+        if self.status is not None:
+            self.status.stop()
         port, self.port = self.port, None
         self.factory.flush()
         if self.limited is not None and self.limited.factory is not None:

@@ -350,7 +350,7 @@ class ServerEnd(StreamEnd):
         if not self.secure and not _loopback(address):
             self.log.warn("{address} is a plain {kind} end on a network address: anyone who can reach it can read "
                           "every request (card numbers, PINs) and forge replies; across networks you do not "
-                          "control, use tls/ with --client-auth", address=format_address(address),
+                          "control, use tls/ or wss/ with --client-auth", address=format_address(address),
                           kind=self.log_tag)
         self.listening(port)
 

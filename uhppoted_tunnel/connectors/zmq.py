@@ -64,6 +64,7 @@ from uhppoted_tunnel.connectors.zmqsocket import (
     read_key,
 )
 from uhppoted_tunnel.interfaces import IN, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.lifecycle import CLIENT, SERVER
 from uhppoted_tunnel.limits import ConnectionLimits
 from uhppoted_tunnel.router import Throttle
 from uhppoted_tunnel.wire import HEADER, HEADER_SIZE, encode
@@ -298,6 +299,9 @@ class ZMQServerEnd(_ZMQEnd):
         too).
     """
 
+    #: up while at least one peer is connected (the metrics and /readyz)
+    link_kind = SERVER
+
     def __init__(self, spec, role, router, reactor, settings, address, curve, authorized):
         """
         :param address: C{(host, port)} to bind.
@@ -521,6 +525,9 @@ class ZMQClientEnd(_ZMQEnd):
     :ivar failures: failed attempts in a row.
     :ivar connection: the ready link, or C{None}.
     """
+
+    #: connecting until the link is ready (the metrics and /readyz)
+    link_kind = CLIENT
 
     def __init__(self, spec, role, router, reactor, settings, address, curve):
         """
