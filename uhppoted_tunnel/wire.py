@@ -160,7 +160,37 @@ class FrameDecoder:
 
 
 @implementer(IFrameConnection, IPushProducer)
-class FramedProtocol(Protocol):
+class WhenClosed:
+    """
+    C{whenClosed} for a connection (L{IFrameConnection}): who waits is
+    told once its C{connectionLost} calls L{_closedNow}.
+    """
+
+    _closed = None
+
+    def whenClosed(self):
+        """
+        :return: a Deferred that fires once the connection has closed.
+        """
+        if self._closed is None:
+            self._closed = []
+        elif self._closed is True:
+            return succeed(None)
+        d = Deferred()
+        self._closed.append(d)
+        return d
+
+    def _closedNow(self):
+        """
+        The connection is closed: from now on L{whenClosed} fires at once.
+
+        :return: the Deferreds waiting until now, for the caller to fire.
+        """
+        waiting, self._closed = self._closed, True
+        return waiting or ()
+
+
+class FramedProtocol(WhenClosed, Protocol):
     """
     A byte-stream connection carrying frames.
 
@@ -188,7 +218,6 @@ class FramedProtocol(Protocol):
     log_tag = "TCP"
     relay = None
     stalled = False
-    _closed = None
     _stall = None
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
@@ -275,23 +304,11 @@ class FramedProtocol(Protocol):
         else:
             self.transport.loseConnection()
 
-    def whenClosed(self):
-        """
-        :return: a Deferred that fires once the connection has closed.
-        """
-        if self._closed is None:
-            self._closed = []
-        elif self._closed is True:
-            return succeed(None)
-        d = Deferred()
-        self._closed.append(d)
-        return d
-
     def connectionLost(self, reason):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
-        waiting, self._closed = self._closed, True
+        waiting = self._closedNow()
         self.factory.connectionClosed(self, reason)
-        for d in waiting or ():
+        for d in waiting:
             d.callback(None)

@@ -20,7 +20,6 @@ built.
 
 from functools import partial
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -32,11 +31,11 @@ from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
 from uhppoted_tunnel.connectors.tls import watch_certificates
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.limits import limit_endpoint
-from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD, FrameTooLong, underlying
+from uhppoted_tunnel.wire import DEFAULT_MAX_PAYLOAD, FrameTooLong, WhenClosed, underlying
 
 
 @implementer(IFrameConnection)
-class GRPCConnection(Protocol):
+class GRPCConnection(WhenClosed, Protocol):
     """
     One C{Relay} call, as a connection of a stream end: built by the end's
     factory, connected to the call's
@@ -51,7 +50,6 @@ class GRPCConnection(Protocol):
     log_tag = "GRPC"
     relay = None
     stream = None
-    _closed = None
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.max_payload = max_payload
@@ -82,26 +80,14 @@ class GRPCConnection(Protocol):
         """
         self.transport.loseConnection()
 
-    def whenClosed(self):
-        """
-        :return: a Deferred that fires once the call has ended.
-        """
-        if self._closed is True:
-            return succeed(None)
-        if self._closed is None:
-            self._closed = []
-        d = Deferred()
-        self._closed.append(d)
-        return d
-
     def connectionLost(self, reason):
         if reason.check(FrameTooLong, NotAFrame, MessageTooLong):
             self.factory.frameTooLong(self, reason.value)
         elif reason.check(StallTimeout):
             self.factory.stalledTooLong(self, reason.value.timeout)
-        waiting, self._closed = self._closed, True
+        waiting = self._closedNow()
         self.factory.connectionClosed(self, reason)
-        for d in waiting or ():
+        for d in waiting:
             d.callback(None)
 
 

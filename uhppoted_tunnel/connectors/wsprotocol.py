@@ -30,7 +30,6 @@ import random
 
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -44,7 +43,7 @@ from uhppoted_tunnel.connectors.websocket import (
     parse_status,
     shown,
 )
-from uhppoted_tunnel.wire import HEADER_SIZE, underlying
+from uhppoted_tunnel.wire import HEADER_SIZE, WhenClosed, underlying
 
 OPEN = WebSocketProtocol.STATE_OPEN
 CLOSED = WebSocketProtocol.STATE_CLOSED
@@ -188,7 +187,7 @@ class MessageTransport:
         return getattr(self._socket, name)
 
 
-class _Frames:
+class _Frames(WhenClosed):
     """
     What the server and client protocols share: the upgraded connection
     carries one frame per binary message to and from the end's protocol.
@@ -200,7 +199,6 @@ class _Frames:
     log = _AUTOBAHN_LOG
     frames = None
     _deliver = None
-    _closed = None
 
     def connectionMade(self):
         self.address = self.transport.getPeer()
@@ -285,18 +283,6 @@ class _Frames:
         self.factory.pingTimedOut(self.peer)
         super().onAutoPingTimeout()
 
-    def whenClosed(self):
-        """
-        :return: a Deferred that fires once the connection has closed.
-        """
-        if self._closed is True:
-            return succeed(None)
-        if self._closed is None:
-            self._closed = []
-        d = Deferred()
-        self._closed.append(d)
-        return d
-
     def connectionLost(self, reason):
         super().connectionLost(reason)
         # autobahn leaves this one running
@@ -313,8 +299,7 @@ class _Frames:
             frames.connectionLost(reason)
         else:
             self.notUpgraded(reason)
-        waiting, self._closed = self._closed, True
-        for d in waiting or ():
+        for d in self._closedNow():
             d.callback(None)
 
     def notUpgraded(self, reason):
