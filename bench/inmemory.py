@@ -24,11 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet.protocol import DatagramProtocol  # noqa: E402
 from twisted.test.iosim import ConnectionCompleter  # noqa: E402
 
-from uhppoted_tunnel import config  # noqa: E402
+from uhppoted_tunnel.app import config  # noqa: E402
 from uhppoted_tunnel.emulator import Controller, EmulatorProtocol  # noqa: E402
-from uhppoted_tunnel.options import Options  # noqa: E402
+from uhppoted_tunnel.app.options import Options  # noqa: E402
 from uhppoted_tunnel.testing import FakeReactor  # noqa: E402
-from uhppoted_tunnel.tunnel import TunnelService  # noqa: E402
+from uhppoted_tunnel.app.tunnel import TunnelService  # noqa: E402
 
 SERIAL = 405419896
 

@@ -208,7 +208,7 @@ def tunnel_command():
     script = os.path.join(os.path.dirname(sys.executable), "uhppoted-tunnel")
     if os.path.exists(script) and os.access(script, os.X_OK):
         return [script]
-    return [sys.executable, "-m", "uhppoted_tunnel.cli"]
+    return [sys.executable, "-m", "uhppoted_tunnel.app.cli"]
 
 
 def child_env():

@@ -19,7 +19,7 @@ ROOT=$(pwd)
 TESTSSL=$(command -v testssl || command -v testssl.sh) || { echo "testssl is not installed (Debian package testssl.sh)"; exit 2; }
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=python3
-TUNNEL=("$PYTHON" -m uhppoted_tunnel.cli)
+TUNNEL=("$PYTHON" -m uhppoted_tunnel.app.cli)
 
 OUT=${1:-$(mktemp -d)}
 mkdir -p "$OUT"

@@ -15,8 +15,8 @@ import sys
 from twisted.application.service import Application
 from twisted.python import usage
 
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.tap import makeService
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.app.tap import makeService
 
 options = Options()
 try:

@@ -2,7 +2,7 @@
 The tests. They run as if no HTTP proxy were configured: the proxy
 variables of the environment (which client ends, curl and their children
 would follow, even to 127.0.0.1) are removed once, here; a test that wants
-one passes it to the child or to L{uhppoted_tunnel.options.Options}.
+one passes it to the child or to L{uhppoted_tunnel.app.options.Options}.
 """
 
 import os

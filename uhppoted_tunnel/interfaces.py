@@ -4,7 +4,7 @@ The interfaces that connectors implement, and what each part may call on
 the others.
 
 A tunnel joins one I{in} end to one I{out} end through a
-L{uhppoted_tunnel.router.Router}. An in end delivers every request it
+L{uhppoted_tunnel.core.router.Router}. An in end delivers every request it
 receives to C{router.request(payload, reply)}; the router hands it to the
 out end's L{IOutEnd.send}, and whatever the out end receives in answer goes
 back through C{reply}.
@@ -43,7 +43,7 @@ class IConnectorMaker(Interface):
         Whether ends of this kind carry controller events, which makes the
         whole tunnel an event tunnel: its ends relay one way, keep no reply
         handlers, and its stream ends acknowledge and buffer events (see
-        L{uhppoted_tunnel.events}). The tunnel's settings say so to every
+        L{uhppoted_tunnel.core.events}). The tunnel's settings say so to every
         end as C{settings["events"]}.
 
         :param prefix: one of C{prefixes}.
@@ -53,9 +53,9 @@ class IConnectorMaker(Interface):
         """
         Build an end.
 
-        :param spec: the parsed L{uhppoted_tunnel.spec.ConnectorSpec}.
+        :param spec: the parsed L{uhppoted_tunnel.app.spec.ConnectorSpec}.
         :param role: L{IN} or L{OUT}.
-        :param settings: the tunnel's L{uhppoted_tunnel.options.Options}.
+        :param settings: the tunnel's L{uhppoted_tunnel.app.options.Options}.
         :param router: the tunnel's router.
         :param reactor: the reactor to use for I/O and time.
         :return: an L{IInEnd} or L{IOutEnd} provider.
@@ -76,7 +76,7 @@ class IEnd(IService):
     """
 
     role = Attribute("L{IN} or L{OUT}.")
-    spec = Attribute("The L{uhppoted_tunnel.spec.ConnectorSpec} it was made from.")
+    spec = Attribute("The L{uhppoted_tunnel.app.spec.ConnectorSpec} it was made from.")
     events = Attribute(
         "True when the end relays events one way and never answers or "
         "waits for replies."
@@ -87,7 +87,7 @@ class IEnd(IService):
         :return: a Deferred that fires once the end listens (with its
             listening port) or, for an end that dials or only sends, once it
             has started (with C{None}); it fails with
-            L{uhppoted_tunnel.lifecycle.EndFailed} if the end could not
+            L{uhppoted_tunnel.link.lifecycle.EndFailed} if the end could not
             start.
         """
 
@@ -150,7 +150,7 @@ class IRelay(Interface):
     """
     What an end does with frames in its role: receive requests, send
     requests, receive events or send events (see
-    L{uhppoted_tunnel.connectors.relays}). The transport tells the relay of
+    L{uhppoted_tunnel.core.relays}). The transport tells the relay of
     each connection that becomes ready (after its handshake, if any), each
     frame and each loss; the relay decides what goes to the router, what is
     sent and what is answered, and reaches a connection only through

@@ -40,10 +40,10 @@ LOOPBACK = "127.0.0.1"
 
 # The tunnel's own console log (Go layout) and twistd's layout of the same
 # events: "INFO   TCP    listening on ..." or
-# "[uhppoted_tunnel.connectors.stream.ServerEnd#info] listening on ...".
+# "[uhppoted_tunnel.link.ends.ServerEnd#info] listening on ...".
 _TAG = {
-    "TCP": r"(?:\bTCP\s+|\.connectors\.stream\.\w+#\w+\]\s+)",
-    "UDP": r"(?:\bUDP\s+|\.connectors\.udp\.\w+#\w+\]\s+)",
+    "TCP": r"(?:\bTCP\s+|\.link\.ends\.\w+#\w+\]\s+)",
+    "UDP": r"(?:\bUDP\s+|\.ends\.udp\.\w+#\w+\]\s+)",
 }
 
 
@@ -308,10 +308,10 @@ def _script(name):
 def tunnel_command():
     """
     :return: how to run C{uhppoted-tunnel}: the script next to the Python
-        running the tests, else C{python -m uhppoted_tunnel.cli}.
+        running the tests, else C{python -m uhppoted_tunnel.app.cli}.
     """
     script = _script("uhppoted-tunnel")
-    return [script] if script else [sys.executable, "-m", "uhppoted_tunnel.cli"]
+    return [script] if script else [sys.executable, "-m", "uhppoted_tunnel.app.cli"]
 
 
 def twistd_command():

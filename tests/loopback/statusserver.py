@@ -30,8 +30,8 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from uhppoted_tunnel import __version__
-from uhppoted_tunnel.status import StatusPage
-from uhppoted_tunnel.web import add_security_headers
+from uhppoted_tunnel.observe.status import StatusPage
+from uhppoted_tunnel.observe.web import add_security_headers
 
 A = 405419896
 B = 303986753

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.loopback.test_bind -*-
 """
-L{uhppoted_tunnel.bind} for real: sockets bound to the loopback interface
+L{uhppoted_tunnel.link.bind} for real: sockets bound to the loopback interface
 with C{SO_BINDTODEVICE} (which needs C{CAP_NET_RAW}: root, as under CI).
 """
 
@@ -13,7 +13,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from tests.tools import under_ci
-from uhppoted_tunnel.bind import (
+from uhppoted_tunnel.link.bind import (
     SO_BINDTODEVICE,
     DeviceBoundReactor,
     bind_to_device,

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.demo}: the README's first command.
+Tests for L{uhppoted_tunnel.app.demo}: the README's first command.
 """
 
 import io
@@ -8,7 +8,9 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
-from uhppoted_tunnel import config, demo, emulator
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app import demo
 
 
 class DemoTests(TestCase):

@@ -24,7 +24,7 @@ from tests.gowire import go_packetize
 from tests.loopback.processes import DEADLINE, emulator_sent_line, start_event_emulator
 from tests.loopback.test_events_integration import A, _EventTunnels, stream_connected, stream_listening
 from uhppoted_tunnel.emulator import Controller
-from uhppoted_tunnel.events import SESSION_ID, session_frame
+from uhppoted_tunnel.core.events import SESSION_ID, session_frame
 
 COUNT = 100
 #: The card number a forged event carries, to tell it from a real one.

@@ -42,7 +42,7 @@ from tests.loopback.processes import (
     workdir,
 )
 from uhppoted_tunnel.emulator import Controller
-from uhppoted_tunnel.events import SESSION_ID, session_frame
+from uhppoted_tunnel.core.events import SESSION_ID, session_frame
 from uhppoted_tunnel.testing import NOT_YET, Conditions
 
 #: The controller whose events are counted.

@@ -24,7 +24,7 @@ from tests.loopback.processes import (
     workdir,
 )
 from tests.tools import require
-from uhppoted_tunnel import lockfile
+from uhppoted_tunnel.app import lockfile
 
 IN = "udp/listen:127.0.0.1:0"
 OUT = "tcp/server:127.0.0.1:0"

@@ -38,7 +38,7 @@ from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTu
 from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
 from tests.loopback.test_integration import A, B, _Pairs
 from tests.loopback.test_proxy import PASSWORD, USER, connect_line, start_tinyproxy
-from uhppoted_tunnel import proto
+from uhppoted_tunnel.transports.grpc import proto
 
 #: The service as installed with the package.
 PROTO = os.path.join(proto.__path__[0], "tunnel.proto")

@@ -33,10 +33,13 @@ from uhppoted import decode, encode
 from zope.interface import implementer
 
 from tests import certs
-from uhppoted_tunnel import config, emulator, jsonapi, web
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.observe import jsonapi
+from uhppoted_tunnel.observe import web
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import LogWatcher
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
 GET_CONTROLLER = list(encode.get_controller_request(0))

@@ -6,7 +6,7 @@ Chromium as child processes (each skipped, naming its Debian package, when
 missing; required under CI).
 
 curl and every browser offer ALPN (C{h2,http/1.1}); the tunnel's TLS ends
-used to abort such handshakes with alert 80 (see L{uhppoted_tunnel.tls}),
+used to abort such handshakes with alert 80 (see L{uhppoted_tunnel.transports.tls.certs}),
 while the tests' own clients offered no ALPN and passed.
 """
 
@@ -30,10 +30,12 @@ from uhppoted import decode, encode
 from tests import certs
 from tests.loopback.test_http import RawClient, TunnelMixin
 from tests.tools import require
-from uhppoted_tunnel import config, emulator, web
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.observe import web
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import LogWatcher
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
 

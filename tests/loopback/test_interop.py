@@ -14,10 +14,11 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from tests.gowire import go_depacketize, go_packetize
-from uhppoted_tunnel import config, emulator
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import NOT_YET, Conditions
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
 

@@ -12,10 +12,11 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import TestCase
 
-from uhppoted_tunnel import config, emulator
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import LogWatcher
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 GET_CONTROLLER = 0x94
 

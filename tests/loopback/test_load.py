@@ -12,9 +12,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 from uhppoted import decode, encode
 
-from uhppoted_tunnel import config, emulator
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
 CLIENTS = 64

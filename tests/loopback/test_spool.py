@@ -32,7 +32,7 @@ from tests.loopback.test_events_integration import (
     stream_listening,
 )
 from uhppoted_tunnel.emulator import Controller
-from uhppoted_tunnel.events import EventBuffer
+from uhppoted_tunnel.core.events import EventBuffer
 
 
 class SpoolTests(_EventTunnels, TestCase):

@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.loopback.browser import Browser, axe_source, describe_violations, require_browser
 from tests.loopback.processes import spawn
-from uhppoted_tunnel.web import CONTENT_SECURITY_POLICY
+from uhppoted_tunnel.observe.web import CONTENT_SECURITY_POLICY
 
 #: The scripted status server, run as a file (the package under test may
 #: be installed, the tests folder is not).

@@ -16,10 +16,12 @@ from twisted.trial.unittest import TestCase
 
 from tests import certs
 from tests.tools import require
-from uhppoted_tunnel import config, emulator, tls
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.transports.tls import certs as tls
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import LogWatcher
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
 README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.rst")
@@ -201,7 +203,7 @@ class CommandLineTests(TestCase):
         files = certs.make(directory)
         out, err, code = yield getProcessOutputAndValue(
             sys.executable,
-            ["-m", "uhppoted_tunnel.cli", "--in", "udp/listen:127.0.0.1:0", "--out", "tls/server:127.0.0.1:0",
+            ["-m", "uhppoted_tunnel.app.cli", "--in", "udp/listen:127.0.0.1:0", "--out", "tls/server:127.0.0.1:0",
              "--ca-cert", files["ca"][0], "--cert", os.path.join(directory, "missing.cert"),
              "--lockfile", os.path.join(directory, "lock.pid")],
             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
@@ -261,7 +263,7 @@ def _handshake(server_options, client_options):
             self.done.callback(None)
             self.transport.loseConnection()
 
-    from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
+    from uhppoted_tunnel.transports.tls.secure import SecureServerEndpoint
 
     server = SecureServerEndpoint(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), lambda: server_options, reactor, 15)
 

@@ -40,7 +40,7 @@ from tests.loopback.processes import (
 )
 from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
 from tests.tools import require
-from uhppoted_tunnel.wire import encode
+from uhppoted_tunnel.link.wire import encode
 
 A = 405419896
 B = 303986753
@@ -473,7 +473,7 @@ class MismatchTests(TestCase):
     timeout = 60
 
     def setUp(self):
-        from uhppoted_tunnel import config
+        from uhppoted_tunnel.app import config
         from uhppoted_tunnel.testing import LogWatcher
 
         self.patch(config, "DEFAULT_CONFIG", self.mktemp())
@@ -481,8 +481,8 @@ class MismatchTests(TestCase):
         self.addCleanup(self.log.stop)
 
     def tunnel(self, *args):
-        from uhppoted_tunnel.options import Options
-        from uhppoted_tunnel.tunnel import TunnelService
+        from uhppoted_tunnel.app.options import Options
+        from uhppoted_tunnel.app.tunnel import TunnelService
 
         options = Options()
         options.parseOptions(list(args) + ["--ca-cert", certificates(self)["ca"][0], "--lockfile",

@@ -42,8 +42,8 @@ from tests.loopback.test_integration import A, B, _Pairs
 from tests.loopback.test_proxy import connect_line, start_tinyproxy
 from tests.prosody import READY, Prosody
 from tests.tools import require
-from uhppoted_tunnel import tls
-from uhppoted_tunnel.connectors.xmppframes import NS_TUNNEL, frame_element, message_head, stanza
+from uhppoted_tunnel.transports.tls import certs as tls
+from uhppoted_tunnel.transports.xmpp.frames import NS_TUNNEL, frame_element, message_head, stanza
 
 PASSWORDS = {"host": "host-secret", "site": "site-secret"}
 

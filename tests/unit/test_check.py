@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.check}: C{uhppoted-tunnel check} passes a good
+Tests for L{uhppoted_tunnel.app.check}: C{uhppoted-tunnel check} passes a good
 configuration and names the exact problem in a bad one.
 """
 
@@ -10,7 +10,9 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certs
-from uhppoted_tunnel import check, cli, config
+from uhppoted_tunnel.app import check
+from uhppoted_tunnel.app import cli
+from uhppoted_tunnel.app import config
 
 
 class CheckTests(SynchronousTestCase):

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_config -*-
 """
-Tests for L{uhppoted_tunnel.config}: the Go-compatible TOML file.
+Tests for L{uhppoted_tunnel.app.config}: the Go-compatible TOML file.
 """
 
 import os
@@ -9,14 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import config
-from uhppoted_tunnel.config import (
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app.config import (
     DEFAULT_CONFIG,
     ConfigError,
     load,
     split_config_arg,
 )
-from uhppoted_tunnel.durations import format_duration, parse_duration
+from uhppoted_tunnel.core.durations import format_duration, parse_duration
 
 
 class ParseDurationTests(SynchronousTestCase):

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.daemonize}: the units written and removed, and
+Tests for L{uhppoted_tunnel.app.daemonize}: the units written and removed, and
 what is refused.
 """
 
@@ -9,7 +9,9 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import cli, config, daemonize
+from uhppoted_tunnel.app import cli
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app import daemonize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "etc", "systemd")

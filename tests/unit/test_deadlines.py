@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.unit.test_deadlines -*-
 """
-Tests for L{uhppoted_tunnel.deadlines}.
+Tests for L{uhppoted_tunnel.core.deadlines}.
 """
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.deadlines import DeadlineQueue
+from uhppoted_tunnel.core.deadlines import DeadlineQueue
 
 
 class Item:

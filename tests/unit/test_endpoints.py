@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_endpoints -*-
 """
-Tests for L{uhppoted_tunnel.connectors.endpoints}: the sockets systemd
+Tests for L{uhppoted_tunnel.transports.endpoints}: the sockets systemd
 passes, named the way units are written.
 """
 
@@ -8,8 +8,8 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.connectors.endpoints import SystemdServerEndpoint, server_endpoint, systemd_socket
-from uhppoted_tunnel.spec import ConnectorSpec
+from uhppoted_tunnel.transports.endpoints import SystemdServerEndpoint, server_endpoint, systemd_socket
+from uhppoted_tunnel.app.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor
 
 

@@ -1,5 +1,5 @@
 """
-Tests for event tunnels: L{uhppoted_tunnel.events} and the stream ends in
+Tests for event tunnels: L{uhppoted_tunnel.core.events} and the stream ends in
 event mode, on fakes.
 """
 
@@ -15,16 +15,16 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import config
-from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
-from uhppoted_tunnel.events import SESSION_ID, EventBuffer, SeenEvents, session_frame
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.core.events import SESSION_ID, EventBuffer, SeenEvents, session_frame
 from uhppoted_tunnel.interfaces import IN, OUT
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.packets import event_key
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.core.packets import event_key
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
-from uhppoted_tunnel.tunnel import TunnelService
-from uhppoted_tunnel.wire import FrameDecoder, encode
+from uhppoted_tunnel.app.tunnel import TunnelService
+from uhppoted_tunnel.link.wire import FrameDecoder, encode
 
 SERIAL = 405419896
 
@@ -597,7 +597,7 @@ class StorageTests(SynchronousTestCase):
         A spool that cannot be written raises L{StorageError}, one line
         saying how many events could not be kept.
         """
-        from uhppoted_tunnel.events import StorageError
+        from uhppoted_tunnel.core.events import StorageError
 
         blocker = os.path.join(self.folder, "file")
         open(blocker, "w").close()
@@ -611,7 +611,7 @@ class StorageTests(SynchronousTestCase):
         A write that fails half way (here the fsync) leaves the previous
         spool as it was and no temporary file behind.
         """
-        from uhppoted_tunnel.events import StorageError
+        from uhppoted_tunnel.core.events import StorageError
 
         path = os.path.join(self.folder, "site.events")
         self.buffer(1).spool(path)

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.connectors.grpc}: a gRPC call as a stream
+Tests for L{uhppoted_tunnel.transports.grpc.maker}: a gRPC call as a stream
 end's connection (on a fake stream transport and a fake clock), and the
 connector maker, with no socket and no thread.
 """
@@ -14,14 +14,14 @@ from zope.interface.verify import verifyObject
 
 from tests import certs
 from tests.unit.test_grpcloop import FakeLoop, FakePump
-from uhppoted_tunnel.connectors.grpc import GRPCConnection, GRPCConnectorMaker
-from uhppoted_tunnel.connectors.grpcloop import FRAME_OVERHEAD, NotAFrame, StallTimeout, StreamTransport
-from uhppoted_tunnel.connectors.stream import ClientEnd, FrameFactory, ServerEnd
+from uhppoted_tunnel.transports.grpc.maker import GRPCConnection, GRPCConnectorMaker
+from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout, StreamTransport
+from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory, ServerEnd
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
-from uhppoted_tunnel.limits import limit_connections
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.link.limits import limit_connections
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.wire import FrameTooLong
+from uhppoted_tunnel.link.wire import FrameTooLong
 
 SETTINGS = {"max-payload": 1024, "max-connections": 512, "max-connections-per-source": 128,
             "max-send-queue": 2 * (64 + FRAME_OVERHEAD), "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
@@ -201,7 +201,7 @@ class MakerTests(SynchronousTestCase):
         tagged GRPC, whose connections are L{GRPCConnection}s; building
         them starts nothing (no loop thread).
         """
-        from uhppoted_tunnel.connectors.grpclink import LOOP
+        from uhppoted_tunnel.transports.grpc.link import LOOP
 
         server = make("grpc/server:127.0.0.1:0", OUT)
         client = make("grpc/client:127.0.0.1:4000", IN)

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.connectors.grpcconf} with no socket: the
+Tests for L{uhppoted_tunnel.transports.grpc.conf} with no socket: the
 C{Frame} codec against hostile bytes, the generated code against the
 shipped C{.proto}, grpc's options, and the diagnosis of failed attempts.
 """
@@ -15,9 +15,9 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.connectors import grpcconf
-from uhppoted_tunnel.connectors.grpcloop import MessageTooLong, NotAFrame
-from uhppoted_tunnel.proto import tunnel_pb2
+from uhppoted_tunnel.transports.grpc import conf as grpcconf
+from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame
+from uhppoted_tunnel.transports.grpc.proto import tunnel_pb2
 
 SETTINGS = {"max-payload": 1024, "dead-peer-timeout": 60.0, "handshake-timeout": 15.0, "max-connections": 512}
 
@@ -68,7 +68,7 @@ class GeneratedCodeTests(SynchronousTestCase):
     C{tunnel.proto}. After changing the .proto, make it again from the
     top of the tree::
 
-        .venv/bin/python -m grpc_tools.protoc -I . --python_out=. uhppoted_tunnel/proto/tunnel.proto
+        .venv/bin/python -m grpc_tools.protoc -I . --python_out=. uhppoted_tunnel/transports/grpc/proto/tunnel.proto
 
     (and raise the protobuf floor in setup.cfg to the version it names).
     """
@@ -80,7 +80,7 @@ class GeneratedCodeTests(SynchronousTestCase):
         only).
         """
         proto = os.path.join(os.path.dirname(tunnel_pb2.__file__), "tunnel.proto")
-        root = os.path.dirname(os.path.dirname(os.path.dirname(proto)))
+        root = proto[: -len(os.path.join(*tunnel_pb2.__name__.split('.')[:-1], 'tunnel.proto'))]
         out = os.path.abspath(self.mktemp())
         os.makedirs(out)
         code = protoc.main(["protoc", "-I", root, "--descriptor_set_out=" + os.path.join(out, "tunnel.pb"),
@@ -132,7 +132,7 @@ class OptionsTests(SynchronousTestCase):
         percent-encoded in the URL; without one, grpc takes none from the
         environment either.
         """
-        from uhppoted_tunnel.connectors.proxy import Proxy
+        from uhppoted_tunnel.transports.proxy import Proxy
 
         plain = dict(grpcconf.channel_options(SETTINGS, Proxy("127.0.0.1", 3128)))
         self.assertEqual((plain["grpc.enable_http_proxy"], plain["grpc.http_proxy"]), (1, "http://127.0.0.1:3128"))

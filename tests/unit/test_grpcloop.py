@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.connectors.grpcloop}: the pump of a gRPC stream
+Tests for L{uhppoted_tunnel.transports.grpc.loop}: the pump of a gRPC stream
 on fake calls (each test runs its coroutines on a private event loop, in
 the test's own thread), the reactor's side of a stream on a fake loop and
 a fake clock, and the loop thread.
@@ -13,7 +13,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.connectors.grpcloop import (
+from uhppoted_tunnel.transports.grpc.loop import (
     FRAME_OVERHEAD,
     GIVE_UP,
     FramePump,
@@ -22,7 +22,7 @@ from uhppoted_tunnel.connectors.grpcloop import (
     StreamTransport,
     call_soon,
 )
-from uhppoted_tunnel.wire import FrameTooLong
+from uhppoted_tunnel.link.wire import FrameTooLong
 
 Message = namedtuple("Message", "id payload")
 EOF = object()

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_http -*-
 """
-Tests for L{uhppoted_tunnel.connectors.http} with no sockets: the request
+Tests for L{uhppoted_tunnel.ends.http} with no sockets: the request
 parsing on its own and the connector maker.
 """
 
@@ -14,10 +14,12 @@ from uhppoted import encode
 from zope.interface.verify import verifyObject
 
 from tests import certs
-from uhppoted_tunnel import config, emulator, jsonapi
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.observe import jsonapi
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.spec import connector_makers, parse
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.app.spec import connector_makers, parse
 
 SERIALS = emulator.DEFAULT_SERIALS
 GET_CONTROLLER = list(encode.get_controller_request(0))
@@ -192,8 +194,8 @@ class MakerTests(SynchronousTestCase):
         """
         from twisted.internet.task import Clock
 
-        from uhppoted_tunnel import limits
-        from uhppoted_tunnel.connectors.tls import SecureServerEndpoint
+        from uhppoted_tunnel.link import limits
+        from uhppoted_tunnel.transports.tls.secure import SecureServerEndpoint
 
         clock = Clock()
         options = Options()
@@ -239,7 +241,7 @@ class DeadlineTests(SynchronousTestCase):
         from twisted.web.server import Site
         from twisted.web.static import Data
 
-        from uhppoted_tunnel import web
+        from uhppoted_tunnel.observe import web
 
         self.clock = Clock()
         root = Resource()

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_ip -*-
 """
-Tests for L{uhppoted_tunnel.connectors.ip}: the C{ip/out} end, which routes
+Tests for L{uhppoted_tunnel.ends.ip}: the C{ip/out} end, which routes
 requests to controllers by UDP or TCP as the controllers table says and
 sends everything else to its broadcast address.
 """
@@ -14,13 +14,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel import config
-from uhppoted_tunnel.connectors.ip import IPConnectorMaker
-from uhppoted_tunnel.connectors.udp import BroadcastEnd
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.ends.ip import IPConnectorMaker
+from uhppoted_tunnel.ends.udp import BroadcastEnd
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IOutEnd
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.router import WARN_INTERVAL
-from uhppoted_tunnel.spec import connector_makers, parse
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.core.router import WARN_INTERVAL
+from uhppoted_tunnel.app.spec import connector_makers, parse
 from uhppoted_tunnel.testing import FakeReactor, packet
 
 GET_STATUS = 0x20

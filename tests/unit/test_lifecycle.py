@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_lifecycle -*-
 """
-Tests for L{uhppoted_tunnel.lifecycle}, and that every end and relay
+Tests for L{uhppoted_tunnel.link.lifecycle}, and that every end and relay
 provides the interfaces of the seam (L{uhppoted_tunnel.interfaces}).
 """
 
@@ -10,19 +10,19 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel import config
-from uhppoted_tunnel.connectors.relays import (
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.core.relays import (
     EventReceiver,
     EventSender,
     RequestReceiver,
     RequestSender,
 )
 from uhppoted_tunnel.interfaces import IEnd, IFrameConnection, IOutRelay, IRelay
-from uhppoted_tunnel.lifecycle import EndFailed, EndLifecycle
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.link.lifecycle import EndFailed, EndLifecycle
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
-from uhppoted_tunnel.tunnel import TunnelService
-from uhppoted_tunnel.wire import FramedProtocol
+from uhppoted_tunnel.app.tunnel import TunnelService
+from uhppoted_tunnel.link.wire import FramedProtocol
 
 
 class End(EndLifecycle, Service):

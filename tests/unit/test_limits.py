@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_limits -*-
 """
-Tests for L{uhppoted_tunnel.limits}: connection caps, with fake
+Tests for L{uhppoted_tunnel.link.limits}: connection caps, with fake
 transports and a fake clock.
 """
 
@@ -14,7 +14,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel import limits
+from uhppoted_tunnel.link import limits
 
 
 def peer(host, port=40000):
@@ -198,12 +198,12 @@ class SettingsTests(SynchronousTestCase):
     HTTP = ["--in", "http/127.0.0.1:8080", "--out", "udp/broadcast:127.0.0.1:60000"]
 
     def setUp(self):
-        from uhppoted_tunnel import config
+        from uhppoted_tunnel.app import config
 
         self.patch(config, "DEFAULT_CONFIG", self.mktemp())
 
     def parse(self, *args):
-        from uhppoted_tunnel.options import Options
+        from uhppoted_tunnel.app.options import Options
 
         options = Options()
         options.parseOptions(self.HTTP + list(args))

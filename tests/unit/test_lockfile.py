@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_lockfile -*-
 """
-Tests for L{uhppoted_tunnel.lockfile}: one tunnel per in and out pair.
+Tests for L{uhppoted_tunnel.app.lockfile}: one tunnel per in and out pair.
 """
 
 import hashlib
@@ -9,8 +9,8 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import lockfile
-from uhppoted_tunnel.lockfile import Lockfile, LockfileError, default_path
+from uhppoted_tunnel.app import lockfile
+from uhppoted_tunnel.app.lockfile import Lockfile, LockfileError, default_path
 
 
 def read(path):

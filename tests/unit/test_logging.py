@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_logging -*-
 """
-Tests for L{uhppoted_tunnel.logging}: the Go console layout.
+Tests for L{uhppoted_tunnel.app.logging}: the Go console layout.
 """
 
 import io
@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.logging import (
+from uhppoted_tunnel.app.logging import (
     ConsoleObserver,
     JSONObserver,
     hexdump,
@@ -348,14 +348,14 @@ class QuietTwistedTests(SynchronousTestCase):
         """
         from twisted.logger import PredicateResult
 
-        from uhppoted_tunnel.logging import quiet_twisted
+        from uhppoted_tunnel.app.logging import quiet_twisted
 
         info = quiet_twisted(LogLevel.info)
         debug = quiet_twisted(LogLevel.debug)
         chatter = {"log_namespace": "log_legacy", "log_level": LogLevel.info}
         retry = {"log_namespace": "twisted.application.internet.ClientService", "log_level": LogLevel.info}
         warning = {"log_namespace": "log_legacy", "log_level": LogLevel.warn}
-        ours = {"log_namespace": "uhppoted_tunnel.router.Router", "log_level": LogLevel.info}
+        ours = {"log_namespace": "uhppoted_tunnel.core.router.Router", "log_level": LogLevel.info}
         self.assertEqual(info(chatter), PredicateResult.no)
         self.assertEqual(info(retry), PredicateResult.no)
         self.assertEqual(info(warning), PredicateResult.maybe)

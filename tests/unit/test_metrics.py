@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_metrics -*-
 """
-Tests for L{uhppoted_tunnel.metrics} and L{uhppoted_tunnel.monitor}: a
+Tests for L{uhppoted_tunnel.observe.metrics} and L{uhppoted_tunnel.observe.monitor}: a
 tunnel pair in memory (Twisted's fakes, no sockets), its counts read as
 Prometheus reads them, and the four paths answered as an HTTP client sees
 them.
@@ -17,14 +17,14 @@ from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 from uhppoted import encode
 
-from uhppoted_tunnel import config
+from uhppoted_tunnel.app import config
 from uhppoted_tunnel.emulator import Controller, EmulatorProtocol
-from uhppoted_tunnel.metrics import registry_for
-from uhppoted_tunnel.monitor import MonitorSite, site_root
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.observe.metrics import registry_for
+from uhppoted_tunnel.observe.monitor import MonitorSite, site_root
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import FakeReactor
-from uhppoted_tunnel.tunnel import TunnelService
-from uhppoted_tunnel.web import CONTENT_SECURITY_POLICY
+from uhppoted_tunnel.app.tunnel import TunnelService
+from uhppoted_tunnel.observe.web import CONTENT_SECURITY_POLICY
 
 SERIALS = (405419896, 303986753)
 UNKNOWN = 123456789
@@ -354,7 +354,7 @@ class SecureEndTests(SynchronousTestCase):
         """
         from twisted.internet.task import Clock
 
-        from uhppoted_tunnel.connectors.tls import HandshakeFailed, HandshakeGateFactory
+        from uhppoted_tunnel.transports.tls.secure import HandshakeFailed, HandshakeGateFactory
 
         failures = {}
         for _ in range(2):
@@ -368,7 +368,7 @@ class SecureEndTests(SynchronousTestCase):
         """
         OpenSSL's reasons fall in a few kinds, so the label stays bounded.
         """
-        from uhppoted_tunnel.connectors.tls import failure_kind
+        from uhppoted_tunnel.transports.tls.secure import failure_kind
 
         self.assertEqual(failure_kind("certificate verify failed"), "certificate")
         self.assertEqual(failure_kind("tlsv1 alert unknown ca"), "certificate")
@@ -446,8 +446,9 @@ class LinkKindTests(SynchronousTestCase):
     """
 
     def test_kinds(self):
-        from uhppoted_tunnel.connectors import stream, zmq
-        from uhppoted_tunnel.lifecycle import CLIENT, SERVER, LinkState
+        from uhppoted_tunnel.link import ends as stream
+        from uhppoted_tunnel.transports.zmq import ends as zmq
+        from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, LinkState
 
         for end, kind in [(stream.ServerEnd, SERVER), (stream.ClientEnd, CLIENT),
                           (zmq.ZMQServerEnd, SERVER), (zmq.ZMQClientEnd, CLIENT)]:

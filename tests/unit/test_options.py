@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.options} and the command line's Go flags.
+Tests for L{uhppoted_tunnel.app.options} and the command line's Go flags.
 """
 
 import hashlib
@@ -10,9 +10,11 @@ import textwrap
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import config, events, lockfile
-from uhppoted_tunnel.cli import _go_flags
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.core import events
+from uhppoted_tunnel.app import lockfile
+from uhppoted_tunnel.app.cli import _go_flags
+from uhppoted_tunnel.app.options import Options
 
 HOST = ["--in", "udp/listen:0.0.0.0:60000", "--out", "tcp/server:0.0.0.0:12345"]
 

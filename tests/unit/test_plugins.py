@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 import uhppoted_tunnel.plugins
 from uhppoted_tunnel.interfaces import IConnectorMaker
-from uhppoted_tunnel.spec import connector_makers
+from uhppoted_tunnel.app.spec import connector_makers
 
 
 class ConnectorPluginTests(SynchronousTestCase):
@@ -44,7 +44,7 @@ class TwistdPluginTests(SynchronousTestCase):
         twistd finds the C{uhtunnel} service maker, whose options are the
         tunnel's.
         """
-        from uhppoted_tunnel.options import Options
+        from uhppoted_tunnel.app.options import Options
 
         [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uhtunnel"]
         self.assertIs(maker.options, Options)

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.connectors.proxy}: the CONNECT exchange on
+Tests for L{uhppoted_tunnel.transports.proxy}: the CONNECT exchange on
 fake connections and a fake clock, proxy URLs, the choice of a proxy from
 the flags and the environment as curl makes it, and the client ends that
 use it.
@@ -21,8 +21,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel import __version__, config
-from uhppoted_tunnel.connectors.proxy import (
+from uhppoted_tunnel import __version__
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.transports.proxy import (
     DEFAULT_PORT,
     MAX_ANSWER,
     Proxy,
@@ -33,11 +34,11 @@ from uhppoted_tunnel.connectors.proxy import (
     no_proxy_matches,
     parse_proxy,
 )
-from uhppoted_tunnel.connectors.stream import StreamConnectorMaker
-from uhppoted_tunnel.connectors.tls import SecureClientEndpoint, TLSConnectorMaker
+from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.interfaces import OUT
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor
 
 PROXY = Proxy("127.0.0.1", 3128)
@@ -728,7 +729,7 @@ class ClientEndTests(SynchronousTestCase):
         """
         An interface binding applies to the connection to the proxy.
         """
-        from uhppoted_tunnel.bind import DeviceBoundReactor
+        from uhppoted_tunnel.link.bind import DeviceBoundReactor
 
         end = self.make("tcp/client::lo:example.com:1", proxy="http://127.0.0.1:3128")
         self.assertIsInstance(end.endpoint.dial._reactor, DeviceBoundReactor)
@@ -874,7 +875,7 @@ class OptionTests(SynchronousTestCase):
         """
         from twisted.internet.testing import MemoryReactorClock
 
-        from uhppoted_tunnel.tunnel import TunnelService
+        from uhppoted_tunnel.app.tunnel import TunnelService
 
         options = self.parse()
         options.environ = {"http_proxy": "https://proxy:443"}
@@ -888,7 +889,7 @@ class OptionTests(SynchronousTestCase):
         """
         import datetime
 
-        from uhppoted_tunnel.check import CheckFailed, CheckOptions, check
+        from uhppoted_tunnel.app.check import CheckFailed, CheckOptions, check
 
         now = datetime.datetime.now(datetime.timezone.utc)
         options = CheckOptions()

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.router}: rate limiting and reply handlers.
+Tests for L{uhppoted_tunnel.core.router}: rate limiting and reply handlers.
 """
 
 from twisted.internet.task import Clock
@@ -7,7 +7,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.router import ReplyTable, Router, TokenBucket
+from uhppoted_tunnel.core.router import ReplyTable, Router, TokenBucket
 
 
 class RecordingOut:
@@ -216,7 +216,7 @@ class ReplyTableOnceTests(SynchronousTestCase):
         A request is unicast when it names a controller; broadcasts and
         unrecognised packets may have several replies.
         """
-        from uhppoted_tunnel.packets import is_unicast
+        from uhppoted_tunnel.core.packets import is_unicast
         from uhppoted_tunnel.testing import packet
 
         self.assertTrue(is_unicast(packet(0x94, 405419896)))

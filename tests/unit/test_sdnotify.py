@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.sdnotify}: systemd notifications from a fake
+Tests for L{uhppoted_tunnel.observe.sdnotify}: systemd notifications from a fake
 socket and a L{Clock}.
 """
 
@@ -11,7 +11,7 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel import sdnotify
+from uhppoted_tunnel.observe import sdnotify
 
 
 class FakeSocket:
@@ -129,7 +129,7 @@ class NotifierTests(SynchronousTestCase):
         self.assertFalse(notifier._socket.getblocking())
 
 
-def event(text, namespace="uhppoted_tunnel.connectors.stream.ClientEnd", level=None, **fields):
+def event(text, namespace="uhppoted_tunnel.link.ends.ClientEnd", level=None, **fields):
     return {"log_format": text, "log_namespace": namespace, "log_level": level or sdnotify.LogLevel.info, **fields}
 
 
@@ -167,7 +167,7 @@ class StatusObserverTests(SynchronousTestCase):
         self.observer(event("received {n} bytes", level=sdnotify.LogLevel.debug, n=3))
         self.observer(event("Starting factory", namespace="twisted.internet.protocol"))
         self.observer({"log_format": "no namespace", "log_level": sdnotify.LogLevel.info})
-        self.observer(event("could not notify systemd", namespace="uhppoted_tunnel.sdnotify.Notifier"))
+        self.observer(event("could not notify systemd", namespace="uhppoted_tunnel.observe.sdnotify.Notifier"))
         self.assertEqual(self.sent, [])
 
     def test_oneLine(self):
@@ -300,7 +300,7 @@ class NotifyServiceTests(SynchronousTestCase):
         service = self.service()
         service.startService()
         self.clock.advance(0)
-        log = Logger(namespace="uhppoted_tunnel.connectors.stream.ClientEnd", observer=self.publisher)
+        log = Logger(namespace="uhppoted_tunnel.link.ends.ClientEnd", observer=self.publisher)
         log.info("connected to {peer}", peer="127.0.0.1:12345")
         service.stopService()
         log.info("after")
@@ -416,5 +416,5 @@ class NotifyServiceForTests(SynchronousTestCase):
         self.addCleanup(service.publisher.removeObserver, service.status)
         sent = []
         service.status._send = sent.append
-        Logger(namespace="uhppoted_tunnel.tunnel.TunnelService").info("starting")
+        Logger(namespace="uhppoted_tunnel.app.tunnel.TunnelService").info("starting")
         self.assertEqual(sent, ["STATUS=starting"])

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.status}: the status page's resources, served
+Tests for L{uhppoted_tunnel.observe.status}: the status page's resources, served
 by a real C{Site} over a C{StringTransport}, with a C{Clock} for time.
 """
 
@@ -17,9 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from uhppoted_tunnel import status
-from uhppoted_tunnel.status import ASSETS, StatusPage, asset, encode_event
-from uhppoted_tunnel.web import CONTENT_SECURITY_POLICY
+from uhppoted_tunnel.observe import status
+from uhppoted_tunnel.observe.status import ASSETS, StatusPage, asset, encode_event
+from uhppoted_tunnel.observe.web import CONTENT_SECURITY_POLICY
 
 SNAPSHOT = {
     "tunnel": {"version": "0.1.0", "started": 1764355200.0, "now": 1764355260.5, "ready": True},
@@ -558,12 +558,12 @@ class SettingsTests(SynchronousTestCase):
     ARGS = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345"]
 
     def setUp(self):
-        from uhppoted_tunnel import config
+        from uhppoted_tunnel.app import config
 
         self.patch(config, "DEFAULT_CONFIG", self.mktemp())
 
     def parse(self, *args):
-        from uhppoted_tunnel.options import Options
+        from uhppoted_tunnel.app.options import Options
 
         options = Options()
         options.parseOptions(self.ARGS + list(args))
@@ -616,8 +616,8 @@ class PackagingTests(SynchronousTestCase):
             raise self.skipTest("no setup.cfg beside the tests")
         parser = configparser.ConfigParser()
         parser.read(setup)
-        patterns = parser["options.package_data"]["uhppoted_tunnel"].split()
-        folder = os.path.join(root, "uhppoted_tunnel", "assets")
+        patterns = parser["options.package_data"]["uhppoted_tunnel.observe"].split()
+        folder = os.path.join(root, "uhppoted_tunnel", "observe", "assets")
         for name in os.listdir(folder):
             self.assertTrue(any(fnmatch.fnmatch("assets/" + name, p) for p in patterns), name)
         logo = os.path.join(root, "docs", "logo.svg")

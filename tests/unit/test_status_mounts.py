@@ -1,5 +1,5 @@
 """
-Where a tunnel serves its status page (L{uhppoted_tunnel.status}): at C{/}
+Where a tunnel serves its status page (L{uhppoted_tunnel.observe.status}): at C{/}
 of C{--metrics ADDR}, beside C{/metrics} and the health paths, and on an
 C{http/} end beside its API and its C{--html} folder. No sockets: the
 resources are rendered with C{DummyRequest}s.
@@ -11,12 +11,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
-from uhppoted_tunnel import config
-from uhppoted_tunnel.options import Options
-from uhppoted_tunnel.status import StatusPage, asset
+from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.observe.status import StatusPage, asset
 from uhppoted_tunnel.testing import FakeReactor
-from uhppoted_tunnel.tunnel import TunnelService
-from uhppoted_tunnel.web import CONTENT_SECURITY_POLICY
+from uhppoted_tunnel.app.tunnel import TunnelService
+from uhppoted_tunnel.observe.web import CONTENT_SECURITY_POLICY
 
 
 def tunnel(reactor, *args):

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.connectors.stream}: the tcp/server and
+Tests for L{uhppoted_tunnel.link.ends}: the tcp/server and
 tcp/client ends in both roles, on fake sockets and a fake clock.
 """
 
@@ -12,11 +12,11 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.connectors.stream import StreamConnectorMaker, retry_policy
+from uhppoted_tunnel.link.ends import StreamConnectorMaker, retry_policy
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.wire import FrameDecoder, encode
+from uhppoted_tunnel.link.wire import FrameDecoder, encode
 
 SETTINGS = {"max-payload": 1024, "max-connections": 512, "max-connections-per-source": 128, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
             "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,
@@ -476,7 +476,7 @@ class ServerLimitsTests(SynchronousTestCase):
         """
         from twisted.internet.address import IPv6Address, UNIXAddress
 
-        from uhppoted_tunnel.connectors.stream import _loopback
+        from uhppoted_tunnel.link.ends import _loopback
 
         self.assertTrue(_loopback(IPv4Address("TCP", "127.0.0.1", 1)))
         self.assertTrue(_loopback(IPv6Address("TCP", "::1", 1)))

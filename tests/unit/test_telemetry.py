@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.test_telemetry -*-
 """
-Tests for L{uhppoted_tunnel.telemetry}, L{uhppoted_tunnel.counts} and the link state of
-L{uhppoted_tunnel.lifecycle}: plain logic, time from a C{Clock}.
+Tests for L{uhppoted_tunnel.observe.telemetry}, L{uhppoted_tunnel.core.counts} and the link state of
+L{uhppoted_tunnel.link.lifecycle}: plain logic, time from a C{Clock}.
 """
 
 import json
@@ -10,11 +10,11 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.counts import Controllers, Latency, Tally, decode_event
-from uhppoted_tunnel.lifecycle import CLIENT, SERVER, SOCKET, LinkState
-from uhppoted_tunnel.router import Router
-from uhppoted_tunnel.spec import ConnectorSpec
-from uhppoted_tunnel.telemetry import RATE_WINDOW, Telemetry, TelemetryService, WarningLog
+from uhppoted_tunnel.core.counts import Controllers, Latency, Tally, decode_event
+from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, SOCKET, LinkState
+from uhppoted_tunnel.core.router import Router
+from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.observe.telemetry import RATE_WINDOW, Telemetry, TelemetryService, WarningLog
 
 SERIAL = 405419896
 

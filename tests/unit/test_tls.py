@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.tls} with no sockets: certificates and keys.
+Tests for L{uhppoted_tunnel.transports.tls.certs} with no sockets: certificates and keys.
 """
 
 import os
@@ -7,7 +7,8 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certs
-from uhppoted_tunnel import emulator, tls
+from uhppoted_tunnel import emulator
+from uhppoted_tunnel.transports.tls import certs as tls
 
 SERIALS = emulator.DEFAULT_SERIALS
 README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.rst")
@@ -175,7 +176,7 @@ class CertificateWatchTests(SynchronousTestCase):
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def watch(self, *days):
-        from uhppoted_tunnel.connectors.tls import CertificateWatch
+        from uhppoted_tunnel.transports.tls.secure import CertificateWatch
 
         certificates = [("--cert", "c{}.cert".format(n), self.clock.seconds() + d * self.DAY)
                         for n, d in enumerate(days)]

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.tunnel}: whole tunnel pairs in memory, from an
+Tests for L{uhppoted_tunnel.app.tunnel}: whole tunnel pairs in memory, from an
 application's UDP socket through host and site halves to emulated
 controllers and back.
 """
@@ -9,11 +9,11 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from uhppoted import decode, encode
 
-from uhppoted_tunnel import config
+from uhppoted_tunnel.app import config
 from uhppoted_tunnel.emulator import Controller, EmulatorProtocol
-from uhppoted_tunnel.options import Options
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import FakeReactor
-from uhppoted_tunnel.tunnel import TunnelService
+from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = (405419896, 303986753)
 

@@ -1,6 +1,6 @@
 """
-Tests for L{uhppoted_tunnel.connectors.websocket} and
-L{uhppoted_tunnel.connectors.wsprotocol}: the ws/ ends on fake sockets and
+Tests for L{uhppoted_tunnel.transports.ws.maker} and
+L{uhppoted_tunnel.transports.ws.protocol}: the ws/ ends on fake sockets and
 a fake clock, and the admission rules with neither.
 """
 
@@ -17,8 +17,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.addresses import normalize_origin, parse_networks
-from uhppoted_tunnel.connectors.websocket import (
+from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
+from uhppoted_tunnel.transports.ws.maker import (
     DEFAULT_PATH,
     ForwardedAddress,
     Refusal,
@@ -30,9 +30,9 @@ from uhppoted_tunnel.connectors.websocket import (
     split_path,
 )
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.wire import FrameDecoder, encode
+from uhppoted_tunnel.link.wire import FrameDecoder, encode
 
 SETTINGS = {"max-payload": 1024, "max-connections": 512, "max-connections-per-source": 128, "max-send-queue": 262144,
             "stall-timeout": 30.0, "dead-peer-timeout": 60.0, "udp-timeout": 5.0, "debug": False, "max-retries": -1,
@@ -387,7 +387,7 @@ class MakerTests(SynchronousTestCase):
         read them again on SIGHUP, server and client alike.
         """
         from tests import certs
-        from uhppoted_tunnel.connectors.tls import CertificateWatch
+        from uhppoted_tunnel.transports.tls.secure import CertificateWatch
 
         files = certs.make(self.mktemp())
         maker = WSConnectorMaker("wss")
@@ -981,7 +981,7 @@ class BinaryFrameTests(SynchronousTestCase):
         """
         from autobahn.websocket.xormasker import create_xor_masker
 
-        from uhppoted_tunnel.connectors.wsprotocol import binary_frame
+        from uhppoted_tunnel.transports.ws.protocol import binary_frame
 
         for size in (0, 1, 5, 70, 125, 126, 1030, 65535, 65536):
             payload = (bytes(range(256)) * (size // 256 + 1))[:size]

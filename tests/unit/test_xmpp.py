@@ -1,7 +1,7 @@
 """
 Tests for the C{xmpp/} transport's logic: frames in stanzas
-(L{uhppoted_tunnel.connectors.xmppframes}), and a logged-in session
-(L{uhppoted_tunnel.connectors.xmpp}) on a real XML stream over a fake
+(L{uhppoted_tunnel.transports.xmpp.frames}), and a logged-in session
+(L{uhppoted_tunnel.transports.xmpp.maker}) on a real XML stream over a fake
 transport and a fake clock: presence, frames in and out, pacing and
 hostile input.
 """
@@ -21,8 +21,8 @@ from twisted.words.xish import domish
 from zope.interface.verify import verifyObject
 
 from tests import certs
-from uhppoted_tunnel.connectors.xmpp import PeerLink, XMPPConnectorMaker, read_password
-from uhppoted_tunnel.connectors.xmppframes import (
+from uhppoted_tunnel.transports.xmpp.maker import PeerLink, XMPPConnectorMaker, read_password
+from uhppoted_tunnel.transports.xmpp.frames import (
     BAD_BASE64,
     BAD_ID,
     NS_TUNNEL,
@@ -35,11 +35,11 @@ from uhppoted_tunnel.connectors.xmppframes import (
     read_frames,
     stanza,
 )
-from uhppoted_tunnel.connectors.xmpplogin import _LoginStream
-from uhppoted_tunnel.counts import tally
+from uhppoted_tunnel.transports.xmpp.login import _LoginStream
+from uhppoted_tunnel.core.counts import tally
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
-from uhppoted_tunnel.lifecycle import CONNECTING, UP
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.link.lifecycle import CONNECTING, UP
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
 MAKER = XMPPConnectorMaker()
@@ -718,8 +718,8 @@ class ScrapeTests(SynchronousTestCase):
         L{tests.unit.test_metrics.EveryKindTests}).
         """
         from tests.unit.test_metrics import samples, tunnel
-        from uhppoted_tunnel import config
-        from uhppoted_tunnel.metrics import registry_for
+        from uhppoted_tunnel.app import config
+        from uhppoted_tunnel.observe.metrics import registry_for
 
         self.patch(config, "DEFAULT_CONFIG", self.mktemp())
         values = settings(self.mktemp())

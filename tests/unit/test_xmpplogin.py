@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.connectors.xmpplogin}: logging in to an XMPP
+Tests for L{uhppoted_tunnel.transports.xmpp.login}: logging in to an XMPP
 server played by the test, line by line, on a fake transport and a fake
 clock; and finding the server from DNS SRV records.
 """
@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.jabber.jid import JID
 
-from uhppoted_tunnel.connectors.xmpplogin import LoginFailed, SRVEndpoint, XMPPClientEndpoint
+from uhppoted_tunnel.transports.xmpp.login import LoginFailed, SRVEndpoint, XMPPClientEndpoint
 
 HEADER = (b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
           b"from='localhost' id='s1' version='1.0'>")

@@ -15,7 +15,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.connectors.zmq import (
+from uhppoted_tunnel.transports.zmq.ends import (
     BadMessage,
     ZMQClientEnd,
     ZMQConnection,
@@ -23,11 +23,11 @@ from uhppoted_tunnel.connectors.zmq import (
     decode,
     socket_options,
 )
-from uhppoted_tunnel.connectors.zmqsocket import SocketReader, ZAPHandler, messages, read_authorized, read_key
+from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, messages, read_authorized, read_key
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
-from uhppoted_tunnel.spec import parse
+from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.wire import encode
+from uhppoted_tunnel.link.wire import encode
 
 SETTINGS = {"max-payload": 1024, "max-connections": 2, "max-connections-per-source": 1, "max-send-queue": 262144,
             "stall-timeout": 30.0, "dead-peer-timeout": 60.0, "handshake-timeout": 15.0, "udp-timeout": 5.0,

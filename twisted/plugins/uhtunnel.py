@@ -6,7 +6,7 @@ from twisted.application.service import ServiceMaker
 
 uhtunnel = ServiceMaker(
     "uhppoted-tunnel",
-    "uhppoted_tunnel.tap",
+    "uhppoted_tunnel.app.tap",
     "Relays the UHPPOTE access controller UDP protocol across networks",
     "uhtunnel",
 )

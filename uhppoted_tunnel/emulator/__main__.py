@@ -18,7 +18,7 @@ from twisted.logger import (
 )
 from twisted.python import usage
 
-from uhppoted_tunnel.durations import parse_duration
+from uhppoted_tunnel.core.durations import parse_duration
 from uhppoted_tunnel.emulator import DEFAULT_SERIALS, Controller, listen, push_events
 
 

@@ -1,5 +1,5 @@
 """The grpc/server and grpc/client connectors, and grpcs/ over TLS."""
-from uhppoted_tunnel.connectors.grpc import GRPCConnectorMaker
+from uhppoted_tunnel.transports.grpc.maker import GRPCConnectorMaker
 
 grpc = GRPCConnectorMaker("grpc")
 grpcs = GRPCConnectorMaker("grpcs")

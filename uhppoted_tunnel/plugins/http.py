@@ -1,4 +1,4 @@
 """The http and https connectors."""
-from uhppoted_tunnel.connectors.http import HTTPConnectorMaker
+from uhppoted_tunnel.ends.http import HTTPConnectorMaker
 
 http = HTTPConnectorMaker()

@@ -1,4 +1,4 @@
 """The ip/out connector."""
-from uhppoted_tunnel.connectors.ip import IPConnectorMaker
+from uhppoted_tunnel.ends.ip import IPConnectorMaker
 
 ip = IPConnectorMaker()

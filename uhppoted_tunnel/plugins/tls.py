@@ -1,4 +1,4 @@
 """The tls/server and tls/client connectors."""
-from uhppoted_tunnel.connectors.tls import TLSConnectorMaker
+from uhppoted_tunnel.transports.tls.secure import TLSConnectorMaker
 
 tls = TLSConnectorMaker()

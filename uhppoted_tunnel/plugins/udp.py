@@ -1,4 +1,4 @@
 """The udp/listen and udp/broadcast connectors."""
-from uhppoted_tunnel.connectors.udp import UDPConnectorMaker
+from uhppoted_tunnel.ends.udp import UDPConnectorMaker
 
 udp = UDPConnectorMaker()

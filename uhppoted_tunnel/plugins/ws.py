@@ -1,5 +1,5 @@
 """The ws/ and wss/ (WebSocket) server and client connectors."""
-from uhppoted_tunnel.connectors.websocket import WSConnectorMaker
+from uhppoted_tunnel.transports.ws.maker import WSConnectorMaker
 
 ws = WSConnectorMaker("ws")
 wss = WSConnectorMaker("wss")

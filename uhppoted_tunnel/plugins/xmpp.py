@@ -1,4 +1,4 @@
 """The xmpp/client connectors."""
-from uhppoted_tunnel.connectors.xmpp import XMPPConnectorMaker
+from uhppoted_tunnel.transports.xmpp.maker import XMPPConnectorMaker
 
 xmpp = XMPPConnectorMaker()

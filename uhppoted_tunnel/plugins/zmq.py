@@ -1,4 +1,4 @@
 """The zmq/server and zmq/client connectors."""
-from uhppoted_tunnel.connectors.zmq import ZMQConnectorMaker
+from uhppoted_tunnel.transports.zmq.ends import ZMQConnectorMaker
 
 zmq = ZMQConnectorMaker()

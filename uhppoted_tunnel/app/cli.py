@@ -1,0 +1,170 @@
+# -*- test-case-name: tests.loopback.test_integration -*-
+"""
+The C{uhppoted-tunnel} command.
+
+::
+
+    uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+    uhppoted-tunnel check [--config FILE#SECTION] [options]
+    uhppoted-tunnel daemonize | undaemonize [--label LABEL] ...
+    uhppoted-tunnel help | version | demo
+
+Exit codes: 0 after a clean stop (SIGTERM, SIGINT); 1 when the tunnel
+stops on an error it cannot get past (a port in use, a client out of
+retries); 2 for a configuration error, reported in one line before
+anything listens.
+"""
+
+import signal
+import sys
+
+from twisted.internet.error import ReactorNotRunning
+from twisted.logger import Logger
+from twisted.python import usage
+
+from uhppoted_tunnel import __version__
+from uhppoted_tunnel.app.lockfile import LockfileError
+from uhppoted_tunnel.app.logging import parse_level, start_logging
+from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.observe.sdnotify import notify_service
+
+log = Logger(namespace="uhppoted_tunnel")
+
+USAGE = """\
+Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
+       uhppoted-tunnel check [--config FILE#SECTION] [options] [--peer-cert FILE]
+       uhppoted-tunnel daemonize [--label LABEL] [--user USER] --config FILE#SECTION [options]
+       uhppoted-tunnel undaemonize [--label LABEL]
+       uhppoted-tunnel help | version | demo
+
+  run       relay between the --in and --out connectors (the default)
+  check     check the configuration, connectors and certificates as run
+            would, without opening a socket; exit 0, or 2 naming the problem
+  daemonize write a hardened systemd unit running this tunnel (--unit-dir
+            DIR writes it elsewhere; 'daemonize --help' for the rest)
+  undaemonize
+            stop, disable and remove that unit
+  demo      run a host half, a site half and an emulated controller on
+            loopback and print what the tunnel relays
+  version   print the version
+  help      print this help
+"""
+
+
+def _go_flags(argv, options=Options):
+    """
+    Accept Go's single-dash long flags (C{-in X}, C{-udp-timeout=1s}).
+
+    :param options: the L{usage.Options} class whose flags are converted.
+    """
+    names = {name for flag in options.optFlags + options.optParameters for name in flag[:1]}
+    converted = []
+    for arg in argv:
+        if arg.startswith("-") and not arg.startswith("--") and arg[1:].split("=", 1)[0] in names:
+            arg = "-" + arg
+        converted.append(arg)
+    return converted
+
+
+def parse(argv):
+    """
+    Parse the command line.
+
+    :param argv: the arguments after the program name.
+    :return: parsed L{Options}.
+    :raise usage.UsageError: naming the bad flag or file, section and key.
+    """
+    options = Options()
+    options.parseOptions(_go_flags(argv))
+    return options
+
+
+def stop_reactor(reactor):
+    """
+    Stop the reactor, unless it is stopping already (a failure while the
+    tunnel stops, such as an event spool that cannot be written: the exit
+    code still says it).
+    """
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
+
+
+def reload_on_hangup(service, reactor):
+    """
+    On SIGHUP, the tunnel reads its TLS certificates again (on the
+    reactor's thread, not in the signal handler).
+    """
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(service.reloadCertificates))
+
+
+def run(options, reactor):
+    """
+    Run a tunnel until it is stopped.
+
+    :return: the exit code.
+    """
+    from uhppoted_tunnel.app.tap import build
+
+    start_logging(parse_level(options["log-level"]), log_format=options["log-format"])
+    for warning in options.warnings:
+        log.warn("{warning}", warning=warning)
+    try:
+        service = build(options, reactor)
+    except (ValueError, LockfileError) as e:
+        sys.stderr.write("uhppoted-tunnel: {}\n".format(e))
+        return 2
+    # under systemd (Type=notify): READY=1, STATUS=, STOPPING=1, WATCHDOG=1
+    notify_service(service, reactor)
+
+    service.on_failure = lambda message: stop_reactor(reactor)
+    reload_on_hangup(service, reactor)
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    return 1 if service.failure is not None else 0
+
+
+def main(argv=None, reactor=None):
+    """
+    The console script.
+
+    :param argv: the arguments after the program name; C{sys.argv[1:]}
+        when C{None}.
+    :return: the exit code.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and not argv[0].startswith("-") else "run"
+    if command in ("help", "--help", "-h"):
+        sys.stdout.write(USAGE + "\n" + str(Options()))
+        return 0
+    if command == "version":
+        sys.stdout.write("uhppoted-tunnel {}\n".format(__version__))
+        return 0
+    if command == "check":
+        from uhppoted_tunnel.app.check import main as check
+
+        return check(_go_flags(argv[1:]), sys.stdout, sys.stderr)
+    if command in ("daemonize", "undaemonize"):
+        from uhppoted_tunnel.app import daemonize
+
+        flags = daemonize.DaemonizeOptions if command == "daemonize" else daemonize.UndaemonizeOptions
+        return daemonize.main(command, _go_flags(argv[1:], flags), sys.stdout, sys.stderr)
+    if reactor is None:
+        from twisted.internet import reactor
+    if command == "demo":
+        from uhppoted_tunnel.app.demo import main as demo
+
+        return demo(argv[1:], reactor)
+    try:
+        options = parse(argv)
+    except usage.UsageError as e:
+        sys.stderr.write("uhppoted-tunnel: {} (see 'uhppoted-tunnel help')\n".format(e))
+        return 2
+    return run(options, reactor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

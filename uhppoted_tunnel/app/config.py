@@ -1,0 +1,352 @@
+# -*- test-case-name: tests.unit.test_config -*-
+"""
+The TOML configuration file, compatible with the Go uhppoted-tunnel.
+
+A file holds a C{[defaults]} table and one table per tunnel; L{load} merges
+the chosen section over C{[defaults]} key by key and converts every value,
+reporting a bad one with its file, section and key.  Unlike Go, which
+silently ignores an invalid value, every bad value is an error; unknown keys
+are only warnings, since newer Go versions add keys.
+"""
+
+import ipaddress
+import math
+import re
+import tomllib
+
+from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
+from uhppoted_tunnel.core.durations import parse_duration
+
+DEFAULT_CONFIG = "/etc/uhppoted/uhppoted-tunnel.toml"
+
+#: The largest configuration file read: a real one is a few KiB, and a
+#: bound keeps C{--config /dev/zero} (or a runaway file) from exhausting
+#: memory.
+MAX_CONFIG_SIZE = 1 << 20
+
+
+class ConfigError(Exception):
+    """
+    An unusable configuration file or value; C{str()} is one line naming the
+    file, section and key.
+    """
+
+
+_CONFIG_ARG = re.compile(r"(.*?)(?:(?:#|::)([^#:]*))?", re.DOTALL)
+
+
+def split_config_arg(arg):
+    """
+    Split a C{--config} value into a file and a section.
+
+    :param arg: C{"FILE#SECTION"}, C{"FILE::SECTION"}, C{"FILE"},
+        C{"#SECTION"} or C{"::SECTION"}.
+    :return: C{(path, section)}, either of which may be L{None}.
+    """
+    path, section = _CONFIG_ARG.fullmatch(arg).groups()
+    return (path or None, section or None)
+
+
+class NestedValueError(ValueError):
+    """
+    A bad entry, named by its C{key}, inside a table-valued key.
+    """
+
+    def __init__(self, key, message):
+        ValueError.__init__(self, message)
+        self.key = key
+
+
+def _shown(value, limit=60):
+    """
+    C{repr(value)} for a message: one line, shortened past C{limit}
+    characters.
+    """
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "a value nested too deeply"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check(kind, accept, convert=lambda value: value):
+    """
+    :param kind: how a message names what is expected.
+    :param accept: C{value -> bool}, whether a TOML value is acceptable.
+    :param convert: C{value -> converted}, for acceptable values.
+    :return: a converter raising L{ValueError} "expected KIND, got VALUE".
+    """
+
+    def converter(value):
+        if not accept(value):
+            shown = str(value).lower() if type(value) is bool else _shown(value)
+            raise ValueError("expected %s, got %s" % (kind, shown))
+        return convert(value)
+
+    return converter
+
+
+def integer(low, high=None):
+    """
+    :param low: the smallest value allowed.
+    :param high: the largest value allowed, or L{None}.
+    :return: a converter for TOML integers in that range.
+    """
+    bounds = ">= %d" % low if high is None else "%d..%d" % (low, high)
+    return check("an integer " + bounds, lambda value: type(value) is int
+                 and low <= value <= (value if high is None else high))
+
+
+def duration(positive=False):
+    """
+    :param positive: whether zero is refused.
+    :return: a converter for Go duration strings, giving seconds.
+    """
+
+    def convert(value):
+        seconds = parse_duration(value)
+        if positive and seconds == 0:
+            raise ValueError("invalid duration %r (must be > 0)" % (value,))
+        return seconds
+
+    return convert
+
+
+_LEVELS = {"debug": "debug", "info": "info", "warn": "warn",
+           "warning": "warn", "error": "error"}
+_AUTH = {**dict.fromkeys(["required", "true", "yes", "on"], True),
+         **dict.fromkeys(["false", "no", "off", "none", ""], False)}
+string = check("a string", lambda value: type(value) is str)
+boolean = check("true or false", lambda value: type(value) is bool)
+event_peer = check("tunnel or go", lambda value: type(value) is str and value.lower() in ("tunnel", "go"),
+                   lambda value: value.lower())
+
+log_level = check("debug, info, warn or error",
+                  lambda value: type(value) is str and value.lower() in _LEVELS,
+                  lambda value: _LEVELS[value.lower()])
+# Go's sample file says client-auth = "required", which Go reads as false.
+client_auth = check(
+    'true, false or "required"',
+    lambda value: type(value) is bool or (
+        type(value) is str and value.lower() in _AUTH),
+    lambda value: value if type(value) is bool else _AUTH[value.lower()])
+log_format = check("text or json", lambda value: type(value) is str and value.lower() in ("text", "json"),
+                   lambda value: value.lower())
+positive_number = check("a number > 0", lambda value: type(value) in (
+    int, float) and 0 < value < math.inf)
+
+
+def table(kind, entry):
+    """
+    :param kind: how a message names the table expected.
+    :param entry: C{(key, value) -> (key, converted)}, raising L{ValueError}.
+    :return: a converter for TOML tables, naming a bad entry's key.
+    """
+
+    def convert(value):
+        result = {}
+        for key, item in value.items():
+            try:
+                result.update([entry(key, item)])
+            except ValueError as e:
+                raise NestedValueError(key, str(e)) from None
+        return result
+
+    return check(kind, lambda value: type(value) is dict, convert)
+
+
+def _interface(key, name):
+    if key not in ("in", "out"):
+        raise ValueError("unknown key (expected in or out)")
+    return key, string(name)
+
+
+_ADDRESS = re.compile(r"(?:(udp|tcp)::)?([0-9.]+):([0-9]{1,5})")
+
+
+def controller_address(text):
+    """
+    :param text: C{"udp::IP:PORT"}, C{"tcp::IP:PORT"} or C{"IP:PORT"} (UDP).
+    :return: C{(protocol, host, port)}.
+    """
+    match = _ADDRESS.fullmatch(text) if isinstance(text, str) else None
+    try:
+        host, port = str(ipaddress.IPv4Address(match[2])), int(match[3])
+        if not 1 <= port <= 65535:
+            raise ValueError(port)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "invalid address %r (expected udp::IP:PORT, tcp::IP:PORT or IP:PORT)"
+            % (text,)) from None
+    return (match[1] or "udp", host, port)
+
+
+def list_of(kind, convert):
+    """
+    :param kind: how a message names one entry.
+    :param convert: C{entry -> converted}, raising L{ValueError}.
+    :return: a converter for a TOML list (or a string of comma-separated
+        entries, as the command line writes them) to a list.
+    """
+
+    def converter(value):
+        if type(value) is str:
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if type(value) is not list or not all(type(item) is str for item in value):
+            raise ValueError("expected a list of %s, got %s" % (kind, _shown(value)))
+        return [convert(item) for item in value]
+
+    return converter
+
+
+def _network(text):
+    return str(parse_networks([text])[0])
+
+
+def _controller(key, address):
+    serial = int(key) if key.isascii() and key.isdigit() else 0
+    if not 1 <= serial <= 0xFFFFFFFF:
+        raise ValueError("invalid controller serial number (expected 1..4294967295)")
+    return serial, controller_address(address)
+
+
+def _proxy(value):
+    from uhppoted_tunnel.transports.proxy import check_proxy
+
+    return check_proxy(value)
+
+
+KEYS = {
+    **dict.fromkeys(["in", "out", "lockfile", "ca-cert", "cert", "key", "html",
+                     "label", "user"], string),
+    **dict.fromkeys(["zmq-server-key", "zmq-client-key", "zmq-authorized-keys"], string),
+    **dict.fromkeys(["remove-lockfile", "console", "debug", "freebind"], boolean),
+    "interfaces": table('a table such as { in = "eth0" }', _interface),
+    "max-retries": integer(-1),
+    "max-retry-delay": duration(),
+    "udp-timeout": duration(positive=True),
+    "handshake-timeout": duration(positive=True),
+    "http-request-timeout": duration(positive=True),
+    "max-connections": integer(1),
+    "max-connections-per-source": integer(1),
+    "max-status-streams": integer(1),
+    "client-auth": client_auth,
+    "log-level": log_level,
+    "rate-limit": positive_number,
+    "rate-limit-burst": integer(1),
+    "max-payload": integer(1, 65535),
+    "controllers": table("a table of serial number = address", _controller),
+    "event-buffer": integer(1),
+    "event-buffer-age": duration(positive=True),
+    "event-window": integer(1),
+    "event-spool": string,
+    "event-rate-limit": positive_number,
+    "event-peer": event_peer,
+    "rate-limit-per-source": positive_number,
+    "rate-limit-per-source-burst": integer(1),
+    "max-send-queue": integer(1024),
+    "stall-timeout": duration(positive=True),
+    "dead-peer-timeout": duration(positive=True),
+    "udp-receive-buffer": integer(4096, 1 << 30),
+    "proxy": _proxy,
+    "metrics": string,
+    "log-format": log_format,
+    "ws-origins": list_of("origins such as https://app.example.com", normalize_origin),
+    "token-file": string,
+    "trusted-proxies": list_of("addresses or CIDR blocks", _network),
+    "ws-ping": duration(),
+    **dict.fromkeys(["xmpp-password-file", "xmpp-peer", "xmpp-server"], string),
+    "xmpp-rate": integer(256),
+}
+"""TOML key -> converter raising L{ValueError}; add a key with one line."""
+
+MERGED = {"interfaces", "controllers"}
+"""Table-valued keys whose entries a section merges over C{[defaults]}."""
+
+
+class Settings(dict):
+    """
+    Converted values keyed by TOML key name.
+
+    :ivar path: the file read.
+    :ivar section: the section chosen, or L{None}.
+    :ivar warnings: one-line messages about ignored keys.
+    """
+
+    def __init__(self, path, section):
+        dict.__init__(self)
+        self.path, self.section = path, section
+        self.warnings = []
+        self._sources = {}
+
+    def source(self, key):
+        """
+        :param key: a TOML key name.
+        :return: C{"file [section] key"}, naming the section the value came
+            from, for messages.
+        """
+        return self._sources.get(key) or "%s [%s] %s" % (
+            self.path, self.section or "defaults", key)
+
+    def _add(self, values, name):
+        for key, raw in values.items():
+            where = "%s [%s] %s" % (self.path, name, key)
+            if key not in KEYS:
+                self.warnings.append(where + ": unknown key (ignored)")
+                continue
+            try:
+                value = KEYS[key](raw)
+            except NestedValueError as e:
+                raise ConfigError("%s [%s.%s] %s: %s"
+                                  % (self.path, name, key, e.key, e)) from None
+            except ValueError as e:
+                raise ConfigError("%s: %s" % (where, e)) from None
+            if key in MERGED and key in self:
+                value = {**self[key], **value}
+            self[key], self._sources[key] = value, where
+
+
+def load(path, section, *, explicit):
+    """
+    Read a configuration file and merge C{[section]} over C{[defaults]}.
+
+    :param path: the file, or L{None} for L{DEFAULT_CONFIG}.
+    :param section: the tunnel's section, or L{None} for C{[defaults]} alone.
+    :param explicit: whether the user named the file, so that a missing file
+        is an error rather than an empty configuration.  A missing file is
+        always an error when a section is named.
+    :return: the merged L{Settings}.
+    :raise ConfigError: if the file or any value in the chosen sections is
+        unusable.
+    """
+    path = DEFAULT_CONFIG if path is None else path
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_SIZE + 1)
+        if len(data) > MAX_CONFIG_SIZE:
+            raise ConfigError("%s: over %d bytes (is it a configuration file?)" % (path, MAX_CONFIG_SIZE))
+        document = tomllib.loads(data.decode("utf-8"))
+    except FileNotFoundError:
+        if explicit or section is not None:
+            raise ConfigError("%s: no such file" % (path,)) from None
+        return Settings(path, None)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s: invalid TOML: %s" % (path, e)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("%s: invalid TOML: not UTF-8 text" % (path,)) from None
+    except RecursionError:
+        raise ConfigError("%s: invalid TOML: nested too deeply" % (path,)) from None
+    except OSError as e:
+        raise ConfigError("%s: %s" % (path, e.strerror or e)) from None
+    settings = Settings(path, section)
+    settings.warnings.extend("%s: %s outside any section (ignored)" % (path, key)
+                             for key, value in document.items()
+                             if not isinstance(value, dict))
+    for name in ["defaults"] + [section] * (section not in (None, "defaults")):
+        values = document.get(name, {} if name == "defaults" else None)
+        if values is None:
+            raise ConfigError("%s: no section [%s]" % (path, name))
+        if not isinstance(values, dict):
+            raise ConfigError("%s: %s is not a section" % (path, name))
+        settings._add(values, name)
+    return settings

@@ -1,0 +1,372 @@
+# -*- test-case-name: tests.unit.test_status -*-
+"""
+The live status page: a C{twisted.web} resource tree that shows what a
+tunnel is doing, in a browser, as it happens.
+
+    /                 the page (HTML; also /status.html)
+    /status.css       its style sheet
+    /status.js        its script
+    /logo.svg         the project's logo (also /favicon.svg)
+    /status/stream    the status snapshot as Server-Sent Events
+
+Everything is a static file shipped in the package (C{assets/}): no
+external asset, no inline script or style, so the page works under the
+HTTP ends' Content-Security-Policy (L{web.CONTENT_SECURITY_POLICY}), which
+every answer carries with the other L{web.SECURITY_HEADERS}.
+
+The stream sends the snapshot (see L{StatusPage}) at once and then every
+second while the client stays, a comment now and then as a heartbeat for
+proxies, and a C{retry:} hint for the browser's reconnection. A client
+that does not read is not written to (the stream is a streaming producer
+of its connection) and gets the latest snapshot when it reads again. At
+most C{max_streams} streams are open at once (C{--max-status-streams});
+one more is answered 503, with a throttled warning.
+"""
+
+import hashlib
+import json
+from importlib import resources
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web import http, server
+from twisted.web.resource import Resource
+from zope.interface import implementer
+
+from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.observe.web import add_security_headers, client_address
+
+#: Concurrent status streams allowed by default (C{--max-status-streams}).
+DEFAULT_MAX_STREAMS = 16
+
+#: Seconds between snapshots on a stream.
+INTERVAL = 1.0
+
+#: Seconds between heartbeat comments on a stream.
+HEARTBEAT = 15.0
+
+#: The browser's reconnection delay, in milliseconds (the C{retry:} field).
+RETRY_MS = 3000
+
+#: The files of the page, by the path they are served at: (file in
+#: C{assets/}, content type).
+ASSETS = {
+    b"": ("status.html", b"text/html; charset=utf-8"),
+    b"status.html": ("status.html", b"text/html; charset=utf-8"),
+    b"status.css": ("status.css", b"text/css; charset=utf-8"),
+    b"status.js": ("status.js", b"text/javascript; charset=utf-8"),
+    b"logo.svg": ("logo.svg", b"image/svg+xml"),
+    b"favicon.svg": ("logo.svg", b"image/svg+xml"),
+}
+
+
+def asset(name):
+    """
+    The bytes of a file in the package's C{assets/} folder.
+    """
+    return resources.files("uhppoted_tunnel.observe").joinpath("assets", name).read_bytes()
+
+
+def encode_event(document):
+    """
+    A snapshot as one Server-Sent Event: C{data: <json>} and a blank line.
+    JSON without indentation holds no line break (those in strings are
+    escaped), so the event is one C{data:} line.
+
+    :raise ValueError: for a value JSON cannot carry (NaN, infinity).
+    """
+    return b"data: " + json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n\n"
+
+
+def _plain(request, code, text, allow=None):
+    """
+    Answer with a short text.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    if allow is not None:
+        request.setHeader(b"Allow", allow)
+    return text.encode("utf-8") + b"\n"
+
+
+def _readable(request):
+    """
+    C{None} if the request is a GET or a HEAD, else the 405 answer.
+    """
+    if request.method in (b"GET", b"HEAD"):
+        return None
+    return _plain(request, 405, "method not allowed", allow=b"GET, HEAD")
+
+
+class _NotFound(Resource):
+    """
+    404, as text.
+    """
+
+    isLeaf = True
+
+    def render(self, request):
+        return _plain(request, 404, "not found")
+
+
+class StaticAsset(Resource):
+    """
+    One file of the page, from memory, with its content type. Browsers
+    revalidate it (C{no-cache}) so that an upgrade shows at once; the
+    ETag makes that cheap.
+    """
+
+    isLeaf = True
+
+    def __init__(self, body, content_type):
+        Resource.__init__(self)
+        self.body = body
+        self.content_type = content_type
+        self.etag = b'"' + hashlib.sha256(body).hexdigest()[:16].encode("ascii") + b'"'
+
+    def render(self, request):
+        refused = _readable(request)
+        if refused is not None:
+            return refused
+        if request.postpath:
+            return _NotFound().render(request)
+        request.setHeader(b"Content-Type", self.content_type)
+        request.setHeader(b"Cache-Control", b"no-cache")
+        if request.setETag(self.etag) == http.CACHED:
+            return b""
+        return self.body
+
+
+@implementer(IPushProducer)
+class StatusStream:
+    """
+    One client's stream of snapshots: a timer while the client stays.
+
+    :ivar request: the request being answered.
+    :ivar paused: the client's connection is not taking more just now.
+    """
+
+    def __init__(self, page, request):
+        self.page = page
+        self.request = request
+        self.paused = False
+        self.ended = False
+        self._beat = page.clock.seconds()
+        self._timer = LoopingCall(self._tick)
+        self._timer.clock = page.clock
+
+    def start(self):
+        """
+        Send the headers, the C{retry:} hint and the first snapshot, and
+        start the timer; the request's end stops it.
+        """
+        request = self.request
+        request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        # proxies such as nginx would buffer the stream otherwise
+        request.setHeader(b"X-Accel-Buffering", b"no")
+        request.registerProducer(self, True)
+        request.write(b"retry: %d\n\n" % self.page.retry)
+        request.notifyFinish().addBoth(self._finished)
+        if not self.ended:
+            self._timer.start(self.page.interval, now=True)
+
+    def _tick(self):
+        if self.paused:
+            return
+        self._send()
+        now = self.page.clock.seconds()
+        if now - self._beat >= self.page.heartbeat and not self.ended:
+            self._beat = now
+            self.request.write(b": keepalive\n\n")
+
+    def _send(self):
+        event = self.page.event()
+        if event is not None and not self.ended:
+            self.request.write(event)
+
+    def _finished(self, result):
+        """
+        The client went away (or the stream was ended): stop the timer.
+        """
+        self.ended = True
+        if self._timer.running:
+            self._timer.stop()
+        self.page.streamEnded(self)
+
+    def end(self):
+        """
+        Finish the answer (the page is stopping).
+        """
+        if not self.ended:
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    # IPushProducer: the connection says when the client is not reading
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        if self.paused and not self.ended:
+            self.paused = False
+            self._send()
+
+    def stopProducing(self):
+        self.paused = True
+
+
+class StreamResource(Resource):
+    """
+    C{/status/stream}: Server-Sent Events.
+    """
+
+    isLeaf = True
+
+    def __init__(self, page):
+        Resource.__init__(self)
+        self.page = page
+
+    def render(self, request):
+        refused = _readable(request)
+        if refused is not None:
+            return refused
+        if request.postpath not in ([], [b""]):
+            return _NotFound().render(request)
+        return self.page.openStream(request)
+
+
+class _Folder(Resource):
+    """
+    A path segment that only has children (C{/status/}).
+    """
+
+    def getChild(self, path, request):
+        return _NotFound()
+
+    def render(self, request):
+        return _NotFound().render(request)
+
+
+class StatusPage(Resource):
+    """
+    The status page's resource tree, to serve at the root of a site (or as
+    a child of another resource: every path it links is relative).
+
+    :param snapshot: a callable taking no argument that returns the
+        tunnel's status as a dict that JSON can carry::
+
+            {"tunnel": {"version", "started", "now", "ready"},
+             "ends": [{"role", "connector", "state", "since",
+                       "peers": [{"address", "since"}]}],
+             "controllers": [{"serial", "address", "last_reply", "last_event"}],
+             "totals": {"requests", "replies", "timeouts", "dropped", "events"},
+             "rates": {"interval", "requests": [60 ints], "events": [60 ints]},
+             "events": [{"time", "serial", "index", "type", "door", "granted", "card"}],
+             "warnings": [{"time", "level", "text"}]}
+
+        times in Unix seconds; C{state} one of C{up}, C{down},
+        C{connecting}, C{failed}.
+    :param clock: an C{IReactorTime}, for the streams' timers.
+    :param max_streams: the concurrent streams allowed.
+    :param secure: answers carry HSTS (an C{https/} end).
+    :param interval: seconds between snapshots on a stream.
+    :param heartbeat: seconds between heartbeat comments.
+    :param retry: the browser's reconnection delay in milliseconds.
+
+    :ivar streams: the open L{StatusStream}s.
+    """
+
+    log = Logger()
+    log_tag = "HTTP"
+
+    def __init__(self, snapshot, clock, max_streams=DEFAULT_MAX_STREAMS, secure=False, interval=INTERVAL,
+                 heartbeat=HEARTBEAT, retry=RETRY_MS):
+        Resource.__init__(self)
+        self.snapshot = snapshot
+        self.clock = clock
+        self.max_streams = max_streams
+        self.secure = secure
+        self.interval = interval
+        self.heartbeat = heartbeat
+        self.retry = retry
+        self.streams = set()
+        self._refused = Throttle(clock, self._warnRefused)
+        self._failed = Throttle(clock, self._warnFailed)
+        self._last_refused = None
+        self._last_error = None
+        for path, (name, content_type) in ASSETS.items():
+            self.putChild(path, StaticAsset(asset(name), content_type))
+        folder = _Folder()
+        folder.putChild(b"stream", StreamResource(self))
+        self.putChild(b"status", folder)
+
+    def getChildWithDefault(self, path, request):
+        # every answer from the tree, errors included, has the headers
+        request.responseHeaders.removeHeader(b"Server")
+        add_security_headers(request, self.secure)
+        return Resource.getChildWithDefault(self, path, request)
+
+    def getChild(self, path, request):
+        return _NotFound()
+
+    def render(self, request):
+        # the tree as a child reached without a trailing slash
+        add_security_headers(request, self.secure)
+        request.setResponseCode(301)
+        request.setHeader(b"Location", request.prepath[-1] + b"/" if request.prepath else b"/")
+        return b""
+
+    def event(self):
+        """
+        The current snapshot as an event, or C{None} (with a throttled
+        warning) when it cannot be had.
+        """
+        try:
+            return encode_event(self.snapshot())
+        except Exception as e:
+            self._last_error = e
+            self._failed.count()
+            return None
+
+    def openStream(self, request):
+        """
+        Answer C{request} with a stream, or 503 when C{max_streams} are
+        open.
+        """
+        if len(self.streams) >= self.max_streams:
+            self._last_refused = client_address(request)
+            self._refused.count()
+            request.setHeader(b"Retry-After", b"%d" % max(1, self.retry // 1000))
+            return _plain(request, 503, "too many status streams open ({}, --max-status-streams)".format(
+                self.max_streams))
+        if request.method == b"HEAD":
+            request.setHeader(b"Content-Type", b"text/event-stream; charset=utf-8")
+            request.setHeader(b"Cache-Control", b"no-store")
+            return b""
+        stream = StatusStream(self, request)
+        self.streams.add(stream)
+        stream.start()
+        return server.NOT_DONE_YET
+
+    def streamEnded(self, stream):
+        self.streams.discard(stream)
+
+    def stop(self):
+        """
+        End every stream and report what is not yet reported: for the
+        owner's C{stopService}.
+        """
+        for stream in list(self.streams):
+            stream.end()
+        self._refused.flush()
+        self._failed.flush()
+
+    def _warnRefused(self, count):
+        self.log.warn("refused {count} status stream(s), the last from {peer}: {limit} open already "
+                      "(--max-status-streams)", count=count, peer=self._last_refused, limit=self.max_streams)
+
+    def _warnFailed(self, count):
+        self.log.error("status snapshot failed {count} time(s): {error!r}", count=count, error=self._last_error)

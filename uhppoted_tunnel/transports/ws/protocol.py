@@ -1,0 +1,452 @@
+# -*- test-case-name: tests.unit.test_websocket,tests.loopback.test_websocket -*-
+"""
+The WebSocket upgrade and messages of the C{ws/} and C{wss/} ends, with
+autobahn's Twisted API (C{autobahn.twisted.websocket}).
+
+A connection is an autobahn protocol until its upgrade succeeds; then, as
+L{uhppoted_tunnel.transports.tls.secure.HandshakeGate} does after a TLS
+handshake, it builds the end's own protocol (a
+L{uhppoted_tunnel.link.wire.FramedProtocol}, inside C{ClientService}'s proxy on
+a client) and connects it to a L{MessageTransport}: every frame it writes
+goes out as one binary message, and every binary message that holds
+exactly one frame goes to it. Flow control, the stall timeout, dropped
+frames, the relays and the reconnect loop are therefore the stream ends'
+own. A client endpoint's C{connect} fires only once the upgrade has
+succeeded and fails, with the server's answer, when it does not, so that
+C{ClientService} counts a failed attempt.
+
+The factories and endpoints (and the end's throttled warnings) are in
+L{uhppoted_tunnel.transports.ws.endpoints}: every timer autobahn sets (the
+opening and closing handshakes, pings) runs on the end's clock, and
+autobahn's own log lines are kept at debug level: what matters the end
+says itself, throttled. On the hot path a tunnel
+frame is written as one binary WebSocket frame by L{binary_frame} rather
+than through autobahn's C{sendMessage}, whose generality (fragments,
+compression, statistics, debug formatting) cost more than a frame's whole
+way through a half; everything received is autobahn's to parse.
+"""
+
+import random
+
+from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.link.ends import LinkRefused
+from uhppoted_tunnel.transports.ws.maker import (
+    MAX_HEAD,
+    PHRASES,
+    Refusal,
+    parse_request,
+    parse_status,
+    shown,
+)
+from uhppoted_tunnel.link.wire import HEADER_SIZE, WhenClosed, underlying
+
+OPEN = WebSocketProtocol.STATE_OPEN
+CLOSED = WebSocketProtocol.STATE_CLOSED
+
+#: The close code for a text message: the tunnel speaks binary only.
+UNSUPPORTED_DATA = 1003
+
+
+class UpgradeFailed(Exception):
+    """
+    A client's WebSocket upgrade did not succeed; the message says why.
+    """
+
+
+class BadMessage(Exception):
+    """
+    A peer sent a message that is not one frame; the message says what.
+    """
+
+
+class _AutobahnLog:
+    """
+    autobahn's own log calls: debug and trace dropped (txaio drops them by
+    default), the rest kept at debug level. What matters (a refused
+    upgrade, an impossible message, a missed ping) the end says itself, in
+    its own words and throttled.
+    """
+
+    _log = Logger(namespace="uhppoted_tunnel.transports.ws.protocol.autobahn")
+
+    def _drop(self, *args, **kwargs):
+        pass
+
+    def _demote(self, format="", *args, **kwargs):
+        kwargs.pop("log_failure", None)
+        self._log.debug("autobahn: " + str(format), **kwargs)
+
+    debug = trace = _drop
+    info = warn = error = critical = failure = _demote
+
+
+_AUTOBAHN_LOG = _AutobahnLog()
+
+
+def binary_frame(payload, masked, _random=random.getrandbits):
+    """
+    One final binary WebSocket frame (RFC 6455, 5.2) holding C{payload}:
+    what autobahn's C{sendMessage} writes for it, without its generality
+    (fragments, compression, statistics), which costs more than the rest
+    of a tunnel frame's way through a half.
+
+    :param masked: whether to mask it, as a client must.
+    """
+    size = len(payload)
+    bit = 0x80 if masked else 0
+    if size < 126:
+        head = bytes((0x82, bit | size))
+    elif size < 0x10000:
+        head = bytes((0x82, bit | 126)) + size.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, bit | 127)) + size.to_bytes(8, "big")
+    if not masked:
+        return head + payload
+    key = _random(32).to_bytes(4, "big")
+    mask = (key * (size // 4 + 1))[:size]
+    return head + key + (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(size, "big")
+
+
+class MessageTransport:
+    """
+    The transport the end's protocol is connected to once the upgrade has
+    succeeded: each write is sent as one binary message; the producer and
+    tuning calls go to the socket under the WebSocket (and TLS) layers,
+    whose buffer holds what is queued for the peer (see
+    L{uhppoted_tunnel.link.wire.FramedProtocol} and
+    L{uhppoted_tunnel.link.ends.tune}).
+    """
+
+    disconnecting = False
+
+    def __init__(self, websocket, peer, limit):
+        """
+        :param websocket: the upgraded autobahn protocol.
+        :param peer: the peer's address, for the log (a trusted proxy's
+            client, see L{uhppoted_tunnel.transports.ws.maker.ForwardedAddress}).
+        :param limit: the longest message the peer accepts.
+        """
+        self._websocket = websocket
+        self._socket = underlying(websocket.transport)
+        self._peer = peer
+        self._limit = limit
+        self._masked = not websocket.factory.isServer
+
+    def write(self, data):
+        websocket = self._websocket
+        if websocket.state == OPEN and len(data) <= self._limit:
+            websocket.transport.write(binary_frame(data, self._masked))
+
+    def writeSequence(self, data):
+        self.write(b"".join(data))
+
+    def loseConnection(self):
+        self.disconnecting = True
+        self._websocket.closeGracefully()
+
+    def abortConnection(self):
+        self.disconnecting = True
+        self._websocket.transport.abortConnection()
+
+    def getPeer(self):
+        return self._peer
+
+    def getHost(self):
+        return self._websocket.transport.getHost()
+
+    def registerProducer(self, producer, streaming):
+        self._socket.registerProducer(producer, streaming)
+
+    def unregisterProducer(self):
+        self._socket.unregisterProducer()
+
+    def pauseProducing(self):
+        self._socket.pauseProducing()
+
+    def resumeProducing(self):
+        self._socket.resumeProducing()
+
+    @property
+    def bufferSize(self):
+        return self._socket.bufferSize
+
+    @bufferSize.setter
+    def bufferSize(self, size):
+        self._socket.bufferSize = size
+
+    def __getattr__(self, name):
+        # setTcpNoDelay, setTcpKeepAlive, getHandle: the socket's, if it
+        # has them
+        if name.startswith("__") or name in ("_socket", "_websocket"):
+            raise AttributeError(name)
+        return getattr(self._socket, name)
+
+
+class _Frames(WhenClosed):
+    """
+    What the server and client protocols share: the upgraded connection
+    carries one frame per binary message to and from the end's protocol.
+
+    :ivar frames: the end's protocol once upgraded, else C{None}.
+    :ivar peer: the peer's address as text, for the log.
+    """
+
+    log = _AUTOBAHN_LOG
+    frames = None
+    _deliver = None
+
+    def connectionMade(self):
+        self.address = self.transport.getPeer()
+        self.factory.pending.add(self)
+        super().connectionMade()
+        self.peer = format_address(self.address)
+
+    def upgraded(self):
+        """
+        The upgrade succeeded: build the end's protocol and connect it.
+
+        :return: the end's protocol, or C{None} when the end refused it
+            (the connection is then dropped).
+        """
+        self.factory.pending.discard(self)
+        frames = self.factory.wrapped.buildProtocol(self.address)
+        if frames is None:
+            self.dropConnection(abort=True)
+            return None
+        self.frames = frames
+        self._deliver = frames.dataReceived
+        frames.makeConnection(MessageTransport(self, self.address, self.maxMessagePayloadSize))
+        return frames
+
+    def dataReceived(self, data):
+        # autobahn's logs each read at debug level, formatting the log's
+        # arguments (tens of microseconds) whether or not it is written
+        self._dataReceived(data)
+
+    def sendData(self, data, sync=False, chopsize=None):
+        # the same for each write; and no traffic statistics
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            self.transport.write(data)
+
+    def unregisterProducer(self):
+        # autobahn calls this on every drop, for a producer registered
+        # through it; the only one here is the end's protocol, registered
+        # on the socket (see MessageTransport), which lets go of it when
+        # the connection is lost
+        pass
+
+    def onMessageEnd(self):
+        # autobahn's also fires a "message" event for observers, with a
+        # Deferred per message: nothing observes here
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
+
+    def onMessage(self, payload, isBinary):
+        size = len(payload)
+        if isBinary and size >= HEADER_SIZE and (payload[0] << 8 | payload[1]) == size - HEADER_SIZE:
+            self._deliver(payload)
+            return
+        if self.state != OPEN or self.frames is None:
+            return
+        if isBinary:
+            self._badMessage("a message of {} bytes that is not one frame (its header announces {} bytes)".format(
+                size, (payload[0] << 8 | payload[1]) if size >= 2 else "no"))
+            self.dropConnection(abort=True)
+        else:
+            self._badMessage("a text message (the tunnel sends binary messages only)")
+            self.sendCloseFrame(code=UNSUPPORTED_DATA, reasonUtf8=b"binary messages only", isReply=False)
+
+    def _badMessage(self, what):
+        frames = self.frames
+        frames.factory.frameTooLong(frames, BadMessage(what))
+
+    def closeGracefully(self):
+        """
+        Close with a close frame once what is queued is sent (the peer has
+        L{uhppoted_tunnel.transports.ws.endpoints.CLOSE_TIMEOUT} to answer
+        it).
+        """
+        if self.state == OPEN:
+            self.sendCloseFrame(code=1000, isReply=False)
+        elif self.state != CLOSED and self.state != WebSocketProtocol.STATE_CLOSING:
+            self.dropConnection(abort=False)
+
+    def onAutoPingTimeout(self):
+        self.factory.pingTimedOut(self.peer)
+        super().onAutoPingTimeout()
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        # autobahn leaves this one running
+        if self.closeHandshakeTimeoutCall is not None:
+            self.closeHandshakeTimeoutCall.cancel()
+            self.closeHandshakeTimeoutCall = None
+        self.factory.pending.discard(self)
+        frames, self.frames = self.frames, None
+        if frames is not None:
+            if self.wasMaxMessagePayloadSizeExceeded or self.wasMaxFramePayloadSizeExceeded:
+                frames.factory.frameTooLong(frames, BadMessage(
+                    "a message of over {} bytes (--max-payload {} plus the {}-byte frame header)".format(
+                        self.maxMessagePayloadSize, self.maxMessagePayloadSize - HEADER_SIZE, HEADER_SIZE)))
+            frames.connectionLost(reason)
+        else:
+            self.notUpgraded(reason)
+        for d in self._closedNow():
+            d.callback(None)
+
+    def notUpgraded(self, reason):
+        """
+        The connection closed before its upgrade succeeded.
+        """
+
+
+def stray_bytes(data):
+    """
+    What a peer that is not a WebSocket client sends first, said as soon
+    as it shows (rather than when the upgrade times out).
+
+    :param data: the first bytes received.
+    :return: a reason, or C{None} while they may begin an HTTP request.
+    """
+    if data[:2] == b"\x16\x03":
+        return "the data starts like a TLS handshake: is the peer a wss/ or tls/ client?"
+    line = data.split(b"\r\n", 1)[0]
+    if any(byte < 0x20 or byte > 0x7E for byte in line[:64]):
+        return "the data is not an HTTP request: is the peer a tcp/ connector?"
+    return None
+
+
+class WSServerProtocol(_Frames, WebSocketServerProtocol):
+    """
+    A connection to a server end: its upgrade request is admitted by the
+    end's L{uhppoted_tunnel.transports.ws.maker.UpgradePolicy} before
+    autobahn checks the rest; every refusal is an HTTP status, no body,
+    and a throttled warning naming the peer and the reason.
+    """
+
+    _admitted = False
+
+    def processHandshake(self):
+        data = self.data
+        end = data.find(b"\r\n\r\n")
+        if not self._admitted:
+            stray = stray_bytes(data)
+            if stray is not None:
+                return self.failHandshake(stray, 400)
+        if end < 0 and len(data) <= MAX_HEAD:
+            return
+        if end < 0 or end + 4 > MAX_HEAD:
+            return self.failHandshake("a request head over {} bytes".format(MAX_HEAD), 431)
+        if not self._admitted:
+            try:
+                request = parse_request(data[:end])
+            except ValueError as e:
+                return self.failHandshake("a malformed request: {}".format(e), 400)
+            policy = self.factory.policy
+            self.address = policy.peer(self.address, request)
+            self.peer = format_address(self.address)
+            try:
+                policy.check(request)
+            except Refusal as refusal:
+                return self.failHandshake(refusal.reason, refusal.code)
+            self._admitted = True
+        try:
+            WebSocketServerProtocol.processHandshake(self)
+        except Exception as e:
+            if self.state != CLOSED:
+                self.failHandshake("a malformed upgrade request ({})".format(e), 400)
+
+    def failHandshake(self, reason, code=400, responseHeaders=None):
+        self.factory.warnings.refused(self.peer, code, reason)
+        self.wasNotCleanReason = reason
+        head = ["HTTP/1.1 {} {}".format(code, PHRASES.get(code, "Error"))]
+        if code == 426:
+            head += ["Upgrade: websocket", "Sec-WebSocket-Version: 13"]
+        elif code == 401:
+            head.append('WWW-Authenticate: Bearer realm="uhppoted-tunnel"')
+        head += ["{}: {}".format(name, value) for name, value in responseHeaders or ()]
+        head += ["Content-Length: 0", "Connection: close", "", ""]
+        self.sendData("\r\n".join(head).encode("latin-1", "replace"))
+        self.dropConnection(abort=False)
+
+    def onOpen(self):
+        self.upgraded()
+
+    def notUpgraded(self, reason):
+        if self.wasOpenHandshakeTimeout:
+            self.factory.warnings.timedOut(self.peer, self.openHandshakeTimeout)
+
+
+class WSClientProtocol(_Frames, WebSocketClientProtocol):
+    """
+    A client end's connection: it asks for the upgrade, and its endpoint's
+    C{connect} fires once the server has granted it, or fails saying why.
+
+    :ivar why: why the upgrade failed, once it has.
+    """
+
+    why = None
+
+    def onConnecting(self, transport_details):
+        return self.factory.request
+
+    def processHandshake(self):
+        data = self.data
+        end = data.find(b"\r\n\r\n")
+        if end < 0 and len(data) <= MAX_HEAD:
+            return
+        if end < 0 or end + 4 > MAX_HEAD:
+            return self.failHandshake("the server's answer to the upgrade has a head over {} bytes: is it a "
+                                      "WebSocket server?".format(MAX_HEAD))
+        try:
+            _, code, phrase, _ = parse_status(data[:end])
+        except ValueError as e:
+            return self.failHandshake("the server's answer to the upgrade is not HTTP ({}): is it a WebSocket "
+                                      "server?".format(e))
+        if code != 101:
+            return self.failHandshake("server refused the upgrade: {} {}".format(code, shown(phrase, 60)))
+        try:
+            WebSocketClientProtocol.processHandshake(self)
+        except Exception as e:
+            if self.state != CLOSED:
+                self.failHandshake("a malformed answer to the upgrade ({})".format(e))
+
+    def failHandshake(self, reason):
+        self.why = reason
+        self.wasNotCleanReason = reason
+        self.dropConnection(abort=True)
+
+    def onOpen(self):
+        frames = self.upgraded()
+        if frames is not None:
+            self.factory.settle(frames)
+
+    def onCloseFrame(self, code, reasonRaw):
+        result = WebSocketClientProtocol.onCloseFrame(self, code, reasonRaw)
+        if self.state != CLOSED:
+            # the close handshake is done on this side: close the TCP
+            # connection (autobahn would wait for the server to, on a timer
+            # of the global reactor's)
+            self.dropConnection(abort=False)
+        return result
+
+    def notUpgraded(self, reason):
+        why = self.why
+        if why is None:
+            if self.wasOpenHandshakeTimeout:
+                why = "no answer to the WebSocket upgrade within {:g}s: is the server a {}/ end? " \
+                      "(--handshake-timeout)".format(self.openHandshakeTimeout, self.factory.kind)
+            elif reason.check(LinkRefused):
+                why = reason.getErrorMessage()
+            else:
+                why = "the server closed the connection during the WebSocket upgrade: is it a {}/ end?".format(
+                    self.factory.kind)
+        self.factory.settle(Failure(UpgradeFailed(shown(why, 200))))
