@@ -40,7 +40,7 @@ from tests.loopback.processes import (
 )
 from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
 from tests.tools import require
-from uhppoted_tunnel.link.wire import encode
+from uhppoted_tunnel.core.frames import encode
 
 A = 405419896
 B = 303986753

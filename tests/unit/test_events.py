@@ -24,7 +24,7 @@ from uhppoted_tunnel.core.packets import event_key
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 from uhppoted_tunnel.app.tunnel import TunnelService
-from uhppoted_tunnel.link.wire import FrameDecoder, encode
+from uhppoted_tunnel.core.frames import FrameDecoder, encode
 
 SERIAL = 405419896
 

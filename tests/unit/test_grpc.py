@@ -21,7 +21,7 @@ from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnectio
 from uhppoted_tunnel.link.limits import limit_connections
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.link.wire import FrameTooLong
+from uhppoted_tunnel.core.frames import FrameTooLong
 
 SETTINGS = {"max-payload": 1024, "max-connections": 512, "max-connections-per-source": 128,
             "max-send-queue": 2 * (64 + FRAME_OVERHEAD), "stall-timeout": 30.0, "dead-peer-timeout": 60.0,

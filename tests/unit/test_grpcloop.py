@@ -22,7 +22,7 @@ from uhppoted_tunnel.transports.grpc.loop import (
     StreamTransport,
     call_soon,
 )
-from uhppoted_tunnel.link.wire import FrameTooLong
+from uhppoted_tunnel.core.frames import FrameTooLong
 
 Message = namedtuple("Message", "id payload")
 EOF = object()

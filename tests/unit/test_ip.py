@@ -19,7 +19,7 @@ from uhppoted_tunnel.ends.ip import IPConnectorMaker
 from uhppoted_tunnel.ends.udp import BroadcastEnd
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IOutEnd
 from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.core.router import WARN_INTERVAL
+from uhppoted_tunnel.core.throttle import WARN_INTERVAL
 from uhppoted_tunnel.app.spec import connector_makers, parse
 from uhppoted_tunnel.testing import FakeReactor, packet
 

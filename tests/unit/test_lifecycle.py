@@ -22,7 +22,7 @@ from uhppoted_tunnel.link.lifecycle import EndFailed, EndLifecycle
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 from uhppoted_tunnel.app.tunnel import TunnelService
-from uhppoted_tunnel.link.wire import FramedProtocol
+from uhppoted_tunnel.link.framed import FramedProtocol
 
 
 class End(EndLifecycle, Service):

@@ -23,10 +23,10 @@ from zope.interface.verify import verifyObject
 from uhppoted_tunnel.app.logging import (
     ConsoleObserver,
     JSONObserver,
-    hexdump,
     parse_level,
     start_logging,
 )
+from uhppoted_tunnel.core.packets import hexdump
 
 NOW = 1674040015.75
 """A fixed time for the observer's clock."""

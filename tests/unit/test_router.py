@@ -7,7 +7,11 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.core.router import ReplyTable, Router, TokenBucket
+from uhppoted_tunnel.core.router import Router
+
+from uhppoted_tunnel.core.replies import ReplyTable
+
+from uhppoted_tunnel.core.throttle import TokenBucket
 
 
 class RecordingOut:

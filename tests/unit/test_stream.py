@@ -16,7 +16,7 @@ from uhppoted_tunnel.link.ends import StreamConnectorMaker, retry_policy
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.link.wire import FrameDecoder, encode
+from uhppoted_tunnel.core.frames import FrameDecoder, encode
 
 SETTINGS = {"max-payload": 1024, "max-connections": 512, "max-connections-per-source": 128, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
             "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0,

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.link.wire}: the frame format shared with the Go
+Tests for L{uhppoted_tunnel.link.framed}: the frame format shared with the Go
 tunnel.
 """
 
@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.link.wire import FrameDecoder, FramedProtocol, FrameTooLong, encode
+from uhppoted_tunnel.link.framed import FramedProtocol
+
+from uhppoted_tunnel.core.frames import FrameDecoder, FrameTooLong, encode
 
 # Byte vectors from the Go tunnel's protocol/message_test.go.
 GO_MESSAGE = bytes([0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF])

@@ -27,7 +27,7 @@ from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, mes
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
-from uhppoted_tunnel.link.wire import encode
+from uhppoted_tunnel.core.frames import encode
 
 SETTINGS = {"max-payload": 1024, "max-connections": 2, "max-connections-per-source": 1, "max-send-queue": 262144,
             "stall-timeout": 30.0, "dead-peer-timeout": 60.0, "handshake-timeout": 15.0, "udp-timeout": 5.0,

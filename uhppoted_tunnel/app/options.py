@@ -28,9 +28,9 @@ from uhppoted_tunnel.transports.xmpp.frames import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.core.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.transports.tls.certs import DEFAULT_HANDSHAKE_TIMEOUT
-from uhppoted_tunnel.link import wire
+from uhppoted_tunnel.link import framed as wire
 from uhppoted_tunnel.observe.web import DEFAULT_REQUEST_TIMEOUT
-from uhppoted_tunnel.link.wire import DEFAULT_MAX_PAYLOAD
+from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD
 
 #: Built-in defaults, keyed like the TOML file (Go's defaults).
 DEFAULTS = {

@@ -76,3 +76,29 @@ def event_key(packet):
     if index == 0:
         return None
     return serial, index
+
+
+def hexdump(data, indent=34):
+    """
+    Format bytes as Go's C{hex.Dump} does, without its ASCII column.
+
+    :param data: the bytes to show.
+    :param indent: how many spaces begin each line; 34 puts the dump under
+        the message of a console line.
+    :return: one line per 16 bytes, C{"%08x  "} offset then two groups of 8
+        hex bytes, joined by newlines, with no trailing space or newline.
+    """
+    margin = " " * indent
+    return "\n".join(
+        "%s%08x  %s" % (
+            margin,
+            offset,
+            "  ".join(
+                group.hex(" ")
+                for group in (data[offset:offset + 8],
+                              data[offset + 8:offset + 16])
+                if group
+            ),
+        )
+        for offset in range(0, len(data), 16)
+    )

@@ -34,9 +34,10 @@ from uhppoted_tunnel.core.events import (
     session_frame,
 )
 from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
-from uhppoted_tunnel.app.logging import hexdump
+from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.packets import is_unicast
-from uhppoted_tunnel.core.router import REPLY_IDLE, ReplyTable, Throttle
+from uhppoted_tunnel.core.replies import REPLY_IDLE, ReplyTable
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
 
 #: Requests held while an out end has no peer (Go holds 16).

@@ -16,9 +16,9 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 from uhppoted_tunnel.core.deadlines import DeadlineQueue
-from uhppoted_tunnel.app.logging import hexdump
+from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.packets import PACKET_SIZE, SET_IP
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import NO_PEER, TOO_LONG
 
 

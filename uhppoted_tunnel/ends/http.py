@@ -51,7 +51,7 @@ from uhppoted_tunnel.observe.jsonapi import (
     respond,
 )
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
-from uhppoted_tunnel.app.logging import hexdump
+from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.observe.monitor import site_root
 from uhppoted_tunnel.observe.status import DEFAULT_MAX_STREAMS, StatusPage

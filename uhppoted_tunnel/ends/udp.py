@@ -49,9 +49,9 @@ from uhppoted_tunnel.transports.endpoints import adopt, systemd_socket
 from uhppoted_tunnel.core.deadlines import DeadlineQueue
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
-from uhppoted_tunnel.app.logging import hexdump
+from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.packets import request_key
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import EMPTY, KERNEL_OVERFLOW, QUEUE_FULL, TOO_LONG, UNMATCHED, serial_of
 
 #: The most sockets a udp/broadcast end opens at once.

@@ -37,9 +37,9 @@ from uhppoted_tunnel.core.relays import TracingRelay, relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, EndLifecycle
 from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import QUEUE_FULL, TOO_LONG
-from uhppoted_tunnel.link.wire import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
+from uhppoted_tunnel.link.framed import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
 
 #: The first reconnect delay; it doubles after each failure.
 FIRST_RETRY = 5.0

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from zope.interface import implementer
 
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 
 #: The default cap on open connections per server end: far above what a
 #: site or a few browsers use, and well under the usual 1,024-descriptor

@@ -34,7 +34,7 @@ from twisted.web import http, server
 from twisted.web.resource import Resource
 from zope.interface import implementer
 
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.observe.web import add_security_headers, client_address
 
 #: Concurrent status streams allowed by default (C{--max-status-streams}).

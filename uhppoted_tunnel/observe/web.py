@@ -18,7 +18,7 @@ from twisted.web.static import File
 
 
 from uhppoted_tunnel.observe.jsonapi import encode_json
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.addresses import format_address
 
 #: The longest request body accepted.

@@ -36,7 +36,7 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.python.failure import Failure
 
 from uhppoted_tunnel.core.addresses import format_address
-from uhppoted_tunnel.link.wire import HEADER_SIZE, FrameTooLong
+from uhppoted_tunnel.core.frames import FrameTooLong, HEADER_SIZE
 
 #: What a frame costs in a send queue besides its payload: counted as the
 #: stream ends count it (their header), so that C{--max-send-queue} means

@@ -31,7 +31,8 @@ from uhppoted_tunnel.link.ends import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import watch_certificates
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.link.limits import limit_endpoint
-from uhppoted_tunnel.link.wire import DEFAULT_MAX_PAYLOAD, FrameTooLong, WhenClosed, underlying
+from uhppoted_tunnel.link.framed import WhenClosed, underlying
+from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, FrameTooLong
 
 
 @implementer(IFrameConnection)

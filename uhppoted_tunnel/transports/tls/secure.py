@@ -42,7 +42,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import format_address, go_address
 from uhppoted_tunnel.link.ends import LinkRefused, StreamConnectorMaker
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 
 
 class HandshakeTimeout(Exception):

@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.transports.ws.maker import PHRASES, shown
 from uhppoted_tunnel.transports.ws.protocol import _AUTOBAHN_LOG, WSClientProtocol, WSServerProtocol
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 
 #: Seconds a peer has to answer a close frame before the connection is
 #: dropped.

@@ -6,7 +6,7 @@ of each), in and out, for sites that may reach nothing but HTTPS, through
 a corporate proxy or behind a reverse proxy.
 
 One tunnel frame travels as one binary WebSocket message, with the same
-bytes as on TCP (L{uhppoted_tunnel.link.wire.encode}), so the ends, relays,
+bytes as on TCP (L{uhppoted_tunnel.core.frames.encode}), so the ends, relays,
 flow control, reconnecting and logging are the stream ones
 (L{uhppoted_tunnel.link.ends}). What is WebSocket's is the
 upgrade, done with autobahn's Twisted API in
@@ -391,7 +391,7 @@ def ws_settings(settings):
         plus the frame header), C{ping} (C{--ws-ping}, 0 for none) and
         C{handshake-timeout}.
     """
-    from uhppoted_tunnel.link.wire import HEADER_SIZE
+    from uhppoted_tunnel.core.frames import HEADER_SIZE
 
     return {
         "max-message": settings["max-payload"] + HEADER_SIZE,

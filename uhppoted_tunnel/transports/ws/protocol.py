@@ -6,7 +6,7 @@ autobahn's Twisted API (C{autobahn.twisted.websocket}).
 A connection is an autobahn protocol until its upgrade succeeds; then, as
 L{uhppoted_tunnel.transports.tls.secure.HandshakeGate} does after a TLS
 handshake, it builds the end's own protocol (a
-L{uhppoted_tunnel.link.wire.FramedProtocol}, inside C{ClientService}'s proxy on
+L{uhppoted_tunnel.link.framed.FramedProtocol}, inside C{ClientService}'s proxy on
 a client) and connects it to a L{MessageTransport}: every frame it writes
 goes out as one binary message, and every binary message that holds
 exactly one frame goes to it. Flow control, the stall timeout, dropped
@@ -43,7 +43,8 @@ from uhppoted_tunnel.transports.ws.maker import (
     parse_status,
     shown,
 )
-from uhppoted_tunnel.link.wire import HEADER_SIZE, WhenClosed, underlying
+from uhppoted_tunnel.link.framed import WhenClosed, underlying
+from uhppoted_tunnel.core.frames import HEADER_SIZE
 
 OPEN = WebSocketProtocol.STATE_OPEN
 CLOSED = WebSocketProtocol.STATE_CLOSED
@@ -118,7 +119,7 @@ class MessageTransport:
     succeeded: each write is sent as one binary message; the producer and
     tuning calls go to the socket under the WebSocket (and TLS) layers,
     whose buffer holds what is queued for the peer (see
-    L{uhppoted_tunnel.link.wire.FramedProtocol} and
+    L{uhppoted_tunnel.link.framed.FramedProtocol} and
     L{uhppoted_tunnel.link.ends.tune}).
     """
 

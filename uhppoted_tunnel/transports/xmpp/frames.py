@@ -34,7 +34,7 @@ from xml.sax.saxutils import quoteattr
 from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 from uhppoted_tunnel.core.counts import TOO_LONG
-from uhppoted_tunnel.core.router import TokenBucket
+from uhppoted_tunnel.core.throttle import TokenBucket
 
 #: This project's namespace for frames.
 NS_TUNNEL = "urn:uhppoted:tunnel:0"

@@ -63,7 +63,7 @@ from uhppoted_tunnel.transports.xmpp.frames import (
 from uhppoted_tunnel.transports.xmpp.login import SRVEndpoint, XMPPClientEndpoint
 from uhppoted_tunnel.core.counts import QUEUE_FULL
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
-from uhppoted_tunnel.core.router import Throttle
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.app.spec import ConnectorSpec
 
 #: The longest password file read.

@@ -13,7 +13,7 @@ request in flight; PUB/SUB has no replies; PAIR one peer and no
 reconnection.)
 
 One ZeroMQ message per frame, holding exactly the bytes a TCP stream
-carries for it (L{uhppoted_tunnel.link.wire.encode}: length, id, payload). A
+carries for it (L{uhppoted_tunnel.core.frames.encode}: length, id, payload). A
 message is whole by itself, so the length only cross-checks it; but a
 single part means one message per frame (ids as a second part would
 double the messages), C{ZMQ_MAXMSGSIZE} = C{--max-payload} + 6 bounds
@@ -66,8 +66,8 @@ from uhppoted_tunnel.transports.zmq.sockets import (
 from uhppoted_tunnel.interfaces import IN, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER
 from uhppoted_tunnel.link.limits import ConnectionLimits
-from uhppoted_tunnel.core.router import Throttle
-from uhppoted_tunnel.link.wire import HEADER, HEADER_SIZE, encode
+from uhppoted_tunnel.core.throttle import Throttle
+from uhppoted_tunnel.core.frames import HEADER, HEADER_SIZE, encode
 
 #: Go's dial timeout.
 CONNECT_TIMEOUT = 5.0

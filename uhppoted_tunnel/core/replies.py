@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.unit.test_router -*-
+"""
+The reply table of a stream out end: which reply handler a reply frame
+belongs to, by connection and frame id. Time comes in as a C{seconds}
+callable.
+"""
+
+
+#: A reply handler is forgotten after this long without a reply.
+REPLY_IDLE = 15.0
+
+
+class ReplyTable:
+    """
+    Reply handlers for requests sent on streams, keyed by connection and id.
+
+    A stream out end numbers its own requests; a reply frame finds its
+    handler by the connection it arrived on and its id, so replies can never
+    cross between connections even when two peers use the same ids (the Go
+    tunnel keeps one process-wide table keyed by id alone). A handler for a
+    request answered once (to one controller) goes with its reply; any
+    other lives while replies keep coming (a broadcast collects several) and
+    is swept after C{idle} seconds without one, as are unanswered ones.
+    """
+
+    __slots__ = ("_handlers", "_seconds", "idle")
+
+    def __init__(self, seconds, idle=REPLY_IDLE):
+        """
+        :param seconds: a callable giving the time.
+        :param idle: seconds a handler lives after its last use.
+        """
+        self._handlers = {}
+        self._seconds = seconds
+        self.idle = idle
+
+    def __len__(self):
+        return len(self._handlers)
+
+    def add(self, connection, frame_id, reply, once=False):
+        """
+        Register C{reply} for replies to C{frame_id} arriving on
+        C{connection}.
+
+        :param once: forget the handler after its first reply.
+        """
+        self._handlers[(connection, frame_id)] = [reply, self._seconds(), once]
+
+    def dispatch(self, connection, frame_id, payload):
+        """
+        Deliver a reply to its handler.
+
+        :return: True if a handler took it.
+        """
+        key = (connection, frame_id)
+        entry = self._handlers.get(key)
+        if entry is None:
+            return False
+        if entry[2]:
+            del self._handlers[key]
+        else:
+            entry[1] = self._seconds()
+        entry[0](payload)
+        return True
+
+    def discard(self, connection):
+        """
+        Forget every handler of a closed connection.
+        """
+        for key in [key for key in self._handlers if key[0] is connection]:
+            del self._handlers[key]
+
+    def sweep(self):
+        """
+        Forget handlers idle for longer than C{idle}.
+
+        :return: the number forgotten.
+        """
+        cutoff = self._seconds() - self.idle
+        stale = [key for key, entry in self._handlers.items() if entry[1] < cutoff]
+        for key in stale:
+            del self._handlers[key]
+        return len(stale)
