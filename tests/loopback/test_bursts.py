@@ -38,7 +38,7 @@ from tests.loopback.test_events_integration import (
     stream_connected,
     stream_listening,
 )
-from uhppoted_tunnel.ends.udp import kernel_drops, set_receive_buffer
+from uhppoted_tunnel.ends.udpsocket import kernel_drops, set_receive_buffer
 from uhppoted_tunnel.emulator import Controller
 from uhppoted_tunnel.testing import packet
 

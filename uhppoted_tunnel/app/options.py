@@ -22,7 +22,7 @@ from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app import spec
 from uhppoted_tunnel.observe import status
-from uhppoted_tunnel.ends.udp import DEFAULT_RECEIVE_BUFFER
+from uhppoted_tunnel.ends.udpsocket import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.transports.ws.maker import DEFAULT_PING
 from uhppoted_tunnel.transports.xmpp.frames import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.interfaces import IN, OUT
