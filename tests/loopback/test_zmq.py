@@ -27,9 +27,9 @@ from tests.loopback.processes import (
     stop,
     workdir,
 )
-from tests.loopback.test_events_integration import COUNT, _EventTunnels
-from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
-from tests.loopback.test_integration import A, B, _Pairs
+from tests.loopback.eventpairs import COUNT, EventTunnels
+from tests.loopback.eventpairs import A as EVENT_CONTROLLER
+from tests.loopback.pairs import A, B, Pairs
 
 #: What a zmq/ end logs once it listens, and once a link is ready.
 LISTENING = r"\bZMQ\s+listening on 127\.0\.0\.1:(\d+)\s*$"
@@ -62,7 +62,7 @@ def make_keys(testcase):
             "rogue": rogue_secret, "authorized": authorized}
 
 
-class ZMQPairTests(_Pairs, TestCase):
+class ZMQPairTests(Pairs, TestCase):
     """
     The uhppoted client's requests through a zmq pair, forward and
     reverse, plain and with CURVE.
@@ -201,7 +201,7 @@ class ZMQPairTests(_Pairs, TestCase):
         return self.assertUsageError(child, "--zmq-server-key", missing)
 
 
-class ZMQEventTests(_EventTunnels, TestCase):
+class ZMQEventTests(EventTunnels, TestCase):
     """
     An event tunnel over ZeroMQ loses nothing when a half restarts.
     """
@@ -280,7 +280,7 @@ class RawClient:
         return None
 
 
-class ZMQServerGuardTests(_Pairs, TestCase):
+class ZMQServerGuardTests(Pairs, TestCase):
     """
     A zmq/server end's guards against its peers.
     """
