@@ -32,6 +32,7 @@ from tests.loopback.processes import (
     spawn,
     start_emulator,
     start_event_emulator,
+    start_site,
     stop,
     wait_for_lines,
     workdir,
@@ -124,9 +125,7 @@ class RequestTests(_XMPP, Pairs, TestCase):
         self.emulator, self.emulator_port = yield start_emulator(self, A, B)
 
         def site():
-            return run_tunnel(self, "site", "--in", "xmpp/client:site@localhost",
-                              "--out", "udp/broadcast:127.0.0.1:{}".format(self.emulator_port), "--udp-timeout", "1s",
-                              *self.xmpp("site"))
+            return start_site(self, "xmpp/client:site@localhost", self.emulator_port, *self.xmpp("site"))
 
         def host():
             return run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "xmpp/client:host@localhost",

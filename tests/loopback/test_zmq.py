@@ -19,11 +19,12 @@ from tests.loopback.processes import (
     Client,
     emulator_sent_line,
     free_port,
-    listening_line,
     lockfile,
     run_tunnel,
     start_emulator,
     start_event_emulator,
+    start_host,
+    start_site,
     stop,
     workdir,
 )
@@ -89,13 +90,9 @@ class ZMQPairTests(Pairs, TestCase):
     @inlineCallbacks
     def forward(self, server_flags=(), client_flags=()):
         emulator, emulator_port = yield start_emulator(self, A, B)
-        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "zmq/server:127.0.0.1:0",
-                          *server_flags)
-        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        host, udp_port = yield start_host(self, "zmq/server:127.0.0.1:0", *server_flags)
         port = int((yield host.waitFor(LISTENING)).group(1))
-        site = run_tunnel(self, "site", "--in", "zmq/client:127.0.0.1:{}".format(port),
-                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s",
-                          *client_flags)
+        site = start_site(self, "zmq/client:127.0.0.1:{}".format(port), emulator_port, *client_flags)
         yield site.waitFor(connected(port))
         yield host.waitFor(connected())
         return host, site, Client(udp_port), port
@@ -122,12 +119,9 @@ class ZMQPairTests(Pairs, TestCase):
         SIGTERM stops the site, then the host, cleanly.
         """
         emulator, emulator_port = yield start_emulator(self, A, B)
-        site = run_tunnel(self, "site", "--in", "zmq/server:127.0.0.1:0",
-                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s")
+        site = start_site(self, "zmq/server:127.0.0.1:0", emulator_port)
         port = int((yield site.waitFor(LISTENING)).group(1))
-        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0",
-                          "--out", "zmq/client:127.0.0.1:{}".format(port))
-        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        host, udp_port = yield start_host(self, "zmq/client:127.0.0.1:{}".format(port))
         yield host.waitFor(connected(port))
         yield site.waitFor(connected())
         yield self.assertRequests(Client(udp_port))
