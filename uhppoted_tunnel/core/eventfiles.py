@@ -213,6 +213,91 @@ def keep_damaged(path, data):
     return aside
 
 
+#: What L{read_seen} returns for a C{.seen} file written by round 1
+#: (keyed by controller and event index, without the header).
+LEGACY = object()
+
+
+def set_aside(path, suffix):
+    """
+    Rename a file that is not used to C{<path><suffix>}.
+
+    :return: the new name, or the old one and why it could not be
+        renamed, for a log line.
+    """
+    aside = path + suffix
+    try:
+        os.replace(path, aside)
+    except OSError as e:
+        aside = "{} (could not be renamed: {})".format(path, e.strerror or e)
+    return aside
+
+
+def read_seen(path, size):
+    """
+    Read a C{.seen} file.
+
+    :param size: how many of the last records to read.
+    :return: C{None} when there is no file or it is empty, L{LEGACY} for
+        a round-1 file, else C{(keys, records, bad, torn, data)}: the keys
+        of the last C{size} whole records that an event can have (frame id
+        not 0), oldest first; how many whole records there are; how many
+        of the last C{size} were discarded as invalid; the trailing bytes
+        of a torn last record; and the file's bytes.
+    """
+    try:
+        data = read_private(path)
+    except FileNotFoundError:
+        return None
+    if not data:
+        return None
+    if not data.startswith(SEEN_HEADER):
+        return LEGACY
+    body = len(data) - len(SEEN_HEADER)
+    whole = body - body % SEEN.size
+    first = len(SEEN_HEADER)
+    start = first + max(0, whole - size * SEEN.size)
+    bad = 0
+    keys = []
+    for offset in range(start, first + whole, SEEN.size):
+        key = SEEN.unpack_from(data, offset)
+        if key[1] == 0:
+            bad += 1
+        else:
+            keys.append(key)
+    return keys, whole // SEEN.size, bad, body - whole, data
+
+
+def open_seen(path):
+    """
+    Open a C{.seen} file to append to (mode 0600, C{O_NOFOLLOW}), with
+    its header written first when it is new or empty.
+
+    :return: the file, unbuffered.
+    """
+    new = not os.path.exists(path)
+    f = os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab", buffering=0)
+    if new or os.fstat(f.fileno()).st_size == 0:
+        f.write(SEEN_HEADER)
+    return f
+
+
+def append_seen(f, key):
+    """
+    Append a C{(session, frame id)} record to a C{.seen} file opened with
+    L{open_seen}.
+    """
+    f.write(SEEN.pack(*key))
+
+
+def write_seen(path, keys):
+    """
+    Write a C{.seen} file afresh (atomically, mode 0600) with these
+    C{(session, frame id)} keys.
+    """
+    write_atomically(path, SEEN_HEADER + b"".join(SEEN.pack(*key) for key in keys))
+
+
 def write_spool(path, session, entries):
     """
     Write a C{.events} file (atomically, mode 0600).
@@ -269,11 +354,7 @@ def load_spool(path, log, session_size):
         events.append((frame_id, stamp, data[offset : offset + length]))
         offset += length
     if offset < size:
-        aside = path + ".damaged"
-        try:
-            os.replace(path, aside)
-        except OSError as e:
-            aside = "{} (could not be renamed: {})".format(path, e.strerror or e)
+        aside = set_aside(path, ".damaged")
         log.warn("{path} was damaged: kept the {kept} undelivered event(s) before the damage, discarded the "
                      "last {discarded} byte(s); the damaged file is kept as {aside}", path=path, kept=len(events),
                      discarded=size - offset, aside=aside)

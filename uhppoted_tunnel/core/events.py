@@ -25,13 +25,14 @@ from collections import OrderedDict
 from twisted.logger import Logger
 
 from uhppoted_tunnel.core.eventfiles import (
-    SEEN,
-    SEEN_HEADER,
+    LEGACY,
+    append_seen,
     keep_damaged,
     load_spool,
-    open_private,
-    read_private,
-    write_atomically,
+    open_seen,
+    read_seen,
+    set_aside,
+    write_seen,
     write_spool,
 )
 
@@ -109,40 +110,20 @@ class SeenEvents:
             self._open()
 
     def _open(self):
-        new = not os.path.exists(self.path)
-        self._file = os.fdopen(open_private(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab", buffering=0)
-        if new or os.fstat(self._file.fileno()).st_size == 0:
-            self._file.write(SEEN_HEADER)
+        self._file = open_seen(self.path)
 
     def _load(self):
-        try:
-            data = read_private(self.path)
-        except FileNotFoundError:
+        found = read_seen(self.path, self.size)
+        if found is None:
             return
-        if not data:
-            return
-        if not data.startswith(SEEN_HEADER):
-            aside = self.path + ".legacy"
-            try:
-                os.replace(self.path, aside)
-            except OSError as e:
-                aside = "{} (could not be renamed: {})".format(self.path, e.strerror or e)
+        if found is LEGACY:
+            aside = set_aside(self.path, ".legacy")
             self.log.warn("{path} was written by an earlier version (keyed by controller and event index): not "
                           "used, kept as {aside}", path=self.path, aside=aside)
             return
-        body = len(data) - len(SEEN_HEADER)
-        whole = body - body % SEEN.size
-        first = len(SEEN_HEADER)
-        start = first + max(0, whole - self.size * SEEN.size)
-        bad = 0
-        for offset in range(start, first + whole, SEEN.size):
-            key = SEEN.unpack_from(data, offset)
-            if key[1] == 0:
-                bad += 1
-            else:
-                self._remember(key)
-        self._records = whole // SEEN.size
-        torn = body - whole
+        keys, self._records, bad, torn, data = found
+        for key in keys:
+            self._remember(key)
         if bad or torn:
             self.log.warn("{path} was damaged: kept {kept} forwarded event(s), discarded {bad} invalid record(s) "
                           "and {torn} trailing byte(s); the damaged file is kept as {aside}", path=self.path,
@@ -158,7 +139,7 @@ class SeenEvents:
             keys.popitem(last=False)
 
     def _rewrite(self):
-        write_atomically(self.path, SEEN_HEADER + b"".join(SEEN.pack(*key) for key in self._keys))
+        write_seen(self.path, self._keys)
         self._records = len(self._keys)
         if self._file is not None:
             self._file.close()
@@ -178,7 +159,7 @@ class SeenEvents:
         """
         self._remember(key)
         if self._file is not None:
-            self._file.write(SEEN.pack(*key))
+            append_seen(self._file, key)
             self._records += 1
             if self._records > 2 * self.size:
                 self._rewrite()
