@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.loopback.test_events_integration -*-
+# -*- test-case-name: tests.loopback.test_events_integration,tests.loopback.test_spool,tests.loopback.test_zmq,tests.loopback.test_xmpp -*-
 """
 Event tunnels on real loopback sockets, shared by the test modules that
 run one: the test as the application's event listener (L{Events},

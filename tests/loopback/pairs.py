@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.loopback.test_integration -*-
+# -*- test-case-name: tests.loopback.test_integration,tests.loopback.test_proxy,tests.loopback.test_zmq,tests.loopback.test_xmpp,tests.loopback.test_grpc -*-
 """
 Request tunnels on real loopback sockets, shared by the test modules that
 run one: L{Pairs}, a mixin that starts the emulator and a pair of halves

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.loopback.test_proxy,tests.loopback.test_grpc,tests.loopback.test_xmpp -*-
 """
 tinyproxy for the tests that dial through a real HTTP proxy: Debian's
 C{tinyproxy}, started by each test on 127.0.0.1 with its own configuration

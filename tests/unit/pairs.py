@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_tunnel,tests.unit.test_metrics -*-
 """
 Whole tunnel pairs in memory, shared by the unit tests that run one
 (C{test_tunnel}, C{test_metrics}): an application's UDP socket, a host
