@@ -376,14 +376,15 @@ def start_emulator(testcase, *serials):
 
 
 @inlineCallbacks
-def start_host(testcase, out, name="host", command=None, listen_port=0):
+def start_host(testcase, out, *flags, name="host", command=None, listen_port=0):
     """
     Start a host half: C{udp/listen} on loopback to C{out}.
 
     :param out: the out connector, e.g. C{tcp/server:127.0.0.1:0}.
+    :param flags: more flags, after C{--in} and C{--out}.
     :return: a Deferred firing with C{(protocol, udp_port)} once it listens.
     """
-    host = run_tunnel(testcase, name, "--in", "udp/listen:127.0.0.1:{}".format(listen_port), "--out", out,
+    host = run_tunnel(testcase, name, "--in", "udp/listen:127.0.0.1:{}".format(listen_port), "--out", out, *flags,
                       command=command)
     match = yield host.waitFor(listening_line("UDP"))
     return host, int(match.group(1))
@@ -430,15 +431,16 @@ def wait_for_lines(protocol, pattern, count, timeout=DEADLINE, since=0):
     return protocol.waitForLines(pattern, count, timeout, since)
 
 
-def start_site(testcase, inbound, emulator_port, name="site"):
+def start_site(testcase, inbound, emulator_port, *flags, name="site"):
     """
     Start a site half: C{inbound} to C{udp/broadcast} at the emulator, with
     a 1 s UDP timeout.
 
+    :param flags: more flags, after those.
     :return: the L{LineProtocol}.
     """
     return run_tunnel(testcase, name, "--in", inbound, "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port),
-                      "--udp-timeout", "1s")
+                      "--udp-timeout", "1s", *flags)
 
 
 def free_port():

@@ -32,13 +32,13 @@ from tests.loopback.processes import (
     start_event_emulator,
     stop,
 )
-from tests.loopback.test_events_integration import (
+from tests.loopback.eventpairs import (
     A,
-    _EventTunnels,
+    EventTunnels,
     stream_connected,
     stream_listening,
 )
-from uhppoted_tunnel.ends.udp import kernel_drops, set_receive_buffer
+from uhppoted_tunnel.ends.udpsocket import kernel_drops, set_receive_buffer
 from uhppoted_tunnel.emulator import Controller
 from uhppoted_tunnel.testing import packet
 
@@ -102,7 +102,7 @@ def flood(address, count=FLOOD):
         sock.close()
 
 
-class BurstTests(_EventTunnels, TestCase):
+class BurstTests(EventTunnels, TestCase):
     """
     The emulator fires events back to back at a site whose host is
     connected.
@@ -111,7 +111,7 @@ class BurstTests(_EventTunnels, TestCase):
     timeout = 240
 
     def setUp(self):
-        _EventTunnels.setUp(self)
+        EventTunnels.setUp(self)
         # the test's own listener must not drop what the host relays
         self.listener_socket = self.listener.transport.socket
         set_receive_buffer(self.listener_socket, 64 << 20)
@@ -168,7 +168,7 @@ class BurstTests(_EventTunnels, TestCase):
         self.assertEqual(missing, dropped, "{} events missing, {} reported dropped".format(missing, dropped))
 
 
-class FloodTests(_EventTunnels, TestCase):
+class FloodTests(EventTunnels, TestCase):
     """
     10,000 datagrams of 0 or 1,500 bytes at a tunnel's UDP ends make fewer
     than 20 log lines, and the warnings count every one of them.
@@ -266,7 +266,7 @@ class FloodTests(_EventTunnels, TestCase):
         return deferToThread(sock.recvfrom, 2048)
 
 
-class BurstCapacity(_EventTunnels, TestCase):
+class BurstCapacity(EventTunnels, TestCase):
     """
     How big a burst the defaults absorb: not a test but the measurement
     the README quotes, run only when asked::

@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.gowire import go_packetize
 from tests.loopback.processes import DEADLINE, emulator_sent_line, start_event_emulator
-from tests.loopback.test_events_integration import A, _EventTunnels, stream_connected, stream_listening
+from tests.loopback.eventpairs import A, EventTunnels, stream_connected, stream_listening
 from uhppoted_tunnel.emulator import Controller
 from uhppoted_tunnel.core.events import SESSION_ID, session_frame
 
@@ -46,9 +46,9 @@ def forged_events(count):
     return events
 
 
-class ForgedEventTests(_EventTunnels, TestCase):
+class ForgedEventTests(EventTunnels, TestCase):
     def setUp(self):
-        _EventTunnels.setUp(self)
+        EventTunnels.setUp(self)
         self.raw = []
         received = self.listener.datagramReceived
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.gowire import go_packetize
 from tests.loopback.processes import DEADLINE, emulator_sent_line, start_event_emulator
-from tests.loopback.test_events_integration import A, _EventTunnels, stream_connected, stream_listening
+from tests.loopback.eventpairs import A, EventTunnels, stream_connected, stream_listening
 
 EVENTS = 20
 
@@ -48,7 +48,7 @@ class Rogue(Protocol):
             self.loop.stop()
 
 
-class RogueTests(_EventTunnels, TestCase):
+class RogueTests(EventTunnels, TestCase):
     @inlineCallbacks
     def rogue(self, port, spray=False):
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=DEADLINE)

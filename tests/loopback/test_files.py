@@ -32,6 +32,41 @@ OUT = "tcp/server:127.0.0.1:0"
 #: The unprivileged user the lockfile tests run as when the tests run as root.
 NOBODY = 65534
 
+#: CAP_DAC_READ_SEARCH: read any file and search any folder (but write
+#: only as the user's own permissions allow).
+CAP_DAC_READ_SEARCH = 2
+
+
+def bounding_capabilities():
+    """
+    :return: the capabilities this process may pass on (its bounding set),
+        as a bit mask.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def as_nobody(setpriv):
+    """
+    The command prefix that runs a child as the user nobody, with no
+    groups. The checkout and the Python running the tests may lie where
+    nobody cannot read (a clone under C{/root}, mode 0700, a Python from
+    pyenv there): where the kernel allows, nobody is given
+    C{CAP_DAC_READ_SEARCH} (as an ambient capability, kept across exec), so
+    that it can read them; it creates and writes files with its own
+    permissions all the same, which is what the tests check.
+
+    :param setpriv: the path of C{setpriv}.
+    """
+    command = [setpriv, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+    if bounding_capabilities() & (1 << CAP_DAC_READ_SEARCH):
+        command += ["--inh-caps", "+dac_read_search", "--ambient-caps", "+dac_read_search"]
+    return command
+
+
 #: The address space a child may use: far more than a tunnel needs, and a
 #: bound on a child that would read an endless file into memory.
 ADDRESS_SPACE = 2 << 30
@@ -116,7 +151,7 @@ class LockfileTests(_Errors, TestCase):
         """
         A user without systemd's or XDG's folder gets a private (0700)
         folder of their own in the temporary folder (run as the user
-        nobody when the tests run as root).
+        nobody when the tests run as root, wherever the checkout is).
         """
         # a folder the user can reach (the test's own folder may not be)
         tmp = tempfile.mkdtemp()
@@ -126,8 +161,7 @@ class LockfileTests(_Errors, TestCase):
         uid = os.geteuid()
         if uid == 0:
             uid = NOBODY
-            command = [require("setpriv", "util-linux"), "--reuid", str(uid), "--regid", str(uid),
-                       "--clear-groups"] + command
+            command = as_nobody(require("setpriv", "util-linux")) + command
         child = spawn(self, command, "tunnel", env={"TMPDIR": tmp, "XDG_RUNTIME_DIR": "", "RUNTIME_DIRECTORY": ""})
         yield child.waitFor(listening_line("TCP"))
         folder = os.path.join(tmp, "uhppoted-tunnel-{}".format(uid))

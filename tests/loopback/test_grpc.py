@@ -34,10 +34,10 @@ from tests.loopback.processes import (
     start_site,
     workdir,
 )
-from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
-from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
-from tests.loopback.test_integration import A, B, _Pairs
-from tests.loopback.test_proxy import PASSWORD, USER, connect_line, start_tinyproxy
+from tests.loopback.eventpairs import COUNT, EventTunnels
+from tests.loopback.eventpairs import A as EVENT_CONTROLLER
+from tests.loopback.pairs import A, B, Pairs
+from tests.loopback.tinyproxy import PASSWORD, USER, connect_line, start_tinyproxy
 from uhppoted_tunnel.transports.grpc import proto
 
 #: The service as installed with the package.
@@ -68,7 +68,7 @@ def grpc_retrying(kind, port, reason=".*"):
             + r"\): retrying in (\d+)s")
 
 
-class _GRPCPairs(_Pairs):
+class _GRPCPairs(Pairs):
     """
     Tunnel pairs joined by gRPC, and the certificates they use.
     """
@@ -452,7 +452,7 @@ class GRPCShutdownTests(_GRPCPairs, TestCase):
         yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
 
 
-class GRPCEventTests(_EventTunnels, TestCase):
+class GRPCEventTests(EventTunnels, TestCase):
     """
     An event tunnel over gRPC loses nothing across a restart of one half.
     """
@@ -479,7 +479,7 @@ class GRPCEventTests(_EventTunnels, TestCase):
         # killed at a moment when it has recorded every event it forwarded
         # (a host killed in between forwards that one again, on any
         # transport)
-        yield RestartTests.freeze(self, host, site)
+        yield self.freeze(host, site)
         mark = site.mark()
         host.send_signal("KILL")
         yield host.exited()

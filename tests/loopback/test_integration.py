@@ -13,12 +13,12 @@ import datetime
 import ipaddress
 import json
 import os
-import signal
 import socket
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import SkipTest, TestCase
 
+from tests.loopback.pairs import A, B, Pairs
 from tests.loopback.processes import (
     ROOT,
     Client,
@@ -34,13 +34,9 @@ from tests.loopback.processes import (
     start_emulator,
     start_host,
     start_site,
-    stop,
     twistd_command,
     workdir,
 )
-
-A = 405419896
-B = 303986753
 
 TAC = os.path.join(ROOT, "etc", "uhtunnel.tac")
 
@@ -49,99 +45,7 @@ TAC = os.path.join(ROOT, "etc", "uhtunnel.tac")
 TWISTD = ["-n", "--pidfile", ""]
 
 
-class _Pairs:
-    """
-    Starting emulators and tunnel pairs, and checking what comes back.
-    """
-
-    timeout = 120
-
-    @inlineCallbacks
-    def forward_pair(self, host_command=None):
-        """
-        Start the emulator (controllers A and B), a host half (udp/listen ->
-        tcp/server) and a site half (tcp/client -> udp/broadcast), and wait
-        until both ends of the TCP connection have logged it.
-
-        :return: a Deferred firing with a namespace of the parts.
-        """
-        pair = Pair()
-        pair.emulator, pair.emulator_port = yield start_emulator(self, A, B)
-        pair.host, pair.udp_port = yield start_host(self, "tcp/server:127.0.0.1:0", command=host_command)
-        pair.tcp_port = int((yield pair.host.waitFor(listening_line("TCP"))).group(1))
-        pair.site = start_site(self, "tcp/client:127.0.0.1:{}".format(pair.tcp_port), pair.emulator_port)
-        yield pair.site.waitFor(connected_line(pair.tcp_port))
-        yield pair.host.waitFor(connected_line())
-        pair.client = Client(pair.udp_port)
-        return pair
-
-    @inlineCallbacks
-    def assertDiscovers(self, client, serials=(A, B)):
-        """
-        A broadcast get-controller through the tunnel is answered by
-        exactly the emulated controllers, once each.
-        """
-        replies = yield client.get_all_controllers()
-        self.assertEqual(sorted(reply.controller for reply in replies), sorted(serials))
-
-    @inlineCallbacks
-    def assertUnicast(self, client, serials=(A, B)):
-        """
-        A get-controller addressed to each serial is answered by that
-        controller.
-        """
-        for serial in serials:
-            reply = yield client.get_controller(serial)
-            self.assertEqual(reply.controller, serial)
-
-    @inlineCallbacks
-    def assertCleanStop(self, child, name, lock, twistd=False):
-        """
-        The child holds C{lock} with its pid, exits 0 on signal C{name} with
-        no traceback, and removes C{lock}.
-
-        :param twistd: the child is twistd, which after a clean shutdown
-            kills itself with the signal that stopped it (Twisted's
-            C{app._exitWithSignal}); that counts as clean too.
-        """
-        with open(lock) as f:
-            self.assertEqual(f.read().strip(), str(child.pid))
-        code = yield stop(child, name)
-        if twistd and code is None:
-            self.assertEqual(child.signal, getattr(signal, "SIG" + name), child.recent())
-            self.assertRegex(child.output(), r"Server Shut Down\.")
-        else:
-            self.assertEqual(code, 0, child.recent())
-        self.assertNotIn("Traceback", child.output())
-        self.assertFalse(os.path.exists(lock), "{} left {}".format(child.name, lock))
-
-    @inlineCallbacks
-    def assertUsageError(self, child, *fragments):
-        """
-        The child exits 2 with its error in one stderr line containing every
-        fragment, no traceback, and
-        without having listened.
-        """
-        code = yield child.exited()
-        self.assertEqual(code, 2, child.recent())
-        errors = child.output(2).splitlines()
-        self.assertTrue(errors, "nothing on stderr\n" + child.recent())
-        for fragment in fragments:
-            self.assertIn(fragment, errors[0])
-        self.assertEqual(errors[1:], [], child.recent())
-        self.assertNotIn("Traceback", child.output())
-        self.assertNotIn("listening on", child.output())
-        self.assertEqual(child.output(1), "", "wrote to stdout before failing")
-        return errors[0]
-
-
-class Pair:
-    """
-    The parts of a running tunnel: processes, ports and a client.
-    """
-
-
-class ForwardTunnelTests(_Pairs, TestCase):
+class ForwardTunnelTests(Pairs, TestCase):
     """
     The host listens for the site: udp/listen -> tcp/server on the host,
     tcp/client -> udp/broadcast on the site.
@@ -220,7 +124,7 @@ class ForwardTunnelTests(_Pairs, TestCase):
         yield self.assertDiscovers(client)
 
 
-class ReverseTunnelTests(_Pairs, TestCase):
+class ReverseTunnelTests(Pairs, TestCase):
     """
     The host dials the site: udp/listen -> tcp/client on the host,
     tcp/server -> udp/broadcast on the site.
@@ -243,7 +147,7 @@ class ReverseTunnelTests(_Pairs, TestCase):
         yield self.assertUnicast(client)
 
 
-class ShutdownTests(_Pairs, TestCase):
+class ShutdownTests(Pairs, TestCase):
     """
     Signals stop a half cleanly: exit 0, no traceback, lockfile removed.
     """
@@ -271,7 +175,7 @@ class ShutdownTests(_Pairs, TestCase):
         yield self.assertCleanStop(pair.host, "INT", lockfile(self, "host"))
 
 
-class LockfileTests(_Pairs, TestCase):
+class LockfileTests(Pairs, TestCase):
     """
     One copy per lockfile.
     """
@@ -297,7 +201,7 @@ class LockfileTests(_Pairs, TestCase):
         yield self.assertCleanStop(first, "TERM", lock)
 
 
-class ConfigurationErrorTests(_Pairs, TestCase):
+class ConfigurationErrorTests(Pairs, TestCase):
     """
     A configuration error exits 2 with one line on stderr, before
     anything listens.
@@ -343,7 +247,7 @@ class ConfigurationErrorTests(_Pairs, TestCase):
         return self.assertUsageError(child, path, "[host]", "udp-timeout", "whenever")
 
 
-class FatalErrorTests(_Pairs, TestCase):
+class FatalErrorTests(Pairs, TestCase):
     """
     An error the tunnel cannot get past at run time exits 1.
     """
@@ -385,7 +289,7 @@ class FatalErrorTests(_Pairs, TestCase):
         self.assertFalse(os.path.exists(lockfile(self, "host")))
 
 
-class TwistdTests(_Pairs, TestCase):
+class TwistdTests(Pairs, TestCase):
     """
     twistd runs the same tunnel: the uhtunnel plugin and etc/uhtunnel.tac.
     """

@@ -34,7 +34,7 @@ from tests.loopback.processes import (
     start_event_emulator,
     stop,
 )
-from tests.loopback.test_events_integration import COUNT, A, _EventTunnels, stream_connected, stream_listening
+from tests.loopback.eventpairs import COUNT, A, EventTunnels, stream_connected, stream_listening
 from uhppoted_tunnel.testing import NOT_YET
 
 B = 303986753
@@ -211,7 +211,7 @@ class RequestTunnelTests(TestCase):
         self.assertEqual(found[metric("uhppoted_tunnel_link_downs_total", end="out")], 1)
 
 
-class EventTunnelTests(_EventTunnels, TestCase):
+class EventTunnelTests(EventTunnels, TestCase):
     """
     An event tunnel, site udp/event -> tcp/client, host tcp/server ->
     udp/event, both with --metrics.

@@ -24,10 +24,10 @@ from tests.loopback.processes import (
     wait_for_lines,
     workdir,
 )
-from tests.loopback.test_events_integration import (
+from tests.loopback.eventpairs import (
     RECEIVED,
     A,
-    _EventTunnels,
+    EventTunnels,
     stream_connected,
     stream_listening,
 )
@@ -35,7 +35,7 @@ from uhppoted_tunnel.emulator import Controller
 from uhppoted_tunnel.core.events import EventBuffer
 
 
-class SpoolTests(_EventTunnels, TestCase):
+class SpoolTests(EventTunnels, TestCase):
     timeout = 120
 
     @inlineCallbacks

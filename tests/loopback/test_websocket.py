@@ -38,7 +38,7 @@ from tests.loopback.processes import (
     stop,
     workdir,
 )
-from tests.loopback.test_events_integration import COUNT, RestartTests, _EventTunnels
+from tests.loopback.eventpairs import COUNT, EventTunnels
 from tests.tools import require
 from uhppoted_tunnel.core.frames import encode
 
@@ -184,12 +184,11 @@ class PairTests(_Requests, TestCase):
         return self.pair("wss", reverse=True)
 
 
-class EventRestartTests(_EventTunnels, TestCase):
+class EventRestartTests(EventTunnels, TestCase):
     """
     An event tunnel over wss/ loses nothing across a restart of the host.
     """
 
-    freeze = RestartTests.freeze
 
     @inlineCallbacks
     def test_hostKilled(self):

@@ -32,14 +32,15 @@ from tests.loopback.processes import (
     spawn,
     start_emulator,
     start_event_emulator,
+    start_site,
     stop,
     wait_for_lines,
     workdir,
 )
-from tests.loopback import test_events_integration as event_tests
-from tests.loopback.test_events_integration import COUNT, RECEIVED, _EventTunnels
-from tests.loopback.test_integration import A, B, _Pairs
-from tests.loopback.test_proxy import connect_line, start_tinyproxy
+from tests.loopback.eventpairs import A as EVENT_CONTROLLER
+from tests.loopback.eventpairs import COUNT, LAST, RECEIVED, EventTunnels
+from tests.loopback.pairs import A, B, Pairs
+from tests.loopback.tinyproxy import connect_line, start_tinyproxy
 from tests.prosody import READY, Prosody
 from tests.tools import require
 from uhppoted_tunnel.transports.tls import certs as tls
@@ -106,7 +107,7 @@ class _XMPP:
         self.assertEqual(self.server.stored("offline") + self.server.stored("archive"), [])
 
 
-class RequestTests(_XMPP, _Pairs, TestCase):
+class RequestTests(_XMPP, Pairs, TestCase):
     """
     The uhppoted client's requests through a pair of halves joined by
     prosody.
@@ -124,9 +125,7 @@ class RequestTests(_XMPP, _Pairs, TestCase):
         self.emulator, self.emulator_port = yield start_emulator(self, A, B)
 
         def site():
-            return run_tunnel(self, "site", "--in", "xmpp/client:site@localhost",
-                              "--out", "udp/broadcast:127.0.0.1:{}".format(self.emulator_port), "--udp-timeout", "1s",
-                              *self.xmpp("site"))
+            return start_site(self, "xmpp/client:site@localhost", self.emulator_port, *self.xmpp("site"))
 
         def host():
             return run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "xmpp/client:host@localhost",
@@ -271,7 +270,7 @@ class RequestTests(_XMPP, _Pairs, TestCase):
         yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
 
 
-class RefusedTests(_XMPP, _Pairs, TestCase):
+class RefusedTests(_XMPP, Pairs, TestCase):
     """
     A half the server refuses says why, and tries again later.
     """
@@ -402,13 +401,12 @@ class StorageTests(_XMPP, TestCase):
             self.assertNotIn(NS_TUNNEL, content)
 
 
-class EventTests(_XMPP, _EventTunnels, TestCase):
+class EventTests(_XMPP, EventTunnels, TestCase):
     """
     Event tunnels over XMPP deliver every event once, in order, across a
     restart of one half.
     """
 
-    freeze = event_tests.RestartTests.freeze
 
     def site_xmpp(self, *flags, name="site"):
         return self.site(0, "xmpp/client:site@localhost", *(self.xmpp("site") + list(flags)), name=name)
@@ -428,9 +426,9 @@ class EventTests(_XMPP, _EventTunnels, TestCase):
         site = self.site_xmpp()
         yield site.waitFor(connected("host"))
         site_port = yield self.site_port(site)
-        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "10ms", serials=[event_tests.A])
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "10ms", serials=[EVENT_CONTROLLER])
         yield emulator.waitFor(emulator_sent_line(COUNT))
-        yield self.events.waitForKey((event_tests.A, COUNT), timeout=DEADLINE)
+        yield self.events.waitForKey((EVENT_CONTROLLER, COUNT), timeout=DEADLINE)
         yield self.finish(site_port)
         self.assertEventsInOrder(range(1, COUNT + 1))
         for half in (site, host):
@@ -454,7 +452,7 @@ class EventTests(_XMPP, _EventTunnels, TestCase):
         site = self.site_xmpp("--debug")
         yield site.waitFor(connected("host"))
         site_port = yield self.site_port(site)
-        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "20ms", serials=[event_tests.A])
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "20ms", serials=[EVENT_CONTROLLER])
 
         yield self.events.waitForCount(50)
         yield self.freeze(host, site)
@@ -468,14 +466,14 @@ class EventTests(_XMPP, _EventTunnels, TestCase):
         host = self.host_xmpp()
         yield site.waitFor(connected("host"), since=mark)
         yield emulator.waitFor(emulator_sent_line(COUNT))
-        yield self.events.waitForKey((event_tests.A, COUNT))
+        yield self.events.waitForKey((EVENT_CONTROLLER, COUNT))
         yield self.finish(site_port)
 
-        received = self.events.of(event_tests.A)
+        received = self.events.of(EVENT_CONTROLLER)
         self.assertEqual(sorted(received), list(range(1, COUNT + 1)), "lost or duplicated events")
-        after = [index for serial, index in self.events.keys[before:] if serial == event_tests.A]
+        after = [index for serial, index in self.events.keys[before:] if serial == EVENT_CONTROLLER]
         self.assertEqual(after, sorted(after), "events after the restart out of order")
-        self.assertEqual(self.events.keys[-1], (event_tests.LAST, self.last.event_index))
+        self.assertEqual(self.events.keys[-1], (LAST, self.last.event_index))
         self.assertNothingStored()
 
     @inlineCallbacks
@@ -489,7 +487,7 @@ class EventTests(_XMPP, _EventTunnels, TestCase):
         site = self.site_xmpp("--debug")
         site_port = yield self.site_port(site)
         yield site.waitFor(logged_in("site"))
-        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "5ms", serials=[event_tests.A])
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "5ms", serials=[EVENT_CONTROLLER])
         yield emulator.waitFor(emulator_sent_line(COUNT))
         yield wait_for_lines(site, RECEIVED, COUNT)
         code = yield stop(site, "TERM")
@@ -501,7 +499,7 @@ class EventTests(_XMPP, _EventTunnels, TestCase):
         site_port = yield self.site_port(site)
         self.host_xmpp()
         yield site.waitFor(connected("host"))
-        yield self.events.waitForKey((event_tests.A, COUNT))
+        yield self.events.waitForKey((EVENT_CONTROLLER, COUNT))
         yield self.finish(site_port)
         self.assertEventsInOrder(range(1, COUNT + 1))
         self.assertNotIn("Traceback", site.output())

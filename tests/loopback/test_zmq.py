@@ -19,17 +19,18 @@ from tests.loopback.processes import (
     Client,
     emulator_sent_line,
     free_port,
-    listening_line,
     lockfile,
     run_tunnel,
     start_emulator,
     start_event_emulator,
+    start_host,
+    start_site,
     stop,
     workdir,
 )
-from tests.loopback.test_events_integration import COUNT, _EventTunnels
-from tests.loopback.test_events_integration import A as EVENT_CONTROLLER
-from tests.loopback.test_integration import A, B, _Pairs
+from tests.loopback.eventpairs import COUNT, EventTunnels
+from tests.loopback.eventpairs import A as EVENT_CONTROLLER
+from tests.loopback.pairs import A, B, Pairs
 
 #: What a zmq/ end logs once it listens, and once a link is ready.
 LISTENING = r"\bZMQ\s+listening on 127\.0\.0\.1:(\d+)\s*$"
@@ -62,7 +63,7 @@ def make_keys(testcase):
             "rogue": rogue_secret, "authorized": authorized}
 
 
-class ZMQPairTests(_Pairs, TestCase):
+class ZMQPairTests(Pairs, TestCase):
     """
     The uhppoted client's requests through a zmq pair, forward and
     reverse, plain and with CURVE.
@@ -89,13 +90,9 @@ class ZMQPairTests(_Pairs, TestCase):
     @inlineCallbacks
     def forward(self, server_flags=(), client_flags=()):
         emulator, emulator_port = yield start_emulator(self, A, B)
-        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "zmq/server:127.0.0.1:0",
-                          *server_flags)
-        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        host, udp_port = yield start_host(self, "zmq/server:127.0.0.1:0", *server_flags)
         port = int((yield host.waitFor(LISTENING)).group(1))
-        site = run_tunnel(self, "site", "--in", "zmq/client:127.0.0.1:{}".format(port),
-                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s",
-                          *client_flags)
+        site = start_site(self, "zmq/client:127.0.0.1:{}".format(port), emulator_port, *client_flags)
         yield site.waitFor(connected(port))
         yield host.waitFor(connected())
         return host, site, Client(udp_port), port
@@ -122,12 +119,9 @@ class ZMQPairTests(_Pairs, TestCase):
         SIGTERM stops the site, then the host, cleanly.
         """
         emulator, emulator_port = yield start_emulator(self, A, B)
-        site = run_tunnel(self, "site", "--in", "zmq/server:127.0.0.1:0",
-                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s")
+        site = start_site(self, "zmq/server:127.0.0.1:0", emulator_port)
         port = int((yield site.waitFor(LISTENING)).group(1))
-        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0",
-                          "--out", "zmq/client:127.0.0.1:{}".format(port))
-        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        host, udp_port = yield start_host(self, "zmq/client:127.0.0.1:{}".format(port))
         yield host.waitFor(connected(port))
         yield site.waitFor(connected())
         yield self.assertRequests(Client(udp_port))
@@ -201,7 +195,7 @@ class ZMQPairTests(_Pairs, TestCase):
         return self.assertUsageError(child, "--zmq-server-key", missing)
 
 
-class ZMQEventTests(_EventTunnels, TestCase):
+class ZMQEventTests(EventTunnels, TestCase):
     """
     An event tunnel over ZeroMQ loses nothing when a half restarts.
     """
@@ -280,7 +274,7 @@ class RawClient:
         return None
 
 
-class ZMQServerGuardTests(_Pairs, TestCase):
+class ZMQServerGuardTests(Pairs, TestCase):
     """
     A zmq/server end's guards against its peers.
     """

@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.app.daemonize}: the units written and removed, and
+Tests for L{uhppoted_tunnel.app.daemonize} and L{uhppoted_tunnel.app.unit}: the units written and removed, and
 what is refused.
 """
 
@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.app import cli
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.app import daemonize
+from uhppoted_tunnel.app import daemonize, unit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIPPED = os.path.join(ROOT, "etc", "systemd")
@@ -28,22 +28,22 @@ class NameTests(SynchronousTestCase):
         """
         The default label names C{uhppoted-tunnel.service}.
         """
-        self.assertEqual(daemonize.unit_name("uhppoted-tunnel"), "uhppoted-tunnel")
+        self.assertEqual(unit.unit_name("uhppoted-tunnel"), "uhppoted-tunnel")
 
     def test_label(self):
         """
         Another label names C{uhppoted-tunnel-LABEL}, as the Go tunnel does;
         a label already so named is kept.
         """
-        self.assertEqual(daemonize.unit_name("site"), "uhppoted-tunnel-site")
-        self.assertEqual(daemonize.unit_name("uhppoted-tunnel-site"), "uhppoted-tunnel-site")
+        self.assertEqual(unit.unit_name("site"), "uhppoted-tunnel-site")
+        self.assertEqual(unit.unit_name("uhppoted-tunnel-site"), "uhppoted-tunnel-site")
 
     def test_badLabel(self):
         """
         A label that cannot be part of a unit name is refused.
         """
         for label in ("", "a b", "x@y", "../etc", "a/b"):
-            e = self.assertRaises(daemonize.DaemonizeError, daemonize.unit_name, label)
+            e = self.assertRaises(unit.DaemonizeError, unit.unit_name, label)
             self.assertIn("--label", str(e))
 
     def test_quote(self):
@@ -51,12 +51,12 @@ class NameTests(SynchronousTestCase):
         Specifiers and variables are escaped; arguments with spaces or
         quotes are quoted.
         """
-        self.assertEqual(daemonize.quote("tcp/server:0.0.0.0:12345"), "tcp/server:0.0.0.0:12345")
-        self.assertEqual(daemonize.quote("/etc/x.toml#host"), "/etc/x.toml#host")
-        self.assertEqual(daemonize.quote("50%"), "50%%")
-        self.assertEqual(daemonize.quote("$HOME"), "$$HOME")
-        self.assertEqual(daemonize.quote('/my dir/a"b'), '"/my dir/a\\"b"')
-        self.assertEqual(daemonize.quote(""), '""')
+        self.assertEqual(unit.quote("tcp/server:0.0.0.0:12345"), "tcp/server:0.0.0.0:12345")
+        self.assertEqual(unit.quote("/etc/x.toml#host"), "/etc/x.toml#host")
+        self.assertEqual(unit.quote("50%"), "50%%")
+        self.assertEqual(unit.quote("$HOME"), "$$HOME")
+        self.assertEqual(unit.quote('/my dir/a"b'), '"/my dir/a\\"b"')
+        self.assertEqual(unit.quote(""), '""')
 
 
 class DaemonizeTests(SynchronousTestCase):
@@ -101,7 +101,7 @@ class DaemonizeTests(SynchronousTestCase):
                      "RuntimeDirectory=uhppoted-tunnel/%N", "LimitNOFILE=4096", "CapabilityBoundingSet=",
                      "AmbientCapabilities=", "WorkingDirectory=" + self.folder, "WantedBy=multi-user.target"]:
             self.assertIn(line, lines(text))
-        for line in lines(daemonize.HARDENING):
+        for line in lines(unit.HARDENING):
             self.assertIn(line, lines(text))
         self.assertNotIn("CAP_NET_RAW", text)
         self.assertIn("wrote " + path, out)
@@ -153,7 +153,7 @@ class DaemonizeTests(SynchronousTestCase):
         Where systemd is not running, and no --unit-dir is given, daemonize
         refuses, saying so.
         """
-        e = self.assertRaises(daemonize.DaemonizeError, self.daemonize, "--config", self.config + "#host",
+        e = self.assertRaises(unit.DaemonizeError, self.daemonize, "--config", self.config + "#host",
                               systemd_running=os.path.join(self.folder, "no-systemd"))
         self.assertIn("systemd is not running here", str(e))
         self.assertIn("--unit-dir", str(e))
@@ -167,7 +167,7 @@ class DaemonizeTests(SynchronousTestCase):
         for args in (["--config", self.config + "#events"],
                      ["--in", "udp/listen:0.0.0.0:60000", "--out", "ip/out:192.0.2.255:60000"],
                      ["--in", "tcp/event/server:0.0.0.0:1", "--out", "udp/event:127.0.0.1:60001"]):
-            e = self.assertRaises(daemonize.DaemonizeError, self.daemonize, "--unit-dir", self.units, *args)
+            e = self.assertRaises(unit.DaemonizeError, self.daemonize, "--unit-dir", self.units, *args)
             self.assertIn("is not taken by daemonize, as with the Go tunnel", str(e))
         self.assertFalse(os.path.exists(self.units) and os.listdir(self.units))
 
@@ -182,7 +182,7 @@ class DaemonizeTests(SynchronousTestCase):
         """
         A user that is not a user name is refused.
         """
-        e = self.assertRaises(daemonize.DaemonizeError, self.daemonize, "--unit-dir", self.units, *HOST,
+        e = self.assertRaises(unit.DaemonizeError, self.daemonize, "--unit-dir", self.units, *HOST,
                               "--user", "root; rm")
         self.assertIn("--user", str(e))
 
@@ -206,7 +206,7 @@ class DaemonizeTests(SynchronousTestCase):
         Creating a user needs root: said so, exit code 1.
         """
         self.patch(daemonize.os, "geteuid", lambda: 1000)
-        e = self.assertRaises(daemonize.DaemonizeError, daemonize.create_user, "uhppoted", None)
+        e = self.assertRaises(unit.DaemonizeError, daemonize.create_user, "uhppoted", None)
         self.assertIn("needs root", str(e))
         self.assertEqual(e.code, 1)
 
@@ -244,15 +244,15 @@ class DaemonizeTests(SynchronousTestCase):
         Home folders are those ProtectHome=yes hides.
         """
         for path in ("/home/me/.venv/bin/uhppoted-tunnel", "/root/bin/x", "/run/user/1000/x"):
-            self.assertTrue(daemonize.under_home(path), path)
+            self.assertTrue(unit.under_home(path), path)
         for path in ("/opt/uhppoted/bin/uhppoted-tunnel", "/usr/local/bin/x", "/homework/x"):
-            self.assertFalse(daemonize.under_home(path), path)
+            self.assertFalse(unit.under_home(path), path)
 
     def test_executable(self):
         """
         The command must be an executable file.
         """
-        e = self.assertRaises(daemonize.DaemonizeError, self.daemonize, "--unit-dir", self.units,
+        e = self.assertRaises(unit.DaemonizeError, self.daemonize, "--unit-dir", self.units,
                               "--executable", self.config, *HOST)
         self.assertIn("not an executable file", str(e))
 
@@ -302,7 +302,7 @@ class UndaemonizeTests(SynchronousTestCase):
         """
         Without systemd and --unit-dir, undaemonize refuses.
         """
-        e = self.assertRaises(daemonize.DaemonizeError, daemonize.undaemonize, [], io.StringIO(),
+        e = self.assertRaises(unit.DaemonizeError, daemonize.undaemonize, [], io.StringIO(),
                               systemd_running=os.path.join(self.units, "none"))
         self.assertIn("systemd is not running here", str(e))
 
@@ -334,7 +334,7 @@ class ShippedUnitTests(SynchronousTestCase):
         """
         for name in ("uhppoted-tunnel@.service", "uhppoted-tunnel-host.service"):
             text = lines(self.read(name))
-            for line in lines(daemonize.HARDENING) + lines(daemonize.NO_CAPABILITIES) + [
+            for line in lines(unit.HARDENING) + lines(unit.NO_CAPABILITIES) + [
                     "Type=notify", "DynamicUser=yes", "User=uhppoted", "StateDirectory=uhppoted-tunnel",
                     "RuntimeDirectory=uhppoted-tunnel/%N", "LimitNOFILE=4096"]:
                 self.assertIn(line, text, name)

@@ -597,7 +597,7 @@ class StorageTests(SynchronousTestCase):
         A spool that cannot be written raises L{StorageError}, one line
         saying how many events could not be kept.
         """
-        from uhppoted_tunnel.core.events import StorageError
+        from uhppoted_tunnel.core.eventfiles import StorageError
 
         blocker = os.path.join(self.folder, "file")
         open(blocker, "w").close()
@@ -611,7 +611,7 @@ class StorageTests(SynchronousTestCase):
         A write that fails half way (here the fsync) leaves the previous
         spool as it was and no temporary file behind.
         """
-        from uhppoted_tunnel.core.events import StorageError
+        from uhppoted_tunnel.core.eventfiles import StorageError
 
         path = os.path.join(self.folder, "site.events")
         self.buffer(1).spool(path)

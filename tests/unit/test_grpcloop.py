@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.transports.grpc.loop}: the pump of a gRPC stream
+Tests for L{uhppoted_tunnel.transports.grpc.loop}, C{pump} and C{transport}: the pump of a gRPC stream
 on fake calls (each test runs its coroutines on a private event loop, in
 the test's own thread), the reactor's side of a stream on a fake loop and
 a fake clock, and the loop thread.
@@ -13,15 +13,9 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.transports.grpc.loop import (
-    FRAME_OVERHEAD,
-    GIVE_UP,
-    FramePump,
-    LoopThread,
-    StallTimeout,
-    StreamTransport,
-    call_soon,
-)
+from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, GIVE_UP, LoopThread, StallTimeout, call_soon
+from uhppoted_tunnel.transports.grpc.pump import FramePump
+from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 from uhppoted_tunnel.core.frames import FrameTooLong
 
 Message = namedtuple("Message", "id payload")

@@ -16,7 +16,7 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app import config
 from uhppoted_tunnel.ends.ip import IPConnectorMaker
-from uhppoted_tunnel.ends.udp import BroadcastEnd
+from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IOutEnd
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.throttle import WARN_INTERVAL

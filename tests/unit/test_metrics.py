@@ -10,38 +10,19 @@ import json
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet.protocol import DatagramProtocol
-from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 from uhppoted import encode
 
+from tests.unit.pairs import SERIALS, TunnelPairMixin, tunnel
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.emulator import Controller, EmulatorProtocol
 from uhppoted_tunnel.observe.metrics import registry_for
 from uhppoted_tunnel.observe.monitor import MonitorSite, site_root
-from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.testing import FakeReactor
-from uhppoted_tunnel.app.tunnel import TunnelService
 from uhppoted_tunnel.observe.web import CONTENT_SECURITY_POLICY
 
-SERIALS = (405419896, 303986753)
 UNKNOWN = 123456789
-
-
-class Application(DatagramProtocol):
-    def __init__(self):
-        self.received = []
-
-    def datagramReceived(self, data, address):
-        self.received.append(data)
-
-
-def tunnel(reactor, *args):
-    options = Options()
-    options.parseOptions(list(args) + ["--rate-limit", "1000"])
-    return TunnelService(options, reactor)
 
 
 def samples(registry):
@@ -74,34 +55,16 @@ def render(resource, path, headers=None):
     return request.responseCode or 200, request.responseHeaders, b"".join(request.written)
 
 
-class PairTests(SynchronousTestCase):
+class PairTests(TunnelPairMixin, SynchronousTestCase):
     """
     host: udp/listen -> tcp/server; site: tcp/client -> udp/broadcast, both
     with C{--metrics}.
     """
 
-    def setUp(self):
-        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
-        self.reactor = FakeReactor()
-        self.controllers = EmulatorProtocol([Controller(serial) for serial in SERIALS])
-        self.reactor.listenUDP(60005, self.controllers, interface="127.0.0.1")
-        self.app = Application()
-        self.app_port = self.reactor.listenUDP(50000, self.app, interface="127.0.0.1")
-        self.host = tunnel(self.reactor, "--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345",
-                           "--metrics", "127.0.0.1:9100")
-        self.site = tunnel(self.reactor, "--in", "tcp/client:127.0.0.1:12345", "--out",
-                           "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s", "--metrics", "127.0.0.1:9101")
-        self.host.startService()
-        self.site.startService()
-        self.pumps = []
-        self.connect()
-
-    def connect(self):
-        """
-        Complete the connection dialled last.
-        """
-        self.pumps.append(ConnectionCompleter(self.reactor).succeedOnce())
-        self.relay()
+    host_args = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345",
+                 "--metrics", "127.0.0.1:9100"]
+    site_args = ["--in", "tcp/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005",
+                 "--udp-timeout", "1s", "--metrics", "127.0.0.1:9101"]
 
     def tearDown(self):
         stopped = [self.host.stopService(), self.site.stopService()]
@@ -110,16 +73,6 @@ class PairTests(SynchronousTestCase):
             self.successResultOf(d)
         self.reactor.advance(30)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
-
-    def relay(self, rounds=10):
-        for _ in range(rounds):
-            self.reactor.advance(0)
-            for pump in self.pumps:
-                pump.flush()
-
-    def send(self, request):
-        self.app_port.write(bytes(request), ("127.0.0.1", 60000))
-        self.relay()
 
     def test_countsMatchTraffic(self):
         """

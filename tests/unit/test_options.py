@@ -11,7 +11,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.core import events
+from uhppoted_tunnel.core import eventfiles, events
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app.cli import _go_flags
 from uhppoted_tunnel.app.options import Options
@@ -185,7 +185,7 @@ class UnitDirectoryTests(SynchronousTestCase):
         options = self.parse(environ)
         self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3], "/run/uhppoted-tunnel/host"))
         self.assertEqual(options["event-spool"],
-                         events.default_spool(HOST[1], HOST[3], events.state_directory(environ)))
+                         eventfiles.default_spool(HOST[1], HOST[3], eventfiles.state_directory(environ)))
 
     def test_stateDirectory(self):
         """
@@ -194,7 +194,7 @@ class UnitDirectoryTests(SynchronousTestCase):
         """
         options = self.parse({"STATE_DIRECTORY": "/var/lib/uhppoted-tunnel"})
         self.assertEqual(options["event-spool"],
-                         events.default_spool(HOST[1], HOST[3], "/var/lib/uhppoted-tunnel"))
+                         eventfiles.default_spool(HOST[1], HOST[3], "/var/lib/uhppoted-tunnel"))
         self.assertEqual(options["lockfile"], lockfile.default_path(HOST[1], HOST[3],
                                                                     lockfile.default_directory({})))
 
@@ -331,7 +331,7 @@ class StateTests(SynchronousTestCase):
         C{/var/lib/uhppoted-tunnel} for root; else C{$XDG_STATE_HOME} or
         C{~/.local/state}, with a folder of its own.
         """
-        state = events.state_directory
+        state = eventfiles.state_directory
         self.assertEqual(state({"STATE_DIRECTORY": "/var/lib/a:/var/lib/b"}, 1000), "/var/lib/a")
         self.assertEqual(state({}, 0), "/var/lib/uhppoted-tunnel")
         self.assertEqual(state({"XDG_STATE_HOME": "/home/u/.st"}, 1000), "/home/u/.st/uhppoted-tunnel")
@@ -344,7 +344,7 @@ class StateTests(SynchronousTestCase):
         the state folder, never in the temporary folder; with a
         C{--lockfile} it is beside it, as in round 1.
         """
-        self.patch(events, "state_directory", lambda environ=None: "/state")
+        self.patch(eventfiles, "state_directory", lambda environ=None: "/state")
         digest = hashlib.sha1((self.SITE[1] + self.SITE[3]).encode()).hexdigest()
         self.assertEqual(parse(*self.SITE)["event-spool"], "/state/events-" + digest)
         lock = os.path.join(self.folder, "site.pid")
@@ -356,7 +356,7 @@ class StateTests(SynchronousTestCase):
         anything listens; parsing alone touches nothing.
         """
         state = os.path.join(self.folder, "state", "uhppoted-tunnel")
-        self.patch(events, "state_directory", lambda environ=None: state)
+        self.patch(eventfiles, "state_directory", lambda environ=None: state)
         options = parse(*self.SITE)
         self.assertFalse(os.path.exists(state))
         options.checkFiles()

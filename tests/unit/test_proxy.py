@@ -1,5 +1,5 @@
 """
-Tests for L{uhppoted_tunnel.transports.proxy}: the CONNECT exchange on
+Tests for the L{uhppoted_tunnel.transports.proxy} package: the CONNECT exchange on
 fake connections and a fake clock, proxy URLs, the choice of a proxy from
 the flags and the environment as curl makes it, and the client ends that
 use it.
@@ -23,17 +23,9 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.transports.proxy import (
-    DEFAULT_PORT,
-    MAX_ANSWER,
-    Proxy,
-    ProxyEndpoint,
-    ProxyError,
-    ProxyRefused,
-    choose,
-    no_proxy_matches,
-    parse_proxy,
-)
+from uhppoted_tunnel.transports.proxy.choice import choose, no_proxy_matches
+from uhppoted_tunnel.transports.proxy.connect import MAX_ANSWER, ProxyEndpoint, ProxyRefused
+from uhppoted_tunnel.transports.proxy.urls import DEFAULT_PORT, Proxy, ProxyError, parse_proxy
 from uhppoted_tunnel.link.ends import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.interfaces import OUT

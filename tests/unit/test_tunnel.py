@@ -4,65 +4,16 @@ application's UDP socket through host and site halves to emulated
 controllers and back.
 """
 
-from twisted.internet.protocol import DatagramProtocol
-from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from uhppoted import decode, encode
 
-from uhppoted_tunnel.app import config
-from uhppoted_tunnel.emulator import Controller, EmulatorProtocol
-from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.testing import FakeReactor
-from uhppoted_tunnel.app.tunnel import TunnelService
-
-SERIALS = (405419896, 303986753)
+from tests.unit.pairs import SERIALS, TunnelPairMixin
 
 
-class Application(DatagramProtocol):
-    def __init__(self):
-        self.received = []
-
-    def datagramReceived(self, data, address):
-        self.received.append(data)
-
-
-def tunnel(reactor, *args):
-    options = Options()
-    options.parseOptions(list(args) + ["--rate-limit", "1000"])
-    return TunnelService(options, reactor)
-
-
-class TunnelPairMixin:
+class TunnelTestsMixin(TunnelPairMixin):
     """
-    A host half and a site half joined over a fake TCP connection.
+    What every pair of halves does, whatever joins them.
     """
-
-    host_args = None
-    site_args = None
-
-    def setUp(self):
-        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
-        self.reactor = FakeReactor()
-        self.controllers = EmulatorProtocol([Controller(serial) for serial in SERIALS])
-        self.reactor.listenUDP(60005, self.controllers, interface="127.0.0.1")
-        self.app = Application()
-        self.app_port = self.reactor.listenUDP(50000, self.app, interface="127.0.0.1")
-        self.host = tunnel(self.reactor, *self.host_args)
-        self.site = tunnel(self.reactor, *self.site_args)
-        self.host.startService()
-        self.site.startService()
-        self.pump = ConnectionCompleter(self.reactor).succeedOnce()
-
-    def relay(self, rounds=10):
-        for _ in range(rounds):
-            self.reactor.advance(0)
-            self.pump.flush()
-
-    def ask(self, request):
-        self.app_port.write(bytes(request), ("127.0.0.1", 60000))
-        self.relay()
-        received, self.app.received = self.app.received, []
-        return received
 
     def test_broadcastReachesEveryController(self):
         """
@@ -103,7 +54,7 @@ class TunnelPairMixin:
         self.assertFalse(any(port.listening for port in tunnel_ports))
 
 
-class ForwardTunnelTests(TunnelPairMixin, SynchronousTestCase):
+class ForwardTunnelTests(TunnelTestsMixin, SynchronousTestCase):
     """
     host: udp/listen -> tcp/server; site: tcp/client -> udp/broadcast.
     """
@@ -112,7 +63,7 @@ class ForwardTunnelTests(TunnelPairMixin, SynchronousTestCase):
     site_args = ["--in", "tcp/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s"]
 
 
-class ReverseTunnelTests(TunnelPairMixin, SynchronousTestCase):
+class ReverseTunnelTests(TunnelTestsMixin, SynchronousTestCase):
     """
     host: udp/listen -> tcp/client; site: tcp/server -> udp/broadcast.
     """
@@ -121,7 +72,7 @@ class ReverseTunnelTests(TunnelPairMixin, SynchronousTestCase):
     site_args = ["--in", "tcp/server:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60005", "--udp-timeout", "1s"]
 
 
-class WebSocketForwardTunnelTests(TunnelPairMixin, SynchronousTestCase):
+class WebSocketForwardTunnelTests(TunnelTestsMixin, SynchronousTestCase):
     """
     host: udp/listen -> ws/server; site: ws/client -> udp/broadcast: the
     same requests and replies, one frame per WebSocket message.
@@ -132,7 +83,7 @@ class WebSocketForwardTunnelTests(TunnelPairMixin, SynchronousTestCase):
                  "--udp-timeout", "1s"]
 
 
-class WebSocketReverseTunnelTests(TunnelPairMixin, SynchronousTestCase):
+class WebSocketReverseTunnelTests(TunnelTestsMixin, SynchronousTestCase):
     """
     host: udp/listen -> ws/client; site: ws/server -> udp/broadcast, on
     the default path.

@@ -1,12 +1,13 @@
 """
-Tests for L{uhppoted_tunnel.ends.udp}: the udp/listen and
+Tests for L{uhppoted_tunnel.ends.udp}, L{uhppoted_tunnel.ends.broadcast}: the udp/listen and
 udp/broadcast ends.
 """
 
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.ends.udp import BroadcastEnd, ListenEnd, UDPConnectorMaker
+from uhppoted_tunnel.ends.broadcast import BroadcastEnd
+from uhppoted_tunnel.ends.udp import ListenEnd, UDPConnectorMaker
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
 from uhppoted_tunnel.core.packets import request_key
 from uhppoted_tunnel.app.spec import ConnectorSpec
@@ -357,7 +358,7 @@ class FakeSocket:
     def setsockopt(self, level, option, value):
         import socket
 
-        from uhppoted_tunnel.ends.udp import SO_RCVBUFFORCE
+        from uhppoted_tunnel.ends.udpsocket import SO_RCVBUFFORCE
 
         self.options.append(option)
         if option == SO_RCVBUFFORCE:
@@ -370,7 +371,7 @@ class FakeSocket:
     def getsockopt(self, level, option, size=None):
         import socket
 
-        from uhppoted_tunnel.ends.udp import _MEMINFO, SO_MEMINFO
+        from uhppoted_tunnel.ends.udpsocket import _MEMINFO, SO_MEMINFO
 
         if option == socket.SO_RCVBUF:
             return self.rcvbuf
@@ -392,7 +393,7 @@ class ReceiveBufferTests(SynchronousTestCase):
         With the privilege, the buffer is set with C{SO_RCVBUFFORCE} and
         the size asked for is granted whatever C{rmem_max} says.
         """
-        from uhppoted_tunnel.ends.udp import SO_RCVBUFFORCE, set_receive_buffer
+        from uhppoted_tunnel.ends.udpsocket import SO_RCVBUFFORCE, set_receive_buffer
 
         sock = FakeSocket(force=True)
         self.assertEqual(set_receive_buffer(sock, 4 << 20), 4 << 20)
@@ -405,7 +406,7 @@ class ReceiveBufferTests(SynchronousTestCase):
         """
         import socket
 
-        from uhppoted_tunnel.ends.udp import SO_RCVBUFFORCE, set_receive_buffer
+        from uhppoted_tunnel.ends.udpsocket import SO_RCVBUFFORCE, set_receive_buffer
 
         sock = FakeSocket(force=False, rmem_max=212992)
         self.assertEqual(set_receive_buffer(sock, 4 << 20), 212992)
@@ -416,7 +417,7 @@ class ReceiveBufferTests(SynchronousTestCase):
         The drop count is read from C{SO_MEMINFO}; C{None} where the kernel
         does not give it.
         """
-        from uhppoted_tunnel.ends.udp import kernel_drops
+        from uhppoted_tunnel.ends.udpsocket import kernel_drops
 
         self.assertEqual(kernel_drops(FakeSocket(drops=17)), 17)
         self.assertIsNone(kernel_drops(FakeSocket(drops=None)))
@@ -431,7 +432,7 @@ class DrainingPortTests(SynchronousTestCase):
     def port(self, sock, receive_buffer=4 << 20):
         from twisted.internet.protocol import DatagramProtocol
 
-        from uhppoted_tunnel.ends.udp import DrainingPort
+        from uhppoted_tunnel.ends.udpsocket import DrainingPort
 
         received = []
         protocol = DatagramProtocol()

@@ -17,12 +17,12 @@ from twisted.python import usage
 
 from uhppoted_tunnel.link import bind
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.core import events
+from uhppoted_tunnel.core import eventfiles, events
 from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app import spec
 from uhppoted_tunnel.observe import status
-from uhppoted_tunnel.ends.udp import DEFAULT_RECEIVE_BUFFER
+from uhppoted_tunnel.ends.udpsocket import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.transports.ws.maker import DEFAULT_PING
 from uhppoted_tunnel.transports.xmpp.frames import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.interfaces import IN, OUT
@@ -314,7 +314,7 @@ class Options(usage.Options):
         """
         Choose the event spool if none was given: beside a lockfile given
         by the user (round 1's rule), else in the state folder
-        (L{events.state_directory}).
+        (L{eventfiles.state_directory}).
         """
         self.default_spool = not self["event-spool"]
         if self.default_spool:
@@ -322,7 +322,7 @@ class Options(usage.Options):
                 self["event-spool"] = os.path.splitext(self["lockfile"])[0]
                 self.default_spool = False
             else:
-                self["event-spool"] = events.default_spool(self["in"], self["out"], events.state_directory(self.environ))
+                self["event-spool"] = eventfiles.default_spool(self["in"], self["out"], eventfiles.state_directory(self.environ))
 
     def checkFiles(self):
         """
@@ -336,7 +336,7 @@ class Options(usage.Options):
         if not self["events"]:
             return
         try:
-            events.check_spool(self["event-spool"], create=getattr(self, "default_spool", False))
+            eventfiles.check_spool(self["event-spool"], create=getattr(self, "default_spool", False))
         except ValueError as e:
             where = self.sources.get("event-spool", "--event-spool")
             raise ValueError("{} {}: {}".format(where, self["event-spool"], e)) from None

@@ -24,11 +24,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from uhppoted_tunnel.core.eventfiles import StorageError
 from uhppoted_tunnel.core.events import (
     SESSION_ID,
     EventBuffer,
     SeenEvents,
-    StorageError,
     new_session,
     parse_session,
     session_frame,

@@ -11,7 +11,7 @@ packets that are not UHPPOTE) goes to C{ADDRESS} exactly as
 C{udp/broadcast:ADDRESS} would send it.
 
 Each distinct UDP destination gets its own
-L{uhppoted_tunnel.ends.udp.BroadcastEnd}, so replies are matched to
+L{uhppoted_tunnel.ends.broadcast.BroadcastEnd}, so replies are matched to
 requests, and late ones dropped, as they are on the broadcast address.
 
 Over TCP a controller answers a 64-byte request with one 64-byte reply on
@@ -32,7 +32,8 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from uhppoted_tunnel.ends.controllertcp import ControllerTCP
-from uhppoted_tunnel.ends.udp import BroadcastEnd, udp_address
+from uhppoted_tunnel.ends.broadcast import BroadcastEnd
+from uhppoted_tunnel.ends.udp import udp_address
 from uhppoted_tunnel.interfaces import OUT, IConnectorMaker, IOutEnd
 from uhppoted_tunnel.core.packets import controller_serial
 from uhppoted_tunnel.app.spec import ConnectorSpec

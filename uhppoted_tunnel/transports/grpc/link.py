@@ -44,14 +44,9 @@ from uhppoted_tunnel.transports.grpc.conf import (
     server_options,
     target,
 )
-from uhppoted_tunnel.transports.grpc.loop import (
-    CLOSE_TIMEOUT,
-    GIVE_UP,
-    FramePump,
-    LoopThread,
-    StreamTransport,
-    call_soon,
-)
+from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, call_soon
+from uhppoted_tunnel.transports.grpc.pump import FramePump
+from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 
 #: Seconds a stopping server gives its calls before it cancels them.
 STOP_GRACE = 2.0

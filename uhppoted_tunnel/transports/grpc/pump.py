@@ -1,0 +1,180 @@
+# -*- test-case-name: tests.unit.test_grpcloop -*-
+"""
+The loop side of a gRPC stream (L{FramePump}): two tasks on the shared
+asyncio loop, a reader and a writer, that meet the reactor through a
+queue each way (see L{uhppoted_tunnel.transports.grpc.loop}).
+"""
+
+import asyncio
+from collections import deque
+
+from twisted.internet.error import ConnectionAborted, ConnectionDone
+
+from uhppoted_tunnel.core.frames import FrameTooLong
+from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, FRAME_OVERHEAD, StallTimeout
+
+
+class FramePump:
+    """
+    The loop side of one gRPC stream: writes the frames the reactor hands
+    it, in order and one at a time, and hands the reactor each frame that
+    arrives, checked against C{--max-payload}.
+
+    The pump runs on the loop's thread. The reactor queues frames in
+    L{outgoing} and calls L{wake} if the writer is L{idle}; it reaches the
+    rest only through C{call_soon_threadsafe}: L{finish} and L{abort}.
+
+    :ivar written: bytes of the frames written so far, each with
+        L{FRAME_OVERHEAD}; only the loop's thread changes it.
+    """
+
+    def __init__(self, read, write, deliver, diagnose, max_payload, stall_timeout, eof=None, half_close=None,
+                 close_timeout=CLOSE_TIMEOUT):
+        """
+        :param read: a coroutine function giving the next message (with
+            C{id} and C{payload}), or C{eof} once the peer has ended.
+        :param write: a coroutine function writing one C{(id, payload)}.
+        :param deliver: called on the loop's thread with C{(id, payload)}
+            of each frame that arrives (L{StreamTransport.arrived} hands
+            them to the reactor).
+        :param diagnose: an exception of C{read} or C{write} -> the reason
+            the stream ended, an exception.
+        :param max_payload: the longest payload accepted.
+        :param stall_timeout: seconds one write may wait for the peer to
+            read before the stream is given up.
+        :param eof: what C{read} gives once the peer has ended.
+        :param half_close: a coroutine function saying that nothing more
+            will be written (a client's C{done_writing}), after which the
+            peer ends the call; C{None} on a server, whose call ends when
+            its handler returns.
+        :param close_timeout: seconds L{finish} waits for the peer.
+        """
+        self.read = read
+        self.write = write
+        self.deliver = deliver
+        self.diagnose = diagnose
+        self.max_payload = max_payload
+        self.stall_timeout = stall_timeout
+        self.eof = eof
+        self.half_close = half_close
+        self.close_timeout = close_timeout
+        self.outgoing = deque()
+        self.written = 0
+        #: True while the writer waits for frames (the reactor must wake it)
+        self.idle = False
+        self._wake = asyncio.Event()
+        self._finishing = False
+        self._aborted = False
+        self._tasks = ()
+
+    # what the reactor calls, through call_soon_threadsafe
+
+    def push(self, frame_id, payload):
+        """
+        Write a frame after those already queued.
+        """
+        self.outgoing.append((frame_id, payload))
+        self._wake.set()
+
+    def wake(self):
+        """
+        Frames were queued in L{outgoing} from the reactor's thread while
+        the writer was idle.
+        """
+        self._wake.set()
+
+    def finish(self):
+        """
+        End the stream once what is queued is written (the peer has
+        L{close_timeout} seconds to end its side).
+        """
+        self._finishing = True
+        self._wake.set()
+
+    def abort(self):
+        """
+        End the stream at once.
+        """
+        self._aborted = True
+        for task in self._tasks:
+            task.cancel()
+
+    # the stream
+
+    async def run(self):
+        """
+        Relay until the stream ends.
+
+        :return: why it ended: C{ConnectionDone} when either side ended it
+            cleanly, C{ConnectionAborted} after L{abort}, else the error
+            (L{FrameTooLong}, L{NotAFrame}, L{StallTimeout},
+            C{ConnectionLost}).
+        """
+        if self._aborted:
+            return ConnectionAborted()
+        loop = asyncio.get_running_loop()
+        reader, writer = self._tasks = (loop.create_task(self._read()), loop.create_task(self._write()))
+        try:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self._aborted:
+                return ConnectionAborted()
+            if reader.done():
+                return reader.result()
+            reason = writer.result()
+            if reason is not None:
+                return reason
+            # finished: what was queued is written
+            if self.half_close is None:
+                return ConnectionDone()
+            try:
+                async with asyncio.timeout(self.close_timeout):
+                    await self.half_close()
+                    return await reader
+            except TimeoutError:
+                return ConnectionDone()
+            except Exception as e:
+                return self.diagnose(e)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # let go of the call (and so of its channel)
+            self._tasks = ()
+            self.read = self.write = self.half_close = None
+
+    async def _read(self):
+        read, eof, deliver, limit = self.read, self.eof, self.deliver, self.max_payload
+        while True:
+            try:
+                message = await read()
+            except Exception as e:
+                return self.diagnose(e)
+            if message is eof:
+                return ConnectionDone()
+            payload = message.payload
+            if len(payload) > limit:
+                return FrameTooLong(len(payload), limit, payload[:16])
+            deliver(message.id, payload)
+
+    async def _write(self):
+        outgoing, write, wake = self.outgoing, self.write, self._wake
+        while True:
+            while outgoing:
+                frame = outgoing.popleft()
+                try:
+                    async with asyncio.timeout(self.stall_timeout):
+                        await write(frame)
+                except TimeoutError:
+                    return StallTimeout(self.stall_timeout)
+                except Exception as e:
+                    return self.diagnose(e)
+                self.written += len(frame[1]) + FRAME_OVERHEAD
+            if self._finishing:
+                return None
+            # from here the reactor wakes the writer for what it queues; a
+            # frame queued before it saw this is caught by the check below
+            self.idle = True
+            wake.clear()
+            if not outgoing and not self._finishing:
+                await wake.wait()
+            self.idle = False

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.unit.test_proxy,tests.loopback.test_proxy -*-
+"""
+Proxies, as endpoint wrappers any client end can use: L{client_endpoint}
+gives a stream client end the endpoint it dials, the direct one or, when
+a proxy is chosen for its host (L{choice}), one that reaches the host
+through the proxy and is handed the endpoint that dials the proxy.
+
+A proxy kind is a module of this package that supplies such a wrapper,
+an C{IStreamClientEndpoint} built from C{(dial, proxy, host, port, clock,
+timeout, log_tag)}: L{connect.ProxyEndpoint}, C{CONNECT} through an HTTP
+proxy, is the one there is.
+
+What this package offers the rest of the tunnel is imported here:
+L{client_endpoint} and L{proxy_for} for the ends, L{describe} for
+C{uhppoted-tunnel check}, L{check_proxy} for the options and the
+configuration file, and L{Proxy}.
+"""
+
+import dataclasses
+
+from twisted.logger import Logger
+
+from uhppoted_tunnel.transports import endpoints
+from uhppoted_tunnel.transports.proxy.choice import choose_for, describe
+from uhppoted_tunnel.transports.proxy.connect import ProxyEndpoint
+from uhppoted_tunnel.transports.proxy.urls import Proxy, check_proxy
+from uhppoted_tunnel.transports.tls.certs import DEFAULT_HANDSHAKE_TIMEOUT
+
+__all__ = ["Proxy", "check_proxy", "client_endpoint", "describe", "proxy_for"]
+
+log = Logger()
+
+
+def proxy_for(spec, settings, secure=False, log_tag="TCP"):
+    """
+    The proxy a client end dials through (L{choice.choose}) when its address is
+    a Go C{HOST:PORT}, and says in the log which and why: for the ends
+    that dial through L{client_endpoint}, and for a transport that speaks
+    to proxies itself (C{grpc/}).
+
+    :param settings: the tunnel's options (C{proxy}, and the environment
+        as their C{environ}; none for a plain dict).
+    :param secure: whether the end speaks TLS (C{https_proxy}).
+    :return: C{(proxy, host, port)}: the L{Proxy}, or C{None} to dial
+        directly, and the host and port dialled (C{None} for a Twisted
+        endpoint description).
+    :raise ValueError: for an unusable address or proxy URL.
+    """
+    chosen = choose_for(spec, settings, secure)
+    if chosen is None:
+        return None, None, None
+    host, port, choice = chosen
+    if choice.proxy is None:
+        if choice.why is not None:
+            log.info("dialling {address} directly ({why})", address=spec.address, why=choice.why, log_tag=log_tag)
+        return None, host, port
+    if any(c <= " " or c == "\x7f" for c in host):
+        raise ValueError("invalid host in '{}'".format(spec.text))
+    log.info("dialling {address} through HTTP proxy {proxy} ({why})", address=spec.address, proxy=str(choice.proxy),
+             why=choice.why, log_tag=log_tag)
+    return choice.proxy, host, port
+
+
+def client_endpoint(reactor, spec, settings, secure=False, log_tag="TCP"):
+    """
+    The endpoint a stream client end dials: through the proxy chosen for
+    its host (L{proxy_for}), else as L{endpoints.client_endpoint} makes it
+    (a Twisted endpoint description is used as given).
+
+    :param settings: the tunnel's options (C{proxy}, C{handshake-timeout},
+        and the environment as their C{environ}; none for a plain dict).
+    :param secure: whether the end speaks TLS (C{https_proxy}).
+    :raise ValueError: for an unusable address or proxy URL.
+    """
+    direct = endpoints.client_endpoint(reactor, spec)
+    proxy, host, port = proxy_for(spec, settings, secure, log_tag)
+    if proxy is None:
+        return direct
+    dial = endpoints.client_endpoint(reactor, dataclasses.replace(spec, address=str(proxy)))
+    return ProxyEndpoint(dial, proxy, host, port, reactor, settings.get("handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT),
+                         log_tag)
