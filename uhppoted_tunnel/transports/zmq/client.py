@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq,tests.loopback.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints,tests.loopback.test_zmq -*-
 """
 The C{zmq/client} endpoint: L{ZMQClientEndpoint.connect} dials the
 server with one DEALER (L{Dealer}, in a context of its own) per attempt
@@ -192,12 +192,12 @@ class Dial:
         self.connecting.callback(protocol)
 
     def received(self, message):
-        if self.transport is not None and self.transport.receiver is not None:
-            self.transport.receiver.messageReceived(message)
+        if self.transport is not None:
+            self.transport.messageReceived(message)
 
     def malformed(self, error):
-        if self.transport is not None and self.transport.receiver is not None:
-            self.transport.receiver.badMessage(error)
+        if self.transport is not None:
+            self.transport.badMessage(error)
 
     def hangUp(self, reason, clock=None):
         """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints -*-
 """
 One link to a ZeroMQ peer, as a connection of a stream end
 (L{uhppoted_tunnel.link.ends}): L{ZMQConnection}, a protocol built by the
@@ -13,7 +13,6 @@ relay.
 
 from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, encode
@@ -31,7 +30,6 @@ class ZMQConnection(WhenClosed, Protocol):
     :ivar peer: the peer's address, C{host:port}.
     """
 
-    log = Logger()
     log_tag = "ZMQ"
     relay = None
 
@@ -41,7 +39,6 @@ class ZMQConnection(WhenClosed, Protocol):
 
     def connectionMade(self):
         self.peer = self.transport.peer
-        self.transport.receiver = self
         self.factory.connectionReady(self)
 
     def messageReceived(self, message):
@@ -100,15 +97,13 @@ class MessageTransport:
     is closed.
 
     :ivar peer: the peer's address as text, for the log.
-    :ivar protocol: what the end's factory built for the link (told of its
-        loss).
-    :ivar receiver: the connection given each message.
+    :ivar protocol: what the end's factory built for the link, given each
+        message and told of the link's loss.
     :ivar disconnected: whether the link is gone.
     """
 
     disconnected = False
     protocol = None
-    receiver = None
 
     def __init__(self, peer, peer_address, host_address):
         """
@@ -133,6 +128,20 @@ class MessageTransport:
         self.protocol = protocol
         protocol.makeConnection(self)
         return True
+
+    def messageReceived(self, message):
+        """
+        One message from the peer, for the protocol.
+        """
+        if self.protocol is not None and not self.disconnected:
+            self.protocol.messageReceived(message)
+
+    def badMessage(self, error):
+        """
+        The peer sent a message of several parts.
+        """
+        if self.protocol is not None and not self.disconnected:
+            self.protocol.badMessage(error)
 
     def ended(self, reason, clock=None):
         """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq,tests.loopback.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints,tests.loopback.test_zmq -*-
 """
 The ZeroMQ transport: C{zmq/server:ADDR} (a ROUTER socket) and
 C{zmq/client:HOST:PORT} (a DEALER), in and out, and C{zmq/event/...} as

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq,tests.loopback.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq_endpoints,tests.loopback.test_zmq -*-
 """
 The C{zmq/server} endpoint: L{ZMQServerEndpoint.listen} binds a ROUTER
 (L{uhppoted_tunnel.transports.zmq.router}) and gives the listening
@@ -177,14 +177,10 @@ class ZMQPort:
         transport.connect(self.factory.buildProtocol(transport.getPeer()))
 
     def received(self, routing_id, message):
-        receiver = self.peers[routing_id].receiver
-        if receiver is not None:
-            receiver.messageReceived(message)
+        self.peers[routing_id].messageReceived(message)
 
     def malformed(self, routing_id, error):
-        receiver = self.peers[routing_id].receiver
-        if receiver is not None:
-            receiver.badMessage(error)
+        self.peers[routing_id].badMessage(error)
 
     def _lost(self, transport, reason):
         if self.peers.get(transport.routing_id) is transport:
