@@ -1,9 +1,10 @@
+# -*- test-case-name: tests.unit.test_zmq -*-
 """
-Tests for the zmq/ ends' parts: the frame in a message, the reactor
-reader's edge-triggered rules, the ZAP handler, and the client end's
-dialling state, with real ZeroMQ sockets over inproc (which deliver at
-once, within the context) and a fake reactor: nothing sleeps, and each
-wait is an explicit poll.
+Tests for the zmq/ transport's parts: the frame in a message, the
+reactor reader's edge-triggered rules, the ZAP handler, with real ZeroMQ
+sockets over inproc (which deliver at once, within the context) and a
+fake reactor; and the endpoints under the shared stream ends, with fake
+sockets: nothing sleeps, and each wait is an explicit poll.
 """
 
 import os
@@ -15,15 +16,12 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.transports.zmq.ends import (
-    BadMessage,
-    ZMQClientEnd,
-    ZMQConnection,
-    ZMQConnectorMaker,
-    decode,
-    socket_options,
-)
-from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, messages, read_authorized, read_key
+from uhppoted_tunnel.link.ends import ClientEnd
+from uhppoted_tunnel.transports.zmq.connection import ZMQConnection
+from uhppoted_tunnel.transports.zmq.curve import read_authorized, read_key
+from uhppoted_tunnel.transports.zmq.maker import ZMQConnectorMaker
+from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, messages
+from uhppoted_tunnel.transports.zmq.wire import BadMessage, decode, socket_options
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
@@ -328,31 +326,27 @@ class MakerTests(SynchronousTestCase):
             self.assertIn(text.split(":", 1)[0], str(caught.exception))
 
 
-class FakeSocket:
+class FakeDealer:
     """
-    What a client end's connection sends with, recording it.
+    One attempt's socket, as L{uhppoted_tunnel.transports.zmq.client.Dealer}
+    is made, recording what is sent; the test feeds its monitor events.
     """
 
-    def __init__(self):
+    made = None
+
+    def __init__(self, reactor, target, options, curve, attempt):
+        self.target = target
+        self.attempt = attempt
         self.sent = []
+        self.closed = False
+        self.made.append(self)
 
-    def send(self, data, flags=0):
-        self.sent.append(data)
+    def send(self, message):
+        self.sent.append(message)
+        return True
 
-    def close(self, linger=None):
-        pass
-
-
-class StubReader:
-    """
-    A reader that is told of sends.
-    """
-
-    def sent(self):
-        pass
-
-    def stop(self):
-        pass
+    def close(self):
+        self.closed = True
 
 
 class ClientDialTests(SynchronousTestCase):
@@ -364,11 +358,39 @@ class ClientDialTests(SynchronousTestCase):
     def setUp(self):
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.reactor = FakeReactor()
-        self.end = make("zmq/client:127.0.0.1:5555", IN, self.reactor, **{"max-retries": 2})
-        self.assertIsInstance(self.end, ZMQClientEnd)
-        self.end.socket = FakeSocket()
         self.failures = []
-        self.end.whenFailed().addCallback(self.failures.append)
+        self.start(**{"max-retries": 2})
+
+    def start(self, **settings):
+        """
+        Start a zmq/client end whose attempts are L{FakeDealer}s; a failed
+        end is stopped on the next turn, as the tunnel stops it.
+        """
+        self.dealers = []
+        dealer = type("Dealer", (FakeDealer,), {"made": self.dealers})
+        maker = ZMQConnectorMaker(dealer=dealer)
+        _, spec = parse("zmq/client:127.0.0.1:5555", {prefix: maker for prefix in maker.prefixes})
+        self.end = maker.makeEnd(spec, IN, dict(SETTINGS, **settings), RecordingRouter(), self.reactor)
+        self.assertIsInstance(self.end, ClientEnd)
+        self.end.whenFailed().addCallback(self.failed)
+        self.end.startService()
+
+    def failed(self, message):
+        self.failures.append(message)
+        self.reactor.callLater(0, self.end.stopService)
+
+    def event(self, kind, value):
+        """
+        The monitor of the latest attempt reports C{kind}.
+        """
+        self.dealers[-1].attempt.event(kind, value)
+
+    def redial(self):
+        """
+        Let the next attempt start.
+        """
+        [call] = self.reactor.getDelayedCalls()
+        self.reactor.advance(call.getTime() - self.reactor.seconds())
 
     def messages(self, level="warn"):
         return [e["log_format"].format(**e) for e in self.logged if e["log_level"].name == level]
@@ -385,11 +407,10 @@ class ClientDialTests(SynchronousTestCase):
         A dial that fails is warned of with the reason and retried after
         5 s, then 10 s.
         """
-        self.end._event(zmq.EVENT_CLOSED, 12)
+        self.event(zmq.EVENT_CLOSED, 12)
         self.assertEqual(self.delays(), [5.0])
-        self.reactor.getDelayedCalls()[0].cancel()
-        self.end.socket = FakeSocket()
-        self.end._event(zmq.EVENT_CLOSED, 12)
+        self.redial()
+        self.event(zmq.EVENT_CLOSED, 12)
         self.assertEqual(self.delays(), [10.0])
         self.assertEqual(self.messages(), [
             "could not connect to 127.0.0.1:5555 (the connection failed (refused or unreachable)): retrying in 5s",
@@ -401,10 +422,11 @@ class ClientDialTests(SynchronousTestCase):
         Past --max-retries failed attempts in a row the end fails, naming
         the address, the count and the last reason, and dials no more.
         """
-        for _ in range(3):
-            for call in self.reactor.getDelayedCalls():
-                call.cancel()
-            self.end._event(zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400)
+        for attempt in range(3):
+            if attempt:
+                self.redial()
+            self.event(zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400)
+        self.reactor.advance(0)
         self.assertEqual(self.delays(), [])
         self.assertEqual(len(self.failures), 1)
         self.assertIn("could not connect to 127.0.0.1:5555 after 3 attempt(s): the server refused this client "
@@ -416,19 +438,17 @@ class ClientDialTests(SynchronousTestCase):
         the count of failures; its loss is a redial after 5 s, said as
         "reconnecting".
         """
-        self.end._event(zmq.EVENT_CLOSED, 12)
-        self.reactor.getDelayedCalls()[0].cancel()
-        self.end.socket = FakeSocket()
-        self.end._event(zmq.EVENT_HANDSHAKE_SUCCEEDED, 0)
-        self.assertEqual(self.end.failures, 0)
+        self.event(zmq.EVENT_CLOSED, 12)
+        self.redial()
+        self.event(zmq.EVENT_HANDSHAKE_SUCCEEDED, 0)
         [connection] = self.end.connections
         verifyObject(IFrameConnection, connection)
         self.assertIsInstance(connection, ZMQConnection)
         self.assertEqual(connection.peer, "127.0.0.1:5555")
-        self.end.reader = StubReader()
         self.assertTrue(connection.sendFrame(3, REQUEST))
-        self.assertEqual(self.end.socket.sent, [encode(3, REQUEST)])
-        self.end._event(zmq.EVENT_DISCONNECTED, 17)
+        self.assertEqual(self.dealers[-1].sent, [encode(3, REQUEST)])
+        self.event(zmq.EVENT_DISCONNECTED, 17)
+        self.assertEqual(self.end.failures, 0)
         self.assertEqual(self.end.connections, [])
         self.assertFalse(connection.sendFrame(4, REQUEST))
         self.assertEqual(self.delays(), [5.0])
@@ -438,15 +458,16 @@ class ClientDialTests(SynchronousTestCase):
         """
         Each failure names its likely cause.
         """
+        self.end.stopService()
+        self.start(**{"max-retries": -1})
         cases = [
             (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH,
              "one side uses CURVE and the other not"),
             (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC, "is the peer a zmq/server"),
             (zmq.EVENT_DISCONNECTED, 17, "closed the connection during the ZeroMQ handshake"),
         ]
-        for kind, value, reason in cases:
-            for call in self.reactor.getDelayedCalls():
-                call.cancel()
-            self.end.failures = 0
-            self.end._event(kind, value)
+        for attempt, (kind, value, reason) in enumerate(cases):
+            if attempt:
+                self.redial()
+            self.event(kind, value)
             self.assertIn(reason, self.messages()[-1])

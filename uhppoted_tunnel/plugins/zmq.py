@@ -1,4 +1,4 @@
 """The zmq/server and zmq/client connectors."""
-from uhppoted_tunnel.transports.zmq.ends import ZMQConnectorMaker
+from uhppoted_tunnel.transports.zmq.maker import ZMQConnectorMaker
 
 zmq = ZMQConnectorMaker()

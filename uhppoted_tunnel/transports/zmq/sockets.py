@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_zmq -*-
 """
 ZeroMQ sockets driven by the reactor, for the C{zmq/} ends
-(L{uhppoted_tunnel.transports.zmq.ends}).
+(L{uhppoted_tunnel.transports.zmq.server},
+L{uhppoted_tunnel.transports.zmq.client}).
 
 A ZeroMQ socket is not a file descriptor: libzmq's I/O thread owns the
 TCP connections, and the socket gives the reactor one descriptor
@@ -27,13 +28,10 @@ requests libzmq makes for each connection a server end accepts, with
 the CURVE key check, and the connection caps before it.
 """
 
-import os
-
 import zmq
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReadDescriptor
 from zmq.auth.base import Authenticator
-from zmq.auth.certs import load_certificate, load_certificates
 from zope.interface import implementer
 
 #: Messages received in one go before the reader yields to the reactor.
@@ -222,52 +220,6 @@ def failure_reason(kind, value, curve, peer="zmq/server"):
     return _FAILED.get(kind, "the connection failed (event {})".format(kind))
 
 
-def read_key(path, flag, secret):
-    """
-    Read a CURVE key file as C{zmq.auth.create_certificates} writes them
-    (C{NAME.key} holds the public key, C{NAME.key_secret} both).
-
-    :param path: the file.
-    :param flag: the flag that named it, for the message.
-    :param secret: whether the secret key is needed.
-    :return: C{(public, secret)}, Z85 bytes (C{secret} C{None} if not
-        needed).
-    :raise ValueError: one line naming the flag and the file.
-    """
-    try:
-        public, secret_key = load_certificate(path)
-    except (OSError, ValueError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        if not os.path.exists(path):
-            reason = "no such file"
-        raise ValueError("{} {}: {}".format(flag, path, reason)) from None
-    if secret and not secret_key:
-        raise ValueError("{} {}: no secret key in the file (give the .key_secret file)".format(flag, path))
-    for key in (public, secret_key if secret else None):
-        if key is not None and len(key) != 40:
-            raise ValueError("{} {}: not a CURVE key (expected 40 Z85 characters)".format(flag, path))
-    return public, secret_key if secret else None
-
-
-def read_authorized(directory, flag="--zmq-authorized-keys"):
-    """
-    Read a folder of authorised client public keys (C{*.key}).
-
-    :return: a dict of Z85 public key to C{True}, as the Authenticator
-        keeps them.
-    :raise ValueError: one line naming the flag and the folder.
-    """
-    if not os.path.isdir(directory):
-        raise ValueError("{} {}: not a folder".format(flag, directory))
-    try:
-        keys = load_certificates(directory)
-    except (OSError, ValueError) as e:
-        raise ValueError("{} {}: {}".format(flag, directory, e)) from None
-    if not keys:
-        raise ValueError("{} {}: no client public keys (*.key files) in the folder".format(flag, directory))
-    return keys
-
-
 class ZAPHandler(Authenticator):
     """
     The ZAP handler of a server end's context, read from the reactor.
@@ -288,7 +240,8 @@ class ZAPHandler(Authenticator):
         :param reactor: the reactor.
         :param admit: C{address -> None or reason}: the caps.
         :param refused: called with C{(address, reason)} for each refusal.
-        :param authorized: the authorised keys (L{read_authorized}), or
+        :param authorized: the authorised keys
+            (L{uhppoted_tunnel.transports.zmq.curve.read_authorized}), or
             C{None} to accept any CURVE client.
         """
         Authenticator.__init__(self, context, log=_Quiet())

@@ -1,0 +1,183 @@
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints -*-
+"""
+One link to a ZeroMQ peer, as a connection of a stream end
+(L{uhppoted_tunnel.link.ends}): L{ZMQConnection}, a protocol built by the
+end's factory, connected to a L{MessageTransport} once the link is ready
+(a server's peer has introduced itself, a client's handshake is done),
+and telling the factory what a byte stream's connection tells it
+(C{connectionReady}, C{connectionClosed}, C{frameDropped},
+C{frameTooLong}). Each message is one frame
+(L{uhppoted_tunnel.transports.zmq.wire}), which goes straight to the
+relay.
+"""
+
+from twisted.internet.interfaces import ITransport
+from twisted.internet.protocol import Protocol
+from zope.interface import implementer
+
+from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, encode
+from uhppoted_tunnel.interfaces import IFrameConnection
+from uhppoted_tunnel.link.framed import WhenClosed
+from uhppoted_tunnel.transports.zmq.wire import BadMessage, decode
+
+
+@implementer(IFrameConnection)
+class ZMQConnection(WhenClosed, Protocol):
+    """
+    A link to one ZeroMQ peer, for the relay: on a server end, one peer of
+    the ROUTER (by routing id); on a client end, the DEALER's one link.
+
+    :ivar peer: the peer's address, C{host:port}.
+    """
+
+    log_tag = "ZMQ"
+    relay = None
+
+    def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
+        self.max_payload = max_payload
+        self.peer = "?"
+
+    def connectionMade(self):
+        self.peer = self.transport.peer
+        self.factory.connectionReady(self)
+
+    def messageReceived(self, message):
+        """
+        One message from the peer: its frame goes to the relay; anything
+        else closes the link.
+        """
+        try:
+            frame_id, payload = decode(message, self.max_payload)
+        except BadMessage as e:
+            self.badMessage(e)
+            return
+        self.relay.frameReceived(self, frame_id, payload)
+
+    def badMessage(self, error):
+        """
+        The peer sent what is not one frame: warned of, and the link closed.
+
+        :param error: a L{BadMessage}.
+        """
+        if self.transport.disconnected:
+            return
+        self.factory.frameTooLong(self, error)
+        self.close()
+
+    def sendFrame(self, frame_id, payload):
+        """
+        Send one frame, unless the peer's queue is at its high-water mark
+        (it is not reading, or is gone): then drop it and count it.
+
+        :return: False if the frame was not sent.
+        """
+        transport = self.transport
+        if transport.disconnected:
+            return False
+        if transport.sendMessage(encode(frame_id, payload)):
+            return True
+        self.factory.frameDropped(self)
+        return False
+
+    def close(self):
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        waiting = self._closedNow()
+        self.factory.connectionClosed(self, reason)
+        for d in waiting:
+            d.callback(None)
+
+
+@implementer(ITransport)
+class MessageTransport:
+    """
+    What a L{ZMQConnection} is connected to: one peer's link, which sends
+    whole messages. Subclasses say how a message is sent and how the link
+    is closed.
+
+    :ivar peer: the peer's address as text, for the log.
+    :ivar protocol: what the end's factory built for the link, given each
+        message and told of the link's loss.
+    :ivar disconnected: whether the link is gone.
+    """
+
+    disconnected = False
+    protocol = None
+
+    def __init__(self, peer, peer_address, host_address):
+        """
+        :param peer: the peer's address as text.
+        :param peer_address: the peer's Twisted address.
+        :param host_address: this end's Twisted address.
+        """
+        self.peer = peer
+        self._peer_address = peer_address
+        self._host_address = host_address
+
+    def connect(self, protocol):
+        """
+        Connect what the factory built (C{None} is refused: the link is
+        closed).
+
+        :return: whether it was connected.
+        """
+        if protocol is None:
+            self.loseConnection()
+            return False
+        self.protocol = protocol
+        protocol.makeConnection(self)
+        return True
+
+    def messageReceived(self, message):
+        """
+        One message from the peer, for the protocol.
+        """
+        if self.protocol is not None and not self.disconnected:
+            self.protocol.messageReceived(message)
+
+    def badMessage(self, error):
+        """
+        The peer sent a message of several parts.
+        """
+        if self.protocol is not None and not self.disconnected:
+            self.protocol.badMessage(error)
+
+    def ended(self, reason, clock=None):
+        """
+        The link is gone: no more messages, and the protocol is told.
+
+        :param reason: a L{Failure}.
+        :param clock: an C{IReactorTime} to tell the protocol on its next
+            turn (as of a TCP connection's loss), or C{None} to tell it now.
+        """
+        if self.disconnected:
+            return
+        self.disconnected = True
+        if self.protocol is None:
+            return
+        if clock is None:
+            self.protocol.connectionLost(reason)
+        else:
+            clock.callLater(0, self.protocol.connectionLost, reason)
+
+    def sendMessage(self, message):
+        """
+        :return: whether the message was queued for the peer.
+        """
+        raise NotImplementedError()
+
+    def write(self, data):
+        self.sendMessage(data)
+
+    def writeSequence(self, data):
+        self.sendMessage(b"".join(data))
+
+    def loseConnection(self):
+        raise NotImplementedError()
+
+    def getPeer(self):
+        return self._peer_address
+
+    def getHost(self):
+        return self._host_address

@@ -1,0 +1,176 @@
+# -*- test-case-name: tests.unit.test_zmq -*-
+"""
+What a C{zmq/} socket carries and how it is set up: one frame per
+message (L{decode}), the options every socket gets, and the addresses
+libzmq and Twisted each write.
+
+One ZeroMQ message per frame, holding exactly the bytes a TCP stream
+carries for it (L{uhppoted_tunnel.core.frames.encode}: length, id,
+payload). A message is whole by itself, so the length only cross-checks
+it; but a single part means one message per frame (ids as a second part
+would double the messages), C{ZMQ_MAXMSGSIZE} = C{--max-payload} + 6
+bounds every message exactly, and the frame checks are the stream's.
+"""
+
+import ipaddress
+import socket as sockets
+
+import zmq
+from twisted.internet.address import IPv4Address, IPv6Address
+
+from uhppoted_tunnel.core.addresses import parse_host_port
+from uhppoted_tunnel.core.frames import HEADER, HEADER_SIZE
+from uhppoted_tunnel.link.ends import KEEPALIVE
+
+#: Go's dial timeout.
+CONNECT_TIMEOUT = 5.0
+
+#: The ZAP domain of server ends (any non-empty one makes libzmq ask the
+#: ZAP handler about plain connections too, for the caps).
+ZAP_DOMAIN = b"uhppoted-tunnel"
+
+
+class BadMessage(Exception):
+    """
+    A message that is not one frame.
+    """
+
+    def __str__(self):
+        return "{} (is the peer a uhppoted-tunnel zmq/ end?)".format(self.args[0])
+
+
+def decode(message, max_payload):
+    """
+    The frame in one message.
+
+    :param message: the message's one part.
+    :param max_payload: the longest payload accepted.
+    :return: C{(frame_id, payload)}.
+    :raise BadMessage: when the message is not exactly one frame.
+    """
+    if len(message) < HEADER_SIZE:
+        raise BadMessage("a message of {} bytes is shorter than a frame header".format(len(message)))
+    length, frame_id = HEADER.unpack_from(message)
+    if length != len(message) - HEADER_SIZE:
+        raise BadMessage("a message of {} bytes holds a frame of {}".format(len(message), length + HEADER_SIZE))
+    if length > max_payload:
+        raise BadMessage("frame of {} bytes exceeds the {} byte limit".format(length, max_payload))
+    return frame_id, message[HEADER_SIZE:]
+
+
+def socket_options(settings):
+    """
+    The options every socket of a zmq/ end gets.
+
+    :return: a list of C{(option, value)}.
+    """
+    max_payload = settings["max-payload"]
+    # what may queue for one peer, each way: at most --max-send-queue bytes
+    hwm = max(1, settings["max-send-queue"] // (max_payload + HEADER_SIZE))
+    heartbeat = int(KEEPALIVE * 1000)
+    dead = int(settings["dead-peer-timeout"] * 1000)
+    return [
+        (zmq.LINGER, 0),
+        (zmq.SNDHWM, hwm),
+        (zmq.RCVHWM, hwm),
+        (zmq.MAXMSGSIZE, max_payload + HEADER_SIZE),
+        (zmq.HANDSHAKE_IVL, int(settings["handshake-timeout"] * 1000)),
+        (zmq.HEARTBEAT_IVL, heartbeat),
+        (zmq.HEARTBEAT_TIMEOUT, dead),
+        (zmq.HEARTBEAT_TTL, dead),
+        (zmq.TCP_KEEPALIVE, 1),
+        (zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE),
+        (zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE),
+    ]
+
+
+def make_socket(context, kind, options):
+    """
+    :return: a new socket of C{kind} in C{context}, with C{options}.
+    """
+    socket = context.socket(kind)
+    for option, value in options:
+        socket.setsockopt(option, value)
+    return socket
+
+
+def zmq_endpoint(host, port):
+    """
+    :return: C{tcp://HOST:PORT} (C{*} for port 0, brackets for IPv6).
+    """
+    return "tcp://{}:{}".format("[{}]".format(host) if ":" in host else host, port or "*")
+
+
+def parse_endpoint(endpoint):
+    """
+    :param endpoint: C{tcp://HOST:PORT} as C{ZMQ_LAST_ENDPOINT} says it.
+    :return: the Twisted address.
+    """
+    host, port = parse_host_port(endpoint.split("://", 1)[-1])
+    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+
+
+def libzmq_host(host):
+    """
+    A host as libzmq wants it: an IP address, or a name it resolves.
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def is_loopback(host):
+    """
+    Whether C{host} is a loopback IP address (a name is not).
+    """
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def twisted_address(peer):
+    """
+    :param peer: C{host:port} as L{peer_name} writes it (C{?} for a port
+        not known).
+    :return: the Twisted address (port 0 if not known).
+    """
+    host, _, port = peer.rpartition(":")
+    host = host.strip("[]")
+    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, int(port) if port.isdigit() else 0)
+
+
+def peer_name(fd):
+    """
+    The peer address of a connection libzmq holds, as C{host:port}, or
+    C{None} if the descriptor is no longer a connected socket.
+    """
+    try:
+        sock = sockets.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return None
+    finally:
+        sock.detach()
+    if not isinstance(address, tuple):
+        return None
+    host, port = address[:2]
+    return ("[{}]:{}" if ":" in host else "{}:{}").format(host, port)
+
+
+def shut_down(fd):
+    """
+    Shut down the TCP connection under libzmq's descriptor C{fd}, which
+    libzmq then drops (ZeroMQ has no call to close one peer of a ROUTER).
+    """
+    sock = sockets.socket(fileno=fd)
+    try:
+        sock.shutdown(sockets.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()
