@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_xmpp -*-
+# -*- test-case-name: tests.unit.test_xmpp,tests.unit.test_xmppendpoint -*-
 """
 One of the peer's resources as a connection of an C{xmpp/} end: the
 transport a session gives each resource while it is available

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_xmpp -*-
+# -*- test-case-name: tests.unit.test_xmpp,tests.unit.test_xmppendpoint -*-
 """
 The XMPP session as an endpoint: an C{xmpp/} end's connections are the
 peer's resources, reported by an L{XMPPEndpoint} that logs in to the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_xmpp -*-
+# -*- test-case-name: tests.unit.test_xmpp,tests.unit.test_xmppendpoint -*-
 """
 One logged-in stream to the XMPP server: presence, the stanza observers,
 frames in and out, and the peer's resources while they are available.
