@@ -19,11 +19,11 @@ C{connection} (a resource as a connection), C{drops} (warnings and
 counts), C{endpoint} (the session as an endpoint) and this maker.
 """
 
+import dataclasses
 import os
 
 from twisted.logger import Logger
 
-from uhppoted_tunnel.app.spec import ConnectorSpec
 from uhppoted_tunnel.link.ends import StreamConnectorMaker
 from uhppoted_tunnel.transports import proxy
 from uhppoted_tunnel.transports.tls import certs as tls
@@ -118,8 +118,8 @@ class XMPPConnectorMaker(StreamConnectorMaker):
 
         def to(address, text):
             # through the proxy chosen for a TLS end (https_proxy), if any
-            return proxy.client_endpoint(reactor, ConnectorSpec(text, "", spec.interface, address), settings, True,
-                                         self.log_tag)
+            dialled = dataclasses.replace(spec, text=text, prefix="", address=address)
+            return proxy.client_endpoint(reactor, dialled, settings, True, self.log_tag)
 
         if server:
             dial = to(server, "--xmpp-server " + server)
