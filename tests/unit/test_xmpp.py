@@ -1,7 +1,7 @@
 """
 Tests for the C{xmpp/} transport's logic: frames in stanzas
 (L{uhppoted_tunnel.transports.xmpp.frames}), and a logged-in session
-(L{uhppoted_tunnel.transports.xmpp.maker}) on a real XML stream over a fake
+(L{uhppoted_tunnel.transports.xmpp.session}) on a real XML stream over a fake
 transport and a fake clock: presence, frames in and out, pacing and
 hostile input.
 """
@@ -21,7 +21,8 @@ from twisted.words.xish import domish
 from zope.interface.verify import verifyObject
 
 from tests import certs
-from uhppoted_tunnel.transports.xmpp.maker import PeerLink, XMPPConnectorMaker, read_password
+from uhppoted_tunnel.transports.xmpp.connection import XMPPConnection
+from uhppoted_tunnel.transports.xmpp.maker import XMPPConnectorMaker, read_password
 from uhppoted_tunnel.transports.xmpp.frames import (
     BAD_BASE64,
     BAD_ID,
@@ -365,7 +366,7 @@ class _Sessions:
         stream.dataReceived(SERVER_HEADER)
         authenticator.jid = JID(jid)
         transport.clear()
-        session = self.end.factory.buildProtocol(None)
+        session = self.end.endpoint.sessions.buildProtocol(None)
         session.attach(stream)
         stream.session = session
         session.makeConnection(transport)
@@ -401,7 +402,7 @@ class SessionTests(_Sessions, SynchronousTestCase):
         self.assertEqual(MAKER.roles("xmpp/client:"), {IN, OUT})
         self.assertFalse(MAKER.relaysEvents("xmpp/client:"))
         self.assertTrue(MAKER.relaysEvents("xmpp/event/client:"))
-        verifyObject(IFrameConnection, PeerLink(self.session, PEER))
+        verifyObject(IFrameConnection, XMPPConnection())
 
     def test_hello(self):
         """
@@ -504,7 +505,7 @@ class SessionTests(_Sessions, SynchronousTestCase):
         warnings = [text for text in self.messages() if "others than the peer" in text]
         self.assertEqual(warnings[1:], ["dropped 4 stanza(s) from others than the peer site@localhost, the last "
                                         "from mallory@localhost/x"])
-        self.assertEqual(self.end.factory.refusedStanzas, 5)
+        self.assertEqual(self.end.endpoint.refusedStanzas, 5)
 
     def test_notConnectedDropped(self):
         """
@@ -584,7 +585,7 @@ class SessionTests(_Sessions, SynchronousTestCase):
         self.available("site@localhost/other")
         self.stream.connectionLost(Failure(ConnectionLost()))
         self.assertEqual(self.end.connections, [])
-        self.assertIsNone(self.end.factory.session)
+        self.assertIsNone(self.end.endpoint.session)
 
     def test_stop(self):
         """

@@ -95,11 +95,14 @@ class Tally:
         """
         Add what an end's endpoint, and each endpoint it wraps (as
         C{endpoint}), counted: failed TLS handshakes
-        (C{handshake_failures}) and connections refused by the caps (a
-        capped endpoint's C{factory.limits}).
+        (C{handshake_failures}), connections refused by the caps (a
+        capped endpoint's C{factory.limits}) and what a message transport's
+        endpoint dropped (C{dropped_frames}, reason -> count).
         """
         while endpoint is not None:
             self.handshakes(getattr(endpoint, "handshake_failures", {}))
+            for reason, n in getattr(endpoint, "dropped_frames", {}).items():
+                self.drop(reason, n)
             limits = getattr(getattr(endpoint, "factory", None), "limits", None)
             if limits is not None:
                 self.caps(limits.refused)

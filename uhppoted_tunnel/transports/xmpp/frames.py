@@ -2,7 +2,7 @@
 """
 Frames in XMPP stanzas, and the pace they are sent at: the logic of the
 C{xmpp/} transport, with no stream or socket (those are
-L{uhppoted_tunnel.transports.xmpp.maker}'s).
+L{uhppoted_tunnel.transports.xmpp.session}'s).
 
 Frames travel base64-encoded in message stanzas of this project's own
 namespace, to the peer's full JID, several to a stanza when several wait::
