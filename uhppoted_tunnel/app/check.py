@@ -27,6 +27,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.app.spec import connector_plugins
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.addresses import parse_host_port
 
@@ -60,16 +61,31 @@ class CheckOptions(Options):
 
 def _tls_ends(options):
     """
-    :return: C{(role, spec, side)} for each end that uses TLS, side
-        C{"server"} or C{"client"}.
+    :return: C{(role, spec, side)} for each end that uses TLS (its plugin
+        declares its prefix C{secure}), side C{"client"} for a prefix ending
+        C{/client:}, C{"server"} for any other.
     """
+    secure = {prefix for plugin in connector_plugins() for prefix in plugin.secure}
     for role in (IN, OUT):
-        _, spec = options.ends[role]
-        kind = spec.kind
-        if kind == "https":
-            yield role, spec, "server"
-        elif kind.startswith(("tls/", "wss/", "grpcs/")):
-            yield role, spec, "server" if kind.endswith("/server") else "client"
+        _, parsed = options.ends[role]
+        if parsed.prefix in secure:
+            yield role, parsed, "client" if parsed.prefix.endswith("/client:") else "server"
+
+
+def _validate(options):
+    """
+    The checks each connector plugin declares for its options
+    (L{uhppoted_tunnel.core.declare.Option.validate}), for the values set.
+
+    :raise CheckFailed: with the first message.
+    """
+    for plugin in connector_plugins():
+        for option in plugin.options:
+            if option.validate is not None and options.get(option.name) is not None:
+                message = option.validate(options[option.name], options)
+                if message:
+                    where = options.sources.get(option.name, "--" + option.command_line)
+                    raise CheckFailed("{}: {}".format(where, message))
 
 
 def _read_certificate(path, flag):
@@ -241,6 +257,7 @@ def check(options, now):
         _build(options)
     except ValueError as e:
         raise CheckFailed(str(e)) from None
+    _validate(options)
     notes = _proxy_notes(options)
     ends = list(_tls_ends(options))
     peer_path = options.get("peer-cert")

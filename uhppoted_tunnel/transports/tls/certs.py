@@ -31,7 +31,7 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
-DEFAULT_HANDSHAKE_TIMEOUT = 15.0
+from uhppoted_tunnel.transports.tls.options import DEFAULT_HANDSHAKE_TIMEOUT
 
 CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20")
 

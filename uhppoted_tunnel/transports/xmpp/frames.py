@@ -35,6 +35,7 @@ from twisted.words.protocols.jabber.jid import InvalidFormat, JID
 
 from uhppoted_tunnel.core.counts import TOO_LONG
 from uhppoted_tunnel.core.throttle import TokenBucket
+from uhppoted_tunnel.transports.xmpp.options import DEFAULT_XMPP_RATE
 
 #: This project's namespace for frames.
 NS_TUNNEL = "urn:uhppoted:tunnel:0"
@@ -48,9 +49,6 @@ BATCH_BYTES = 4096
 #: The pace's burst in bytes (below prosody's 8 KiB read, after which it
 #: pauses a client over its rate).
 PACE_BURST = 4096
-
-#: Default bytes a second sent to the server: under prosody's 10 kB/s.
-DEFAULT_XMPP_RATE = 9000
 
 _TAIL = "</frames><no-store xmlns='{0}'/><no-copy xmlns='{0}'/></message>".format(NS_HINTS)
 
