@@ -22,7 +22,6 @@ from uhppoted_tunnel.core import events
 from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app import spec
-from uhppoted_tunnel.observe import status
 from uhppoted_tunnel.ends.udp import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.core.declare import FLAG, LIST, PARAMETER
 from uhppoted_tunnel.core.values import read_integer as _whole
@@ -30,7 +29,7 @@ from uhppoted_tunnel.core.values import read_number as _number
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.core.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.link import framed as wire
-from uhppoted_tunnel.observe.web import DEFAULT_REQUEST_TIMEOUT
+from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS, DEFAULT_REQUEST_TIMEOUT
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD
 
 #: The installed connector plugins, whose options join the general ones.
@@ -56,7 +55,7 @@ DEFAULTS = {
     "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
     "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
     "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
-    "max-status-streams": status.DEFAULT_MAX_STREAMS,
+    "max-status-streams": DEFAULT_MAX_STREAMS,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
     "event-window": events.DEFAULT_WINDOW,
@@ -149,7 +148,7 @@ class Options(usage.Options):
                                                        limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
          _checked("max-connections-per-source", _whole)],
         ["max-status-streams", None, None, "Live status pages open at once (each holds one connection); more "
-                                           "are answered 503 (default {}).".format(status.DEFAULT_MAX_STREAMS),
+                                           "are answered 503 (default {}).".format(DEFAULT_MAX_STREAMS),
          _checked("max-status-streams", _whole)],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
          _checked("event-buffer", _whole)],
