@@ -280,7 +280,7 @@ def check(options, now):
             for role, spec, side in ends:
                 if side != "client":
                     continue
-                # a wss/ client's address may end in /PATH
+                # a client's address may end in /PATH
                 host = parse_host_port(spec.address.split("/", 1)[0])[0]
                 if not _covers(peer, host):
                     names = ", ".join(_names(peer)) or "no subject alternative names"
