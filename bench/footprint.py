@@ -12,10 +12,13 @@ machine it is the steadier figure)::
     python bench/footprint.py [--runs 7] [--tree NAME=DIR ...]
 
 Each C{--tree} runs the tunnel from another checkout (its folder first on
-C{sys.path}), e.g. the tree before a change, in the same run.
+C{sys.path}), e.g. the tree before a change, in the same run. Each tree's
+package is byte-compiled first (as C{pip install} does), so that no run
+pays for compiling it, whatever C{PYTHONDONTWRITEBYTECODE} says.
 """
 
 import argparse
+import compileall
 import os
 import socket
 import statistics
@@ -23,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import uhppoted_tunnel
 
 BARE = """\
 import sys
@@ -104,6 +109,9 @@ def main(argv=None):
     for tree in args.tree:
         name, _, folder = tree.partition("=")
         variants.append(("udp->tcp half ({})".format(name), TUNNEL, os.path.abspath(folder)))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(uhppoted_tunnel.__file__)))
+    for tree in [here] + [tree for _, _, tree in variants if tree]:
+        compileall.compile_dir(os.path.join(tree, "uhppoted_tunnel"), quiet=1)
     with tempfile.TemporaryDirectory() as folder:
         results = []
         # interleaved, so that a busy machine weighs on every variant alike

@@ -18,6 +18,7 @@ module is imported when a connector string names one of its prefixes.
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
 from twisted.plugin import getPlugins
 
@@ -49,13 +50,25 @@ class ConnectorSpec:
         return self.prefix.rstrip(":/") if self.prefix.endswith(":") else self.prefix.rstrip("/")
 
 
+@cache
+def installed():
+    """
+    The connector plugins installed, scanned once per process (the options,
+    the file's keys and the connector strings all ask).
+
+    :return: a tuple of L{IConnectorMaker} providers, some also
+        L{IConnectorPlugin}.
+    """
+    return tuple(getPlugins(IConnectorMaker, uhppoted_tunnel.plugins))
+
+
 def connector_plugins():
     """
     Every installed connector plugin's declaration, by name.
 
     :return: a list of L{IConnectorPlugin} providers, sorted by name.
     """
-    found = getPlugins(IConnectorPlugin, uhppoted_tunnel.plugins)
+    found = [plugin for plugin in installed() if IConnectorPlugin.providedBy(plugin)]
     return sorted(found, key=lambda plugin: plugin.name)
 
 
@@ -96,7 +109,7 @@ def connector_makers():
 
     :return: a L{Makers} mapping of prefix to L{IConnectorMaker} provider.
     """
-    return Makers(getPlugins(IConnectorMaker, uhppoted_tunnel.plugins))
+    return Makers(installed())
 
 
 def parse(text, makers):

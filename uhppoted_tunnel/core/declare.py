@@ -18,7 +18,7 @@ from typing import Any, Callable
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IConnectorPlugin
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorPlugin
 from uhppoted_tunnel.core.values import string
 
 #: the kinds of option: C{--NAME VALUE}, C{--NAME} (on/off), and a
@@ -82,7 +82,7 @@ def stream_kinds(name):
     }
 
 
-@implementer(IPlugin, IConnectorPlugin, IConnectorMaker)
+@implementer(IPlugin, IConnectorPlugin)
 class ConnectorPlugin:
     """
     A connector plugin's declaration, and the lazy L{IConnectorMaker} that
