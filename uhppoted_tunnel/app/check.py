@@ -59,27 +59,27 @@ class CheckOptions(Options):
     ]
 
 
-def _tls_ends(options):
+def _tls_ends(options, plugins):
     """
     :return: C{(role, spec, side)} for each end that uses TLS (its plugin
         declares its prefix C{secure}), side C{"client"} for a prefix ending
         C{/client:}, C{"server"} for any other.
     """
-    secure = {prefix for plugin in connector_plugins() for prefix in plugin.secure}
+    secure = {prefix for plugin in plugins for prefix in plugin.secure}
     for role in (IN, OUT):
         _, parsed = options.ends[role]
         if parsed.prefix in secure:
             yield role, parsed, "client" if parsed.prefix.endswith("/client:") else "server"
 
 
-def _validate(options):
+def validate_options(options, plugins):
     """
     The checks each connector plugin declares for its options
     (L{uhppoted_tunnel.core.declare.Option.validate}), for the values set.
 
     :raise CheckFailed: with the first message.
     """
-    for plugin in connector_plugins():
+    for plugin in plugins:
         for option in plugin.options:
             if option.validate is not None and options.get(option.name) is not None:
                 message = option.validate(options[option.name], options)
@@ -257,9 +257,10 @@ def check(options, now):
         _build(options)
     except ValueError as e:
         raise CheckFailed(str(e)) from None
-    _validate(options)
+    plugins = connector_plugins()
+    validate_options(options, plugins)
     notes = _proxy_notes(options)
-    ends = list(_tls_ends(options))
+    ends = list(_tls_ends(options, plugins))
     peer_path = options.get("peer-cert")
     if peer_path and not ends:
         raise CheckFailed("--peer-cert '{}': neither end uses TLS".format(peer_path))
