@@ -64,6 +64,31 @@ class IConnectorMaker(Interface):
         """
 
 
+class IConnectorPlugin(IConnectorMaker):
+    """
+    A connector plugin's declaration: what the options, the help and the
+    connector strings need, without importing the transport (see
+    L{uhppoted_tunnel.core.declare.ConnectorPlugin}). It is an
+    L{IConnectorMaker} whose C{makeEnd} loads the maker that builds the
+    ends, so C{getPlugins(IConnectorMaker, uhppoted_tunnel.plugins)} finds
+    both kinds of plugin.
+    """
+
+    name = Attribute("The transport's name, e.g. C{\"zmq\"}.")
+    title = Attribute("How C{--help} titles the group of its options.")
+    module = Attribute("The name of the module that builds its ends, imported by L{load}.")
+    extra = Attribute("The pip extra that module needs (C{\"zmq\"}), or C{None} for the core install.")
+    options = Attribute("A tuple of L{uhppoted_tunnel.core.declare.Option}: its flags and TOML keys.")
+    secure = Attribute("The prefixes whose ends use TLS (C{check} examines their certificates).")
+
+    def load():
+        """
+        Import the module and build the maker (once).
+
+        :return: the L{IConnectorMaker} provider that builds its ends.
+        """
+
+
 class IEnd(IService):
     """
     One end of a tunnel: a service that owns its sockets.

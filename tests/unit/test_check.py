@@ -13,6 +13,7 @@ from tests import certs
 from uhppoted_tunnel.app import check
 from uhppoted_tunnel.app import cli
 from uhppoted_tunnel.app import config
+from uhppoted_tunnel.core.declare import BOTH, ConnectorPlugin, Option
 
 
 class CheckTests(SynchronousTestCase):
@@ -297,3 +298,52 @@ class WebSocketCheckTests(SynchronousTestCase):
         """
         self.assertProblem(self.check(*self.server("--token-file", self.path("none"))),
                            "--token-file '{}': No such file".format(self.path("none")))
+
+
+class Settings(dict):
+    """
+    Parsed options as L{check.validate_options} reads them: values, and
+    where each came from.
+    """
+
+    def __init__(self, values, sources=None):
+        dict.__init__(self, values)
+        self.sources = sources or {}
+
+
+class PluginValidationTests(SynchronousTestCase):
+    """
+    C{check} runs the validations connector plugins declare for their
+    options.
+    """
+
+    def plugins(self):
+        def even(value, settings):
+            return None if value % 2 == 0 else "{} is odd: give an even number".format(value)
+
+        return [ConnectorPlugin("fake", "fake.module:Maker", {"fake/": (BOTH, False)},
+                                options=[Option("fake-count", "A count.", default=2, validate=even),
+                                         Option("fake-name", "A name.")])]
+
+    def test_passes(self):
+        """
+        Values the validations accept, and unset ones, pass.
+        """
+        check.validate_options(Settings({"fake-count": 4, "fake-name": None}), self.plugins())
+
+    def test_flag(self):
+        """
+        A refused value fails with the plugin's message after the flag.
+        """
+        e = self.assertRaises(check.CheckFailed, check.validate_options,
+                              Settings({"fake-count": 3}), self.plugins())
+        self.assertEqual(str(e), "--fake-count: 3 is odd: give an even number")
+
+    def test_file(self):
+        """
+        A refused value from the TOML file is named by its file, section and
+        key.
+        """
+        e = self.assertRaises(check.CheckFailed, check.validate_options,
+                              Settings({"fake-count": 5}, {"fake-count": "t.toml [site] fake-count"}), self.plugins())
+        self.assertEqual(str(e), "t.toml [site] fake-count: 5 is odd: give an even number")

@@ -11,7 +11,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.core import eventfiles, events
+from uhppoted_tunnel.core import eventfiles
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app.cli import _go_flags
 from uhppoted_tunnel.app.options import Options

@@ -27,6 +27,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
 from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.app.spec import connector_plugins
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.addresses import parse_host_port
 
@@ -58,18 +59,33 @@ class CheckOptions(Options):
     ]
 
 
-def _tls_ends(options):
+def _tls_ends(options, plugins):
     """
-    :return: C{(role, spec, side)} for each end that uses TLS, side
-        C{"server"} or C{"client"}.
+    :return: C{(role, spec, side)} for each end that uses TLS (its plugin
+        declares its prefix C{secure}), side C{"client"} for a prefix ending
+        C{/client:}, C{"server"} for any other.
     """
+    secure = {prefix for plugin in plugins for prefix in plugin.secure}
     for role in (IN, OUT):
-        _, spec = options.ends[role]
-        kind = spec.kind
-        if kind == "https":
-            yield role, spec, "server"
-        elif kind.startswith(("tls/", "wss/", "grpcs/")):
-            yield role, spec, "server" if kind.endswith("/server") else "client"
+        _, parsed = options.ends[role]
+        if parsed.prefix in secure:
+            yield role, parsed, "client" if parsed.prefix.endswith("/client:") else "server"
+
+
+def validate_options(options, plugins):
+    """
+    The checks each connector plugin declares for its options
+    (L{uhppoted_tunnel.core.declare.Option.validate}), for the values set.
+
+    :raise CheckFailed: with the first message.
+    """
+    for plugin in plugins:
+        for option in plugin.options:
+            if option.validate is not None and options.get(option.name) is not None:
+                message = option.validate(options[option.name], options)
+                if message:
+                    where = options.sources.get(option.name, "--" + option.command_line)
+                    raise CheckFailed("{}: {}".format(where, message))
 
 
 def _read_certificate(path, flag):
@@ -241,8 +257,10 @@ def check(options, now):
         _build(options)
     except ValueError as e:
         raise CheckFailed(str(e)) from None
+    plugins = connector_plugins()
+    validate_options(options, plugins)
     notes = _proxy_notes(options)
-    ends = list(_tls_ends(options))
+    ends = list(_tls_ends(options, plugins))
     peer_path = options.get("peer-cert")
     if peer_path and not ends:
         raise CheckFailed("--peer-cert '{}': neither end uses TLS".format(peer_path))
@@ -263,7 +281,7 @@ def check(options, now):
             for role, spec, side in ends:
                 if side != "client":
                     continue
-                # a wss/ client's address may end in /PATH
+                # a client's address may end in /PATH
                 host = parse_host_port(spec.address.split("/", 1)[0])[0]
                 if not _covers(peer, host):
                     names = ", ".join(_names(peer)) or "no subject alternative names"

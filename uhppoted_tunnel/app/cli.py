@@ -15,14 +15,13 @@ retries); 2 for a configuration error, reported in one line before
 anything listens.
 """
 
-import signal
 import sys
 
-from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python import usage
 
 from uhppoted_tunnel import __version__
+from uhppoted_tunnel.app.launch import build, reload_on_hangup, stop_reactor
 from uhppoted_tunnel.app.lockfile import LockfileError
 from uhppoted_tunnel.app.logging import parse_level, start_logging
 from uhppoted_tunnel.app.options import Options
@@ -79,35 +78,12 @@ def parse(argv):
     return options
 
 
-def stop_reactor(reactor):
-    """
-    Stop the reactor, unless it is stopping already (a failure while the
-    tunnel stops, such as an event spool that cannot be written: the exit
-    code still says it).
-    """
-    try:
-        reactor.stop()
-    except ReactorNotRunning:
-        pass
-
-
-def reload_on_hangup(service, reactor):
-    """
-    On SIGHUP, the tunnel reads its TLS certificates again (on the
-    reactor's thread, not in the signal handler).
-    """
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, lambda signum, frame: reactor.callFromThread(service.reloadCertificates))
-
-
 def run(options, reactor):
     """
     Run a tunnel until it is stopped.
 
     :return: the exit code.
     """
-    from uhppoted_tunnel.app.tap import build
-
     start_logging(parse_level(options["log-level"]), log_format=options["log-format"])
     for warning in options.warnings:
         log.warn("{warning}", warning=warning)

@@ -6,16 +6,26 @@ A file holds a C{[defaults]} table and one table per tunnel; L{load} merges
 the chosen section over C{[defaults]} key by key and converts every value,
 reporting a bad one with its file, section and key.  Unlike Go, which
 silently ignores an invalid value, every bad value is an error; unknown keys
-are only warnings, since newer Go versions add keys.
+are only warnings, since newer Go versions add keys. Each connector plugin
+declares its own keys (L{KEYS}); the converters are in
+L{uhppoted_tunnel.core.values}.
 """
 
 import ipaddress
-import math
 import re
 import tomllib
 
-from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
-from uhppoted_tunnel.core.durations import parse_duration
+from uhppoted_tunnel.app.spec import connector_plugins
+from uhppoted_tunnel.core.values import (
+    NestedValueError,
+    boolean,
+    check,
+    duration,
+    integer,
+    positive_number,
+    string,
+    table,
+)
 
 DEFAULT_CONFIG = "/etc/uhppoted/uhppoted-tunnel.toml"
 
@@ -47,112 +57,16 @@ def split_config_arg(arg):
     return (path or None, section or None)
 
 
-class NestedValueError(ValueError):
-    """
-    A bad entry, named by its C{key}, inside a table-valued key.
-    """
-
-    def __init__(self, key, message):
-        ValueError.__init__(self, message)
-        self.key = key
-
-
-def _shown(value, limit=60):
-    """
-    C{repr(value)} for a message: one line, shortened past C{limit}
-    characters.
-    """
-    try:
-        text = repr(value)
-    except RecursionError:
-        text = "a value nested too deeply"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def check(kind, accept, convert=lambda value: value):
-    """
-    :param kind: how a message names what is expected.
-    :param accept: C{value -> bool}, whether a TOML value is acceptable.
-    :param convert: C{value -> converted}, for acceptable values.
-    :return: a converter raising L{ValueError} "expected KIND, got VALUE".
-    """
-
-    def converter(value):
-        if not accept(value):
-            shown = str(value).lower() if type(value) is bool else _shown(value)
-            raise ValueError("expected %s, got %s" % (kind, shown))
-        return convert(value)
-
-    return converter
-
-
-def integer(low, high=None):
-    """
-    :param low: the smallest value allowed.
-    :param high: the largest value allowed, or L{None}.
-    :return: a converter for TOML integers in that range.
-    """
-    bounds = ">= %d" % low if high is None else "%d..%d" % (low, high)
-    return check("an integer " + bounds, lambda value: type(value) is int
-                 and low <= value <= (value if high is None else high))
-
-
-def duration(positive=False):
-    """
-    :param positive: whether zero is refused.
-    :return: a converter for Go duration strings, giving seconds.
-    """
-
-    def convert(value):
-        seconds = parse_duration(value)
-        if positive and seconds == 0:
-            raise ValueError("invalid duration %r (must be > 0)" % (value,))
-        return seconds
-
-    return convert
-
-
 _LEVELS = {"debug": "debug", "info": "info", "warn": "warn",
            "warning": "warn", "error": "error"}
-_AUTH = {**dict.fromkeys(["required", "true", "yes", "on"], True),
-         **dict.fromkeys(["false", "no", "off", "none", ""], False)}
-string = check("a string", lambda value: type(value) is str)
-boolean = check("true or false", lambda value: type(value) is bool)
 event_peer = check("tunnel or go", lambda value: type(value) is str and value.lower() in ("tunnel", "go"),
                    lambda value: value.lower())
 
 log_level = check("debug, info, warn or error",
                   lambda value: type(value) is str and value.lower() in _LEVELS,
                   lambda value: _LEVELS[value.lower()])
-# Go's sample file says client-auth = "required", which Go reads as false.
-client_auth = check(
-    'true, false or "required"',
-    lambda value: type(value) is bool or (
-        type(value) is str and value.lower() in _AUTH),
-    lambda value: value if type(value) is bool else _AUTH[value.lower()])
 log_format = check("text or json", lambda value: type(value) is str and value.lower() in ("text", "json"),
                    lambda value: value.lower())
-positive_number = check("a number > 0", lambda value: type(value) in (
-    int, float) and 0 < value < math.inf)
-
-
-def table(kind, entry):
-    """
-    :param kind: how a message names the table expected.
-    :param entry: C{(key, value) -> (key, converted)}, raising L{ValueError}.
-    :return: a converter for TOML tables, naming a bad entry's key.
-    """
-
-    def convert(value):
-        result = {}
-        for key, item in value.items():
-            try:
-                result.update([entry(key, item)])
-            except ValueError as e:
-                raise NestedValueError(key, str(e)) from None
-        return result
-
-    return check(kind, lambda value: type(value) is dict, convert)
 
 
 def _interface(key, name):
@@ -181,28 +95,6 @@ def controller_address(text):
     return (match[1] or "udp", host, port)
 
 
-def list_of(kind, convert):
-    """
-    :param kind: how a message names one entry.
-    :param convert: C{entry -> converted}, raising L{ValueError}.
-    :return: a converter for a TOML list (or a string of comma-separated
-        entries, as the command line writes them) to a list.
-    """
-
-    def converter(value):
-        if type(value) is str:
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if type(value) is not list or not all(type(item) is str for item in value):
-            raise ValueError("expected a list of %s, got %s" % (kind, _shown(value)))
-        return [convert(item) for item in value]
-
-    return converter
-
-
-def _network(text):
-    return str(parse_networks([text])[0])
-
-
 def _controller(key, address):
     serial = int(key) if key.isascii() and key.isdigit() else 0
     if not 1 <= serial <= 0xFFFFFFFF:
@@ -210,27 +102,17 @@ def _controller(key, address):
     return serial, controller_address(address)
 
 
-def _proxy(value):
-    from uhppoted_tunnel.transports.proxy import check_proxy
-
-    return check_proxy(value)
-
-
-KEYS = {
-    **dict.fromkeys(["in", "out", "lockfile", "ca-cert", "cert", "key", "html",
-                     "label", "user"], string),
-    **dict.fromkeys(["zmq-server-key", "zmq-client-key", "zmq-authorized-keys"], string),
+GENERAL_KEYS = {
+    **dict.fromkeys(["in", "out", "lockfile", "html", "label", "user"], string),
     **dict.fromkeys(["remove-lockfile", "console", "debug", "freebind"], boolean),
     "interfaces": table('a table such as { in = "eth0" }', _interface),
     "max-retries": integer(-1),
     "max-retry-delay": duration(),
     "udp-timeout": duration(positive=True),
-    "handshake-timeout": duration(positive=True),
     "http-request-timeout": duration(positive=True),
     "max-connections": integer(1),
     "max-connections-per-source": integer(1),
     "max-status-streams": integer(1),
-    "client-auth": client_auth,
     "log-level": log_level,
     "rate-limit": positive_number,
     "rate-limit-burst": integer(1),
@@ -248,17 +130,15 @@ KEYS = {
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
     "udp-receive-buffer": integer(4096, 1 << 30),
-    "proxy": _proxy,
     "metrics": string,
     "log-format": log_format,
-    "ws-origins": list_of("origins such as https://app.example.com", normalize_origin),
-    "token-file": string,
-    "trusted-proxies": list_of("addresses or CIDR blocks", _network),
-    "ws-ping": duration(),
-    **dict.fromkeys(["xmpp-password-file", "xmpp-peer", "xmpp-server"], string),
-    "xmpp-rate": integer(256),
 }
-"""TOML key -> converter raising L{ValueError}; add a key with one line."""
+"""The keys no connector plugin declares: TOML key -> converter raising
+L{ValueError}; add a key with one line."""
+
+KEYS = {**GENERAL_KEYS, **{option.name: option.convert for plugin in connector_plugins() for option in plugin.options}}
+"""Every TOML key -> converter: L{GENERAL_KEYS} and the keys each connector
+plugin declares (L{uhppoted_tunnel.core.declare.Option})."""
 
 MERGED = {"interfaces", "controllers"}
 """Table-valued keys whose entries a section merges over C{[defaults]}."""

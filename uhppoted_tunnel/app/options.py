@@ -12,6 +12,7 @@ the file, section and key.
 
 import os
 import sys
+import textwrap
 
 from twisted.python import usage
 
@@ -21,16 +22,18 @@ from uhppoted_tunnel.core import eventfiles, events
 from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app import spec
-from uhppoted_tunnel.observe import status
 from uhppoted_tunnel.ends.udpsocket import DEFAULT_RECEIVE_BUFFER
-from uhppoted_tunnel.transports.ws.maker import DEFAULT_PING
-from uhppoted_tunnel.transports.xmpp.frames import DEFAULT_XMPP_RATE
+from uhppoted_tunnel.core.declare import FLAG, LIST, PARAMETER
+from uhppoted_tunnel.core.values import read_integer as _whole
+from uhppoted_tunnel.core.values import read_number as _number
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.core.router import DEFAULT_BURST, DEFAULT_RATE
-from uhppoted_tunnel.transports.tls.certs import DEFAULT_HANDSHAKE_TIMEOUT
 from uhppoted_tunnel.link import framed as wire
-from uhppoted_tunnel.observe.web import DEFAULT_REQUEST_TIMEOUT
+from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS, DEFAULT_REQUEST_TIMEOUT
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD
+
+#: The installed connector plugins, whose options join the general ones.
+PLUGINS = spec.connector_plugins()
 
 #: Built-in defaults, keyed like the TOML file (Go's defaults).
 DEFAULTS = {
@@ -41,9 +44,6 @@ DEFAULTS = {
     "max-retry-delay": 300.0,
     "lockfile": None,
     "log-level": "info",
-    "ca-cert": "ca.cert",
-    "cert": None,
-    "key": None,
     "html": "./html",
     "rate-limit": DEFAULT_RATE,
     "rate-limit-burst": DEFAULT_BURST,
@@ -51,13 +51,11 @@ DEFAULTS = {
     "console": False,
     "debug": False,
     "freebind": False,
-    "client-auth": False,
     "remove-lockfile": False,
-    "handshake-timeout": DEFAULT_HANDSHAKE_TIMEOUT,
     "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
     "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
     "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
-    "max-status-streams": status.DEFAULT_MAX_STREAMS,
+    "max-status-streams": DEFAULT_MAX_STREAMS,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
     "event-window": events.DEFAULT_WINDOW,
@@ -70,38 +68,14 @@ DEFAULTS = {
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
-    "proxy": None,
     "metrics": None,
     "log-format": "text",
-    "zmq-server-key": None,
-    "zmq-client-key": None,
-    "zmq-authorized-keys": None,
-    "ws-origins": (),
-    "token-file": None,
-    "trusted-proxies": (),
-    "ws-ping": DEFAULT_PING,
-    "xmpp-password-file": None,
-    "xmpp-peer": None,
-    "xmpp-server": None,
-    "xmpp-rate": DEFAULT_XMPP_RATE,
+    **{option.name: option.default for plugin in PLUGINS for option in plugin.options},
 }
 
 #: Keys that are on/off flags on the command line.
-FLAGS = frozenset(["console", "debug", "client-auth", "freebind"])
-
-
-def _whole(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("expected an integer, got {!r}".format(text)) from None
-
-
-def _number(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("expected a number, got {!r}".format(text)) from None
+FLAGS = frozenset(["console", "debug", "freebind"]
+                  + [option.name for plugin in PLUGINS for option in plugin.options if option.kind == FLAG])
 
 
 def _checked(key, read=str):
@@ -139,10 +113,9 @@ class Options(usage.Options):
     optFlags = [
         ["console", None, "Run as a console application (always so: accepted for Go compatibility)."],
         ["debug", None, "Log every packet with a hex dump."],
-        ["client-auth", None, "TLS servers require a client certificate signed by --ca-cert."],
         ["freebind", None, "Server and udp/listen ends may bind an address that is not up yet (IP_FREEBIND), "
                            "so a tunnel can start before the network is online."],
-    ]
+    ] + [[option.name, None, option.help] for plugin in PLUGINS for option in plugin.options if option.kind == FLAG]
 
     optParameters = [
         ["in", None, None, "The in connector, e.g. udp/listen:0.0.0.0:60000 or tcp/client:HOST:12345."],
@@ -158,9 +131,6 @@ class Options(usage.Options):
         ["lockfile", None, None, "The PID lockfile (default uhppoted-tunnel-<sha1(in+out)>.pid in $RUNTIME_DIRECTORY, "
                                  "/run/uhppoted for root, $XDG_RUNTIME_DIR or <tmp>/uhppoted-tunnel-<uid>)."],
         ["log-level", None, None, "debug, info, warn or error (default info).", _checked("log-level")],
-        ["ca-cert", None, None, "TLS CA certificate file (default ca.cert)."],
-        ["cert", None, None, "TLS certificate file (default server.cert or client.cert)."],
-        ["key", None, None, "TLS key file (default server.key or client.key)."],
         ["html", None, None, "Folder of static files for the HTTP connector (default ./html)."],
         ["rate-limit", None, None, "Requests per second allowed on average (default 1).",
          _checked("rate-limit", _number)],
@@ -168,9 +138,6 @@ class Options(usage.Options):
          _checked("rate-limit-burst", _whole)],
         ["max-payload", None, None, "The longest packet relayed, in bytes (default 1024).",
          _checked("max-payload", _whole)],
-        ["handshake-timeout", None, None, "How long a TLS handshake may take, on tls/ and https/ ends, and "
-                                          "how long an HTTP proxy may take to answer CONNECT (default 15s).",
-         _checked("handshake-timeout")],
         ["http-request-timeout", None, None, "How long an HTTP request's head and body may take to arrive, "
                                              "all told (default 10s).", _checked("http-request-timeout")],
         ["max-connections", None, None, "Open connections allowed per server end; more are closed at once "
@@ -181,7 +148,7 @@ class Options(usage.Options):
                                                        limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
          _checked("max-connections-per-source", _whole)],
         ["max-status-streams", None, None, "Live status pages open at once (each holds one connection); more "
-                                           "are answered 503 (default {}).".format(status.DEFAULT_MAX_STREAMS),
+                                           "are answered 503 (default {}).".format(DEFAULT_MAX_STREAMS),
          _checked("max-status-streams", _whole)],
         ["event-buffer", None, None, "Events held while an event tunnel's link is down (default 10000).",
          _checked("event-buffer", _whole)],
@@ -212,11 +179,6 @@ class Options(usage.Options):
         ["dead-peer-timeout", None, None, "How long a stream peer may leave data or keepalives unanswered "
                                           "before the connection is dropped (TCP_USER_TIMEOUT, default 1m).",
          _checked("dead-peer-timeout")],
-        ["proxy", None, None, "Client ends (tcp/client, tls/client) dial HOST:PORT through this HTTP proxy with "
-                              "CONNECT: http://[USER:PASS@]HOST[:PORT] (port 1080 if none); 'none' ignores the "
-                              "proxy environment variables (default: https_proxy/HTTPS_PROXY for tls/, "
-                              "http_proxy for tcp/, then all_proxy/ALL_PROXY, less no_proxy/NO_PROXY, as curl).",
-         _checked("proxy")],
         ["udp-receive-buffer", None, None, "The socket receive buffer of udp/listen and udp/event in ends, in "
                                            "bytes: what a burst can queue while the tunnel is busy "
                                            "(default 4194304).", _checked("udp-receive-buffer", _whole)],
@@ -225,25 +187,9 @@ class Options(usage.Options):
                                 "description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
-        ["zmq-server-key", None, None, "CURVE for zmq/ ends: the server's key file (zmq.auth.create_certificates "
-                                       "makes them): NAME.key_secret on a zmq/server, NAME.key on a zmq/client."],
-        ["zmq-client-key", None, None, "A zmq/client's own CURVE key file (NAME.key_secret)."],
-        ["zmq-authorized-keys", None, None, "A folder of the public key files (*.key) of the clients a "
-                                            "zmq/server accepts."],
-        ["token-file", None, None, "A file holding a bearer token: ws/ and wss/ servers require it in "
-                                   "'Authorization: Bearer TOKEN', clients send it (default: none)."],
-        ["ws-ping", None, None, "How often ws/ and wss/ ends ping their peer; a peer that does not answer "
-                                "within as long is disconnected (default 30s; 0 for no pings).",
-         _checked("ws-ping")],
-        ["xmpp-password-file", None, None, "The file holding the password of an xmpp/ end's account (its first "
-                                           "line)."],
-        ["xmpp-peer", None, None, "The JID of the other half's account, for an xmpp/ end: user@domain (any of its "
-                                  "resources) or user@domain/resource."],
-        ["xmpp-server", None, None, "The XMPP server's HOST:PORT, for an xmpp/ end (default: as the account's "
-                                    "domain's DNS SRV records say, or DOMAIN:5222)."],
-        ["xmpp-rate", None, None, "Bytes per second an xmpp/ end sends to its server, under the server's limit "
-                                  "(default {}: prosody allows 10 kB/s).".format(DEFAULT_XMPP_RATE),
-         _checked("xmpp-rate", _whole)],
+    ] + [
+        [option.name, None, None, option.help, _checked(option.name, option.read)]
+        for plugin in PLUGINS for option in plugin.options if option.kind == PARAMETER
     ]
 
     def __init__(self, makers=None):
@@ -329,7 +275,7 @@ class Options(usage.Options):
         Check, before anything listens, the files the tunnel will write: in
         an event tunnel, that the event spool can be written (making the
         default state folder, mode 0700, if need be). Parsing alone never
-        touches the disk; L{uhppoted_tunnel.app.tap.build} calls this first.
+        touches the disk; L{uhppoted_tunnel.app.launch.build} calls this first.
 
         :raise ValueError: one line naming the setting and the reason.
         """
@@ -375,24 +321,19 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError("{}: {}".format(where, e)) from None
 
+    def getUsage(self, width=None):
+        """
+        The help: the general options first, then each connector plugin's
+        options under its title.
+        """
+        return grouped_usage(self, PLUGINS, width)
+
     def _append(self, key, flag, text):
         try:
             values = config.KEYS[key](text)
         except ValueError as e:
             raise usage.UsageError("--{}: {}".format(flag, e)) from None
         self[key] = list(self.get(key) or ()) + values
-
-    def opt_ws_origin(self, origin):
-        self._append("ws-origins", "ws-origin", origin)
-
-    opt_ws_origin.__doc__ = ("An origin (SCHEME://HOST[:PORT]) whose pages a ws/ or wss/ server admits; repeatable, "
-                             "or a comma list. A request bearing any other Origin is refused (default: none).")
-
-    def opt_trusted_proxy(self, network):
-        self._append("trusted-proxies", "trusted-proxy", network)
-
-    opt_trusted_proxy.__doc__ = ("A reverse proxy (address or CIDR block) whose X-Forwarded-For a ws/ or wss/ server "
-                                 "logs as the peer; repeatable, or a comma list (default: none).")
 
     def opt_version(self):
         """
@@ -402,3 +343,50 @@ class Options(usage.Options):
 
         print("uhppoted-tunnel", __version__)
         raise SystemExit(0)
+
+
+def _appender(option):
+    """
+    The C{opt_} method of a repeatable option: each value adds to the list.
+    """
+
+    def append(self, text):
+        self._append(option.name, option.command_line, text)
+
+    append.__doc__ = option.help
+    return append
+
+
+for _option in [option for plugin in PLUGINS for option in plugin.options if option.kind == LIST]:
+    setattr(Options, "opt_" + _option.command_line.replace("-", "_"), _appender(_option))
+del _option
+
+
+def grouped_usage(options, plugins, width=None):
+    """
+    The C{--help} text of L{usage.Options} C{options}, its options in
+    groups: those no plugin declares, then one group per plugin that
+    declares any, under its title.
+
+    :param plugins: the L{uhppoted_tunnel.interfaces.IConnectorPlugin}
+        providers.
+    """
+    width = width or int(os.environ.get("COLUMNS", "80"))
+    shorts = {long: short for short, long in options.synonyms.items() if short != long and len(short) == 1}
+    described = {}
+    for name in options.longOpt:
+        kind = "parameter" if name.endswith("=") else "flag"
+        name = name.rstrip("=")
+        described[name] = {"long": name, "short": shorts.get(name), "doc": options.docs[name], "optType": kind,
+                           "default": options.defaults.get(name), "dispatch": options._dispatch.get(name)}
+    groups = []
+    for plugin in plugins:
+        names = [option.command_line for option in plugin.options if option.command_line in described]
+        if names:
+            groups.append(("{} options:".format(plugin.title), [described.pop(name) for name in names]))
+    groups.insert(0, ("Options:", list(described.values())))
+    text = "\n".join("{}\n{}".format(title, "".join(usage.docMakeChunks(found, width))) for title, found in groups)
+    longdesc = getattr(options, "longdesc", "")
+    if longdesc:
+        text += "\n" + "\n".join(textwrap.wrap(longdesc, width)).strip() + "\n"
+    return text

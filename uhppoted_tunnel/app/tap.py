@@ -14,12 +14,10 @@ application.)
 import os
 import sys
 
-
-from uhppoted_tunnel.app.cli import reload_on_hangup, stop_reactor
-from uhppoted_tunnel.app.lockfile import Lockfile, LockfileError
+from uhppoted_tunnel.app.launch import build, reload_on_hangup, stop_reactor
+from uhppoted_tunnel.app.lockfile import LockfileError
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.observe.sdnotify import notify_service
-from uhppoted_tunnel.app.tunnel import TunnelService
 
 __all__ = ["Options", "makeService", "build"]
 
@@ -28,27 +26,6 @@ def _maybeGlobalReactor(reactor):
     if reactor is None:
         from twisted.internet import reactor
     return reactor
-
-
-def build(options, reactor):
-    """
-    Take the lockfile and build the tunnel.
-
-    :param options: parsed L{Options}.
-    :param reactor: the reactor.
-    :return: a L{TunnelService}.
-    :raise ValueError: for a connector that cannot be built, or an event
-        spool that cannot be written.
-    :raise LockfileError: when another copy holds the lockfile.
-    """
-    options.checkFiles()
-    lock = Lockfile(options["lockfile"])
-    lock.acquire()
-    try:
-        return TunnelService(options, reactor, lock)
-    except BaseException:
-        lock.release()
-        raise
 
 
 def makeService(options, reactor=None):

@@ -13,9 +13,8 @@ from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
 from uhppoted_tunnel.interfaces import IN, OUT
-from uhppoted_tunnel.observe.monitor import monitor_service
 from uhppoted_tunnel.core.router import Router
-from uhppoted_tunnel.observe.status import DEFAULT_MAX_STREAMS, StatusPage
+from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS
 from uhppoted_tunnel.observe.telemetry import Telemetry, TelemetryService
 
 
@@ -38,6 +37,19 @@ class LockfileService(Service):
     def stopService(self):
         Service.stopService(self)
         self.lock.release()
+
+
+def metrics_service(options, telemetry, reactor):
+    """
+    The C{--metrics} service and its status page. Their modules
+    (C{twisted.web}, C{prometheus_client}, the page) are imported here, so
+    that a tunnel that serves no metrics never loads them.
+    """
+    from uhppoted_tunnel.observe.monitor import monitor_service
+    from uhppoted_tunnel.observe.status import StatusPage
+
+    page = StatusPage(telemetry.snapshot, reactor, max_streams=options.get("max-status-streams", DEFAULT_MAX_STREAMS))
+    return monitor_service(options["metrics"], telemetry, options, reactor, page=page)
 
 
 class TunnelService(MultiService):
@@ -86,9 +98,7 @@ class TunnelService(MultiService):
         self.telemetry.watch(self.router, (self.in_, self.out))
         self.monitor = None
         if options.get("metrics"):
-            page = StatusPage(self.telemetry.snapshot, reactor,
-                              max_streams=options.get("max-status-streams", DEFAULT_MAX_STREAMS))
-            self.monitor = monitor_service(options["metrics"], self.telemetry, options, reactor, page=page)
+            self.monitor = metrics_service(options, self.telemetry, reactor)
             self.telemetry.enable()
         self.telemetry.hook()
         for end in (self.out, self.in_, self.monitor):

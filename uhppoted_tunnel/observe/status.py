@@ -35,10 +35,8 @@ from twisted.web.resource import Resource
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.throttle import Throttle
+from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS
 from uhppoted_tunnel.observe.web import add_security_headers, client_address
-
-#: Concurrent status streams allowed by default (C{--max-status-streams}).
-DEFAULT_MAX_STREAMS = 16
 
 #: Seconds between snapshots on a stream.
 INTERVAL = 1.0

@@ -20,6 +20,7 @@ from twisted.web.static import File
 from uhppoted_tunnel.observe.jsonapi import encode_json
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.observe.defaults import DEFAULT_REQUEST_TIMEOUT  # noqa: F401 (monitor and ends.http import it from here)
 
 #: The longest request body accepted.
 MAX_BODY = 16384
@@ -30,10 +31,6 @@ DISCARD_LIMIT = 1 << 20
 
 #: How long stopping waits for connections to close before aborting them.
 STOP_GRACE = 5.0
-
-#: How long a request's head and body may take to arrive, all told: a
-#: UHPPOTE request is a few hundred bytes, sent at once.
-DEFAULT_REQUEST_TIMEOUT = 10.0
 
 #: The page served from C{--html} only talks to its own origin: scripts,
 #: styles, images and C{fetch} from the tunnel itself, no plugins, no

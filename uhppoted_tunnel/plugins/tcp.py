@@ -1,4 +1,6 @@
 """The tcp/server and tcp/client connectors."""
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.core.declare import ConnectorPlugin, stream_kinds
+from uhppoted_tunnel.transports.tcp import options
 
-tcp = StreamConnectorMaker("tcp")
+tcp = ConnectorPlugin("tcp", "uhppoted_tunnel.link.ends:StreamConnectorMaker", stream_kinds("tcp"),
+                      arguments=["tcp"], options=options.OPTIONS, title="tcp/ and tls/ client")

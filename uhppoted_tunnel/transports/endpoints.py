@@ -8,10 +8,10 @@ interface with C{::IFACE:}), or any Twisted endpoint description
 import os
 import re
 import socket
+import sys
 
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.internet.testing import MemoryReactor
 from twisted.python.systemd import ListenFDs
 from zope.interface import implementer
 
@@ -121,13 +121,23 @@ def server_endpoint(reactor, spec, backlog=None, freebind=False):
     host, port = parsed
     if host and not is_ip_address(host):
         raise ValueError("invalid address in '{}': listen on an IP address".format(spec.text))
-    if freebind and not isinstance(reactor, MemoryReactor):
+    if freebind and not _memory_reactor(reactor):
         reactor = FreebindReactor(reactor)
     reactor = reactor_for(reactor, spec.interface)
     extra = {} if backlog is None else {"backlog": backlog}
     if ":" in host:
         return endpoints.TCP6ServerEndpoint(reactor, port, interface=host, **extra)
     return endpoints.TCP4ServerEndpoint(reactor, port, interface=host, **extra)
+
+
+def _memory_reactor(reactor):
+    """
+    Whether C{reactor} is Twisted's C{MemoryReactor} (C{check} builds the
+    ends on one), without importing C{twisted.internet.testing}, which
+    imports trial: a reactor cannot be one unless that module is loaded.
+    """
+    testing = sys.modules.get("twisted.internet.testing")
+    return testing is not None and isinstance(reactor, testing.MemoryReactor)
 
 
 def client_endpoint(reactor, spec):

@@ -24,7 +24,7 @@ from uhppoted_tunnel.transports import endpoints
 from uhppoted_tunnel.transports.proxy.choice import choose_for, describe
 from uhppoted_tunnel.transports.proxy.connect import ProxyEndpoint
 from uhppoted_tunnel.transports.proxy.urls import Proxy, check_proxy
-from uhppoted_tunnel.transports.tls.certs import DEFAULT_HANDSHAKE_TIMEOUT
+from uhppoted_tunnel.transports.tls.options import DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = ["Proxy", "check_proxy", "client_endpoint", "describe", "proxy_for"]
 

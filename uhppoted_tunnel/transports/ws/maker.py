@@ -35,13 +35,11 @@ from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import format_address, go_address, normalize_origin, parse_networks
 from uhppoted_tunnel.link.ends import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, SecureServerEndpoint, watch_certificates
+from uhppoted_tunnel.transports.ws.options import DEFAULT_PING
 
 #: The path a server answers on, and a client asks for, when the
 #: connector string names none.
 DEFAULT_PATH = "/tunnel"
-
-#: Seconds between pings (C{--ws-ping}); a pong must come within as long.
-DEFAULT_PING = 30.0
 
 #: The longest HTTP head accepted in the upgrade (request or response).
 MAX_HEAD = 8192

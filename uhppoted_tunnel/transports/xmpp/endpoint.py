@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.transports.xmpp.connection import JIDAddress
 from uhppoted_tunnel.transports.xmpp.drops import Drops
-from uhppoted_tunnel.transports.xmpp.frames import DEFAULT_XMPP_RATE
+from uhppoted_tunnel.transports.xmpp.options import DEFAULT_XMPP_RATE
 from uhppoted_tunnel.transports.xmpp.login import LoginFailed
 from uhppoted_tunnel.transports.xmpp.session import XMPPSession
 

@@ -49,9 +49,6 @@ BATCH_BYTES = 4096
 #: pauses a client over its rate).
 PACE_BURST = 4096
 
-#: Default bytes a second sent to the server: under prosody's 10 kB/s.
-DEFAULT_XMPP_RATE = 9000
-
 _TAIL = "</frames><no-store xmlns='{0}'/><no-copy xmlns='{0}'/></message>".format(NS_HINTS)
 
 #: What a bad frame is dropped for (the keys of a connector's warnings;

@@ -1,0 +1,1 @@
+"""The loop transport: tcp underneath, with a greeting of its own."""
