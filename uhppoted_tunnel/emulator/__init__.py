@@ -29,6 +29,8 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from uhppoted_tunnel.emulator.codec import bcd_date, bcd_datetime, bcd_time, uint32
+from uhppoted_tunnel.emulator.commands import FUNCTIONS as SETTINGS_FUNCTIONS
+from uhppoted_tunnel.emulator.commands import SETTINGS, SettingsCommands
 
 PACKET_SIZE = 64
 SOM = 0x17
@@ -53,6 +55,7 @@ FUNCTIONS = {
     0x20: "get-status", 0x30: "set-time", 0x32: "get-time", 0x40: "open-door",
     0x50: "put-card", 0x52: "delete-card", 0x58: "get-cards", 0x5A: "get-card",
     0x90: "set-listener", 0x92: "get-listener", 0x94: "get-controller", 0x96: "set-ip",
+    **SETTINGS_FUNCTIONS,
 }
 
 
@@ -69,9 +72,10 @@ def problem(packet):
     return None
 
 
-class Controller:
+class Controller(SettingsCommands):
     """
-    One emulated controller: its settings, clock, cards and listener.
+    One emulated controller: its settings, clock, cards and listener; the
+    door, profile, task and event commands come from L{SettingsCommands}.
 
     :ivar cards: card number -> the 20-byte card record (bytes 8..27 of the
         put-card request: number, dates, door permissions, PIN, first-card).
@@ -84,8 +88,8 @@ class Controller:
 
     __slots__ = (
         "serial", "address", "netmask", "gateway", "mac", "version", "released",
-        "offset", "cards", "listener", "interval", "event_index", "last_event",
-    )
+        "offset", "cards", "listener", "interval", "event_index", "last_event", "events", "read_index",
+    ) + SETTINGS
 
     log = Logger()
 
@@ -107,6 +111,9 @@ class Controller:
         self.interval = 0
         self.event_index = 0
         self.last_event = None
+        self.events = {}
+        self.read_index = 0
+        self.reset()
 
     def __repr__(self):
         return f"<Controller {self.serial}>"
@@ -129,6 +136,7 @@ class Controller:
         record[8:15] = bcd_datetime(self.time(now))
         record[15] = SWIPE_REASON
         self.last_event = bytes(record)
+        self.remember(self.event_index, record)
         packet = bytearray(PACKET_SIZE)
         packet[0] = SOM
         packet[1] = GET_STATUS
