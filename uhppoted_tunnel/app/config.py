@@ -221,6 +221,7 @@ KEYS = {
                      "label", "user"], string),
     **dict.fromkeys(["zmq-server-key", "zmq-client-key", "zmq-authorized-keys"], string),
     **dict.fromkeys(["remove-lockfile", "console", "debug", "freebind"], boolean),
+    "no-http-console": boolean,
     "interfaces": table('a table such as { in = "eth0" }', _interface),
     "max-retries": integer(-1),
     "max-retry-delay": duration(),

@@ -49,6 +49,7 @@ DEFAULTS = {
     "rate-limit-burst": DEFAULT_BURST,
     "max-payload": DEFAULT_MAX_PAYLOAD,
     "console": False,
+    "no-http-console": False,
     "debug": False,
     "freebind": False,
     "client-auth": False,
@@ -87,7 +88,7 @@ DEFAULTS = {
 }
 
 #: Keys that are on/off flags on the command line.
-FLAGS = frozenset(["console", "debug", "client-auth", "freebind"])
+FLAGS = frozenset(["console", "debug", "client-auth", "freebind", "no-http-console"])
 
 
 def _whole(text):
@@ -139,6 +140,7 @@ class Options(usage.Options):
     optFlags = [
         ["console", None, "Run as a console application (always so: accepted for Go compatibility)."],
         ["debug", None, "Log every packet with a hex dump."],
+        ["no-http-console", None, "http/ and https/ ends do not serve the controller console at /console/."],
         ["client-auth", None, "TLS servers require a client certificate signed by --ca-cert."],
         ["freebind", None, "Server and udp/listen ends may bind an address that is not up yet (IP_FREEBIND), "
                            "so a tunnel can start before the network is online."],
