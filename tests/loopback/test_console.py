@@ -244,7 +244,8 @@ class ConsoleTests(TestCase):
             browser.driver.find_element("id", "execute").click()
             asked = (browser.text("#confirm-title"), browser.js("return document.activeElement.id;"))
             browser.driver.find_element("id", "confirm-no").click()
-            cancelled = (browser.text("#result-status"), browser.js("return document.getElementById('confirm').hidden;"))
+            cancelled = (browser.text("#result-status"),
+                         browser.js("return document.getElementById('confirm').hidden;"))
             return asked, cancelled
 
         asked, cancelled = yield self.call(run)

@@ -8,8 +8,10 @@ broadcast, which every controller answers). A reply repeats the function code
 with the answering controller's serial; other fields sit where
 C{uhppoted.decode} reads them, integers little-endian, dates and times BCD.
 
-L{Controller} turns a request into a reply; L{EmulatorProtocol} serves
-controllers on a UDP port. Run: C{python -m uhppoted_tunnel.emulator --help} (L{__main__}).
+L{Controller} turns a request into a reply (the commands on doors, time
+profiles, tasks, events and the like come from L{commands}, so the
+controller console has an answer to each of its commands);
+L{EmulatorProtocol} serves controllers on a UDP port. Run: C{python -m uhppoted_tunnel.emulator --help} (L{__main__}).
 
 Controllers also push status events to their listener: a get-status reply
 (function 0x20) whose event fields describe a new event, with the

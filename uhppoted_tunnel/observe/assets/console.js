@@ -340,6 +340,13 @@
       }
       showParameters();
     });
+    window.addEventListener('hashchange', function () {
+      var wanted = decodeURIComponent(window.location.hash.slice(1));
+      if (codec.command(wanted) && wanted !== $('command').value) {
+        $('command').value = wanted;
+        showParameters();
+      }
+    });
     $('form').addEventListener('input', remember);
     $('form').addEventListener('change', remember);
     $('form').addEventListener('submit', execute);
