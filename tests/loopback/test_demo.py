@@ -20,8 +20,9 @@ class DemoTests(TestCase):
         """
         The demo relays a get-all-controllers broadcast and a get-time
         through a real host and site pair on loopback, prints every
-        controller and the commands for the two halves, and stops
-        everything it started.
+        controller and the commands for the two halves, and the address of
+        the controller console, whose page and /udp/send answered; and
+        stops everything it started.
         """
         self.patch(config, "DEFAULT_CONFIG", self.mktemp())
         out = io.StringIO()
@@ -34,5 +35,8 @@ class DemoTests(TestCase):
                 self.assertIn(str(serial), text)
             self.assertIn("host: uhppoted-tunnel --in udp/listen:127.0.0.1:", text)
             self.assertIn("get-time {}: {}: 20".format(emulator.DEFAULT_SERIALS[0], emulator.DEFAULT_SERIALS[0]), text)
+            self.assertRegex(text, r"serves the controller console at http://127\.0\.0\.1:\d+/console/")
+            self.assertIn("the console's page answered 200; get-time from its /udp/send: {}: 20".format(
+                emulator.DEFAULT_SERIALS[0]), text)
 
         return ensureDeferred(demo.demo(reactor, out)).addCallback(check)

@@ -105,6 +105,7 @@ def _controller(key, address):
 GENERAL_KEYS = {
     **dict.fromkeys(["in", "out", "lockfile", "html", "label", "user"], string),
     **dict.fromkeys(["remove-lockfile", "console", "debug", "freebind"], boolean),
+    "no-http-console": boolean,
     "interfaces": table('a table such as { in = "eth0" }', _interface),
     "max-retries": integer(-1),
     "max-retry-delay": duration(),

@@ -5,15 +5,22 @@ controllers on loopback, and an application asking through the tunnel.
 
 Everything runs in this process on real sockets (127.0.0.1, ports chosen
 by the system), then stops. It prints the two commands that would run the
-same halves as separate processes.
+same halves as separate processes, and the controller console's address:
+an C{http/} end in front of the host half, whose C{/console/} page and
+C{/udp/send} the demo tries once.
 """
 
 import ipaddress
+import json
 import sys
+import tempfile
+from io import BytesIO
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import LogLevel
+from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.web.http_headers import Headers
 
 from uhppoted_tunnel import emulator
 from uhppoted_tunnel.app.logging import start_logging
@@ -74,6 +81,22 @@ def describe_time(reply):
     return "{}: {}{}-{}-{} {}:{}:{}".format(serial, b[0:2], b[2:4], b[4:6], b[6:8], b[8:10], b[10:12], b[12:14])
 
 
+async def try_console(reactor, base, serial):
+    """
+    GET the console page and POST a get-time to C{/udp/send}, as the page would.
+
+    :return: C{(status of the page, the get-time reply or None)}.
+    """
+    agent = Agent(reactor)
+    page = await agent.request(b"GET", (base + "console/").encode("ascii"))
+    await readBody(page)
+    body = json.dumps({"ID": 1, "wait": True, "request": list(request(GET_TIME, serial))}).encode("ascii")
+    sent = await agent.request(b"POST", (base + "udp/send").encode("ascii"),
+                               Headers({b"Content-Type": [b"application/json"]}), FileBodyProducer(BytesIO(body)))
+    answer = json.loads(await readBody(sent))
+    return page.code, (bytes(answer["reply"]) if "reply" in answer else None)
+
+
 def tunnel(reactor, *args):
     options = Options()
     options.parseOptions(list(args) + ["--rate-limit", "100"])
@@ -99,8 +122,19 @@ async def demo(reactor, out):
     await site.in_.client.whenConnected()
 
     out.write("\n  host: uhppoted-tunnel --in udp/listen:{}:{} --out tcp/server:{}\n".format(*udp_at, host_at))
-    out.write("  site: uhppoted-tunnel --in tcp/client:{} --out udp/broadcast:{} --udp-timeout 1s\n\n".format(
+    out.write("  site: uhppoted-tunnel --in tcp/client:{} --out udp/broadcast:{} --udp-timeout 1s\n".format(
         host_at, controllers_at))
+
+    # the controller console: an http/ end whose requests go in at the host half
+    html = tempfile.TemporaryDirectory(prefix="uhppoted-tunnel-demo-")
+    console = tunnel(reactor, "--in", "http/127.0.0.1:0", "--out", "udp/broadcast:{}:{}".format(*udp_at),
+                     "--udp-timeout", "1s", "--html", html.name)
+    console.startService()
+    http_port = (await console.in_.whenListening()).getHost().port
+    base = "http://127.0.0.1:{}/".format(http_port)
+    out.write("  console: uhppoted-tunnel --in http/127.0.0.1:{} --out udp/broadcast:{}:{}\n".format(
+        http_port, *udp_at))
+    out.write("           serves the controller console at {}console/ (open it in a browser)\n\n".format(base))
 
     app = Application(reactor)
     listening = reactor.listenUDP(0, app, interface="127.0.0.1")
@@ -113,10 +147,15 @@ async def demo(reactor, out):
             out.write("    " + describe_controller(reply) + "\n")
         serial = emulator.DEFAULT_SERIALS[0]
         times = await app.ask(request(GET_TIME, serial), udp_at, 0.5)
-        out.write("  get-time {}: {}\n\n".format(serial, ", ".join(describe_time(r) for r in times) or "no reply"))
-        return 0 if len(replies) == len(controllers) and times else 1
+        out.write("  get-time {}: {}\n".format(serial, ", ".join(describe_time(r) for r in times) or "no reply"))
+        code, reply = await try_console(reactor, base, serial)
+        out.write("  the console's page answered {}; get-time from its /udp/send: {}\n\n".format(
+            code, "no reply" if reply is None else describe_time(reply)))
+        return 0 if len(replies) == len(controllers) and times and code == 200 and reply else 1
     finally:
         await listening.stopListening()
+        await console.stopService()
+        html.cleanup()
         await site.stopService()
         await host.stopService()
         await emulated.stopListening()

@@ -49,6 +49,7 @@ DEFAULTS = {
     "rate-limit-burst": DEFAULT_BURST,
     "max-payload": DEFAULT_MAX_PAYLOAD,
     "console": False,
+    "no-http-console": False,
     "debug": False,
     "freebind": False,
     "remove-lockfile": False,
@@ -74,7 +75,7 @@ DEFAULTS = {
 }
 
 #: Keys that are on/off flags on the command line.
-FLAGS = frozenset(["console", "debug", "freebind"]
+FLAGS = frozenset(["console", "debug", "freebind", "no-http-console"]
                   + [option.name for plugin in PLUGINS for option in plugin.options if option.kind == FLAG])
 
 
@@ -113,6 +114,7 @@ class Options(usage.Options):
     optFlags = [
         ["console", None, "Run as a console application (always so: accepted for Go compatibility)."],
         ["debug", None, "Log every packet with a hex dump."],
+        ["no-http-console", None, "http/ and https/ ends do not serve the controller console at /console/."],
         ["freebind", None, "Server and udp/listen ends may bind an address that is not up yet (IP_FREEBIND), "
                            "so a tunnel can start before the network is online."],
     ] + [[option.name, None, option.help] for plugin in PLUGINS for option in plugin.options if option.kind == FLAG]

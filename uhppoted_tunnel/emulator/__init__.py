@@ -8,8 +8,10 @@ broadcast, which every controller answers). A reply repeats the function code
 with the answering controller's serial; other fields sit where
 C{uhppoted.decode} reads them, integers little-endian, dates and times BCD.
 
-L{Controller} turns a request into a reply; L{EmulatorProtocol} serves
-controllers on a UDP port. Run: C{python -m uhppoted_tunnel.emulator --help} (L{__main__}).
+L{Controller} turns a request into a reply (the commands on doors, time
+profiles, tasks, events and the like come from L{commands}, so the
+controller console has an answer to each of its commands);
+L{EmulatorProtocol} serves controllers on a UDP port. Run: C{python -m uhppoted_tunnel.emulator --help} (L{__main__}).
 
 Controllers also push status events to their listener: a get-status reply
 (function 0x20) whose event fields describe a new event, with the
@@ -27,6 +29,10 @@ import struct
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+
+from uhppoted_tunnel.emulator.codec import bcd_date, bcd_datetime, bcd_time, uint32
+from uhppoted_tunnel.emulator.commands import FUNCTIONS as SETTINGS_FUNCTIONS
+from uhppoted_tunnel.emulator.commands import SETTINGS, SettingsCommands
 
 PACKET_SIZE = 64
 SOM = 0x17
@@ -51,6 +57,7 @@ FUNCTIONS = {
     0x20: "get-status", 0x30: "set-time", 0x32: "get-time", 0x40: "open-door",
     0x50: "put-card", 0x52: "delete-card", 0x58: "get-cards", 0x5A: "get-card",
     0x90: "set-listener", 0x92: "get-listener", 0x94: "get-controller", 0x96: "set-ip",
+    **SETTINGS_FUNCTIONS,
 }
 
 
@@ -67,28 +74,10 @@ def problem(packet):
     return None
 
 
-def _uint32(packet, offset):
-    return struct.unpack_from("<I", packet, offset)[0]
-
-
-def _bcd_date(d):
-    """Encode a date as 4 BCD bytes, YYYYMMDD (strftime would not pad years before 1000)."""
-    return bytes.fromhex(f"{d.year:04d}{d.month:02d}{d.day:02d}")
-
-
-def _bcd_time(t):
-    """Encode a time of day as 3 BCD bytes, HHmmss."""
-    return bytes.fromhex(f"{t.hour:02d}{t.minute:02d}{t.second:02d}")
-
-
-def _bcd_datetime(t):
-    """Encode a datetime as 7 BCD bytes, YYYYMMDDHHmmss."""
-    return _bcd_date(t) + _bcd_time(t)
-
-
-class Controller:
+class Controller(SettingsCommands):
     """
-    One emulated controller: its settings, clock, cards and listener.
+    One emulated controller: its settings, clock, cards and listener; the
+    door, profile, task and event commands come from L{SettingsCommands}.
 
     :ivar cards: card number -> the 20-byte card record (bytes 8..27 of the
         put-card request: number, dates, door permissions, PIN, first-card).
@@ -101,8 +90,8 @@ class Controller:
 
     __slots__ = (
         "serial", "address", "netmask", "gateway", "mac", "version", "released",
-        "offset", "cards", "listener", "interval", "event_index", "last_event",
-    )
+        "offset", "cards", "listener", "interval", "event_index", "last_event", "events", "read_index",
+    ) + SETTINGS
 
     log = Logger()
 
@@ -124,6 +113,9 @@ class Controller:
         self.interval = 0
         self.event_index = 0
         self.last_event = None
+        self.events = {}
+        self.read_index = 0
+        self.reset()
 
     def __repr__(self):
         return f"<Controller {self.serial}>"
@@ -143,9 +135,10 @@ class Controller:
         record = bytearray(16)
         record[0:4] = bytes([SWIPE, True, (self.event_index - 1) % 4 + 1, DIRECTION_IN])
         struct.pack_into("<I", record, 4, CARD)
-        record[8:15] = _bcd_datetime(self.time(now))
+        record[8:15] = bcd_datetime(self.time(now))
         record[15] = SWIPE_REASON
         self.last_event = bytes(record)
+        self.remember(self.event_index, record)
         packet = bytearray(PACKET_SIZE)
         packet[0] = SOM
         packet[1] = GET_STATUS
@@ -160,7 +153,7 @@ class Controller:
         :return: the 64-byte reply, or C{None} when this controller does not answer:
             a malformed packet, an unknown function, another controller's serial, or set-ip.
         """
-        if problem(request) is not None or _uint32(request, 4) not in (0, self.serial):
+        if problem(request) is not None or uint32(request, 4) not in (0, self.serial):
             return None
         reply = bytearray(PACKET_SIZE)
         reply[0] = SOM
@@ -180,10 +173,10 @@ class Controller:
         reply[16:20] = self.gateway.packed
         reply[20:26] = bytes.fromhex(self.mac.replace(":", ""))
         struct.pack_into(">H", reply, 26, self.version)  # BCD digits, high byte first
-        reply[28:32] = _bcd_date(self.released)
+        reply[28:32] = bcd_date(self.released)
 
     def _set_ip(self, request, reply, now):
-        if _uint32(request, 20) != SET_IP_MAGIC:
+        if uint32(request, 20) != SET_IP_MAGIC:
             self.log.debug("controller {serial}: set-ip without the magic word ignored", serial=self.serial)
             return False
         address, netmask, gateway = (ipaddress.IPv4Address(bytes(request[i : i + 4])) for i in (8, 12, 16))
@@ -193,7 +186,7 @@ class Controller:
         return False
 
     def _get_time(self, request, reply, now):
-        reply[8:15] = _bcd_datetime(self.time(now))
+        reply[8:15] = bcd_datetime(self.time(now))
 
     def _set_time(self, request, reply, now):
         try:
@@ -202,15 +195,15 @@ class Controller:
             self.log.debug("controller {serial}: set-time with an invalid time ignored", serial=self.serial)
             return False
         self.offset = wanted - now
-        reply[8:15] = _bcd_datetime(self.time(now))
+        reply[8:15] = bcd_datetime(self.time(now))
 
     def _get_status(self, request, reply, now):
         clock = self.time(now)
         struct.pack_into("<I", reply, 8, self.event_index)
         if self.last_event is not None:
             reply[12:28] = self.last_event
-        reply[37:40] = _bcd_time(clock)
-        reply[51:54] = _bcd_date(clock)[1:]  # YYMMDD
+        reply[37:40] = bcd_time(clock)
+        reply[51:54] = bcd_date(clock)[1:]  # YYMMDD
 
     def _open_door(self, request, reply, now):
         door = request[8]
@@ -218,20 +211,20 @@ class Controller:
         self.log.info("controller {serial}: open door {door}", serial=self.serial, door=door)
 
     def _put_card(self, request, reply, now):
-        card = _uint32(request, 8)
+        card = uint32(request, 8)
         if card not in NOT_A_CARD:
             self.cards[card] = bytes(request[8:28])
             reply[8] = True
 
     def _delete_card(self, request, reply, now):
-        reply[8] = self.cards.pop(_uint32(request, 8), None) is not None
+        reply[8] = self.cards.pop(uint32(request, 8), None) is not None
 
     def _get_cards(self, request, reply, now):
         struct.pack_into("<I", reply, 8, len(self.cards))
 
     def _get_card(self, request, reply, now):
         # An unknown card leaves the record zero: card number 0, "not found".
-        reply[8:28] = self.cards.get(_uint32(request, 8), bytes(20))
+        reply[8:28] = self.cards.get(uint32(request, 8), bytes(20))
 
     def _set_listener(self, request, reply, now):
         address = ipaddress.IPv4Address(bytes(request[8:12]))

@@ -16,7 +16,8 @@ within C{--udp-timeout}. A broadcast collects replies for C{wait} (a Go
 duration, default 5s, at most 30s). Answers over 16 KiB are gzipped for
 clients that accept it (the Go rule). Everything else is served read-only
 from the C{--html} folder: no directory listings, no path part starting
-with a dot, nothing outside the folder.
+with a dot, nothing outside the folder; but C{/console/} is the controller
+console (L{uhppoted_tunnel.observe.console}) unless C{--no-http-console}.
 
 Errors are JSON C{{"error": "..."}}, with the C{ID} once it is known.
 """
@@ -53,6 +54,8 @@ from uhppoted_tunnel.observe.jsonapi import (
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
+from uhppoted_tunnel.observe.console import PREFIX as CONSOLE_PREFIX
+from uhppoted_tunnel.observe.console import ConsolePage
 from uhppoted_tunnel.observe.monitor import site_root
 from uhppoted_tunnel.observe.status import DEFAULT_MAX_STREAMS, StatusPage
 from uhppoted_tunnel.observe.web import (
@@ -164,7 +167,8 @@ class UDPResource(Resource):
 
 class Root(Resource):
     """
-    Sends C{/udp/...} to L{UDPResource}; the monitoring paths and the
+    Sends C{/udp/...} to L{UDPResource}; C{/console/...} to the console
+    (when the end serves one); the monitoring paths and the
     status page's own (L{STATUS_PATHS}) to them, once the end serves
     telemetry; everything else to the folder. C{/} is the folder's
     C{index.html} when it has one (the Go tunnel's page), else the status
@@ -195,6 +199,10 @@ class Root(Resource):
             return error(request, 413, "request body over {} bytes".format(MAX_BODY), close=True)
         if request.postpath[:1] == [b"udp"]:
             return self.udp.render(request)
+        console = self.end.console
+        if console is not None and request.postpath[:1] == [CONSOLE_PREFIX]:
+            request.prepath.append(request.postpath.pop(0))
+            return getChildForRequest(console, request).render(request)
         monitor = self.end.monitor
         if monitor is not None:
             page = monitor.leaf(request)
@@ -251,6 +259,9 @@ class HTTPEnd(EndLifecycle, Service):
     monitor = None
     #: the L{uhppoted_tunnel.observe.status.StatusPage}, likewise
     status = None
+    #: the L{uhppoted_tunnel.observe.console.ConsolePage} at /console/, or
+    #: C{None} with C{--no-http-console}
+    console = None
 
     def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
         """
@@ -261,7 +272,7 @@ class HTTPEnd(EndLifecycle, Service):
         :param reactor: the reactor (time and, through the endpoint, I/O).
         :param settings: the tunnel's options (C{udp-timeout},
             C{max-payload}, C{html}, C{debug}, C{http-request-timeout},
-            C{handshake-timeout}).
+            C{handshake-timeout}, C{no-http-console}).
         :param secure: C{https/}: the TLS handshake has a deadline and
             answers carry HSTS.
         """
@@ -274,6 +285,8 @@ class HTTPEnd(EndLifecycle, Service):
         self.html = settings["html"]
         self.max_status_streams = settings.get("max-status-streams", DEFAULT_MAX_STREAMS)
         self.trace = settings["debug"]
+        if not settings.get("no-http-console", False):
+            self.console = ConsolePage(secure=secure)
         self.port = None
         self.pending = set()
         self.secure = secure
