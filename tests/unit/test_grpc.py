@@ -52,8 +52,7 @@ class ConnectionTests(SynchronousTestCase):
     def setUp(self):
         self.clock = FakeReactor()
         self.relay = RecordingRelay()
-        self.factory = FrameFactory(self.relay, SETTINGS, self.clock, "GRPC")
-        self.factory.protocol = GRPCConnection
+        self.factory = FrameFactory(self.relay, SETTINGS, self.clock, "GRPC", protocol=GRPCConnection)
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def connect(self, factory=None):

@@ -34,7 +34,7 @@ from uhppoted_tunnel.transports.proxy import (
     no_proxy_matches,
     parse_proxy,
 )
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.interfaces import OUT
 from uhppoted_tunnel.app.options import Options

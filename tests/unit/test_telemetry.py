@@ -205,8 +205,8 @@ class TelemetryTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1000)
-        self.router = Router(self.clock, rate=None)
-        self.router.out = self.out = Out()
+        self.out = Out()
+        self.router = Router(self.clock, rate=None, out=self.out)
         self.in_ = FakeEnd("in", "udp/listen:127.0.0.1:60000", clock=self.clock)
         self.out_end = FakeEnd("out", "tcp/server:127.0.0.1:4000", SERVER, self.clock)
         self.telemetry = Telemetry(self.clock)

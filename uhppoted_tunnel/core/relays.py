@@ -33,7 +33,7 @@ from uhppoted_tunnel.core.events import (
     parse_session,
     session_frame,
 )
-from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
+from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, ITally
 from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.packets import is_unicast
 from uhppoted_tunnel.core.replies import REPLY_IDLE, ReplyTable
@@ -45,7 +45,7 @@ QUEUE_SIZE = 16
 
 
 
-def relay_for(role, settings, router, clock, connections, log_tag="TCP"):
+def relay_for(role, settings, router, clock, connections, log_tag="TCP", failed=None):
     """
     The relay for an end in a role, in a request tunnel or an event tunnel.
 
@@ -57,14 +57,16 @@ def relay_for(role, settings, router, clock, connections, log_tag="TCP"):
     :param connections: the list of ready connections the transport keeps
         (the relay reads it, never changes it).
     :param log_tag: the tag of the relay's log lines.
+    :param failed: called as C{failed(log_format, **fields)} when the
+        relay cannot go on (its end's
+        L{uhppoted_tunnel.link.lifecycle.EndLifecycle.failed}), or C{None}
+        to log it only.
     """
     if settings["events"]:
         kind = EventReceiver if role == IN else EventSender
     else:
         kind = RequestReceiver if role == IN else RequestSender
-    relay = kind(settings, router, clock, connections)
-    relay.log_tag = log_tag
-    return relay
+    return kind(settings, router, clock, connections, log_tag, failed)
 
 
 class _Relay:
@@ -75,15 +77,18 @@ class _Relay:
     log = Logger()
     log_tag = "TCP"
 
-    def __init__(self, settings, router, clock, connections):
+    def __init__(self, settings, router, clock, connections, log_tag="TCP", failed=None):
         self.router = router
         self.clock = clock
         self.connections = connections
+        self.log_tag = log_tag
+        if failed is not None:
+            self.failed = failed
 
     def failed(self, log_format, **fields):
         """
-        The relay cannot go on: the end it belongs to replaces this with
-        its own L{uhppoted_tunnel.link.lifecycle.EndLifecycle.failed}.
+        The relay cannot go on: unless it was given its end's
+        L{uhppoted_tunnel.link.lifecycle.EndLifecycle.failed}, it logs it.
         """
         self.log.error(log_format, **fields)
 
@@ -150,7 +155,7 @@ class _Numbering:
         self._last = last
 
 
-@implementer(IRelay)
+@implementer(IRelay, ITally)
 class RequestReceiver(_Relay):
     """
     An in end of a request tunnel: each request frame goes to the router,
@@ -173,7 +178,7 @@ class RequestReceiver(_Relay):
             connection.sendFrame(frame_id, payload)
 
 
-@implementer(IOutRelay)
+@implementer(IOutRelay, ITally)
 class RequestSender(_Relay):
     """
     An out end of a request tunnel: numbers each request, sends it to every
@@ -182,8 +187,8 @@ class RequestSender(_Relay):
     still younger than C{--udp-timeout} when one connects.
     """
 
-    def __init__(self, settings, router, clock, connections):
-        _Relay.__init__(self, settings, router, clock, connections)
+    def __init__(self, settings, router, clock, connections, log_tag="TCP", failed=None):
+        _Relay.__init__(self, settings, router, clock, connections, log_tag, failed)
         self.trace = settings["debug"]
         self.udp_timeout = settings["udp-timeout"]
         self.replies = ReplyTable(clock.seconds)
@@ -258,7 +263,7 @@ class RequestSender(_Relay):
             self.log.info("dropped {n} queued request(s) older than the UDP timeout", n=stale)
 
 
-@implementer(IRelay)
+@implementer(IRelay, ITally)
 class EventReceiver(_Relay):
     """
     An in end of an event tunnel: acknowledges every event frame with an
@@ -276,8 +281,8 @@ class EventReceiver(_Relay):
     they come.
     """
 
-    def __init__(self, settings, router, clock, connections):
-        _Relay.__init__(self, settings, router, clock, connections)
+    def __init__(self, settings, router, clock, connections, log_tag="TCP", failed=None):
+        _Relay.__init__(self, settings, router, clock, connections, log_tag, failed)
         self.trace = settings["debug"]
         self.path = settings["event-spool"] + ".seen"
         self.window = settings["event-window"]
@@ -323,7 +328,7 @@ class EventReceiver(_Relay):
         connection.sendFrame(frame_id, b"")
 
 
-@implementer(IOutRelay)
+@implementer(IOutRelay, ITally)
 class EventSender(_Relay):
     """
     An out end of an event tunnel: holds events in an L{EventBuffer} until
@@ -344,8 +349,8 @@ class EventSender(_Relay):
     :ivar cursors: connection -> the last event id sent on it.
     """
 
-    def __init__(self, settings, router, clock, connections):
-        _Relay.__init__(self, settings, router, clock, connections)
+    def __init__(self, settings, router, clock, connections, log_tag="TCP", failed=None):
+        _Relay.__init__(self, settings, router, clock, connections, log_tag, failed)
         self.path = settings["event-spool"] + ".events"
         self.buffer = EventBuffer(clock.seconds, settings["event-buffer"], settings["event-buffer-age"])
         self.ids = _Numbering()

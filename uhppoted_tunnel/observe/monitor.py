@@ -33,9 +33,8 @@ from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import NoResource, Resource
 
-from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.core.addresses import format_address, is_loopback
 from uhppoted_tunnel.transports.endpoints import server_endpoint
-from uhppoted_tunnel.link.ends import _loopback
 from uhppoted_tunnel.observe.jsonapi import respond
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
@@ -226,7 +225,7 @@ class MonitorService(EndLifecycle, Service):
         shown = format_address(address)
         self.log.info("metrics, health and status on {url}",
                       url="http://{}/".format(shown) if getattr(address, "host", None) else shown)
-        if not _loopback(address):
+        if not is_loopback(address):
             self.log.warn("{address} serves the tunnel's metrics and status (controller serials, peer addresses) "
                           "to anyone who can reach it: bind it to a loopback or management address",
                           address=format_address(address))

@@ -1,4 +1,4 @@
 """The tcp/server and tcp/client connectors."""
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 
 tcp = StreamConnectorMaker("tcp")

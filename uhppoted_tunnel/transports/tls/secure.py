@@ -41,7 +41,8 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import format_address, go_address
-from uhppoted_tunnel.link.ends import LinkRefused, StreamConnectorMaker
+from uhppoted_tunnel.link.ends import LinkRefused
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.core.throttle import Throttle
 
 
@@ -502,13 +503,8 @@ class TLSConnectorMaker(StreamConnectorMaker):
     def __init__(self):
         StreamConnectorMaker.__init__(self, "tls")
 
-    def makeEnd(self, spec, role, settings, router, reactor):
-        end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
-        side = "server" if spec.prefix.endswith("/server:") else "client"
-        end.watch = watch_certificates(settings, side, reactor, self.log_tag)
-        end.watch.setServiceParent(end)
-        end.reloadCertificates = end.endpoint.reloadCertificates
-        return end
+    def certificates(self, settings, side, reactor, endpoint):
+        return watch_certificates(settings, side, reactor, self.log_tag), endpoint
 
     def serverEndpoint(self, reactor, spec, settings):
         return SecureServerEndpoint(StreamConnectorMaker.serverEndpoint(self, reactor, spec, settings),

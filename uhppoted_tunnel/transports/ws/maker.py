@@ -33,7 +33,7 @@ from twisted.logger import Logger
 
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import format_address, go_address, normalize_origin, parse_networks
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, SecureServerEndpoint, watch_certificates
 
 #: The path a server answers on, and a client asks for, when the
@@ -415,14 +415,10 @@ class WSConnectorMaker(StreamConnectorMaker):
         self.secure = kind == "wss"
         self.log_tag = kind.upper()
 
-    def makeEnd(self, spec, role, settings, router, reactor):
-        end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
-        if self.secure:
-            side = "server" if spec.prefix.endswith("/server:") else "client"
-            end.watch = watch_certificates(settings, side, reactor, self.log_tag)
-            end.watch.setServiceParent(end)
-            end.reloadCertificates = end.endpoint.secure.reloadCertificates
-        return end
+    def certificates(self, settings, side, reactor, endpoint):
+        if not self.secure:
+            return None, None
+        return watch_certificates(settings, side, reactor, self.log_tag), endpoint.secure
 
     def _token(self, settings):
         path = settings.get("token-file")

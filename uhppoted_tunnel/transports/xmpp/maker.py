@@ -43,7 +43,8 @@ from zope.interface import alsoProvides, implementer
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.link.bind import check_interface
 from uhppoted_tunnel.transports import proxy
-from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory, tune
+from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory
+from uhppoted_tunnel.link.framed import tune
 from uhppoted_tunnel.transports.tls.secure import watch_certificates
 from uhppoted_tunnel.transports.xmpp.frames import (
     BAD_BASE64,
@@ -337,8 +338,8 @@ class XMPPFactory(FrameFactory):
     peer = None
     lost = None
 
-    def __init__(self, relay, settings, clock, log_tag, closed=None, link=None):
-        FrameFactory.__init__(self, relay, settings, clock, log_tag, closed, link)
+    def __init__(self, relay, settings, clock, log_tag, closed=None, link=None, **kwargs):
+        FrameFactory.__init__(self, relay, settings, clock, log_tag, closed, link, **kwargs)
         self.settings = settings
         self.rate = settings.get("xmpp-rate") or DEFAULT_XMPP_RATE
         self._senders = {}

@@ -54,7 +54,10 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.core.addresses import parse_host_port
-from uhppoted_tunnel.link.ends import KEEPALIVE, StreamConnectorMaker, StreamEnd, _loopback, retry_policy
+from uhppoted_tunnel.core.addresses import is_loopback
+from uhppoted_tunnel.link.ends import StreamEnd, retry_policy
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
+from uhppoted_tunnel.link.framed import KEEPALIVE
 from uhppoted_tunnel.transports.zmq.sockets import (
     Monitor,
     SocketReader,
@@ -350,7 +353,7 @@ class ZMQServerEnd(_ZMQEnd):
         self.port = ZMQPort(address)
         shown = self.port.shown
         self.log.info("listening on {address}", address=shown)
-        if self.curve is None and not _loopback(address):
+        if self.curve is None and not is_loopback(address):
             self.log.warn("{address} is a plain ZMQ end on a network address: anyone who can reach it can read "
                           "every request (card numbers, PINs) and forge replies; use CURVE (--zmq-server-key and "
                           "--zmq-authorized-keys)", address=shown)
@@ -549,7 +552,7 @@ class ZMQClientEnd(_ZMQEnd):
         _ZMQEnd.startService(self)
         self.context = zmq.Context()
         host = self.address[0]
-        if self.curve is None and not _loopback(IPv4Address("TCP", host.strip("[]"), 0)):
+        if self.curve is None and not is_loopback(IPv4Address("TCP", host.strip("[]"), 0)):
             self.log.warn("{address}: a plain ZMQ link across a network: anyone on the path can read every "
                           "request (card numbers, PINs) and forge replies; use CURVE (--zmq-server-key and "
                           "--zmq-client-key)", address=self.spec.address)

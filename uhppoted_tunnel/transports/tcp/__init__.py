@@ -1,0 +1,3 @@
+"""
+The plain TCP transport: C{tcp/server} and C{tcp/client}.
+"""
