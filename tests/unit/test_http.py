@@ -17,7 +17,7 @@ from tests import certs
 from uhppoted_tunnel import emulator
 from uhppoted_tunnel.app import config
 from uhppoted_tunnel.observe import jsonapi
-from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
+from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd, ITally, ITelemetryServer
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.app.spec import connector_makers, parse
 
@@ -180,6 +180,8 @@ class MakerTests(SynchronousTestCase):
         maker, spec = options.ends[IN]
         end = maker.makeEnd(spec, IN, options, None, reactor)
         verifyObject(IInEnd, end)
+        verifyObject(ITally, end)
+        verifyObject(ITelemetryServer, end)
         self.assertEqual((end.role, end.events, end.log_tag), (IN, False, "HTTP"))
         files = certs.make(self.mktemp())
         options["ca-cert"], (options["cert"], options["key"]) = files["ca"][0], files["server"]

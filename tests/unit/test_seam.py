@@ -5,16 +5,22 @@ connection, and the optional parts of an end, each provided by what
 implements it from its construction.
 """
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests import certs
 from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.counts import Tally, tally
 from uhppoted_tunnel.core.relays import relay_for
 from uhppoted_tunnel.interfaces import (
     IN,
     OUT,
+    ICertificateReloader,
+    ICertificateWatch,
     IConnectionReporter,
+    ICountingEndpoint,
     IEnd,
     IFrameConnection,
     IInEnd,
@@ -24,7 +30,10 @@ from uhppoted_tunnel.interfaces import (
 )
 from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory, ServerEnd
 from uhppoted_tunnel.link.framed import FramedProtocol
+from uhppoted_tunnel.link.limits import limit_endpoint
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
+from uhppoted_tunnel.transports.tls import certs as tls
+from uhppoted_tunnel.transports.tls.secure import CertificateWatch, SecureServerEndpoint
 from uhppoted_tunnel.transports.grpc.maker import GRPCConnection
 
 SETTINGS = {"max-payload": 1024, "max-send-queue": 4096, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
@@ -126,3 +135,47 @@ class SeamTests(SynchronousTestCase):
         self.assertTrue(ISecureEnd.providedBy(end))
         self.assertTrue(end.reloadCertificates())
         self.assertEqual(reloader.reloaded, 1)
+
+
+class OptionalPartsTests(SynchronousTestCase):
+    """
+    The parts an end may have are declared by what provides them.
+    """
+
+    def test_limitedEndpointCounts(self):
+        """
+        A capped endpoint provides L{ICountingEndpoint}, and reports what
+        its caps refused.
+        """
+        endpoint = limit_endpoint(Endpoint(), {"max-connections": 1}, Clock(), "TCP")
+        verifyObject(ICountingEndpoint, endpoint)
+        self.assertEqual(dict(endpoint.refused), {})
+
+    def test_secureEndpoint(self):
+        """
+        A TLS endpoint provides L{ICountingEndpoint} and
+        L{ICertificateReloader}.
+        """
+        files = certs.make(self.mktemp())
+        settings = {"ca-cert": files["ca"][0], "cert": files["server"][0], "key": files["server"][1],
+                    "client-auth": False}
+        endpoint = SecureServerEndpoint(Endpoint(), lambda: tls.server_options(settings), Clock(), 15)
+        verifyObject(ICountingEndpoint, endpoint)
+        verifyObject(ICertificateReloader, endpoint)
+
+    def test_watch(self):
+        """
+        A certificate watch provides L{ICertificateWatch}.
+        """
+        verifyObject(ICertificateWatch, CertificateWatch([], Clock(), "TLS"))
+
+    def test_tally(self):
+        """
+        An end that counts nothing has an empty tally; one that provides
+        L{ITally} adds to it.
+        """
+        self.assertEqual(tally(object()).dropped, Tally().dropped)
+        reactor = FakeReactor()
+        end = ServerEnd(parse("tcp/server:127.0.0.1:0"), IN, RecordingRouter(), reactor, SETTINGS,
+                        limit_endpoint(Endpoint(), {"max-connections": 1}, reactor, "TCP"))
+        self.assertIsInstance(tally(end), Tally)

@@ -42,7 +42,7 @@ from uhppoted_tunnel.link.bind import check_interface
 from uhppoted_tunnel.core.durations import format_duration
 from uhppoted_tunnel.transports.endpoints import server_endpoint
 from uhppoted_tunnel.transports.tls.secure import SecureServerEndpoint, watch_certificates
-from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
+from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd, ITally, ITelemetryServer
 from uhppoted_tunnel.observe.jsonapi import (
     BadRequest,
     check_content_type,
@@ -228,7 +228,7 @@ class HTTPSite(QuietSite):
                                path=request.path.decode("latin-1"), code=request.code, peer=client_address(request))
 
 
-@implementer(IInEnd)
+@implementer(IInEnd, ITally, ITelemetryServer)
 class HTTPEnd(EndLifecycle, Service):
     """
     C{http/ADDRESS} or C{https/ADDRESS}: takes requests from browsers and

@@ -47,7 +47,7 @@ from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.link.bind import bind_to_device, check_interface, reactor_for, set_freebind
 from uhppoted_tunnel.transports.endpoints import adopt, systemd_socket
 from uhppoted_tunnel.core.deadlines import DeadlineQueue
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, IOutEnd, ITally
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.packets import request_key
@@ -317,7 +317,7 @@ class ReplySocket(DatagramProtocol):
         entry.reply(data)
 
 
-@implementer(IOutEnd)
+@implementer(IOutEnd, ITally, IControllerObserver)
 class BroadcastEnd(EndLifecycle, Service):
     """
     C{udp/broadcast:ADDRESS}: sends requests to controllers and delivers
@@ -518,7 +518,7 @@ class ListenProtocol(DatagramProtocol):
             end.router.request(data, partial(end.reply, address), address[0])
 
 
-@implementer(IInEnd)
+@implementer(IInEnd, ITally, IControllerObserver)
 class ListenEnd(EndLifecycle, Service):
     """
     C{udp/listen:ADDRESS}: receives requests from UHPPOTE applications;

@@ -244,7 +244,7 @@ class MonitorService(EndLifecycle, Service):
             self.page.stop()
         port, self.port = self.port, None
         self.factory.flush()
-        limited = getattr(self.endpoint, "factory", None)
+        limited = self.endpoint.factory
         if limited is not None:
             limited.flush()
         stopping = [self.factory.closeAll(self.reactor)]

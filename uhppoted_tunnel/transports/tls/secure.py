@@ -39,6 +39,9 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uhppoted_tunnel.interfaces import ICertificateReloader, ICertificateWatch, ICountingEndpoint
+from uhppoted_tunnel.link.limits import NOTHING
+
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import format_address, go_address
 from uhppoted_tunnel.link.ends import LinkRefused
@@ -319,7 +322,8 @@ class _SecurePort:
         return gatherResults([maybeDeferred(self._port.stopListening), self._gates.closeAll()], consumeErrors=True)
 
 
-class _SecureEndpoint:
+@implementer(ICountingEndpoint, ICertificateReloader)
+class SecureEndpoint:
     """
     What the secure server and client endpoints share: the endpoint they
     wrap, the handshake's timeout and log wording, and the TLS options,
@@ -327,6 +331,8 @@ class _SecureEndpoint:
     """
 
     log = Logger()
+    #: it refuses no connection for a cap
+    refused = NOTHING
 
     def __init__(self, endpoint, make, clock, timeout, log_tag, hint):
         """
@@ -367,14 +373,14 @@ class _SecureEndpoint:
 
 
 @implementer(IStreamServerEndpoint, IOpenSSLServerConnectionCreator)
-class SecureServerEndpoint(_SecureEndpoint):
+class SecureServerEndpoint(SecureEndpoint):
     """
     Any stream server endpoint, with TLS on every connection it accepts;
     a connection reaches the factory once its handshake is done.
     """
 
     def __init__(self, endpoint, make, clock, timeout, log_tag="TLS", hint="is the peer a plain TCP connector?"):
-        _SecureEndpoint.__init__(self, endpoint, make, clock, timeout, log_tag, hint)
+        SecureEndpoint.__init__(self, endpoint, make, clock, timeout, log_tag, hint)
 
     def serverConnectionForTLS(self, tlsProtocol):
         # the options in use now, so that a reload reaches the next
@@ -389,7 +395,7 @@ class SecureServerEndpoint(_SecureEndpoint):
 
 
 @implementer(IStreamClientEndpoint)
-class SecureClientEndpoint(_SecureEndpoint):
+class SecureClientEndpoint(SecureEndpoint):
     """
     Any stream client endpoint, with TLS: C{connect} fires once the
     handshake is done, and fails with L{HandshakeFailed} or
@@ -397,7 +403,7 @@ class SecureClientEndpoint(_SecureEndpoint):
     """
 
     def __init__(self, endpoint, make, clock, timeout, log_tag="TLS", hint="is the server a plain TCP connector?"):
-        _SecureEndpoint.__init__(self, endpoint, make, clock, timeout, log_tag, hint)
+        SecureEndpoint.__init__(self, endpoint, make, clock, timeout, log_tag, hint)
 
     def connect(self, factory):
         gates = None
@@ -428,6 +434,7 @@ class SecureClientEndpoint(_SecureEndpoint):
 EXPIRY_WARNING = 7 * 24 * 3600.0
 
 
+@implementer(ICertificateWatch)
 class CertificateWatch(Service):
     """
     Warns of certificates that expire: at start, of any within a week of

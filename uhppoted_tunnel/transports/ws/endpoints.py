@@ -17,6 +17,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.link.limits import NOTHING
+
 from uhppoted_tunnel.transports.ws.maker import PHRASES, shown
 from uhppoted_tunnel.transports.ws.protocol import _AUTOBAHN_LOG, WSClientProtocol, WSServerProtocol
 from uhppoted_tunnel.core.throttle import Throttle
@@ -182,7 +185,7 @@ class WSServerFactory(WebSocketServerFactory):
         return gatherResults(closing, consumeErrors=True)
 
 
-@implementer(IStreamServerEndpoint)
+@implementer(IStreamServerEndpoint, ICountingEndpoint)
 class WebSocketServerEndpoint:
     """
     Any stream server endpoint (TLS-wrapped for C{wss/}), with the
@@ -192,6 +195,9 @@ class WebSocketServerEndpoint:
     :ivar secure: the L{uhppoted_tunnel.transports.tls.secure.SecureServerEndpoint}
         under it, or C{None}.
     """
+
+    #: the upgrade counts none of it: the endpoints it wraps do
+    handshake_failures = refused = NOTHING
 
     def __init__(self, endpoint, policy, settings, clock, log_tag, secure=None):
         self.endpoint = endpoint
@@ -254,7 +260,7 @@ class WSClientFactory(WebSocketClientFactory):
                 self.ready.callback(outcome)
 
 
-@implementer(IStreamClientEndpoint)
+@implementer(IStreamClientEndpoint, ICountingEndpoint)
 class WebSocketClientEndpoint:
     """
     Any stream client endpoint (TLS-wrapped for C{wss/}), with the
@@ -265,6 +271,9 @@ class WebSocketClientEndpoint:
     :ivar secure: the L{uhppoted_tunnel.transports.tls.secure.SecureClientEndpoint}
         under it, or C{None}.
     """
+
+    #: the upgrade counts none of it: the endpoints it wraps do
+    handshake_failures = refused = NOTHING
 
     def __init__(self, endpoint, host, port, path, token, settings, clock, log_tag, secure=None):
         """
