@@ -18,16 +18,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
-from uhppoted_tunnel.transports.ws.maker import (
+from uhppoted_tunnel.transports.ws.maker import WSConnectorMaker, read_token, split_path
+from uhppoted_tunnel.transports.ws.upgrade import (
     DEFAULT_PATH,
     ForwardedAddress,
     Refusal,
     UpgradePolicy,
-    WSConnectorMaker,
     parse_request,
     parse_status,
-    read_token,
-    split_path,
 )
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker
 from uhppoted_tunnel.app.spec import parse
@@ -981,7 +979,7 @@ class BinaryFrameTests(SynchronousTestCase):
         """
         from autobahn.websocket.xormasker import create_xor_masker
 
-        from uhppoted_tunnel.transports.ws.protocol import binary_frame
+        from uhppoted_tunnel.transports.ws.message import binary_frame
 
         for size in (0, 1, 5, 70, 125, 126, 1030, 65535, 65536):
             payload = (bytes(range(256)) * (size // 256 + 1))[:size]

@@ -20,8 +20,8 @@ from zope.interface import implementer
 from uhppoted_tunnel.interfaces import ICountingEndpoint
 from uhppoted_tunnel.link.limits import NOTHING
 
-from uhppoted_tunnel.transports.ws.maker import PHRASES, shown
-from uhppoted_tunnel.transports.ws.protocol import _AUTOBAHN_LOG, WSClientProtocol, WSServerProtocol
+from uhppoted_tunnel.transports.ws.upgrade import PHRASES, shown
+from uhppoted_tunnel.transports.ws.protocol import AUTOBAHN_LOG, WSClientProtocol, WSServerProtocol
 from uhppoted_tunnel.core.throttle import Throttle
 
 #: Seconds a peer has to answer a close frame before the connection is
@@ -150,12 +150,12 @@ class WSServerFactory(WebSocketServerFactory):
 
     protocol = WSServerProtocol
     noisy = False
-    log = _AUTOBAHN_LOG
+    log = AUTOBAHN_LOG
 
     def __init__(self, wrapped, policy, settings, clock, log_tag):
         """
         :param wrapped: the end's factory.
-        :param policy: the L{uhppoted_tunnel.transports.ws.maker.UpgradePolicy}.
+        :param policy: the L{uhppoted_tunnel.transports.ws.upgrade.UpgradePolicy}.
         :param settings: see L{uhppoted_tunnel.transports.ws.maker.ws_settings}.
         :param clock: an C{IReactorTime}.
         :param log_tag: the end's log tag.
@@ -239,7 +239,7 @@ class WSClientFactory(WebSocketClientFactory):
 
     protocol = WSClientProtocol
     noisy = False
-    log = _AUTOBAHN_LOG
+    log = AUTOBAHN_LOG
 
     def __init__(self, wrapped, endpoint, ready):
         WebSocketClientFactory.__init__(self, useragent=USER_AGENT, reactor=endpoint.clock)
