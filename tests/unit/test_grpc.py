@@ -16,7 +16,8 @@ from tests import certs
 from tests.unit.test_grpcloop import FakeLoop, FakePump
 from uhppoted_tunnel.transports.grpc.maker import GRPCConnection, GRPCConnectorMaker
 from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout, StreamTransport
-from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory, ServerEnd
+from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd
+from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.link.limits import limit_connections
 from uhppoted_tunnel.app.spec import parse

@@ -28,7 +28,8 @@ from uhppoted_tunnel.interfaces import (
     ISecureEnd,
     ITally,
 )
-from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory, ServerEnd
+from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd
+from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.link.framed import FramedProtocol
 from uhppoted_tunnel.link.limits import limit_endpoint
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter

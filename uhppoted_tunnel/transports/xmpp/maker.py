@@ -43,7 +43,8 @@ from zope.interface import alsoProvides, implementer
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.link.bind import check_interface
 from uhppoted_tunnel.transports import proxy
-from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory
+from uhppoted_tunnel.link.ends import ClientEnd
+from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.link.framed import tune
 from uhppoted_tunnel.transports.tls.secure import watch_certificates
 from uhppoted_tunnel.transports.xmpp.frames import (
