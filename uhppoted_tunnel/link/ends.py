@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from zope.interface import directlyProvides, implementer
 
 from uhppoted_tunnel.core.addresses import format_address, is_loopback
-from uhppoted_tunnel.core.relays import TracingRelay, relay_for
+from uhppoted_tunnel.core.relay import TracingRelay
+from uhppoted_tunnel.core.relays import relay_for
 from uhppoted_tunnel.interfaces import IN, OUT, IEnd, IInEnd, IOutEnd, ISecureEnd, ITally
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, EndLifecycle
 from uhppoted_tunnel.link.factory import FrameFactory
