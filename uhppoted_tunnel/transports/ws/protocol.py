@@ -4,7 +4,7 @@ The WebSocket upgrade and messages of the C{ws/} and C{wss/} ends, with
 autobahn's Twisted API (C{autobahn.twisted.websocket}).
 
 A connection is an autobahn protocol until its upgrade succeeds; then, as
-L{uhppoted_tunnel.transports.tls.secure.HandshakeGate} does after a TLS
+L{uhppoted_tunnel.transports.tls.handshake.HandshakeGate} does after a TLS
 handshake, it builds the end's own protocol (a
 L{uhppoted_tunnel.link.framed.FramedProtocol}, inside C{ClientService}'s proxy on
 a client) and connects it to a L{MessageTransport}: every frame it writes

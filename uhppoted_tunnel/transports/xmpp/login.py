@@ -30,7 +30,8 @@ from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
 
 from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT
-from uhppoted_tunnel.transports.tls.secure import SecureEndpoint, tls_reason
+from uhppoted_tunnel.transports.tls.handshake import tls_reason
+from uhppoted_tunnel.transports.tls.secure import SecureEndpoint
 
 #: The port of an XMPP domain that publishes no SRV records (RFC 6120 3.2.2).
 XMPP_CLIENT_PORT = 5222
