@@ -193,16 +193,16 @@ class MonitorService(EndLifecycle, Service):
     log = Logger()
     log_tag = "METRICS"
     role = "metrics"
-    #: the status page mounted at C{/}, stopped with the service
-    page = None
-
-    def __init__(self, spec, endpoint, root, reactor, settings):
+    def __init__(self, spec, endpoint, root, reactor, settings, page=None):
         """
         :param spec: the address as a L{ConnectorSpec}.
         :param endpoint: the (capped) endpoint to listen on.
         :param root: the root resource (L{site_root}).
         :param settings: the tunnel's options (C{http-request-timeout}).
+        :param page: the status page mounted at C{/}, stopped with the
+            service, or C{None}.
         """
+        self.page = page
         self.spec = spec
         self.endpoint = endpoint
         self.reactor = reactor
@@ -268,6 +268,4 @@ def monitor_service(address, telemetry, settings, reactor, page=None):
     except ValueError as e:
         raise ValueError("--metrics: {}".format(e)) from None
     endpoint = limit_endpoint(listening, settings, reactor, MonitorService.log_tag)
-    service = MonitorService(spec, endpoint, site_root(telemetry, page=page), reactor, settings)
-    service.page = page
-    return service
+    return MonitorService(spec, endpoint, site_root(telemetry, page=page), reactor, settings, page)
