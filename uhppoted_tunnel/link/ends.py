@@ -1,10 +1,15 @@
 # -*- test-case-name: tests.unit.test_stream,tests.unit.test_events -*-
 """
-The stream ends: C{tcp/server} and C{tcp/client}, each as an in or an out
-end, written once for every byte-stream transport. A secure transport
-(C{tls/}) is the same ends over other endpoints: its handshake, timeout
-and diagnosis live in its own module, which hands these ends only
-connections that are ready.
+The ends of every transport: L{ServerEnd} listens and L{ClientEnd} dials,
+each as an in or an out end. A transport supplies only an endpoint whose
+C{listen} or C{connect} hands the end connections that are ready for
+frames (after a handshake or an upgrade, if any), the connection class
+its factory builds (providing
+L{uhppoted_tunnel.interfaces.IFrameConnection}, and reporting to the
+factory as L{uhppoted_tunnel.interfaces.IConnectionReporter} declares)
+and, if secure, its certificates' watch and reloader; its maker
+(L{uhppoted_tunnel.transports.tcp.maker} for the stream transports)
+builds the end with them.
 
 What an end does with frames is its relay's
 (L{uhppoted_tunnel.core.relays}): the end owns the listening or the
