@@ -32,7 +32,8 @@ class StreamConnectorMaker:
     log_tag = "TCP"
     #: whether the transport authenticates and encrypts its peers
     secure = False
-    #: the connection its endpoints connect (see L{FrameFactory.protocol})
+    #: the connection the ends' factory builds and its endpoints connect (see
+    #: L{uhppoted_tunnel.link.factory.FrameFactory})
     protocol = FramedProtocol
 
     def __init__(self, kind="tcp"):
