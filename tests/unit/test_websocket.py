@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests import certs
 from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
 from uhppoted_tunnel.transports.ws.maker import WSConnectorMaker, read_token, split_path
 from uhppoted_tunnel.transports.ws.upgrade import (
@@ -27,7 +28,7 @@ from uhppoted_tunnel.transports.ws.upgrade import (
     parse_request,
     parse_status,
 )
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, ICountingEndpoint, ISecureEnd
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameDecoder, encode
@@ -400,6 +401,26 @@ class MakerTests(SynchronousTestCase):
             e = self.assertRaises(ValueError, maker.makeEnd, spec_of(text, maker), role, settings, RecordingRouter(),
                                   FakeReactor())
             self.assertIn("--cert", str(e))
+
+    def test_secureInterfaces(self):
+        """
+        A wss/ end provides L{ISecureEnd}; its endpoints, and those of a
+        ws/ end, provide L{ICountingEndpoint}.
+        """
+        files = certs.make(self.mktemp())
+        maker = WSConnectorMaker("wss")
+        for text, role, side in (("wss/server:127.0.0.1:0/t", IN, "server"), ("wss/client:localhost:443/t", OUT,
+                                                                              "client")):
+            cert, key = files[side]
+            settings = dict(SETTINGS, **{"ca-cert": files["ca"][0], "cert": cert, "key": key, "client-auth": True})
+            end = maker.makeEnd(spec_of(text, maker), role, settings, RecordingRouter(), FakeReactor())
+            verifyObject(ISecureEnd, end)
+            verifyObject(ICountingEndpoint, end.endpoint)
+            verifyObject(ICountingEndpoint, end.endpoint.secure)
+        for text, role in (("ws/server:127.0.0.1:0/t", IN), ("ws/client:localhost:443/t", OUT)):
+            end = make(text, role, RecordingRouter())[0]
+            self.assertFalse(ISecureEnd.providedBy(end))
+            verifyObject(ICountingEndpoint, end.endpoint)
 
     def test_clientNeedsHostPort(self):
         """
