@@ -405,12 +405,15 @@ class XMPPEnd(ClientEnd):
 
     factory_class = XMPPFactory
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint, peer):
+    def __init__(self, spec, role, router, reactor, settings, endpoint, peer, watch=None):
         """
-        :param endpoint: the L{XMPPClientEndpoint}.
+        :param endpoint: the L{XMPPClientEndpoint}, which reloads the
+            certificates on SIGHUP.
         :param peer: the L{Peer}.
+        :param watch: the certificates' expiry watch, or C{None}.
         """
-        ClientEnd.__init__(self, spec, role, router, reactor, settings, endpoint, "XMPP")
+        ClientEnd.__init__(self, spec, role, router, reactor, settings, endpoint, "XMPP", watch=watch,
+                           reloader=endpoint)
         self.factory.peer = peer
         self.factory.lost = partial(ClientEnd.connectionClosed, self, None)
 
@@ -504,10 +507,8 @@ class XMPPConnectorMaker:
         endpoint = XMPPClientEndpoint(dial, server, account, password,
                                       lambda: tls.client_options(settings, account.host), reactor,
                                       settings["handshake-timeout"])
-        end = XMPPEnd(spec, role, router, reactor, settings, endpoint, peer)
-        end.watch = watch_certificates(settings, "client", reactor, self.log_tag)
-        end.watch.setServiceParent(end)
-        end.reloadCertificates = endpoint.reloadCertificates
+        end = XMPPEnd(spec, role, router, reactor, settings, endpoint, peer,
+                      watch_certificates(settings, "client", reactor, self.log_tag))
         alsoProvides(end, IInEnd if role == IN else IOutEnd)
         if warning is not None:
             self.log.warn("{warning}", warning=warning)
