@@ -19,6 +19,7 @@ from zope.interface.verify import verifyObject
 
 from tests import certs
 from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
+from uhppoted_tunnel.transports.ws.connection import WSConnection
 from uhppoted_tunnel.transports.ws.maker import WSConnectorMaker, read_token, split_path
 from uhppoted_tunnel.transports.ws.upgrade import (
     DEFAULT_PATH,
@@ -28,7 +29,7 @@ from uhppoted_tunnel.transports.ws.upgrade import (
     parse_request,
     parse_status,
 )
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, ICountingEndpoint, ISecureEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, ICountingEndpoint, IFrameConnection, ISecureEnd
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameDecoder, encode
@@ -523,6 +524,16 @@ class ServerUpgradeTests(_ServerTests, SynchronousTestCase):
         [connection] = self.end.connections
         self.assertEqual(connection.peer, "127.0.0.1:50000")
 
+    def test_connectionInterface(self):
+        """
+        Once upgraded, the end's connection is the WebSocket transport's
+        own L{WSConnection}, providing L{IFrameConnection}.
+        """
+        self.upgraded()
+        [connection] = self.end.connections
+        self.assertIsInstance(connection, WSConnection)
+        verifyObject(IFrameConnection, connection)
+
     def test_notReadyBeforeUpgrade(self):
         """
         A connection is not the relay's until its upgrade succeeds, and a
@@ -1000,7 +1011,7 @@ class BinaryFrameTests(SynchronousTestCase):
         """
         from autobahn.websocket.xormasker import create_xor_masker
 
-        from uhppoted_tunnel.transports.ws.message import binary_frame
+        from uhppoted_tunnel.transports.ws.connection import binary_frame
 
         for size in (0, 1, 5, 70, 125, 126, 1030, 65535, 65536):
             payload = (bytes(range(256)) * (size // 256 + 1))[:size]

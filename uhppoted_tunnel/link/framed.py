@@ -129,6 +129,8 @@ class FramedProtocol(WhenClosed, Protocol):
     never slows the others.
 
     :ivar stalled: True while the peer is not reading what is sent to it.
+    :ivar socket_transport: the transport nearest the socket, whose
+        producer the protocol is.
     """
 
     log = Logger()
@@ -146,8 +148,8 @@ class FramedProtocol(WhenClosed, Protocol):
         # the socket's transport, under TLS if any: its buffer is what is
         # queued for the peer (and a producer on a TLS transport would hold
         # up its close)
-        self._socket = underlying(self.transport)
-        self._socket.registerProducer(self, True)
+        self.socket_transport = underlying(self.transport)
+        self.socket_transport.registerProducer(self, True)
         factory = self.factory
         tune(self.transport, factory.max_send_queue, factory.dead_peer_timeout)
         factory.connectionReady(self)
@@ -160,7 +162,7 @@ class FramedProtocol(WhenClosed, Protocol):
         if self.stalled:
             return
         self.stalled = True
-        self._socket.pauseProducing()
+        self.socket_transport.pauseProducing()
         timeout = self.factory.stall_timeout
         if timeout is not None:
             self._stall = self.factory.clock.callLater(timeout, self._stalledTooLong, timeout)
@@ -175,7 +177,7 @@ class FramedProtocol(WhenClosed, Protocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
-        self._socket.resumeProducing()
+        self.socket_transport.resumeProducing()
 
     def stopProducing(self):
         pass

@@ -34,6 +34,7 @@ from uhppoted_tunnel.core.addresses import go_address, parse_networks
 from uhppoted_tunnel.core.frames import HEADER_SIZE
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, SecureServerEndpoint, watch_certificates
+from uhppoted_tunnel.transports.ws.connection import WSConnection
 from uhppoted_tunnel.transports.ws.upgrade import DEFAULT_PATH, UpgradePolicy
 
 #: Seconds between pings (C{--ws-ping}); a pong must come within as long.
@@ -147,6 +148,7 @@ class WSConnectorMaker(StreamConnectorMaker):
     """
 
     log = Logger()
+    protocol = WSConnection
 
     def __init__(self, kind="ws"):
         StreamConnectorMaker.__init__(self, kind)

@@ -5,13 +5,13 @@ autobahn's Twisted API (C{autobahn.twisted.websocket}).
 
 A connection is an autobahn protocol until its upgrade succeeds; then, as
 L{uhppoted_tunnel.transports.tls.handshake.HandshakeGate} does after a TLS
-handshake, it builds the end's own protocol (a
-L{uhppoted_tunnel.link.framed.FramedProtocol}, inside C{ClientService}'s proxy on
-a client) and connects it to a L{MessageTransport}: every frame it writes
-goes out as one binary message, and every binary message that holds
-exactly one frame goes to it. Flow control, the stall timeout, dropped
-frames, the relays and the reconnect loop are therefore the stream ends'
-own. A client endpoint's C{connect} fires only once the upgrade has
+handshake, it builds the end's own connection (a
+L{uhppoted_tunnel.transports.ws.connection.WSConnection}, inside
+C{ClientService}'s proxy on a client) and connects it to itself: every
+binary message that holds exactly one frame goes to it, and it writes
+each frame as one binary message. Flow control, the stall timeout,
+dropped frames, the relays and the reconnect loop are therefore the
+stream ends' own. A client endpoint's C{connect} fires only once the upgrade has
 succeeded and fails, with the server's answer, when it does not, so that
 C{ClientService} counts a failed attempt.
 
@@ -19,10 +19,7 @@ The factories and endpoints (and the end's throttled warnings) are in
 L{uhppoted_tunnel.transports.ws.endpoints}: every timer autobahn sets (the
 opening and closing handshakes, pings) runs on the end's clock, and
 autobahn's own log lines are kept at debug level: what matters the end
-says itself, throttled. On the hot path a tunnel
-frame is written as one binary WebSocket frame by
-L{uhppoted_tunnel.transports.ws.message} rather than through autobahn's
-C{sendMessage}; everything received is autobahn's to parse.
+says itself, throttled. Everything received is autobahn's to parse.
 """
 
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
@@ -33,7 +30,6 @@ from twisted.python.failure import Failure
 from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.link.ends import LinkRefused
 from uhppoted_tunnel.link.framed import WhenClosed
-from uhppoted_tunnel.transports.ws.message import MessageTransport
 from uhppoted_tunnel.transports.ws.upgrade import MAX_HEAD, PHRASES, Refusal, parse_request, parse_status, shown
 from uhppoted_tunnel.core.frames import HEADER_SIZE
 
@@ -101,7 +97,8 @@ class _Frames(WhenClosed):
 
     def upgraded(self):
         """
-        The upgrade succeeded: build the end's protocol and connect it.
+        The upgrade succeeded: build the end's connection and connect it
+        to this protocol.
 
         :return: the end's protocol, or C{None} when the end refused it
             (the connection is then dropped).
@@ -112,9 +109,22 @@ class _Frames(WhenClosed):
             self.dropConnection(abort=True)
             return None
         self.frames = frames
-        self._deliver = frames.dataReceived
-        frames.makeConnection(MessageTransport(self, self.address, self.maxMessagePayloadSize))
+        self._deliver = frames.messageReceived
+        frames.makeConnection(self)
         return frames
+
+    def loseConnection(self):
+        """
+        As the end's connection's transport: close once what is queued is
+        sent (see L{closeGracefully}).
+        """
+        self.closeGracefully()
+
+    def abortConnection(self):
+        """
+        As the end's connection's transport: drop the socket at once.
+        """
+        self.transport.abortConnection()
 
     def dataReceived(self, data):
         # autobahn's logs each read at debug level, formatting the log's
@@ -131,7 +141,7 @@ class _Frames(WhenClosed):
     def unregisterProducer(self):
         # autobahn calls this on every drop, for a producer registered
         # through it; the only one here is the end's protocol, registered
-        # on the socket (see MessageTransport), which lets go of it when
+        # on the socket (see WSConnection), which lets go of it when
         # the connection is lost
         pass
 
