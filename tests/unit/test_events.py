@@ -16,7 +16,7 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.core.events import SESSION_ID, EventBuffer, SeenEvents, session_frame
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.options import Options

@@ -17,7 +17,7 @@ from zope.interface.verify import verifyObject
 from uhppoted_tunnel.app import config
 from uhppoted_tunnel.ends.ip import IPConnectorMaker
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.throttle import WARN_INTERVAL
 from uhppoted_tunnel.app.spec import connector_makers, parse
@@ -116,6 +116,8 @@ class RoutingTests(EndTestsMixin, SynchronousTestCase):
         as IP.
         """
         verifyObject(IOutEnd, self.end)
+        verifyObject(ITally, self.end)
+        verifyObject(IControllerObserver, self.end)
         self.assertEqual((self.end.role, self.end.events, self.end.log_tag), (OUT, False, "IP"))
         self.assertEqual(self.end.spec.text, "ip/out:192.168.1.255:60000")
 

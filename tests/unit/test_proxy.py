@@ -26,7 +26,7 @@ from uhppoted_tunnel.app import config
 from uhppoted_tunnel.transports.proxy.choice import choose, no_proxy_matches
 from uhppoted_tunnel.transports.proxy.connect import MAX_ANSWER, ProxyEndpoint, ProxyRefused
 from uhppoted_tunnel.transports.proxy.urls import DEFAULT_PORT, Proxy, ProxyError, parse_proxy
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.interfaces import OUT
 from uhppoted_tunnel.app.options import Options

@@ -8,7 +8,7 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udp import ListenEnd, UDPConnectorMaker
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, IOutEnd, ITally
 from uhppoted_tunnel.core.packets import request_key
 from uhppoted_tunnel.app.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
@@ -50,6 +50,8 @@ class BroadcastEndTests(SynchronousTestCase):
         The end provides L{IOutEnd}.
         """
         verifyObject(IOutEnd, self.end)
+        verifyObject(ITally, self.end)
+        verifyObject(IControllerObserver, self.end)
 
     def test_unicast(self):
         """
@@ -256,6 +258,8 @@ class ListenEndTests(SynchronousTestCase):
         The end provides L{IInEnd} and listens where it was told.
         """
         verifyObject(IInEnd, self.end)
+        verifyObject(ITally, self.end)
+        verifyObject(IControllerObserver, self.end)
         self.assertEqual((self.port.interface, self.port.port), ("127.0.0.1", 60000))
 
     def test_replyGoesToSender(self):
