@@ -77,10 +77,10 @@ class IConnectorPlugin(IConnectorMaker):
     both kinds of plugin.
     """
 
-    name = Attribute("The transport's name, e.g. C{\"zmq\"}.")
+    name = Attribute("The transport's name, e.g. C{\"tcp\"}.")
     title = Attribute("How C{--help} titles the group of its options.")
     module = Attribute("The name of the module that builds its ends, imported by L{load}.")
-    extra = Attribute("The pip extra that module needs (C{\"zmq\"}), or C{None} for the core install.")
+    extra = Attribute("The pip extra that module needs (C{\"ws\"}), or C{None} for the core install.")
     options = Attribute("A tuple of L{uhppoted_tunnel.core.declare.Option}: its flags and TOML keys.")
     secure = Attribute("The prefixes whose ends use TLS (C{check} examines their certificates).")
 
@@ -155,7 +155,7 @@ class IOutEnd(IEnd):
 class IFrameConnection(Interface):
     """
     What a relay may use of one connection of any transport (a TCP or TLS
-    stream, a WebSocket, ...): a connection carries whole frames
+    stream, a message transport's peer, ...): a connection carries whole frames
     C{(id, payload)}.
     """
 
@@ -192,8 +192,8 @@ class IConnectionReporter(IProtocolFactory):
     (which gives it C{factory}, C{relay} and C{log_tag}) and connected
     (C{makeConnection}) only once it is ready for frames: a byte stream's
     L{uhppoted_tunnel.link.framed.FramedProtocol} over TCP, or after a TLS
-    handshake or a WebSocket upgrade; a message transport's own protocol
-    (one gRPC call, one ZeroMQ peer, one XMPP peer) connected to that
+    handshake or an upgrade; a message transport's own protocol
+    (one call, one peer) connected to that
     transport when the peer is known. It provides L{IFrameConnection}; it
     calls L{connectionReady} from its C{connectionMade} and
     L{connectionClosed} from its C{connectionLost}, and hands each frame

@@ -88,12 +88,12 @@ class ConnectorPlugin:
     A connector plugin's declaration, and the lazy L{IConnectorMaker} that
     builds its ends once the named module is imported.
 
-    :param name: the transport's name (C{"zmq"}), which titles its options.
+    :param name: the transport's name (C{"tcp"}), which titles its options.
     :param maker: C{"module:attribute"}: a callable that, given
         C{arguments}, returns the L{IConnectorMaker}.
     :param kinds: C{prefix -> (roles, relays events)}, in order.
     :param arguments: passed to C{maker}.
-    :param extra: the pip extra C{module} needs (C{"zmq"}), or C{None} for
+    :param extra: the pip extra C{module} needs (C{"ws"}), or C{None} for
         the core install.
     :param options: the transport's L{Option}s.
     :param secure: the prefixes whose ends use TLS, which C{check} examines

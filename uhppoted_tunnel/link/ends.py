@@ -262,7 +262,7 @@ class ClientEnd(StreamEnd):
         :param endpoint: the C{IStreamClientEndpoint} to dial, whose
             C{connect} fires once the connection is ready for frames. An
             endpoint that is also an C{IService} (a session that outlives
-            its attempts, as an XMPP login does) runs as the end's child,
+            its attempts, as a login to a message server does) runs as the end's child,
             stopped before the end's C{ClientService}.
 
         The other parameters are L{StreamEnd}'s.
