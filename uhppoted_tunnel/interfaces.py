@@ -54,7 +54,7 @@ class IConnectorMaker(Interface):
         """
         Build an end.
 
-        :param spec: the parsed L{uhppoted_tunnel.app.spec.ConnectorSpec}.
+        :param spec: the parsed L{uhppoted_tunnel.core.spec.ConnectorSpec}.
         :param role: L{IN} or L{OUT}.
         :param settings: the tunnel's L{uhppoted_tunnel.app.options.Options}.
         :param router: the tunnel's router, which an in end hands each
@@ -107,7 +107,7 @@ class IEnd(IService):
     link = Attribute(
         "Its L{uhppoted_tunnel.link.lifecycle.LinkState}: whether it is up, and since when "
         "(L{uhppoted_tunnel.link.lifecycle.EndLifecycle} gives every end one).")
-    spec = Attribute("The L{uhppoted_tunnel.app.spec.ConnectorSpec} it was made from.")
+    spec = Attribute("The L{uhppoted_tunnel.core.spec.ConnectorSpec} it was made from.")
     events = Attribute(
         "True when the end relays events one way and never answers or "
         "waits for replies."

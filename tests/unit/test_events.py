@@ -21,7 +21,7 @@ from uhppoted_tunnel.core.events import SESSION_ID, EventBuffer, SeenEvents, ses
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.packets import event_key
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 from uhppoted_tunnel.app.tunnel import TunnelService
 from uhppoted_tunnel.core.frames import FrameDecoder, encode

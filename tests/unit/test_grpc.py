@@ -30,7 +30,7 @@ from uhppoted_tunnel.interfaces import (
     ISecureEnd,
 )
 from uhppoted_tunnel.link.limits import limit_connections
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameTooLong
 

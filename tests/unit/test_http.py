@@ -19,7 +19,8 @@ from uhppoted_tunnel.app import config
 from uhppoted_tunnel.observe import jsonapi
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd, ISecureEnd, ITally, ITelemetryServer
 from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.app.spec import connector_makers, parse
+from uhppoted_tunnel.app.spec import connector_makers
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor
 
 SERIALS = emulator.DEFAULT_SERIALS

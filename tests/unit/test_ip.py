@@ -20,7 +20,8 @@ from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.throttle import WARN_INTERVAL
-from uhppoted_tunnel.app.spec import connector_makers, parse
+from uhppoted_tunnel.app.spec import connector_makers
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, packet
 
 GET_STATUS = 0x20

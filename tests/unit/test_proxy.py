@@ -30,7 +30,7 @@ from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.interfaces import OUT
 from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor
 
 PROXY = Proxy("127.0.0.1", 3128)

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests import certs
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.core.counts import Tally, tally
 from uhppoted_tunnel.core.relays import relay_for
 from uhppoted_tunnel.interfaces import (

@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from uhppoted_tunnel.link.ends import retry_policy
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameDecoder, encode
 

@@ -15,7 +15,7 @@ from uhppoted_tunnel.core.counts import Controllers, Latency, Tally, decode_even
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, SOCKET, LinkState
 from uhppoted_tunnel.core.router import Router
 from uhppoted_tunnel.interfaces import ITally
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.observe.telemetry import RATE_WINDOW, Telemetry, TelemetryService, WarningLog
 
 SERIAL = 405419896

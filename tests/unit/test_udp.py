@@ -10,7 +10,7 @@ from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udp import ListenEnd, UDPConnectorMaker
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, IOutEnd, ITally
 from uhppoted_tunnel.core.packets import request_key
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
 GET_CONTROLLER = 0x94
@@ -328,7 +328,7 @@ class MakerTests(SynchronousTestCase):
         Binding a UDP end to an interface that does not exist is refused
         before anything listens.
         """
-        from uhppoted_tunnel.app.spec import ConnectorSpec as Spec
+        from uhppoted_tunnel.core.spec import ConnectorSpec as Spec
 
         settings = {"debug": False, "max-payload": 1024, "udp-timeout": 1.0, "events": False}
         bound = Spec("udp/listen::nosuch0:127.0.0.1:0", "udp/listen:", "nosuch0", "127.0.0.1:0")

@@ -30,7 +30,7 @@ from uhppoted_tunnel.transports.ws.upgrade import (
     parse_status,
 )
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, ICountingEndpoint, IFrameConnection, ISecureEnd
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameDecoder, encode
 

@@ -40,7 +40,7 @@ from uhppoted_tunnel.transports.xmpp.login import _LoginStream
 from uhppoted_tunnel.core.counts import tally
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd, ISecureEnd
 from uhppoted_tunnel.link.lifecycle import CONNECTING, UP
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
 MAKER = XMPPConnectorMaker()

@@ -36,7 +36,7 @@ from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udp import udp_address
 from uhppoted_tunnel.interfaces import OUT, IConnectorMaker, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.core.packets import controller_serial
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 
 
 @implementer(IOutEnd, ITally, IControllerObserver)

@@ -39,7 +39,7 @@ from uhppoted_tunnel.observe.jsonapi import respond
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.observe.metrics import registry_for
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.observe.web import DEFAULT_REQUEST_TIMEOUT, ConnectionTracker, QuietSite, add_security_headers
 
 #: The paths served, in the order an index lists them.

@@ -59,7 +59,7 @@ def split_path(spec):
     """
     Split the path from a WebSocket connector's address.
 
-    :param spec: the parsed L{uhppoted_tunnel.app.spec.ConnectorSpec}, its
+    :param spec: the parsed L{uhppoted_tunnel.core.spec.ConnectorSpec}, its
         address C{HOST:PORT[/PATH]} (or C{systemd[:N|:NAME][/PATH]}, or a
         Twisted endpoint description, which takes the default path).
     :return: C{(spec, path)}: the spec with the address alone, and the path.
