@@ -10,7 +10,7 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app.options import Options, grouped_usage
 from uhppoted_tunnel.app.spec import Makers, connector_plugins
-from uhppoted_tunnel.core.declare import BOTH, FLAG, LIST, ConnectorPlugin, Option, stream_kinds
+from uhppoted_tunnel.core.declare import BOTH, FLAG, LIST, ConnectorPlugin, MissingExtra, Option, stream_kinds
 from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IConnectorPlugin
 
 
@@ -82,6 +82,56 @@ class ConnectorPluginTests(SynchronousTestCase):
         self.assertIsNone(plugin._loaded)
         self.assertIsInstance(makers["fake/client:"], MadeMaker)
         self.assertIs(makers["plain/"], plain)
+
+
+class MissingExtraTests(SynchronousTestCase):
+    """
+    A connector whose transport needs a package that is not installed is a
+    one-line configuration error naming the pip extra, not a traceback.
+    """
+
+    def absent(self, extra="zmq"):
+        return ConnectorPlugin("zmq", "tests.unit.absentextra:Maker", stream_kinds("zmq"), extra=extra)
+
+    def test_load(self):
+        """
+        L{ConnectorPlugin.load} raises L{MissingExtra} (a C{ValueError})
+        naming the missing package and the command that installs it.
+        """
+        e = self.assertRaises(MissingExtra, self.absent().load)
+        self.assertIsInstance(e, ValueError)
+        self.assertEqual((e.extra, e.missing), ("zmq", "uhppoted_tunnel_test_absent_package"))
+        self.assertEqual(str(e), "the zmq/ connectors need the Python package 'uhppoted_tunnel_test_absent_package', "
+                                 "which is not installed: pip install 'uhppoted-tunnel[zmq]'")
+
+    def test_coreModuleMissing(self):
+        """
+        A plugin of the core install (no extra) whose module cannot be
+        imported is a bug, and raises the import error as it is.
+        """
+        self.assertRaises(ModuleNotFoundError, self.absent(extra=None).load)
+
+    def test_ownModuleMissing(self):
+        """
+        A plugin naming a module of this package that does not exist is a
+        bug too, whatever its extra.
+        """
+        plugin = ConnectorPlugin("zmq", "uhppoted_tunnel.no_such_module:Maker", stream_kinds("zmq"), extra="zmq")
+        self.assertRaises(ModuleNotFoundError, plugin.load)
+
+    def test_options(self):
+        """
+        Naming such a connector fails option parsing (what C{run},
+        C{check} and twistd do first) with that one line.
+        """
+        udp = [plugin for plugin in connector_plugins() if plugin.name == "udp"]
+        options = Options(makers=Makers(udp + [self.absent()]))
+        e = self.assertRaises(usage.UsageError, options.parseOptions,
+                              ["--in", "udp/listen:127.0.0.1:60000", "--out", "zmq/server:127.0.0.1:12345"])
+        self.assertEqual(str(e), "--out: the zmq/ connectors need the Python package "
+                                 "'uhppoted_tunnel_test_absent_package', which is not installed: "
+                                 "pip install 'uhppoted-tunnel[zmq]'")
+        self.assertNotIn("\n", str(e))
 
 
 class InstalledPluginTests(SynchronousTestCase):

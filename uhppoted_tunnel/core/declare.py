@@ -27,6 +27,26 @@ PARAMETER, FLAG, LIST = "parameter", "flag", "list"
 
 BOTH = frozenset([IN, OUT])
 
+#: the distribution's name, as pip knows it
+DISTRIBUTION = "uhppoted-tunnel"
+
+
+class MissingExtra(ValueError):
+    """
+    A connector's transport needs a package that is not installed: its pip
+    extra was not asked for. The message is one line that names the
+    command which installs it.
+    """
+
+    def __init__(self, plugin, missing):
+        ValueError.__init__(
+            self,
+            "the {name}/ connectors need the Python package '{missing}', which is not installed: "
+            "pip install '{distribution}[{extra}]'".format(
+                name=plugin.name, missing=missing, distribution=DISTRIBUTION, extra=plugin.extra))
+        self.extra = plugin.extra
+        self.missing = missing
+
 
 @dataclass(frozen=True)
 class Option:
@@ -131,10 +151,19 @@ class ConnectorPlugin:
         Import the module and make the maker, once.
 
         :return: the L{IConnectorMaker} provider.
+        :raise MissingExtra: when the module needs a package that is not
+            installed and the plugin declares the extra that brings it.
         """
         if self._loaded is None:
             module, _, attribute = self.maker.partition(":")
-            self._loaded = getattr(importlib.import_module(module), attribute)(*self.arguments)
+            try:
+                imported = importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                missing = (e.name or "").partition(".")[0]
+                if self.extra is None or not missing or missing == __name__.partition(".")[0]:
+                    raise
+                raise MissingExtra(self, missing) from None
+            self._loaded = getattr(imported, attribute)(*self.arguments)
         return self._loaded
 
     def makeEnd(self, spec, role, settings, router, reactor):
