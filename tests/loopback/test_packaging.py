@@ -187,9 +187,10 @@ class CoreInstallTests(TestCase):
         """
         Installed without extras, the wheel brings none of pyzmq, autobahn,
         grpcio or protobuf; a tcp pair relays a request to the emulator (run
-        as C{uhppoted-tunnel emulator}); a C{zmq/} connector is one line
-        naming C{pip install 'uhppoted-tunnel[zmq]'}, exit 2, as it is for
-        C{check}; and site-packages stays under 75 MB.
+        as C{uhppoted-tunnel emulator}); a C{zmq/}, C{ws/} or C{grpcs/}
+        connector is one line naming its C{pip install
+        'uhppoted-tunnel[EXTRA]'}, exit 2, for C{run} and C{check} alike;
+        and the install adds less than 75 MB to site-packages.
         """
         wheel = DistributionTests.build(self)
         wheel = glob.glob(os.path.join(wheel, "*.whl"))[0]
@@ -213,13 +214,16 @@ class CoreInstallTests(TestCase):
         self.assertLess(size - empty, CORE_LIMIT, "the core install added {:.1f} MB to site-packages".format(
             (size - empty) / 1e6))
 
-        for args in ([command], [command, "check"]):
-            done = subprocess.run(args + ["--in", "udp/listen:127.0.0.1:0", "--out", "zmq/server:127.0.0.1:0"],
+        for args, out, extra in [([command], "zmq/server:127.0.0.1:0", "zmq"),
+                                 ([command, "check"], "zmq/client:127.0.0.1:1", "zmq"),
+                                 ([command], "ws/server:127.0.0.1:0", "ws"),
+                                 ([command], "grpcs/server:127.0.0.1:0", "grpc")]:
+            done = subprocess.run(args + ["--in", "udp/listen:127.0.0.1:0", "--out", out],
                                   capture_output=True, text=True, env=clean_environment(), cwd=self.folder)
             self.assertEqual(done.returncode, 2, done.stderr)
             lines = [line for line in done.stderr.splitlines() if "Warning" not in line and "theSystemPath" not in line]
             self.assertEqual(len(lines), 1, done.stderr)
-            self.assertIn("pip install 'uhppoted-tunnel[zmq]'", lines[0])
+            self.assertIn("pip install 'uhppoted-tunnel[{}]'".format(extra), lines[0])
             self.assertNotIn("Traceback", done.stderr)
 
         emulator = self.spawn([command, "emulator", "--bind", LOOPBACK + ":0"], "emulator")

@@ -19,6 +19,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorPlugin
+from uhppoted_tunnel.core import extras
 from uhppoted_tunnel.core.values import string
 
 #: the kinds of option: C{--NAME VALUE}, C{--NAME} (on/off), and a
@@ -119,9 +120,13 @@ class ConnectorPlugin:
     :param secure: the prefixes whose ends use TLS, which C{check} examines
         (a prefix ending C{/client:} is a TLS client; any other a server).
     :param title: how C{--help} titles the options' group.
+    :param missing: C{extra -> names} of the extra's distributions that are
+        not installed (by default read from the metadata of
+        L{DISTRIBUTION}).
     """
 
-    def __init__(self, name, maker, kinds, *, arguments=(), extra=None, options=(), secure=(), title=None):
+    def __init__(self, name, maker, kinds, *, arguments=(), extra=None, options=(), secure=(), title=None,
+                 missing=None):
         self.name = name
         self.maker = maker
         self.arguments = tuple(arguments)
@@ -132,6 +137,7 @@ class ConnectorPlugin:
         self._kinds = {prefix: (frozenset(roles), bool(events)) for prefix, (roles, events) in kinds.items()}
         self.prefixes = tuple(self._kinds)
         self._loaded = None
+        self._missing = missing or (lambda extra: extras.missing(DISTRIBUTION, extra))
 
     @property
     def module(self):
@@ -151,10 +157,14 @@ class ConnectorPlugin:
         Import the module and make the maker, once.
 
         :return: the L{IConnectorMaker} provider.
-        :raise MissingExtra: when the module needs a package that is not
-            installed and the plugin declares the extra that brings it.
+        :raise MissingExtra: when the plugin's extra is not installed (a
+            distribution it adds is missing), or the module needs a package
+            that is not installed and the plugin declares an extra.
         """
         if self._loaded is None:
+            absent = self._missing(self.extra) if self.extra is not None else []
+            if absent:
+                raise MissingExtra(self, absent[0])
             module, _, attribute = self.maker.partition(":")
             try:
                 imported = importlib.import_module(module)
