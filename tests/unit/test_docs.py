@@ -1,8 +1,9 @@
 """
 Tests for the documentation in C{docs/}: the man page committed in the
 package is the one the pages build, the option reference is generated from
-every option the command takes, and the README is a landing page a package
-index can render.
+every option the command takes, the commands the pages show are ones the
+command takes, and the README is a landing page a package index can
+render.
 
 Sphinx comes with the C{docs} and C{test} extras; without it these tests
 are skipped, naming the extra, except under CI (C{CI=true}), where they
@@ -12,13 +13,15 @@ fail.
 import io
 import os
 import re
+import shlex
 import sys
 from contextlib import redirect_stderr
 
+from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.tools import under_ci
-from uhppoted_tunnel.app import config
+from uhppoted_tunnel.app import config, sample
 from uhppoted_tunnel.app.options import PLUGINS, Options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -175,3 +178,84 @@ class ReadmeTests(SynchronousTestCase):
         self.assertTrue(links)
         for link in links:
             self.assertTrue(os.path.exists(os.path.join(ROOT, link)), link)
+
+
+def documented_commands():
+    """
+    Every C{uhppoted-tunnel} command line of the README and the pages (a
+    line continued with a backslash joined), with the file it is in.
+
+    :return: a list of C{(file name, argument list after the program)}.
+    """
+    found = []
+    paths = [README] + sorted(os.path.join(folder, name) for folder, _, names in os.walk(DOCS)
+                              for name in names if name.endswith(".rst") and "_build" not in folder)
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            text = re.sub(r"\\\n\s*", " ", f.read())
+        for line in text.splitlines():
+            match = re.match(r"\s+(?:(?:site|host):\s+)?(?:\$ )?(?:\.venv/bin/|sudo )?uhppoted-tunnel (.*)$", line)
+            if match:
+                command = re.split(r"\s[|>]\s", match.group(1))[0]
+                found.append((os.path.relpath(path, ROOT), shlex.split(command)))
+    return found
+
+
+class DocumentedCommandsTests(SynchronousTestCase):
+    """
+    The commands the README and the pages show are ones the command takes.
+    """
+
+    def setUp(self):
+        # a configuration on this machine must not change what is parsed
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        self.commands = documented_commands()
+
+    def test_found(self):
+        """
+        The commands are found: each transport's pair, the tutorial's, the
+        samples and the emulator's.
+        """
+        self.assertGreater(len(self.commands), 50)
+
+    def test_run(self):
+        """
+        Each C{run} command line (an example's placeholders such as HOST
+        kept) parses: its flags exist and its connectors are known; a
+        C{--config} naming the installed file is read from the shipped
+        sample.
+        """
+        sample = os.path.join(ROOT, "uhppoted_tunnel", "data", "uhppoted-tunnel.toml")
+        checked = 0
+        for where, args in self.commands:
+            if not args[0].startswith("-") or "..." in args or "CONNECTOR" in args:
+                continue
+            args = [arg.replace("/etc/uhppoted/uhppoted-tunnel.toml", sample) for arg in args]
+            options = Options()
+            try:
+                options.parseOptions(args)
+            except usage.UsageError as e:
+                self.fail("{}: uhppoted-tunnel {}: {}".format(where, " ".join(args), e))
+            checked += 1
+        self.assertGreater(checked, 30)
+
+    def test_sample(self):
+        """
+        Each C{sample} command names a shipped file.
+        """
+        found = [args[1:] for where, args in self.commands if args[0] == "sample" and "|" not in args]
+        self.assertIn(["toml"], found)
+        for args in found:
+            args = ["uhppoted-tunnel@.service" if arg == "$unit" else arg for arg in args]
+            sample.find(args)
+
+    def test_emulator(self):
+        """
+        Each C{emulator} command's options are the emulator's.
+        """
+        from uhppoted_tunnel.emulator.__main__ import Options as EmulatorOptions
+
+        found = [args[1:] for where, args in self.commands if args[0] == "emulator" and "[options]" not in args]
+        self.assertGreaterEqual(len(found), 3)
+        for args in found:
+            EmulatorOptions().parseOptions(args)
