@@ -31,6 +31,7 @@ html_theme = "alabaster"
 html_logo = "logo.svg"
 html_title = "uhppoted-tunnel " + __version__
 html_static_path = []
+html_theme_options = {"page_width": "1160px"}
 highlight_language = "none"
 
 man_pages = [
