@@ -52,12 +52,19 @@ class EventReceiver(Relay):
         self.sessions = {}
 
     def start(self):
-        self.seen = SeenEvents(self.window, self.path)
+        self.seen = SeenEvents(self.window, self.path, self.clock.seconds)
 
     def stop(self):
         if self.seen is not None:
-            self.seen.close()
-            self.seen = None
+            seen, self.seen = self.seen, None
+            seen.close()
+            if seen.failing is not None:
+                # every event was delivered, but the record of them was
+                # not kept: not a clean exit
+                self.failed("could not record {n} forwarded event(s) in {path}: {reason}; every event was "
+                            "delivered, but after a restart one the sending half resends may be forwarded twice. "
+                            "Free space on the disk that holds {path}.", n=seen.unrecorded, path=self.path,
+                            reason=seen.failing)
 
     def disconnected(self, connection):
         self.sessions.pop(connection, None)

@@ -24,15 +24,12 @@ from collections import OrderedDict
 
 from twisted.logger import Logger
 
+from uhppoted_tunnel.core import eventfiles
 from uhppoted_tunnel.core.eventfiles import (
     LEGACY,
-    append_seen,
     keep_damaged,
     load_spool,
-    open_seen,
-    read_seen,
     set_aside,
-    write_seen,
     write_spool,
 )
 
@@ -42,6 +39,9 @@ DEFAULT_BUFFER = 10000
 DEFAULT_BUFFER_AGE = 24 * 3600.0
 #: The receiving half remembers this many (session, frame id) pairs.
 DEFAULT_WINDOW = 10000
+#: While its C{.seen} file cannot be written (a full disk), the receiving
+#: half tries to write it again at most this often (seconds).
+SEEN_RETRY = 1.0
 
 #: The first frame (id 0) a sending half sends on each connection names
 #: its session: this, then the session's 16 random bytes.
@@ -90,30 +90,94 @@ class SeenEvents:
     reported; the rest are kept. A file from round 1 (keyed by controller
     and event index, without the header) is set aside, reported, and not
     used.
+
+    A file that cannot be written (a full disk, C{ENOSPC}) stops nothing:
+    the events go on being forwarded, acknowledged and remembered in
+    memory, one ERROR says which file and what to do, and the file is
+    written afresh from memory as soon as it can be (tried at most every
+    L{SEEN_RETRY} seconds, and at L{close}). Until then only a restart can
+    forward twice an event the sending half resends.
+
+    :ivar failing: why the file cannot be written, while it cannot.
+    :ivar unrecorded: events forwarded while it could not be written.
     """
 
     log = Logger()
     log_tag = "EVENTS"
 
-    def __init__(self, size=DEFAULT_WINDOW, path=None):
+    def __init__(self, size=DEFAULT_WINDOW, path=None, seconds=None, files=eventfiles):
         """
         :param size: how many pairs to remember.
         :param path: the file to keep them in, or C{None}.
+        :param seconds: a callable giving the time, to space the attempts
+            to write a file that could not be written (without it, every
+            event tries).
+        :param files: what reads and writes the file (C{open_seen},
+            C{append_seen}, C{read_seen}, C{write_seen}): by default
+            L{uhppoted_tunnel.core.eventfiles}.
         """
         self.size = size
         self.path = path
+        self.files = files
+        self._seconds = seconds
         self._keys = OrderedDict()
         self._file = None
         self._records = 0
+        self._retry_at = 0.0
+        self.failing = None
+        self.unrecorded = 0
         if path is not None:
             self._load()
-            self._open()
+            if self.failing is None:
+                self._open()
 
     def _open(self):
-        self._file = open_seen(self.path)
+        try:
+            self._file = self.files.open_seen(self.path)
+        except OSError as e:
+            self._cannotWrite(e)
+
+    def _cannotWrite(self, error):
+        """
+        The file could not be written: close it, say so once, and carry on
+        in memory.
+        """
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        first = self.failing is None
+        self.failing = error.strerror or str(error)
+        self._retry_at = (self._seconds() if self._seconds else 0.0) + SEEN_RETRY
+        if first:
+            self.log.error("could not record forwarded events in {path}: {reason}. Events are still forwarded, "
+                           "acknowledged and remembered in memory, and the file is written again as soon as it "
+                           "can be; until then a restart may forward twice an event the sending half resends. Free "
+                           "space on the disk that holds {path} (or fix its permissions).", path=self.path,
+                           reason=self.failing)
+
+    def _retry(self, force=False):
+        """
+        Write the file afresh from memory, if it is time to try again.
+        """
+        if not force and self._seconds is not None and self._seconds() < self._retry_at:
+            return
+        try:
+            self.files.write_seen(self.path, self._keys)
+            self._file = self.files.open_seen(self.path)
+        except OSError as e:
+            self._cannotWrite(e)
+            return
+        self._records = len(self._keys)
+        self.failing = None
+        self.log.info("{path} can be written again: recorded the {n} event(s) forwarded meanwhile with the rest",
+                      path=self.path, n=self.unrecorded)
+        self.unrecorded = 0
 
     def _load(self):
-        found = read_seen(self.path, self.size)
+        found = self.files.read_seen(self.path, self.size)
         if found is None:
             return
         if found is LEGACY:
@@ -139,7 +203,11 @@ class SeenEvents:
             keys.popitem(last=False)
 
     def _rewrite(self):
-        write_seen(self.path, self._keys)
+        try:
+            self.files.write_seen(self.path, self._keys)
+        except OSError as e:
+            self._cannotWrite(e)
+            return
         self._records = len(self._keys)
         if self._file is not None:
             self._file.close()
@@ -158,13 +226,29 @@ class SeenEvents:
         :param key: C{(session, frame id)}.
         """
         self._remember(key)
-        if self._file is not None:
-            append_seen(self._file, key)
-            self._records += 1
-            if self._records > 2 * self.size:
-                self._rewrite()
+        if self.path is None:
+            return
+        if self.failing is not None:
+            self.unrecorded += 1
+            self._retry()
+            return
+        try:
+            self.files.append_seen(self._file, key)
+        except OSError as e:
+            self.unrecorded += 1
+            self._cannotWrite(e)
+            return
+        self._records += 1
+        if self._records > 2 * self.size:
+            self._rewrite()
 
     def close(self):
+        """
+        Close the file, after a last attempt to write it if it could not
+        be written: C{failing} then says whether it still cannot.
+        """
+        if self.failing is not None:
+            self._retry(force=True)
         if self._file is not None:
             self._file.close()
             self._file = None
