@@ -228,6 +228,24 @@ def _build(options):
         _SystemdParser._sddaemon = passed
 
 
+def _check_files(options):
+    """
+    The files run will write, checked as run checks them
+    (L{uhppoted_tunnel.app.options.Options.checkFiles}: an event tunnel's
+    spool). Only the default state folder, when it does not exist yet, is
+    left alone: run makes it, and check makes nothing.
+
+    :raise CheckFailed: one line naming the setting.
+    """
+    if options["events"] and getattr(options, "default_spool", False):
+        if not os.path.isdir(os.path.dirname(os.path.abspath(options["event-spool"]))):
+            return
+    try:
+        options.checkFiles()
+    except ValueError as e:
+        raise CheckFailed(str(e)) from None
+
+
 def _proxy_notes(options):
     """
     Which proxy each client end dials through, and why, as run logs it.
@@ -253,6 +271,7 @@ def check(options, now):
     :return: lines describing what was checked, warnings included.
     :raise CheckFailed: naming the first problem.
     """
+    _check_files(options)
     try:
         _build(options)
     except ValueError as e:
