@@ -228,6 +228,17 @@ class CheckTests(SynchronousTestCase):
         self.assertProblem(self.check(*self.client("localhost", "--peer-cert", other["server"][0])),
                            "--peer-cert '{}': not signed by --ca-cert".format(other["server"][0]))
 
+    def test_peerCertDevZero(self):
+        """
+        C{--peer-cert /dev/zero} (and C{--ca-cert}) is one line, exit 2:
+        what is read is bounded (issue 25, item 6).
+        """
+        self.assertProblem(self.check(*self.client("localhost", "--peer-cert", "/dev/zero")),
+                           "--peer-cert '/dev/zero': over 1048576 bytes")
+        args = self.client("localhost")
+        args[args.index("--ca-cert") + 1] = "/dev/zero"
+        self.assertProblem(self.check(*args), "--ca-cert '/dev/zero': over 1048576 bytes")
+
     def test_peerWithoutTLS(self):
         """
         C{--peer-cert} for a tunnel without TLS is a mistake, and said so.

@@ -30,6 +30,7 @@ from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.spec import connector_plugins
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.addresses import parse_host_port
+from uhppoted_tunnel.core.bounded import FileTooLarge, read_bounded
 
 #: A certificate expiring sooner than this is a warning.
 EXPIRY_WARNING = datetime.timedelta(days=30)
@@ -90,8 +91,9 @@ def validate_options(options, plugins):
 
 def _read_certificate(path, flag):
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, _ = read_bounded(path, "{} '{}'".format(flag, path), what="a PEM file")
+    except FileTooLarge as e:
+        raise CheckFailed(str(e)) from None
     except OSError as e:
         raise CheckFailed("{} '{}': {}".format(flag, path, e.strerror or e)) from None
     try:
