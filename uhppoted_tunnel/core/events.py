@@ -260,10 +260,16 @@ class EventBuffer:
     each event added).
 
     It holds at most C{limit} events and none older than C{max_age}
-    seconds; past either limit the oldest go first, and are counted in
-    C{lost}. Every operation on the path of an event (add, expire, send,
-    acknowledge) costs in proportion to the events it touches, never to
-    the events held.
+    seconds; past either limit the oldest go first. One never sent to a
+    peer is lost, and counted in C{lost}; one already sent (its id at or
+    below what the caller says was sent) is on its way and may yet be
+    acknowledged: its id is kept (at most C{limit} of them) in
+    C{unconfirmed}, and an acknowledgement of it counts it delivered
+    (C{late}) rather than lost. Those never acknowledged are counted lost
+    by L{forgetUnconfirmed} (when no peer is left to acknowledge them) or
+    when more than C{limit} wait. Every operation on the path of an event
+    (add, expire, send, acknowledge) costs in proportion to the events it
+    touches, never to the events held.
     """
 
     log = Logger()
@@ -280,30 +286,45 @@ class EventBuffer:
         self.max_age = max_age
         #: frame id -> (time received, payload), oldest first
         self._entries = OrderedDict()
+        #: ids dropped after they were sent, not yet acknowledged
+        self.unconfirmed = OrderedDict()
         self.lost = 0
+        #: events dropped after they were sent and acknowledged later
+        self.late = 0
 
     def __len__(self):
         return len(self._entries)
 
-    def add(self, frame_id, payload, stamp=None):
+    def _drop(self, frame_id, sent):
+        if frame_id <= sent:
+            unconfirmed = self.unconfirmed
+            unconfirmed[frame_id] = None
+            if len(unconfirmed) > self.limit:
+                unconfirmed.popitem(last=False)
+                self.lost += 1
+        else:
+            self.lost += 1
+
+    def add(self, frame_id, payload, stamp=None, sent=0):
         """
         Hold an event.
 
+        :param sent: the highest id sent to a peer.
         :return: how many older events were dropped to make room.
         """
         entries = self._entries
         entries[frame_id] = (self._seconds() if stamp is None else stamp, payload)
         dropped = 0
         while len(entries) > self.limit:
-            entries.popitem(last=False)
+            self._drop(entries.popitem(last=False)[0], sent)
             dropped += 1
-        self.lost += dropped
-        return dropped + self.expire()
+        return dropped + self.expire(sent)
 
-    def expire(self):
+    def expire(self, sent=0):
         """
         Drop events older than C{max_age}.
 
+        :param sent: the highest id sent to a peer.
         :return: how many were dropped.
         """
         cutoff = self._seconds() - self.max_age
@@ -314,9 +335,21 @@ class EventBuffer:
             if entries[oldest][0] >= cutoff:
                 break
             del entries[oldest]
+            self._drop(oldest, sent)
             dropped += 1
-        self.lost += dropped
         return dropped
+
+    def forgetUnconfirmed(self):
+        """
+        No peer is left to acknowledge the events dropped after they were
+        sent: count them lost (they may have arrived; nothing says so).
+
+        :return: how many.
+        """
+        count = len(self.unconfirmed)
+        self.unconfirmed.clear()
+        self.lost += count
+        return count
 
     @property
     def last(self):
@@ -346,9 +379,15 @@ class EventBuffer:
         """
         Forget an event a peer has acknowledged.
 
-        :return: True if it was held.
+        :return: True if it was held, or dropped after it was sent (it
+            is delivered all the same).
         """
-        return self._entries.pop(frame_id, None) is not None
+        if self._entries.pop(frame_id, None) is not None:
+            return True
+        if self.unconfirmed.pop(frame_id, False) is None:
+            self.late += 1
+            return True
+        return False
 
     def spool(self, path, session=None):
         """
