@@ -289,6 +289,7 @@ class HTTPEnd(EndLifecycle, Service):
         self.max_payload = settings["max-payload"]
         self.html = settings["html"]
         self.max_status_streams = settings.get("max-status-streams", DEFAULT_MAX_STREAMS)
+        self.stall_timeout = settings["stall-timeout"]
         self.trace = settings["debug"]
         if not settings.get("no-http-console", False):
             self.console = ConsolePage(secure=secure)
@@ -379,7 +380,7 @@ class HTTPEnd(EndLifecycle, Service):
         """
         self.monitor = site_root(telemetry)
         self.status = StatusPage(telemetry.snapshot, self.reactor, max_streams=self.max_status_streams,
-                                 secure=self.secure)
+                                 secure=self.secure, stall_timeout=self.stall_timeout)
 
     def tally(self, t):
         t.endpoint(self.endpoint)
