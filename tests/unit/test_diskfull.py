@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.core import eventfiles
 from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
-from uhppoted_tunnel.core.events import SESSION_ID, SeenEvents, session_frame
+from uhppoted_tunnel.core.events import SESSION_ID, session_frame
+from uhppoted_tunnel.core.seenevents import SeenEvents
 from uhppoted_tunnel.testing import RecordingRouter
 
 SESSION = b"\x05" * 16

@@ -11,12 +11,12 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.events import (
     SESSION_ID,
     EventBuffer,
-    SeenEvents,
     new_session,
     parse_session,
     session_frame,
 )
 from uhppoted_tunnel.core.eventfiles import StorageError
+from uhppoted_tunnel.core.seenevents import SeenEvents
 from uhppoted_tunnel.core.relay import Numbering, Relay
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import QUEUE_FULL
