@@ -1,0 +1,129 @@
+# -*- test-case-name: tests.loopback.test_sshproxy -*-
+"""
+OpenSSH's server for the tests that dial through SSH: Debian's C{sshd},
+started by each test on 127.0.0.1 with its own configuration, host key,
+C{authorized_keys} and pid file in the test's folder (C{-D -e -f}), and
+the keys and C{known_hosts} a site uses with it.
+"""
+
+import getpass
+import os
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from twisted.conch.ssh.keys import Key
+from twisted.internet.defer import inlineCallbacks
+
+from tests.loopback.processes import WaitTimeout, free_port, spawn, workdir
+from tests.tools import require
+
+
+def write_key(path, kind="ed25519", passphrase=None):
+    """
+    Write a new OpenSSH private key (mode 0600) and its C{.pub}.
+
+    :return: the conch L{Key}.
+    """
+    private = ed25519.Ed25519PrivateKey.generate() if kind == "ed25519" else ec.generate_private_key(ec.SECP256R1())
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    data = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    key = Key(private)
+    with open(path + ".pub", "wb") as f:
+        f.write(key.public().toString("openssh") + b"\n")
+    return key
+
+
+class SSHServer:
+    """
+    A running sshd and its files.
+
+    :ivar port: its port.
+    :ivar host_key: its host L{Key}.
+    :ivar identity: the path of the site's private key.
+    :ivar known_hosts: the path of a known_hosts file listing the server.
+    :ivar process: the L{LineProtocol}.
+    """
+
+    def __init__(self, testcase, directory, port, extra):
+        self.testcase = testcase
+        self.directory = directory
+        self.port = port
+        self.extra = list(extra)
+        self.command = require("sshd", "openssh-server")
+        self.host_key_path = os.path.join(directory, "ssh_host_ed25519_key")
+        self.host_key = write_key(self.host_key_path)
+        self.identity = os.path.join(directory, "id_ed25519")
+        user_key = write_key(self.identity)
+        with open(os.path.join(directory, "authorized_keys"), "wb") as f:
+            f.write(user_key.public().toString("openssh") + b"\n")
+        self.known_hosts = os.path.join(directory, "known_hosts")
+        with open(self.known_hosts, "wb") as f:
+            f.write(b"[127.0.0.1]:%d " % port + self.host_key.public().toString("openssh") + b"\n")
+        self.config = os.path.join(directory, "sshd_config")
+        self.process = None
+
+    def write_config(self):
+        lines = [
+            "Port {}".format(self.port),
+            "ListenAddress 127.0.0.1",
+            "HostKey {}".format(self.host_key_path),
+            "PidFile {}".format(os.path.join(self.directory, "sshd.pid")),
+            "AuthorizedKeysFile {}".format(os.path.join(self.directory, "authorized_keys")),
+            "StrictModes no",
+            "UsePAM no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "AllowUsers {}".format(getpass.getuser()),
+            "LogLevel VERBOSE",
+        ] + self.extra
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    @inlineCallbacks
+    def start(self):
+        """
+        Start sshd; fires once it listens.
+        """
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        self.write_config()
+        self.process = spawn(self.testcase, [self.command, "-D", "-e", "-f", self.config], "sshd")
+        yield self.process.waitFor(r"Server listening on 127\.0\.0\.1 port {}".format(self.port))
+
+    @property
+    def url(self):
+        return "ssh://{}@127.0.0.1:{}".format(getpass.getuser(), self.port)
+
+    def flags(self):
+        """
+        The site's flags to dial through this server.
+        """
+        return ["--proxy", self.url, "--ssh-identity", self.identity, "--ssh-known-hosts", self.known_hosts]
+
+
+@inlineCallbacks
+def start_sshd(testcase, *extra, name="sshd"):
+    """
+    Start sshd on a free loopback port (again on another if the port was
+    taken before it could listen).
+
+    :param extra: more sshd_config lines (C{AllowTcpForwarding no}).
+    :return: a Deferred firing with the L{SSHServer} once it listens.
+    """
+    directory = os.path.join(workdir(testcase), name)
+    os.makedirs(directory, exist_ok=True)
+    for attempt in range(3):
+        server = SSHServer(testcase, directory, free_port(), extra)
+        try:
+            yield server.start()
+        except WaitTimeout:
+            if server.process.running or attempt == 2:
+                raise
+            continue
+        return server
