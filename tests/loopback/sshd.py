@@ -8,6 +8,7 @@ the keys and C{known_hosts} a site uses with it.
 
 import getpass
 import os
+import signal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -35,6 +36,28 @@ def write_key(path, kind="ed25519", passphrase=None):
     with open(path + ".pub", "wb") as f:
         f.write(key.public().toString("openssh") + b"\n")
     return key
+
+
+def descendants(pid):
+    """
+    The processes under C{pid}, from C{/proc}.
+    """
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/{}/stat".format(entry)) as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 class SSHServer:
@@ -94,7 +117,26 @@ class SSHServer:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         self.write_config()
         self.process = spawn(self.testcase, [self.command, "-D", "-e", "-f", self.config], "sshd")
+        # before spawn's own cleanup: a session's process holds sshd's
+        # output open, so that sshd alone killed never ends
+        self.testcase.addCleanup(self.kill)
         yield self.process.waitFor(r"Server listening on 127\.0\.0\.1 port {}".format(self.port))
+
+    def kill(self):
+        """
+        Kill sshd and every process it started (the sessions too, as
+        C{systemctl restart ssh} does): the site's SSH connection is cut.
+
+        :return: a Deferred firing once sshd has ended.
+        """
+        if not self.process.running:
+            return self.process.exited()
+        for pid in [self.process.pid] + descendants(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return self.process.exited()
 
     @property
     def url(self):

@@ -16,7 +16,8 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from tests import certs
-from tests.loopback.processes import Client, run_tunnel, start_emulator, workdir
+from tests.loopback.eventpairs import A as EVENTS_FROM, COUNT, EventTunnels, stream_connected, stream_listening
+from tests.loopback.processes import Client, emulator_sent_line, run_tunnel, start_emulator, start_event_emulator, workdir
 from tests.loopback.pairs import A, B, Pair, Pairs
 from tests.loopback.sshd import start_sshd
 
@@ -158,3 +159,36 @@ class ThroughSSHTests(Pairs, TestCase):
         PermitOpen naming another target: refused the same way.
         """
         return self.assertForbidden("PermitOpen 127.0.0.1:1")
+
+
+class EventsThroughSSHTests(EventTunnels, TestCase):
+    """
+    An event tunnel whose site dials its host through sshd.
+    """
+
+    @inlineCallbacks
+    def test_sshdRestarted(self):
+        """
+        sshd killed (with its sessions) mid-stream and started again: the
+        site logs in again and redials through it, and every one of the
+        200 events arrives exactly once, in order.
+        """
+        sshd = yield start_sshd(self)
+        host = self.host("tcp/server:127.0.0.1:0")
+        stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
+        site = self.site(0, "tcp/client:127.0.0.1:{}".format(stream_port), *sshd.flags())
+        yield site.waitFor(stream_connected("tcp", stream_port))
+        site_port = yield self.site_port(site)
+        emulator, _ = yield start_event_emulator(self, site_port, COUNT, "20ms", serials=[EVENTS_FROM])
+
+        yield self.events.waitForCount(50)
+        mark = site.mark()
+        yield sshd.kill()
+        self.assertLess(len(self.events.keys), COUNT, "the stream ended before sshd was killed")
+        yield sshd.start()
+        yield site.waitFor(r"logged in to SSH server", since=mark)
+        yield site.waitFor(stream_connected("tcp", stream_port), since=mark)
+        yield emulator.waitFor(emulator_sent_line(COUNT))
+        yield self.events.waitForKey((EVENTS_FROM, COUNT))
+        yield self.finish(site_port)
+        self.assertEventsInOrder(range(1, COUNT + 1))
