@@ -104,12 +104,29 @@ def load_identity(path, passphrase_path=None):
         raise ValueError("--ssh-identity '{}': the passphrase (--ssh-passphrase-file) does not decrypt "
                          "it".format(path)) from None
     except (BadKeyError, ValueError, TypeError, IndexError) as e:
+        if passphrase is not None and _encrypted(data):
+            raise ValueError("--ssh-identity '{}': the passphrase (--ssh-passphrase-file) does not decrypt "
+                             "it".format(path)) from None
         raise ValueError("--ssh-identity '{}': not an OpenSSH private key ({})".format(path, e)) from None
     if key.isPublic():
         raise ValueError("--ssh-identity '{}' is a public key: give the private key".format(path))
     if key.type() not in KEY_TYPES:
         raise ValueError("--ssh-identity '{}': a {} key (expected ed25519, ecdsa or rsa)".format(path, key.type()))
     return key
+
+
+def _encrypted(data):
+    """
+    Whether a key file is an encrypted key (conch reads a wrong
+    passphrase as a bad key).
+    """
+    try:
+        Key.fromString(data)
+    except EncryptedKeyError:
+        return True
+    except Exception:
+        return False
+    return False
 
 
 class HostKeyRefused(Exception):
