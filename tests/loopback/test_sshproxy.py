@@ -102,6 +102,37 @@ class ThroughSSHTests(Pairs, TestCase):
         yield self.assertCarries(pair)
 
     @inlineCallbacks
+    def test_wss(self):
+        """
+        A wss/client site reaches a host's wss/server through sshd: TLS
+        and the WebSocket upgrade inside the forwarded channel.
+        """
+        pair = yield self.through_ssh("wss/server:127.0.0.1:0/tunnel", "wss/client:127.0.0.1:{port}/tunnel",
+                                      host_args=self.tls("server", client_auth=True), site_args=self.tls("client"))
+        yield self.assertDiscovers(pair.client)
+
+    @inlineCallbacks
+    def test_loginRefused(self):
+        """
+        A key sshd does not authorise: each attempt is refused with a line
+        naming the key offered, and past --max-retries 1 the site exits 1.
+        """
+        emulator, emulator_port = yield start_emulator(self, A)
+        sshd = yield start_sshd(self)
+        with open(os.path.join(sshd.directory, "authorized_keys"), "wb") as f:
+            f.write(b"")
+        host, _, port = yield self._host("tcp/server:127.0.0.1:0")
+        site = run_tunnel(self, "site", "--in", "tcp/client:127.0.0.1:{}".format(port),
+                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--max-retries", "1",
+                          *sshd.flags())
+        yield site.waitFor(r"WARN\s+TCP\s+could not connect to 127\.0\.0\.1:{} \(SSH server \S+ refused to log in "
+                           r"\S+ with key ssh-ed25519 SHA256:\S+: is its public key in that user's authorized_keys\?\): "
+                           r"retrying in 5s$".format(port))
+        code = yield site.exited(timeout=30)
+        self.assertEqual(code, 1, site.recent())
+        self.assertNotRegex(host.output(), r"connected to")
+
+    @inlineCallbacks
     def test_unknownHostKey(self):
         """
         A known_hosts file without the server's key: the attempt is

@@ -9,33 +9,36 @@ import base64
 import hashlib
 import hmac
 import os
-import struct
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch.error import ConchError
 from twisted.conch.ssh.keys import Key
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer, IStreamClientEndpoint, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.interfaces import OUT
 from uhppoted_tunnel.link.ends import StreamConnectorMaker
-from uhppoted_tunnel.transports.proxy import proxy_for
+from uhppoted_tunnel.transports.proxy import describe, proxy_for
 from uhppoted_tunnel.transports.proxy.ssh import SSHEndpoint
 from uhppoted_tunnel.transports.proxy.sshchannel import ForwardedChannel
 from uhppoted_tunnel.transports.proxy.sshconn import SSHClient, SSHSession
 from uhppoted_tunnel.transports.proxy.sshfiles import (MAX_FILE, HostKeyRefused, KnownHosts, fingerprint,
                                                        identity_mode_warning, load_identity)
 from uhppoted_tunnel.transports.proxy.urls import ProxyError, SSHProxy, parse_proxy
+from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.transports.tcp.options import validate_identity, validate_known_hosts, validate_passphrase
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.testing import FakeReactor
 
+from tests import certs
 from tests.unit.test_proxy import SETTINGS, Settings
 
 PROXY = SSHProxy("jump.example.com", 2222, "tunnel")
@@ -43,6 +46,16 @@ PROXY = SSHProxy("jump.example.com", 2222, "tunnel")
 
 def new_key():
     return Key(ed25519.Ed25519PrivateKey.generate())
+
+
+def openssh_key(private=None, passphrase=None):
+    """
+    A private key as ssh-keygen writes it (a new ed25519 one by default).
+    """
+    private = private or ed25519.Ed25519PrivateKey.generate()
+    encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
+                  else serialization.NoEncryption())
+    return private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
 
 
 def write(path, data, mode=0o600):
@@ -169,10 +182,7 @@ class IdentityTests(SynchronousTestCase):
         self.path = self.mktemp()
 
     def openssh(self, passphrase=None):
-        encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
-                      else serialization.NoEncryption())
-        return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                          encryption)
+        return openssh_key(self.private, passphrase)
 
     def test_plain(self):
         """
@@ -454,7 +464,9 @@ class FakeDial:
 
 
 class FakeSession(FakeConnection):
-    pass
+    """
+    A ready L{SSHSession}, as the endpoint sees it.
+    """
 
 
 class EndpointTests(SynchronousTestCase):
@@ -468,6 +480,9 @@ class EndpointTests(SynchronousTestCase):
         return self.endpoint.connect(Factory.forProtocol(lambda: protocol))
 
     def test_interface(self):
+        """
+        The endpoint is a stream client endpoint.
+        """
         verifyObject(IStreamClientEndpoint, self.endpoint)
 
     def test_shared(self):
@@ -536,3 +551,85 @@ class EndpointTests(SynchronousTestCase):
         channel.closed()
         self.clock.advance(self.endpoint.idle)
         self.assertTrue(client.transport.lost)
+
+
+class ClientEndTests(SynchronousTestCase):
+    """
+    --proxy ssh:// in the stream client ends, and in check's notes.
+    """
+
+    def setUp(self):
+        self.reactor = FakeReactor()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.identity = write(self.mktemp(), openssh_key(), 0o600)
+        self.known = write(self.mktemp(), b"[127.0.0.1]:2222 " + new_key().public().toString("openssh") + b"\n")
+
+    def settings(self, environ=None, **values):
+        values = {"proxy": "ssh://tunnel@127.0.0.1:2222", "ssh-identity": self.identity,
+                  "ssh-known-hosts": self.known, **values}
+        settings = Settings(SETTINGS, **values)
+        settings.environ = environ or {}
+        return settings
+
+    def make(self, text, maker=StreamConnectorMaker("tcp"), environ=None, **values):
+        _, spec = parse(text, {prefix: maker for prefix in maker.prefixes})
+        return maker.makeEnd(spec, OUT, self.settings(environ, **values), None, self.reactor)
+
+    def messages(self):
+        return [formatEvent(event) for event in self.logged]
+
+    def test_endpoint(self):
+        """
+        A tcp/client with --proxy ssh:// dials through an L{SSHEndpoint}
+        to its own address, and says so.
+        """
+        end = self.make("tcp/client:127.0.0.1:12345")
+        self.assertIsInstance(end.endpoint, SSHEndpoint)
+        self.assertEqual((end.endpoint.host, end.endpoint.port), ("127.0.0.1", 12345))
+        self.assertEqual(str(end.endpoint.proxy), "tunnel@127.0.0.1:2222")
+        self.assertIn("dialling 127.0.0.1:12345 through SSH server tunnel@127.0.0.1:2222 (--proxy)", self.messages())
+
+    def test_tls(self):
+        """
+        A tls/client's TLS runs over the SSH channel.
+        """
+        files = certs.make(self.mktemp())
+        end = self.make("tls/client:127.0.0.1:443", TLSConnectorMaker(), **{"ca-cert": files["ca"][0]})
+        self.assertIsInstance(end.endpoint, SecureClientEndpoint)
+        self.assertIsInstance(end.endpoint.endpoint, SSHEndpoint)
+
+    def test_modeWarned(self):
+        """
+        An identity others can read is warned of at start.
+        """
+        os.chmod(self.identity, 0o644)
+        self.make("tcp/client:127.0.0.1:12345")
+        self.assertTrue([m for m in self.messages() if "can be read by others" in m])
+
+    def test_agent(self):
+        """
+        Without --ssh-identity the agent's socket is used; without either
+        the end cannot start, and says what to give.
+        """
+        end = self.make("tcp/client:127.0.0.1:1", environ={"SSH_AUTH_SOCK": "/run/agent"}, **{"ssh-identity": None})
+        self.assertEqual(end.endpoint.keys, [])
+        self.assertIsNotNone(end.endpoint.agent_endpoint)
+        e = self.assertRaises(ValueError, self.make, "tcp/client:127.0.0.1:1", **{"ssh-identity": None})
+        self.assertIn("no key to log in with", str(e))
+
+    def test_knownHostsRequired(self):
+        """
+        A known_hosts file that cannot be read stops the end at start.
+        """
+        e = self.assertRaises(ValueError, self.make, "tcp/client:127.0.0.1:1", **{"ssh-known-hosts": "/nonexistent"})
+        self.assertIn("--ssh-known-hosts", str(e))
+
+    def test_describe(self):
+        """
+        check's note names the SSH server, and warns of a readable key.
+        """
+        _, spec = parse("tcp/client:127.0.0.1:1", {p: StreamConnectorMaker() for p in StreamConnectorMaker().prefixes})
+        os.chmod(self.identity, 0o640)
+        note = describe(spec, self.settings(), False)
+        self.assertIn("through SSH server tunnel@127.0.0.1:2222 (--proxy)", note)
+        self.assertIn("chmod 600", note)

@@ -239,7 +239,7 @@ def ssh_endpoint(reactor, dial, proxy, host, port, settings, timeout, log_tag="T
         keys = [load_identity(identity, settings.get("ssh-passphrase-file"))]
         warning = identity_mode_warning(identity)
         if warning is not None:
-            log.warn("{warning}", warning=warning, log_tag=log_tag)
+            log.warn("{problem}", problem=warning, log_tag=log_tag)
     elif environ.get("SSH_AUTH_SOCK"):
         agent = UNIXClientEndpoint(reactor, environ["SSH_AUTH_SOCK"])
     else:
