@@ -170,10 +170,11 @@ class KnownHostsTests(SynchronousTestCase):
         says of a file that lists nothing or is missing.
         """
         write(self.path, b"#" * (MAX_FILE + 1))
-        self.assertIn("larger than", KnownHosts(self.path).check())
-        self.assertIn("lists no host keys", self.known(b"garbage").check())
-        self.assertIn("No such file", KnownHosts(self.path + ".missing").check())
-        self.assertIsNone(self.known(b"jump " + self.key.toString("openssh")).check())
+        self.assertIn("larger than", str(self.assertRaises(ValueError, KnownHosts(self.path).verifiable)))
+        self.assertIn("lists no host keys", str(self.assertRaises(ValueError, self.known(b"garbage").verifiable)))
+        missing = KnownHosts(self.path + ".missing")
+        self.assertIn("No such file", str(self.assertRaises(ValueError, missing.verifiable)))
+        self.known(b"jump " + self.key.toString("openssh")).verifiable()
 
 
 class IdentityTests(SynchronousTestCase):
@@ -227,7 +228,7 @@ class IdentityTests(SynchronousTestCase):
         file without an identity, and an unreadable known_hosts file.
         """
         missing = self.path + ".missing"
-        self.assertIn("--ssh-identity", validate_identity(missing, {}))
+        self.assertEqual(validate_identity(missing, {}), "'{}': No such file or directory".format(missing))
         write(self.path, self.openssh())
         self.assertIsNone(validate_identity(self.path, {}))
         self.assertIn("without --ssh-identity", validate_passphrase(self.path, {}))
@@ -361,6 +362,19 @@ class ChannelTests(SynchronousTestCase):
         self.assertEqual((self.channel.conn.sent, paused), ([b"y" * 10], [True]))
         self.channel.addWindowBytes(100)
         self.assertEqual((self.channel.conn.sent, paused), ([b"y" * 10, b"y" * 5], [True, False]))
+
+    def test_closeAfterDrain(self):
+        """
+        A close asked for while data waits for the window is sent once
+        the data is.
+        """
+        self.channel.remoteWindowLeft, self.channel.remoteMaxPacket = 2, 100
+        self.channel.channelOpen(b"")
+        self.channel.write(b"abcd")
+        self.channel.loseConnection()
+        self.assertEqual(self.channel.conn.closed, [])
+        self.channel.addWindowBytes(10)
+        self.assertEqual((self.channel.conn.sent, self.channel.conn.closed), ([b"ab", b"cd"], [self.channel]))
 
     def test_abort(self):
         """

@@ -247,8 +247,6 @@ def ssh_endpoint(reactor, dial, proxy, host, port, settings, timeout, log_tag="T
                          "(SSH_AUTH_SOCK)".format(proxy))
     path = settings.get("ssh-known-hosts") or default_known_hosts(environ)
     known_hosts = KnownHosts(path)
-    problem = known_hosts.check()
-    if problem is not None:
-        raise ValueError("--ssh-known-hosts: {}".format(problem))
+    known_hosts.verifiable()
     return SSHEndpoint(dial, proxy, host, port, reactor, timeout, settings.get("dead-peer-timeout", DEFAULT_DEAD_PEER_TIMEOUT),
                        known_hosts, keys, agent, log_tag)

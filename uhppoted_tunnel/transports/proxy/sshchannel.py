@@ -130,9 +130,10 @@ class ForwardedChannel(SSHChannel):
     # the transport
 
     def loseConnection(self):
-        if self.localClosed or self.closing:
-            return
-        SSHChannel.loseConnection(self)
+        # once what waits for the server's window is sent (conch calls
+        # this again when it has drained)
+        if not self.localClosed:
+            SSHChannel.loseConnection(self)
 
     def abortConnection(self):
         """

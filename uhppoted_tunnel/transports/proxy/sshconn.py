@@ -216,7 +216,7 @@ class SSHClient(SSHClientTransport):
         elif self._login is not None and not self.ready.called:
             why = self._refusedLogin()
         else:
-            why = "SSH server {} closed the connection".format(self.proxy)
+            why = "the SSH connection to {} closed".format(self.proxy)
         if not self.ready.called:
             self.ready.errback(Failure(ProxyError(why)))
         else:

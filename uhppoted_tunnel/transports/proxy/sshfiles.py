@@ -173,19 +173,16 @@ class KnownHosts:
             result.append((revoked, entry))
         return result
 
-    def check(self):
+    def verifiable(self):
         """
-        C{uhppoted-tunnel check}'s test: the file reads and lists a key.
+        The test at start and in C{uhppoted-tunnel check}: the file reads
+        and lists a key.
 
-        :return: a message naming the problem, or C{None}.
+        :raise ValueError: naming the file and the problem.
         """
-        try:
-            entries = self.entries()
-        except ValueError as e:
-            return str(e)
-        if not entries:
-            return "'{}' lists no host keys: add the server's with ssh-keyscan".format(self.path)
-        return None
+        if not self.entries():
+            raise ValueError("{} '{}' lists no host keys: add the server's with ssh-keyscan".format(
+                self.flag, self.path))
 
     def verify(self, name, key):
         """

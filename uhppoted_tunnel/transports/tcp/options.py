@@ -20,15 +20,17 @@ def proxy_value(value):
     return check_proxy(value)
 
 
-def _problem(check, *args):
+def _problem(flag, check, *args):
     """
-    :return: the message of the C{ValueError} C{check(*args)} raises, or
-        C{None}.
+    :return: the message of the C{ValueError} C{check(*args)} raises
+        (less the C{flag} it starts with: C{check} names where the value
+        came from), or C{None}.
     """
     try:
         check(*args)
     except ValueError as e:
-        return str(e)
+        message = str(e)
+        return message[len(flag) + 1:] if message.startswith(flag + " ") else message
     return None
 
 
@@ -38,7 +40,7 @@ def validate_identity(value, settings):
     """
     from uhppoted_tunnel.transports.proxy.sshfiles import load_identity
 
-    return _problem(load_identity, value, settings.get("ssh-passphrase-file"))
+    return _problem("--ssh-identity", load_identity, value, settings.get("ssh-passphrase-file"))
 
 
 def validate_passphrase(value, settings):
@@ -49,7 +51,7 @@ def validate_passphrase(value, settings):
 
     if not settings.get("ssh-identity"):
         return "a passphrase file without --ssh-identity: give the key it decrypts"
-    return _problem(read_bounded, value, "--ssh-passphrase-file")
+    return _problem("--ssh-passphrase-file", read_bounded, value, "--ssh-passphrase-file")
 
 
 def validate_known_hosts(value, settings):
@@ -58,7 +60,7 @@ def validate_known_hosts(value, settings):
     """
     from uhppoted_tunnel.transports.proxy.sshfiles import KnownHosts
 
-    return KnownHosts(value).check()
+    return _problem("--ssh-known-hosts", KnownHosts(value).verifiable)
 
 
 OPTIONS = (
