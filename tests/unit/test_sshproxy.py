@@ -391,10 +391,21 @@ class ChannelTests(SynchronousTestCase):
 
 
 class FakeTransport:
+    """
+    An C{SSHClient} as its session sees it.
+    """
+
+    proxy = PROXY
+
     def __init__(self):
         self.packets = []
         self.aborted = False
+        self.why = None
         self.transport = self
+
+    def abort(self, why):
+        self.why = why
+        self.aborted = True
 
     def sendPacket(self, kind, data):
         self.packets.append((kind, data))
@@ -438,7 +449,7 @@ class KeepaliveTests(SynchronousTestCase):
         self.clock.advance(3)
         self.clock.advance(6)
         self.assertTrue(self.session.transport.aborted)
-        self.assertTrue(self.session.transport.dead)
+        self.assertIn("keepalives unanswered (--dead-peer-timeout)", self.session.transport.why)
 
     def test_stopped(self):
         """
@@ -548,6 +559,20 @@ class EndpointTests(SynchronousTestCase):
         self.dial.protocols[0].ready.callback(FakeSession())
         self.clock.advance(15)
         self.assertIn("did not open a channel", str(self.failureResultOf(d, ProxyError).value))
+
+    def test_setupTimeout(self):
+        """
+        An SSH server that does not finish the handshake and login within
+        the handshake timeout fails the attempt, saying so, and is
+        dropped.
+        """
+        d = self.attempt()
+        client = self.dial.protocols[0]
+        client.transport = FakeTransport()
+        self.clock.advance(15)
+        self.assertIn("did not complete the handshake and login within 15s",
+                      str(self.failureResultOf(d, ProxyError).value))
+        self.assertTrue(client.transport.aborted)
 
     def test_idle(self):
         """

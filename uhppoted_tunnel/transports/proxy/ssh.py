@@ -108,9 +108,12 @@ class SSHEndpoint:
         return result
 
     def _timedOut(self, ready):
-        if not ready.called:
-            ready.errback(Failure(ProxyError("SSH server {} did not open a channel to {} within {:g}s "
-                                             "(--handshake-timeout)".format(self.proxy, self.target, self.timeout))))
+        if ready.called:
+            return
+        what = ("open a channel to " + self.target if self.session is not None
+                else "complete the handshake and login")
+        ready.errback(Failure(ProxyError("SSH server {} did not {} within {:g}s (--handshake-timeout)".format(
+            self.proxy, what, self.timeout))))
 
     def _cancelled(self, ready, channel):
         ready.errback(Failure(CancelledError()))
@@ -162,10 +165,8 @@ class SSHEndpoint:
 
     def _setupTimedOut(self, client):
         self._setup = None
-        if client.transport is not None:
-            client.why = "SSH server {} did not complete the handshake and login within {:g}s " \
-                         "(--handshake-timeout)".format(self.proxy, self.timeout)
-            client.transport.abortConnection()
+        client.abort("SSH server {} did not complete the handshake and login within {:g}s "
+                     "(--handshake-timeout)".format(self.proxy, self.timeout))
 
     def _cancelSetup(self):
         if self._setup is not None and self._setup.active():

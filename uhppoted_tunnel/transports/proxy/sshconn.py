@@ -118,8 +118,8 @@ class SSHSession(SSHConnection):
 
     def _dead(self):
         self._deadline = None
-        self.transport.dead = True
-        self.transport.transport.abortConnection()
+        self.transport.abort("SSH server {} left {:g}s of keepalives unanswered (--dead-peer-timeout)".format(
+            self.transport.proxy, self.timeout))
 
     def serviceStopped(self):
         for call in (self._tick, self._deadline):
@@ -140,7 +140,6 @@ class SSHClient(SSHClientTransport):
     _log = QUIET
     ready = None
     why = None
-    dead = False
     _login = None
 
     def __init__(self, proxy, known_hosts, keys, agent_endpoint, clock, timeout, ready, lost):
@@ -163,6 +162,14 @@ class SSHClient(SSHClientTransport):
         self.ready = ready
         self.lost = lost
         self.agent = None
+
+    def abort(self, why):
+        """
+        Drop the connection at once; C{why} is the sentence it ends with.
+        """
+        self.why = why
+        if self.transport is not None:
+            self.transport.abortConnection()
 
     def verifyHostKey(self, hostKey, fingerprint):
         try:
@@ -208,10 +215,7 @@ class SSHClient(SSHClientTransport):
         SSHClientTransport.connectionLost(self, reason)
         if self.agent is not None and self.agent.transport is not None:
             self.agent.transport.loseConnection()
-        if self.dead:
-            why = "SSH server {} left {:g}s of keepalives unanswered (--dead-peer-timeout)".format(
-                self.proxy, self.timeout)
-        elif self.why is not None:
+        if self.why is not None:
             why = self.why
         elif self._login is not None and not self.ready.called:
             why = self._refusedLogin()
