@@ -8,10 +8,12 @@ the keys and C{known_hosts} a site uses with it.
 
 import getpass
 import os
+import shutil
 import signal
+import tempfile
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from twisted.conch.ssh.keys import Key
 from twisted.internet.defer import inlineCallbacks
 
@@ -25,7 +27,12 @@ def write_key(path, kind="ed25519", passphrase=None):
 
     :return: the conch L{Key}.
     """
-    private = ed25519.Ed25519PrivateKey.generate() if kind == "ed25519" else ec.generate_private_key(ec.SECP256R1())
+    if kind == "rsa":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif kind == "ecdsa":
+        private = ec.generate_private_key(ec.SECP256R1())
+    else:
+        private = ed25519.Ed25519PrivateKey.generate()
     encryption = (serialization.BestAvailableEncryption(passphrase) if passphrase
                   else serialization.NoEncryption())
     data = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption)
@@ -142,6 +149,14 @@ class SSHServer:
     def url(self):
         return "ssh://{}@127.0.0.1:{}".format(getpass.getuser(), self.port)
 
+    def authorize(self, path, kind, passphrase=None):
+        """
+        Write a new key at C{path} and authorise it (beside the first).
+        """
+        key = write_key(path, kind, passphrase)
+        with open(os.path.join(self.directory, "authorized_keys"), "ab") as f:
+            f.write(key.public().toString("openssh") + b"\n")
+
     def flags(self):
         """
         The site's flags to dial through this server.
@@ -169,3 +184,26 @@ def start_sshd(testcase, *extra, name="sshd"):
                 raise
             continue
         return server
+
+
+@inlineCallbacks
+def start_agent(testcase, *keys):
+    """
+    Start ssh-agent on a socket in the test's folder, holding C{keys}.
+
+    :return: a Deferred firing with the socket's path.
+    """
+    agent = require("ssh-agent", "openssh-client")
+    add = require("ssh-add", "openssh-client")
+    # a socket's path is short (108 bytes): a private folder of its own
+    folder = tempfile.mkdtemp(prefix="uht-agent-")
+    testcase.addCleanup(shutil.rmtree, folder, True)
+    path = os.path.join(folder, "agent.sock")
+    process = spawn(testcase, [agent, "-D", "-a", path], "ssh-agent")
+    yield process.waitFor(r"SSH_AUTH_SOCK=")
+    for key in keys:
+        adding = spawn(testcase, [add, key], "ssh-add", env={"SSH_AUTH_SOCK": path})
+        code = yield adding.exited()
+        if code != 0:
+            raise AssertionError("ssh-add {} failed: {}".format(key, adding.output()))
+    return path

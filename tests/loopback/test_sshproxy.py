@@ -19,7 +19,7 @@ from tests import certs
 from tests.loopback.eventpairs import A as EVENTS_FROM, COUNT, EventTunnels, stream_connected, stream_listening
 from tests.loopback.processes import Client, emulator_sent_line, run_tunnel, start_emulator, start_event_emulator, workdir
 from tests.loopback.pairs import A, B, Pair, Pairs
-from tests.loopback.sshd import start_sshd
+from tests.loopback.sshd import start_agent, start_sshd
 
 
 class ThroughSSHTests(Pairs, TestCase):
@@ -45,7 +45,7 @@ class ThroughSSHTests(Pairs, TestCase):
         return host, int(match.group(1)), int(stream.group(1))
 
     @inlineCallbacks
-    def through_ssh(self, server, client, host_args=(), site_args=()):
+    def through_ssh(self, server, client, host_args=(), site_args=(), keys=None, env=None):
         """
         Start the emulator, sshd, a host half (udp/listen -> C{server}) and
         a site half (C{client} -> udp/broadcast) that reaches the host
@@ -54,10 +54,14 @@ class ThroughSSHTests(Pairs, TestCase):
         pair = Pair()
         pair.emulator, pair.emulator_port = yield start_emulator(self, A, B)
         pair.sshd = yield start_sshd(self)
+        flags = pair.sshd.flags()
+        if keys is not None:
+            flags, environ = (yield keys(pair.sshd))
+            env = {**(env or {}), **environ}
         pair.host, pair.udp_port, pair.stream_port = yield self._host(server, host_args)
         pair.site = run_tunnel(self, "site", "--in", client.format(port=pair.stream_port),
                                "--out", "udp/broadcast:127.0.0.1:{}".format(pair.emulator_port), "--udp-timeout", "1s",
-                               *(pair.sshd.flags() + list(site_args)))
+                               *(flags + list(site_args)), env=env)
         yield pair.site.waitFor(r"logged in to SSH server \S+@127\.0\.0\.1:{}".format(pair.sshd.port))
         yield pair.site.waitFor(r"connected to 127\.0\.0\.1:{}\s*$".format(pair.stream_port))
         yield pair.host.waitFor(r"connected to 127\.0\.0\.1:\d+\s*$")
@@ -110,6 +114,44 @@ class ThroughSSHTests(Pairs, TestCase):
         pair = yield self.through_ssh("wss/server:127.0.0.1:0/tunnel", "wss/client:127.0.0.1:{port}/tunnel",
                                       host_args=self.tls("server", client_auth=True), site_args=self.tls("client"))
         yield self.assertDiscovers(pair.client)
+
+    @inlineCallbacks
+    def test_agentRSA(self):
+        """
+        Without --ssh-identity the site logs in with ssh-agent's key (an
+        RSA one, which OpenSSH takes only as rsa-sha2-256).
+        """
+        @inlineCallbacks
+        def agent(sshd):
+            path = os.path.join(sshd.directory, "id_rsa")
+            sshd.authorize(path, "rsa")
+            socket = yield start_agent(self, path)
+            return ["--proxy", sshd.url, "--ssh-known-hosts", sshd.known_hosts], {"SSH_AUTH_SOCK": socket}
+
+        pair = yield self.through_ssh("tcp/server:127.0.0.1:0", "tcp/client:127.0.0.1:{port}", keys=agent)
+        yield self.assertDiscovers(pair.client)
+        self.assertRegex(pair.sshd.process.output(), r"Accepted publickey for \S+ from 127\.0\.0\.1 .*: RSA SHA256:")
+
+    @inlineCallbacks
+    def test_encryptedECDSA(self):
+        """
+        An ecdsa identity encrypted with a passphrase from
+        --ssh-passphrase-file logs in.
+        """
+        @inlineCallbacks
+        def encrypted(sshd):
+            path = os.path.join(sshd.directory, "id_ecdsa")
+            sshd.authorize(path, "ecdsa", b"open sesame")
+            phrase = os.path.join(sshd.directory, "passphrase")
+            with open(phrase, "w") as f:
+                f.write("open sesame\n")
+            yield None
+            return ["--proxy", sshd.url, "--ssh-known-hosts", sshd.known_hosts, "--ssh-identity", path,
+                    "--ssh-passphrase-file", phrase], {}
+
+        pair = yield self.through_ssh("tcp/server:127.0.0.1:0", "tcp/client:127.0.0.1:{port}", keys=encrypted)
+        yield self.assertDiscovers(pair.client)
+        self.assertRegex(pair.sshd.process.output(), r"Accepted publickey for \S+ from 127\.0\.0\.1 .*: ECDSA SHA256:")
 
     @inlineCallbacks
     def test_loginRefused(self):

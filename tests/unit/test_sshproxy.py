@@ -11,7 +11,8 @@ import hmac
 import os
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from twisted.conch.ssh.common import NS, getNS
 from twisted.conch.error import ConchError
 from twisted.conch.ssh.keys import Key
 from twisted.internet.defer import Deferred
@@ -29,9 +30,9 @@ from uhppoted_tunnel.link.ends import StreamConnectorMaker
 from uhppoted_tunnel.transports.proxy import describe, proxy_for
 from uhppoted_tunnel.transports.proxy.ssh import SSHEndpoint
 from uhppoted_tunnel.transports.proxy.sshchannel import ForwardedChannel
-from uhppoted_tunnel.transports.proxy.sshconn import SSHClient, SSHSession
-from uhppoted_tunnel.transports.proxy.sshfiles import (MAX_FILE, HostKeyRefused, KnownHosts, fingerprint,
-                                                       identity_mode_warning, load_identity)
+from uhppoted_tunnel.transports.proxy.sshconn import KeyLogin, SSHClient, SSHSession, login_key
+from uhppoted_tunnel.transports.proxy.sshfiles import (MAX_FILE, HostKeyRefused, KnownHosts, describe_key,
+                                                       fingerprint, identity_mode_warning, load_identity)
 from uhppoted_tunnel.transports.proxy.urls import ProxyError, SSHProxy, parse_proxy
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.transports.tcp.options import validate_identity, validate_known_hosts, validate_passphrase
@@ -672,3 +673,52 @@ class ClientEndTests(SynchronousTestCase):
         note = describe(spec, self.settings(), False)
         self.assertIn("through SSH server tunnel@127.0.0.1:2222 (--proxy)", note)
         self.assertIn("chmod 600", note)
+
+
+class RSATests(SynchronousTestCase):
+    """
+    RSA keys log in as rsa-sha2-256, which OpenSSH 8.8 and later require.
+    """
+
+    def setUp(self):
+        self.key = Key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    def test_identity(self):
+        """
+        An RSA identity names rsa-sha2-256 and signs with it; its blob is
+        still ssh-rsa's, and the signature verifies.
+        """
+        key = login_key(self.key)
+        self.assertEqual(key.public().sshType(), b"rsa-sha2-256")
+        self.assertEqual(key.public().blob(), self.key.public().blob())
+        signature = key.sign(b"data")
+        self.assertEqual(getNS(signature)[0], b"rsa-sha2-256")
+        self.assertTrue(self.key.public().verify(signature, b"data"))
+        self.assertTrue(describe_key(key.public()).startswith("ssh-rsa SHA256:"))
+
+    def test_other(self):
+        """
+        Other keys are offered as they are.
+        """
+        key = new_key()
+        self.assertIs(login_key(key), key)
+
+    def test_agent(self):
+        """
+        An agent's RSA key is asked for an rsa-sha2-256 signature (flag 2).
+        """
+
+        class Agent:
+            def __init__(self):
+                self.requests = []
+
+            def sendRequest(self, kind, data):
+                self.requests.append((kind, data))
+                return Deferred()
+
+        agent = Agent()
+        login = KeyLogin(b"tunnel", None, [], agent, [self.key.public().blob()])
+        public = login.getPublicKey()
+        login.signData(public, b"data")
+        kind, data = agent.requests[0]
+        self.assertEqual((kind, data), (13, NS(self.key.public().blob()) + NS(b"data") + b"\x00\x00\x00\x02"))

@@ -13,7 +13,10 @@ key refused (naming the offered key), the login refused, the server
 closing the connection.
 """
 
-from twisted.conch.ssh.agent import SSHAgentClient
+import struct
+
+from twisted.conch.ssh.agent import AGENT_SIGN_RESPONSE, AGENTC_SIGN_REQUEST, SSHAgentClient
+from twisted.conch.ssh.common import NS, getNS
 from twisted.conch.ssh.connection import SSHConnection
 from twisted.conch.ssh.keys import Key
 from twisted.conch.ssh.transport import SSHClientTransport
@@ -35,6 +38,43 @@ KEEPALIVE = 15.0
 QUIET = Logger(namespace="uhppoted_tunnel.ssh.conch", observer=lambda event: None)
 
 
+#: ssh-agent's flag for an RSA signature with SHA-256 (rsa-sha2-256).
+SSH_AGENT_RSA_SHA2_256 = 2
+
+
+class SHA2Key(Key):
+    """
+    An RSA key that logs in as C{rsa-sha2-256} (RFC 8332): OpenSSH 8.8 and
+    later refuse C{ssh-rsa}'s SHA-1 signatures, the only ones conch's
+    client makes. Its blob is still C{ssh-rsa}'s.
+    """
+
+    def sshType(self):
+        kind = Key.sshType(self)
+        return b"rsa-sha2-256" if kind == b"ssh-rsa" else kind
+
+    def public(self):
+        return SHA2Key.fromString(Key.public(self).blob())
+
+
+def login_key(key):
+    """
+    The key as it logs in: an RSA key as a L{SHA2Key}, others as they are.
+    """
+    if key.type() != "RSA":
+        return key
+    return SHA2Key.fromString(key.toString("openssh"))
+
+
+def _signature(answer):
+    """
+    The signature in ssh-agent's answer to a sign request.
+    """
+    if answer[:1] != bytes([AGENT_SIGN_RESPONSE]):
+        raise ProxyError("ssh-agent did not sign")
+    return getNS(answer[1:])[0]
+
+
 class KeyLogin(SSHUserAuthClient):
     """
     Logs in with public keys only: the identity, or the agent's keys.
@@ -50,8 +90,8 @@ class KeyLogin(SSHUserAuthClient):
         :param blobs: the agent's public key blobs, to offer after C{keys}.
         """
         SSHUserAuthClient.__init__(self, user, instance)
-        self.offers = [(key.public(), key) for key in keys]
-        self.offers += [(Key.fromString(blob), None) for blob in blobs]
+        self.offers = [(login_key(key).public(), login_key(key)) for key in keys]
+        self.offers += [(login_key(Key.fromString(blob)), None) for blob in blobs]
         self.offered = []
         self.agent = agent
         self.current = None
@@ -68,7 +108,9 @@ class KeyLogin(SSHUserAuthClient):
 
     def signData(self, publicKey, signData):
         if self.current[1] is None:
-            return self.agent.signData(publicKey.blob(), signData)
+            flags = SSH_AGENT_RSA_SHA2_256 if publicKey.type() == "RSA" else 0
+            request = NS(publicKey.blob()) + NS(signData) + struct.pack(">L", flags)
+            return self.agent.sendRequest(AGENTC_SIGN_REQUEST, request).addCallback(_signature)
         return SSHUserAuthClient.signData(self, publicKey, signData)
 
     def getPassword(self, prompt=None):

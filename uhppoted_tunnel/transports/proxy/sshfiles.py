@@ -64,7 +64,8 @@ def describe_key(key):
     """
     C{TYPE SHA256:...}, as a log line names a key.
     """
-    return "{} {}".format(key.sshType().decode("ascii"), fingerprint(key))
+    # the key's own type (an RSA key logging in as rsa-sha2-256 is ssh-rsa)
+    return "{} {}".format(Key.sshType(key).decode("ascii"), fingerprint(key))
 
 
 def identity_mode_warning(path):
