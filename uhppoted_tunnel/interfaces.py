@@ -14,6 +14,7 @@ L{uhppoted_tunnel.plugins}.
 """
 
 from twisted.application.service import IService
+from twisted.internet.interfaces import IProtocolFactory
 from zope.interface import Attribute, Interface
 
 IN = "in"
@@ -53,10 +54,12 @@ class IConnectorMaker(Interface):
         """
         Build an end.
 
-        :param spec: the parsed L{uhppoted_tunnel.app.spec.ConnectorSpec}.
+        :param spec: the parsed L{uhppoted_tunnel.core.spec.ConnectorSpec}.
         :param role: L{IN} or L{OUT}.
         :param settings: the tunnel's L{uhppoted_tunnel.app.options.Options}.
-        :param router: the tunnel's router.
+        :param router: the tunnel's router, which an in end hands each
+            request; C{None} for an out end (the router, built after it,
+            is given it).
         :param reactor: the reactor to use for I/O and time.
         :return: an L{IInEnd} or L{IOutEnd} provider.
         :raise ValueError: with a one-line message when C{spec} cannot be
@@ -74,10 +77,10 @@ class IConnectorPlugin(IConnectorMaker):
     both kinds of plugin.
     """
 
-    name = Attribute("The transport's name, e.g. C{\"zmq\"}.")
+    name = Attribute("The transport's name, e.g. C{\"tcp\"}.")
     title = Attribute("How C{--help} titles the group of its options.")
     module = Attribute("The name of the module that builds its ends, imported by L{load}.")
-    extra = Attribute("The pip extra that module needs (C{\"zmq\"}), or C{None} for the core install.")
+    extra = Attribute("The pip extra that module needs (C{\"ws\"}), or C{None} for the core install.")
     options = Attribute("A tuple of L{uhppoted_tunnel.core.declare.Option}: its flags and TOML keys.")
     secure = Attribute("The prefixes whose ends use TLS (C{check} examines their certificates).")
 
@@ -101,7 +104,10 @@ class IEnd(IService):
     """
 
     role = Attribute("L{IN} or L{OUT}.")
-    spec = Attribute("The L{uhppoted_tunnel.app.spec.ConnectorSpec} it was made from.")
+    link = Attribute(
+        "Its L{uhppoted_tunnel.link.lifecycle.LinkState}: whether it is up, and since when "
+        "(L{uhppoted_tunnel.link.lifecycle.EndLifecycle} gives every end one).")
+    spec = Attribute("The L{uhppoted_tunnel.core.spec.ConnectorSpec} it was made from.")
     events = Attribute(
         "True when the end relays events one way and never answers or "
         "waits for replies."
@@ -149,7 +155,7 @@ class IOutEnd(IEnd):
 class IFrameConnection(Interface):
     """
     What a relay may use of one connection of any transport (a TCP or TLS
-    stream, a WebSocket, ...): a connection carries whole frames
+    stream, a message transport's peer, ...): a connection carries whole frames
     C{(id, payload)}.
     """
 
@@ -169,6 +175,156 @@ class IFrameConnection(Interface):
         """
         Close the connection (what is queued is sent first).
         """
+
+    def whenClosed():
+        """
+        :return: a Deferred that fires once the connection has closed (at
+            once if it has).
+        """
+
+
+class IConnectionReporter(IProtocolFactory):
+    """
+    What a connection of any transport may use of its end's factory
+    (L{uhppoted_tunnel.link.ends.FrameFactory}), and all it tells it.
+
+    A connection is a C{Protocol} built by the factory's C{buildProtocol}
+    (which gives it C{factory}, C{relay} and C{log_tag}) and connected
+    (C{makeConnection}) only once it is ready for frames: a byte stream's
+    L{uhppoted_tunnel.link.framed.FramedProtocol} over TCP, or after a TLS
+    handshake or an upgrade; a message transport's own protocol
+    (one call, one peer) connected to that
+    transport when the peer is known. It provides L{IFrameConnection}; it
+    calls L{connectionReady} from its C{connectionMade} and
+    L{connectionClosed} from its C{connectionLost}, and hands each frame
+    to C{relay.frameReceived(connection, frame_id, payload)}.
+    """
+
+    relay = Attribute("The end's L{IRelay}, which hears each frame of each connection.")
+    clock = Attribute("An C{IReactorTime}, for a connection's timers (the stall timeout).")
+    log_tag = Attribute("The tag of the end's log lines (C{TCP}, C{TLS}, ...).")
+    max_payload = Attribute("The longest payload a frame may carry (C{--max-payload}).")
+    max_send_queue = Attribute(
+        "Bytes that may be queued for one peer before it counts as not reading (C{--max-send-queue}).")
+    stall_timeout = Attribute(
+        "Seconds a peer may read nothing sent to it before it is dropped (C{--stall-timeout}), or C{None} "
+        "for no limit.")
+    dead_peer_timeout = Attribute(
+        "Seconds a peer may leave what is sent unacknowledged before its socket is dropped "
+        "(C{--dead-peer-timeout}).")
+
+    def connectionReady(connection):
+        """
+        An L{IFrameConnection} is ready for frames: the end and its relay
+        now count it.
+        """
+
+    def connectionClosed(connection, reason):
+        """
+        A connection closed, ready or not.
+
+        :param reason: a C{Failure}.
+        """
+
+    def frameTooLong(connection, error):
+        """
+        The peer sent what cannot be a frame (over C{--max-payload}, or not
+        one frame): the connection is being dropped; the factory warns,
+        throttled.
+
+        :param error: the exception saying what was received.
+        """
+
+    def stalledTooLong(connection, timeout):
+        """
+        The peer read nothing for C{timeout} seconds: the connection is
+        being dropped; the factory warns, throttled.
+        """
+
+    def frameDropped(connection):
+        """
+        A frame for a peer that is not reading was dropped; the factory
+        counts it and warns, throttled.
+        """
+
+
+class ITally(Interface):
+    """
+    A part (an end, a relay, a factory) that counts what it dropped,
+    refused or retried, read only when something asks (C{--metrics}, the
+    status page).
+    """
+
+    def tally(t):
+        """
+        Add what it counted to a L{uhppoted_tunnel.core.counts.Tally}.
+        """
+
+
+class ICountingEndpoint(Interface):
+    """
+    An endpoint that counts, for the end's L{ITally}: failed handshakes,
+    connections refused by the caps and frames it dropped; it may wrap
+    another endpoint that counts.
+    """
+
+    endpoint = Attribute("The endpoint it wraps, or C{None}.")
+    handshake_failures = Attribute("reason -> handshakes that failed (a dict, empty for none).")
+    refused = Attribute("cap -> connections it refused (a dict, empty for none).")
+    dropped = Attribute("reason -> frames it dropped itself, for a message transport whose endpoint "
+                        "keeps its peers (a dict, empty for none).")
+
+
+class ICertificateWatch(IService):
+    """
+    The expiry watch of a secure end's certificates.
+    """
+
+    certificates = Attribute("C{[(flag, path, not_after)]}: each certificate watched.")
+
+
+class ICertificateReloader(Interface):
+    """
+    A secure part (an end, an endpoint) that reads its certificates,
+    keys and CAs again on SIGHUP.
+    """
+
+    def reloadCertificates():
+        """
+        Read them again: connections made from now on use them; a bad file
+        is a warning, and the ones in use stay.
+        """
+
+
+class ISecureEnd(ICertificateReloader):
+    """
+    An end whose transport authenticates and encrypts with certificates.
+    """
+
+    watch = Attribute("Its L{ICertificateWatch}.")
+
+
+class ITelemetryServer(Interface):
+    """
+    An end that serves the tunnel's telemetry itself (C{http/}'s status
+    pages).
+    """
+
+    def serveTelemetry(telemetry):
+        """
+        Serve this L{uhppoted_tunnel.observe.telemetry.Telemetry}.
+        """
+
+
+class IControllerObserver(Interface):
+    """
+    An end that notes each controller's address as it hears from it (the
+    UDP ends).
+    """
+
+    seen_controllers = Attribute(
+        "The L{uhppoted_tunnel.core.counts.Controllers} to note them in, or C{None} while nothing reads "
+        "them.")
 
 
 class IRelay(Interface):

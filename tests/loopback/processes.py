@@ -40,9 +40,10 @@ LOOPBACK = "127.0.0.1"
 
 # The tunnel's own console log (Go layout) and twistd's layout of the same
 # events: "INFO   TCP    listening on ..." or
-# "[uhppoted_tunnel.link.ends.ServerEnd#info] listening on ...".
+# "[uhppoted_tunnel.link.ends.ServerEnd#info] listening on ..." (and
+# "[uhppoted_tunnel.link.factory.FrameFactory#info] connected to ...").
 _TAG = {
-    "TCP": r"(?:\bTCP\s+|\.link\.ends\.\w+#\w+\]\s+)",
+    "TCP": r"(?:\bTCP\s+|\.link\.(?:ends|factory)\.\w+#\w+\]\s+)",
     "UDP": r"(?:\bUDP\s+|\.ends\.udp\.\w+#\w+\]\s+)",
 }
 

@@ -14,7 +14,7 @@ from uhppoted_tunnel.app import config
 from uhppoted_tunnel.app import daemonize, unit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHIPPED = os.path.join(ROOT, "etc", "systemd")
+SHIPPED = os.path.join(ROOT, "uhppoted_tunnel", "data", "systemd")
 
 HOST = ["--in", "udp/listen:0.0.0.0:60000", "--out", "tcp/server:0.0.0.0:12345"]
 
@@ -320,7 +320,7 @@ class UndaemonizeTests(SynchronousTestCase):
 
 class ShippedUnitTests(SynchronousTestCase):
     """
-    The units in etc/systemd are hardened as the written ones are.
+    The units in uhppoted_tunnel/data/systemd are hardened as the written ones are.
     """
 
     def read(self, name):

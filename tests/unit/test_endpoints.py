@@ -9,7 +9,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.transports.endpoints import SystemdServerEndpoint, server_endpoint, systemd_socket
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor
 
 

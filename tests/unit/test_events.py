@@ -16,12 +16,12 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.core.events import SESSION_ID, EventBuffer, SeenEvents, session_frame
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.packets import event_key
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 from uhppoted_tunnel.app.tunnel import TunnelService
 from uhppoted_tunnel.core.frames import FrameDecoder, encode

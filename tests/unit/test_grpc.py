@@ -17,10 +17,20 @@ from tests.unit.test_grpcloop import FakeLoop, FakePump
 from uhppoted_tunnel.transports.grpc.maker import GRPCConnection, GRPCConnectorMaker
 from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
-from uhppoted_tunnel.link.ends import ClientEnd, FrameFactory, ServerEnd
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd
+from uhppoted_tunnel.link.factory import FrameFactory
+from uhppoted_tunnel.interfaces import (
+    IN,
+    OUT,
+    ICertificateReloader,
+    IConnectorMaker,
+    IFrameConnection,
+    IInEnd,
+    IOutEnd,
+    ISecureEnd,
+)
 from uhppoted_tunnel.link.limits import limit_connections
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameTooLong
 
@@ -53,8 +63,7 @@ class ConnectionTests(SynchronousTestCase):
     def setUp(self):
         self.clock = FakeReactor()
         self.relay = RecordingRelay()
-        self.factory = FrameFactory(self.relay, SETTINGS, self.clock, "GRPC")
-        self.factory.protocol = GRPCConnection
+        self.factory = FrameFactory(self.relay, SETTINGS, self.clock, "GRPC", protocol=GRPCConnection)
         self.log = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def connect(self, factory=None):
@@ -247,6 +256,18 @@ class MakerTests(SynchronousTestCase):
         self.assertTrue(client.reloadCertificates())
         e = self.assertRaises(ValueError, make, "grpcs/server:127.0.0.1:0", OUT, **dict(tls, cert="missing.cert"))
         self.assertIn("--cert 'missing.cert'", str(e))
+
+    def test_secureInterfaces(self):
+        """
+        A grpcs/ end provides L{ISecureEnd}, reloading through its
+        certificates, which provide L{ICertificateReloader}.
+        """
+        files = certs.make(self.mktemp())
+        tls = {"ca-cert": files["ca"][0], "cert": files["server"][0], "key": files["server"][1]}
+        server = make("grpcs/server:127.0.0.1:0", OUT, **tls)
+        verifyObject(ISecureEnd, server)
+        verifyObject(ICertificateReloader, server.endpoint.endpoint.certificates)
+        self.assertFalse(ISecureEnd.providedBy(make("grpc/server:127.0.0.1:0", OUT)))
 
     def test_freebind(self):
         """

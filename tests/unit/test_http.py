@@ -17,9 +17,11 @@ from tests import certs
 from uhppoted_tunnel import emulator
 from uhppoted_tunnel.app import config
 from uhppoted_tunnel.observe import jsonapi
-from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
+from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd, ISecureEnd, ITally, ITelemetryServer
 from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.app.spec import connector_makers, parse
+from uhppoted_tunnel.app.spec import connector_makers
+from uhppoted_tunnel.core.spec import parse
+from uhppoted_tunnel.testing import FakeReactor
 
 SERIALS = emulator.DEFAULT_SERIALS
 GET_CONTROLLER = list(encode.get_controller_request(0))
@@ -180,11 +182,29 @@ class MakerTests(SynchronousTestCase):
         maker, spec = options.ends[IN]
         end = maker.makeEnd(spec, IN, options, None, reactor)
         verifyObject(IInEnd, end)
+        verifyObject(ITally, end)
+        verifyObject(ITelemetryServer, end)
         self.assertEqual((end.role, end.events, end.log_tag), (IN, False, "HTTP"))
         files = certs.make(self.mktemp())
         options["ca-cert"], (options["cert"], options["key"]) = files["ca"][0], files["server"]
         maker, spec = parse("https/127.0.0.1:0", connector_makers())
         self.assertEqual(maker.makeEnd(spec, IN, options, None, reactor).log_tag, "HTTPS")
+
+    def test_secure(self):
+        """
+        An https/ end provides L{ISecureEnd}: SIGHUP reloads its
+        certificates; an http/ end does not.
+        """
+        files = certs.make(self.mktemp())
+        options = Options()
+        options.parseOptions(["--in", "http/127.0.0.1:0", "--out", "udp/broadcast:127.0.0.1:60000"])
+        maker, spec = options.ends[IN]
+        self.assertFalse(ISecureEnd.providedBy(maker.makeEnd(spec, IN, options, None, FakeReactor())))
+        options["ca-cert"], (options["cert"], options["key"]) = files["ca"][0], files["server"]
+        maker, spec = parse("https/127.0.0.1:0", connector_makers())
+        end = maker.makeEnd(spec, IN, options, None, FakeReactor())
+        verifyObject(ISecureEnd, end)
+        self.assertTrue(end.reloadCertificates())
 
     def test_limitedAndBacklog(self):
         """

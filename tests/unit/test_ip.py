@@ -17,10 +17,11 @@ from zope.interface.verify import verifyObject
 from uhppoted_tunnel.app import config
 from uhppoted_tunnel.ends.ip import IPConnectorMaker
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.throttle import WARN_INTERVAL
-from uhppoted_tunnel.app.spec import connector_makers, parse
+from uhppoted_tunnel.app.spec import connector_makers
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, packet
 
 GET_STATUS = 0x20
@@ -116,6 +117,8 @@ class RoutingTests(EndTestsMixin, SynchronousTestCase):
         as IP.
         """
         verifyObject(IOutEnd, self.end)
+        verifyObject(ITally, self.end)
+        verifyObject(IControllerObserver, self.end)
         self.assertEqual((self.end.role, self.end.events, self.end.log_tag), (OUT, False, "IP"))
         self.assertEqual(self.end.spec.text, "ip/out:192.168.1.255:60000")
 

@@ -11,12 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app import config
-from uhppoted_tunnel.core.relays import (
-    EventReceiver,
-    EventSender,
-    RequestReceiver,
-    RequestSender,
-)
+from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
+from uhppoted_tunnel.core.relays import RequestReceiver, RequestSender
 from uhppoted_tunnel.interfaces import IEnd, IFrameConnection, IOutRelay, IRelay
 from uhppoted_tunnel.link.lifecycle import EndFailed, EndLifecycle
 from uhppoted_tunnel.app.options import Options

@@ -307,7 +307,7 @@ class SecureEndTests(SynchronousTestCase):
         """
         from twisted.internet.task import Clock
 
-        from uhppoted_tunnel.transports.tls.secure import HandshakeFailed, HandshakeGateFactory
+        from uhppoted_tunnel.transports.tls.handshake import HandshakeFailed, HandshakeGateFactory
 
         failures = {}
         for _ in range(2):
@@ -321,7 +321,7 @@ class SecureEndTests(SynchronousTestCase):
         """
         OpenSSL's reasons fall in a few kinds, so the label stays bounded.
         """
-        from uhppoted_tunnel.transports.tls.secure import failure_kind
+        from uhppoted_tunnel.transports.tls.handshake import failure_kind
 
         self.assertEqual(failure_kind("certificate verify failed"), "certificate")
         self.assertEqual(failure_kind("tlsv1 alert unknown ca"), "certificate")

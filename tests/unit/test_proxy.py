@@ -26,11 +26,11 @@ from uhppoted_tunnel.app import config
 from uhppoted_tunnel.transports.proxy.choice import choose, no_proxy_matches
 from uhppoted_tunnel.transports.proxy.connect import MAX_ANSWER, ProxyEndpoint, ProxyRefused
 from uhppoted_tunnel.transports.proxy.urls import DEFAULT_PORT, Proxy, ProxyError, parse_proxy
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.interfaces import OUT
 from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor
 
 PROXY = Proxy("127.0.0.1", 3128)

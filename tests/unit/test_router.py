@@ -75,9 +75,7 @@ class RouterTests(SynchronousTestCase):
         self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
 
     def router(self, rate=1.0, burst=120):
-        router = Router(self.clock, rate, burst)
-        router.out = self.out
-        return router
+        return Router(self.clock, rate, burst, out=self.out)
 
     def test_forward(self):
         """
@@ -235,8 +233,7 @@ class SourceLimitTests(SynchronousTestCase):
 
     def setUp(self):
         self.clock = Clock()
-        self.router = Router(self.clock, 100, 100, source_rate=1, source_burst=5, max_sources=3)
-        self.router.out = RecordingOut()
+        self.router = Router(self.clock, 100, 100, source_rate=1, source_burst=5, max_sources=3, out=RecordingOut())
 
     def tearDown(self):
         self.router.stop()

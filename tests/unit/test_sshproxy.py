@@ -26,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.interfaces import OUT
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.proxy import describe, proxy_for
 from uhppoted_tunnel.transports.proxy.ssh import SSHEndpoint
 from uhppoted_tunnel.transports.proxy.sshchannel import ForwardedChannel
@@ -36,7 +36,7 @@ from uhppoted_tunnel.transports.proxy.sshfiles import (MAX_FILE, HostKeyRefused,
 from uhppoted_tunnel.transports.proxy.urls import ProxyError, SSHProxy, parse_proxy
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.transports.tcp.options import validate_identity, validate_known_hosts, validate_passphrase
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor
 
 from tests import certs

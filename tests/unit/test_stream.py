@@ -12,9 +12,10 @@ from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.link.ends import StreamConnectorMaker, retry_policy
+from uhppoted_tunnel.link.ends import retry_policy
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameDecoder, encode
 
@@ -476,7 +477,7 @@ class ServerLimitsTests(SynchronousTestCase):
         """
         from twisted.internet.address import IPv6Address, UNIXAddress
 
-        from uhppoted_tunnel.link.ends import _loopback
+        from uhppoted_tunnel.core.addresses import is_loopback as _loopback
 
         self.assertTrue(_loopback(IPv4Address("TCP", "127.0.0.1", 1)))
         self.assertTrue(_loopback(IPv6Address("TCP", "::1", 1)))

@@ -9,11 +9,13 @@ import json
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from uhppoted_tunnel.core.counts import Controllers, Latency, Tally, decode_event
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, SOCKET, LinkState
 from uhppoted_tunnel.core.router import Router
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.interfaces import ITally
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.observe.telemetry import RATE_WINDOW, Telemetry, TelemetryService, WarningLog
 
 SERIAL = 405419896
@@ -174,6 +176,7 @@ class WarningLogTests(SynchronousTestCase):
         self.assertEqual(len(warnings.snapshot()), 1)
 
 
+@implementer(ITally)
 class FakeEnd:
     """
     An end as the telemetry sees it: a role, a spec, a link, a tally.
@@ -205,8 +208,8 @@ class TelemetryTests(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1000)
-        self.router = Router(self.clock, rate=None)
-        self.router.out = self.out = Out()
+        self.out = Out()
+        self.router = Router(self.clock, rate=None, out=self.out)
         self.in_ = FakeEnd("in", "udp/listen:127.0.0.1:60000", clock=self.clock)
         self.out_end = FakeEnd("out", "tcp/server:127.0.0.1:4000", SERVER, self.clock)
         self.telemetry = Telemetry(self.clock)

@@ -8,9 +8,9 @@ from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udp import ListenEnd, UDPConnectorMaker
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, IOutEnd, ITally
 from uhppoted_tunnel.core.packets import request_key
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
 GET_CONTROLLER = 0x94
@@ -50,6 +50,8 @@ class BroadcastEndTests(SynchronousTestCase):
         The end provides L{IOutEnd}.
         """
         verifyObject(IOutEnd, self.end)
+        verifyObject(ITally, self.end)
+        verifyObject(IControllerObserver, self.end)
 
     def test_unicast(self):
         """
@@ -256,6 +258,8 @@ class ListenEndTests(SynchronousTestCase):
         The end provides L{IInEnd} and listens where it was told.
         """
         verifyObject(IInEnd, self.end)
+        verifyObject(ITally, self.end)
+        verifyObject(IControllerObserver, self.end)
         self.assertEqual((self.port.interface, self.port.port), ("127.0.0.1", 60000))
 
     def test_replyGoesToSender(self):
@@ -324,7 +328,7 @@ class MakerTests(SynchronousTestCase):
         Binding a UDP end to an interface that does not exist is refused
         before anything listens.
         """
-        from uhppoted_tunnel.app.spec import ConnectorSpec as Spec
+        from uhppoted_tunnel.core.spec import ConnectorSpec as Spec
 
         settings = {"debug": False, "max-payload": 1024, "udp-timeout": 1.0, "events": False}
         bound = Spec("udp/listen::nosuch0:127.0.0.1:0", "udp/listen:", "nosuch0", "127.0.0.1:0")

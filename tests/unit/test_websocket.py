@@ -17,20 +17,20 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from tests import certs
 from uhppoted_tunnel.core.addresses import normalize_origin, parse_networks
-from uhppoted_tunnel.transports.ws.maker import (
+from uhppoted_tunnel.transports.ws.connection import WSConnection
+from uhppoted_tunnel.transports.ws.maker import WSConnectorMaker, read_token, split_path
+from uhppoted_tunnel.transports.ws.upgrade import (
     DEFAULT_PATH,
     ForwardedAddress,
     Refusal,
     UpgradePolicy,
-    WSConnectorMaker,
     parse_request,
     parse_status,
-    read_token,
-    split_path,
 )
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, ICountingEndpoint, IFrameConnection, ISecureEnd
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import FrameDecoder, encode
 
@@ -403,6 +403,26 @@ class MakerTests(SynchronousTestCase):
                                   FakeReactor())
             self.assertIn("--cert", str(e))
 
+    def test_secureInterfaces(self):
+        """
+        A wss/ end provides L{ISecureEnd}; its endpoints, and those of a
+        ws/ end, provide L{ICountingEndpoint}.
+        """
+        files = certs.make(self.mktemp())
+        maker = WSConnectorMaker("wss")
+        for text, role, side in (("wss/server:127.0.0.1:0/t", IN, "server"), ("wss/client:localhost:443/t", OUT,
+                                                                              "client")):
+            cert, key = files[side]
+            settings = dict(SETTINGS, **{"ca-cert": files["ca"][0], "cert": cert, "key": key, "client-auth": True})
+            end = maker.makeEnd(spec_of(text, maker), role, settings, RecordingRouter(), FakeReactor())
+            verifyObject(ISecureEnd, end)
+            verifyObject(ICountingEndpoint, end.endpoint)
+            verifyObject(ICountingEndpoint, end.endpoint.secure)
+        for text, role in (("ws/server:127.0.0.1:0/t", IN), ("ws/client:localhost:443/t", OUT)):
+            end = make(text, role, RecordingRouter())[0]
+            self.assertFalse(ISecureEnd.providedBy(end))
+            verifyObject(ICountingEndpoint, end.endpoint)
+
     def test_clientNeedsHostPort(self):
         """
         A client needs HOST:PORT (the server's name goes in the request).
@@ -503,6 +523,16 @@ class ServerUpgradeTests(_ServerTests, SynchronousTestCase):
         self.assertNotIn(b"Server:", transport.value())
         [connection] = self.end.connections
         self.assertEqual(connection.peer, "127.0.0.1:50000")
+
+    def test_connectionInterface(self):
+        """
+        Once upgraded, the end's connection is the WebSocket transport's
+        own L{WSConnection}, providing L{IFrameConnection}.
+        """
+        self.upgraded()
+        [connection] = self.end.connections
+        self.assertIsInstance(connection, WSConnection)
+        verifyObject(IFrameConnection, connection)
 
     def test_notReadyBeforeUpgrade(self):
         """
@@ -981,7 +1011,7 @@ class BinaryFrameTests(SynchronousTestCase):
         """
         from autobahn.websocket.xormasker import create_xor_masker
 
-        from uhppoted_tunnel.transports.ws.protocol import binary_frame
+        from uhppoted_tunnel.transports.ws.connection import binary_frame
 
         for size in (0, 1, 5, 70, 125, 126, 1030, 65535, 65536):
             payload = (bytes(range(256)) * (size // 256 + 1))[:size]

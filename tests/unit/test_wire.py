@@ -142,6 +142,10 @@ class RecordingFactory:
     hears.
     """
 
+    stall_timeout = None
+    max_send_queue = 256 * 1024
+    dead_peer_timeout = 60.0
+
     def __init__(self):
         self.events = []
 

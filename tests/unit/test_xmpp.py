@@ -38,9 +38,9 @@ from uhppoted_tunnel.transports.xmpp.frames import (
 )
 from uhppoted_tunnel.transports.xmpp.login import _LoginStream
 from uhppoted_tunnel.core.counts import tally
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd, ISecureEnd
 from uhppoted_tunnel.link.lifecycle import CONNECTING, UP
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 
 MAKER = XMPPConnectorMaker()
@@ -403,6 +403,14 @@ class SessionTests(_Sessions, SynchronousTestCase):
         self.assertFalse(MAKER.relaysEvents("xmpp/client:"))
         self.assertTrue(MAKER.relaysEvents("xmpp/event/client:"))
         verifyObject(IFrameConnection, XMPPConnection())
+
+    def test_secure(self):
+        """
+        An xmpp/ end provides L{ISecureEnd}: SIGHUP reloads its TLS
+        certificates through its endpoint.
+        """
+        verifyObject(ISecureEnd, self.end)
+        self.assertIs(self.end.watch.parent, self.end)
 
     def test_hello(self):
         """

@@ -20,7 +20,7 @@ from twisted.words.protocols.jabber.jid import JID
 from zope.interface.verify import verifyObject
 
 from tests.unit.test_xmpp import ME, PEER, SERVER_HEADER, settings
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.interfaces import IN, IFrameConnection
 from uhppoted_tunnel.transports.xmpp.endpoint import XMPPEndpoint
 from uhppoted_tunnel.transports.xmpp.frames import NS_TUNNEL

@@ -23,7 +23,7 @@ from uhppoted_tunnel.transports.zmq.maker import ZMQConnectorMaker
 from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, messages
 from uhppoted_tunnel.transports.zmq.wire import BadMessage, decode, socket_options
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.core.frames import encode
 

@@ -13,7 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from uhppoted_tunnel.app.spec import parse
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.core.frames import encode
 from uhppoted_tunnel.interfaces import IN, IFrameConnection
 from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd

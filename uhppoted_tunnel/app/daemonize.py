@@ -175,7 +175,7 @@ def refuse_connectors(options):
         if kind not in GO_DAEMONIZE[role]:
             raise DaemonizeError(
                 "daemonize: --{} '{}' is not taken by daemonize, as with the Go tunnel ({} only); "
-                "run it from etc/systemd/uhppoted-tunnel@.service instead".format(
+                "run it from the templated unit instead (uhppoted-tunnel sample unit uhppoted-tunnel@.service)".format(
                     role, spec.text, ", ".join(GO_DAEMONIZE[role])))
 
 

@@ -22,6 +22,7 @@ from uhppoted_tunnel.core import eventfiles, events
 from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.app import lockfile
 from uhppoted_tunnel.app import spec
+from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.ends.udpsocket import DEFAULT_RECEIVE_BUFFER
 from uhppoted_tunnel.core.declare import FLAG, LIST, PARAMETER
 from uhppoted_tunnel.core.values import read_integer as _whole
@@ -319,7 +320,7 @@ class Options(usage.Options):
     @staticmethod
     def _parse(text, makers, where):
         try:
-            return spec.parse(text, makers)
+            return parse(text, makers)
         except ValueError as e:
             raise usage.UsageError("{}: {}".format(where, e)) from None
 

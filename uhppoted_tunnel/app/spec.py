@@ -1,53 +1,21 @@
 # -*- test-case-name: tests.unit.test_spec -*-
 """
-Connector strings, as the Go tunnel writes them.
+The installed connector plugins, found once per process: which maker
+builds each connector-string prefix (the strings themselves are
+L{uhppoted_tunnel.core.spec}'s).
 
-A connector string is a kind prefix followed by an address, optionally
-with a network interface to bind to::
-
-    udp/listen:0.0.0.0:60000
-    tcp/client::eth0:192.0.2.10:12345      (bound to eth0)
-    tcp/server:[::1]:12345
-    http/0.0.0.0:8080
-
-The prefixes come from the connector maker plugins, so parsing only splits
-the string; each maker interprets the address. Finding the plugins imports
-only their declarations (L{uhppoted_tunnel.core.declare}); a transport's
-module is imported when a connector string names one of its prefixes.
+Finding the plugins imports only their declarations
+(L{uhppoted_tunnel.core.declare}); a transport's module is imported when
+a connector string names one of its prefixes.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 
 from twisted.plugin import getPlugins
 
 import uhppoted_tunnel.plugins
 from uhppoted_tunnel.interfaces import IConnectorMaker, IConnectorPlugin
-
-
-@dataclass(frozen=True)
-class ConnectorSpec:
-    """
-    A connector string split into its parts.
-
-    :ivar text: the string as given.
-    :ivar prefix: the kind prefix, separator included (C{"tcp/server:"}).
-    :ivar interface: the network interface to bind to, or C{None}.
-    :ivar address: the rest.
-    """
-
-    text: str
-    prefix: str
-    interface: str | None
-    address: str
-
-    @property
-    def kind(self):
-        """
-        The prefix without its separator, e.g. C{tcp/server}.
-        """
-        return self.prefix.rstrip(":/") if self.prefix.endswith(":") else self.prefix.rstrip("/")
 
 
 @cache
@@ -112,27 +80,3 @@ def connector_makers():
     return Makers(installed())
 
 
-def parse(text, makers):
-    """
-    Split a connector string.
-
-    :param text: the connector string.
-    :param makers: a dict of prefix to maker (see L{connector_makers}).
-    :return: C{(maker, spec)}.
-    :raise ValueError: for an unknown kind or a malformed interface.
-    """
-    prefix = max((p for p in makers if text.startswith(p)), key=len, default=None)
-    if prefix is None:
-        kinds = ", ".join(sorted(makers))
-        raise ValueError("unknown connector '{}' (expected one of {})".format(text, kinds))
-    rest = text[len(prefix) :]
-    interface = None
-    if rest.startswith(":") and ":" in rest[1:]:
-        interface, _, rest = rest[1:].partition(":")
-        if not interface or not rest:
-            raise ValueError("invalid interface binding in '{}' (expected e.g. {}:eth0:ADDRESS)".format(text, prefix))
-    elif prefix.endswith("/") and rest.startswith("::") and ":" in rest[2:]:
-        interface, _, rest = rest[2:].partition(":")
-    if not rest:
-        raise ValueError("connector '{}' has no address".format(text))
-    return makers[prefix], ConnectorSpec(text, prefix, interface, rest)

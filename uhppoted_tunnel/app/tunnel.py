@@ -12,7 +12,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
-from uhppoted_tunnel.interfaces import IN, OUT
+from uhppoted_tunnel.interfaces import IN, OUT, ISecureEnd
 from uhppoted_tunnel.core.router import Router
 from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS
 from uhppoted_tunnel.observe.telemetry import Telemetry, TelemetryService
@@ -79,12 +79,6 @@ class TunnelService(MultiService):
         self.failure = None
         self.on_failure = None
         self._failing = None
-        if options["events"]:
-            # a burst of events is normal for a busy site: no limit unless asked
-            self.router = Router(reactor, options["event-rate-limit"], options["rate-limit-burst"])
-        else:
-            self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"],
-                                 options["rate-limit-per-source"], options["rate-limit-per-source-burst"])
         if lock is not None:
             LockfileService(lock).setServiceParent(self)
         self.telemetry = Telemetry(reactor, options["events"])
@@ -92,8 +86,15 @@ class TunnelService(MultiService):
         TelemetryService(self.telemetry, reactor).setServiceParent(self)
         out_maker, out_spec = options.ends[OUT]
         in_maker, in_spec = options.ends[IN]
-        self.out = out_maker.makeEnd(out_spec, OUT, options, self.router, reactor)
-        self.router.out = self.out
+        # an out end is handed requests: it needs no router
+        self.out = out_maker.makeEnd(out_spec, OUT, options, None, reactor)
+        if options["events"]:
+            # a burst of events is normal for a busy site: no limit unless asked
+            self.router = Router(reactor, options["event-rate-limit"], options["rate-limit-burst"], out=self.out)
+        else:
+            self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"],
+                                 options["rate-limit-per-source"], options["rate-limit-per-source-burst"],
+                                 out=self.out)
         self.in_ = in_maker.makeEnd(in_spec, IN, options, self.router, reactor)
         self.telemetry.watch(self.router, (self.in_, self.out))
         self.monitor = None
@@ -124,9 +125,8 @@ class TunnelService(MultiService):
         is a warning, and the ones in use stay.
         """
         for end in (self.out, self.in_):
-            reload = getattr(end, "reloadCertificates", None)
-            if reload is not None:
-                reload()
+            if ISecureEnd.providedBy(end):
+                end.reloadCertificates()
 
     def whenListening(self):
         """

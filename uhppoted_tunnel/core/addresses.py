@@ -48,6 +48,20 @@ def is_ip_address(host):
     return True
 
 
+def is_loopback(address):
+    """
+    Whether a listening address is reachable from this machine only (a
+    loopback IP address, or not an IP address at all: a UNIX socket).
+    """
+    host = getattr(address, "host", None)
+    if host is None:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def format_address(address):
     """
     A Twisted address as C{host:port} (an IPv6 host in brackets), a UNIX

@@ -13,6 +13,8 @@ fills, per reply, while something reads the telemetry.
 
 from bisect import bisect_left
 
+from uhppoted_tunnel.interfaces import ICountingEndpoint, ITally
+
 #: Drop reasons (the C{reason} label of C{uhppoted_tunnel_dropped_total}).
 RATE_LIMIT = "rate_limit"
 PER_SOURCE_LIMIT = "per_source_limit"
@@ -95,18 +97,17 @@ class Tally:
         """
         Add what an end's endpoint, and each endpoint it wraps (as
         C{endpoint}), counted: failed TLS handshakes
-        (C{handshake_failures}), connections refused by the caps (a
-        capped endpoint's C{factory.limits}) and what a message transport's
-        endpoint dropped (C{dropped_frames}, reason -> count).
+        (C{handshake_failures}), connections refused by the caps
+        (C{refused}) and frames a message transport's endpoint dropped
+        (C{dropped}, by reason), of each that provides
+        L{uhppoted_tunnel.interfaces.ICountingEndpoint}.
         """
-        while endpoint is not None:
-            self.handshakes(getattr(endpoint, "handshake_failures", {}))
-            for reason, n in getattr(endpoint, "dropped_frames", {}).items():
+        while ICountingEndpoint.providedBy(endpoint):
+            self.handshakes(endpoint.handshake_failures)
+            self.caps(endpoint.refused)
+            for reason, n in endpoint.dropped.items():
                 self.drop(reason, n)
-            limits = getattr(getattr(endpoint, "factory", None), "limits", None)
-            if limits is not None:
-                self.caps(limits.refused)
-            endpoint = getattr(endpoint, "endpoint", None)
+            endpoint = endpoint.endpoint
 
     def watch(self, watch):
         """
@@ -121,9 +122,8 @@ def tally(end):
     :return: the L{Tally} of an end (empty for an end that counts nothing).
     """
     t = Tally()
-    count = getattr(end, "tally", None)
-    if count is not None:
-        count(t)
+    if ITally.providedBy(end):
+        end.tally(t)
     return t
 
 

@@ -10,7 +10,9 @@ in end             L{RequestReceiver}     L{EventReceiver}
 out end            L{RequestSender}       L{EventSender}
 ================== ====================== =====================
 
-A relay is given its collaborators (the router, the clock, the list of
+The request relays are here, the event relays in
+L{uhppoted_tunnel.core.eventrelays}, and what they share in
+L{uhppoted_tunnel.core.relay}. A relay is given its collaborators (the router, the clock, the list of
 ready connections its transport keeps) and hears of each connection and
 frame from the transport; it reaches a connection only through
 L{IFrameConnection} (C{sendFrame}, C{peer}, C{close}) and never touches a
@@ -21,31 +23,22 @@ from collections import deque
 from functools import partial
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from zope.interface import implementer
 
-from uhppoted_tunnel.core.eventfiles import StorageError
-from uhppoted_tunnel.core.events import (
-    SESSION_ID,
-    EventBuffer,
-    SeenEvents,
-    new_session,
-    parse_session,
-    session_frame,
-)
-from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay
-from uhppoted_tunnel.core.packets import hexdump
+from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
 from uhppoted_tunnel.core.packets import is_unicast
+from uhppoted_tunnel.core.relay import Numbering, Relay
 from uhppoted_tunnel.core.replies import REPLY_IDLE, ReplyTable
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
+from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, ITally
 
 #: Requests held while an out end has no peer (Go holds 16).
 QUEUE_SIZE = 16
 
 
 
-def relay_for(role, settings, router, clock, connections, log_tag="TCP"):
+def relay_for(role, settings, router, clock, connections, log_tag="TCP", failed=None):
     """
     The relay for an end in a role, in a request tunnel or an event tunnel.
 
@@ -57,101 +50,20 @@ def relay_for(role, settings, router, clock, connections, log_tag="TCP"):
     :param connections: the list of ready connections the transport keeps
         (the relay reads it, never changes it).
     :param log_tag: the tag of the relay's log lines.
+    :param failed: called as C{failed(log_format, **fields)} when the
+        relay cannot go on (its end's
+        L{uhppoted_tunnel.link.lifecycle.EndLifecycle.failed}), or C{None}
+        to log it only.
     """
     if settings["events"]:
         kind = EventReceiver if role == IN else EventSender
     else:
         kind = RequestReceiver if role == IN else RequestSender
-    relay = kind(settings, router, clock, connections)
-    relay.log_tag = log_tag
-    return relay
+    return kind(settings, router, clock, connections, log_tag, failed)
 
 
-class _Relay:
-    """
-    No-ops for what a relay does not care about.
-    """
-
-    log = Logger()
-    log_tag = "TCP"
-
-    def __init__(self, settings, router, clock, connections):
-        self.router = router
-        self.clock = clock
-        self.connections = connections
-
-    def failed(self, log_format, **fields):
-        """
-        The relay cannot go on: the end it belongs to replaces this with
-        its own L{uhppoted_tunnel.link.lifecycle.EndLifecycle.failed}.
-        """
-        self.log.error(log_format, **fields)
-
-    def start(self):
-        pass
-
-    def stop(self):
-        pass
-
-    def connected(self, connection):
-        pass
-
-    def disconnected(self, connection):
-        pass
-
-
-@implementer(IOutRelay)
-class TracingRelay:
-    """
-    With C{--debug}: logs every frame received and every packet sent, with
-    a hex dump, around another relay (so that without it the hot path pays
-    nothing).
-    """
-
-    log = Logger()
-
-    def __init__(self, relay, log_tag):
-        self.relay = relay
-        self.log_tag = log_tag
-        self.start = relay.start
-        self.stop = relay.stop
-        self.connected = relay.connected
-        self.disconnected = relay.disconnected
-
-    def frameReceived(self, connection, frame_id, payload):
-        self.log.debug("received frame {id} ({n} bytes) from {peer}\n{dump}", id=frame_id, n=len(payload),
-                       peer=connection.peer, dump=hexdump(payload))
-        self.relay.frameReceived(connection, frame_id, payload)
-
-    def send(self, payload, reply):
-        self.log.debug("sending {n} bytes\n{dump}", n=len(payload), dump=hexdump(payload))
-        self.relay.send(payload, reply)
-
-
-class _Numbering:
-    """
-    Frame ids for the requests or events an out end originates: 1 to
-    2**32-1, then round again.
-    """
-
-    __slots__ = ("_last",)
-
-    def __init__(self):
-        self._last = 0
-
-    def next(self):
-        self._last = self._last + 1 if self._last < 0xFFFFFFFF else 1
-        return self._last
-
-    def after(self, last):
-        """
-        Carry on from C{last} (ids loaded from a spool).
-        """
-        self._last = last
-
-
-@implementer(IRelay)
-class RequestReceiver(_Relay):
+@implementer(IRelay, ITally)
+class RequestReceiver(Relay):
     """
     An in end of a request tunnel: each request frame goes to the router,
     and each reply goes back on the connection it came by, with its id.
@@ -173,8 +85,8 @@ class RequestReceiver(_Relay):
             connection.sendFrame(frame_id, payload)
 
 
-@implementer(IOutRelay)
-class RequestSender(_Relay):
+@implementer(IOutRelay, ITally)
+class RequestSender(Relay):
     """
     An out end of a request tunnel: numbers each request, sends it to every
     connected peer, and matches replies by connection and id. While no peer
@@ -182,14 +94,14 @@ class RequestSender(_Relay):
     still younger than C{--udp-timeout} when one connects.
     """
 
-    def __init__(self, settings, router, clock, connections):
-        _Relay.__init__(self, settings, router, clock, connections)
+    def __init__(self, settings, router, clock, connections, log_tag="TCP", failed=None):
+        Relay.__init__(self, settings, router, clock, connections, log_tag, failed)
         self.trace = settings["debug"]
         self.udp_timeout = settings["udp-timeout"]
         self.replies = ReplyTable(clock.seconds)
         self._overflow = Throttle(clock, self._warnOverflow)
         self.queue = deque(maxlen=QUEUE_SIZE)
-        self.ids = _Numbering()
+        self.ids = Numbering()
         self._sweeper = None
         #: replies no request waits for; queued requests too old to send
         self.unmatched = 0
@@ -256,224 +168,3 @@ class RequestSender(_Relay):
         if stale:
             self.stale += stale
             self.log.info("dropped {n} queued request(s) older than the UDP timeout", n=stale)
-
-
-@implementer(IRelay)
-class EventReceiver(_Relay):
-    """
-    An in end of an event tunnel: acknowledges every event frame with an
-    empty frame of its id, and forwards each event once.
-
-    A sending half names its session in the first frame of each
-    connection (id 0); the receiver then remembers the (session, frame
-    id) of each event it forwards (across restarts, in
-    C{<event-spool>.seen}) and does not forward one resent after a
-    reconnect again. Those are the sending half's own numbers, which no
-    packet from a controller or from anyone on the site's network can
-    set, so forged events can be relayed (as the Go tunnel relays them)
-    but can never make a real one be dropped. Frames from a sender that
-    names no session (a Go tunnel, which never resends) are forwarded as
-    they come.
-    """
-
-    def __init__(self, settings, router, clock, connections):
-        _Relay.__init__(self, settings, router, clock, connections)
-        self.trace = settings["debug"]
-        self.path = settings["event-spool"] + ".seen"
-        self.window = settings["event-window"]
-        self.seen = None
-        self.duplicates = 0
-        #: connection -> the session its sender named
-        self.sessions = {}
-
-    def start(self):
-        self.seen = SeenEvents(self.window, self.path)
-
-    def stop(self):
-        if self.seen is not None:
-            self.seen.close()
-            self.seen = None
-
-    def disconnected(self, connection):
-        self.sessions.pop(connection, None)
-
-    def tally(self, t):
-        t.event("deduplicated", self.duplicates)
-
-    def frameReceived(self, connection, frame_id, payload):
-        if not payload:
-            return
-        if frame_id == SESSION_ID:
-            session = parse_session(payload)
-            if session is not None:
-                self.sessions[connection] = session
-                return
-        session = self.sessions.get(connection)
-        if session is None:
-            self.router.request(payload, None)
-        else:
-            key = (session, frame_id)
-            if key in self.seen:
-                self.duplicates += 1
-                if self.trace:
-                    self.log.debug("event frame {id} already forwarded", id=frame_id)
-            else:
-                self.router.request(payload, None)
-                self.seen.add(key)
-        connection.sendFrame(frame_id, b"")
-
-
-@implementer(IOutRelay)
-class EventSender(_Relay):
-    """
-    An out end of an event tunnel: holds events in an L{EventBuffer} until
-    acknowledged, sends each connected peer every event held, in order, and
-    keeps what is left in C{<event-spool>.events} for the next run.
-
-    An acknowledgement counts only on the connection the event was sent on
-    (an id at or below what that connection was sent); an event stays held
-    until a peer that received it acknowledges it. With several peers (a
-    server end's fan-out) every peer is sent every event held, and the
-    first acknowledgement from one that received it delivers it. A peer
-    that says nothing never empties the buffer.
-
-    With C{--event-peer go} the peer is a Go tunnel, which acknowledges
-    nothing: events are sent as the Go tunnel sends them, once, to the
-    peers connected, and held only while none is.
-
-    :ivar cursors: connection -> the last event id sent on it.
-    """
-
-    def __init__(self, settings, router, clock, connections):
-        _Relay.__init__(self, settings, router, clock, connections)
-        self.path = settings["event-spool"] + ".events"
-        self.buffer = EventBuffer(clock.seconds, settings["event-buffer"], settings["event-buffer-age"])
-        self.ids = _Numbering()
-        self.go = settings.get("event-peer") == "go"
-        self.session = new_session()
-        self.cursors = {}
-        self._lost = Throttle(clock, self._warnLost)
-        self._refused = Throttle(clock, self._warnRefused)
-        self._last_refused = None
-        #: acknowledgements that delivered an event; events loaded from
-        #: the spool at start
-        self.acknowledged = 0
-        self.spooled = 0
-
-    def start(self):
-        session, spooled = EventBuffer.load(self.path)
-        # a spool keeps its session and ids, so the receiving half knows
-        # the events it sends again; a new run without one starts a new
-        # session
-        self.session = session or new_session()
-        if session is not None and spooled:
-            self.ids.after(max(frame_id for frame_id, _, _ in spooled))
-        self.spooled += len(spooled)
-        for frame_id, stamp, payload in spooled:
-            self.buffer.add(frame_id if session is not None else self.ids.next(), payload, stamp)
-        if spooled:
-            self.log.info("{n} undelivered event(s) from the last run, from {path}", n=len(spooled), path=self.path)
-        if self.go:
-            self.log.info("relaying events as the Go tunnel does (--event-peer go): each sent once to the peers "
-                          "connected, held only while none is, never acknowledged")
-
-    def stop(self):
-        self.buffer.expire()
-        self._lost.flush()
-        self._refused.flush()
-        if self.buffer:
-            try:
-                self.buffer.spool(self.path, self.session)
-            except StorageError as e:
-                # an error the tunnel cannot get past: exit 1, saying how
-                # many events are lost
-                self.failed("could not keep {n} undelivered event(s) in {path}: {reason}", n=e.lost, path=e.path,
-                            reason=e.reason)
-            else:
-                self.log.info("kept {n} undelivered event(s) for the next run in {path}", n=len(self.buffer),
-                              path=self.path)
-
-    def send(self, payload, reply):
-        last = self.buffer.last
-        frame_id = self.ids.next()
-        dropped = self.buffer.add(frame_id, payload)
-        if dropped:
-            self._lost.count(dropped)
-        # a peer that has every earlier event gets this one now; one still
-        # catching up gets it in order from _catchUp
-        sent = False
-        for connection in self.connections:
-            if self.cursors.get(connection) == last:
-                if connection.sendFrame(frame_id, payload):
-                    self.cursors[connection] = frame_id
-                    sent = True
-            else:
-                sent = self._catchUp(connection) or sent
-        if sent and self.go:
-            self.buffer.acknowledge(frame_id)
-
-    def _catchUp(self, connection):
-        """
-        Send a connection every event held that it has not been sent, in
-        order.
-
-        :return: True if anything was sent.
-        """
-        cursor = self.cursors.get(connection, 0)
-        sent = []
-        for frame_id, payload in self.buffer.after(cursor):
-            if not connection.sendFrame(frame_id, payload):
-                break
-            self.cursors[connection] = frame_id
-            sent.append(frame_id)
-        if self.go:
-            for frame_id in sent:
-                self.buffer.acknowledge(frame_id)
-        return bool(sent)
-
-    def _warnLost(self, count):
-        self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
-                      "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=count, total=self.buffer.lost,
-                      limit=self.buffer.limit, age=self.buffer.max_age)
-
-    def frameReceived(self, connection, frame_id, payload):
-        # an event sender hears only acknowledgements; like the Go
-        # tunnel's, it discards anything else sent back
-        if payload:
-            return
-        if frame_id <= self.cursors.get(connection, 0):
-            if self.buffer.acknowledge(frame_id):
-                self.acknowledged += 1
-        else:
-            # an id never sent on this connection: whoever it is, it cannot
-            # acknowledge what it did not receive
-            self._last_refused = connection.peer
-            self._refused.count()
-
-    @property
-    def refused(self):
-        """
-        Acknowledgements ignored: ids never sent on their connection.
-        """
-        return self._refused.total
-
-    def _warnRefused(self, count):
-        self.log.warn("ignored {n} acknowledgement(s) of events never sent on their connection, the last from "
-                      "{peer}", n=count, peer=self._last_refused)
-
-    def connected(self, connection):
-        self.cursors[connection] = 0
-        if not self.go:
-            # the receiving half de-duplicates by this session and the ids
-            # (a Go receiver would forward the frame as a datagram)
-            connection.sendFrame(SESSION_ID, session_frame(self.session))
-        self._catchUp(connection)
-
-    def disconnected(self, connection):
-        self.cursors.pop(connection, None)
-
-    def tally(self, t):
-        t.event("acknowledged", self.acknowledged)
-        t.event("spooled", self.spooled)
-        t.events["buffered"] = len(self.buffer)
-        t.drop(QUEUE_FULL, self.buffer.lost)

@@ -38,7 +38,7 @@ class Router:
     log_tag = "ROUTER"
 
     def __init__(self, clock, rate=DEFAULT_RATE, burst=DEFAULT_BURST, source_rate=None, source_burst=None,
-                 max_sources=MAX_SOURCES):
+                 max_sources=MAX_SOURCES, out=None):
         """
         :param clock: an C{IReactorTime}.
         :param rate: requests per second allowed on average, or C{None} for
@@ -49,9 +49,11 @@ class Router:
         :param source_burst: requests allowed to one sender at once.
         :param max_sources: senders remembered at most (the longest-known
             is forgotten first).
+        :param out: the out end (an L{uhppoted_tunnel.interfaces.IOutEnd}),
+            which it hands each request forwarded.
         """
         self.clock = clock
-        self.out = None
+        self.out = out
         self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
         self.source_rate = source_rate
         self.source_burst = source_burst

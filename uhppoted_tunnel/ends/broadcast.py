@@ -30,7 +30,7 @@ from uhppoted_tunnel.core.deadlines import DeadlineQueue
 from uhppoted_tunnel.core.packets import hexdump, request_key
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.ends.udpsocket import cannot_listen_reason
-from uhppoted_tunnel.interfaces import OUT, IOutEnd
+from uhppoted_tunnel.interfaces import OUT, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.link.bind import reactor_for
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 
@@ -163,7 +163,7 @@ class ReplySocket(DatagramProtocol):
         entry.reply(data)
 
 
-@implementer(IOutEnd)
+@implementer(IOutEnd, ITally, IControllerObserver)
 class BroadcastEnd(EndLifecycle, Service):
     """
     C{udp/broadcast:ADDRESS}: sends requests to controllers and delivers

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.web import server
 from twisted.web.resource import Resource, getChildForRequest
-from zope.interface import implementer
+from zope.interface import directlyProvides, implementer
 
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import format_address
@@ -43,7 +43,7 @@ from uhppoted_tunnel.link.bind import check_interface
 from uhppoted_tunnel.core.durations import format_duration
 from uhppoted_tunnel.transports.endpoints import server_endpoint
 from uhppoted_tunnel.transports.tls.secure import SecureServerEndpoint, watch_certificates
-from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd
+from uhppoted_tunnel.interfaces import IN, IConnectorMaker, IInEnd, ISecureEnd, ITally, ITelemetryServer
 from uhppoted_tunnel.observe.jsonapi import (
     BadRequest,
     check_content_type,
@@ -236,7 +236,7 @@ class HTTPSite(QuietSite):
                                path=request.path.decode("latin-1"), code=request.code, peer=client_address(request))
 
 
-@implementer(IInEnd)
+@implementer(IInEnd, ITally, ITelemetryServer)
 class HTTPEnd(EndLifecycle, Service):
     """
     C{http/ADDRESS} or C{https/ADDRESS}: takes requests from browsers and
@@ -263,7 +263,7 @@ class HTTPEnd(EndLifecycle, Service):
     #: C{None} with C{--no-http-console}
     console = None
 
-    def __init__(self, spec, endpoint, router, reactor, settings, secure=False):
+    def __init__(self, spec, endpoint, router, reactor, settings, secure=False, watch=None):
         """
         :param spec: the connector spec.
         :param endpoint: the L{IStreamServerEndpoint} to listen on (for
@@ -275,7 +275,12 @@ class HTTPEnd(EndLifecycle, Service):
             C{handshake-timeout}, C{no-http-console}).
         :param secure: C{https/}: the TLS handshake has a deadline and
             answers carry HSTS.
+        :param watch: the certificates' expiry watch of an C{https/} end,
+            whose endpoint then reloads them (L{ISecureEnd}), or C{None}.
         """
+        if watch is not None:
+            self.watch = watch
+            directlyProvides(self, ISecureEnd)
         self.spec = spec
         self.endpoint = endpoint
         self.router = router
@@ -302,6 +307,14 @@ class HTTPEnd(EndLifecycle, Service):
 
     #: the certificate expiry watch of an https/ end, or C{None}
     watch = None
+
+    def reloadCertificates(self):
+        """
+        Read an C{https/} end's certificates again (L{ISecureEnd}).
+
+        :return: True if reloaded.
+        """
+        return self.endpoint.reloadCertificates()
 
     def startService(self):
         Service.startService(self)
@@ -419,9 +432,7 @@ class HTTPConnectorMaker:
             endpoint = SecureServerEndpoint(endpoint, lambda: tls.server_options(settings, protocols=[b"http/1.1"]),
                                             reactor, settings["handshake-timeout"], "HTTPS",
                                             "is the client using plain HTTP?")
-        end = HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure)
+        watch = watch_certificates(settings, "server", reactor, "HTTPS") if secure else None
+        end = HTTPEnd(spec, endpoint, router, reactor, settings, secure=secure, watch=watch)
         end.limited = limited
-        if secure:
-            end.watch = watch_certificates(settings, "server", reactor, "HTTPS")
-            end.reloadCertificates = endpoint.reloadCertificates
         return end

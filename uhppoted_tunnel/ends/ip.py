@@ -34,12 +34,12 @@ from zope.interface import implementer
 from uhppoted_tunnel.ends.controllertcp import ControllerTCP
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udp import udp_address
-from uhppoted_tunnel.interfaces import OUT, IConnectorMaker, IOutEnd
+from uhppoted_tunnel.interfaces import OUT, IConnectorMaker, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.core.packets import controller_serial
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 
 
-@implementer(IOutEnd)
+@implementer(IOutEnd, ITally, IControllerObserver)
 class IPOutEnd(MultiService):
     """
     C{ip/out:ADDRESS}: sends each request to its controller by UDP or TCP,

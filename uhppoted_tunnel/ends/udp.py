@@ -31,7 +31,7 @@ from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udpsocket import (DEFAULT_RECEIVE_BUFFER, DrainingPort, cannot_listen_reason, listen_udp,
                                              set_receive_buffer)
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd
+from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, ITally
 from uhppoted_tunnel.link.bind import bind_to_device, check_interface
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 from uhppoted_tunnel.transports.endpoints import adopt, systemd_socket
@@ -66,7 +66,7 @@ class ListenProtocol(DatagramProtocol):
             end.router.request(data, partial(end.reply, address), address[0])
 
 
-@implementer(IInEnd)
+@implementer(IInEnd, ITally, IControllerObserver)
 class ListenEnd(EndLifecycle, Service):
     """
     C{udp/listen:ADDRESS}: receives requests from UHPPOTE applications;

@@ -1,15 +1,20 @@
 # -*- test-case-name: tests.unit.test_stream,tests.unit.test_events -*-
 """
-The stream ends: C{tcp/server} and C{tcp/client}, each as an in or an out
-end, written once for every byte-stream transport. A secure transport
-(C{tls/}) is the same ends over other endpoints: its handshake, timeout
-and diagnosis live in its own module, which hands these ends only
-connections that are ready.
+The ends of every transport: L{ServerEnd} listens and L{ClientEnd} dials,
+each as an in or an out end. A transport supplies only an endpoint whose
+C{listen} or C{connect} hands the end connections that are ready for
+frames (after a handshake or an upgrade, if any), the connection class
+its factory builds (providing
+L{uhppoted_tunnel.interfaces.IFrameConnection}, and reporting to the
+factory as L{uhppoted_tunnel.interfaces.IConnectionReporter} declares)
+and, if secure, its certificates' watch and reloader; its maker
+(L{uhppoted_tunnel.transports.tcp.maker} for the stream transports)
+builds the end with them.
 
 What an end does with frames is its relay's
 (L{uhppoted_tunnel.core.relays}): the end owns the listening or the
-dialling and the set of ready connections, and its protocols talk to the
-relay directly.
+dialling, its factory (L{uhppoted_tunnel.link.factory}) the set of ready
+connections, and its protocols talk to the relay directly.
 
 A client end is a C{ClientService}, which owns the reconnect loop: the
 first retry comes 5 s after a failure and the delay doubles up to
@@ -17,35 +22,23 @@ C{--max-retry-delay}; after C{--max-retries} failed attempts in a row the
 end fails (L{uhppoted_tunnel.link.lifecycle}) and the tunnel stops.
 """
 
-import ipaddress
-import socket
-
 from twisted.application.internet import ClientService
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.plugin import IPlugin
-from zope.interface import alsoProvides, implementer
+from zope.interface import directlyProvides, implementer
 
-from uhppoted_tunnel.core.addresses import format_address
-from uhppoted_tunnel.link.bind import check_interface
-from uhppoted_tunnel.transports import proxy
-from uhppoted_tunnel.transports.endpoints import server_endpoint
-from uhppoted_tunnel.core.relays import TracingRelay, relay_for
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IInEnd, IOutEnd
+from uhppoted_tunnel.core.addresses import format_address, is_loopback
+from uhppoted_tunnel.core.relay import TracingRelay
+from uhppoted_tunnel.core.relays import relay_for
+from uhppoted_tunnel.interfaces import IN, OUT, IEnd, IInEnd, IOutEnd, ISecureEnd, ITally
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, EndLifecycle
-from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
-from uhppoted_tunnel.core.throttle import Throttle
-from uhppoted_tunnel.core.counts import QUEUE_FULL, TOO_LONG
-from uhppoted_tunnel.link.framed import DEFAULT_DEAD_PEER_TIMEOUT, DEFAULT_MAX_SEND_QUEUE, FramedProtocol, underlying
+from uhppoted_tunnel.link.factory import FrameFactory
+from uhppoted_tunnel.link.framed import FramedProtocol
 
 #: The first reconnect delay; it doubles after each failure.
 FIRST_RETRY = 5.0
-
-#: Go: TCP keepalive every 15 s on stream sockets.
-KEEPALIVE = 15
 
 
 class LinkRefused(Exception):
@@ -72,210 +65,42 @@ def retry_policy(max_delay, first=FIRST_RETRY):
     return policy
 
 
-def tune(transport, max_send_queue=DEFAULT_MAX_SEND_QUEUE, dead_peer_timeout=DEFAULT_DEAD_PEER_TIMEOUT):
-    """
-    Set up the TCP connection under a (possibly TLS-wrapped) transport:
-    Nagle off; Go's 15 s keepalive; C{TCP_USER_TIMEOUT}, so that a peer
-    that vanished (data or keepalive probes unacknowledged) is noticed
-    within C{dead_peer_timeout}; and what may be queued for the peer, in
-    the kernel (C{SO_SNDBUF}) and in the transport (past which the peer
-    counts as not reading).
-    """
-    transport = underlying(transport)
-    if not hasattr(transport, "setTcpNoDelay"):
-        return
-    transport.setTcpNoDelay(True)
-    transport.setTcpKeepAlive(True)
-    transport.bufferSize = max_send_queue
-    handle = getattr(transport, "getHandle", lambda: None)()
-    if hasattr(handle, "setsockopt") and hasattr(socket, "TCP_KEEPIDLE"):
-        try:
-            # the kernel's share of what is queued for the peer (Linux
-            # doubles it for its own bookkeeping)
-            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_send_queue)
-            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE)
-            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE)
-            if hasattr(socket, "TCP_USER_TIMEOUT"):
-                handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_peer_timeout * 1000))
-        except OSError:
-            pass
-
-
-def _loopback(address):
-    """
-    Whether a listening address is reachable from this machine only (a
-    loopback IP address, or not an IP address at all: a UNIX socket).
-    """
-    host = getattr(address, "host", None)
-    if host is None:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
-
-
-class FrameFactory(Factory):
-    """
-    Builds the connections of one stream end and keeps those that are
-    ready (the relay's C{connections}); tells the relay and the end of each
-    one that comes and goes.
-
-    :ivar connections: the ready connections, oldest first.
-    :ivar protocols: every open connection, to close at stop: the ready
-        ones, and those a secure transport holds in their handshake (each
-        with C{close()} and C{whenClosed()}).
-    """
-
-    noisy = False
-    log = Logger()
-    #: what each connection is: a byte stream's L{FramedProtocol}, or a
-    #: message transport's own L{IFrameConnection} (built the same way)
-    protocol = FramedProtocol
-
-    def __init__(self, relay, settings, clock, log_tag, closed=None, link=None):
-        """
-        :param relay: the end's L{uhppoted_tunnel.interfaces.IRelay}.
-        :param settings: the tunnel's options (C{max-payload},
-            C{max-send-queue}, C{stall-timeout}, C{dead-peer-timeout}).
-        :param clock: an C{IReactorTime}.
-        :param log_tag: the tag of the end's log lines.
-        :param closed: called with C{(connection, reason)} when a ready
-            connection closes, or C{None}.
-        :param link: the end's L{uhppoted_tunnel.link.lifecycle.LinkState}, told
-            of each connection ready and closed, or C{None}.
-        """
-        self.relay = relay
-        self.clock = clock
-        self.max_payload = settings["max-payload"]
-        self.max_send_queue = settings["max-send-queue"]
-        self.stall_timeout = settings["stall-timeout"]
-        self.dead_peer_timeout = settings["dead-peer-timeout"]
-        self.log_tag = log_tag
-        self.closed = closed
-        self.link = link
-        self.connections = []
-        self.protocols = set()
-        self._dropped = Throttle(clock, self._warnDropped)
-        self._last = {}
-        self._too_long = Throttle(clock, self._warnTooLong)
-        self._stalled = Throttle(clock, self._warnStalled)
-
-    def buildProtocol(self, addr):
-        protocol = self.protocol(self.max_payload)
-        protocol.factory = self
-        protocol.relay = self.relay
-        protocol.log_tag = self.log_tag
-        return protocol
-
-    def connectionReady(self, connection):
-        tune(connection.transport, self.max_send_queue, self.dead_peer_timeout)
-        self.protocols.add(connection)
-        self.connections.append(connection)
-        self.log.info("connected to {peer}", peer=connection.peer)
-        if self.link is not None:
-            self.link.connected(connection, connection.peer)
-        self.relay.connected(connection)
-
-    def connectionClosed(self, connection, reason):
-        self.protocols.discard(connection)
-        if connection in self.connections:
-            self.connections.remove(connection)
-            self.relay.disconnected(connection)
-            if self.link is not None:
-                self.link.disconnected(connection)
-        self.log.info("connection to {peer} closed", peer=connection.peer)
-        if self.closed is not None:
-            self.closed(connection, reason)
-
-    def frameDropped(self, connection):
-        """
-        A frame for a peer that is not reading was dropped.
-        """
-        self._dropped.count()
-
-    def frameTooLong(self, connection, error):
-        """
-        A peer sent a frame longer than C{--max-payload}: it is dropped.
-        """
-        self._last["too long"] = (connection.peer, error)
-        self._too_long.count()
-
-    def _warnTooLong(self, count):
-        peer, error = self._last["too long"]
-        if count == 1:
-            self.log.warn("closing connection from {peer}: {reason}", peer=peer, reason=error)
-        else:
-            self.log.warn("closed {count} connections that sent impossible frames, the last from {peer}: {reason}",
-                          count=count, peer=peer, reason=error)
-
-    def stalledTooLong(self, connection, timeout):
-        """
-        A peer read nothing for C{--stall-timeout}: it is dropped.
-        """
-        self._last["stalled"] = connection.peer
-        self._stalled.count()
-
-    def _warnStalled(self, count):
-        self.log.warn("closed {count} connection(s) that read nothing sent to them for {timeout:g}s, the last "
-                      "to {peer} (--stall-timeout)", count=count, timeout=self.stall_timeout,
-                      peer=self._last["stalled"])
-
-    def _warnDropped(self, count):
-        self.log.warn("dropped {n} frame(s) for peers that are not reading what is sent to them "
-                      "(--max-send-queue {limit} bytes each)", n=count, limit=self.max_send_queue)
-
-    @property
-    def dropped(self):
-        """
-        The number of frames dropped for peers that were not reading.
-        """
-        return self._dropped.total
-
-    def tally(self, t):
-        """
-        Add the frames dropped to a L{uhppoted_tunnel.observe.telemetry.Tally}.
-        """
-        t.drop(QUEUE_FULL, self._dropped.total)
-        t.drop(TOO_LONG, self._too_long.total)
-
-    def closeAll(self):
-        """
-        Close every connection, and report the drops not yet reported.
-
-        :return: a Deferred that fires once they have all closed.
-        """
-        for throttle in (self._dropped, self._too_long, self._stalled):
-            throttle.flush()
-        closing = [protocol.whenClosed() for protocol in self.protocols]
-        for protocol in list(self.protocols):
-            protocol.close()
-        return gatherResults(closing, consumeErrors=True)
-
-
+@implementer(IEnd, ITally)
 class StreamEnd(EndLifecycle, MultiService):
     """
     What every stream end shares: its relay, its connections and its
     lifecycle. Subclasses add the listening or dialling.
+
+    An end provides L{IInEnd} or L{IOutEnd} from its construction, as its
+    role says; an out end's C{send} is its relay's own (the router calls
+    it straight: nothing in between). An end given its certificates' watch
+    and reloader provides L{ISecureEnd}.
     """
 
     log = Logger()
     log_tag = "TCP"
     #: the certificate expiry watch of a secure end, or C{None}
     watch = None
+    #: the endpoint the end listens on or dials, if it has one
+    endpoint = None
     #: what keeps the end's ready connections and tells the relay of them
-    #: (a message transport's connections are not L{FramedProtocol}s, so
-    #: its end names its own L{FrameFactory})
     factory_class = FrameFactory
 
-    def __init__(self, spec, role, router, reactor, settings, log_tag="TCP"):
+    def __init__(self, spec, role, router, reactor, settings, log_tag="TCP", protocol=FramedProtocol, watch=None,
+                 reloader=None):
         """
         :param spec: the connector spec.
         :param role: L{IN} or L{OUT}.
-        :param router: the tunnel's router (used by an in end).
+        :param router: the tunnel's router (used by an in end; C{None}
+            for an out end).
         :param reactor: the reactor.
         :param settings: the tunnel's options.
         :param log_tag: the tag of the end's log lines (C{TCP}, C{TLS}).
+        :param protocol: what each connection is (see L{FrameFactory}).
+        :param watch: the L{uhppoted_tunnel.interfaces.ICertificateWatch}
+            of a secure end's certificates, or C{None}.
+        :param reloader: the L{uhppoted_tunnel.interfaces.ICertificateReloader}
+            of a secure end (its endpoint), or C{None}.
         """
         MultiService.__init__(self)
         self.spec = spec
@@ -284,14 +109,22 @@ class StreamEnd(EndLifecycle, MultiService):
         self.reactor = reactor
         self.events = settings["events"]
         self.log_tag = log_tag
-        self.factory = self.factory_class(None, settings, reactor, log_tag, self.connectionClosed, self.link)
-        self.connections = self.factory.connections
-        self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag)
-        self.relay.failed = self.failed
-        self.factory.relay = TracingRelay(self.relay, log_tag) if settings["debug"] else self.relay
+        self.connections = []
+        self.relay = relay_for(role, settings, router, reactor, self.connections, log_tag, self.failed)
+        relay = TracingRelay(self.relay, log_tag) if settings["debug"] else self.relay
+        self.factory = self.factory_class(relay, settings, reactor, log_tag, self.connectionClosed, self.link,
+                                          protocol=protocol, connections=self.connections)
+        provided = [IInEnd if role == IN else IOutEnd]
         if role == OUT:
             # the router calls the relay straight: nothing in between
-            self.send = self.factory.relay.send
+            self.send = relay.send
+        if watch is not None:
+            # a child of the end, added last by the subclass
+            self.watch = watch
+        self._reloader = reloader
+        if reloader is not None:
+            provided.append(ISecureEnd)
+        directlyProvides(self, *provided)
 
     def startService(self):
         self.relay.start()
@@ -307,15 +140,24 @@ class StreamEnd(EndLifecycle, MultiService):
         A connection closed (after it was ready or not).
         """
 
+    def reloadCertificates(self):
+        """
+        Read a secure end's certificates again (see L{ISecureEnd}).
+
+        :return: what its reloader returns (True if reloaded), or C{None}
+            for a plain end.
+        """
+        if self._reloader is not None:
+            return self._reloader.reloadCertificates()
+
     def tally(self, t):
         """
         Add what the end counted to a L{uhppoted_tunnel.observe.telemetry.Tally}.
         """
         self.factory.tally(t)
-        count = getattr(self.relay, "tally", None)
-        if count is not None:
-            count(t)
-        t.endpoint(getattr(self, "endpoint", None))
+        if ITally.providedBy(self.relay):
+            self.relay.tally(t)
+        t.endpoint(self.endpoint)
         t.watch(self.watch)
 
 
@@ -326,16 +168,23 @@ class ServerEnd(StreamEnd):
 
     link_kind = SERVER
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP", secure=False):
+    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP", secure=False,
+                 protocol=FramedProtocol, watch=None, reloader=None):
         """
+        :param endpoint: the C{IStreamServerEndpoint} to listen on, whose
+            connections reach the end's factory once ready for frames.
         :param secure: whether the transport authenticates and encrypts
             (TLS); a plain end on a network address is warned of.
+
+        The other parameters are L{StreamEnd}'s.
         """
-        StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag)
+        StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag, protocol, watch, reloader)
         self.endpoint = endpoint
         self.secure = secure
         self.port = None
         self._listening = None
+        if watch is not None:
+            watch.setServiceParent(self)
 
     def startService(self):
         StreamEnd.startService(self)
@@ -347,7 +196,7 @@ class ServerEnd(StreamEnd):
         self.port = port
         address = port.getHost()
         self.log.info("listening on {address}", address=format_address(address))
-        if not self.secure and not _loopback(address):
+        if not self.secure and not is_loopback(address):
             self.log.warn("{address} is a plain {kind} end on a network address: anyone who can reach it can read "
                           "every request (card numbers, PINs) and forge replies; across networks you do not "
                           "control, use tls/ or wss/ with --client-auth", address=format_address(address),
@@ -407,8 +256,18 @@ class ClientEnd(StreamEnd):
 
     link_kind = CLIENT
 
-    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP"):
-        StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag)
+    def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP", protocol=FramedProtocol,
+                 watch=None, reloader=None):
+        """
+        :param endpoint: the C{IStreamClientEndpoint} to dial, whose
+            C{connect} fires once the connection is ready for frames. An
+            endpoint that is also an C{IService} (a session that outlives
+            its attempts, as a login to a message server does) runs as the end's child,
+            stopped before the end's C{ClientService}.
+
+        The other parameters are L{StreamEnd}'s.
+        """
+        StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag, protocol, watch, reloader)
         self.max_retries = settings["max-retries"]
         self.delay = retry_policy(settings["max-retry-delay"])
         self.failures = 0
@@ -419,6 +278,11 @@ class ClientEnd(StreamEnd):
         self._dialled = _Dialled(endpoint)
         self.client = ClientService(self._dialled, self.factory, retryPolicy=self._retry, clock=reactor)
         self.client.setServiceParent(self)
+        if watch is not None:
+            watch.setServiceParent(self)
+        if IService.providedBy(endpoint):
+            # children stop in reverse order: the session goes first
+            endpoint.setServiceParent(self)
 
     def startService(self):
         StreamEnd.startService(self)
@@ -457,65 +321,3 @@ class ClientEnd(StreamEnd):
     def _why(self):
         why = self._dialled.why
         return "unknown" if why is None else why.getErrorMessage()
-
-
-@implementer(IPlugin, IConnectorMaker)
-class StreamConnectorMaker:
-    """
-    Makes the C{KIND/server} and C{KIND/client} ends of a stream transport.
-    A secure transport subclasses it and wraps the endpoints.
-
-    :ivar kind: the transport name, e.g. C{tcp}.
-    """
-
-    log_tag = "TCP"
-    #: whether the transport authenticates and encrypts its peers
-    secure = False
-    #: the connection its endpoints connect (see L{FrameFactory.protocol})
-    protocol = FramedProtocol
-
-    def __init__(self, kind="tcp"):
-        self.kind = kind
-        # the Go tunnel of January 2023 named event ends explicitly
-        self.prefixes = (kind + "/server:", kind + "/client:", kind + "/event/server:", kind + "/event/client:")
-
-    def roles(self, prefix):
-        return frozenset([IN, OUT])
-
-    def relaysEvents(self, prefix):
-        return "/event/" in prefix
-
-    def makeEnd(self, spec, role, settings, router, reactor):
-        if spec.interface is not None:
-            check_interface(spec.interface)
-        if spec.prefix.endswith("/server:"):
-            end = ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings),
-                            self.log_tag, self.secure)
-        else:
-            end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
-                            self.log_tag)
-        end.factory.protocol = self.protocol
-        alsoProvides(end, IInEnd if role == IN else IOutEnd)
-        return end
-
-    def serverEndpoint(self, reactor, spec, settings):
-        """
-        The endpoint a server end listens on, whose connections reach the
-        end's factory once they are ready for frames: a listen backlog of
-        L{LISTEN_BACKLOG}, and the connection caps (C{--max-connections},
-        C{--max-connections-per-source}) outside anything a secure
-        transport adds, so that a refused connection costs no handshake.
-        """
-        return limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG,
-                                              freebind=settings.get("freebind", False)), settings, reactor,
-                              self.log_tag)
-
-    def clientEndpoint(self, reactor, spec, settings):
-        """
-        The endpoint a client end dials, whose C{connect} fires once the
-        connection is ready for frames (and fails if it never is): through
-        an HTTP proxy when C{--proxy} or the environment names one for a
-        Go C{HOST:PORT} (L{uhppoted_tunnel.transports.proxy}; C{https_proxy}
-        when the transport is L{secure}), else straight to the address.
-        """
-        return proxy.client_endpoint(reactor, spec, settings, self.secure, self.log_tag)

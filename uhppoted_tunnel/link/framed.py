@@ -3,8 +3,11 @@
 Frames over a byte stream (TCP, TLS, a proxy's tunnel): L{FramedProtocol}
 feeds a L{uhppoted_tunnel.core.frames.FrameDecoder} and writes
 L{uhppoted_tunnel.core.frames.encode}d frames, with flow control and a
-stall timeout; L{WhenClosed} gives any connection its C{whenClosed}.
+stall timeout, and tunes the socket under it (L{tune}); L{WhenClosed}
+gives any connection its C{whenClosed}.
 """
+
+import socket
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
@@ -17,6 +20,8 @@ from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameTooLong, encode
 from uhppoted_tunnel.interfaces import IFrameConnection
 
+#: Go: TCP keepalive every 15 s on stream sockets.
+KEEPALIVE = 15
 
 #: Bytes queued for one peer before it counts as not reading (flow control).
 DEFAULT_MAX_SEND_QUEUE = 256 * 1024
@@ -39,7 +44,36 @@ def underlying(transport):
     return transport
 
 
-@implementer(IFrameConnection, IPushProducer)
+def tune(transport, max_send_queue=DEFAULT_MAX_SEND_QUEUE, dead_peer_timeout=DEFAULT_DEAD_PEER_TIMEOUT):
+    """
+    Set up the TCP connection under a (possibly TLS-wrapped) transport:
+    Nagle off; Go's 15 s keepalive; C{TCP_USER_TIMEOUT}, so that a peer
+    that vanished (data or keepalive probes unacknowledged) is noticed
+    within C{dead_peer_timeout}; and what may be queued for the peer, in
+    the kernel (C{SO_SNDBUF}) and in the transport (past which the peer
+    counts as not reading). A transport with no TCP socket under it is
+    left alone.
+    """
+    transport = underlying(transport)
+    if not hasattr(transport, "setTcpNoDelay"):
+        return
+    transport.setTcpNoDelay(True)
+    transport.setTcpKeepAlive(True)
+    transport.bufferSize = max_send_queue
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if hasattr(handle, "setsockopt") and hasattr(socket, "TCP_KEEPIDLE"):
+        try:
+            # the kernel's share of what is queued for the peer (Linux
+            # doubles it for its own bookkeeping)
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_send_queue)
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE)
+            handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):
+                handle.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_peer_timeout * 1000))
+        except OSError:
+            pass
+
+
 class WhenClosed:
     """
     C{whenClosed} for a connection (L{IFrameConnection}): who waits is
@@ -70,12 +104,15 @@ class WhenClosed:
         return waiting or ()
 
 
+@implementer(IFrameConnection, IPushProducer)
 class FramedProtocol(WhenClosed, Protocol):
     """
     A byte-stream connection carrying frames.
 
     It is connected only once it is ready for frames (a secure transport
-    connects it after its handshake), and then tells C{self.factory}
+    connects it after its handshake), tunes the socket under it from its
+    factory's C{max_send_queue} and C{dead_peer_timeout}, and then tells
+    C{self.factory}, an L{uhppoted_tunnel.interfaces.IConnectionReporter}
     (C{connectionReady(self)}, and C{connectionClosed(self, reason)} at the
     end; C{frameTooLong}, C{stalledTooLong} and C{frameDropped} when it
     drops the peer or a frame, which the factory reports, throttled); each
@@ -92,6 +129,8 @@ class FramedProtocol(WhenClosed, Protocol):
     never slows the others.
 
     :ivar stalled: True while the peer is not reading what is sent to it.
+    :ivar socket_transport: the transport nearest the socket, whose
+        producer the protocol is.
     """
 
     log = Logger()
@@ -109,9 +148,11 @@ class FramedProtocol(WhenClosed, Protocol):
         # the socket's transport, under TLS if any: its buffer is what is
         # queued for the peer (and a producer on a TLS transport would hold
         # up its close)
-        self._socket = underlying(self.transport)
-        self._socket.registerProducer(self, True)
-        self.factory.connectionReady(self)
+        self.socket_transport = underlying(self.transport)
+        self.socket_transport.registerProducer(self, True)
+        factory = self.factory
+        tune(self.transport, factory.max_send_queue, factory.dead_peer_timeout)
+        factory.connectionReady(self)
 
     def pauseProducing(self):
         """
@@ -121,8 +162,8 @@ class FramedProtocol(WhenClosed, Protocol):
         if self.stalled:
             return
         self.stalled = True
-        self._socket.pauseProducing()
-        timeout = getattr(self.factory, "stall_timeout", None)
+        self.socket_transport.pauseProducing()
+        timeout = self.factory.stall_timeout
         if timeout is not None:
             self._stall = self.factory.clock.callLater(timeout, self._stalledTooLong, timeout)
 
@@ -136,7 +177,7 @@ class FramedProtocol(WhenClosed, Protocol):
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
-        self._socket.resumeProducing()
+        self.socket_transport.resumeProducing()
 
     def stopProducing(self):
         pass

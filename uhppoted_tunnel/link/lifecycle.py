@@ -131,6 +131,8 @@ class EndLifecycle:
 
     #: see L{LinkState.kind}
     link_kind = SOCKET
+    #: the end's C{IReactorTime}, which times its link, if it has one
+    reactor = None
     _link = None
 
     @property
@@ -139,7 +141,7 @@ class EndLifecycle:
         The end's L{LinkState}, timed by its C{reactor} (if it has one).
         """
         if self._link is None:
-            self._link = LinkState(self.link_kind, getattr(self, "reactor", None))
+            self._link = LinkState(self.link_kind, self.reactor)
         return self._link
 
     #: C{(port,)} once listening, the message once failed, and who waits

@@ -19,12 +19,19 @@ Wrap outside TLS (the endpoint given to L{uhppoted_tunnel.transports.tls.certs.w
 is the limited one) so that a refused connection costs no handshake.
 """
 
+from types import MappingProxyType
+
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from zope.interface import implementer
 
+from uhppoted_tunnel.interfaces import ICountingEndpoint
+
 from uhppoted_tunnel.core.throttle import Throttle
+
+#: What an endpoint that counts none of it reports (read only).
+NOTHING = MappingProxyType({})
 
 #: The default cap on open connections per server end: far above what a
 #: site or a few browsers use, and well under the usual 1,024-descriptor
@@ -223,7 +230,7 @@ def limit_connections(factory, settings, clock, log_tag):
     return LimitingFactory(factory, limits_from(settings), clock, log_tag)
 
 
-@implementer(IStreamServerEndpoint)
+@implementer(IStreamServerEndpoint, ICountingEndpoint)
 class LimitedServerEndpoint:
     """
     A server endpoint whose every listening factory is capped with
@@ -232,12 +239,22 @@ class LimitedServerEndpoint:
     :ivar factory: the last L{LimitingFactory} listened with, or C{None}.
     """
 
+    #: it does no handshake and sees no frames
+    handshake_failures = dropped = NOTHING
+
     def __init__(self, endpoint, settings, clock, log_tag):
         self.endpoint = endpoint
         self.settings = settings
         self.clock = clock
         self.log_tag = log_tag
         self.factory = None
+
+    @property
+    def refused(self):
+        """
+        Connections refused by the caps, by cap.
+        """
+        return NOTHING if self.factory is None else self.factory.limits.refused
 
     def listen(self, factory):
         self.factory = limited = limit_connections(factory, self.settings, self.clock, self.log_tag)

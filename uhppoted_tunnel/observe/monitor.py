@@ -33,14 +33,13 @@ from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import NoResource, Resource
 
-from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.core.addresses import format_address, is_loopback
 from uhppoted_tunnel.transports.endpoints import server_endpoint
-from uhppoted_tunnel.link.ends import _loopback
 from uhppoted_tunnel.observe.jsonapi import respond
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, limit_endpoint
 from uhppoted_tunnel.observe.metrics import registry_for
-from uhppoted_tunnel.app.spec import ConnectorSpec
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.observe.web import DEFAULT_REQUEST_TIMEOUT, ConnectionTracker, QuietSite, add_security_headers
 
 #: The paths served, in the order an index lists them.
@@ -194,16 +193,16 @@ class MonitorService(EndLifecycle, Service):
     log = Logger()
     log_tag = "METRICS"
     role = "metrics"
-    #: the status page mounted at C{/}, stopped with the service
-    page = None
-
-    def __init__(self, spec, endpoint, root, reactor, settings):
+    def __init__(self, spec, endpoint, root, reactor, settings, page=None):
         """
         :param spec: the address as a L{ConnectorSpec}.
         :param endpoint: the (capped) endpoint to listen on.
         :param root: the root resource (L{site_root}).
         :param settings: the tunnel's options (C{http-request-timeout}).
+        :param page: the status page mounted at C{/}, stopped with the
+            service, or C{None}.
         """
+        self.page = page
         self.spec = spec
         self.endpoint = endpoint
         self.reactor = reactor
@@ -226,7 +225,7 @@ class MonitorService(EndLifecycle, Service):
         shown = format_address(address)
         self.log.info("metrics, health and status on {url}",
                       url="http://{}/".format(shown) if getattr(address, "host", None) else shown)
-        if not _loopback(address):
+        if not is_loopback(address):
             self.log.warn("{address} serves the tunnel's metrics and status (controller serials, peer addresses) "
                           "to anyone who can reach it: bind it to a loopback or management address",
                           address=format_address(address))
@@ -245,7 +244,7 @@ class MonitorService(EndLifecycle, Service):
             self.page.stop()
         port, self.port = self.port, None
         self.factory.flush()
-        limited = getattr(self.endpoint, "factory", None)
+        limited = self.endpoint.factory
         if limited is not None:
             limited.flush()
         stopping = [self.factory.closeAll(self.reactor)]
@@ -269,6 +268,4 @@ def monitor_service(address, telemetry, settings, reactor, page=None):
     except ValueError as e:
         raise ValueError("--metrics: {}".format(e)) from None
     endpoint = limit_endpoint(listening, settings, reactor, MonitorService.log_tag)
-    service = MonitorService(spec, endpoint, site_root(telemetry, page=page), reactor, settings)
-    service.page = page
-    return service
+    return MonitorService(spec, endpoint, site_root(telemetry, page=page), reactor, settings, page)

@@ -64,6 +64,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 import twisted
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.core.counts import Controllers, Latency, decode_event, serial_of, tally
+from uhppoted_tunnel.interfaces import IControllerObserver, ITelemetryServer
 from uhppoted_tunnel.link.lifecycle import UP
 from uhppoted_tunnel.observe.sdnotify import one_line
 
@@ -141,9 +142,8 @@ class Telemetry:
         self.router = router
         self.ends = tuple(ends)
         for end in self.ends:
-            serve = getattr(end, "serveTelemetry", None)
-            if serve is not None:
-                serve(self)
+            if ITelemetryServer.providedBy(end):
+                end.serveTelemetry(self)
                 self.enabled = True
 
     def enable(self):
@@ -162,7 +162,7 @@ class Telemetry:
             return
         self.router.telemetry = self
         for end in self.ends:
-            if hasattr(end, "seen_controllers"):
+            if IControllerObserver.providedBy(end):
                 end.seen_controllers = self.controllers
 
     # -- from the router, while enabled ---------------------------------
@@ -222,7 +222,7 @@ class Telemetry:
         """
         :return: C{[(role, end, LinkState)]} for the ends that have one.
         """
-        return [(end.role, end, end.link) for end in self.ends if getattr(end, "link", None) is not None]
+        return [(end.role, end, end.link) for end in self.ends]
 
     def not_ready(self):
         """

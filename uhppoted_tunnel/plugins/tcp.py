@@ -2,5 +2,5 @@
 from uhppoted_tunnel.core.declare import ConnectorPlugin, stream_kinds
 from uhppoted_tunnel.transports.tcp import options
 
-tcp = ConnectorPlugin("tcp", "uhppoted_tunnel.link.ends:StreamConnectorMaker", stream_kinds("tcp"),
+tcp = ConnectorPlugin("tcp", "uhppoted_tunnel.transports.tcp.maker:StreamConnectorMaker", stream_kinds("tcp"),
                       arguments=["tcp"], options=options.OPTIONS, title="tcp/ and tls/ client")

@@ -6,7 +6,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 
 
 @implementer(IConnectorMaker)

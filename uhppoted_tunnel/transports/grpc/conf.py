@@ -17,9 +17,11 @@ from urllib.parse import quote
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.transports.tls import certs as tls
+from uhppoted_tunnel.interfaces import ICertificateReloader
 from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame
 
 # before grpc is imported, by this module alone (the others import grpc
@@ -249,6 +251,7 @@ def target(host, port):
     return ("[{}]:{}" if ":" in host else "{}:{}").format(host, port)
 
 
+@implementer(ICertificateReloader)
 class Certificates:
     """
     The certificates of a C{grpcs/} end, read again on SIGHUP: a bad file

@@ -27,7 +27,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.addresses import go_address, is_ip_address
 from uhppoted_tunnel.transports import proxy
 from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame, StallTimeout
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import watch_certificates
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.link.limits import limit_endpoint
@@ -131,13 +131,14 @@ class GRPCConnectorMaker(StreamConnectorMaker):
         if server and settings.get("freebind"):
             self.log.warn("--freebind does not apply to {kind} ends: {address} must be up when the tunnel starts",
                           kind=spec.kind, address=spec.address)
-        end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
-        if self.secure:
-            side = "server" if server else "client"
-            end.watch = watch_certificates(settings, side, reactor, self.log_tag)
-            end.watch.setServiceParent(end)
-            end.reloadCertificates = end.endpoint.reloadCertificates
-        return end
+        return StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
+
+    def certificates(self, settings, side, reactor, endpoint):
+        if not self.secure:
+            return None, None
+        # the server's endpoint is under the caps' wrapper
+        dialled = endpoint.endpoint if side == "server" else endpoint
+        return watch_certificates(settings, side, reactor, self.log_tag), dialled.certificates
 
     def serverEndpoint(self, reactor, spec, settings):
         from uhppoted_tunnel.transports.grpc import conf as grpcconf
@@ -146,10 +147,7 @@ class GRPCConnectorMaker(StreamConnectorMaker):
         host, port = _address(spec, server=True)
         certificates = grpcconf.server_certificates(settings, self.log_tag) if self.secure else None
         endpoint = grpclink.ServerEndpoint(reactor, host, port, settings, certificates)
-        limited = limit_endpoint(endpoint, settings, reactor, self.log_tag)
-        if certificates is not None:
-            limited.reloadCertificates = certificates.reloadCertificates
-        return limited
+        return limit_endpoint(endpoint, settings, reactor, self.log_tag)
 
     def clientEndpoint(self, reactor, spec, settings):
         """

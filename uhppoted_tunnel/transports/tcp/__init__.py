@@ -1,1 +1,4 @@
-"""The tcp transport's options (its ends are L{uhppoted_tunnel.link.ends})."""
+"""
+The plain TCP transport: C{tcp/server} and C{tcp/client} (its maker), and
+the options every stream client shares (C{--proxy}).
+"""

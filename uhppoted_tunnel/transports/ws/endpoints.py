@@ -17,8 +17,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from uhppoted_tunnel.transports.ws.maker import PHRASES, shown
-from uhppoted_tunnel.transports.ws.protocol import _AUTOBAHN_LOG, WSClientProtocol, WSServerProtocol
+from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.link.limits import NOTHING
+
+from uhppoted_tunnel.transports.ws.upgrade import PHRASES, shown
+from uhppoted_tunnel.transports.ws.protocol import AUTOBAHN_LOG, WSClientProtocol, WSServerProtocol
 from uhppoted_tunnel.core.throttle import Throttle
 
 #: Seconds a peer has to answer a close frame before the connection is
@@ -147,12 +150,12 @@ class WSServerFactory(WebSocketServerFactory):
 
     protocol = WSServerProtocol
     noisy = False
-    log = _AUTOBAHN_LOG
+    log = AUTOBAHN_LOG
 
     def __init__(self, wrapped, policy, settings, clock, log_tag):
         """
         :param wrapped: the end's factory.
-        :param policy: the L{uhppoted_tunnel.transports.ws.maker.UpgradePolicy}.
+        :param policy: the L{uhppoted_tunnel.transports.ws.upgrade.UpgradePolicy}.
         :param settings: see L{uhppoted_tunnel.transports.ws.maker.ws_settings}.
         :param clock: an C{IReactorTime}.
         :param log_tag: the end's log tag.
@@ -182,7 +185,7 @@ class WSServerFactory(WebSocketServerFactory):
         return gatherResults(closing, consumeErrors=True)
 
 
-@implementer(IStreamServerEndpoint)
+@implementer(IStreamServerEndpoint, ICountingEndpoint)
 class WebSocketServerEndpoint:
     """
     Any stream server endpoint (TLS-wrapped for C{wss/}), with the
@@ -192,6 +195,9 @@ class WebSocketServerEndpoint:
     :ivar secure: the L{uhppoted_tunnel.transports.tls.secure.SecureServerEndpoint}
         under it, or C{None}.
     """
+
+    #: the upgrade counts none of it: the endpoints it wraps do
+    handshake_failures = refused = dropped = NOTHING
 
     def __init__(self, endpoint, policy, settings, clock, log_tag, secure=None):
         self.endpoint = endpoint
@@ -233,7 +239,7 @@ class WSClientFactory(WebSocketClientFactory):
 
     protocol = WSClientProtocol
     noisy = False
-    log = _AUTOBAHN_LOG
+    log = AUTOBAHN_LOG
 
     def __init__(self, wrapped, endpoint, ready):
         WebSocketClientFactory.__init__(self, useragent=USER_AGENT, reactor=endpoint.clock)
@@ -254,7 +260,7 @@ class WSClientFactory(WebSocketClientFactory):
                 self.ready.callback(outcome)
 
 
-@implementer(IStreamClientEndpoint)
+@implementer(IStreamClientEndpoint, ICountingEndpoint)
 class WebSocketClientEndpoint:
     """
     Any stream client endpoint (TLS-wrapped for C{wss/}), with the
@@ -265,6 +271,9 @@ class WebSocketClientEndpoint:
     :ivar secure: the L{uhppoted_tunnel.transports.tls.secure.SecureClientEndpoint}
         under it, or C{None}.
     """
+
+    #: the upgrade counts none of it: the endpoints it wraps do
+    handshake_failures = refused = dropped = NOTHING
 
     def __init__(self, endpoint, host, port, path, token, settings, clock, log_tag, secure=None):
         """

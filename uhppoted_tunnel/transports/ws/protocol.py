@@ -4,14 +4,14 @@ The WebSocket upgrade and messages of the C{ws/} and C{wss/} ends, with
 autobahn's Twisted API (C{autobahn.twisted.websocket}).
 
 A connection is an autobahn protocol until its upgrade succeeds; then, as
-L{uhppoted_tunnel.transports.tls.secure.HandshakeGate} does after a TLS
-handshake, it builds the end's own protocol (a
-L{uhppoted_tunnel.link.framed.FramedProtocol}, inside C{ClientService}'s proxy on
-a client) and connects it to a L{MessageTransport}: every frame it writes
-goes out as one binary message, and every binary message that holds
-exactly one frame goes to it. Flow control, the stall timeout, dropped
-frames, the relays and the reconnect loop are therefore the stream ends'
-own. A client endpoint's C{connect} fires only once the upgrade has
+L{uhppoted_tunnel.transports.tls.handshake.HandshakeGate} does after a TLS
+handshake, it builds the end's own connection (a
+L{uhppoted_tunnel.transports.ws.connection.WSConnection}, inside
+C{ClientService}'s proxy on a client) and connects it to itself: every
+binary message that holds exactly one frame goes to it, and it writes
+each frame as one binary message. Flow control, the stall timeout,
+dropped frames, the relays and the reconnect loop are therefore the
+stream ends' own. A client endpoint's C{connect} fires only once the upgrade has
 succeeded and fails, with the server's answer, when it does not, so that
 C{ClientService} counts a failed attempt.
 
@@ -19,14 +19,8 @@ The factories and endpoints (and the end's throttled warnings) are in
 L{uhppoted_tunnel.transports.ws.endpoints}: every timer autobahn sets (the
 opening and closing handshakes, pings) runs on the end's clock, and
 autobahn's own log lines are kept at debug level: what matters the end
-says itself, throttled. On the hot path a tunnel
-frame is written as one binary WebSocket frame by L{binary_frame} rather
-than through autobahn's C{sendMessage}, whose generality (fragments,
-compression, statistics, debug formatting) cost more than a frame's whole
-way through a half; everything received is autobahn's to parse.
+says itself, throttled. Everything received is autobahn's to parse.
 """
-
-import random
 
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -35,15 +29,8 @@ from twisted.python.failure import Failure
 
 from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.link.ends import LinkRefused
-from uhppoted_tunnel.transports.ws.maker import (
-    MAX_HEAD,
-    PHRASES,
-    Refusal,
-    parse_request,
-    parse_status,
-    shown,
-)
-from uhppoted_tunnel.link.framed import WhenClosed, underlying
+from uhppoted_tunnel.link.framed import WhenClosed
+from uhppoted_tunnel.transports.ws.upgrade import MAX_HEAD, PHRASES, Refusal, parse_request, parse_status, shown
 from uhppoted_tunnel.core.frames import HEADER_SIZE
 
 OPEN = WebSocketProtocol.STATE_OPEN
@@ -65,7 +52,7 @@ class BadMessage(Exception):
     """
 
 
-class _AutobahnLog:
+class AutobahnLog:
     """
     autobahn's own log calls: debug and trace dropped (txaio drops them by
     default), the rest kept at debug level. What matters (a refused
@@ -86,106 +73,7 @@ class _AutobahnLog:
     info = warn = error = critical = failure = _demote
 
 
-_AUTOBAHN_LOG = _AutobahnLog()
-
-
-def binary_frame(payload, masked, _random=random.getrandbits):
-    """
-    One final binary WebSocket frame (RFC 6455, 5.2) holding C{payload}:
-    what autobahn's C{sendMessage} writes for it, without its generality
-    (fragments, compression, statistics), which costs more than the rest
-    of a tunnel frame's way through a half.
-
-    :param masked: whether to mask it, as a client must.
-    """
-    size = len(payload)
-    bit = 0x80 if masked else 0
-    if size < 126:
-        head = bytes((0x82, bit | size))
-    elif size < 0x10000:
-        head = bytes((0x82, bit | 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((0x82, bit | 127)) + size.to_bytes(8, "big")
-    if not masked:
-        return head + payload
-    key = _random(32).to_bytes(4, "big")
-    mask = (key * (size // 4 + 1))[:size]
-    return head + key + (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(size, "big")
-
-
-class MessageTransport:
-    """
-    The transport the end's protocol is connected to once the upgrade has
-    succeeded: each write is sent as one binary message; the producer and
-    tuning calls go to the socket under the WebSocket (and TLS) layers,
-    whose buffer holds what is queued for the peer (see
-    L{uhppoted_tunnel.link.framed.FramedProtocol} and
-    L{uhppoted_tunnel.link.ends.tune}).
-    """
-
-    disconnecting = False
-
-    def __init__(self, websocket, peer, limit):
-        """
-        :param websocket: the upgraded autobahn protocol.
-        :param peer: the peer's address, for the log (a trusted proxy's
-            client, see L{uhppoted_tunnel.transports.ws.maker.ForwardedAddress}).
-        :param limit: the longest message the peer accepts.
-        """
-        self._websocket = websocket
-        self._socket = underlying(websocket.transport)
-        self._peer = peer
-        self._limit = limit
-        self._masked = not websocket.factory.isServer
-
-    def write(self, data):
-        websocket = self._websocket
-        if websocket.state == OPEN and len(data) <= self._limit:
-            websocket.transport.write(binary_frame(data, self._masked))
-
-    def writeSequence(self, data):
-        self.write(b"".join(data))
-
-    def loseConnection(self):
-        self.disconnecting = True
-        self._websocket.closeGracefully()
-
-    def abortConnection(self):
-        self.disconnecting = True
-        self._websocket.transport.abortConnection()
-
-    def getPeer(self):
-        return self._peer
-
-    def getHost(self):
-        return self._websocket.transport.getHost()
-
-    def registerProducer(self, producer, streaming):
-        self._socket.registerProducer(producer, streaming)
-
-    def unregisterProducer(self):
-        self._socket.unregisterProducer()
-
-    def pauseProducing(self):
-        self._socket.pauseProducing()
-
-    def resumeProducing(self):
-        self._socket.resumeProducing()
-
-    @property
-    def bufferSize(self):
-        return self._socket.bufferSize
-
-    @bufferSize.setter
-    def bufferSize(self, size):
-        self._socket.bufferSize = size
-
-    def __getattr__(self, name):
-        # setTcpNoDelay, setTcpKeepAlive, getHandle: the socket's, if it
-        # has them
-        if name.startswith("__") or name in ("_socket", "_websocket"):
-            raise AttributeError(name)
-        return getattr(self._socket, name)
+AUTOBAHN_LOG = AutobahnLog()
 
 
 class _Frames(WhenClosed):
@@ -197,7 +85,7 @@ class _Frames(WhenClosed):
     :ivar peer: the peer's address as text, for the log.
     """
 
-    log = _AUTOBAHN_LOG
+    log = AUTOBAHN_LOG
     frames = None
     _deliver = None
 
@@ -209,7 +97,8 @@ class _Frames(WhenClosed):
 
     def upgraded(self):
         """
-        The upgrade succeeded: build the end's protocol and connect it.
+        The upgrade succeeded: build the end's connection and connect it
+        to this protocol.
 
         :return: the end's protocol, or C{None} when the end refused it
             (the connection is then dropped).
@@ -220,9 +109,22 @@ class _Frames(WhenClosed):
             self.dropConnection(abort=True)
             return None
         self.frames = frames
-        self._deliver = frames.dataReceived
-        frames.makeConnection(MessageTransport(self, self.address, self.maxMessagePayloadSize))
+        self._deliver = frames.messageReceived
+        frames.makeConnection(self)
         return frames
+
+    def loseConnection(self):
+        """
+        As the end's connection's transport: close once what is queued is
+        sent (see L{closeGracefully}).
+        """
+        self.closeGracefully()
+
+    def abortConnection(self):
+        """
+        As the end's connection's transport: drop the socket at once.
+        """
+        self.transport.abortConnection()
 
     def dataReceived(self, data):
         # autobahn's logs each read at debug level, formatting the log's
@@ -239,7 +141,7 @@ class _Frames(WhenClosed):
     def unregisterProducer(self):
         # autobahn calls this on every drop, for a producer registered
         # through it; the only one here is the end's protocol, registered
-        # on the socket (see MessageTransport), which lets go of it when
+        # on the socket (see WSConnection), which lets go of it when
         # the connection is lost
         pass
 
@@ -328,7 +230,7 @@ def stray_bytes(data):
 class WSServerProtocol(_Frames, WebSocketServerProtocol):
     """
     A connection to a server end: its upgrade request is admitted by the
-    end's L{uhppoted_tunnel.transports.ws.maker.UpgradePolicy} before
+    end's L{uhppoted_tunnel.transports.ws.upgrade.UpgradePolicy} before
     autobahn checks the rest; every refusal is an HTTP status, no body,
     and a throttled warning naming the peer and the reason.
     """

@@ -29,6 +29,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uhppoted_tunnel.interfaces import ICertificateReloader, ICountingEndpoint
+from uhppoted_tunnel.link.limits import NOTHING
 from uhppoted_tunnel.transports.xmpp.connection import JIDAddress
 from uhppoted_tunnel.transports.xmpp.drops import Drops
 from uhppoted_tunnel.transports.xmpp.options import DEFAULT_XMPP_RATE
@@ -73,7 +75,7 @@ class XMPPPort:
         return JIDAddress(self.endpoint.account.full())
 
 
-@implementer(IStreamClientEndpoint, IStreamServerEndpoint)
+@implementer(IStreamClientEndpoint, IStreamServerEndpoint, ICountingEndpoint, ICertificateReloader)
 class XMPPEndpoint(Service):
     """
     Logs in as an account and reports the peer's resources as connections.
@@ -119,7 +121,7 @@ class XMPPEndpoint(Service):
         """
         Read the TLS files again for the next login.
         """
-        self.endpoint.reloadCertificates()
+        return self.endpoint.reloadCertificates()
 
     @property
     def refusedStanzas(self):
@@ -128,8 +130,11 @@ class XMPPEndpoint(Service):
         """
         return self.drops.refusedStanzas
 
+    #: the login does the handshakes (C{endpoint}); no caps
+    handshake_failures = refused = NOTHING
+
     @property
-    def dropped_frames(self):
+    def dropped(self):
         """
         The metrics' reason -> what was dropped (see L{Drops.counts}).
         """

@@ -30,7 +30,8 @@ from twisted.words.protocols.jabber.jid import JID
 from zope.interface import implementer
 
 from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT
-from uhppoted_tunnel.transports.tls.secure import _SecureEndpoint, tls_reason
+from uhppoted_tunnel.transports.tls.handshake import tls_reason
+from uhppoted_tunnel.transports.tls.secure import SecureEndpoint
 
 #: The port of an XMPP domain that publishes no SRV records (RFC 6120 3.2.2).
 XMPP_CLIENT_PORT = 5222
@@ -295,7 +296,7 @@ class _Login:
 
 
 @implementer(IStreamClientEndpoint)
-class XMPPClientEndpoint(_SecureEndpoint):
+class XMPPClientEndpoint(SecureEndpoint):
     """
     Logs in to an XMPP server: C{connect} fires with the protocol the
     factory builds once the account is logged in and bound (given the
@@ -314,7 +315,7 @@ class XMPPClientEndpoint(_SecureEndpoint):
         :param clock: an C{IReactorTime} for the timeout.
         :param timeout: seconds the whole login may take.
         """
-        _SecureEndpoint.__init__(self, endpoint, make, clock, timeout, "XMPP", "is the server an XMPP server?")
+        SecureEndpoint.__init__(self, endpoint, make, clock, timeout, "XMPP", "is the server an XMPP server?")
         self.server = server
         self.account = account
         self.password = password

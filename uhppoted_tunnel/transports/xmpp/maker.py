@@ -24,7 +24,7 @@ import os
 
 from twisted.logger import Logger
 
-from uhppoted_tunnel.link.ends import StreamConnectorMaker
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports import proxy
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.transports.tls.secure import watch_certificates
@@ -89,14 +89,12 @@ class XMPPConnectorMaker(StreamConnectorMaker):
         StreamConnectorMaker.__init__(self, "xmpp")
         self.prefixes = ("xmpp/client:", "xmpp/event/client:")
 
-    def makeEnd(self, spec, role, settings, router, reactor):
-        end = StreamConnectorMaker.makeEnd(self, spec, role, settings, router, reactor)
-        end.watch = watch_certificates(settings, "client", reactor, self.log_tag)
-        end.watch.setServiceParent(end)
-        end.reloadCertificates = end.endpoint.reloadCertificates
-        # stopped before the end's ClientService: says goodbye, closes the stream
-        end.endpoint.setServiceParent(end)
-        return end
+    def certificates(self, settings, side, reactor, endpoint):
+        """
+        The watch of C{--cert}/C{--ca-cert}; the endpoint reads them again
+        for its next login.
+        """
+        return watch_certificates(settings, side, reactor, self.log_tag), endpoint
 
     def serverEndpoint(self, reactor, spec, settings):
         raise ValueError("'{}': an xmpp/ end logs in as a client (xmpp/client:JID)".format(spec.text))

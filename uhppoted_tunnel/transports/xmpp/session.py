@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber import xmlstream
 
-from uhppoted_tunnel.link.ends import tune
+from uhppoted_tunnel.link.framed import tune
 from uhppoted_tunnel.transports.xmpp.connection import PeerTransport
 from uhppoted_tunnel.transports.xmpp.frames import NS_TUNNEL, STRANGER, SendQueue, frame_element, parse_jid, read_frames
 

@@ -31,11 +31,10 @@ client backs off.
 """
 
 import zmq
-from zope.interface import alsoProvides
 
 from uhppoted_tunnel.core.addresses import parse_host_port
-from uhppoted_tunnel.interfaces import IN, IInEnd, IOutEnd
-from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd, StreamConnectorMaker
+from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd
+from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.zmq.client import Dealer, ZMQClientEndpoint
 from uhppoted_tunnel.transports.zmq.connection import ZMQConnection
 from uhppoted_tunnel.transports.zmq.curve import client_keys, server_keys
@@ -68,14 +67,10 @@ class ZMQConnectorMaker(StreamConnectorMaker):
         if server:
             # the endpoint warns of a plain or open end itself, naming the
             # CURVE flags
-            end = ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings),
-                            self.log_tag, secure=True)
-        else:
-            end = ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
-                            self.log_tag)
-        end.factory.protocol = self.protocol
-        alsoProvides(end, IInEnd if role == IN else IOutEnd)
-        return end
+            return ServerEnd(spec, role, router, reactor, settings, self.serverEndpoint(reactor, spec, settings),
+                             self.log_tag, secure=True, protocol=self.protocol)
+        return ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings),
+                         self.log_tag, protocol=self.protocol)
 
     def _address(self, spec, server):
         """

@@ -20,7 +20,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 
 from uhppoted_tunnel.core.addresses import parse_host_port
 from uhppoted_tunnel.core.frames import HEADER, HEADER_SIZE
-from uhppoted_tunnel.link.ends import KEEPALIVE
+from uhppoted_tunnel.link.framed import KEEPALIVE
 
 #: Go's dial timeout.
 CONNECT_TIMEOUT = 5.0
