@@ -42,8 +42,10 @@ MAX_OUTSTANDING_PINGS = 2
 #: seconds JetStream has to store an event before it is sent again
 STORE_TIMEOUT = 2.0
 
-#: events a host fetches at a time, and may hold unacknowledged
-BATCH = 64
+#: events a host may hold unacknowledged: one, so that the order holds
+#: whatever happens to a host (an event taken by a host that dies is sent
+#: again before any later one, once L{ACK_WAIT} has passed)
+BATCH = 1
 
 #: seconds before an event a host took and did not acknowledge is sent again
 ACK_WAIT = 10.0
@@ -155,13 +157,21 @@ class Session:
         if self.plan.consume is not None:
             tasks.append(asyncio.ensure_future(self._consume()))
         await self._done.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._nakTaken()
-        reason = "closed" if self._closing else describe(self.nc.last_error or ConnectionError("the link was lost"))
-        await self._close_quietly()
-        self.report("lost", reason, force=True)
+        reason = "closed"
+        try:
+            for task in tasks:
+                task.cancel()
+            # a task of nats-py's may take a cancellation for a timeout:
+            # the link ends all the same
+            await asyncio.wait(tasks, timeout=CONNECT_TIMEOUT)
+            await asyncio.wait_for(self._nakTaken(), CONNECT_TIMEOUT)
+        except Exception:
+            pass
+        finally:
+            if not self._closing:
+                reason = describe(self.nc.last_error or ConnectionError("the link was lost"))
+            await self._close_quietly()
+            self.report("lost", reason, force=True)
 
     async def _connect(self):
         plan = self.plan
@@ -287,17 +297,18 @@ class Session:
 
     async def _consume(self):
         """
-        Take events from the durable consumer a batch at a time, and the
-        next batch only once the reactor has acknowledged this one (or
-        L{ACK_WAIT} has passed, after which JetStream sends what is not
-        acknowledged again).
+        Take events from the durable consumer one at a time, and the next
+        only once the reactor has acknowledged this one (or L{ACK_WAIT}
+        has passed, after which JetStream sends it again): the consumer
+        allows one unacknowledged event, so the events come in the order
+        stored whatever happens to a host.
         """
         durable, subject = self.plan.consume
         config = ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=ACK_WAIT,
                                 max_ack_pending=BATCH, deliver_policy=DeliverPolicy.ALL, filter_subject=subject)
         subscription = None
         token = 0
-        while True:
+        while not self._done.is_set():
             try:
                 if subscription is None:
                     subscription = await self.js.pull_subscribe(subject, durable=durable, stream=self.plan.stream[0],
@@ -333,3 +344,6 @@ class Session:
                 await msg.nak()
             except Exception:
                 pass
+        if taken:
+            # sent before the connection closes: the next host gets them now
+            await self.nc.flush(timeout=CONNECT_TIMEOUT)
