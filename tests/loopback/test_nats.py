@@ -19,6 +19,7 @@ from tests.loopback.natscluster import Cluster
 from tests.loopback.pairs import A, B
 from tests.loopback.processes import (
     Client,
+    WaitTimeout,
     run_tunnel,
     start_emulator,
     start_event_emulator,
@@ -150,6 +151,17 @@ class NATSEventTests(EventTunnels, TestCase):
         yield self.cluster.start()
         self.creds = ["--nats-credentials", self.cluster.seeds["good"]]
 
+    @inlineCallbacks
+    def told(self, waiting, *children):
+        """
+        Wait; if the wait fails, say what the children said last.
+        """
+        try:
+            result = yield waiting
+        except WaitTimeout as e:
+            raise AssertionError("\n".join([str(e)] + [child.recent() for child in children])) from None
+        return result
+
     def start_host(self, node):
         return self.host("nats/event/client:" + node.address, "--event-spool", self.spool("host"), *self.creds)
 
@@ -168,12 +180,12 @@ class NATSEventTests(EventTunnels, TestCase):
         yield start_event_emulator(self, site_port, COUNT, interval="40ms", serials=[EVENT_CONTROLLER])
         yield self.events.waitForCount(50)
         yield self.cluster.kill(first)
-        yield self.events.waitForCount(100)
+        yield self.told(self.events.waitForCount(100), site, host)
         code = yield stop(host, "TERM")
         self.assertEqual(code, 0, host.recent())
         host = self.start_host(third)
         yield host.waitFor(connected(third))
-        yield self.events.waitFor(lambda keys: len([k for k in keys if k[0] == EVENT_CONTROLLER]) >= COUNT,
-                                  "{} events".format(COUNT), timeout=90)
+        yield self.told(self.events.waitFor(lambda keys: len([k for k in keys if k[0] == EVENT_CONTROLLER]) >= COUNT,
+                                            "{} events".format(COUNT), timeout=90), site, host)
         yield self.finish(site_port)
         self.assertEventsInOrder(range(1, COUNT + 1))

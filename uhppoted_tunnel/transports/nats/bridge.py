@@ -13,6 +13,10 @@ other side only when it is not already draining, so a burst of frames
 costs one C{loop.call_soon_threadsafe} (reactor to loop) or one
 C{reactor.callFromThread} (loop to reactor), not one a frame. Everything
 a relay, a log line or a throttle does stays in the reactor thread.
+
+Under Twisted's asyncio reactor (chosen with C{twistd -r asyncio}, never
+by the tunnel itself) the links run on the reactor's loop instead
+(L{ReactorLoop}): no thread, the same mailboxes.
 """
 
 import asyncio
@@ -142,6 +146,23 @@ class LoopThread:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+class ReactorLoop:
+    """
+    Under Twisted's asyncio reactor (C{twistd -r asyncio}): the links run
+    on the reactor's own asyncio loop, with no thread; the mailboxes then
+    only defer to the loop's next turn.
+    """
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def acquire(self):
+        return self.loop
+
+    def run(self, loop, job, *args):
+        asyncio.ensure_future(job(*args), loop=loop)
 
 
 def waker(loop, event):

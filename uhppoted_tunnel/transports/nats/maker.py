@@ -18,6 +18,7 @@ the reactor stays the default one.
 
 import ssl
 
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.logger import Logger
 from zope.interface import alsoProvides
 
@@ -25,7 +26,7 @@ from uhppoted_tunnel.core.addresses import parse_host_port
 from uhppoted_tunnel.interfaces import IN, IInEnd, IOutEnd
 from uhppoted_tunnel.link.ends import ClientEnd, StreamConnectorMaker
 from uhppoted_tunnel.transports.nats import roles, session
-from uhppoted_tunnel.transports.nats.bridge import LoopThread
+from uhppoted_tunnel.transports.nats.bridge import LoopThread, ReactorLoop
 from uhppoted_tunnel.transports.nats.connection import NATSConnection
 from uhppoted_tunnel.transports.nats.link import NATSClientEndpoint
 from uhppoted_tunnel.transports.nats.options import credentials_problem
@@ -157,4 +158,14 @@ class NATSConnectorMaker(StreamConnectorMaker):
 
             def role_of(link):
                 return roles.HostRequests(subjects, max_payload, link.command, link.bad, link.noSite)
-        return NATSClientEndpoint(reactor, spec.address, plan, role_of, self.loops, self.run)
+        return NATSClientEndpoint(reactor, spec.address, plan, role_of, self.loopsFor(reactor), self.run)
+
+    def loopsFor(self, reactor):
+        """
+        Where the links' asyncio halves run: on the reactor's own loop
+        under the asyncio reactor, else on the NATS loop's thread.
+        """
+        if isinstance(reactor, AsyncioSelectorReactor):
+            # Twisted names the reactor's loop only privately
+            return ReactorLoop(reactor._asyncioEventloop)
+        return self.loops

@@ -133,6 +133,7 @@ class Session:
         self._closing = False
         self._ready = False
         self._slow = False
+        self._failed_store = None
 
     def report(self, *item, force=False):
         if not self.inbox.put(item, force=force) and not self._slow:
@@ -290,8 +291,11 @@ class Session:
                 try:
                     await self.js.publish(subject, data, timeout=STORE_TIMEOUT, headers={"Nats-Msg-Id": msgid})
                     break
-                except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.APIError,
-                        nats.errors.ConnectionReconnectingError, nats.errors.OutboundBufferLimitError):
+                except Exception as e:
+                    # a failover under way (a timeout, no responders while
+                    # the stream elects a leader, a reconnection): the same
+                    # message again, which JetStream stores once
+                    self._failed_store = describe(e)
                     await asyncio.sleep(0.2)
             self.report("stored", frame_id, force=True)
 
@@ -316,9 +320,10 @@ class Session:
                 messages = await subscription.fetch(BATCH, timeout=2)
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 continue
-            except (nats.errors.Error, nats.js.errors.Error) as e:
+            except Exception as e:
+                # a failover under way: the consumer's leader moves
                 self.report("error", describe(e))
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.5)
                 continue
             self._acked.clear()
             for msg in messages:
