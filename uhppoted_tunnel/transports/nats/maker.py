@@ -130,7 +130,7 @@ class NATSConnectorMaker(StreamConnectorMaker):
         options = credentials(settings.get("nats-credentials"))
         problem = credentials_problem(settings.get("nats-credentials"))
         if problem is not None:
-            self.log.warn("{problem}", problem=problem)
+            self.log.warn("--nats-credentials {problem}", problem=problem)
         if self.secure:
             options["tls"] = tls_context(settings)
         plan = session.Plan(self.url(spec), options, pending=settings.get("nats-pending-limit") or 1024 * 1024)

@@ -34,12 +34,12 @@ def credentials_problem(path, settings=None):
     try:
         mode = os.stat(path).st_mode
     except OSError as e:
-        return "--nats-credentials {}: {} (a .creds file or an nkey seed file)".format(path, e.strerror)
+        return "'{}': {} (a .creds file or an nkey seed file)".format(path, e.strerror)
     if not stat.S_ISREG(mode):
-        return "--nats-credentials {}: not a file".format(path)
+        return "'{}': not a file".format(path)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return ("--nats-credentials {}: others can read it (mode {:o}): anyone on this machine could join the "
-                "cluster as this end; chmod 600 it".format(path, stat.S_IMODE(mode)))
+        return ("'{}': others can read it (mode {:o}): anyone on this machine could join the cluster as this "
+                "end; chmod 600 it".format(path, stat.S_IMODE(mode)))
     return None
 
 
