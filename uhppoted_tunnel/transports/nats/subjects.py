@@ -218,8 +218,10 @@ class ReplyRoutes:
         return route[0]
 
     def _expire(self, now):
+        # the oldest first: stop at the first still alive
         routes = self._routes
-        for frame_id in list(routes):
+        while routes:
+            frame_id = next(iter(routes))
             if now - routes[frame_id][1] <= self.idle:
                 break
             del routes[frame_id]
