@@ -12,9 +12,11 @@ import os
 from twisted.internet.interfaces import IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.app.spec import parse
 from uhppoted_tunnel.core.events import SESSION_ID, parse_session, session_frame
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
@@ -147,6 +149,21 @@ class OptionsTests(SynchronousTestCase):
         self.assertRaises(ValueError, serials, ["x"])
         self.assertRaises(ValueError, serials, [0])
         self.assertRaises(ValueError, serials, 3)
+
+    def test_commandLine(self):
+        """
+        The flags parse into the settings the ends read, repeatable
+        serials added up, a bad prefix refused naming the flag.
+        """
+        options = Options()
+        options.parseOptions(["--in", "nats/client:127.0.0.1:4222", "--out", "udp/broadcast:127.0.0.1:60000",
+                              "--nats-serial", str(A), "--nats-serial", str(B), "--nats-subject", "acme.t"])
+        self.assertEqual((sorted(options["nats-serials"]), options["nats-subject"]), ([B, A], "acme.t"))
+        self.assertEqual((options["nats-durable"], options["nats-pending-limit"]), ("uhppoted-tunnel", 1 << 20))
+        with self.assertRaises(UsageError) as caught:
+            Options().parseOptions(["--in", "nats/client:h:1", "--out", "udp/broadcast:127.0.0.1:1",
+                                    "--nats-subject", "a.*"])
+        self.assertIn("nats-subject", str(caught.exception))
 
     def test_credentialsReadable(self):
         """
