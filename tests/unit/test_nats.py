@@ -157,9 +157,10 @@ class OptionsTests(SynchronousTestCase):
         """
         options = Options()
         options.parseOptions(["--in", "nats/client:127.0.0.1:4222", "--out", "udp/broadcast:127.0.0.1:60000",
-                              "--nats-serial", str(A), "--nats-serial", str(B), "--nats-subject", "acme.t"])
+                              "--nats-serial", str(A), "--nats-serial", str(B), "--nats-subject", "acme.t",
+                              "--nats-pending-limit", "100000"])
         self.assertEqual((sorted(options["nats-serials"]), options["nats-subject"]), ([B, A], "acme.t"))
-        self.assertEqual((options["nats-durable"], options["nats-pending-limit"]), ("uhppoted-tunnel", 1 << 20))
+        self.assertEqual((options["nats-durable"], options["nats-pending-limit"]), ("uhppoted-tunnel", 100000))
         with self.assertRaises(UsageError) as caught:
             Options().parseOptions(["--in", "nats/client:h:1", "--out", "udp/broadcast:127.0.0.1:1",
                                     "--nats-subject", "a.*"])

@@ -9,7 +9,7 @@ import os
 import stat
 
 from uhppoted_tunnel.core.declare import LIST, Option
-from uhppoted_tunnel.core.values import integer, shown, string
+from uhppoted_tunnel.core.values import integer, read_integer, shown, string
 from uhppoted_tunnel.transports.nats.subjects import (
     DEFAULT_DURABLE,
     DEFAULT_PREFIX,
@@ -70,5 +70,5 @@ OPTIONS = (
            default=DEFAULT_DURABLE, convert=lambda value: check_durable(string(value))),
     Option("nats-pending-limit", "Bytes a nats/ end holds for messages it has not handled yet; past it, "
                                  "messages are dropped with a warning (slow consumer) (default 1048576).",
-           default=DEFAULT_PENDING, convert=integer(65536)),
+           default=DEFAULT_PENDING, convert=integer(65536), read=read_integer),
 )
