@@ -10,7 +10,7 @@ or an event.
 import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from tests.loopback.eventpairs import COUNT, EventTunnels
@@ -85,7 +85,7 @@ class NATSRequestTests(TestCase):
         """
         Discovery finds both sites' controllers; every unicast is answered;
         each site subscribes to its own controller's requests and never to
-        the other's; after the node a site is connected to is killed, the
+        the other's; a second host is answered at the same time; after the node a site is connected to is killed, the
         site fails over and its controller is answered again within 20 s.
         """
         first, second, third = self.cluster.nodes
@@ -110,6 +110,15 @@ class NATSRequestTests(TestCase):
             self.assertEqual(subscriptions, [{PREFIX + ".broadcast", "{}.request.{}".format(PREFIX, mine)}])
         self.assertNotRegex(site_a.output(), serving(B))
         self.assertNotRegex(site_b.output(), serving(A))
+        # a second host, on another node, serves its own application at
+        # the same time: each gets its own replies
+        other, other_port = yield start_host(self, "nats/client:" + second.address, *self.creds, name="host-2")
+        yield other.waitFor(connected(second))
+        other_client = Client(other_port)
+        replies = yield gatherResults([client.get_controller(A), other_client.get_controller(B),
+                                       client.get_controller(B), other_client.get_controller(A)])
+        self.assertEqual([reply.controller for reply in replies], [A, B, B, A])
+        yield stop(other, "TERM")
         # fail over: site A's node dies
         yield self.cluster.kill(first)
         killed = reactor.seconds()
