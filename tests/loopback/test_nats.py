@@ -198,3 +198,28 @@ class NATSEventTests(EventTunnels, TestCase):
                                             "{} events".format(COUNT), timeout=90), site, host)
         yield self.finish(site_port)
         self.assertEventsInOrder(range(1, COUNT + 1))
+
+    @inlineCallbacks
+    def test_hostKilled(self):
+        """
+        A host killed (SIGKILL) while it holds an event it has not
+        acknowledged: the next host gets that event again before any later
+        one, and its spool of events forwarded keeps it from being
+        forwarded twice: 200 events once each, in order.
+        """
+        first, second, third = self.cluster.nodes
+        site = self.site(0, "nats/event/client:" + first.address, "--event-spool", self.spool("site"), *self.creds)
+        site_port = yield self.site_port(site)
+        yield site.waitFor(connected(first))
+        host = self.start_host(second)
+        yield host.waitFor(connected(second))
+        yield start_event_emulator(self, site_port, COUNT, interval="20ms", serials=[EVENT_CONTROLLER])
+        yield self.events.waitForCount(60)
+        host.send_signal("KILL")
+        yield host.ended
+        host = self.start_host(third)
+        yield host.waitFor(connected(third))
+        yield self.told(self.events.waitFor(lambda keys: len([k for k in keys if k[0] == EVENT_CONTROLLER]) >= COUNT,
+                                            "{} events".format(COUNT), timeout=90), site, host)
+        yield self.finish(site_port)
+        self.assertEventsInOrder(range(1, COUNT + 1))
