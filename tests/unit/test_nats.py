@@ -7,7 +7,9 @@ hand through what its asyncio half would report. No nats-server, no
 thread, no sleep.
 """
 
+import asyncio
 import os
+import threading
 
 from twisted.internet.interfaces import IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory
@@ -23,7 +25,7 @@ from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnectio
 from uhppoted_tunnel.link.ends import ClientEnd
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.transports.nats import roles
-from uhppoted_tunnel.transports.nats.bridge import Mailbox
+from uhppoted_tunnel.transports.nats.bridge import LoopThread, Mailbox, waker
 from uhppoted_tunnel.transports.nats.connection import NATSConnection
 from uhppoted_tunnel.transports.nats.link import DialFailed, NATSClientEndpoint, NATSLink
 from uhppoted_tunnel.transports.nats.maker import NATSConnectorMaker, credentials
@@ -227,6 +229,64 @@ class MailboxTests(SynchronousTestCase):
         self.assertFalse(box.put(2))
         self.assertTrue(box.put(3, force=True))
         self.assertEqual(box.take(), [1, 3])
+
+
+class LoopThreadTests(SynchronousTestCase):
+    """
+    The NATS loop's thread, and a mailbox from this thread to it.
+    """
+
+    def test_jobs(self):
+        """
+        Jobs share one loop on a daemon thread, which stops after the last;
+        a later job starts a new one.
+        """
+        loops = LoopThread("test-nats")
+        release = threading.Event()
+        seen = []
+
+        async def job(n):
+            current = threading.current_thread()
+            seen.append((current.name, current.daemon))
+            while not release.is_set():
+                await asyncio.sleep(0.001)
+            return n
+
+        first_loop = loops.acquire()
+        first = loops.run(first_loop, job, 1)
+        self.assertIs(loops.acquire(), first_loop)
+        second = loops.run(first_loop, job, 2)
+        release.set()
+        self.assertEqual((first.result(10), second.result(10)), (1, 2))
+        third_loop = loops.acquire()
+        self.assertEqual(loops.run(third_loop, job, 3).result(10), 3)
+        self.assertIsNot(third_loop, first_loop)
+        self.assertEqual(seen, [("test-nats", True)] * 3)
+
+    def test_commands(self):
+        """
+        What this thread puts in a mailbox made with L{waker} reaches a job
+        on the loop, in order, however many wake-ups it took.
+        """
+        loops = LoopThread("test-nats")
+        loop = loops.acquire()
+        wakeup = asyncio.Event()
+        outbox = Mailbox(waker(loop, wakeup), None)
+
+        async def job():
+            taken = []
+            while len(taken) < 100:
+                await wakeup.wait()
+                wakeup.clear()
+                taken.extend(outbox.take())
+            return taken
+
+        for n in range(50):
+            outbox.put(n)
+        done = loops.run(loop, job)
+        for n in range(50, 100):
+            outbox.put(n)
+        self.assertEqual(done.result(10), list(range(100)))
 
 
 class FakeConnection:

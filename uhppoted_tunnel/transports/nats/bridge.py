@@ -116,8 +116,10 @@ class LoopThread:
         """
         Run the coroutine function C{job(*args)} on C{loop}, from
         L{acquire}; the loop stops once its last job has returned.
+
+        :return: a C{concurrent.futures.Future} of the job's result.
         """
-        asyncio.run_coroutine_threadsafe(self._job(loop, job, args), loop)
+        return asyncio.run_coroutine_threadsafe(self._job(loop, job, args), loop)
 
     async def _job(self, loop, job, args):
         try:
