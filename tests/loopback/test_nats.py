@@ -204,8 +204,11 @@ class NATSEventTests(EventTunnels, TestCase):
         """
         A host killed (SIGKILL) while it holds an event it has not
         acknowledged: the next host gets that event again before any later
-        one, and its spool of events forwarded keeps it from being
-        forwarded twice: 200 events once each, in order.
+        one: 200 events, in order, none lost. The host's spool of events
+        forwarded keeps one from being forwarded twice unless the kill
+        falls between the datagram sent and the spool written (the shared
+        event relay forwards, then records): at most that one event twice,
+        in a row.
         """
         first, second, third = self.cluster.nodes
         site = self.site(0, "nats/event/client:" + first.address, "--event-spool", self.spool("site"), *self.creds)
@@ -222,4 +225,7 @@ class NATSEventTests(EventTunnels, TestCase):
         yield self.told(self.events.waitFor(lambda keys: len([k for k in keys if k[0] == EVENT_CONTROLLER]) >= COUNT,
                                             "{} events".format(COUNT), timeout=90), site, host)
         yield self.finish(site_port)
-        self.assertEventsInOrder(range(1, COUNT + 1))
+        seen = self.events.of(EVENT_CONTROLLER)
+        once = [index for i, index in enumerate(seen) if i == 0 or seen[i - 1] != index]
+        self.assertEqual(once, list(range(1, COUNT + 1)))
+        self.assertLessEqual(len(seen) - len(once), 1, seen)
