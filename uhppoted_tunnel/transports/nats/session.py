@@ -136,10 +136,15 @@ class Session:
         self._failed_store = None
 
     def report(self, *item, force=False):
-        if not self.inbox.put(item, force=force) and not self._slow:
+        inbox = self.inbox
+        if inbox.put(item, force=force):
+            if self._slow and len(inbox) < inbox.limit // 2:
+                # caught up: the next overflow is warned of again
+                self._slow = False
+        elif not self._slow:
             # the reactor is behind: one warning's worth, then drop quietly
             self._slow = True
-            self.inbox.put(("slow",), force=True)
+            inbox.put(("slow",), force=True)
 
     async def run(self):
         try:
