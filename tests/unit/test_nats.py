@@ -11,6 +11,7 @@ import asyncio
 import os
 import threading
 
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.interfaces import IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
@@ -25,7 +26,7 @@ from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnectio
 from uhppoted_tunnel.link.ends import ClientEnd
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.transports.nats import roles
-from uhppoted_tunnel.transports.nats.bridge import LoopThread, Mailbox, waker
+from uhppoted_tunnel.transports.nats.bridge import LoopThread, Mailbox, ReactorLoop, waker
 from uhppoted_tunnel.transports.nats.connection import NATSConnection
 from uhppoted_tunnel.transports.nats.link import DialFailed, NATSClientEndpoint, NATSLink
 from uhppoted_tunnel.transports.nats.maker import NATSConnectorMaker, credentials
@@ -537,3 +538,17 @@ class MakerTests(SynchronousTestCase):
         self.assertTrue(host.endpoint.plan.inbox)
         maker = NATSConnectorMaker("natss", FakeLoops(), None)
         self.assertEqual(maker.url(parse("natss/client:h:1", {"natss/client:": maker})[1]), "tls://h:1")
+
+    def test_asyncioReactor(self):
+        """
+        Under the asyncio reactor the links run on its own loop, with no
+        thread; under any other, on the NATS loop's thread.
+        """
+        loops = FakeLoops()
+        maker = NATSConnectorMaker("nats", loops, None)
+        reactor = AsyncioSelectorReactor.__new__(AsyncioSelectorReactor)
+        reactor._asyncioEventloop = loop = object()
+        chosen = maker.loopsFor(reactor)
+        self.assertIsInstance(chosen, ReactorLoop)
+        self.assertIs(chosen.acquire(), loop)
+        self.assertIs(maker.loopsFor(FakeReactor()), loops)
