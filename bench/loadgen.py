@@ -510,10 +510,49 @@ class SSHLink(TCPLink):
         return "tcp %d via sshd %d" % (self.port, self.ssh_port)
 
 
+
+class NATSLink(TCPLink):
+    """
+    The halves meet on a nats-server on 127.0.0.1 (Debian's nats-server,
+    one node, no JetStream: a request pair needs none), started here with
+    its own configuration in the workdir. The site lists the emulator's
+    controllers (--nats-serial), so that unicasts reach it from the first.
+    """
+
+    kind = "nats"
+
+    def __init__(self, workdir, port):
+        TCPLink.__init__(self, workdir, port)
+        server = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/sbin")
+        if server is None:
+            raise NotReady("nats-server is not installed (Debian package nats-server)")
+        config = os.path.join(workdir, "nats.conf")
+        with open(config, "w") as f:
+            f.write("listen: %s:%d\n" % (LOCALHOST, port))
+        self.host_out = self.site_in = "nats/client:%s:%d" % (LOCALHOST, port)
+        self.child = Child("nats-server", [server, "-c", config], workdir, child_env())
+        deadline = now() + READY_TIMEOUT
+        while not tcp_listening(port):
+            if not self.child.alive() or now() > deadline:
+                output = self.child.output()
+                self.stop()
+                raise NotReady("nats-server did not start:\n" + output)
+            time.sleep(0.05)
+
+    def args(self, half):
+        return ["--nats-serial", ",".join(str(serial) for serial in SERIALS)] if half == "site" else []
+
+    def stop(self):
+        self.child.stop()
+
+    def __str__(self):
+        return "nats via nats-server %s:%d" % (LOCALHOST, self.port)
+
+
 #: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
 TRANSPORTS = {"tcp": TCPLink, "tls": TLSLink, "ws": WSLink, "wss": WSSLink, "zmq": ZMQLink,
               "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink, "xmpp": XMPPLink,
-              "tcp-ssh": SSHLink}
+              "tcp-ssh": SSHLink, "nats": NATSLink}
 
 
 class Tunnel:

@@ -16,7 +16,6 @@ pip's cache or the index, as any install does.
 import glob
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile

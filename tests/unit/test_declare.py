@@ -241,6 +241,7 @@ class InstalledPluginTests(SynchronousTestCase):
         extras = {plugin.name: plugin.extra for plugin in connector_plugins()}
         self.assertEqual((extras["zmq"], extras["ws"], extras["wss"], extras["grpc"], extras["grpcs"]),
                          ("zmq", "ws", "ws", "grpc", "grpc"))
+        self.assertEqual((extras["nats"], extras["natss"]), ("nats", "nats"))
         self.assertEqual({extras[name] for name in ("tcp", "tls", "udp", "http", "ip", "xmpp")}, {None})
 
     def test_secure(self):
@@ -248,7 +249,7 @@ class InstalledPluginTests(SynchronousTestCase):
         The kinds that use TLS are declared so, for C{check}.
         """
         secure = {prefix for plugin in connector_plugins() for prefix in plugin.secure}
-        self.assertEqual({p.split("/")[0] for p in secure}, {"tls", "wss", "grpcs", "https"})
+        self.assertEqual({p.split("/")[0] for p in secure}, {"tls", "wss", "grpcs", "https", "natss"})
 
     def test_optionsDeclaredOnce(self):
         """

@@ -22,7 +22,6 @@ L{uhppoted_tunnel.transports.ws.upgrade}.
 """
 
 import ipaddress
-import os
 import re
 import stat
 from dataclasses import replace

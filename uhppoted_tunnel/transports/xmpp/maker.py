@@ -20,7 +20,6 @@ counts), C{endpoint} (the session as an endpoint) and this maker.
 """
 
 import dataclasses
-import os
 
 from twisted.logger import Logger
 
