@@ -181,6 +181,8 @@ class RequestSender(Relay):
         t.drop(UNMATCHED, self.unmatched)
         t.drop(NO_ROUTE, self.routes.dropped)
         t.drop(REFUSED, self.routes.refused)
+        t.sites.extend(self.routes.snapshot())
+        t.unrouted += self.routes.unrouted
 
     def connected(self, connection):
         self.routes.connected(connection)
