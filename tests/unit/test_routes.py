@@ -4,6 +4,8 @@ L{uhppoted_tunnel.core.relays.RequestSender}: a host out end with many
 sites sends each unicast request to the site that serves its controller.
 """
 
+import io
+
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -11,6 +13,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from uhppoted_tunnel.app import check
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.counts import Tally
 from uhppoted_tunnel.core.relays import RequestSender
@@ -398,3 +401,23 @@ class OptionTests(SynchronousTestCase):
         """
         e = self.assertRaises(usage.UsageError, self.parse, toml='[host.routes]\n"CN=site-a" = ["x"]\n')
         self.assertIn("[host.routes] CN=site-a: expected a list of controller serial numbers", str(e))
+
+
+class CheckTests(SynchronousTestCase):
+    def test_checkRefuses(self):
+        """
+        C{uhppoted-tunnel check} refuses a bad C{unknown-serial} or
+        C{[routes]} entry with the same message as C{run}, and accepts good
+        ones.
+        """
+        path = self.mktemp()
+        argv = ["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:1", "--config", path + "#host"]
+        for text, code, message in [
+                ('[host]\nunknown-serial = "some"\n', 2, "[host] unknown-serial: expected all or drop"),
+                ('[host.routes]\n"CN=a" = 5\n', 2, "CN=a: expected a list of controller serial numbers"),
+                ('[host]\nunknown-serial = "drop"\n[host.routes]\n"CN=a" = [5]\n', 0, "")]:
+            with open(path, "w") as f:
+                f.write(text)
+            out, err = io.StringIO(), io.StringIO()
+            self.assertEqual(check.main(argv, out, err), code, err.getvalue())
+            self.assertIn(message, err.getvalue())
