@@ -80,7 +80,8 @@ def main():
     by_serial = dict(zip(serials, connections))
     rng = random.Random(1)
     chosen = [rng.choice(serials) for _ in range(args.requests)]
-    packets = {serial: bytes([0x17, 0x94, 0, 0]) + serial.to_bytes(4, "little") + bytes(56) for serial in set(chosen)}
+    # built for every serial, so that the setup does not depend on --requests
+    packets = {serial: bytes([0x17, 0x94, 0, 0]) + serial.to_bytes(4, "little") + bytes(56) for serial in serials}
     append = replies.append
     for serial in chosen:
         relay.send(packets[serial], append)
