@@ -160,6 +160,9 @@ def run(args, report):
         yield deferLater(reactor, 0.5, lambda: None)
         discovery = Discovery(args.sites)
         port = reactor.listenUDP(0, discovery, interface="127.0.0.1")
+        # a thousand replies at once overflow a default receive buffer (about
+        # 270 datagrams): ask for more, as an application expecting them would
+        port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         started = time.perf_counter()
         port.write(request(0), target)
         timeout = reactor.callLater(10.0, lambda: discovery.done.called or discovery.done.callback(None))
