@@ -4,13 +4,21 @@ L{uhppoted_tunnel.core.relays.RequestSender}: a host out end with many
 sites sends each unicast request to the site that serves its controller.
 """
 
+import datetime
 import io
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app import check
@@ -20,6 +28,7 @@ from uhppoted_tunnel.core.relays import RequestSender
 from uhppoted_tunnel.core.routes import NOBODY, RouteTable, identity_of, serial_key
 from uhppoted_tunnel.interfaces import IFrameConnection, IPeerIdentity
 from uhppoted_tunnel.testing import FakeFrameConnection, packet
+from uhppoted_tunnel.transports.tls.handshake import note_identity
 
 GET_CONTROLLER = 0x94
 PUT_CARD = 0x50
@@ -95,6 +104,54 @@ class IdentityTests(SynchronousTestCase):
         self.assertEqual(identity_of(FakeFrameConnection("192.0.2.1:40000")), "192.0.2.1")
         self.assertEqual(identity_of(FakeFrameConnection("[2001:db8::1]:40000")), "2001:db8::1")
         self.assertEqual(identity_of(FakeFrameConnection("/run/site.sock")), "/run/site.sock")
+
+
+def certificate(common_name, organisation):
+    """
+    A self-signed pyOpenSSL certificate with this subject.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return crypto.X509.from_cryptography(cert)
+
+
+@implementer(ISSLTransport)
+class FakeTLSTransport:
+    def __init__(self, certificate):
+        self.certificate = certificate
+
+    def getPeerCertificate(self):
+        return self.certificate
+
+
+class NoteIdentityTests(SynchronousTestCase):
+    def test_subject(self):
+        """
+        A connection whose TLS peer presented a certificate provides
+        L{IPeerIdentity}, its identity the subject in RFC 4514 form, and
+        the route table knows it by it.
+        """
+        connection = FakeFrameConnection("192.0.2.1:40000")
+        note_identity(connection, FakeTLSTransport(certificate("site-a", "Example")))
+        verifyObject(IPeerIdentity, connection)
+        self.assertEqual(connection.identity, "CN=site-a,O=Example")
+        self.assertEqual(identity_of(connection), "CN=site-a,O=Example")
+
+    def test_noCertificate(self):
+        """
+        A TLS peer with no certificate, or a connection not over TLS, is
+        known by its address.
+        """
+        for transport in (FakeTLSTransport(None), object()):
+            connection = FakeFrameConnection("192.0.2.1:40000")
+            note_identity(connection, transport)
+            self.assertFalse(IPeerIdentity.providedBy(connection))
+            self.assertEqual(identity_of(connection), "192.0.2.1")
 
 
 class RouteTableTests(SynchronousTestCase):
