@@ -105,7 +105,9 @@ class RouteTable:
     none is connected its requests go nowhere (L{NOBODY}). When C{strict}
     (C{--client-auth} with static routes, so identities are proven), a
     site's replies for serials not routed to it are refused: a rogue site
-    with a valid certificate cannot take another site's controllers. Two
+    with a valid certificate cannot take another site's controllers, and
+    a request for a serial not in the static table goes nowhere (no reply
+    to it would be let through). Two
     connections claiming one serial is a conflict: the newer claim wins,
     and a throttled warning names both.
 
@@ -188,14 +190,16 @@ class RouteTable:
         :param key: the four serial bytes of the request.
         :return: the L{Site} serving it, C{None} when no site has claimed
             it, or L{NOBODY} when it is routed statically to a site not
-            connected.
+            connected, or (strict) not routed statically at all.
         """
         site = self.learned.get(key)
         if site is not None:
             return site
         identity = self.static.get(key)
         if identity is None:
-            return None
+            # strict: no site's reply for it would be let through, so
+            # sending it to every site would only spread it
+            return NOBODY if self.strict else None
         same = self.identities.get(identity)
         return same[-1] if same else NOBODY
 
