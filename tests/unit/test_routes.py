@@ -250,15 +250,18 @@ class RouteTableTests(SynchronousTestCase):
 
     def test_snapshot(self):
         """
-        The snapshot lists each site with what it serves, learned or static.
+        The snapshot lists each site with what it serves, learned or static;
+        a site is last seen at the first tick after its last reply.
         """
         table = RouteTable(self.clock, {"CN=site-a": [B]})
         a = FakeFrameConnection("192.0.2.1:1", "CN=site-a")
         table.connected(a)
         self.clock.advance(3)
         table.replied(a, serial_key(A))
+        self.clock.advance(2)
+        table.tick()
         [site] = table.snapshot()
-        self.assertEqual(site, {"identity": "CN=site-a", "address": "192.0.2.1:1", "since": 0.0, "last_seen": 3.0,
+        self.assertEqual(site, {"identity": "CN=site-a", "address": "192.0.2.1:1", "since": 0.0, "last_seen": 5.0,
                                 "serials": sorted([A, B]), "requests": 0, "replies": 1})
 
 
@@ -280,6 +283,24 @@ class RelayRoutingTests(SynchronousTestCase):
         self.assertEqual([len(s.sent) for s in (a, b, c)], [4, 1, 1])
         self.assertEqual(len(hub.replies), 4)
         self.assertEqual(hub.relay.routes.sites[a].requests, 3)
+
+    def test_lastSeen(self):
+        """
+        A site's replies are counted as they come, and it is last seen at
+        the relay's next sweep (every 5 s) after its last reply.
+        """
+        hub = Hub(self)
+        a = hub.site("192.0.2.1:1")
+        hub.clock.advance(1)
+        hub.send(GET_CONTROLLER, A)
+        hub.answer(a, A)
+        hub.send(GET_CONTROLLER, A)
+        hub.answer(a, A)
+        [site] = hub.relay.routes.snapshot()
+        self.assertEqual((site["replies"], site["last_seen"]), (2, 0.0))
+        hub.clock.advance(4)
+        [site] = hub.relay.routes.snapshot()
+        self.assertEqual(site["last_seen"], 5.0)
 
     def test_broadcastToAll(self):
         """

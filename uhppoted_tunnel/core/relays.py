@@ -113,9 +113,13 @@ class RequestSender(Relay):
         self.stale = 0
 
     def start(self):
-        self._sweeper = LoopingCall(self.replies.sweep)
+        self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(REPLY_IDLE / 3, now=False)
+
+    def _sweep(self):
+        self.replies.sweep()
+        self.routes.tick()
 
     def stop(self):
         if self._sweeper is not None:
@@ -137,22 +141,29 @@ class RequestSender(Relay):
             self.queue.append((self.clock.seconds(), payload, reply))
             return
         frame_id = self.ids.next()
-        once = len(payload) >= 8 and payload[4:8] != BROADCAST
+        key = payload[4:8]
+        once = len(key) == 4 and key != BROADCAST
         if once:
-            site = self.routes.target(payload[4:8])
-            if site is not None:
-                if site is not NOBODY:
-                    site.requests += 1
-                    connection = site.connection
-                    if connection.sendFrame(frame_id, payload) and reply is not None:
-                        self.replies.add(connection, frame_id, reply, True)
+            # the route table's look-up, its usual case written out: this
+            # is every request's path
+            routes = self.routes
+            site = routes.learned.get(key)
+            if site is None:
+                site = routes.target(key)
+                if site is None:
+                    routes.unrouted += 1
+                    if routes.drop_unknown:
+                        routes.dropped += 1
+                        return
+                elif site is NOBODY:
+                    routes.unrouted += 1
+                    routes.dropped += 1
                     return
-                self.routes.unrouted += 1
-                self.routes.dropped += 1
-                return
-            self.routes.unrouted += 1
-            if self.routes.drop_unknown:
-                self.routes.dropped += 1
+            if site is not None:
+                site.requests += 1
+                connection = site.connection
+                if connection.sendFrame(frame_id, payload) and reply is not None:
+                    self.replies.add(connection, frame_id, reply, True)
                 return
         for connection in connections:
             # no handler waits for a frame dropped for a peer not reading
@@ -163,10 +174,14 @@ class RequestSender(Relay):
         if len(payload) >= 8:
             key = payload[4:8]
             routes = self.routes
-            if not routes.allows(connection, key):
+            if routes.strict and not routes.allows(connection, key):
                 return
             if self.replies.dispatch(connection, frame_id, payload):
-                routes.replied(connection, key)
+                site = routes.learned.get(key)
+                if site is not None and site.connection is connection:
+                    site.replies += 1
+                else:
+                    routes.replied(connection, key)
                 return
         elif payload and self.replies.dispatch(connection, frame_id, payload):
             return

@@ -81,7 +81,8 @@ class Site:
     was sent.
     """
 
-    __slots__ = ("connection", "identity", "address", "since", "last_seen", "serials", "requests", "replies")
+    __slots__ = ("connection", "identity", "address", "since", "last_seen", "serials", "requests", "replies",
+                 "_replies_seen")
 
     def __init__(self, connection, identity, since):
         self.connection = connection
@@ -94,6 +95,7 @@ class Site:
         #: unicast requests routed to it alone; replies it sent
         self.requests = 0
         self.replies = 0
+        self._replies_seen = 0
 
 
 class RouteTable:
@@ -230,7 +232,6 @@ class RouteTable:
         site = self.sites.get(connection)
         if site is None:
             return
-        site.last_seen = self._seconds()
         site.replies += 1
         current = self.learned.get(key)
         if current is site or key == BROADCAST:
@@ -261,6 +262,18 @@ class RouteTable:
                       "[routes] entry", serial=key_serial(key), identity=site.identity, address=site.address,
                       owner=owner or "no site", n=count)
 
+    def tick(self):
+        """
+        Note, as last seen now, each site that replied since the last tick
+        (the relay calls this every few seconds: noting the time of every
+        reply would cost each one a call to the clock).
+        """
+        now = self._seconds()
+        for site in self.sites.values():
+            if site.replies != site._replies_seen:
+                site._replies_seen = site.replies
+                site.last_seen = now
+
     def flush(self):
         """
         Report pending warnings and cancel their timers (the end stops).
@@ -270,7 +283,8 @@ class RouteTable:
 
     def snapshot(self):
         """
-        :return: each site as a dict (identity, address, since, last seen,
+        :return: each site as a dict (identity, address, since, last seen
+            (to within a L{tick}),
             the serials it serves, requests and replies), oldest first.
         """
         static = {}
