@@ -14,7 +14,16 @@ from twisted.trial.unittest import TestCase
 
 from tests import certs
 from tests.loopback.gosites import dial
-from tests.loopback.processes import Client, listening_line, retry, start_host, workdir
+from tests.loopback.processes import (
+    Client,
+    listening_line,
+    retry,
+    start_emulator,
+    start_host,
+    start_site,
+    wait_for_lines,
+    workdir,
+)
 
 A = 405419896
 B = 303986753
@@ -129,3 +138,30 @@ class RoutingTests(TestCase):
             reply = yield self.client.get_controller(A)
             self.assertEqual(reply.controller, A)
         self.assertEqual(rogue.received, received)
+
+    @inlineCallbacks
+    def test_grpcsIdentity(self):
+        """
+        A grpcs/ site with a client certificate is known by its subject:
+        with --client-auth and static routes, its controller's replies are
+        let through, and another site's forged claim is refused and warned
+        of, naming its subject.
+        """
+        directory = os.path.join(workdir(self), "certs")
+        files = certs.make(directory, clients=("site-a", "site-b"))
+        path = os.path.join(workdir(self), "routes.toml")
+        with open(path, "w") as f:
+            f.write('[host.routes]\n"CN=site-a" = [%d]\n"CN=site-b" = [%d]\n' % (A, B))
+        host, port = yield self.host(
+            "--config", path + "#host", "--client-auth", "--ca-cert", files["ca"][0], "--cert", files["server"][0],
+            "--key", files["server"][1], out="grpcs/server:127.0.0.1:0", tag="GRPCS")
+        for name, serial in (("site-a", A), ("site-b", A)):
+            emulator, emulator_port = yield start_emulator(self, serial)
+            start_site(self, "grpcs/client:127.0.0.1:{}".format(port), emulator_port, "--ca-cert", files["ca"][0],
+                       "--cert", files[name][0], "--key", files[name][1], name=name)
+        yield wait_for_lines(host, r"GRPCS\s+connected to 127\.0\.0\.1:\d+", 2)
+        reply = yield retry(lambda: self.client.get_controller(A))
+        self.assertEqual(reply.controller, A)
+        replies = yield self.client.get_all_controllers(timeout=1.0)
+        self.assertEqual([reply.controller for reply in replies], [A])
+        yield host.waitFor(r"refused a reply for controller {} from CN=site-b at 127\.0\.0\.1:\d+".format(A))

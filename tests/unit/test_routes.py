@@ -13,6 +13,7 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -24,7 +25,7 @@ from uhppoted_tunnel.core.relays import RequestSender
 from uhppoted_tunnel.core.routes import NOBODY, RouteTable, identity_of, serial_key
 from uhppoted_tunnel.interfaces import IFrameConnection, IPeerIdentity
 from uhppoted_tunnel.testing import FakeFrameConnection, packet
-from uhppoted_tunnel.transports.tls.handshake import note_identity
+from uhppoted_tunnel.transports.tls.handshake import note_identity, note_subject, pem_subject
 
 GET_CONTROLLER = 0x94
 PUT_CARD = 0x50
@@ -137,6 +138,17 @@ class NoteIdentityTests(SynchronousTestCase):
         verifyObject(IPeerIdentity, connection)
         self.assertEqual(connection.identity, "CN=site-a,O=Example")
         self.assertEqual(identity_of(connection), "CN=site-a,O=Example")
+
+    def test_wrapped(self):
+        """
+        A subject noted on a protocol wrapper (a wrapping factory's, such as
+        the connection caps') goes to the connection inside it; a PEM
+        certificate's subject reads as a pyOpenSSL one's.
+        """
+        connection = FakeFrameConnection("192.0.2.1:40000")
+        pem = crypto.dump_certificate(crypto.FILETYPE_PEM, certificate("site-b", "Example"))
+        note_subject(ProtocolWrapper(None, connection), pem_subject(pem))
+        self.assertEqual(identity_of(connection), "CN=site-b,O=Example")
 
     def test_noCertificate(self):
         """

@@ -8,11 +8,13 @@ it, throttled, saying what probably happened (L{tls_reason},
 L{failure_kind}).
 """
 
+from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
@@ -76,6 +78,28 @@ def certificate_subject(certificate):
     return certificate.to_cryptography().subject.rfc4514_string()
 
 
+def pem_subject(pem):
+    """
+    The subject of a PEM certificate, as L{certificate_subject} gives it.
+
+    :param pem: the certificate (bytes).
+    """
+    return x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
+
+
+def note_subject(protocol, subject):
+    """
+    Give a connection the subject of the certificate its peer proved, as
+    its L{IPeerIdentity} (the connection itself, under any protocol
+    wrappers a wrapping factory put around it, such as the connection
+    caps').
+    """
+    while isinstance(protocol, ProtocolWrapper):
+        protocol = protocol.wrappedProtocol
+    protocol.identity = subject
+    alsoProvides(protocol, IPeerIdentity)
+
+
 def note_identity(protocol, transport):
     """
     If the peer presented a certificate (verified against C{--ca-cert}, as
@@ -86,8 +110,7 @@ def note_identity(protocol, transport):
         return
     certificate = transport.getPeerCertificate()
     if certificate is not None:
-        protocol.identity = certificate_subject(certificate)
-        alsoProvides(protocol, IPeerIdentity)
+        note_subject(protocol, certificate_subject(certificate))
 
 
 @implementer(IHandshakeListener)
