@@ -49,7 +49,8 @@ def _san(name):
         return x509.DNSName(name)
 
 
-def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_days=(-1, 825), crl_uri=None):
+def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_days=(-1, 825), crl_uri=None,
+         clients=()):
     """
     Write C{ca.cert}, C{ca.key}, C{server.cert}, C{server.key},
     C{client.cert} and C{client.key} (each name after C{prefix}) into
@@ -64,6 +65,8 @@ def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_d
         certificate (as a real CA's would; C{bench/testssl.sh} uses one so
         that testssl's "neither CRL nor OCSP URI" is not reported against
         the tunnel), or C{None}.
+    :param clients: more client certificates signed by the CA, one per
+        name: C{NAME.cert} and C{NAME.key}, subject C{CN=NAME}.
 
     :return: a dict of role (C{ca}, C{server}, C{client}) to C{(cert, key)}
         paths.
@@ -96,7 +99,12 @@ def make(directory, prefix="", server_names=("localhost", "127.0.0.1"), server_d
         (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
     ])
     _write(directory, prefix + "client", client_key, client)
+    for name in clients:
+        key = ec.generate_private_key(ec.SECP256R1())
+        _write(directory, prefix + name, key, _certificate(name, key, ca_name, ca_key, 825, [
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+        ]))
     return {
         role: (os.path.join(directory, prefix + role + ".cert"), os.path.join(directory, prefix + role + ".key"))
-        for role in ("ca", "server", "client")
+        for role in ("ca", "server", "client") + tuple(clients)
     }

@@ -183,6 +183,17 @@ class IFrameConnection(Interface):
         """
 
 
+class IPeerIdentity(Interface):
+    """
+    A connection whose peer proved who it is (a TLS client certificate
+    verified against C{--ca-cert}): the route table of a host out end
+    (L{uhppoted_tunnel.core.routes}) knows the site by it rather than by
+    its address.
+    """
+
+    identity = Attribute("The peer certificate's subject as text (C{CN=site-a,O=Example}).")
+
+
 class IConnectionReporter(IProtocolFactory):
     """
     What a connection of any transport may use of its end's factory

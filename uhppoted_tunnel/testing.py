@@ -8,6 +8,9 @@ L{FakeReactor} adds a C{listenUDP} whose ports record what is written.
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
+from zope.interface import alsoProvides, implementer
+
+from uhppoted_tunnel.interfaces import IFrameConnection, IPeerIdentity
 
 
 class FakeUDPPort:
@@ -271,3 +274,30 @@ class LogWatcher:
             return succeed(event)
         return conditions.wait(test, timeout, lambda: "no log message containing {!r} within {}s; log:\n{}".format(
             text, timeout, "\n".join(self.messages())))
+
+
+@implementer(IFrameConnection)
+class FakeFrameConnection:
+    """
+    An L{IFrameConnection} that records the frames sent to it; given an
+    C{identity}, it also provides L{IPeerIdentity} (a peer that proved a
+    certificate).
+    """
+
+    def __init__(self, peer="192.0.2.1:40000", identity=None):
+        self.peer = peer
+        self.sent = []
+        self.closed = False
+        if identity is not None:
+            self.identity = identity
+            alsoProvides(self, IPeerIdentity)
+
+    def sendFrame(self, frame_id, payload):
+        self.sent.append((frame_id, payload))
+        return True
+
+    def close(self):
+        self.closed = True
+
+    def whenClosed(self):
+        return succeed(None) if self.closed else Deferred()

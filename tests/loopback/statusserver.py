@@ -63,7 +63,10 @@ class ScriptedTunnel:
             B: {"serial": B, "address": "192.168.1.101:60000", "last_reply": now - 2.5, "last_event": now - 95},
             C: {"serial": C, "address": "192.168.1.125:60000", "last_reply": now - 610, "last_event": None},
         }
-        self.totals = {"requests": 48210, "replies": 48102, "timeouts": 97, "dropped": 11, "events": 1734}
+        self.sites = [{"identity": "CN=building-a", "address": "198.51.100.23:50514", "since": now - 2 * 3600 - 41 * 60,
+                       "last_seen": now - 1.2, "serials": [B, A], "requests": 40210, "replies": 40102}]
+        self.totals = {"requests": 48210, "replies": 48102, "timeouts": 97, "dropped": 11, "events": 1734,
+                       "unrouted": 3}
         self.requests = [self._requests(i) for i in range(60)]
         self.events_rate = [1 if self.random.random() < 0.2 else 0 for _ in range(60)]
         self.index = {A: 20817, B: 9313}
@@ -132,6 +135,7 @@ class ScriptedTunnel:
                        "ready": all(end["state"] == "up" for end in self.ends.values())},
             "ends": [dict(self.ends["in"]), dict(self.ends["out"])],
             "controllers": sorted(self.controllers.values(), key=lambda c: c["serial"]),
+            "sites": [dict(site) for site in self.sites],
             "totals": dict(self.totals),
             "rates": {"interval": 1, "requests": list(self.requests), "events": list(self.events_rate)},
             "events": list(self.events),

@@ -106,6 +106,7 @@ class StatusPageTests(_BrowserTest, TestCase):
                 "out-connector": browser.text("#end-out-connector"),
                 "out-peers": browser.texts("#end-out-peers td.address"),
                 "serials": browser.texts("#controllers td.serial"),
+                "sites": [browser.texts("#sites td." + name) for name in ("identity", "address", "serials")],
                 "summary": browser.text("#link-summary"),
                 "requests": int(browser.attribute("#total-requests", "data-value")),
                 "live": browser.attribute("#live", "data-state"),
@@ -117,6 +118,7 @@ class StatusPageTests(_BrowserTest, TestCase):
         self.assertEqual(shown["out-connector"], "tls/server:0.0.0.0:12345")
         self.assertEqual(shown["out-peers"], ["198.51.100.23:50514"])
         self.assertEqual(shown["serials"], SERIALS)
+        self.assertEqual(shown["sites"], [["CN=building-a"], ["198.51.100.23:50514"], ["303986753, 405419896"]])
         self.assertEqual(shown["summary"], "Link up: both ends are up.")
         self.assertEqual(shown["live"], "live")
 
@@ -222,7 +224,8 @@ class StatusPageTests(_BrowserTest, TestCase):
 
         order, back, pressed = yield self.call(tab)
         self.assertEqual([name for name, _ in order],
-                         ["Skip to the status", "pause", "Controllers table", "Events table", "status.json", "metrics"])
+                         ["Skip to the status", "pause", "Controllers table", "Sites table", "Events table",
+                          "status.json"])
         self.assertEqual({outline for _, outline in order}, {"solid"})
         self.assertEqual((back, pressed), ("pause", "true"))
 

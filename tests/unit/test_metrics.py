@@ -106,7 +106,8 @@ class PairTests(TunnelPairMixin, SynchronousTestCase):
                                                               ("twisted", host_twisted(host)),
                                                               ("version", "0.1.0")))], 1)
         status = self.site.telemetry.snapshot()
-        self.assertEqual(status["totals"], {"requests": 5, "replies": 3, "timeouts": 2, "dropped": 0, "events": 0})
+        self.assertEqual(status["totals"], {"requests": 5, "replies": 3, "timeouts": 2, "dropped": 0, "events": 0,
+                                            "unrouted": 0})
         self.assertEqual(sorted(c["serial"] for c in status["controllers"]), sorted(SERIALS))
         self.assertEqual({c["address"] for c in status["controllers"]}, {"127.0.0.1:60005"})
 

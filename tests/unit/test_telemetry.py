@@ -273,12 +273,13 @@ class TelemetryTests(SynchronousTestCase):
             self.router.request(packet(SERIAL), lambda reply: None)
         self.out.sent[0][1](packet(SERIAL))
         snapshot = self.telemetry.snapshot()
-        self.assertEqual(sorted(snapshot), ["controllers", "ends", "events", "rates", "totals", "tunnel", "warnings"])
+        self.assertEqual(sorted(snapshot), ["controllers", "ends", "events", "rates", "sites", "totals", "tunnel",
+                                            "warnings"])
         self.assertEqual(snapshot["tunnel"]["ready"], False)
         self.assertEqual(snapshot["ends"][0], {"role": "in", "connector": "udp/listen:127.0.0.1:60000",
                                                "state": "up", "since": 1000, "peers": []})
         self.assertEqual(snapshot["totals"], {"requests": 4, "replies": 1, "timeouts": 3, "dropped": 2,
-                                              "events": 0})
+                                              "events": 0, "unrouted": 0})
         self.assertEqual(len(snapshot["rates"]["requests"]), RATE_WINDOW)
         json.dumps(snapshot)
 

@@ -24,6 +24,7 @@ from uhppoted_tunnel.core.values import (
     duration,
     integer,
     positive_number,
+    shown,
     string,
     table,
 )
@@ -68,6 +69,20 @@ log_level = check("debug, info, warn or error",
                   lambda value: _LEVELS[value.lower()])
 log_format = check("text or json", lambda value: type(value) is str and value.lower() in ("text", "json"),
                    lambda value: value.lower())
+
+
+unknown_serial = check("all or drop", lambda value: type(value) is str and value.lower() in ("all", "drop"),
+                       lambda value: value.lower())
+
+
+def _route(identity, serials):
+    if not identity.strip():
+        raise ValueError("empty site identity (expected a certificate subject or an address)")
+    if type(serials) is not list or not serials or not all(
+            type(serial) is int and 1 <= serial <= 0xFFFFFFFF for serial in serials):
+        raise ValueError("expected a list of controller serial numbers (1..4294967295), got {}".format(
+            shown(serials)))
+    return identity, serials
 
 
 def _interface(key, name):
@@ -120,6 +135,8 @@ GENERAL_KEYS = {
     "rate-limit-burst": integer(1),
     "max-payload": integer(1, 65535),
     "controllers": table("a table of serial number = address", _controller),
+    "routes": table("a table of site identity = [serial, ...]", _route),
+    "unknown-serial": unknown_serial,
     "event-buffer": integer(1),
     "event-buffer-age": duration(positive=True),
     "event-window": integer(1),
@@ -142,7 +159,7 @@ KEYS = {**GENERAL_KEYS, **{option.name: option.convert for plugin in connector_p
 """Every TOML key -> converter: L{GENERAL_KEYS} and the keys each connector
 plugin declares (L{uhppoted_tunnel.core.declare.Option})."""
 
-MERGED = {"interfaces", "controllers"}
+MERGED = {"interfaces", "controllers", "routes"}
 """Table-valued keys whose entries a section merges over C{[defaults]}."""
 
 

@@ -72,6 +72,7 @@ DEFAULTS = {
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
     "metrics": None,
     "log-format": "text",
+    "unknown-serial": "all",
     **{option.name: option.default for plugin in PLUGINS for option in plugin.options},
 }
 
@@ -190,6 +191,9 @@ class Options(usage.Options):
                                 "description)."],
         ["log-format", None, None, "text (the Go console layout) or json (one JSON object per line) "
                                    "(default text).", _checked("log-format")],
+        ["unknown-serial", None, None, "What a host out end with many sites does with a request for a "
+                                       "controller no site has answered for yet: all (send it to every site, "
+                                       "default) or drop.", _checked("unknown-serial")],
     ] + [
         [option.name, None, None, option.help, _checked(option.name, option.read)]
         for plugin in PLUGINS for option in plugin.options if option.kind == PARAMETER
@@ -239,6 +243,8 @@ class Options(usage.Options):
                     self[key] = default
         self.interfaces = settings.get("interfaces", {})
         self.controllers = settings.get("controllers", {})
+        #: site identity -> [serial, ...] (the TOML [routes] table)
+        self["routes"] = settings.get("routes", {})
         if self["debug"]:
             self["log-level"] = "debug"
         if self["freebind"]:

@@ -54,9 +54,13 @@ class Tally:
     :ivar certificates: C{(flag, path, not_after)} of the certificates used.
     :ivar events: C{acknowledged}, C{deduplicated}, C{spooled} -> count,
         and C{buffered} -> events held now.
+    :ivar sites: the sites of a request out end
+        (L{uhppoted_tunnel.core.routes.RouteTable.snapshot}).
+    :ivar unrouted: unicast requests for a serial no site serves.
     """
 
-    __slots__ = ("dropped", "timeouts", "reconnects", "handshake_failures", "refused", "certificates", "events")
+    __slots__ = ("dropped", "timeouts", "reconnects", "handshake_failures", "refused", "certificates", "events",
+                 "sites", "unrouted")
 
     def __init__(self):
         self.dropped = {}
@@ -66,6 +70,8 @@ class Tally:
         self.refused = {}
         self.certificates = []
         self.events = {}
+        self.sites = []
+        self.unrouted = 0
 
     def drop(self, reason, n):
         """

@@ -26,9 +26,9 @@ from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
-from uhppoted_tunnel.core.packets import is_unicast
 from uhppoted_tunnel.core.relay import Numbering, Relay
 from uhppoted_tunnel.core.replies import REPLY_IDLE, ReplyTable
+from uhppoted_tunnel.core.routes import BROADCAST, NO_ROUTE, NOBODY, REFUSED, UNKNOWN_ALL, RouteTable
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
 from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, ITally
@@ -89,7 +89,10 @@ class RequestReceiver(Relay):
 class RequestSender(Relay):
     """
     An out end of a request tunnel: numbers each request, sends it to every
-    connected peer, and matches replies by connection and id. While no peer
+    connected peer, and matches replies by connection and id. A unicast
+    request for a serial its L{RouteTable} knows goes to that peer only; an
+    unknown serial goes to every peer (or, with C{--unknown-serial drop},
+    nowhere) and is learned from the reply. While no peer
     is connected it holds the newest few requests, and sends only those
     still younger than C{--udp-timeout} when one connects.
     """
@@ -103,14 +106,20 @@ class RequestSender(Relay):
         self.queue = deque(maxlen=QUEUE_SIZE)
         self.ids = Numbering()
         self._sweeper = None
+        self.routes = RouteTable(clock, settings.get("routes"), settings.get("client-auth", False),
+                                 settings.get("unknown-serial", UNKNOWN_ALL), log_tag)
         #: replies no request waits for; queued requests too old to send
         self.unmatched = 0
         self.stale = 0
 
     def start(self):
-        self._sweeper = LoopingCall(self.replies.sweep)
+        self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.clock
         self._sweeper.start(REPLY_IDLE / 3, now=False)
+
+    def _sweep(self):
+        self.replies.sweep()
+        self.routes.tick()
 
     def stop(self):
         if self._sweeper is not None:
@@ -118,6 +127,7 @@ class RequestSender(Relay):
             self._sweeper = None
         self.queue.clear()
         self._overflow.flush()
+        self.routes.flush()
 
     def _warnOverflow(self, count):
         self.log.warn("not connected: dropped the {n} oldest queued request(s) ({limit} are held)", n=count,
@@ -131,29 +141,71 @@ class RequestSender(Relay):
             self.queue.append((self.clock.seconds(), payload, reply))
             return
         frame_id = self.ids.next()
-        once = is_unicast(payload)
+        key = payload[4:8]
+        once = len(key) == 4 and key != BROADCAST
+        if once:
+            # the route table's look-up, its usual case written out: this
+            # is every request's path
+            routes = self.routes
+            site = routes.learned.get(key)
+            if site is None:
+                site = routes.target(key)
+                if site is None:
+                    routes.unrouted += 1
+                    if routes.drop_unknown:
+                        routes.dropped += 1
+                        return
+                elif site is NOBODY:
+                    routes.unrouted += 1
+                    routes.dropped += 1
+                    return
+            if site is not None:
+                site.requests += 1
+                connection = site.connection
+                if connection.sendFrame(frame_id, payload) and reply is not None:
+                    self.replies.add(connection, frame_id, reply, True)
+                return
         for connection in connections:
             # no handler waits for a frame dropped for a peer not reading
             if connection.sendFrame(frame_id, payload) and reply is not None:
                 self.replies.add(connection, frame_id, reply, once)
 
     def frameReceived(self, connection, frame_id, payload):
-        if not (payload and self.replies.dispatch(connection, frame_id, payload)):
-            self.unmatched += 1
-            if self.trace:
-                self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
-                               peer=connection.peer)
+        if len(payload) >= 8:
+            key = payload[4:8]
+            routes = self.routes
+            if routes.strict and not routes.allows(connection, key):
+                return
+            if self.replies.dispatch(connection, frame_id, payload):
+                site = routes.learned.get(key)
+                if site is not None and site.connection is connection:
+                    site.replies += 1
+                else:
+                    routes.replied(connection, key)
+                return
+        elif payload and self.replies.dispatch(connection, frame_id, payload):
+            return
+        self.unmatched += 1
+        if self.trace:
+            self.log.debug("dropped reply {id} from {peer}: no request is waiting for it", id=frame_id,
+                           peer=connection.peer)
 
     def tally(self, t):
         t.drop(QUEUE_FULL, self._overflow.total)
         t.drop(NO_PEER, self.stale)
         t.drop(UNMATCHED, self.unmatched)
+        t.drop(NO_ROUTE, self.routes.dropped)
+        t.drop(REFUSED, self.routes.refused)
+        t.sites.extend(self.routes.snapshot())
+        t.unrouted += self.routes.unrouted
 
     def connected(self, connection):
+        self.routes.connected(connection)
         if self.queue:
             self._flush()
 
     def disconnected(self, connection):
+        self.routes.disconnected(connection)
         self.replies.discard(connection)
 
     def _flush(self):

@@ -51,6 +51,9 @@ uhppoted_tunnel_certificate_expiry_timestamp_seconds        gauge   C{end}, C{ce
                                                                     C{path}: the certificate's notAfter
 =========================================================== ======= ================================================
 
+A request tunnel adds the metrics of its sites
+(L{uhppoted_tunnel.observe.sitemetrics}).
+
 The registry also has C{prometheus_client}'s process collector
 (C{process_cpu_seconds_total}, C{process_open_fds}, ...).
 """
@@ -66,6 +69,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from uhppoted_tunnel.core.counts import PER_SOURCE_LIMIT, RATE_LIMIT
 from uhppoted_tunnel.link.lifecycle import CONNECTING, DOWN, FAILED, UP
+from uhppoted_tunnel.observe.sitemetrics import site_metrics
 
 PREFIX = "uhppoted_tunnel_"
 
@@ -102,6 +106,8 @@ class TunnelCollector:
         yield from self._tunnel(telemetry)
         yield from self._traffic(telemetry, tallies)
         yield from self._links(telemetry, tallies)
+        if not telemetry.events_tunnel:
+            yield from site_metrics(tallies)
 
     def _tunnel(self, telemetry):
         info = InfoMetricFamily(PREFIX + "build", "The tunnel's version and platform.")

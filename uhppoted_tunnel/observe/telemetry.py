@@ -24,7 +24,9 @@ JSON; times are seconds since the epoch (floats)::
       ],
       "controllers": [{"serial": 405419896, "address": "127.0.0.1:60001", "last_reply": 1764355250.0,
                        "last_event": null}],
-      "totals": {"requests": 10, "replies": 9, "timeouts": 1, "dropped": 0, "events": 3},
+      "sites": [{"identity": "CN=site-a", "address": "203.0.113.7:50112", "since": 1764355201.0,
+                 "last_seen": 1764355250.0, "serials": [405419896], "requests": 12, "replies": 13}],
+      "totals": {"requests": 10, "replies": 9, "timeouts": 1, "dropped": 0, "events": 3, "unrouted": 0},
       "rates": {"interval": 1, "requests": [60 integers, oldest first], "events": [60 integers]},
       "events": [{"time": 1764355255.0, "serial": 405419896, "index": 17, "type": "swipe", "door": 1,
                   "granted": true, "card": 10058400}],
@@ -41,10 +43,15 @@ JSON; times are seconds since the epoch (floats)::
   seen is forgotten); C{address} is null where this half cannot know it
   (the replies came over the link), C{last_reply}/C{last_event} null until
   one passes.
+- C{sites}: the connections of a request out end, each a site (see
+  L{uhppoted_tunnel.core.routes}): its identity (certificate subject, else
+  host), address, since when it is connected, when it last answered, the
+  controller serials routed to it, the unicast requests sent to it alone
+  and the replies it sent.
 - C{totals}: requests received by the in end, replies sent back, requests
   that no controller answered within C{--udp-timeout} (counted by the half
   that sends to the controllers), packets dropped for any reason, events
-  received.
+  received, unicast requests for a serial no site serves (C{unrouted}).
 - C{rates}: requests and events received in each of the last 60 seconds.
 - C{events}: the last L{RECENT} events relayed, newest first (C{type} is
   C{"swipe"}, C{"door"}, C{"alarm"}, C{"overwritten"} or C{"unknown"};
@@ -267,6 +274,7 @@ class Telemetry:
         now = self.clock.seconds()
         if self._snapshot is not None and now - self._snapshot_at < SNAPSHOT_INTERVAL:
             return self._snapshot
+        tallies = self.tallies()
         ends = []
         for role, end, link in self.links():
             ends.append({"role": role, "connector": end.spec.text, "state": link.state, "since": link.since,
@@ -275,7 +283,8 @@ class Telemetry:
             "tunnel": {"version": self.version, "started": self.started, "now": now, "ready": self.ready},
             "ends": ends,
             "controllers": self.controllers.snapshot(),
-            "totals": self.totals(),
+            "sites": [site for _, t in tallies for site in t.sites],
+            "totals": dict(self.totals(tallies), unrouted=sum(t.unrouted for _, t in tallies)),
             "rates": {"interval": 1, "requests": list(self.rates["requests"]), "events": list(self.rates["events"])},
             "events": [decode_event(stamp, packet) for stamp, packet in reversed(self.recent_events)],
             "warnings": self.warnings.snapshot(),

@@ -267,7 +267,7 @@
 
   // traffic
 
-  var TOTALS = ['requests', 'replies', 'timeouts', 'dropped', 'events'];
+  var TOTALS = ['requests', 'replies', 'timeouts', 'dropped', 'events', 'unrouted'];
 
   function renderTotals(totals) {
     TOTALS.forEach(function (name) {
@@ -379,6 +379,29 @@
     setHidden(byId('controllers-empty'), controllers.length > 0);
   }
 
+  // a host with thousands of sites: the page shows the first ones, by identity
+  var MAX_SITE_ROWS = 100;
+
+  function renderSites(sites, now) {
+    sites = sites.map(object).slice().sort(function (a, b) {
+      var x = text(a.identity) + ' ' + text(a.address), y = text(b.identity) + ' ' + text(b.address);
+      return x < y ? -1 : (x > y ? 1 : 0);
+    });
+    setText(byId('sites-count'), sites.length ? '(' + sites.length + ')' : '');
+    fillRows(byId('sites').tBodies[0], sites.slice(0, MAX_SITE_ROWS), [
+      {name: 'identity', fill: function (cell, s) { fillTextCell(cell, text(s.identity)); }},
+      {name: 'address', fill: function (cell, s) { fillTextCell(cell, text(s.address)); }},
+      {name: 'since', fill: function (cell, s) { fillTime(cell, s.since, now); }},
+      {name: 'serials', fill: function (cell, s) { fillTextCell(cell, list(s.serials).map(text).join(', ') || '—'); }},
+      {name: 'last-seen', fill: function (cell, s) { fillTime(cell, s.last_seen, now); }}
+    ]);
+    var more = sites.length - MAX_SITE_ROWS;
+    setText(byId('sites-more'), more > 0 ? 'And ' + more + ' more: see status.json.' : '');
+    setHidden(byId('sites-more'), more <= 0);
+    setHidden(byId('sites').parentNode, sites.length === 0);
+    setHidden(byId('sites-empty'), sites.length > 0);
+  }
+
   function granted(event) {
     if (event.granted === true) {
       return 'granted';
@@ -452,6 +475,7 @@
     renderTotals(object(snapshot.totals));
     renderRates(object(snapshot.rates));
     renderControllers(list(snapshot.controllers), now);
+    renderSites(list(snapshot.sites), now);
     renderEvents(list(snapshot.events), now);
     renderWarnings(list(snapshot.warnings), now);
     document.body.setAttribute('data-loaded', 'true');

@@ -48,6 +48,7 @@ from uhppoted_tunnel.transports.grpc.conf import (
 from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, call_soon
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
+from uhppoted_tunnel.transports.tls.handshake import note_subject, pem_subject
 
 #: Seconds a stopping server gives its calls before it cancels them.
 STOP_GRACE = 2.0
@@ -207,8 +208,11 @@ class ServerEndpoint:
         transport = StreamTransport(pump, loop, parse_peer(context.peer()), self.host_address,
                                     settings["max-send-queue"], reactor, reactor.callFromThread)
         pump.deliver = transport.arrived
+        # grpcs/ with a client certificate: the site is known by its subject
+        pems = context.auth_context().get("x509_pem_cert")
+        identity = pem_subject(pems[0]) if pems else None
         taken = loop.create_future()
-        reactor.callFromThread(self._take, factory, transport, taken)
+        reactor.callFromThread(self._take, factory, transport, taken, identity)
         reason = ConnectionAborted()
         try:
             if not await taken:
@@ -221,9 +225,11 @@ class ServerEndpoint:
             await context.abort(grpc.StatusCode.ABORTED, str(reason))
 
     @staticmethod
-    def _take(factory, transport, taken):
+    def _take(factory, transport, taken, identity=None):
         protocol = factory.buildProtocol(transport.peer_address)
         if protocol is not None:
+            if identity is not None:
+                note_subject(protocol, identity)
             transport.protocol = protocol
             protocol.makeConnection(transport)
         call_soon(transport.loop, lambda: taken.done() or taken.set_result(protocol is not None))

@@ -8,16 +8,19 @@ it, throttled, saying what probably happened (L{tls_reason},
 L{failure_kind}).
 """
 
+from cryptography import x509
 from OpenSSL import SSL
 from twisted.internet.defer import Deferred, gatherResults, succeed
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import alsoProvides, implementer
 
 from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.throttle import Throttle
+from uhppoted_tunnel.interfaces import IPeerIdentity
 from uhppoted_tunnel.link.ends import LinkRefused
 
 
@@ -65,6 +68,51 @@ def failure_kind(reason):
     return "other"
 
 
+def certificate_subject(certificate):
+    """
+    A peer certificate's subject as RFC 4514 text (C{CN=site-a,O=Example}),
+    the identity a host's route table knows the site by.
+
+    :param certificate: a pyOpenSSL C{X509}.
+    """
+    return certificate.to_cryptography().subject.rfc4514_string()
+
+
+def pem_subject(pem):
+    """
+    The subject of a PEM certificate, as L{certificate_subject} gives it.
+
+    :param pem: the certificate (bytes).
+    """
+    return x509.load_pem_x509_certificate(pem).subject.rfc4514_string()
+
+
+def note_subject(protocol, subject):
+    """
+    Give a connection the subject of the certificate its peer proved, as
+    its L{IPeerIdentity} (the connection itself, under any protocol
+    wrappers a wrapping factory put around it, such as the connection
+    caps').
+    """
+    while isinstance(protocol, ProtocolWrapper):
+        protocol = protocol.wrappedProtocol
+    protocol.identity = subject
+    alsoProvides(protocol, IPeerIdentity)
+
+
+def note_identity(protocol, transport):
+    """
+    If the peer presented a certificate (verified against C{--ca-cert}, as
+    every certificate presented is), give the connection its subject as
+    its L{IPeerIdentity}.
+    """
+    if not ISSLTransport.providedBy(transport):
+        return
+    certificate = transport.getPeerCertificate()
+    if certificate is not None:
+        note_subject(protocol, certificate_subject(certificate))
+
+
 @implementer(IHandshakeListener)
 class HandshakeGate(Protocol):
     """
@@ -100,6 +148,7 @@ class HandshakeGate(Protocol):
             self.transport.abortConnection()
             return
         self.protocol = protocol
+        note_identity(protocol, self.transport)
         # from now on the TLS layer calls the protocol's own method
         self.dataReceived = protocol.dataReceived
         protocol.makeConnection(self.transport)

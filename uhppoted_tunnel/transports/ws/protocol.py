@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.transports.tls.handshake import note_identity
 from uhppoted_tunnel.link.ends import LinkRefused
 from uhppoted_tunnel.link.framed import WhenClosed
 from uhppoted_tunnel.transports.ws.upgrade import MAX_HEAD, PHRASES, Refusal, parse_request, parse_status, shown
@@ -110,6 +111,8 @@ class _Frames(WhenClosed):
             return None
         self.frames = frames
         self._deliver = frames.messageReceived
+        # wss/: the site is known by the certificate it proved
+        note_identity(frames, self.transport)
         frames.makeConnection(self)
         return frames
 
