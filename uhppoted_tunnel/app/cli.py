@@ -15,6 +15,7 @@ retries); 2 for a configuration error, reported in one line before
 anything listens.
 """
 
+import os
 import sys
 
 from twisted.logger import Logger
@@ -24,7 +25,9 @@ from uhppoted_tunnel import __version__
 from uhppoted_tunnel.app.launch import build, reload_on_hangup, stop_reactor
 from uhppoted_tunnel.app.lockfile import LockfileError
 from uhppoted_tunnel.app.logging import parse_level, start_logging
+from uhppoted_tunnel.app.helptext import HELP, VERSION, command_help, flag_hint
 from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.core.hints import did_you_mean
 from uhppoted_tunnel.observe.sdnotify import notify_service
 
 log = Logger(namespace="uhppoted_tunnel")
@@ -45,9 +48,13 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
             stop, disable and remove that unit
   demo      run a host half, a site half and an emulated controller on
             loopback and print what the tunnel relays
-  version   print the version
-  help      print this help
+  version   print the version (also -version, --version)
+  help      print this help (also -h, -help, --help); 'help COMMAND' prints
+            that command's help
 """
+
+#: The commands, for "did you mean".
+COMMANDS = ("run", "check", "daemonize", "undaemonize", "demo", "version", "help")
 
 
 def _go_flags(argv, options=Options):
@@ -59,7 +66,10 @@ def _go_flags(argv, options=Options):
     names = {name for flag in options.optFlags + options.optParameters for name in flag[:1]}
     converted = []
     for arg in argv:
-        if arg.startswith("-") and not arg.startswith("--") and arg[1:].split("=", 1)[0] in names:
+        name = arg[1:].split("=", 1)[0]
+        # an unknown -word too, so that its error names it (with a hint)
+        # rather than its first letter
+        if arg.startswith("-") and not arg.startswith("--") and (name in names or name[:2].isalpha()):
             arg = "-" + arg
         converted.append(arg)
     return converted
@@ -74,7 +84,10 @@ def parse(argv):
     :raise usage.UsageError: naming the bad flag or file, section and key.
     """
     options = Options()
-    options.parseOptions(_go_flags(argv))
+    try:
+        options.parseOptions(_go_flags(argv))
+    except usage.UsageError as e:
+        raise usage.UsageError(flag_hint(e, options)) from None
     return options
 
 
@@ -111,12 +124,41 @@ def main(argv=None, reactor=None):
         when C{None}.
     :return: the exit code.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = argv[0] if argv and not argv[0].startswith("-") else "run"
-    if command in ("help", "--help", "-h"):
+    try:
+        return _main(argv, reactor)
+    except BrokenPipeError:
+        # the reader went away (--help | head -1): no traceback, and no
+        # second error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _help(argv):
+    """
+    C{help} and C{help COMMAND}.
+    """
+    if len(argv) < 2:
         sys.stdout.write(USAGE + "\n" + str(Options()))
         return 0
-    if command == "version":
+    from uhppoted_tunnel.app.check import CheckOptions
+    from uhppoted_tunnel.app.daemonize import DaemonizeOptions, UndaemonizeOptions
+
+    text = command_help(argv[1], {"run": Options, "check": CheckOptions, "daemonize": DaemonizeOptions,
+                                  "undaemonize": UndaemonizeOptions})
+    if text is None:
+        sys.stderr.write("uhppoted-tunnel: no command '{}'{} (see 'uhppoted-tunnel help')\n".format(
+            argv[1], did_you_mean(argv[1], COMMANDS)))
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _main(argv, reactor):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and (argv[0] in HELP + VERSION or not argv[0].startswith("-")) else "run"
+    if command in HELP:
+        return _help(argv)
+    if command in VERSION:
         sys.stdout.write("uhppoted-tunnel {}\n".format(__version__))
         return 0
     if command == "check":
