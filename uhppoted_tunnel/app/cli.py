@@ -99,7 +99,7 @@ def run(options, reactor):
     """
     start_logging(parse_level(options["log-level"]), log_format=options["log-format"])
     for warning in options.warnings:
-        log.warn("{warning}", warning=warning)
+        log.warn("{warning}", warning=warning, log_tag="CONFIG")
     try:
         service = build(options, reactor)
     except (ValueError, LockfileError) as e:

@@ -34,7 +34,7 @@ class TrafficLog:
     """
 
     log = Logger()
-    log_tag = "TRAFFIC"
+    log_tag = "RELAY"
 
     def __init__(self, clock, destination, lines=LINES, interval=INTERVAL):
         """
