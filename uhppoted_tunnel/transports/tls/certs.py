@@ -31,6 +31,8 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
+from uhppoted_tunnel.transports.tls.explain import record_verify
+
 
 CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20")
 
@@ -124,7 +126,8 @@ def load_identity(cert_path, key_path, defaulted=()):
         context.use_privatekey(key.original)
         context.check_privatekey()
     except SSL.Error:
-        raise ValueError("--key '{}' does not match --cert '{}'".format(key_path, cert_path)) from None
+        raise ValueError("--key '{}' does not match --cert '{}': give the key the certificate was made "
+                         "for (or make a certificate for this key)".format(key_path, cert_path)) from None
     return ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
 
 
@@ -169,6 +172,11 @@ class _Options(ssl.CertificateOptions):
             # replaces Twisted's callback, which aborts the handshake with
             # alert 80 when nothing offered is acceptable
             context.set_alpn_select_callback(alpn_selector(self.protocols))
+            # notes why a client's certificate is refused, for the log; it
+            # accepts what OpenSSL accepts, as Twisted's server context does
+            # (a client connection's callback is Twisted's own, which checks
+            # the host name: it is left alone)
+            context.set_verify(context.get_verify_mode(), record_verify)
             self._hardened = True
         return context
 
