@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from uhppoted_tunnel.core.functions import describe, function_name
 from uhppoted_tunnel.core.relay import TracingRelay
 from uhppoted_tunnel.core.relays import QUEUE_SIZE, RequestSender
+from uhppoted_tunnel.core.router import Router
 from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.core.traffic import TrafficLog
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
@@ -169,3 +170,34 @@ class TrafficTests(Logged):
         self.assertEqual(len(summaries), 2)
         self.assertIn("3000 requests in the 10s from ", summaries[0])
         self.assertIn("2990 of them not logged one by one (at most 10 are per 10s)", summaries[0])
+
+
+class Out:
+    """
+    An out end that records what it is sent.
+    """
+
+    def __init__(self, sent):
+        self.sent = sent
+
+    def send(self, payload, reply):
+        self.sent.append(payload)
+
+
+class RouterTrafficTests(Logged):
+    def test_router(self):
+        """
+        The router hands the traffic log the first ten requests of an
+        interval and counts the rest itself; the summary counts them all.
+        """
+        clock = Clock()
+        sent = []
+        router = Router(clock, None, out=Out(sent))
+        router.traffic = TrafficLog(clock, "tcp/server:0.0.0.0:12345")
+        for _ in range(30):
+            router.request(packet(GET_STATUS, SERIAL), None, "192.168.1.100")
+        router.stop()
+        info = self.lines(LogLevel.info)
+        self.assertEqual(len(info), 11, info)
+        self.assertIn("30 requests in the 10s from ", info[-1])
+        self.assertEqual(len(sent), 30)

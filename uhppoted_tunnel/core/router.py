@@ -107,7 +107,13 @@ class Router:
         self.forwarded += 1
         traffic = self.traffic
         if traffic is not None:
-            reply = traffic.request(payload, source, reply)
+            if now is None:
+                now = self.clock.seconds()
+            if traffic.count >= traffic.lines and now < traffic.end:
+                # busy: counted for the summary, not logged (no call)
+                traffic.count += 1
+            else:
+                reply = traffic.request(payload, source, reply, now)
         telemetry = self.telemetry
         if telemetry is not None:
             if reply is not None:

@@ -31,6 +31,9 @@ INTERVAL = 10.0
 class TrafficLog:
     """
     The router hands it every request it forwards (L{request}).
+
+    :ivar count: the requests in the interval so far.
+    :ivar end: when the interval ends.
     """
 
     log = Logger()
@@ -44,28 +47,32 @@ class TrafficLog:
         :param interval: seconds an interval lasts.
         """
         self.clock = clock
+        self._seconds = clock.seconds
         self.destination = destination
         self.lines = lines
         self.interval = interval
-        self._start = self._end = 0.0
-        self._count = 0
+        self._start = self.end = 0.0
+        self.count = 0
 
-    def request(self, payload, source, reply):
+    def request(self, payload, source, reply, now=None):
         """
-        A request forwarded.
+        A request forwarded. (The router counts one itself, without this
+        call, while L{count} is past L{lines} before L{end}.)
 
         :param source: who sent it, or C{None}.
         :param reply: its reply callback, or C{None}.
+        :param now: the time, if the caller has it already.
         :return: the reply callback to use instead.
         """
-        now = self.clock.seconds()
-        if now >= self._end:
-            if self._count > self.lines:
+        if now is None:
+            now = self._seconds()
+        if now >= self.end:
+            if self.count > self.lines:
                 self._summary()
             self._start = now
-            self._end = now + self.interval
-            self._count = 0
-        count = self._count = self._count + 1
+            self.end = now + self.interval
+            self.count = 0
+        count = self.count = self.count + 1
         if count <= self.lines:
             request = describe(payload)
             self.log.info("{request} from {source} -> {destination}", request=request,
@@ -80,14 +87,14 @@ class TrafficLog:
 
     def _summary(self):
         self.log.info("{total} requests in the {interval:g}s from {start}, {skipped} of them not logged one by one "
-                      "(at most {lines} are per {interval:g}s)", total=self._count, interval=self.interval,
+                      "(at most {lines} are per {interval:g}s)", total=self.count, interval=self.interval,
                       start=time.strftime("%H:%M:%S", time.localtime(self._start)),
-                      skipped=self._count - self.lines, lines=self.lines)
+                      skipped=self.count - self.lines, lines=self.lines)
 
     def stop(self):
         """
         Report what is left (the tunnel is stopping).
         """
-        if self._count > self.lines:
+        if self.count > self.lines:
             self._summary()
-        self._count = 0
+        self.count = 0
