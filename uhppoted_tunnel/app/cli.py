@@ -7,6 +7,8 @@ The C{uhppoted-tunnel} command.
     uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
     uhppoted-tunnel check [--config FILE#SECTION] [options]
     uhppoted-tunnel daemonize | undaemonize [--label LABEL] ...
+    uhppoted-tunnel emulator [--bind HOST:PORT] [--controller SERIAL] ...
+    uhppoted-tunnel sample toml | tac | man | unit NAME | list
     uhppoted-tunnel help | version | demo
 
 Exit codes: 0 after a clean stop (SIGTERM, SIGINT); 1 when the tunnel
@@ -37,6 +39,8 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
        uhppoted-tunnel check [--config FILE#SECTION] [options] [--peer-cert FILE]
        uhppoted-tunnel daemonize [--label LABEL] [--user USER] --config FILE#SECTION [options]
        uhppoted-tunnel undaemonize [--label LABEL]
+       uhppoted-tunnel emulator [--bind HOST:PORT] [--controller SERIAL] [options]
+       uhppoted-tunnel sample toml | tac | man | unit NAME | list
        uhppoted-tunnel help | version | demo
 
   run       relay between the --in and --out connectors (the default)
@@ -48,13 +52,17 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
             stop, disable and remove that unit
   demo      run a host half, a site half and an emulated controller on
             loopback and print what the tunnel relays
+  emulator  emulate UHPPOTE controllers on a UDP port, to try a tunnel
+            without hardware ('emulator --help' for the rest)
+  sample    print a shipped file: the sample TOML file, the .tac file,
+            the man page or a systemd unit ('sample help' for the list)
   version   print the version (also -version, --version)
   help      print this help (also -h, -help, --help); 'help COMMAND' prints
             that command's help
 """
 
 #: The commands, for "did you mean".
-COMMANDS = ("run", "check", "daemonize", "undaemonize", "demo", "version", "help")
+COMMANDS = ("run", "check", "daemonize", "undaemonize", "demo", "emulator", "sample", "version", "help")
 
 
 def _go_flags(argv, options=Options):
@@ -140,6 +148,12 @@ def _help(argv):
     if len(argv) < 2:
         sys.stdout.write(USAGE + "\n" + str(Options()))
         return 0
+    if argv[1] in ("emulator", "sample"):
+        # their own help: 'emulator --help', 'sample help'
+        try:
+            return _main([argv[1], "--help" if argv[1] == "emulator" else "help"], None)
+        except SystemExit as e:
+            return e.code or 0
     from uhppoted_tunnel.app.check import CheckOptions
     from uhppoted_tunnel.app.daemonize import DaemonizeOptions, UndaemonizeOptions
 
@@ -170,6 +184,14 @@ def _main(argv, reactor):
 
         flags = daemonize.DaemonizeOptions if command == "daemonize" else daemonize.UndaemonizeOptions
         return daemonize.main(command, _go_flags(argv[1:], flags), sys.stdout, sys.stderr)
+    if command == "sample":
+        from uhppoted_tunnel.app.sample import main as sample
+
+        return sample(argv[1:], sys.stdout, sys.stderr)
+    if command == "emulator":
+        from uhppoted_tunnel.emulator.__main__ import main as emulator
+
+        return emulator(argv[1:])
     if reactor is None:
         from twisted.internet import reactor
     if command == "demo":
