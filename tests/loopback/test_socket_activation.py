@@ -38,7 +38,6 @@ class SocketActivateTests(TestCase):
     def flags(self, name):
         return ["--lockfile", lockfile(self, name), "--config", empty_config(self), "--rate-limit", "1000"]
 
-    @inlineCallbacks
     def test_streamSocket(self):
         """
         C{systemd-socket-activate -l 127.0.0.1:P uhppoted-tunnel --in
@@ -46,10 +45,22 @@ class SocketActivateTests(TestCase):
         first connection, serves it on the passed socket, and the uhppoted
         client's discovery is answered by both controllers.
         """
+        return self.streamSocket(["--fdname=tunnel"], "tcp/server:systemd")
+
+    def test_streamSocketWithoutNames(self):
+        """
+        As its manual shows it, without C{--fdname}: C{systemd-socket-activate}
+        passes C{LISTEN_FDS} and C{LISTEN_PID} but no C{LISTEN_FDNAMES}, and
+        C{tcp/server:systemd:0} takes the socket all the same.
+        """
+        return self.streamSocket([], "tcp/server:systemd:0")
+
+    @inlineCallbacks
+    def streamSocket(self, names, connector):
         _, emulator_port = yield start_emulator(self, *SERIALS)
         port = free_port()
-        site = spawn(self, [self.activate, "-l", "127.0.0.1:{}".format(port), "--fdname=tunnel"] + tunnel_command() + [
-            "--in", "tcp/server:systemd", "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port),
+        site = spawn(self, [self.activate, "-l", "127.0.0.1:{}".format(port)] + names + tunnel_command() + [
+            "--in", connector, "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port),
             "--udp-timeout", "1s"] + self.flags("site"), "site")
         yield site.waitFor(r"Listening on 127\.0\.0\.1:{}".format(port))
         host = spawn(self, tunnel_command() + ["--in", "udp/listen:127.0.0.1:0", "--out",

@@ -15,6 +15,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from tests import certs
+from tests.loopback.processes import free_port, listening_line, run_tunnel, workdir
 from tests.tools import require
 from uhppoted_tunnel import emulator
 from uhppoted_tunnel.app import config
@@ -282,3 +283,122 @@ def _handshake(server_options, client_options):
             yield port.stopListening()
 
     return run()
+
+
+class SentenceTests(TestCase):
+    """
+    Each TLS failure said in words, with the fix, by real processes: the
+    name or address a server certificate lacks, a CA the other side does
+    not trust, an expired certificate, a client certificate required, and
+    a plain client at a TLS server (which ends a run with --max-retries).
+    """
+
+    timeout = 90
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+        self.files = certs.make(workdir(self) + "/main")
+
+    @inlineCallbacks
+    def server(self, files, *args, name="site"):
+        """
+        A tls/server site half; fires with it and its port once it listens.
+        """
+        port = free_port()
+        site = run_tunnel(self, name, "--in", "tls/server:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()), "--ca-cert", files["ca"][0],
+                          "--cert", files["server"][0], "--key", files["server"][1], *args)
+        yield site.waitFor(r"TLS\s+listening on 127\.0\.0\.1:{}".format(port))
+        return site, port
+
+    def client(self, port, ca, *args, kind="tls", name="host"):
+        flags = ["--ca-cert", ca] if kind == "tls" else []
+        return run_tunnel(self, name, "--in", "udp/listen:127.0.0.1:0", "--out",
+                          "{}/client:127.0.0.1:{}".format(kind, port), "--max-retries", "0", *(flags + list(args)))
+
+    @inlineCallbacks
+    def assertEnds(self, host, sentence):
+        code = yield host.exited()
+        self.assertEqual(code, 1, host.recent())
+        self.assertIn(sentence, host.output())
+        self.assertNotIn("Error(", host.output())
+
+    @inlineCallbacks
+    def test_addressNotNamed(self):
+        """
+        A server certificate that does not name the address dialled.
+        """
+        files = certs.make(workdir(self) + "/named", prefix="n-", server_names=("localhost",))
+        site, port = yield self.server(files)
+        host = self.client(port, files["ca"][0])
+        yield self.assertEnds(host, "the server's certificate does not name 127.0.0.1, the address dialled: dial a "
+                                    "name or address it has")
+
+    @inlineCallbacks
+    def test_unknownCA(self):
+        """
+        A client that trusts another CA: the server's log says its
+        certificate is not trusted, and the client's names the causes and
+        how to tell them apart.
+        """
+        other = certs.make(workdir(self) + "/other", prefix="other-")
+        site, port = yield self.server(self.files)
+        host = self.client(port, other["ca"][0])
+        yield self.assertEnds(host, "the other side's certificate was refused: it has expired, is not yet valid, or "
+                                    "is not signed by the CA in this end's --ca-cert")
+        yield site.waitFor("the other side does not trust this end's certificate: it is not signed by the CA in "
+                           "the other side's --ca-cert")
+
+    @inlineCallbacks
+    def test_expired(self):
+        """
+        An expired server certificate: the server's log says the client
+        refused it as expired.
+        """
+        files = certs.make(workdir(self) + "/expired", prefix="e-", server_days=(-10, -1))
+        site, port = yield self.server(files)
+        host = self.client(port, files["ca"][0])
+        yield self.assertEnds(host, "the other side's certificate was refused")
+        yield site.waitFor(r"the other side refused this end's certificate as expired: renew --cert")
+
+    @inlineCallbacks
+    def test_clientCertificateRequired(self):
+        """
+        A client without a certificate at a server with --client-auth: both
+        say which certificate is missing and how to give it.
+        """
+        site, port = yield self.server(self.files, "--client-auth")
+        host = self.client(port, self.files["ca"][0])
+        yield self.assertEnds(host, "the server requires a client certificate (--client-auth): give this end "
+                                    "--cert and --key, signed by the server's --ca-cert")
+        yield site.waitFor(r"the client gave no certificate, and this server requires one \(--client-auth\)")
+
+    @inlineCallbacks
+    def test_plainClientToTLSServer(self):
+        """
+        A tcp/client at a tls/server: the server gives up on the handshake
+        and resets the connection; the client says what that means, counts
+        it as a failed attempt, and with --max-retries 1 the run ends with
+        exit 1 and the sentence.
+        """
+        site, port = yield self.server(self.files, "--handshake-timeout", "500ms")
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out",
+                          "tcp/client:127.0.0.1:{}".format(port), "--max-retries", "1", "--max-retry-delay", "1s")
+        yield self.assertEnds(host, "after 2 attempt(s): the server closed the connection without sending anything: "
+                                    "is it a TLS server? A tcp/client cannot talk to one: use tls/client with "
+                                    "--ca-cert")
+        yield site.waitFor("the other side did not start a TLS handshake|is the peer a plain TCP connector")
+
+    @inlineCallbacks
+    def test_tlsClientToPlainServer(self):
+        """
+        A tls/client at a tcp/server: the client says the server did not
+        answer its handshake, and what to use instead.
+        """
+        port = free_port()
+        site = run_tunnel(self, "site", "--in", "tcp/server:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()))
+        yield site.waitFor(listening_line("TCP", port))
+        host = self.client(port, self.files["ca"][0])
+        yield self.assertEnds(host, "the other side closed the connection without answering the TLS handshake: is "
+                                    "it a plain tcp/server? Use tcp/client, or make it tls/server")

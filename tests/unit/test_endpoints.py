@@ -34,6 +34,20 @@ class SystemdSocketTests(SynchronousTestCase):
         http = ConnectorSpec("http/systemd:host.socket", "http/", None, "systemd:host.socket")
         self.assertEqual(systemd_socket(http, environ), 3)
 
+    def test_withoutNames(self):
+        """
+        Sockets passed without C{LISTEN_FDNAMES} (C{systemd-socket-activate}
+        without C{--fdname}) are used by index, as C{sd_listen_fds(3)}
+        does; only C{systemd:NAME} needs names, and says how to give them.
+        """
+        environ = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2"}
+        self.assertEqual(systemd_socket(spec("tcp/server:systemd"), environ), 3)
+        self.assertEqual(systemd_socket(spec("udp/listen:systemd:1"), environ), 4)
+        e = self.assertRaises(ValueError, systemd_socket, spec("tcp/server:systemd:host"), environ)
+        self.assertEqual(str(e), "'tcp/server:systemd:host': systemd passed 2 socket(s) but no names "
+                                 "(LISTEN_FDNAMES): use tcp/server:systemd:N, or name them (FileDescriptorName= "
+                                 "in the unit, --fdname with systemd-socket-activate)")
+
     def test_notSystemd(self):
         """
         Other addresses, Twisted's full systemd description included, are

@@ -187,10 +187,11 @@ class ConsoleObserverTests(SynchronousTestCase):
 
     def test_long_tag(self):
         """
-        A tag longer than 6 is written whole.
+        A tag longer than 6 (C{METRICS}) is trimmed to 6, so that the
+        messages stay in one column.
         """
-        self.logger(Untagged).info("up", log_tag="ROUTERS")
-        self.assertEqual(self.stream.getvalue(), STAMP + " INFO   ROUTERS up\n")
+        self.logger(Untagged).info("up", log_tag="METRICS")
+        self.assertEqual(self.stream.getvalue(), STAMP + " INFO   METRIC up\n")
 
     def test_level_names(self):
         """

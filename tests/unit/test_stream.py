@@ -258,6 +258,26 @@ class ClientEndTests(SynchronousTestCase):
         pump.flush()
         self.assertEqual((payload, replies), (REQUEST, [REPLY]))
 
+    def test_silentCloseIsAFailedAttempt(self):
+        """
+        A server that closes the connection without a word after the
+        client's first frame (a TLS server reading a plain client's frame)
+        is a failed attempt, said in words: with --max-retries 0 the end
+        fails with the sentence.
+        """
+        client = self.client(**{"max-retries": 0})
+        pump = self.completer.succeedOnce()
+        client.send(REQUEST, None)
+        pump.flush()
+        pump.server.transport.loseConnection()
+        pump.flush()
+        self.reactor.advance(0)
+        [message] = self.failures
+        self.assertEqual(message, "could not connect to 127.0.0.1:12345 after 1 attempt(s): the server closed the "
+                                  "connection without sending anything: is it a TLS server? A tcp/client cannot "
+                                  "talk to one: use tls/client with --ca-cert (or the server is over its "
+                                  "--max-connections)")
+
     def test_retriesWithBackoff(self):
         """
         After failed dials the client retries after 5 s, then 10 s.

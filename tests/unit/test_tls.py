@@ -48,7 +48,8 @@ class CertificateTests(SynchronousTestCase):
         cert, _ = self.files["server"]
         _, key = self.other["server"]
         e = self.assertRaises(ValueError, tls.load_identity, cert, key)
-        self.assertEqual(str(e), "--key '{}' does not match --cert '{}'".format(key, cert))
+        self.assertEqual(str(e), "--key '{}' does not match --cert '{}': give the key the certificate was made "
+                                 "for (or make a certificate for this key)".format(key, cert))
 
     def test_serverDefaults(self):
         """

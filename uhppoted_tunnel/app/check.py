@@ -28,6 +28,7 @@ from twisted.python import usage
 
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.spec import connector_plugins
+from uhppoted_tunnel.app.helptext import flag_hint
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.addresses import parse_host_port
 from uhppoted_tunnel.core.bounded import FileTooLarge, read_bounded
@@ -273,6 +274,9 @@ def check(options, now):
     :return: lines describing what was checked, warnings included.
     :raise CheckFailed: naming the first problem.
     """
+    if options.unknown_keys:
+        # a run ignores them, so a misspelt key silently becomes a default
+        raise CheckFailed(options.unknown_keys[0])
     _check_files(options)
     try:
         _build(options)
@@ -326,7 +330,7 @@ def main(argv, stdout, stderr, now=None):
         options.parseOptions(argv)
         notes = check(options, now)
     except (usage.UsageError, CheckFailed) as e:
-        stderr.write("uhppoted-tunnel: {}\n".format(e))
+        stderr.write("uhppoted-tunnel: {}\n".format(flag_hint(e, options)))
         return 2
     for note in notes:
         stdout.write(note + "\n")

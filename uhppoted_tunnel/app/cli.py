@@ -17,6 +17,7 @@ retries); 2 for a configuration error, reported in one line before
 anything listens.
 """
 
+import os
 import sys
 
 from twisted.logger import Logger
@@ -26,7 +27,9 @@ from uhppoted_tunnel import __version__
 from uhppoted_tunnel.app.launch import build, reload_on_hangup, stop_reactor
 from uhppoted_tunnel.app.lockfile import LockfileError
 from uhppoted_tunnel.app.logging import parse_level, start_logging
+from uhppoted_tunnel.app.helptext import HELP, VERSION, command_help, flag_hint
 from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.core.hints import did_you_mean
 from uhppoted_tunnel.observe.sdnotify import notify_service
 
 log = Logger(namespace="uhppoted_tunnel")
@@ -53,9 +56,13 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
             without hardware ('emulator --help' for the rest)
   sample    print a shipped file: the sample TOML file, the .tac file,
             the man page or a systemd unit ('sample help' for the list)
-  version   print the version
-  help      print this help
+  version   print the version (also -version, --version)
+  help      print this help (also -h, -help, --help); 'help COMMAND' prints
+            that command's help
 """
+
+#: The commands, for "did you mean".
+COMMANDS = ("run", "check", "daemonize", "undaemonize", "demo", "emulator", "sample", "version", "help")
 
 
 def _go_flags(argv, options=Options):
@@ -67,7 +74,10 @@ def _go_flags(argv, options=Options):
     names = {name for flag in options.optFlags + options.optParameters for name in flag[:1]}
     converted = []
     for arg in argv:
-        if arg.startswith("-") and not arg.startswith("--") and arg[1:].split("=", 1)[0] in names:
+        name = arg[1:].split("=", 1)[0]
+        # an unknown -word too, so that its error names it (with a hint)
+        # rather than its first letter
+        if arg.startswith("-") and not arg.startswith("--") and (name in names or name[:2].isalpha()):
             arg = "-" + arg
         converted.append(arg)
     return converted
@@ -82,7 +92,10 @@ def parse(argv):
     :raise usage.UsageError: naming the bad flag or file, section and key.
     """
     options = Options()
-    options.parseOptions(_go_flags(argv))
+    try:
+        options.parseOptions(_go_flags(argv))
+    except usage.UsageError as e:
+        raise usage.UsageError(flag_hint(e, options)) from None
     return options
 
 
@@ -94,7 +107,7 @@ def run(options, reactor):
     """
     start_logging(parse_level(options["log-level"]), log_format=options["log-format"])
     for warning in options.warnings:
-        log.warn("{warning}", warning=warning)
+        log.warn("{warning}", warning=warning, log_tag="CONFIG")
     try:
         service = build(options, reactor)
     except (ValueError, LockfileError) as e:
@@ -119,12 +132,47 @@ def main(argv=None, reactor=None):
         when C{None}.
     :return: the exit code.
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = argv[0] if argv and not argv[0].startswith("-") else "run"
-    if command in ("help", "--help", "-h"):
+    try:
+        return _main(argv, reactor)
+    except BrokenPipeError:
+        # the reader went away (--help | head -1): no traceback, and no
+        # second error when Python flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _help(argv):
+    """
+    C{help} and C{help COMMAND}.
+    """
+    if len(argv) < 2:
         sys.stdout.write(USAGE + "\n" + str(Options()))
         return 0
-    if command == "version":
+    if argv[1] in ("emulator", "sample"):
+        # their own help: 'emulator --help', 'sample help'
+        try:
+            return _main([argv[1], "--help" if argv[1] == "emulator" else "help"], None)
+        except SystemExit as e:
+            return e.code or 0
+    from uhppoted_tunnel.app.check import CheckOptions
+    from uhppoted_tunnel.app.daemonize import DaemonizeOptions, UndaemonizeOptions
+
+    text = command_help(argv[1], {"run": Options, "check": CheckOptions, "daemonize": DaemonizeOptions,
+                                  "undaemonize": UndaemonizeOptions})
+    if text is None:
+        sys.stderr.write("uhppoted-tunnel: no command '{}'{} (see 'uhppoted-tunnel help')\n".format(
+            argv[1], did_you_mean(argv[1], COMMANDS)))
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _main(argv, reactor):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv and (argv[0] in HELP + VERSION or not argv[0].startswith("-")) else "run"
+    if command in HELP:
+        return _help(argv)
+    if command in VERSION:
         sys.stdout.write("uhppoted-tunnel {}\n".format(__version__))
         return 0
     if command == "check":

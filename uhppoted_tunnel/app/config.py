@@ -5,8 +5,9 @@ The TOML configuration file, compatible with the Go uhppoted-tunnel.
 A file holds a C{[defaults]} table and one table per tunnel; L{load} merges
 the chosen section over C{[defaults]} key by key and converts every value,
 reporting a bad one with its file, section and key.  Unlike Go, which
-silently ignores an invalid value, every bad value is an error; unknown keys
-are only warnings, since newer Go versions add keys. Each connector plugin
+silently ignores an invalid value, every bad value is an error; an unknown
+key is a warning naming the closest known key when the tunnel runs, and an
+error in C{check}. Each connector plugin
 declares its own keys (L{KEYS}); the converters are in
 L{uhppoted_tunnel.core.values}.
 """
@@ -17,6 +18,7 @@ import tomllib
 
 from uhppoted_tunnel.app.spec import connector_plugins
 from uhppoted_tunnel.core.bounded import FileTooLarge, read_bounded
+from uhppoted_tunnel.core.hints import did_you_mean
 from uhppoted_tunnel.core.values import (
     NestedValueError,
     boolean,
@@ -170,12 +172,18 @@ class Settings(dict):
     :ivar path: the file read.
     :ivar section: the section chosen, or L{None}.
     :ivar warnings: one-line messages about ignored keys.
+    :ivar unknown: one-line messages naming each unknown key and the
+        closest known one (C{check} refuses them; a run warns).
+    :ivar sections: the file's sections other than C{[defaults]}, for the
+        hint when none was chosen.
     """
 
     def __init__(self, path, section):
         dict.__init__(self)
         self.path, self.section = path, section
         self.warnings = []
+        self.unknown = []
+        self.sections = []
         self._sources = {}
 
     def source(self, key):
@@ -191,7 +199,9 @@ class Settings(dict):
         for key, raw in values.items():
             where = "%s [%s] %s" % (self.path, name, key)
             if key not in KEYS:
-                self.warnings.append(where + ": unknown key (ignored)")
+                hint = did_you_mean(key, KEYS)
+                self.unknown.append("{}: unknown key{}".format(where, hint))
+                self.warnings.append("{}: unknown key (ignored){}".format(where, hint))
                 continue
             try:
                 value = KEYS[key](raw)
@@ -237,6 +247,7 @@ def load(path, section, *, explicit):
     except OSError as e:
         raise ConfigError("%s: %s" % (path, e.strerror or e)) from None
     settings = Settings(path, section)
+    settings.sections = [name for name, value in document.items() if isinstance(value, dict) and name != "defaults"]
     settings.warnings.extend("%s: %s outside any section (ignored)" % (path, key)
                              for key, value in document.items()
                              if not isinstance(value, dict))

@@ -3,7 +3,7 @@
 The Go uhppoted-tunnel console log layout, as a L{twisted.logger} observer.
 
 A line is the local time, the level padded to 6, the emitting class's
-C{log_tag} padded to 6 and the message; lines after the first in a message
+C{log_tag} padded (or trimmed) to 6 and the message; lines after the first in a message
 (hex dumps) are written as given::
 
     2023/01/18 12:06:55 DEBUG  TCP    received 215 bytes from 127.0.0.1:50568
@@ -103,7 +103,8 @@ class ConsoleObserver:
             if self._tracebacks:
                 message += "\n" + failure.getTraceback().rstrip("\n")
         when = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(self._now()))
-        self._stream.write("%s %-6s %-6s %s\n" % (when, name, tag, message))
+        # tags padded and trimmed to one width, so that the messages line up
+        self._stream.write("%s %-6s %-6.6s %s\n" % (when, name, tag, message))
         self._stream.flush()
 
 

@@ -209,6 +209,10 @@ class Options(usage.Options):
         #: the environment: systemd names a unit's folders in it
         self.environ = os.environ
         self.warnings = []
+        #: one line per unknown TOML key, with the closest known key
+        self.unknown_keys = []
+        #: the sections of a file given without one
+        self.file_sections = []
         self.ends = {}
         self.controllers = {}
 
@@ -303,6 +307,9 @@ class Options(usage.Options):
         except config.ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.warnings.extend(settings.warnings)
+        self.unknown_keys = list(settings.unknown)
+        if path is not None and section is None:
+            self.file_sections = list(settings.sections)
         return settings
 
     def _check_ends(self):
@@ -310,6 +317,9 @@ class Options(usage.Options):
         for role in (IN, OUT):
             text = self[role]
             where = self.sources.get(role, "--" + role)
+            if not text and self.file_sections:
+                raise usage.UsageError("--{} is required: --config {} has sections {}: use --config {}#{}".format(
+                    role, self["config"], ", ".join(self.file_sections), self["config"], self.file_sections[0]))
             if not text:
                 raise usage.UsageError("--{} is required (e.g. {})".format(
                     role, "udp/listen:0.0.0.0:60000" if role == IN else "tcp/server:0.0.0.0:12345"))

@@ -8,10 +8,15 @@ accepts has nowhere to go. C{stopService} returns a Deferred that fires
 once every socket of both ends is closed.
 """
 
+import os
+import platform
+
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import gatherResults
 from twisted.logger import Logger
 
+from uhppoted_tunnel import __version__
+from uhppoted_tunnel.core.traffic import TrafficLog
 from uhppoted_tunnel.interfaces import IN, OUT, ISecureEnd
 from uhppoted_tunnel.core.router import Router
 from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS
@@ -96,6 +101,8 @@ class TunnelService(MultiService):
             self.router = Router(reactor, options["rate-limit"], options["rate-limit-burst"],
                                  options["rate-limit-per-source"], options["rate-limit-per-source-burst"],
                                  out=self.out)
+        if not options["events"] and options.get("log-level", "info") in ("debug", "info"):
+            self.router.traffic = TrafficLog(reactor, out_spec.text)
         self.in_ = in_maker.makeEnd(in_spec, IN, options, self.router, reactor)
         self.telemetry.watch(self.router, (self.in_, self.out))
         self.monitor = None
@@ -110,7 +117,9 @@ class TunnelService(MultiService):
         self.description = "{} -> {}".format(in_spec.text, out_spec.text)
 
     def startService(self):
-        self.log.info("starting {description}", description=self.description)
+        # Go: "uhppoted-tunnel service v0.8.x - Linux (PID ...)"
+        self.log.info("uhppoted-tunnel v{version} - {system} (PID {pid}): starting {description}",
+                      version=__version__, system=platform.system(), pid=os.getpid(), description=self.description)
         # MultiService.startService, less the ends after one that failed at
         # once (a port in use): nothing more should open
         Service.startService(self)

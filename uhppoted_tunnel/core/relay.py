@@ -73,7 +73,14 @@ class TracingRelay:
         self.relay.frameReceived(connection, frame_id, payload)
 
     def send(self, payload, reply):
-        self.log.debug("sending {n} bytes\n{dump}", n=len(payload), dump=hexdump(payload))
+        # says what really happens to the frame: sent to whom, or held
+        peers = self.relay.connections
+        if peers:
+            self.log.debug("sending {n} bytes to {peers}\n{dump}", n=len(payload),
+                           peers=", ".join(str(connection.peer) for connection in peers), dump=hexdump(payload))
+        else:
+            self.log.debug("no peer connected: holding {n} bytes until one connects\n{dump}", n=len(payload),
+                           dump=hexdump(payload))
         self.relay.send(payload, reply)
 
 

@@ -25,11 +25,11 @@ from functools import partial
 from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
+from uhppoted_tunnel.core.accounting import NoPeerWarnings
 from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
 from uhppoted_tunnel.core.relay import Numbering, Relay
 from uhppoted_tunnel.core.replies import REPLY_IDLE, ReplyTable
 from uhppoted_tunnel.core.routes import BROADCAST, NO_ROUTE, NOBODY, REFUSED, UNKNOWN_ALL, RouteTable
-from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
 from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, ITally
 
@@ -102,7 +102,7 @@ class RequestSender(Relay):
         self.trace = settings["debug"]
         self.udp_timeout = settings["udp-timeout"]
         self.replies = ReplyTable(clock.seconds)
-        self._overflow = Throttle(clock, self._warnOverflow)
+        self._no_peer = NoPeerWarnings(clock, log_tag, QUEUE_SIZE, self.udp_timeout)
         self.queue = deque(maxlen=QUEUE_SIZE)
         self.ids = Numbering()
         self._sweeper = None
@@ -126,19 +126,16 @@ class RequestSender(Relay):
             self._sweeper.stop()
             self._sweeper = None
         self.queue.clear()
-        self._overflow.flush()
+        self._no_peer.flush()
         self.routes.flush()
-
-    def _warnOverflow(self, count):
-        self.log.warn("not connected: dropped the {n} oldest queued request(s) ({limit} are held)", n=count,
-                      limit=QUEUE_SIZE)
 
     def send(self, payload, reply):
         connections = self.connections
         if not connections:
             if len(self.queue) == self.queue.maxlen:
-                self._overflow.count()
+                self._no_peer.dropped()
             self.queue.append((self.clock.seconds(), payload, reply))
+            self._no_peer.held(payload)
             return
         frame_id = self.ids.next()
         key = payload[4:8]
@@ -191,7 +188,7 @@ class RequestSender(Relay):
                            peer=connection.peer)
 
     def tally(self, t):
-        t.drop(QUEUE_FULL, self._overflow.total)
+        t.drop(QUEUE_FULL, self._no_peer.total_dropped)
         t.drop(NO_PEER, self.stale)
         t.drop(UNMATCHED, self.unmatched)
         t.drop(NO_ROUTE, self.routes.dropped)
@@ -219,4 +216,4 @@ class RequestSender(Relay):
                 self.send(payload, reply)
         if stale:
             self.stale += stale
-            self.log.info("dropped {n} queued request(s) older than the UDP timeout", n=stale)
+            self._no_peer.stale(stale)

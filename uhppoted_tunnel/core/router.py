@@ -63,6 +63,9 @@ class Router:
         #: the tunnel's L{uhppoted_tunnel.observe.telemetry.Telemetry} while something
         #: reads it: replies are then timed, and events noted
         self.telemetry = None
+        #: a L{uhppoted_tunnel.core.traffic.TrafficLog} when requests are
+        #: logged at info
+        self.traffic = None
         self._dropped = Throttle(clock, self._warnDropped)
         self._source_dropped = Throttle(clock, self._warnSourceDropped)
         self._last_source = None
@@ -102,6 +105,15 @@ class Router:
             self._dropped.count()
             return False
         self.forwarded += 1
+        traffic = self.traffic
+        if traffic is not None:
+            if now is None:
+                now = self.clock.seconds()
+            if traffic.count >= traffic.lines and now < traffic.end:
+                # busy: counted for the summary, not logged (no call)
+                traffic.count += 1
+            else:
+                reply = traffic.request(payload, source, reply, now)
         telemetry = self.telemetry
         if telemetry is not None:
             if reply is not None:
@@ -126,6 +138,8 @@ class Router:
         """
         self._dropped.flush()
         self._source_dropped.flush()
+        if self.traffic is not None:
+            self.traffic.stop()
 
     @property
     def source_dropped(self):

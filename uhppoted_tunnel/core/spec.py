@@ -17,6 +17,8 @@ L{uhppoted_tunnel.app.spec}'s to find.
 
 from dataclasses import dataclass
 
+from uhppoted_tunnel.core.hints import closest_prefix
+
 
 @dataclass(frozen=True)
 class ConnectorSpec:
@@ -53,6 +55,9 @@ def parse(text, makers):
     """
     prefix = max((p for p in makers if text.startswith(p)), key=len, default=None)
     if prefix is None:
+        meant = closest_prefix(text, makers)
+        if meant is not None:
+            raise ValueError("unknown connector '{}': did you mean {}?".format(text, meant))
         kinds = ", ".join(sorted(makers))
         raise ValueError("unknown connector '{}' (expected one of {})".format(text, kinds))
     rest = text[len(prefix) :]

@@ -25,6 +25,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from uhppoted_tunnel.core.accounting import UnansweredWarnings
 from uhppoted_tunnel.core.counts import EMPTY, QUEUE_FULL, TOO_LONG, UNMATCHED
 from uhppoted_tunnel.core.deadlines import DeadlineQueue
 from uhppoted_tunnel.core.packets import hexdump, request_key
@@ -208,6 +209,7 @@ class BroadcastEnd(EndLifecycle, Service):
         self._bad = Throttle(reactor, self._warnBad)
         self._last_bad = None
         self._expiry = DeadlineQueue(reactor, timeout, self._expired)
+        self._unanswered = UnansweredWarnings(reactor, self.log_tag, spec.text, timeout)
         self._bind = "::" if ":" in destination[0] else "0.0.0.0"
 
     def startService(self):
@@ -314,6 +316,7 @@ class BroadcastEnd(EndLifecycle, Service):
             else:
                 if not entry.answered:
                     self.timeouts += 1
+                    self._unanswered.unanswered(entry.key)
                 entry.reply = None
                 kept.append(entry)
         return kept
@@ -329,6 +332,7 @@ class BroadcastEnd(EndLifecycle, Service):
         Service.stopService(self)
         self._full.flush()
         self._bad.flush()
+        self._unanswered.flush()
         self._expiry.clear()
         self.free.clear()
         sockets, self.sockets = self.sockets, []

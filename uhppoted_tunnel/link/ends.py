@@ -25,8 +25,10 @@ end fails (L{uhppoted_tunnel.link.lifecycle}) and the tunnel stops.
 from twisted.application.internet import ClientService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer
 
 from uhppoted_tunnel.core.addresses import format_address, is_loopback
@@ -257,13 +259,20 @@ class ClientEnd(StreamEnd):
     link_kind = CLIENT
 
     def __init__(self, spec, role, router, reactor, settings, endpoint, log_tag="TCP", protocol=FramedProtocol,
-                 watch=None, reloader=None):
+                 watch=None, reloader=None, silent_close=None):
         """
         :param endpoint: the C{IStreamClientEndpoint} to dial, whose
             C{connect} fires once the connection is ready for frames. An
             endpoint that is also an C{IService} (a session that outlives
             its attempts, as a login to a message server does) runs as the end's child,
             stopped before the end's C{ClientService}.
+        :param silent_close: what it probably means when the server closes
+            a L{FramedProtocol} connection without sending a byte, by a
+            reset or after this end sent a frame (a plain client at a
+            secure server, which resets a connection whose handshake never
+            comes, and closes one that sends something else), or C{None}:
+            such a close then counts as a failed attempt, with this
+            reason.
 
         The other parameters are L{StreamEnd}'s.
         """
@@ -274,6 +283,7 @@ class ClientEnd(StreamEnd):
         self.reconnects = 0
         self._refused = 0
         self._after_loss = False
+        self.silent_close = silent_close
         self.endpoint = endpoint
         self._dialled = _Dialled(endpoint)
         self.client = ClientService(self._dialled, self.factory, retryPolicy=self._retry, clock=reactor)
@@ -290,11 +300,26 @@ class ClientEnd(StreamEnd):
 
     def connectionClosed(self, connection, reason):
         self._after_loss = True
+        if self._silent(connection, reason):
+            reason = Failure(LinkRefused(self.silent_close))
         if reason.check(LinkRefused):
             self._refused += 1
             self._dialled.why = reason
         else:
             self._refused = 0
+
+    def _silent(self, connection, reason):
+        """
+        Whether the server reset C{connection}, or closed it after a frame,
+        having sent nothing (a plain server that stops closes an idle
+        connection cleanly: that is not a failed attempt).
+        """
+        if self.silent_close is None or not self.running or not isinstance(connection, FramedProtocol):
+            return False
+        if connection.heard or connection.closing:
+            return False
+        return reason.check(ConnectionLost) is not None or (
+            connection.spoke and reason.check(ConnectionDone) is not None)
 
     def _retry(self, attempt):
         """

@@ -138,6 +138,13 @@ class FramedProtocol(WhenClosed, Protocol):
     relay = None
     stalled = False
     _stall = None
+    #: whether the peer has sent anything; whether this side has; whether
+    #: this side closed the connection (a peer that closes it without a
+    #: word may not speak this protocol: see
+    #: L{uhppoted_tunnel.link.ends.ClientEnd})
+    heard = False
+    spoke = False
+    closing = False
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.decoder = FrameDecoder(max_payload)
@@ -184,10 +191,12 @@ class FramedProtocol(WhenClosed, Protocol):
 
     def _stalledTooLong(self, timeout):
         self._stall = None
+        self.closing = True
         self.factory.stalledTooLong(self, timeout)
         self.transport.abortConnection()
 
     def dataReceived(self, data):
+        self.heard = True
         try:
             frames = self.decoder.feed(data)
         except FrameTooLong as e:
@@ -209,6 +218,7 @@ class FramedProtocol(WhenClosed, Protocol):
         if self.stalled:
             self.factory.frameDropped(self)
             return False
+        self.spoke = True
         self.transport.write(encode(frame_id, payload))
         return True
 
@@ -217,6 +227,7 @@ class FramedProtocol(WhenClosed, Protocol):
         Close the connection once what is queued is sent, or at once if the
         peer is not reading (it would never be sent).
         """
+        self.closing = True
         if self.stalled:
             if self._stall is not None:
                 self._stall.cancel()

@@ -12,10 +12,11 @@ import sys
 
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.python.systemd import ListenFDs
 from zope.interface import implementer
 
+from uhppoted_tunnel import LISTEN_ENVIRONMENT
 from uhppoted_tunnel.core.addresses import go_address, is_ip_address, parse_host_port
+from uhppoted_tunnel.core.listenfds import PassedSockets
 from uhppoted_tunnel.link.bind import FreebindReactor, reactor_for
 
 #: Go: a client gives up dialling after 5 s.
@@ -45,26 +46,41 @@ def systemd_socket(spec, environ=None):
     if spec.interface is not None:
         raise ValueError("'{}': a socket systemd passes is bound by the unit, not by ::IFACE:".format(spec.text))
     which = match.group(1)
-    if environ is not None:
-        passed = ListenFDs.fromEnvironment(dict(environ))
-    else:
-        # what Twisted read from the environment when it loaded its
-        # endpoints (it removes the variables so that nothing reads them
-        # twice): the same sockets its systemd: descriptions use
-        passed = endpoints._SystemdParser._sddaemon
+    passed = passed_sockets(environ)
     descriptors = passed.inheritedDescriptors()
     if which is None or which.isdigit():
         index = int(which or 0)
         if index < len(descriptors):
             return descriptors[index]
-        found = "{} socket(s)".format(len(descriptors))
-    else:
-        named = passed.inheritedNamedDescriptors()
-        if which in named:
-            return named[which]
-        found = "names {}".format(", ".join(sorted(named)) or "none")
-    raise ValueError("'{}': systemd passed no such socket ({}; see the unit's ListenStream=/ListenDatagram= and "
-                     "FileDescriptorName=; LISTEN_FDNAMES must name every socket)".format(spec.text, found))
+        raise ValueError("'{}': systemd passed no such socket ({} socket(s) passed; see the unit's "
+                         "ListenStream=/ListenDatagram=, and LISTEN_FDS and LISTEN_PID)".format(
+                             spec.text, len(descriptors)))
+    named = passed.inheritedNamedDescriptors()
+    if which in named:
+        return named[which]
+    if descriptors and not named:
+        raise ValueError("'{}': systemd passed {} socket(s) but no names (LISTEN_FDNAMES): use {}:systemd:N, or "
+                         "name them (FileDescriptorName= in the unit, --fdname with systemd-socket-activate)".format(
+                             spec.text, len(descriptors), spec.prefix.rstrip(":")))
+    raise ValueError("'{}': systemd passed no such socket (names {}; see the unit's ListenStream=/ListenDatagram= "
+                     "and FileDescriptorName=)".format(spec.text, ", ".join(sorted(named)) or "none"))
+
+
+def passed_sockets(environ=None):
+    """
+    The sockets passed to this process.
+
+    :param environ: the environment (default: the one the process started
+        with, L{uhppoted_tunnel.LISTEN_ENVIRONMENT}, or what Twisted read
+        into its C{systemd:} endpoint parser, which C{check} replaces).
+    :return: a L{PassedSockets} or Twisted's C{ListenFDs}.
+    """
+    if environ is not None:
+        return PassedSockets.fromEnvironment(environ, os.getpid())
+    started = PassedSockets.fromEnvironment(LISTEN_ENVIRONMENT, os.getpid())
+    if started.inheritedDescriptors():
+        return started
+    return endpoints._SystemdParser._sddaemon
 
 
 def adopt(descriptor):

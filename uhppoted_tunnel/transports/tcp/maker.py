@@ -58,7 +58,20 @@ class StreamConnectorMaker:
         endpoint = self.clientEndpoint(reactor, spec, settings)
         watch, reloader = self.certificates(settings, "client", reactor, endpoint)
         return ClientEnd(spec, role, router, reactor, settings, endpoint, self.log_tag, self.protocol, watch,
-                         reloader)
+                         reloader, self.silent_close())
+
+    def silent_close(self):
+        """
+        What a server closing a client's connection without a word probably
+        means: for plain TCP, that it is a TLS server (which waits for a
+        handshake, and closes on anything else); C{None} for a transport
+        that has its own handshake.
+        """
+        if self.secure or self.protocol is not FramedProtocol:
+            return None
+        return ("the server closed the connection without sending anything: is it a TLS server? A {0}/client "
+                "cannot talk to one: use tls/client with --ca-cert (or the server is over its "
+                "--max-connections)".format(self.kind))
 
     def certificates(self, settings, side, reactor, endpoint):
         """

@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.bounded import read_bounded
+from uhppoted_tunnel.transports.tls.explain import record_verify
 
 
 CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20")
@@ -50,6 +51,25 @@ def read_file(path, flag):
         raise ValueError("{} '{}': {}".format(flag, path, e.strerror or e)) from None
 
 
+#: The default CA certificate (C{--ca-cert}).
+DEFAULT_CA = "ca.cert"
+
+
+def read_or_default(path, flag, default):
+    """
+    L{read_file}, whose error says when the file is a default the user
+    never named, and how to name another.
+
+    :param default: whether C{path} is C{flag}'s default.
+    """
+    try:
+        return read_file(path, flag)
+    except ValueError as e:
+        if not default:
+            raise
+        raise ValueError("{} (the default; set {})".format(e, flag)) from None
+
+
 def load_ca(path):
     """
     Read a CA certificate.
@@ -58,7 +78,7 @@ def load_ca(path):
     :return: an L{ssl.Certificate}.
     :raise ValueError: naming the file when it cannot be read or parsed.
     """
-    data = read_file(path, "--ca-cert")
+    data = read_or_default(path, "--ca-cert", path == DEFAULT_CA)
     try:
         return ssl.Certificate.loadPEM(data)
     except (crypto.Error, SSL.Error, ValueError):
@@ -81,15 +101,17 @@ def not_after(path):
         raise ValueError("'{}': {}".format(path, getattr(e, "strerror", None) or e)) from None
 
 
-def load_identity(cert_path, key_path):
+def load_identity(cert_path, key_path, defaulted=()):
     """
     Read a certificate and its private key and check that they match.
 
+    :param defaulted: the flags (C{--cert}, C{--key}) whose paths are
+        defaults, for the error when one is missing.
     :return: an L{ssl.PrivateCertificate}.
     :raise ValueError: naming the file at fault.
     """
-    cert_data = read_file(cert_path, "--cert")
-    key_data = read_file(key_path, "--key")
+    cert_data = read_or_default(cert_path, "--cert", "--cert" in defaulted)
+    key_data = read_or_default(key_path, "--key", "--key" in defaulted)
     try:
         certificate = ssl.Certificate.loadPEM(cert_data)
     except (crypto.Error, SSL.Error, ValueError):
@@ -104,7 +126,8 @@ def load_identity(cert_path, key_path):
         context.use_privatekey(key.original)
         context.check_privatekey()
     except SSL.Error:
-        raise ValueError("--key '{}' does not match --cert '{}'".format(key_path, cert_path)) from None
+        raise ValueError("--key '{}' does not match --cert '{}': give the key the certificate was made "
+                         "for (or make a certificate for this key)".format(key_path, cert_path)) from None
     return ssl.PrivateCertificate.fromCertificateAndKeyPair(certificate, key)
 
 
@@ -149,6 +172,11 @@ class _Options(ssl.CertificateOptions):
             # replaces Twisted's callback, which aborts the handshake with
             # alert 80 when nothing offered is acceptable
             context.set_alpn_select_callback(alpn_selector(self.protocols))
+            # notes why a client's certificate is refused, for the log; it
+            # accepts what OpenSSL accepts, as Twisted's server context does
+            # (a client connection's callback is Twisted's own, which checks
+            # the host name: it is left alone)
+            context.set_verify(context.get_verify_mode(), record_verify)
             self._hardened = True
         return context
 
@@ -165,7 +193,8 @@ def server_options(settings, protocols=()):
         is served without ALPN.
     :raise ValueError: for a missing, unreadable or mismatched file.
     """
-    identity = load_identity(settings["cert"] or "server.cert", settings["key"] or "server.key")
+    defaulted = [flag for flag, key in (("--cert", "cert"), ("--key", "key")) if not settings[key]]
+    identity = load_identity(settings["cert"] or "server.cert", settings["key"] or "server.key", defaulted)
     ca = load_ca(settings["ca-cert"])
     options = _Options(
         privateKey=identity.privateKey.original,
@@ -196,7 +225,8 @@ def client_options(settings, hostname):
     cert, key = settings["cert"], settings["key"]
     identity = None
     if cert or key:
-        identity = load_identity(cert or "client.cert", key or "client.key")
+        defaulted = ["--cert"] * (not cert) + ["--key"] * (not key)
+        identity = load_identity(cert or "client.cert", key or "client.key", defaulted)
     else:
         try:
             identity = load_identity("client.cert", "client.key")

@@ -22,6 +22,7 @@ from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.interfaces import IPeerIdentity
 from uhppoted_tunnel.link.ends import LinkRefused
+from uhppoted_tunnel.transports.tls.explain import explain
 
 
 class HandshakeTimeout(Exception):
@@ -41,7 +42,8 @@ class HandshakeFailed(Exception):
 
 def tls_reason(reason):
     """
-    A one-line reason for a failed handshake, from OpenSSL's error stack.
+    A one-line reason for a failed handshake, from OpenSSL's error stack
+    (L{explain} says it in words).
 
     :param reason: the L{Failure} a TLS connection was lost with.
     """
@@ -187,13 +189,21 @@ class HandshakeGate(Protocol):
         self._closed.append(d)
         return d
 
+    def _explain(self, reason):
+        """
+        Why the handshake failed, in words (L{explain}), or C{None}.
+        """
+        transport = self.transport
+        return explain(reason, transport.getHandle() if ISSLTransport.providedBy(transport) else None)
+
     def connectionLost(self, reason):
         self._cancelTimer()
         self.gates.pending.discard(self)
         if self.protocol is not None:
             if reason.check(SSL.Error):
-                why = tls_reason(reason)
-                self.gates.counted(failure_kind(why))
+                raw = tls_reason(reason)
+                why = self._explain(reason) or raw
+                self.gates.counted(failure_kind(raw))
                 self.log.warn("TLS connection with {peer} failed: {reason}", peer=self.peer, reason=why)
                 reason = Failure(LinkRefused(why))
             self.protocol.connectionLost(reason)
@@ -201,8 +211,9 @@ class HandshakeGate(Protocol):
             if self.timed_out:
                 why = HandshakeTimeout(self.gates.timeout)
             else:
-                why = HandshakeFailed(tls_reason(reason))
-                self.gates.refused(self.peer, why, reason.check(SSL.Error) is not None)
+                raw = tls_reason(reason)
+                why = HandshakeFailed(self._explain(reason) or raw)
+                self.gates.refused(self.peer, why, reason.check(SSL.Error) is not None, failure_kind(raw))
             self.gates.handshakeFailed(Failure(why))
         waiting, self._closed = self._closed, None
         for d in waiting:
@@ -259,12 +270,15 @@ class HandshakeGateFactory(Factory):
         self.counted("timeout")
         self._timeouts.count()
 
-    def refused(self, peer, why, by_tls):
+    def refused(self, peer, why, by_tls, kind=None):
         """
         A handshake failed: TLS refused it (C{by_tls}), or the peer left
         before it was done (worth a warning only when we dialled).
+
+        :param kind: its L{failure_kind}, from OpenSSL's reason (C{why}
+            may be a sentence); from C{why} when C{None}.
         """
-        self.counted(failure_kind(str(why)) if by_tls else "closed")
+        self.counted((kind or failure_kind(str(why))) if by_tls else "closed")
         if by_tls or self.done is not None:
             self._last["refused"] = (peer, why)
             self._refusals.count()
