@@ -20,6 +20,10 @@ from tests.loopback.processes import Client, connected_line, listening_line, run
 from uhppoted_tunnel.testing import packet
 
 A = 405419896
+#: a controller no site serves: a host sends its requests to every site
+NOBODY = 303986753
+#: requests for NOBODY: more frames than --max-send-queue and the socket buffers hold
+FILLER = 16000
 LOAD = 20.0
 #: Requests a second the test sends while a peer is stalled.
 RATE = 4000
@@ -41,11 +45,15 @@ def rss_mb(pid):
 class Flood(DatagramProtocol):
     """
     Sends get-controller requests at a steady rate to a UDP port and counts
-    the replies.
+    the replies: to controller C{serial}. A host sends a request to the
+    site that serves its controller, once it knows it, and a request for
+    a controller no site serves to every site.
     """
 
-    def __init__(self, port, rate):
+    def __init__(self, port, rate, serial=A, limit=None):
         self.port = port
+        self.serial = serial
+        self.limit = limit
         self.per_tick = max(1, rate // 200)
         self.replies = 0
         self.sent = 0
@@ -55,10 +63,12 @@ class Flood(DatagramProtocol):
         self.loop.start(0.005)
 
     def tick(self):
-        request = packet(0x94, A)
+        request = packet(0x94, self.serial)
         for _ in range(self.per_tick):
             self.transport.write(request, ("127.0.0.1", self.port))
         self.sent += self.per_tick
+        if self.limit is not None and self.sent >= self.limit:
+            self.stop()
 
     def datagramReceived(self, data, address):
         self.replies += 1
@@ -130,10 +140,18 @@ class StalledPeerTests(TestCase):
         rogue = stalled_socket(tcp_port)
         self.addCleanup(rogue.close)
         yield host.waitFor(connected_line(), since=mark)
+        # requests for a controller no site serves reach the stalled site
+        # too: a burst of them fills what may be queued for it
+        filler = Flood(udp_port, RATE, serial=NOBODY, limit=FILLER)
+        filler_port = reactor.listenUDP(0, filler, interface="127.0.0.1")
+        self.addCleanup(filler_port.stopListening)
+        self.addCleanup(filler.stop)
         flood = Flood(udp_port, RATE)
         port = reactor.listenUDP(0, flood, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.addCleanup(flood.stop)
+        while filler.loop.running:
+            yield deferLater(reactor, 0.1, lambda: None)
         yield deferLater(reactor, 2.0, lambda: None)
         before = rss_mb(host.pid)
         loaded = []

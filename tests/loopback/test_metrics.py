@@ -42,7 +42,7 @@ B = 303986753
 NOBODY = 123456789
 
 #: The line the --metrics service logs once it listens (group 1: the port).
-METRICS_LINE = r"METRICS\s+metrics, health and status on http://127\.0\.0\.1:(\d+)/"
+METRICS_LINE = r"METRIC\s+metrics, health and status on http://127\.0\.0\.1:(\d+)/"
 
 
 def get_controller(serial):
