@@ -11,6 +11,7 @@ from uhppoted_tunnel.core.relays import relay_for
 from uhppoted_tunnel.interfaces import IN
 from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
+from uhppoted_tunnel.transports.tls.handshake import HandshakeGateFactory
 
 SETTINGS = {"max-payload": 1024, "max-send-queue": 4096, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
             "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0, "events": False}
@@ -85,3 +86,21 @@ class ChurnTests(SynchronousTestCase):
         closes = [e for e in self.lines() if e["log_format"].startswith("connection to") and e["peer"] == first.peer]
         self.assertEqual(len(closes), 1)
         self.factory.closeAll()
+
+
+class HandshakeChurnTests(SynchronousTestCase):
+    def test_leftBeforeHandshakeBounded(self):
+        """
+        Thousands of connections that close before their TLS handshake give
+        a bounded number of lines, the count told at flush.
+        """
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = FakeReactor()
+        gate = HandshakeGateFactory(None, reactor, 10.0, "TLS", "is the peer using TLS?")
+        for n in range(5000):
+            gate.refused("127.0.0.1:{}".format(n), "closed", False)
+        gate.flush()
+        lines = [e for e in logged if "TLS handshake" in e["log_format"]]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(lines[-1]["count"], 4999)
+        self.assertEqual(reactor.getDelayedCalls(), [])

@@ -201,6 +201,7 @@ class HandshakeGateFactory(Factory):
         self._last = {}
         self._timeouts = Throttle(clock, self._warnTimeouts)
         self._refusals = Throttle(clock, self._warnRefusals)
+        self._left = Throttle(clock, self._infoLeft)
 
     def timedOut(self, peer):
         """
@@ -220,7 +221,8 @@ class HandshakeGateFactory(Factory):
             self._last["refused"] = (peer, why)
             self._refusals.count()
         else:
-            self.log.info("connection from {peer} closed before its TLS handshake", peer=peer)
+            self._last["left"] = peer
+            self._left.count()
 
     def counted(self, kind):
         """
@@ -237,6 +239,13 @@ class HandshakeGateFactory(Factory):
                           "(--handshake-timeout)", count=count, peer=self._last["timeout"], timeout=self.timeout,
                           hint=self.hint)
 
+    def _infoLeft(self, count):
+        if count == 1:
+            self.log.info("connection from {peer} closed before its TLS handshake", peer=self._last["left"])
+        else:
+            self.log.info("{count} connections closed before their TLS handshake, the last from {peer}",
+                          count=count, peer=self._last["left"])
+
     def _warnRefusals(self, count):
         peer, why = self._last["refused"]
         if count == 1:
@@ -251,6 +260,7 @@ class HandshakeGateFactory(Factory):
         """
         self._timeouts.flush()
         self._refusals.flush()
+        self._left.flush()
 
     def buildProtocol(self, addr):
         return HandshakeGate(self, addr)
