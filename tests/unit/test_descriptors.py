@@ -6,7 +6,7 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.app.descriptors import MARGIN, needed, raise_limit
+from uhppoted_tunnel.app.descriptors import MARGIN, fit_caps, needed, raise_limit
 from uhppoted_tunnel.app.options import Options
 
 
@@ -74,3 +74,17 @@ class DescriptorTests(SynchronousTestCase):
         site = Options()
         site.parseOptions(["--in", "tcp/client:127.0.0.1:12345", "--out", "udp/broadcast:127.0.0.1:60000"])
         self.assertEqual(needed(site), MARGIN)
+
+    def test_fitCaps(self):
+        """
+        Under a limit below what the caps need, the caps are lowered to fit
+        it, with a warning; a limit that fits them changes nothing.
+        """
+        host = Options()
+        host.parseOptions(["--in", "udp/listen:127.0.0.1:60000", "--out", "tcp/server:127.0.0.1:12345"])
+        self.assertEqual(fit_caps(host, 1024), 512)
+        self.assertEqual(self.warnings(), [])
+        self.assertEqual(fit_caps(host, 300), 300 - MARGIN)
+        self.assertEqual((host["max-connections"], host["max-connections-per-source"]), (236, 128))
+        self.assertEqual(self.warnings()[0]["fitted"], 236)
+        self.assertEqual(fit_caps(host, -1), 236)

@@ -10,7 +10,7 @@ the limit (accepts that fail).
 from twisted.logger import Logger
 
 from uhppoted_tunnel.interfaces import IN, OUT
-from uhppoted_tunnel.link.limits import DEFAULT_MAX_CONNECTIONS
+from uhppoted_tunnel.link.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE
 
 #: Descriptors a tunnel needs beside its ends' connections: its listening
 #: and UDP sockets, log and spool files, the reactor's own, a client end.
@@ -27,20 +27,47 @@ def capped(kind):
     return kind.endswith("/server") or kind.split("/")[0] in ("http", "https")
 
 
+def capped_ends(options):
+    """
+    :param options: parsed L{uhppoted_tunnel.app.options.Options}.
+    :return: how many of the tunnel's ends (C{--metrics} included) accept
+        connections under the caps.
+    """
+    ends = sum(1 for role in (IN, OUT) if role in options.ends and capped(options.ends[role][1].kind))
+    return ends + (1 if options.get("metrics") else 0)
+
+
 def needed(options):
     """
     The descriptors the tunnel's caps may hold open at once.
 
     :param options: parsed L{uhppoted_tunnel.app.options.Options}.
     """
+    return MARGIN + capped_ends(options) * (options.get("max-connections") or DEFAULT_MAX_CONNECTIONS)
+
+
+def fit_caps(options, limit):
+    """
+    Lower C{--max-connections} (and C{--max-connections-per-source}) so
+    that the caps bite before the open-file limit does: a connection over
+    a cap is refused with a warning, or makes room by closing the oldest
+    unproven one, where one over the limit would be closed unserved.
+
+    :param options: parsed L{uhppoted_tunnel.app.options.Options}, changed.
+    :param limit: the open-file limit (L{raise_limit}'s).
+    :return: the cap now.
+    """
     cap = options.get("max-connections") or DEFAULT_MAX_CONNECTIONS
-    total = MARGIN
-    for role in (IN, OUT):
-        if role in options.ends and capped(options.ends[role][1].kind):
-            total += cap
-    if options.get("metrics"):
-        total += cap
-    return total
+    ends = capped_ends(options)
+    if not ends or limit < 0 or MARGIN + ends * cap <= limit:
+        return cap
+    fitted = max(1, (limit - MARGIN) // ends)
+    options["max-connections"] = fitted
+    per_source = options.get("max-connections-per-source") or DEFAULT_MAX_CONNECTIONS_PER_SOURCE
+    options["max-connections-per-source"] = min(per_source, fitted)
+    log.warn("lowered --max-connections from {cap} to {fitted} on each server end to fit the open-file limit of "
+             "{limit}", cap=cap, fitted=fitted, limit=limit)
+    return fitted
 
 
 def raise_limit(want, resource):
@@ -67,7 +94,6 @@ def raise_limit(want, resource):
                      error=e.strerror if isinstance(e, OSError) else str(e))
     if soft != resource.RLIM_INFINITY and soft < want:
         log.warn("the open-file limit is {soft}, below the {want} descriptors the connection caps may need "
-                 "(--max-connections on each server end, and a margin): under a flood, connections will fail to "
-                 "be accepted before the caps refuse them. Raise the limit (ulimit -n, LimitNOFILE= in the unit) "
-                 "or lower --max-connections", soft=soft, want=want)
+                 "(--max-connections on each server end, and a margin): raise it (ulimit -n, LimitNOFILE= in the "
+                 "unit) or lower --max-connections", soft=soft, want=want)
     return soft

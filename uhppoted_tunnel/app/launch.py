@@ -12,7 +12,7 @@ import signal
 
 from twisted.internet.error import ReactorNotRunning
 
-from uhppoted_tunnel.app.descriptors import needed, raise_limit
+from uhppoted_tunnel.app.descriptors import fit_caps, needed, raise_limit
 from uhppoted_tunnel.app.lockfile import Lockfile
 from uhppoted_tunnel.app.tunnel import TunnelService
 
@@ -29,7 +29,7 @@ def build(options, reactor):
     :raise LockfileError: when another copy holds the lockfile.
     """
     options.checkFiles()
-    raise_limit(needed(options), resource)
+    fit_caps(options, raise_limit(needed(options), resource))
     lock = Lockfile(options["lockfile"])
     lock.acquire()
     try:
