@@ -14,7 +14,16 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from uhppoted_tunnel.core.frames import encode
+from uhppoted_tunnel.core.relays import relay_for
+from uhppoted_tunnel.interfaces import IN, IProvable
 from uhppoted_tunnel.link import limits
+from uhppoted_tunnel.link.factory import FrameFactory
+from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
+
+SETTINGS = {"max-payload": 1024, "max-send-queue": 4096, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
+            "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0, "events": False,
+            "max-connections": 3, "max-connections-per-source": 2}
 
 
 def peer(host, port=40000):
@@ -127,6 +136,61 @@ class LimitConnectionsTests(SynchronousTestCase):
         self.factory.flush()
         self.assertEqual([w["count"] for w in self.warnings()], [1, 4])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_evictOldestUnproven(self):
+        """
+        With the end full, a new connection makes room by closing the
+        oldest connection that has not proved itself and is past its
+        probation (a warning says so, throttled); proven ones stay.
+        """
+        first = self.connect(peer("10.0.0.1"))
+        second = self.connect(peer("10.0.0.2"))
+        third = self.connect(peer("10.0.0.3"))
+        limits.prove(first)
+        self.clock.advance(limits.PROBATION)
+        newcomer = self.connect(peer("10.0.0.4", 5555))
+        self.assertIsNotNone(newcomer)
+        self.assertFalse(first.transport.disconnecting)
+        self.assertTrue(second.transport.disconnecting)
+        self.assertFalse(third.transport.disconnecting)
+        self.assertEqual(self.factory.limits.total, 3)
+        self.assertEqual(self.factory.limits.evicted, 1)
+        second.connectionLost(None)
+        self.assertEqual((self.factory.limits.total, self.factory.limits.sources),
+                         (3, {"10.0.0.1": 1, "10.0.0.3": 1, "10.0.0.4": 1}))
+        [warning] = self.warnings()
+        self.assertEqual((warning["count"], warning["peer"]), (1, "10.0.0.2:40000"))
+        self.assertIn("--max-connections", warning["log_format"])
+
+    def test_probation(self):
+        """
+        A connection still in its probation is not closed for a newcomer:
+        the newcomer is refused, so a flood cannot close a real peer before
+        it has had time to prove itself.
+        """
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            self.connect(peer(host))
+        self.clock.advance(limits.PROBATION / 2)
+        self.assertIsNone(self.connect(peer("10.0.0.4")))
+
+    def test_allProven(self):
+        """
+        An end full of proven connections refuses a newcomer.
+        """
+        for host in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+            limits.prove(self.connect(peer(host)))
+        self.clock.advance(limits.PROBATION)
+        self.assertIsNone(self.connect(peer("10.0.0.4")))
+
+    def test_proveThroughWrappers(self):
+        """
+        L{limits.prove} finds the counted connection under the transports
+        wrapped around it (TLS), from the protocol at the top.
+        """
+        counted = self.connect(peer("10.0.0.1"))
+        self.assertTrue(limits.prove(counted.wrappedProtocol.transport))
+        self.assertFalse(limits.prove(StringTransport()))
+        self.assertEqual(self.factory.unproven, {})
 
     def test_notPerSourceForUNIX(self):
         """
@@ -248,3 +312,22 @@ class SettingsTests(SynchronousTestCase):
                      ["--http-request-timeout", "0s"]):
             e = self.assertRaises(usage.UsageError, self.parse, *args)
             self.assertIn(args[0], str(e))
+
+
+class ProvenByFrameTests(SynchronousTestCase):
+    def test_validFrame(self):
+        """
+        A stream connection that sends a valid frame has proved itself; one
+        that sent only part of one has not.
+        """
+        reactor = FakeReactor()
+        relay = relay_for(IN, SETTINGS, RecordingRouter(), reactor, [])
+        factory = limits.limit_connections(FrameFactory(relay, SETTINGS, reactor, "TCP"), SETTINGS, reactor, "TCP")
+        counted = [factory.buildProtocol(peer("10.0.0.{}".format(n))) for n in (1, 2)]
+        for protocol in counted:
+            verifyObject(IProvable, protocol)
+            protocol.makeConnection(StringTransport())
+        frame = encode(1, b"x" * 64)
+        counted[0].dataReceived(frame)
+        counted[1].dataReceived(frame[:5])
+        self.assertEqual(list(factory.unproven), [counted[1]])

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.link.ends import LinkRefused
+from uhppoted_tunnel.link.limits import prove
 
 
 class HandshakeTimeout(Exception):
@@ -100,6 +101,10 @@ class HandshakeGate(Protocol):
             self.transport.abortConnection()
             return
         self.protocol = protocol
+        if self.transport.getPeerCertificate() is not None:
+            # a client certificate the CA signed: under a server end's caps,
+            # no longer one that may be closed to make room for a newcomer
+            prove(self.transport)
         # from now on the TLS layer calls the protocol's own method
         self.dataReceived = protocol.dataReceived
         protocol.makeConnection(self.transport)
