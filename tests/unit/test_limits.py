@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.core.frames import encode
@@ -19,6 +20,7 @@ from uhppoted_tunnel.core.relays import relay_for
 from uhppoted_tunnel.interfaces import IN, IProvable
 from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.link.factory import FrameFactory
+from uhppoted_tunnel.observe.web import ConnectionTracker, QuietSite
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
 
 SETTINGS = {"max-payload": 1024, "max-send-queue": 4096, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
@@ -331,3 +333,22 @@ class ProvenByFrameTests(SynchronousTestCase):
         counted[0].dataReceived(frame)
         counted[1].dataReceived(frame[:5])
         self.assertEqual(list(factory.unproven), [counted[1]])
+
+
+class ProvenByRequestTests(SynchronousTestCase):
+    def test_wholeRequest(self):
+        """
+        An HTTP connection that sends a whole request has proved itself;
+        one still dripping its head has not.
+        """
+        clock = Clock()
+        site = ConnectionTracker(QuietSite(Resource()), clock, 10.0)
+        factory = limits.limit_connections(site, SETTINGS, clock, "HTTP")
+        counted = [factory.buildProtocol(peer("10.0.0.{}".format(n))) for n in (1, 2)]
+        for protocol in counted:
+            protocol.makeConnection(StringTransport())
+        counted[0].dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        counted[1].dataReceived(b"GET / HTTP/1.1\r\nHo")
+        self.assertEqual(list(factory.unproven), [counted[1]])
+        for protocol in counted:
+            protocol.connectionLost(None)
