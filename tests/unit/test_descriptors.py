@@ -88,3 +88,14 @@ class DescriptorTests(SynchronousTestCase):
         self.assertEqual((host["max-connections"], host["max-connections-per-source"]), (236, 128))
         self.assertEqual(self.warnings()[0]["fitted"], 236)
         self.assertEqual(fit_caps(host, -1), 236)
+
+    def test_neededGRPC(self):
+        """
+        A gRPC server end may hold six descriptors for each connection
+        --max-connections allows (twice as many connections as calls, each
+        relayed to grpc's own server).
+        """
+        host = Options()
+        host.parseOptions(["--in", "udp/listen:127.0.0.1:60000", "--out", "grpc/server:127.0.0.1:12345",
+                           "--max-connections", "100"])
+        self.assertEqual(needed(host), 600 + MARGIN)

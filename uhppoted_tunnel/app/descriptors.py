@@ -27,13 +27,26 @@ def capped(kind):
     return kind.endswith("/server") or kind.split("/")[0] in ("http", "https")
 
 
+def weight(kind):
+    """
+    :param kind: a connector's kind.
+    :return: descriptors an end of that kind may hold for each connection
+        C{--max-connections} allows: none for an end not under the caps;
+        six for a gRPC server (twice as many connections as calls, each
+        relayed to grpc's own server); else one.
+    """
+    if not capped(kind):
+        return 0
+    return 6 if kind.split("/")[0] in ("grpc", "grpcs") else 1
+
+
 def capped_ends(options):
     """
     :param options: parsed L{uhppoted_tunnel.app.options.Options}.
-    :return: how many of the tunnel's ends (C{--metrics} included) accept
-        connections under the caps.
+    :return: the descriptors the tunnel's ends (C{--metrics} included) may
+        hold for each connection C{--max-connections} allows.
     """
-    ends = sum(1 for role in (IN, OUT) if role in options.ends and capped(options.ends[role][1].kind))
+    ends = sum(weight(options.ends[role][1].kind) for role in (IN, OUT) if role in options.ends)
     return ends + (1 if options.get("metrics") else 0)
 
 

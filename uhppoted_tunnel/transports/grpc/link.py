@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, I
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uhppoted_tunnel.link.limits import DEFAULT_MAX_CONNECTIONS, LISTEN_BACKLOG, limit_connections
 from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT
 from uhppoted_tunnel.transports.grpc.conf import (
     METHOD,
@@ -44,6 +45,7 @@ from uhppoted_tunnel.transports.grpc.conf import (
     server_options,
     target,
 )
+from uhppoted_tunnel.transports.grpc.front import BACKEND_HOST, FRONT_CONNECTIONS, FrontDoor, Peers
 from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, call_soon
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
@@ -116,7 +118,11 @@ class ServerPort:
 class ServerEndpoint:
     """
     Listens with a gRPC server whose every C{Relay} call is a connection
-    built by the listening factory (which may refuse it: the caps).
+    built by the listening factory (which may refuse it: the caps). The
+    public port is the server's front door
+    (L{uhppoted_tunnel.transports.grpc.front}): the TCP connections are
+    accepted under the tunnel's caps and relayed to grpc's server on a
+    loopback port.
     """
 
     def __init__(self, reactor, host, port, settings, certificates=None):
@@ -131,6 +137,7 @@ class ServerEndpoint:
         self.port = port
         self.settings = settings
         self.certificates = certificates
+        self.peers = Peers()
         if certificates is not None:
             self.reloadCertificates = certificates.reloadCertificates
 
@@ -155,11 +162,10 @@ class ServerEndpoint:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Relay": handler}),))
         stop = asyncio.Event()
         try:
-            port = self._bind(server)
+            backend = self._bind(server)
             await server.start()
-            self.host_address = address_of(self.host, port)
-            reactor.callFromThread(_settle, listening, ServerPort(
-                self.host_address, partial(call_soon, asyncio.get_running_loop(), stop.set), stopped, reactor))
+            reactor.callFromThread(self._open, listening, backend,
+                                   partial(call_soon, asyncio.get_running_loop(), stop.set), stopped)
             await stop.wait()
         except Exception as e:
             reactor.callFromThread(_settle, listening, Failure(OSError(str(e) or type(e).__name__)))
@@ -167,12 +173,39 @@ class ServerEndpoint:
             await server.stop(STOP_GRACE)
             reactor.callFromThread(stopped.callback, None)
 
+    def _open(self, listening, backend, stop, stopped):
+        """
+        Open the front door on the public port, in front of grpc's server
+        on C{backend}; if it cannot, stop grpc's server.
+        """
+        # twice as many connections as calls (grpc's own cap was so), so
+        # that a call over --max-connections is refused by the end, which
+        # tells the client why, rather than at the door
+        settings = dict(self.settings)
+        settings["max-connections"] = FRONT_CONNECTIONS * (settings.get("max-connections") or DEFAULT_MAX_CONNECTIONS)
+        front = limit_connections(FrontDoor(self.reactor, (BACKEND_HOST, backend), self.peers), settings,
+                                  self.reactor, "GRPC")
+        try:
+            port = self.reactor.listenTCP(self.port, front, backlog=LISTEN_BACKLOG, interface=self.host)
+        except Exception as e:
+            stop()
+            _settle(listening, Failure(OSError(_cannot_bind(self.host, self.port, e))))
+            return
+        self.host_address = address_of(self.host, port.getHost().port)
+
+        def stopBoth():
+            front.flush()
+            port.stopListening()
+            stop()
+
+        _settle(listening, ServerPort(self.host_address, stopBoth, stopped, self.reactor))
+
     def _bind(self, server):
         """
-        :return: the port the server listens on.
+        :return: the loopback port grpc's server listens on.
         :raise OSError: with the system's reason if it cannot.
         """
-        address = target(self.host, self.port)
+        address = target(BACKEND_HOST, 0)
         try:
             if self.certificates is None:
                 return server.add_insecure_port(address)
@@ -193,11 +226,12 @@ class ServerEndpoint:
         settings = self.settings
         pump = FramePump(context.read, context.write, None, diagnose, settings["max-payload"],
                          settings["stall-timeout"], eof=grpc.aio.EOF)
-        transport = StreamTransport(pump, loop, parse_peer(context.peer()), self.host_address,
+        relayed = parse_peer(context.peer())
+        transport = StreamTransport(pump, loop, self.peers.peer(relayed), self.host_address,
                                     settings["max-send-queue"], reactor, reactor.callFromThread)
         pump.deliver = transport.arrived
         taken = loop.create_future()
-        reactor.callFromThread(self._take, factory, transport, taken)
+        reactor.callFromThread(self._take, factory, transport, taken, partial(self.peers.called, relayed))
         reason = ConnectionAborted()
         try:
             if not await taken:
@@ -210,9 +244,10 @@ class ServerEndpoint:
             await context.abort(grpc.StatusCode.ABORTED, str(reason))
 
     @staticmethod
-    def _take(factory, transport, taken):
+    def _take(factory, transport, taken, called):
         protocol = factory.buildProtocol(transport.peer_address)
         if protocol is not None:
+            called()
             transport.protocol = protocol
             protocol.makeConnection(transport)
         call_soon(transport.loop, lambda: taken.done() or taken.set_result(protocol is not None))
