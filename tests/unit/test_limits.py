@@ -175,6 +175,14 @@ class LimitConnectionsTests(SynchronousTestCase):
         self.clock.advance(limits.PROBATION / 2)
         self.assertIsNone(self.connect(peer("10.0.0.4")))
 
+    def test_probationIsHandshakeTimeout(self):
+        """
+        The probation is C{--handshake-timeout} when the end has one.
+        """
+        factory = limits.limit_connections(self.inner, {"handshake-timeout": 30.0}, self.clock, "TLS")
+        self.assertEqual(factory.probation, 30.0)
+        self.assertEqual(self.factory.probation, limits.PROBATION)
+
     def test_allProven(self):
         """
         An end full of proven connections refuses a newcomer.

@@ -8,7 +8,8 @@ A connection over a cap is closed as soon as it is accepted, before any
 protocol (or TLS) sees it: its factory's C{buildProtocol} returns C{None},
 so Twisted closes the socket at once. But when the end is full and some
 connection has not proved itself (L{prove}: a TLS handshake with a client
-certificate, a valid frame, a whole request) after C{PROBATION} seconds,
+certificate, a valid frame, a whole request) after its probation
+(C{--handshake-timeout}, 10 s by default: C{PROBATION}),
 the oldest such is closed to make room instead, so idle connections that
 never speak cannot lock a real peer out. Each refusal is counted and
 reported through a L{Throttle} (the first at once, then a count at most
@@ -178,14 +179,17 @@ class LimitingFactory(WrappingFactory):
     noisy = False
     log = Logger()
 
-    def __init__(self, wrappedFactory, limits, clock, log_tag):
+    def __init__(self, wrappedFactory, limits, clock, log_tag, probation=PROBATION):
         """
         :param wrappedFactory: the end's factory.
         :param limits: a L{ConnectionLimits}.
         :param clock: an C{IReactorTime}, for the throttled warnings.
         :param log_tag: the end's log tag.
+        :param probation: seconds a connection may stay unproven before it
+            may be closed to make room for a newcomer.
         """
         WrappingFactory.__init__(self, wrappedFactory)
+        self.probation = probation
         self.limits = limits
         self.log_tag = log_tag
         self.clock = clock
@@ -234,7 +238,7 @@ class LimitingFactory(WrappingFactory):
         :return: whether one was closed.
         """
         for victim, since in self.unproven.items():
-            if self.clock.seconds() - since < PROBATION:
+            if self.clock.seconds() - since < self.probation:
                 return False
             del self.unproven[victim]
             victim.evicted = True
@@ -247,9 +251,10 @@ class LimitingFactory(WrappingFactory):
         return False
 
     def _warnEvicted(self, count):
-        self.log.warn("closed {count} connection(s) that had not proved themselves after {probation:g}s, the "
-                      "oldest first, the last from {peer}, to make room under --max-connections ({limit}) for new "
-                      "ones", count=count, probation=PROBATION, peer=describe(self._last["evicted"]),
+        self.log.warn("closed {count} connection(s) that had not proved themselves within {probation:g}s "
+                      "(--handshake-timeout), the oldest first, the last from {peer}, to make room under "
+                      "--max-connections ({limit}) for new ones", count=count, probation=self.probation,
+                      peer=describe(self._last["evicted"]),
                       limit=self.limits.max_connections)
 
     def _warn(self, cap, count):
@@ -287,13 +292,14 @@ def limit_connections(factory, settings, clock, log_tag):
 
     :param factory: the end's C{IProtocolFactory}.
     :param settings: the tunnel's options (C{max-connections},
-        C{max-connections-per-source}).
+        C{max-connections-per-source}; C{handshake-timeout}, the probation).
     :param clock: an C{IReactorTime}, for the throttled warnings.
     :param log_tag: the end's log tag, for the warnings.
     :return: a L{LimitingFactory} (an C{IProtocolFactory}) to listen with;
         its C{limits} tell what is open and what was refused.
     """
-    return LimitingFactory(factory, limits_from(settings), clock, log_tag)
+    return LimitingFactory(factory, limits_from(settings), clock, log_tag,
+                           settings.get("handshake-timeout") or PROBATION)
 
 
 @implementer(IStreamServerEndpoint, ICountingEndpoint)
