@@ -132,7 +132,7 @@ class UnprovenMakeRoomTests(TestCase):
                           "--max-retry-delay", "2s")
         yield site.waitFor(connected_line(tcp_port), timeout=60)
         yield host.waitFor(r"closed \d+ connection\(s\) that had not proved themselves within \d+s "
-                           r"\(--handshake-timeout\), the oldest first, the last from 127\.0\.0\.\d+:\d+, to make "
+                           r"\(--connection-probation\), the oldest first, the last from 127\.0\.0\.\d+:\d+, to make "
                            r"room under --max-connections", timeout=60)
         reply = yield Client(udp_port).get_controller(A, timeout=3.0)
         self.assertEqual(reply.controller, A)

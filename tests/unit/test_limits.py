@@ -175,11 +175,11 @@ class LimitConnectionsTests(SynchronousTestCase):
         self.clock.advance(limits.PROBATION / 2)
         self.assertIsNone(self.connect(peer("10.0.0.4")))
 
-    def test_probationIsHandshakeTimeout(self):
+    def test_probationSetting(self):
         """
-        The probation is C{--handshake-timeout} when the end has one.
+        The probation is C{--connection-probation}.
         """
-        factory = limits.limit_connections(self.inner, {"handshake-timeout": 30.0}, self.clock, "TLS")
+        factory = limits.limit_connections(self.inner, {"connection-probation": 30.0}, self.clock, "TLS")
         self.assertEqual(factory.probation, 30.0)
         self.assertEqual(self.factory.probation, limits.PROBATION)
 
@@ -297,9 +297,10 @@ class SettingsTests(SynchronousTestCase):
         The flags take whole numbers and a duration.
         """
         options = self.parse("--max-connections", "9", "--max-connections-per-source", "3",
-                             "--http-request-timeout", "2500ms")
+                             "--http-request-timeout", "2500ms", "--connection-probation", "2s")
         self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
-                                                   "http-request-timeout")], [9, 3, 2.5])
+                                                   "http-request-timeout", "connection-probation")],
+                         [9, 3, 2.5, 2.0])
 
     def test_toml(self):
         """
@@ -307,10 +308,12 @@ class SettingsTests(SynchronousTestCase):
         """
         path = self.mktemp()
         with open(path, "w") as f:
-            f.write('[host]\nmax-connections = 7\nmax-connections-per-source = 2\nhttp-request-timeout = "4s"\n')
+            f.write('[host]\nmax-connections = 7\nmax-connections-per-source = 2\nhttp-request-timeout = "4s"\n'
+                    'connection-probation = "3s"\n')
         options = self.parse("--config", path + "#host")
         self.assertEqual([options[key] for key in ("max-connections", "max-connections-per-source",
-                                                   "http-request-timeout")], [7, 2, 4.0])
+                                                   "http-request-timeout", "connection-probation")],
+                         [7, 2, 4.0, 3.0])
 
     def test_bad(self):
         """
@@ -319,7 +322,7 @@ class SettingsTests(SynchronousTestCase):
         from twisted.python import usage
 
         for args in (["--max-connections", "0"], ["--max-connections-per-source", "x"],
-                     ["--http-request-timeout", "0s"]):
+                     ["--http-request-timeout", "0s"], ["--connection-probation", "0s"]):
             e = self.assertRaises(usage.UsageError, self.parse, *args)
             self.assertIn(args[0], str(e))
 

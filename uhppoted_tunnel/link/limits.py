@@ -9,7 +9,7 @@ protocol (or TLS) sees it: its factory's C{buildProtocol} returns C{None},
 so Twisted closes the socket at once. But when the end is full and some
 connection has not proved itself (L{prove}: a TLS handshake with a client
 certificate, a valid frame, a whole request) after its probation
-(C{--handshake-timeout}, 10 s by default: C{PROBATION}),
+(C{--connection-probation}, C{PROBATION} by default),
 the oldest such is closed to make room instead, so idle connections that
 never speak cannot lock a real peer out. Each refusal is counted and
 reported through a L{Throttle} (the first at once, then a count at most
@@ -48,8 +48,9 @@ DEFAULT_MAX_CONNECTIONS = 512
 DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 128
 
 #: Seconds a new connection may stay unproven before it may be closed to
-#: make room for a newcomer (the TLS handshake's default timeout).
-PROBATION = 10.0
+#: make room for a newcomer (C{--connection-probation}): well under the
+#: HTTP request deadline, so that drip-feeding connections can be.
+PROBATION = 5.0
 
 #: The listen backlog of the server ends that take it (Twisted's default
 #: is 50; the kernel trims it to C{net.core.somaxconn}).
@@ -252,7 +253,7 @@ class LimitingFactory(WrappingFactory):
 
     def _warnEvicted(self, count):
         self.log.warn("closed {count} connection(s) that had not proved themselves within {probation:g}s "
-                      "(--handshake-timeout), the oldest first, the last from {peer}, to make room under "
+                      "(--connection-probation), the oldest first, the last from {peer}, to make room under "
                       "--max-connections ({limit}) for new ones", count=count, probation=self.probation,
                       peer=describe(self._last["evicted"]),
                       limit=self.limits.max_connections)
@@ -292,14 +293,14 @@ def limit_connections(factory, settings, clock, log_tag):
 
     :param factory: the end's C{IProtocolFactory}.
     :param settings: the tunnel's options (C{max-connections},
-        C{max-connections-per-source}; C{handshake-timeout}, the probation).
+        C{max-connections-per-source}; C{connection-probation}).
     :param clock: an C{IReactorTime}, for the throttled warnings.
     :param log_tag: the end's log tag, for the warnings.
     :return: a L{LimitingFactory} (an C{IProtocolFactory}) to listen with;
         its C{limits} tell what is open and what was refused.
     """
     return LimitingFactory(factory, limits_from(settings), clock, log_tag,
-                           settings.get("handshake-timeout") or PROBATION)
+                           settings.get("connection-probation") or PROBATION)
 
 
 @implementer(IStreamServerEndpoint, ICountingEndpoint)
