@@ -143,10 +143,11 @@ class LimitConnectionsTests(SynchronousTestCase):
         """
         With the end full, a new connection makes room by closing the
         oldest connection that has not proved itself and is past its
-        probation (a warning says so, throttled); proven ones stay.
+        probation, from a source that holds more than the newcomer's would
+        (a warning says so, throttled); proven ones stay.
         """
-        first = self.connect(peer("10.0.0.1"))
-        second = self.connect(peer("10.0.0.2"))
+        first = self.connect(peer("10.0.0.2", 1))
+        second = self.connect(peer("10.0.0.2", 2))
         third = self.connect(peer("10.0.0.3"))
         limits.prove(first)
         self.clock.advance(limits.PROBATION)
@@ -159,10 +160,30 @@ class LimitConnectionsTests(SynchronousTestCase):
         self.assertEqual(self.factory.limits.evicted, 1)
         second.connectionLost(None)
         self.assertEqual((self.factory.limits.total, self.factory.limits.sources),
-                         (3, {"10.0.0.1": 1, "10.0.0.3": 1, "10.0.0.4": 1}))
+                         (3, {"10.0.0.2": 1, "10.0.0.3": 1, "10.0.0.4": 1}))
         [warning] = self.warnings()
-        self.assertEqual((warning["count"], warning["peer"]), (1, "10.0.0.2:40000"))
+        self.assertEqual((warning["count"], warning["peer"]), (1, "10.0.0.2:2"))
         self.assertIn("--max-connections", warning["log_format"])
+
+    def test_floodCannotChurn(self):
+        """
+        A newcomer is given room only from a source that holds more than
+        the newcomer's would: the flood's own newcomers are refused (it
+        cannot make room for itself by reopening), while a source with
+        fewer connections finds room.
+        """
+        self.factory = limits.limit_connections(
+            self.inner, {"max-connections": 4, "max-connections-per-source": 4}, self.clock, "HTTP")
+        for host in ("10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2"):
+            self.connect(peer(host))
+        self.clock.advance(limits.PROBATION)
+        self.assertIsNone(self.connect(peer("10.0.0.1")))
+        self.assertEqual(self.factory.limits.evicted, 0)
+        self.assertIsNotNone(self.connect(peer("10.0.0.2")))
+        self.assertEqual(self.factory.limits.sources, {"10.0.0.1": 2, "10.0.0.2": 2})
+        self.assertIsNone(self.connect(peer("10.0.0.2")))
+        self.assertIsNotNone(self.connect(peer("10.0.0.3")))
+        self.assertEqual(self.factory.limits.evicted, 2)
 
     def test_probation(self):
         """

@@ -7,7 +7,8 @@ source address, as HAProxy's C{maxconn} and nginx's C{limit_conn} do.
 A connection over a cap is closed as soon as it is accepted, before any
 protocol (or TLS) sees it: its factory's C{buildProtocol} returns C{None},
 so Twisted closes the socket at once. But when the end is full and some
-connection has not proved itself (L{prove}: a TLS handshake with a client
+connection from a source holding more than the newcomer's would has not
+proved itself (L{prove}: a TLS handshake with a client
 certificate, a valid frame, a whole request) after its probation
 (C{--connection-probation}, C{PROBATION} by default),
 the oldest such is closed to make room instead, so idle connections that
@@ -206,7 +207,7 @@ class LimitingFactory(WrappingFactory):
     def buildProtocol(self, addr):
         source = source_of(addr)
         cap = self.limits.check(source)
-        if cap == "max-connections" and self._evict():
+        if cap == "max-connections" and self._evict(source):
             cap = self.limits.check(source)
         if cap is not None:
             self.limits.refused[cap] += 1
@@ -231,24 +232,34 @@ class LimitingFactory(WrappingFactory):
             self.limits.closed(protocol.source)
         WrappingFactory.unregisterProtocol(self, protocol)
 
-    def _evict(self):
+    def _evict(self, source):
         """
-        Close the oldest unproven connection past its probation, if any,
-        to make room for a newcomer.
+        Close the oldest unproven connection past its probation from a
+        source that holds more connections than the newcomer's would, if
+        any, to make room for the newcomer: so a flood cannot make room for
+        itself by churning, while a source with few connections (a real
+        peer) finds room among the flood's.
 
+        :param source: the newcomer's L{source_of}.
         :return: whether one was closed.
         """
+        sources = self.limits.sources
+        floor = sources.get(source, 0) + 1
+        if not sources or max(sources.values()) <= floor:
+            return False
+        now = self.clock.seconds()
         for victim, since in self.unproven.items():
-            if self.clock.seconds() - since < self.probation:
+            if now - since < self.probation:
                 return False
-            del self.unproven[victim]
-            victim.evicted = True
-            self.limits.closed(victim.source)
-            self.limits.evicted += 1
-            self._last["evicted"] = victim.transport.getPeer()
-            self._evictions.count()
-            victim.transport.abortConnection()
-            return True
+            if sources.get(victim.source, 0) > floor:
+                del self.unproven[victim]
+                victim.evicted = True
+                self.limits.closed(victim.source)
+                self.limits.evicted += 1
+                self._last["evicted"] = victim.transport.getPeer()
+                self._evictions.count()
+                victim.transport.abortConnection()
+                return True
         return False
 
     def _warnEvicted(self, count):
