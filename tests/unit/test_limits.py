@@ -13,6 +13,7 @@ from twisted.internet.testing import EventLoggingObserver, StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.core.frames import encode
@@ -22,6 +23,7 @@ from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.observe.web import ConnectionTracker, QuietSite
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter
+from uhppoted_tunnel.transports.tls.handshake import HandshakeGateFactory
 
 SETTINGS = {"max-payload": 1024, "max-send-queue": 4096, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
             "udp-timeout": 5.0, "debug": False, "max-retries": -1, "max-retry-delay": 300.0, "events": False,
@@ -384,3 +386,38 @@ class ProvenByRequestTests(SynchronousTestCase):
         self.assertEqual(list(factory.unproven), [counted[1]])
         for protocol in counted:
             protocol.connectionLost(None)
+
+
+@implementer(IProvable)
+class SecureTransport(StringTransport):
+    """
+    A TLS transport as the handshake gate sees it, counted under the caps.
+    """
+
+    def __init__(self, certificate):
+        StringTransport.__init__(self, peerAddress=peer("10.0.0.1"))
+        self.certificate = certificate
+        self.proved = False
+
+    def getPeerCertificate(self):
+        return self.certificate
+
+    def proven(self):
+        self.proved = True
+
+
+class ProvenByHandshakeTests(SynchronousTestCase):
+    def test_clientCertificate(self):
+        """
+        A TLS handshake in which the client presented a certificate (which
+        TLS verified) proves the connection; one without does not.
+        """
+        clock = Clock()
+        gates = HandshakeGateFactory(Factory.forProtocol(Recorder), clock, 10.0, "TLS", "is the peer using TLS?")
+        for certificate, proved in ((object(), True), (None, False)):
+            gate = gates.buildProtocol(peer("10.0.0.1"))
+            transport = SecureTransport(certificate)
+            gate.makeConnection(transport)
+            gate.handshakeCompleted()
+            self.assertEqual(transport.proved, proved)
+        self.assertEqual(clock.getDelayedCalls(), [])
