@@ -41,7 +41,6 @@ from loadgen import (  # noqa: E402 (the folder is put on the path just above)
     SERIALS,
     Child,
     NotReady,
-    _proc_status,
     child_env,
     free_port,
     log,
@@ -60,6 +59,18 @@ BASELINE_AT = 60.0
 SETTLE = 5.0
 
 now = time.monotonic
+
+
+def rss_mb(pid):
+    """The resident memory of a process in MB (VmRSS), or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def descriptors(pid):
@@ -189,7 +200,7 @@ def soak(args, workdir):
         while now() < end:
             t = now()
             if t >= next_rss:
-                rss.append((round(t - started), _proc_status(pair.host.pid, "VmRSS")))
+                rss.append((round(t - started), rss_mb(pair.host.pid)))
                 next_rss += RSS_INTERVAL
             if t >= next_kill:
                 pair.kill_site()
@@ -211,7 +222,7 @@ def soak(args, workdir):
         time.sleep(SETTLE)
         settled = pair.ready(10.0)
         fds_end = descriptors(pair.host.pid)
-        rss.append((round(now() - started), _proc_status(pair.host.pid, "VmRSS")))
+        rss.append((round(now() - started), rss_mb(pair.host.pid)))
         alive = pair.host.alive()
         with open(pair.host.logfile, "rb") as f:
             lines = f.read().decode("utf-8", "replace").splitlines()
