@@ -31,6 +31,7 @@ only: it reads /proc.
 
 import argparse
 import ctypes
+import getpass
 import json
 import math
 import os
@@ -444,9 +445,114 @@ class XMPPLink(TCPLink):
         return "xmpp via prosody %s" % self.server.address
 
 
+class SSHLink(TCPLink):
+    """
+    Plain TCP, the site dialling through Debian's sshd (--proxy ssh://) on
+    127.0.0.1, started here with its own configuration, host key and
+    authorized_keys in the work folder (as tests/loopback/sshd.py does).
+    """
+
+    def __init__(self, workdir, port):
+        TCPLink.__init__(self, workdir, port)
+        sshd = shutil.which("sshd") or shutil.which("sshd", path="/usr/sbin:/sbin")
+        if sshd is None:
+            raise NotReady("sshd is not installed (Debian package openssh-server)")
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        folder = os.path.join(workdir, "sshd")
+        os.makedirs(folder, exist_ok=True)
+        public = {}
+        for name in ("host_key", "id_ed25519"):
+            private = ed25519.Ed25519PrivateKey.generate()
+            path = os.path.join(folder, name)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+            public[name] = private.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                             serialization.PublicFormat.OpenSSH)
+        self.ssh_port = free_port(socket.SOCK_STREAM)
+        self.identity = os.path.join(folder, "id_ed25519")
+        self.known_hosts = os.path.join(folder, "known_hosts")
+        with open(self.known_hosts, "wb") as f:
+            f.write(b"[%s]:%d %s\n" % (LOCALHOST.encode(), self.ssh_port, public["host_key"]))
+        with open(os.path.join(folder, "authorized_keys"), "wb") as f:
+            f.write(public["id_ed25519"] + b"\n")
+        config = os.path.join(folder, "sshd_config")
+        with open(config, "w") as f:
+            f.write("\n".join(["Port %d" % self.ssh_port, "ListenAddress " + LOCALHOST,
+                               "HostKey " + os.path.join(folder, "host_key"),
+                               "PidFile " + os.path.join(folder, "sshd.pid"),
+                               "AuthorizedKeysFile " + os.path.join(folder, "authorized_keys"),
+                               "StrictModes no", "UsePAM no", "PasswordAuthentication no",
+                               "PermitRootLogin prohibit-password", "AllowTcpForwarding yes"]) + "\n")
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        self.child = Child("sshd", [sshd, "-D", "-e", "-f", config], workdir, child_env())
+        deadline = now() + READY_TIMEOUT
+        while not tcp_listening(self.ssh_port):
+            if not self.child.alive() or now() > deadline:
+                output = self.child.output()
+                self.stop()
+                raise NotReady("sshd did not start:\n" + output)
+            time.sleep(0.05)
+
+    def args(self, half):
+        if half == "host":
+            return []
+        return ["--proxy", "ssh://%s@%s:%d" % (getpass.getuser(), LOCALHOST, self.ssh_port),
+                "--ssh-identity", self.identity, "--ssh-known-hosts", self.known_hosts]
+
+    def stop(self):
+        self.child.stop()
+
+    def __str__(self):
+        return "tcp %d via sshd %d" % (self.port, self.ssh_port)
+
+
+
+class NATSLink(TCPLink):
+    """
+    The halves meet on a nats-server on 127.0.0.1 (Debian's nats-server,
+    one node, no JetStream: a request pair needs none), started here with
+    its own configuration in the workdir. The site lists the emulator's
+    controllers (--nats-serial), so that unicasts reach it from the first.
+    """
+
+    kind = "nats"
+
+    def __init__(self, workdir, port):
+        TCPLink.__init__(self, workdir, port)
+        server = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/sbin")
+        if server is None:
+            raise NotReady("nats-server is not installed (Debian package nats-server)")
+        config = os.path.join(workdir, "nats.conf")
+        with open(config, "w") as f:
+            f.write("listen: %s:%d\n" % (LOCALHOST, port))
+        self.host_out = self.site_in = "nats/client:%s:%d" % (LOCALHOST, port)
+        self.child = Child("nats-server", [server, "-c", config], workdir, child_env())
+        deadline = now() + READY_TIMEOUT
+        while not tcp_listening(port):
+            if not self.child.alive() or now() > deadline:
+                output = self.child.output()
+                self.stop()
+                raise NotReady("nats-server did not start:\n" + output)
+            time.sleep(0.05)
+
+    def args(self, half):
+        return ["--nats-serial", ",".join(str(serial) for serial in SERIALS)] if half == "site" else []
+
+    def stop(self):
+        self.child.stop()
+
+    def __str__(self):
+        return "nats via nats-server %s:%d" % (LOCALHOST, self.port)
+
+
 #: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
 TRANSPORTS = {"tcp": TCPLink, "tls": TLSLink, "ws": WSLink, "wss": WSSLink, "zmq": ZMQLink,
-              "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink, "xmpp": XMPPLink}
+              "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink, "xmpp": XMPPLink,
+              "tcp-ssh": SSHLink, "nats": NATSLink}
 
 
 class Tunnel:

@@ -25,6 +25,7 @@ import sys
 
 from twisted.internet import reactor, stdio
 from twisted.internet.task import LoopingCall
+from twisted.logger import globalLogBeginner, textFileLogObserver
 from twisted.protocols.basic import LineReceiver
 from twisted.web import server
 from twisted.web.resource import Resource
@@ -186,9 +187,22 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--max-status-streams", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stall-timeout", type=float, default=30.0)
+    parser.add_argument("--pad", type=int, default=0, help="bytes of padding in each snapshot, to fill a "
+                                                          "connection that is not read quickly")
+    parser.add_argument("--log", action="store_true", help="log warnings to stdout")
     args = parser.parse_args(argv)
     tunnel = ScriptedTunnel(reactor, args.seed)
-    page = StatusPage(tunnel.snapshot, reactor, max_streams=args.max_status_streams)
+    if args.log:
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    snapshot = tunnel.snapshot
+    if args.pad:
+        padding = "x" * args.pad
+
+        def snapshot():
+            return dict(tunnel.snapshot(), pad=padding)
+
+    page = StatusPage(snapshot, reactor, max_streams=args.max_status_streams, stall_timeout=args.stall_timeout)
     page.putChild(b"status.json", StatusJSON(tunnel))
     site = server.Site(page)
     site.displayTracebacks = False

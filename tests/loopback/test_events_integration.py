@@ -250,8 +250,9 @@ class RestartTests(EventTunnels, TestCase):
         site.send_signal("TERM")
         code = yield site.exited()
         self.assertEqual(code, 0, site.recent())
-        warnings = re.findall(r"event buffer full: dropped the (\d+) oldest event\(s\) \((\d+) lost so far; "
-                              r"--event-buffer 50, ", site.output())
+        warnings = re.findall(r"event buffer full: dropped the (\d+) oldest event\(s\) from the buffer; so far 0 "
+                              r"of those dropped were delivered .*, 0 were sent and await acknowledgement, and (\d+) "
+                              r"are lost \(never sent, or never acknowledged\) \(--event-buffer 50, ", site.output())
         dropped = [int(n) for n, _ in warnings]
         self.assertTrue(all(n >= 1 for n in dropped))
         self.assertEqual((sum(dropped), int(warnings[-1][1])), (30, 30), site.recent())

@@ -15,6 +15,7 @@ import tempfile
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
+from tests import certs
 from tests.loopback.processes import (
     empty_config,
     listening_line,
@@ -222,3 +223,31 @@ class ConfigurationFileTests(_Errors, TestCase):
         """
         path = self.write("long.toml", "[defaults]\nrate-limit = [" + ", ".join(["1"] * 5000) + "]\n")
         return self.assertOneLineError(self.start(path), path, "rate-limit", "...")
+
+
+class CertificateFileTests(_Errors, TestCase):
+    """
+    Certificate and key files are read bounded, like the configuration
+    (issue 25, item 6): C{/dev/zero} is one line and exit 2, not a
+    C{MemoryError}, with the address space limited to 2 GiB.
+    """
+
+    def start(self, *args):
+        return spawn(self, limited(tunnel_command() + list(args) + [
+            "--config", os.devnull, "--lockfile", os.path.join(workdir(self), "t.pid")]), "tunnel")
+
+    def test_cert_dev_zero(self):
+        """
+        C{--cert /dev/zero} for a tls/ server end.
+        """
+        files = certs.make(os.path.join(workdir(self), "certs"))
+        child = self.start("--in", IN, "--out", "tls/server:127.0.0.1:0", "--ca-cert", files["ca"][0],
+                           "--cert", "/dev/zero", "--key", files["server"][1])
+        return self.assertOneLineError(child, "--cert '/dev/zero'", "over 1048576 bytes")
+
+    def test_zmq_server_key_dev_zero(self):
+        """
+        C{--zmq-server-key /dev/zero} for a zmq/ server end.
+        """
+        child = self.start("--in", IN, "--out", "zmq/server:127.0.0.1:0", "--zmq-server-key", "/dev/zero")
+        return self.assertOneLineError(child, "--zmq-server-key /dev/zero", "over")

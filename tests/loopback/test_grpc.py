@@ -11,11 +11,13 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
@@ -32,6 +34,7 @@ from tests.loopback.processes import (
     start_event_emulator,
     start_host,
     start_site,
+    stop,
     workdir,
 )
 from tests.loopback.eventpairs import COUNT, EventTunnels
@@ -171,9 +174,14 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         Site dialling host over grpcs/ with --client-auth and client
         certificates: the requests are answered.
         """
-        host, site, client = yield self.connect("grpcs", server_flags=self.tls_flags("server", client_auth=True),
+        host, site, client = yield self.connect("grpcs", server_flags=self.tls_flags("server", client_auth=True)
+                                                + ["--handshake-timeout", "1s"],
                                                 client_flags=self.tls_flags("client"))
         yield self.assertRequests(client)
+        # a client that got its call is no refusal: nothing warned of once
+        # the handshake timeout is well past
+        yield deferLater(reactor, 2.5, lambda: None)
+        self.assertNotIn("started no call", host.output())
 
     @inlineCallbacks
     def test_tls_reverse(self):
@@ -216,6 +224,41 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
         self.assertEqual(len(warnings), 2, site.recent())
         self.assertNotIn("connected to", host.output())
         self.assertNotIn("Traceback", site.output() + host.output())
+
+    @inlineCallbacks
+    def test_server_warns_of_refused_clients(self):
+        """
+        A grpcs/ server with --client-auth warns, throttled, of the clients
+        grpc refused (issue 25, item 11): one with a certificate from
+        another CA, and one with none at all (a plain TLS client).
+        """
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpcs/server:127.0.0.1:0",
+                          "--handshake-timeout", "2s", *self.tls_flags("server", client_auth=True))
+        port = int((yield host.waitFor(grpc_listening("grpcs"))).group(1))
+        site = run_tunnel(self, "site", "--in", "grpcs/client:127.0.0.1:{}".format(port), "--out",
+                          "udp/broadcast:127.0.0.1:{}".format(free_port()),
+                          *self.tls_flags("client", prefix="other-", ca_prefix=""))
+        yield site.waitFor(grpc_retrying("grpcs", port, ".*refused this end's certificate.*"))
+        yield stop(site)
+        ca = self.certificates()["ca"][0]
+        context = ssl.create_default_context(cafile=ca)
+        context.check_hostname = False
+        context.set_alpn_protocols(["h2"])
+
+        def no_certificate():
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                try:
+                    with context.wrap_socket(raw) as tls:
+                        tls.recv(1)
+                except (OSError, ssl.SSLError):
+                    pass
+
+        yield deferToThread(no_certificate)
+        warning = yield host.waitFor(r"WARN\s+GRPCS\s+(\d+) client connection\(s\) started no call within 2s",
+                                     timeout=30)
+        self.assertGreaterEqual(int(warning.group(1)), 1)
+        self.assertIn("not signed by --ca-cert", host.output())
+        self.assertNotIn("Traceback", host.output())
 
     @inlineCallbacks
     def test_client_to_tcp_server(self):

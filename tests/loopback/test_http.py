@@ -402,6 +402,33 @@ class HTTPTunnelTests(TunnelMixin, TestCase):
         self.assertEqual(response.headers.getRawHeaders("Retry-After"), ["100"])
 
     @inlineCallbacks
+    def test_exposure(self):
+        """
+        Issue 25, item 12, on a real socket: a 429's reason phrase is "Too
+        Many Requests"; twisted.web's own 400 (a header line it cannot
+        parse) carries the security headers; an end on 127.0.0.1 has no
+        warning that it is exposed.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+
+        from uhppoted_tunnel.observe.web import SECURITY_HEADERS
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        yield self.tunnel("--rate-limit", "0.01", "--rate-limit-burst", "1")
+        self.assertEqual([e for e in logged if "serves the request API" in e.get("log_format", "")], [])
+        body = json.dumps({"ID": 1, "request": GET_CONTROLLER}).encode()
+        request = (b"POST /udp/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        yield self.raw(request)
+        received = yield self.raw(request)
+        self.assertTrue(received.startswith(b"HTTP/1.1 429 Too Many Requests\r\n"), received)
+        received = yield self.raw(b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+        self.assertTrue(received.startswith(b"HTTP/1.1 400 Bad Request\r\n"), received)
+        for name, value in SECURITY_HEADERS:
+            self.assertIn(name + b": " + value + b"\r\n", received)
+
+    @inlineCallbacks
     def test_static(self):
         """
         Files in --html are served read-only: / is its index.html, a folder

@@ -38,7 +38,7 @@ from tests.loopback.processes import (
     workdir,
 )
 
-TAC = os.path.join(ROOT, "etc", "uhtunnel.tac")
+TAC = os.path.join(ROOT, "uhppoted_tunnel", "data", "uhtunnel.tac")
 
 #: twistd options before the plugin name: stay in the foreground, log to
 #: stdout, write no pid file.
@@ -291,7 +291,7 @@ class FatalErrorTests(Pairs, TestCase):
 
 class TwistdTests(Pairs, TestCase):
     """
-    twistd runs the same tunnel: the uhtunnel plugin and etc/uhtunnel.tac.
+    twistd runs the same tunnel: the uhtunnel plugin and uhppoted_tunnel/data/uhtunnel.tac.
     """
 
     @inlineCallbacks
@@ -308,12 +308,12 @@ class TwistdTests(Pairs, TestCase):
     @inlineCallbacks
     def test_tac(self):
         """
-        C{twistd -n -y etc/uhtunnel.tac}, configured by UHTUNNEL_CONFIG
+        C{twistd -n -y uhppoted_tunnel/data/uhtunnel.tac}, configured by UHTUNNEL_CONFIG
         naming a TOML file and section, serves as the host half of a working
         tunnel, and SIGTERM stops it cleanly.
         """
         if not os.path.exists(TAC):
-            raise SkipTest("etc/uhtunnel.tac not present")
+            raise SkipTest("uhppoted_tunnel/data/uhtunnel.tac not present")
         emulator, emulator_port = yield start_emulator(self, A, B)
         lock = lockfile(self, "tac")
         path = os.path.join(workdir(self), "tunnel.toml")

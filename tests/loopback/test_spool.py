@@ -6,11 +6,14 @@ and damaged files reported while the tunnel runs on.
 """
 
 import datetime
+import errno
 import os
 import re
 import stat
 import struct
+import subprocess
 import time
+from unittest import SkipTest
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
@@ -28,6 +31,7 @@ from tests.loopback.eventpairs import (
     RECEIVED,
     A,
     EventTunnels,
+    seen_ids,
     stream_connected,
     stream_listening,
 )
@@ -143,3 +147,81 @@ class SpoolTests(EventTunnels, TestCase):
             os.path.join(folder, "site.events")), site.output())
         self.assertNotEqual(code, 0, site.recent())
         self.assertNotIn("Traceback", site.output())
+
+
+class FullDiskTests(EventTunnels, TestCase):
+    """
+    A receiving half whose state folder fills up while events flow (issue
+    25, item 1): a real tmpfs, filled midway and freed.
+    """
+
+    timeout = 180
+
+    def tmpfs(self, size="64k"):
+        """
+        Mount a small tmpfs for the test (root only), unmounted in cleanup.
+        """
+        if os.geteuid() != 0:
+            raise SkipTest("mounting a tmpfs needs root: the full-disk run is skipped")
+        folder = os.path.join(workdir(self), "state")
+        os.makedirs(folder)
+        if subprocess.call(["mount", "-t", "tmpfs", "-o", "size=" + size + ",mode=0700", "tmpfs", folder]) != 0:
+            raise SkipTest("cannot mount a tmpfs here: the full-disk run is skipped")
+        self.addCleanup(subprocess.call, ["umount", "-l", folder])
+        return folder
+
+    @staticmethod
+    def fill(folder):
+        """
+        Fill a folder's file system: write a filler file until C{ENOSPC}.
+        """
+        filler = os.path.join(folder, "filler")
+        with open(filler, "wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 1024)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+        return filler
+
+    @inlineCallbacks
+    def test_diskFillsMidway(self):
+        """
+        1,000 events through a host whose C{.seen} file cannot grow from
+        about the 300th to the 700th: one ERROR naming the file and what to
+        do, no traceback, the link kept, every event delivered once and in
+        order, the file written again with every event once there is room,
+        and a clean exit.
+        """
+        count = 1000
+        folder = self.tmpfs()
+        host = self.host("tcp/server:127.0.0.1:0", "--event-spool", os.path.join(folder, "host"))
+        stream_port = int((yield host.waitFor(stream_listening("tcp"))).group(1))
+        site = self.site(0, "tcp/client:127.0.0.1:{}".format(stream_port))
+        yield site.waitFor(stream_connected("tcp", stream_port))
+        site_port = yield self.site_port(site)
+        started = time.monotonic()
+        emulator, _ = yield start_event_emulator(self, site_port, count, "5ms", serials=[A])
+        yield self.events.waitForCount(300)
+        filler = self.fill(folder)
+        yield host.waitFor(r"could not record forwarded events in .*host\.seen: No space left on device")
+        filled_at = len(self.events.keys)
+        yield self.events.waitForCount(700)
+        os.remove(filler)
+        freed_at = len(self.events.keys)
+        yield emulator.waitFor(emulator_sent_line(count))
+        yield self.events.waitForKey((A, count))
+        elapsed = time.monotonic() - started
+        yield host.waitFor(r"host\.seen can be written again")
+        yield self.finish(site_port)
+        self.assertEventsInOrder(range(1, count + 1))
+        code = yield stop(host)
+        self.assertEqual(code, 0, host.recent())
+        self.assertEqual(seen_ids(os.path.join(folder, "host.seen")) >= set(range(1, count + 1)), True)
+        for half in (site, host):
+            self.assertNotIn("Traceback", half.output())
+        self.assertEqual(host.output().count("could not record forwarded events"), 1)
+        self.assertEqual(len(re.findall(r"\bTCP\s+connected to", site.output())), 1, "the link was kept")
+        print("\nfull disk: {} events delivered of {}, in {:.1f}s; disk full from event {} to {}".format(
+            len(self.events.of(A)), count, elapsed, filled_at, freed_at))

@@ -10,6 +10,7 @@ serious or critical axe-core finding, in the light and the dark scheme.
 """
 
 import os
+import socket
 import sys
 
 from twisted.internet.defer import inlineCallbacks
@@ -323,3 +324,54 @@ class LayoutTests(_BrowserTest, TestCase):
             serious += [(where, v) for v in violations if v.get("impact") in ("serious", "critical")]
         self.assertEqual(serious, [], "\n".join("{}: {}".format(where, describe_violations([v]))
                                                for where, v in serious))
+
+
+class StallTests(TestCase):
+    """
+    Clients that open the status stream and never read (issue 25, item
+    7), on real sockets: dropped after the stall timeout, so that a new
+    viewer is served. No browser needed.
+    """
+
+    timeout = 60
+
+    def never_reading(self, port):
+        """
+        Open the stream on a socket with a tiny receive buffer that is
+        never read.
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET /status/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        return sock
+
+    def status_of_stream(self, port):
+        """
+        Open the stream as a new viewer: the status code of the answer.
+        """
+        def ask():
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"GET /status/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                return int(sock.recv(64).split(b" ")[1])
+
+        return deferToThread(ask)
+
+    @inlineCallbacks
+    def test_neverReadingDropped(self):
+        """
+        Two never-reading clients hold both slots (a third viewer gets
+        503) until the stall timeout; then they are dropped with a warning
+        naming --stall-timeout, and a new viewer is served.
+        """
+        server, url = yield start_status_server(self, "--max-status-streams", "2", "--stall-timeout", "1",
+                                                "--pad", "262144", "--log")
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        for _ in range(2):
+            self.never_reading(port)
+        code = yield self.status_of_stream(port)
+        self.assertEqual(code, 503, "both slots should be held at first")
+        yield server.waitFor(r"dropped \d+ status stream\(s\).*read nothing for over 1s \(--stall-timeout\)")
+        code = yield self.status_of_stream(port)
+        self.assertEqual(code, 200)

@@ -1,6 +1,6 @@
 """
 The TLS connectors for real: tunnels on 127.0.0.1 in this process, the
-command line, and the README's certificate recipe.
+command line, and the certificate recipe of docs/howto/tls.rst.
 """
 
 import os
@@ -24,7 +24,7 @@ from uhppoted_tunnel.testing import LogWatcher
 from uhppoted_tunnel.app.tunnel import TunnelService
 
 SERIALS = emulator.DEFAULT_SERIALS
-README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.rst")
+RECIPE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "howto", "tls.rst")
 
 
 def settings(**values):
@@ -220,11 +220,11 @@ class RecipeTests(TestCase):
     @inlineCallbacks
     def test_readmeRecipe(self):
         """
-        The README's openssl recipe makes certificates that the TLS ends
+        The documentation's openssl recipe makes certificates that the TLS ends
         load and that verify each other.
         """
         require("openssl", "openssl")
-        with open(README) as f:
+        with open(RECIPE) as f:
             text = f.read()
         recipe = re.search(r"\.\. begin certificate recipe\n(.*?)\.\. end certificate recipe", text, re.S).group(1)
         commands = "\n".join(line[4:] for line in recipe.splitlines() if line.startswith("    "))

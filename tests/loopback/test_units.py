@@ -1,5 +1,5 @@
 """
-The systemd units shipped in etc/systemd and those C{uhppoted-tunnel
+The systemd units shipped in uhppoted_tunnel/data/systemd and those C{uhppoted-tunnel
 daemonize} writes, checked by systemd's own tools: C{systemd-analyze
 verify} accepts them and C{systemd-analyze security --offline=yes} rates
 them OK or better.
@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from tests.loopback.processes import ROOT, spawn, tunnel_command, workdir
 from tests.tools import require
 
-SHIPPED = os.path.join(ROOT, "etc", "systemd")
+SHIPPED = os.path.join(ROOT, "uhppoted_tunnel", "data", "systemd")
 INSTALLED = "/usr/local/bin/uhppoted-tunnel"
 
 #: C{systemd-analyze security}'s ratings, safest first, that pass.

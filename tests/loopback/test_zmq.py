@@ -314,6 +314,6 @@ class ZMQServerGuardTests(Pairs, TestCase):
         second = RawClient(self, port)
         self.assertEqual(second.waitForEvent(zmq.EVENT_HANDSHAKE_FAILED_AUTH), 400)
         yield host.waitFor(r"WARN\s+ZMQ\s+refused 1 connection\(s\), the last from 127\.0\.0\.1: 1 open "
-                           r"connections already \(--max-connections; 1 open\)")
+                           r"connections already \(--max-connections; 1 open when it was refused\)")
         self.assertEqual(len([line for _, line in host.lines if "connected to" in line]), 1)
         yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))

@@ -52,6 +52,18 @@ class CheckTests(SynchronousTestCase):
                 "--ca-cert", self.files["ca"][0], "--cert", self.files["client"][0],
                 "--key", self.files["client"][1]] + list(args)
 
+    def test_spoolFolder(self):
+        """
+        check refuses an event spool that run would refuse (issue 25,
+        item 9): C{/proc/nope/sp} is no folder, in one line naming the
+        flag; a spool run can write passes.
+        """
+        event = ["--in", "udp/event:127.0.0.1:60000", "--out", "tcp/client:127.0.0.1:1"]
+        self.assertProblem(self.check(*(event + ["--event-spool", "/proc/nope/sp"])), "--event-spool /proc/nope/sp",
+                           "/proc/nope is not a folder")
+        code, out, err = self.check(*(event + ["--event-spool", self.path("sp")]))
+        self.assertEqual(code, 0, err)
+
     def test_goodServer(self):
         """
         A good TLS server configuration passes, saying until when each
@@ -215,6 +227,17 @@ class CheckTests(SynchronousTestCase):
         other = certs.make(self.path("other"), prefix="other-")
         self.assertProblem(self.check(*self.client("localhost", "--peer-cert", other["server"][0])),
                            "--peer-cert '{}': not signed by --ca-cert".format(other["server"][0]))
+
+    def test_peerCertDevZero(self):
+        """
+        C{--peer-cert /dev/zero} (and C{--ca-cert}) is one line, exit 2:
+        what is read is bounded (issue 25, item 6).
+        """
+        self.assertProblem(self.check(*self.client("localhost", "--peer-cert", "/dev/zero")),
+                           "--peer-cert '/dev/zero': over 1048576 bytes")
+        args = self.client("localhost")
+        args[args.index("--ca-cert") + 1] = "/dev/zero"
+        self.assertProblem(self.check(*args), "--ca-cert '/dev/zero': over 1048576 bytes")
 
     def test_peerWithoutTLS(self):
         """

@@ -14,7 +14,7 @@ from uhppoted_tunnel.app import config
 from uhppoted_tunnel.app import daemonize, unit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHIPPED = os.path.join(ROOT, "etc", "systemd")
+SHIPPED = os.path.join(ROOT, "uhppoted_tunnel", "data", "systemd")
 
 HOST = ["--in", "udp/listen:0.0.0.0:60000", "--out", "tcp/server:0.0.0.0:12345"]
 
@@ -320,7 +320,7 @@ class UndaemonizeTests(SynchronousTestCase):
 
 class ShippedUnitTests(SynchronousTestCase):
     """
-    The units in etc/systemd are hardened as the written ones are.
+    The units in uhppoted_tunnel/data/systemd are hardened as the written ones are.
     """
 
     def read(self, name):
@@ -350,3 +350,56 @@ class ShippedUnitTests(SynchronousTestCase):
         self.assertIn("#host-systemd\n", host)
         self.assertIn("Requires=uhppoted-tunnel-host.socket", host)
         self.assertIn("ListenStream=12345", self.read("uhppoted-tunnel-host.socket"))
+
+
+class UnitSyntaxTests(SynchronousTestCase):
+    """
+    No value reaches a unit that systemd would read as syntax (issue 25,
+    item 8).
+    """
+
+    INJECTION = 'udp/listen:127.0.0.1:60000"\nExecStartPre=/bin/touch /tmp/pwned\nEnvironment="A='
+
+    def setUp(self):
+        self.folder = os.path.abspath(self.mktemp())
+        self.units = os.path.join(self.folder, "units")
+        os.makedirs(self.folder)
+        self.patch(config, "DEFAULT_CONFIG", os.path.join(self.folder, "none.toml"))
+
+    def refused(self, *args):
+        error = self.assertRaises(daemonize.DaemonizeError, daemonize.daemonize, list(args), io.StringIO(),
+                                  systemd_running=self.folder, user_exists=lambda name: True,
+                                  make_user=lambda user, group: None)
+        self.assertEqual(error.code, 2)
+        self.assertNotIn("\n", str(error))
+        self.assertFalse(os.path.exists(self.units), "a unit was written")
+        return str(error)
+
+    def test_injectedNewline(self):
+        """
+        The issue's injection, a newline in C{--in}'s value, is refused
+        with one line naming the flag, and no unit is written.
+        """
+        message = self.refused("--in", self.INJECTION, "--out", "tcp/server:0.0.0.0:12345",
+                               "--unit-dir", self.units)
+        self.assertTrue(message.startswith("--in: "), message)
+        self.assertIn("end of a line", message)
+
+    def test_everyFlag(self):
+        """
+        Every flag's value is checked, given apart or with C{=}: any other
+        control character, and a lone C{;}, are refused too.
+        """
+        for extra, flag in [(["--event-spool", "/x\r/y"], "--event-spool"), (["--lockfile=/x\x0b"], "--lockfile"),
+                            (["--lockfile", "/x\u2028"], "--lockfile")]:
+            message = self.refused(*(HOST + ["--unit-dir", self.units] + extra))
+            self.assertTrue(message.startswith(flag + ": "), message)
+        self.assertRaises(daemonize.DaemonizeError, unit.refuse_unit_syntax, "--out", ";")
+
+    def test_quotedStillFine(self):
+        """
+        Quotes, spaces, backslashes and semicolons inside a value are still
+        written, quoted.
+        """
+        self.assertEqual(unit.quote('a "b" c;d\\'), '"a \\"b\\" c;d\\\\"')
+        unit.refuse_unit_syntax("--in", 'a "b" c;d\\')

@@ -17,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.app import config
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
-from uhppoted_tunnel.core.events import SESSION_ID, EventBuffer, SeenEvents, session_frame
+from uhppoted_tunnel.core.events import SESSION_ID, EventBuffer, session_frame
+from uhppoted_tunnel.core.seenevents import SeenEvents
 from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.packets import event_key

@@ -332,3 +332,71 @@ class DeadlineTests(SynchronousTestCase):
         self.assertEqual(aborted, [])
         self.clock.advance(1)
         self.assertEqual(aborted, [True])
+
+
+class ExposureTests(SynchronousTestCase):
+    """
+    What an HTTP end says and answers when exposed (issue 25, item 12).
+    """
+
+    def setUp(self):
+        self.patch(config, "DEFAULT_CONFIG", self.mktemp())
+
+    def listen(self, spec):
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        fake = FakeReactor()
+        options = Options()
+        options.parseOptions(["--in", spec, "--out", "udp/broadcast:127.0.0.1:60000"])
+        maker, parsed = options.ends[IN]
+        end = maker.makeEnd(parsed, IN, options, None, fake)
+        end.startService()
+        self.addCleanup(end.stopService)
+        return [formatEvent(e) for e in logged if e["log_level"].name == "warn"]
+
+    def test_networkAddressWarns(self):
+        """
+        An http/ end on a network address is warned of, as C{--metrics
+        0.0.0.0} is: it serves the request API and the status page. (The
+        loopback run, L{tests.loopback.test_http}, has none on 127.0.0.1: a
+        memory reactor's port says 0.0.0.0 whatever it is given.)
+        """
+        warnings = self.listen("http/0.0.0.0:8080")
+        self.assertTrue([w for w in warnings if "serves the request API" in w and "status page" in w], warnings)
+
+    def test_tooManyRequestsReason(self):
+        """
+        A 429 says "Too Many Requests", not "Unknown Status".
+        """
+        from twisted.web.test.requesthelper import DummyRequest
+
+        request = DummyRequest([b""])
+        jsonapi.respond(request, 429, {"error": "rate limit exceeded"})
+        self.assertEqual((request.responseCode, request.responseMessage), (429, b"Too Many Requests"))
+
+    def test_twistedBadRequestHasHeaders(self):
+        """
+        A request twisted.web cannot parse is answered 400 with the
+        security headers every answer carries.
+        """
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+        from twisted.web.resource import Resource
+
+        from uhppoted_tunnel.observe import web
+
+        clock = Clock()
+        tracker = web.ConnectionTracker(web.QuietSite(Resource(), reactor=clock), clock=clock, request_timeout=10)
+        address = IPv4Address("TCP", "10.0.0.1", 40000)
+        protocol = tracker.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET / HTTP/1.1\r\nbad header line\r\n\r\n")
+        answer = transport.value()
+        self.assertTrue(answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer)
+        for name, value in web.SECURITY_HEADERS:
+            self.assertIn(name + b": " + value + b"\r\n", answer)
+        self.assertTrue(transport.disconnecting)

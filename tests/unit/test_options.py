@@ -297,13 +297,13 @@ class ConfigFileTests(SynchronousTestCase):
 class SampleConfigTests(SynchronousTestCase):
     def test_everySectionParses(self):
         """
-        Every section of the sample etc/uhppoted-tunnel.toml is a valid
+        Every section of the sample uhppoted_tunnel/data/uhppoted-tunnel.toml is a valid
         tunnel configuration.
         """
         import os
         import tomllib
 
-        path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "etc", "uhppoted-tunnel.toml")
+        path = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "uhppoted_tunnel", "data", "uhppoted-tunnel.toml")
         with open(path, "rb") as f:
             sections = [name for name in tomllib.load(f) if name != "defaults"]
         self.assertIn("host", sections)

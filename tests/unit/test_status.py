@@ -623,3 +623,64 @@ class PackagingTests(SynchronousTestCase):
         logo = os.path.join(root, "docs", "logo.svg")
         with open(logo, "rb") as f:
             self.assertEqual(f.read(), asset("logo.svg"))
+
+
+class StreamStallTests(_Harness, SynchronousTestCase):
+    """
+    A stream whose client never reads is dropped after the stall timeout
+    (C{--stall-timeout}), so such clients cannot hold every stream slot
+    (issue 25, item 7).
+    """
+
+    def setUp(self):
+        self.makePage(max_streams=16, stall_timeout=30.0)
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def open(self):
+        channel, transport = self.connect()
+        channel.dataReceived(b"GET /status/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        return channel, transport
+
+    def test_neverReadingClientsDropped(self):
+        """
+        Sixteen clients whose connections stay full (the transport pauses
+        its producer) hold every slot until the stall timeout; past it each
+        is aborted, one throttled warning names the flag, and a new viewer
+        is served.
+        """
+        stalled = [self.open() for _ in range(16)]
+        for _, transport in stalled:
+            transport.producer.pauseProducing()
+        self.assertEqual(self.get(b"/status/stream")[0].code, 503)
+        self.clock.advance(30)
+        self.assertEqual(len(self.page.streams), 16, "dropped before the stall timeout")
+        self.clock.advance(1)
+        self.assertEqual(self.page.streams, set())
+        for channel, transport in stalled:
+            self.assertTrue(transport.disconnected)
+            channel.connectionLost(Failure(ConnectionDone()))
+        warnings = [e for e in self.logged if "read nothing" in e["log_format"]]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("--stall-timeout", warnings[0]["log_format"])
+        response, channel, _ = self.get(b"/status/stream")
+        self.assertEqual(response.code, 200)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.page.stop()
+        self.assertNoTimers()
+
+    def test_slowButReadingKept(self):
+        """
+        A client that reads now and then (its connection drains before the
+        stall timeout) is kept.
+        """
+        channel, transport = self.open()
+        for _ in range(5):
+            transport.producer.pauseProducing()
+            self.clock.advance(25)
+            transport.producer.resumeProducing()
+            self.clock.advance(1)
+        self.assertEqual(len(self.page.streams), 1)
+        self.assertFalse(transport.disconnected)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.page.stop()
+        self.assertNoTimers()

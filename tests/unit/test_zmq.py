@@ -11,8 +11,9 @@ import os
 
 import zmq
 import zmq.auth
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -20,6 +21,7 @@ from uhppoted_tunnel.link.ends import ClientEnd
 from uhppoted_tunnel.transports.zmq.connection import ZMQConnection
 from uhppoted_tunnel.transports.zmq.curve import read_authorized, read_key
 from uhppoted_tunnel.transports.zmq.maker import ZMQConnectorMaker
+from uhppoted_tunnel.transports.zmq.server import ZMQPort
 from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, messages
 from uhppoted_tunnel.transports.zmq.wire import BadMessage, decode, socket_options
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
@@ -471,3 +473,30 @@ class ClientDialTests(SynchronousTestCase):
                 self.redial()
             self.event(kind, value)
             self.assertIn(reason, self.messages()[-1])
+
+
+class RefusalWarningTests(SynchronousTestCase):
+    """
+    A zmq/ server's cap warnings say what is known (issue 25, item 12).
+    """
+
+    def test_neverMinusOne(self):
+        """
+        The warning, written after the refused connection (and the others)
+        have gone, gives the count when it was refused, never "(-1 open)".
+        """
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        clock = Clock()
+        port = ZMQPort(None, None, clock, {"max-connections": 1, "max-connections-per-source": 8}, False)
+        port.limits.opened("192.0.2.7")
+        port.limits.opened("192.0.2.7")
+        port.refused("192.0.2.7", "max-connections")
+        port.refused("192.0.2.7", "max-connections")
+        port.limits.closed("192.0.2.7")
+        port.limits.closed("192.0.2.7")
+        clock.advance(120)
+        messages = [formatEvent(e) for e in logged if "refused" in e["log_format"]]
+        self.assertTrue(messages)
+        for message in messages:
+            self.assertNotIn("-1 open", message)
+            self.assertIn("(--max-connections; 1 open when it was refused)", message)

@@ -30,6 +30,7 @@ from uhppoted_tunnel.interfaces import IN, OUT
 from uhppoted_tunnel.app.spec import connector_plugins
 from uhppoted_tunnel.app.options import Options
 from uhppoted_tunnel.core.addresses import parse_host_port
+from uhppoted_tunnel.core.bounded import FileTooLarge, read_bounded
 
 #: A certificate expiring sooner than this is a warning.
 EXPIRY_WARNING = datetime.timedelta(days=30)
@@ -90,8 +91,9 @@ def validate_options(options, plugins):
 
 def _read_certificate(path, flag):
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, _ = read_bounded(path, "{} '{}'".format(flag, path), what="a PEM file")
+    except FileTooLarge as e:
+        raise CheckFailed(str(e)) from None
     except OSError as e:
         raise CheckFailed("{} '{}': {}".format(flag, path, e.strerror or e)) from None
     try:
@@ -228,6 +230,24 @@ def _build(options):
         _SystemdParser._sddaemon = passed
 
 
+def _check_files(options):
+    """
+    The files run will write, checked as run checks them
+    (L{uhppoted_tunnel.app.options.Options.checkFiles}: an event tunnel's
+    spool). Only the default state folder, when it does not exist yet, is
+    left alone: run makes it, and check makes nothing.
+
+    :raise CheckFailed: one line naming the setting.
+    """
+    if options["events"] and getattr(options, "default_spool", False):
+        if not os.path.isdir(os.path.dirname(os.path.abspath(options["event-spool"]))):
+            return
+    try:
+        options.checkFiles()
+    except ValueError as e:
+        raise CheckFailed(str(e)) from None
+
+
 def _proxy_notes(options):
     """
     Which proxy each client end dials through, and why, as run logs it.
@@ -253,6 +273,7 @@ def check(options, now):
     :return: lines describing what was checked, warnings included.
     :raise CheckFailed: naming the first problem.
     """
+    _check_files(options)
     try:
         _build(options)
     except ValueError as e:

@@ -7,6 +7,8 @@ The C{uhppoted-tunnel} command.
     uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
     uhppoted-tunnel check [--config FILE#SECTION] [options]
     uhppoted-tunnel daemonize | undaemonize [--label LABEL] ...
+    uhppoted-tunnel emulator [--bind HOST:PORT] [--controller SERIAL] ...
+    uhppoted-tunnel sample toml | tac | man | unit NAME | list
     uhppoted-tunnel help | version | demo
 
 Exit codes: 0 after a clean stop (SIGTERM, SIGINT); 1 when the tunnel
@@ -34,6 +36,8 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
        uhppoted-tunnel check [--config FILE#SECTION] [options] [--peer-cert FILE]
        uhppoted-tunnel daemonize [--label LABEL] [--user USER] --config FILE#SECTION [options]
        uhppoted-tunnel undaemonize [--label LABEL]
+       uhppoted-tunnel emulator [--bind HOST:PORT] [--controller SERIAL] [options]
+       uhppoted-tunnel sample toml | tac | man | unit NAME | list
        uhppoted-tunnel help | version | demo
 
   run       relay between the --in and --out connectors (the default)
@@ -45,6 +49,10 @@ Usage: uhppoted-tunnel [run] --in CONNECTOR --out CONNECTOR [options]
             stop, disable and remove that unit
   demo      run a host half, a site half and an emulated controller on
             loopback and print what the tunnel relays
+  emulator  emulate UHPPOTE controllers on a UDP port, to try a tunnel
+            without hardware ('emulator --help' for the rest)
+  sample    print a shipped file: the sample TOML file, the .tac file,
+            the man page or a systemd unit ('sample help' for the list)
   version   print the version
   help      print this help
 """
@@ -128,6 +136,14 @@ def main(argv=None, reactor=None):
 
         flags = daemonize.DaemonizeOptions if command == "daemonize" else daemonize.UndaemonizeOptions
         return daemonize.main(command, _go_flags(argv[1:], flags), sys.stdout, sys.stderr)
+    if command == "sample":
+        from uhppoted_tunnel.app.sample import main as sample
+
+        return sample(argv[1:], sys.stdout, sys.stderr)
+    if command == "emulator":
+        from uhppoted_tunnel.emulator.__main__ import main as emulator
+
+        return emulator(argv[1:])
     if reactor is None:
         from twisted.internet import reactor
     if command == "demo":

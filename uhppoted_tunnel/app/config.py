@@ -16,6 +16,7 @@ import re
 import tomllib
 
 from uhppoted_tunnel.app.spec import connector_plugins
+from uhppoted_tunnel.core.bounded import FileTooLarge, read_bounded
 from uhppoted_tunnel.core.values import (
     NestedValueError,
     boolean,
@@ -203,15 +204,14 @@ def load(path, section, *, explicit):
     """
     path = DEFAULT_CONFIG if path is None else path
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CONFIG_SIZE + 1)
-        if len(data) > MAX_CONFIG_SIZE:
-            raise ConfigError("%s: over %d bytes (is it a configuration file?)" % (path, MAX_CONFIG_SIZE))
+        data, _ = read_bounded(path, path, MAX_CONFIG_SIZE, "a configuration file")
         document = tomllib.loads(data.decode("utf-8"))
     except FileNotFoundError:
         if explicit or section is not None:
             raise ConfigError("%s: no such file" % (path,)) from None
         return Settings(path, None)
+    except FileTooLarge as e:
+        raise ConfigError(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("%s: invalid TOML: %s" % (path, e)) from None
     except UnicodeDecodeError:

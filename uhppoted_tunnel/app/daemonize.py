@@ -36,6 +36,7 @@ from uhppoted_tunnel.app.unit import (
     SYSTEMD_RUNNING,
     UNIT_DIR,
     DaemonizeError,
+    refuse_unit_syntax,
     render,
     under_home,
     unit_name,
@@ -145,6 +146,25 @@ def run_arguments(argv, options):
     return result
 
 
+def refuse_values(arguments, executable, workdir):
+    """
+    Refuse any value bound for the unit that systemd would read as syntax
+    (see L{unit.refuse_unit_syntax}), naming its flag.
+
+    :raise DaemonizeError: one line (exit 2).
+    """
+    flag = "argument"
+    for arg in arguments:
+        if arg.startswith("--"):
+            flag, equals, value = arg.partition("=")
+            refuse_unit_syntax(flag, value if equals else arg)
+        else:
+            refuse_unit_syntax(flag, arg)
+    refuse_unit_syntax("--executable", executable)
+    if workdir:
+        refuse_unit_syntax("--config", workdir)
+
+
 def _absolute_config(value):
     path, section = config.split_config_arg(value)
     if path is None:
@@ -175,7 +195,7 @@ def refuse_connectors(options):
         if kind not in GO_DAEMONIZE[role]:
             raise DaemonizeError(
                 "daemonize: --{} '{}' is not taken by daemonize, as with the Go tunnel ({} only); "
-                "run it from etc/systemd/uhppoted-tunnel@.service instead".format(
+                "run it from the templated unit instead (uhppoted-tunnel sample unit uhppoted-tunnel@.service)".format(
                     role, spec.text, ", ".join(GO_DAEMONIZE[role])))
 
 
@@ -249,7 +269,9 @@ def daemonize(argv, out, systemd_running=None, user_exists=_user_exists, make_us
     config_path = config.split_config_arg(options["config"])[0] if options["config"] else None
     workdir = os.path.dirname(os.path.abspath(config_path)) if config_path else None
     bind_device = any(options.ends[role][1].interface for role in (IN, OUT))
-    text = render(name, executable, run_arguments(argv, options), user, group or None, workdir, bind_device,
+    arguments = run_arguments(argv, options)
+    refuse_values(arguments, executable, workdir)
+    text = render(name, executable, arguments, user, group or None, workdir, bind_device,
                   label_flag="" if name == SERVICE else " --label " + name[len(SERVICE) + 1:])
     path = os.path.join(unit_dir, name + ".service")
     try:

@@ -182,8 +182,8 @@ class Options(usage.Options):
         ["max-send-queue", None, None, "Bytes queued for one stream peer before it counts as not reading and "
                                        "frames for it are dropped (default 262144).",
          _checked("max-send-queue", _whole)],
-        ["stall-timeout", None, None, "How long a stream peer may read nothing sent to it before it is "
-                                      "disconnected (default 30s).", _checked("stall-timeout")],
+        ["stall-timeout", None, None, "How long a stream peer, or a status page client, may read nothing "
+                                      "sent to it before it is disconnected (default 30s).", _checked("stall-timeout")],
         ["dead-peer-timeout", None, None, "How long a stream peer may leave data or keepalives unanswered "
                                           "before the connection is dropped (TCP_USER_TIMEOUT, default 1m).",
          _checked("dead-peer-timeout")],

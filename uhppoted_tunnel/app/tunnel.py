@@ -49,7 +49,8 @@ def metrics_service(options, telemetry, reactor):
     from uhppoted_tunnel.observe.monitor import monitor_service
     from uhppoted_tunnel.observe.status import StatusPage
 
-    page = StatusPage(telemetry.snapshot, reactor, max_streams=options.get("max-status-streams", DEFAULT_MAX_STREAMS))
+    page = StatusPage(telemetry.snapshot, reactor, max_streams=options.get("max-status-streams", DEFAULT_MAX_STREAMS),
+                      stall_timeout=options["stall-timeout"])
     return monitor_service(options["metrics"], telemetry, options, reactor, page=page)
 
 

@@ -120,6 +120,29 @@ def unit_name(label):
     return SERVICE + "-" + label
 
 
+#: What systemd would read as syntax whatever the quoting: a line break or
+#: any other control character (a newline ends the line, and with it the
+#: quoted word, so what follows would be a unit line of its own).
+_UNIT_SYNTAX = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def refuse_unit_syntax(flag, value):
+    """
+    Refuse a value to be written into a unit that systemd would read as
+    syntax rather than as the value: a newline or any other control
+    character, or a lone C{;} (which would end the command).
+
+    :param flag: what names the value for the user, e.g. C{--in}.
+    :raise DaemonizeError: one line naming the flag (exit 2).
+    """
+    found = _UNIT_SYNTAX.search(value)
+    if found is not None:
+        raise DaemonizeError("{}: the value holds a control character (U+{:04X}, e.g. a newline), which systemd "
+                             "would read as the end of a line in the unit: refused".format(flag, ord(found.group())))
+    if value == ";":
+        raise DaemonizeError("{}: a lone ';' would end the command in the unit: refused".format(flag))
+
+
 def quote(arg):
     """
     Quote one argument for a unit's C{ExecStart=}: C{%} and C{$} doubled

@@ -19,6 +19,7 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorPlugin
+from uhppoted_tunnel.core import extras
 from uhppoted_tunnel.core.values import string
 
 #: the kinds of option: C{--NAME VALUE}, C{--NAME} (on/off), and a
@@ -26,6 +27,26 @@ from uhppoted_tunnel.core.values import string
 PARAMETER, FLAG, LIST = "parameter", "flag", "list"
 
 BOTH = frozenset([IN, OUT])
+
+#: the distribution's name, as pip knows it
+DISTRIBUTION = "uhppoted-tunnel"
+
+
+class MissingExtra(ValueError):
+    """
+    A connector's transport needs a package that is not installed: its pip
+    extra was not asked for. The message is one line that names the
+    command which installs it.
+    """
+
+    def __init__(self, plugin, missing):
+        ValueError.__init__(
+            self,
+            "the {name}/ connectors need the Python package '{missing}', which is not installed: "
+            "pip install '{distribution}[{extra}]'".format(
+                name=plugin.name, missing=missing, distribution=DISTRIBUTION, extra=plugin.extra))
+        self.extra = plugin.extra
+        self.missing = missing
 
 
 @dataclass(frozen=True)
@@ -99,9 +120,13 @@ class ConnectorPlugin:
     :param secure: the prefixes whose ends use TLS, which C{check} examines
         (a prefix ending C{/client:} is a TLS client; any other a server).
     :param title: how C{--help} titles the options' group.
+    :param missing: C{extra -> names} of the extra's distributions that are
+        not installed (by default read from the metadata of
+        L{DISTRIBUTION}).
     """
 
-    def __init__(self, name, maker, kinds, *, arguments=(), extra=None, options=(), secure=(), title=None):
+    def __init__(self, name, maker, kinds, *, arguments=(), extra=None, options=(), secure=(), title=None,
+                 missing=None):
         self.name = name
         self.maker = maker
         self.arguments = tuple(arguments)
@@ -112,6 +137,7 @@ class ConnectorPlugin:
         self._kinds = {prefix: (frozenset(roles), bool(events)) for prefix, (roles, events) in kinds.items()}
         self.prefixes = tuple(self._kinds)
         self._loaded = None
+        self._missing = missing or (lambda extra: extras.missing(DISTRIBUTION, extra))
 
     @property
     def module(self):
@@ -131,10 +157,23 @@ class ConnectorPlugin:
         Import the module and make the maker, once.
 
         :return: the L{IConnectorMaker} provider.
+        :raise MissingExtra: when the plugin's extra is not installed (a
+            distribution it adds is missing), or the module needs a package
+            that is not installed and the plugin declares an extra.
         """
         if self._loaded is None:
+            absent = self._missing(self.extra) if self.extra is not None else []
+            if absent:
+                raise MissingExtra(self, absent[0])
             module, _, attribute = self.maker.partition(":")
-            self._loaded = getattr(importlib.import_module(module), attribute)(*self.arguments)
+            try:
+                imported = importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                missing = (e.name or "").partition(".")[0]
+                if self.extra is None or not missing or missing == __name__.partition(".")[0]:
+                    raise
+                raise MissingExtra(self, missing) from None
+            self._loaded = getattr(imported, attribute)(*self.arguments)
         return self._loaded
 
     def makeEnd(self, spec, role, settings, router, reactor):

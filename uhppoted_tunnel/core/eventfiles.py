@@ -286,8 +286,13 @@ def append_seen(f, key):
     """
     Append a C{(session, frame id)} record to a C{.seen} file opened with
     L{open_seen}.
+
+    :raise OSError: when it cannot be written whole (C{ENOSPC} for a
+        short write: the disk is full).
     """
-    f.write(SEEN.pack(*key))
+    record = SEEN.pack(*key)
+    if f.write(record) != len(record):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def write_seen(path, keys):

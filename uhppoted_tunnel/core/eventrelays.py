@@ -11,12 +11,12 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.events import (
     SESSION_ID,
     EventBuffer,
-    SeenEvents,
     new_session,
     parse_session,
     session_frame,
 )
 from uhppoted_tunnel.core.eventfiles import StorageError
+from uhppoted_tunnel.core.seenevents import SeenEvents
 from uhppoted_tunnel.core.relay import Numbering, Relay
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.counts import QUEUE_FULL
@@ -52,12 +52,19 @@ class EventReceiver(Relay):
         self.sessions = {}
 
     def start(self):
-        self.seen = SeenEvents(self.window, self.path)
+        self.seen = SeenEvents(self.window, self.path, self.clock.seconds)
 
     def stop(self):
         if self.seen is not None:
-            self.seen.close()
-            self.seen = None
+            seen, self.seen = self.seen, None
+            seen.close()
+            if seen.failing is not None:
+                # every event was delivered, but the record of them was
+                # not kept: not a clean exit
+                self.failed("could not record {n} forwarded event(s) in {path}: {reason}; every event was "
+                            "delivered, but after a restart one the sending half resends may be forwarded twice. "
+                            "Free space on the disk that holds {path}.", n=seen.unrecorded, path=self.path,
+                            reason=seen.failing)
 
     def disconnected(self, connection):
         self.sessions.pop(connection, None)
@@ -142,8 +149,18 @@ class EventSender(Relay):
             self.log.info("relaying events as the Go tunnel does (--event-peer go): each sent once to the peers "
                           "connected, held only while none is, never acknowledged")
 
+    def _sent(self):
+        """
+        The highest id sent to a connected peer.
+        """
+        return max(self.cursors.values(), default=0)
+
     def stop(self):
-        self.buffer.expire()
+        self.buffer.expire(self._sent())
+        unconfirmed = self.buffer.forgetUnconfirmed()
+        if unconfirmed:
+            self.log.warn("{n} event(s) dropped from the full buffer after they were sent were never acknowledged: "
+                          "they may be lost", n=unconfirmed)
         self._lost.flush()
         self._refused.flush()
         if self.buffer:
@@ -161,7 +178,7 @@ class EventSender(Relay):
     def send(self, payload, reply):
         last = self.buffer.last
         frame_id = self.ids.next()
-        dropped = self.buffer.add(frame_id, payload)
+        dropped = self.buffer.add(frame_id, payload, sent=self._sent())
         if dropped:
             self._lost.count(dropped)
         # a peer that has every earlier event gets this one now; one still
@@ -197,9 +214,12 @@ class EventSender(Relay):
         return bool(sent)
 
     def _warnLost(self, count):
-        self.log.warn("event buffer full: dropped the {n} oldest event(s) ({total} lost so far; "
-                      "--event-buffer {limit}, --event-buffer-age {age:g}s)", n=count, total=self.buffer.lost,
-                      limit=self.buffer.limit, age=self.buffer.max_age)
+        self.log.warn("event buffer full: dropped the {n} oldest event(s) from the buffer; so far {late} of those "
+                      "dropped were delivered (sent before, acknowledged later), {waiting} were sent and await "
+                      "acknowledgement, and {total} are lost (never sent, or never acknowledged) (--event-buffer "
+                      "{limit}, --event-buffer-age {age:g}s)", n=count, late=self.buffer.late,
+                      waiting=len(self.buffer.unconfirmed), total=self.buffer.lost, limit=self.buffer.limit,
+                      age=self.buffer.max_age)
 
     def frameReceived(self, connection, frame_id, payload):
         # an event sender hears only acknowledgements; like the Go
@@ -236,6 +256,14 @@ class EventSender(Relay):
 
     def disconnected(self, connection):
         self.cursors.pop(connection, None)
+        if not self.cursors:
+            # nobody is left to acknowledge what was dropped after it was
+            # sent (a reconnect resends only what is held)
+            lost = self.buffer.forgetUnconfirmed()
+            if lost:
+                self.log.warn("{n} event(s) dropped from the full buffer after they were sent were never "
+                              "acknowledged before the link dropped: they may be lost (--event-buffer {limit})",
+                              n=lost, limit=self.buffer.limit)
 
     def tally(self, t):
         t.event("acknowledged", self.acknowledged)

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_events -*-
 """
 Event tunnels that lose nothing: the sending half's buffer and the
-receiving half's memory of what it has forwarded.
+sessions and frames both halves use (the receiving half's memory of what
+it has forwarded is L{uhppoted_tunnel.core.seenevents}).
 
 Controllers push status events (64 bytes, function 0x20, start byte 0x17,
 or 0x19 from v6.62 firmware) with the controller's serial at bytes 4..7
@@ -24,17 +25,7 @@ from collections import OrderedDict
 
 from twisted.logger import Logger
 
-from uhppoted_tunnel.core.eventfiles import (
-    LEGACY,
-    append_seen,
-    keep_damaged,
-    load_spool,
-    open_seen,
-    read_seen,
-    set_aside,
-    write_seen,
-    write_spool,
-)
+from uhppoted_tunnel.core.eventfiles import load_spool, write_spool
 
 #: The sending half holds at most this many events while its link is down.
 DEFAULT_BUFFER = 10000
@@ -74,112 +65,22 @@ def parse_session(payload):
     return None
 
 
-class SeenEvents:
-    """
-    The (session, frame id) pairs most recently forwarded, so that an
-    event resent after a reconnect is not forwarded twice. The session is
-    the sending half's own (16 random bytes it names at the start of each
-    connection) and the frame id its own number for the event: fields that
-    no controller packet, forged or not, can set.
-
-    With a path, every pair is also appended to a file (20 bytes each,
-    after an 8-byte header) and read back on start, so the memory survives
-    a restart, even a SIGKILL. The file is rewritten when it holds twice
-    the window. On loading, a torn last record (a crash while appending)
-    and records that no event can have (frame id 0) are discarded and
-    reported; the rest are kept. A file from round 1 (keyed by controller
-    and event index, without the header) is set aside, reported, and not
-    used.
-    """
-
-    log = Logger()
-    log_tag = "EVENTS"
-
-    def __init__(self, size=DEFAULT_WINDOW, path=None):
-        """
-        :param size: how many pairs to remember.
-        :param path: the file to keep them in, or C{None}.
-        """
-        self.size = size
-        self.path = path
-        self._keys = OrderedDict()
-        self._file = None
-        self._records = 0
-        if path is not None:
-            self._load()
-            self._open()
-
-    def _open(self):
-        self._file = open_seen(self.path)
-
-    def _load(self):
-        found = read_seen(self.path, self.size)
-        if found is None:
-            return
-        if found is LEGACY:
-            aside = set_aside(self.path, ".legacy")
-            self.log.warn("{path} was written by an earlier version (keyed by controller and event index): not "
-                          "used, kept as {aside}", path=self.path, aside=aside)
-            return
-        keys, self._records, bad, torn, data = found
-        for key in keys:
-            self._remember(key)
-        if bad or torn:
-            self.log.warn("{path} was damaged: kept {kept} forwarded event(s), discarded {bad} invalid record(s) "
-                          "and {torn} trailing byte(s); the damaged file is kept as {aside}", path=self.path,
-                          kept=len(self._keys), bad=bad, torn=torn, aside=keep_damaged(self.path, data))
-        if self._records > 2 * self.size or bad or torn:
-            self._rewrite()
-
-    def _remember(self, key):
-        keys = self._keys
-        keys[key] = None
-        keys.move_to_end(key)
-        while len(keys) > self.size:
-            keys.popitem(last=False)
-
-    def _rewrite(self):
-        write_seen(self.path, self._keys)
-        self._records = len(self._keys)
-        if self._file is not None:
-            self._file.close()
-            self._open()
-
-    def __contains__(self, key):
-        return key in self._keys
-
-    def __len__(self):
-        return len(self._keys)
-
-    def add(self, key):
-        """
-        Remember a forwarded event.
-
-        :param key: C{(session, frame id)}.
-        """
-        self._remember(key)
-        if self._file is not None:
-            append_seen(self._file, key)
-            self._records += 1
-            if self._records > 2 * self.size:
-                self._rewrite()
-
-    def close(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
 class EventBuffer:
     """
     The sending half's events not yet acknowledged, in order (ids rise with
     each event added).
 
     It holds at most C{limit} events and none older than C{max_age}
-    seconds; past either limit the oldest go first, and are counted in
-    C{lost}. Every operation on the path of an event (add, expire, send,
-    acknowledge) costs in proportion to the events it touches, never to
-    the events held.
+    seconds; past either limit the oldest go first. One never sent to a
+    peer is lost, and counted in C{lost}; one already sent (its id at or
+    below what the caller says was sent) is on its way and may yet be
+    acknowledged: its id is kept (at most C{limit} of them) in
+    C{unconfirmed}, and an acknowledgement of it counts it delivered
+    (C{late}) rather than lost. Those never acknowledged are counted lost
+    by L{forgetUnconfirmed} (when no peer is left to acknowledge them) or
+    when more than C{limit} wait. Every operation on the path of an event
+    (add, expire, send, acknowledge) costs in proportion to the events it
+    touches, never to the events held.
     """
 
     log = Logger()
@@ -196,30 +97,45 @@ class EventBuffer:
         self.max_age = max_age
         #: frame id -> (time received, payload), oldest first
         self._entries = OrderedDict()
+        #: ids dropped after they were sent, not yet acknowledged
+        self.unconfirmed = OrderedDict()
         self.lost = 0
+        #: events dropped after they were sent and acknowledged later
+        self.late = 0
 
     def __len__(self):
         return len(self._entries)
 
-    def add(self, frame_id, payload, stamp=None):
+    def _drop(self, frame_id, sent):
+        if frame_id <= sent:
+            unconfirmed = self.unconfirmed
+            unconfirmed[frame_id] = None
+            if len(unconfirmed) > self.limit:
+                unconfirmed.popitem(last=False)
+                self.lost += 1
+        else:
+            self.lost += 1
+
+    def add(self, frame_id, payload, stamp=None, sent=0):
         """
         Hold an event.
 
+        :param sent: the highest id sent to a peer.
         :return: how many older events were dropped to make room.
         """
         entries = self._entries
         entries[frame_id] = (self._seconds() if stamp is None else stamp, payload)
         dropped = 0
         while len(entries) > self.limit:
-            entries.popitem(last=False)
+            self._drop(entries.popitem(last=False)[0], sent)
             dropped += 1
-        self.lost += dropped
-        return dropped + self.expire()
+        return dropped + self.expire(sent)
 
-    def expire(self):
+    def expire(self, sent=0):
         """
         Drop events older than C{max_age}.
 
+        :param sent: the highest id sent to a peer.
         :return: how many were dropped.
         """
         cutoff = self._seconds() - self.max_age
@@ -230,9 +146,21 @@ class EventBuffer:
             if entries[oldest][0] >= cutoff:
                 break
             del entries[oldest]
+            self._drop(oldest, sent)
             dropped += 1
-        self.lost += dropped
         return dropped
+
+    def forgetUnconfirmed(self):
+        """
+        No peer is left to acknowledge the events dropped after they were
+        sent: count them lost (they may have arrived; nothing says so).
+
+        :return: how many.
+        """
+        count = len(self.unconfirmed)
+        self.unconfirmed.clear()
+        self.lost += count
+        return count
 
     @property
     def last(self):
@@ -262,9 +190,15 @@ class EventBuffer:
         """
         Forget an event a peer has acknowledged.
 
-        :return: True if it was held.
+        :return: True if it was held, or dropped after it was sent (it
+            is delivered all the same).
         """
-        return self._entries.pop(frame_id, None) is not None
+        if self._entries.pop(frame_id, None) is not None:
+            return True
+        if self.unconfirmed.pop(frame_id, False) is None:
+            self.late += 1
+            return True
+        return False
 
     def spool(self, path, session=None):
         """

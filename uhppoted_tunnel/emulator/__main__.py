@@ -48,7 +48,7 @@ def _whole(flag, text, low, high=0xFFFFFFFF):
 class Options(usage.Options):
     """The command line of C{python -m uhppoted_tunnel.emulator}."""
 
-    synopsis = "Usage: python -m uhppoted_tunnel.emulator [options]"
+    synopsis = "Usage: uhppoted-tunnel emulator [options]   (or: python -m uhppoted_tunnel.emulator [options])"
     longdesc = ("Emulates UHPPOTE access controllers on a UDP port until stopped. With --events N it also pushes "
                 "N events to --listener, round-robin over the controllers, one every --interval, and prints "
                 "'emulator sent N events' when done.")

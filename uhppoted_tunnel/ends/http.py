@@ -38,7 +38,7 @@ from twisted.web.resource import Resource, getChildForRequest
 from zope.interface import directlyProvides, implementer
 
 from uhppoted_tunnel.transports.tls import certs as tls
-from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.core.addresses import format_address, is_loopback
 from uhppoted_tunnel.link.bind import check_interface
 from uhppoted_tunnel.core.durations import format_duration
 from uhppoted_tunnel.transports.endpoints import server_endpoint
@@ -289,6 +289,7 @@ class HTTPEnd(EndLifecycle, Service):
         self.max_payload = settings["max-payload"]
         self.html = settings["html"]
         self.max_status_streams = settings.get("max-status-streams", DEFAULT_MAX_STREAMS)
+        self.stall_timeout = settings["stall-timeout"]
         self.trace = settings["debug"]
         if not settings.get("no-http-console", False):
             self.console = ConsolePage(secure=secure)
@@ -328,7 +329,13 @@ class HTTPEnd(EndLifecycle, Service):
     def _listened(self, port):
         self._listening = None
         self.port = port
-        self.log.info("listening on {address}", address=format_address(port.getHost()))
+        address = port.getHost()
+        self.log.info("listening on {address}", address=format_address(address))
+        if not self.secure and not is_loopback(address):
+            self.log.warn("{address} serves the request API (anyone who can reach it can send requests to the "
+                          "controllers) and the status page (controller serials, peer addresses), unencrypted, to "
+                          "anyone who can reach it: bind it to a loopback or management address, or use https/",
+                          address=format_address(address))
         self.listening(port)
 
     def _cannotListen(self, failure):
@@ -373,7 +380,7 @@ class HTTPEnd(EndLifecycle, Service):
         """
         self.monitor = site_root(telemetry)
         self.status = StatusPage(telemetry.snapshot, self.reactor, max_streams=self.max_status_streams,
-                                 secure=self.secure)
+                                 secure=self.secure, stall_timeout=self.stall_timeout)
 
     def tally(self, t):
         t.endpoint(self.endpoint)

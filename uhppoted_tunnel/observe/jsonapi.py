@@ -181,6 +181,10 @@ def encode_json(document, accept_encoding=None):
     return body, False
 
 
+#: Reason phrases twisted.web does not know (it would say "Unknown Status").
+REASONS = {429: b"Too Many Requests"}
+
+
 def respond(request, status, document, close=False):
     """
     Answer a request with JSON and finish it; API answers are never cached
@@ -188,7 +192,7 @@ def respond(request, status, document, close=False):
     """
     accept = request.getHeader(b"accept-encoding")
     body, gzipped = encode_json(document, None if accept is None else accept.decode("latin-1"))
-    request.setResponseCode(status)
+    request.setResponseCode(status, REASONS.get(status))
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")
     request.setHeader(b"Content-Length", b"%d" % len(body))

@@ -137,10 +137,19 @@ class StaticAsset(Resource):
         return self.body
 
 
+#: How long a stream's client may read nothing before it is dropped, by
+#: default: the default of C{--stall-timeout}, which sets it.
+DEFAULT_STALL_TIMEOUT = 30.0
+
+
 @implementer(IPushProducer)
 class StatusStream:
     """
     One client's stream of snapshots: a timer while the client stays.
+
+    A client whose connection stays full (the producer paused) for more
+    than the page's C{stall_timeout} reads nothing: its connection is
+    aborted, so that clients that never read cannot hold every stream.
 
     :ivar request: the request being answered.
     :ivar paused: the client's connection is not taking more just now.
@@ -151,6 +160,7 @@ class StatusStream:
         self.request = request
         self.paused = False
         self.ended = False
+        self._paused_at = None
         self._beat = page.clock.seconds()
         self._timer = LoopingCall(self._tick)
         self._timer.clock = page.clock
@@ -173,6 +183,9 @@ class StatusStream:
 
     def _tick(self):
         if self.paused:
+            if (self._paused_at is not None and not self.ended
+                    and self.page.clock.seconds() - self._paused_at > self.page.stall_timeout):
+                self._stalled()
             return
         self._send()
         now = self.page.clock.seconds()
@@ -184,6 +197,17 @@ class StatusStream:
         event = self.page.event()
         if event is not None and not self.ended:
             self.request.write(event)
+
+    def _stalled(self):
+        """
+        The client has read nothing for longer than the stall timeout:
+        free its slot at once and abort its connection.
+        """
+        self.ended = True
+        if self._timer.running:
+            self._timer.stop()
+        self.page.streamStalled(self, client_address(self.request))
+        self.request.transport.abortConnection()
 
     def _finished(self, result):
         """
@@ -205,11 +229,14 @@ class StatusStream:
     # IPushProducer: the connection says when the client is not reading
 
     def pauseProducing(self):
+        if not self.paused:
+            self._paused_at = self.page.clock.seconds()
         self.paused = True
 
     def resumeProducing(self):
         if self.paused and not self.ended:
             self.paused = False
+            self._paused_at = None
             self._send()
 
     def stopProducing(self):
@@ -273,6 +300,8 @@ class StatusPage(Resource):
     :param interval: seconds between snapshots on a stream.
     :param heartbeat: seconds between heartbeat comments.
     :param retry: the browser's reconnection delay in milliseconds.
+    :param stall_timeout: seconds a stream's client may read nothing
+        before it is dropped (C{--stall-timeout}).
 
     :ivar streams: the open L{StatusStream}s.
     """
@@ -281,7 +310,7 @@ class StatusPage(Resource):
     log_tag = "HTTP"
 
     def __init__(self, snapshot, clock, max_streams=DEFAULT_MAX_STREAMS, secure=False, interval=INTERVAL,
-                 heartbeat=HEARTBEAT, retry=RETRY_MS):
+                 heartbeat=HEARTBEAT, retry=RETRY_MS, stall_timeout=DEFAULT_STALL_TIMEOUT):
         Resource.__init__(self)
         self.snapshot = snapshot
         self.clock = clock
@@ -290,10 +319,13 @@ class StatusPage(Resource):
         self.interval = interval
         self.heartbeat = heartbeat
         self.retry = retry
+        self.stall_timeout = stall_timeout
         self.streams = set()
         self._refused = Throttle(clock, self._warnRefused)
         self._failed = Throttle(clock, self._warnFailed)
+        self._stalls = Throttle(clock, self._warnStalled)
         self._last_refused = None
+        self._last_stalled = None
         self._last_error = None
         for path, (name, content_type) in ASSETS.items():
             self.putChild(path, StaticAsset(asset(name), content_type))
@@ -352,6 +384,14 @@ class StatusPage(Resource):
     def streamEnded(self, stream):
         self.streams.discard(stream)
 
+    def streamStalled(self, stream, peer):
+        """
+        A stream was dropped for its client reading nothing.
+        """
+        self.streams.discard(stream)
+        self._last_stalled = peer
+        self._stalls.count()
+
     def stop(self):
         """
         End every stream and report what is not yet reported: for the
@@ -361,10 +401,16 @@ class StatusPage(Resource):
             stream.end()
         self._refused.flush()
         self._failed.flush()
+        self._stalls.flush()
 
     def _warnRefused(self, count):
         self.log.warn("refused {count} status stream(s), the last from {peer}: {limit} open already "
                       "(--max-status-streams)", count=count, peer=self._last_refused, limit=self.max_streams)
+
+    def _warnStalled(self, count):
+        self.log.warn("dropped {count} status stream(s), the last to {peer}: the client read nothing for over "
+                      "{timeout:g}s (--stall-timeout)", count=count, peer=self._last_stalled,
+                      timeout=self.stall_timeout)
 
     def _warnFailed(self, count):
         self.log.error("status snapshot failed {count} time(s): {error!r}", count=count, error=self._last_error)

@@ -55,6 +55,22 @@ HSTS = (b"Strict-Transport-Security", b"max-age=31536000")
 #: Sent with every API answer (JSON), which must never be cached.
 NO_STORE = (b"Cache-Control", b"no-store")
 
+#: What twisted.web writes, and nothing else, for a request it cannot
+#: parse (a bad request line or header); L{_Connection} writes
+#: L{bad_request} instead.
+TWISTED_BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
+def bad_request(secure):
+    """
+    A 400 answer to a request that cannot be parsed, with the headers
+    every answer carries, closing the connection.
+    """
+    body = b"bad request\n"
+    headers = b"".join(b"%s: %s\r\n" % header for header in security_headers(secure))
+    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n%s"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (headers, len(body), body))
+
 
 def security_headers(secure):
     """
@@ -243,6 +259,13 @@ class _Connection(ProtocolWrapper):
         elif self._deadline is None and not self._expired:
             self._armRequest()
         ProtocolWrapper.dataReceived(self, data)
+
+    def write(self, data):
+        if data == TWISTED_BAD_REQUEST:
+            # twisted.web's own 400 carries no headers: these carry the
+            # security headers like every other answer
+            data = bad_request(self.factory.secure)
+        ProtocolWrapper.write(self, data)
 
     def requestRead(self):
         """

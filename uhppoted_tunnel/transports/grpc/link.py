@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.link.limits import DEFAULT_MAX_CONNECTIONS, LISTEN_BACKLOG, limit_connections
 from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT
+from uhppoted_tunnel.transports.grpc.refusals import HandshakeWatch
 from uhppoted_tunnel.transports.grpc.conf import (
     METHOD,
     SERVICE,
@@ -138,17 +139,25 @@ class ServerEndpoint:
         self.settings = settings
         self.certificates = certificates
         self.peers = Peers()
+        #: connections grpc began and calls started, to warn of refused
+        #: clients (grpcs/ only)
+        self.handshakes = None
         if certificates is not None:
             self.reloadCertificates = certificates.reloadCertificates
+            self.handshakes = HandshakeWatch(reactor, settings["handshake-timeout"], certificates.log_tag)
 
     def listen(self, factory):
         job = None
         listening = Deferred(lambda _: job.cancel())
-        loop, job = LOOP.submit(self._serve, factory, listening, Deferred())
+        stopped = Deferred()
+        if self.handshakes is not None:
+            stopped.addCallback(lambda _: self.handshakes.stop())
+        loop, job = LOOP.submit(self._serve, factory, listening, stopped)
         return listening
 
     def _fetch(self):
         # grpc asks at each handshake (on a thread of its own)
+        self.reactor.callFromThread(self.handshakes.begun)
         fresh, self.certificates.fresh = self.certificates.fresh, None
         return fresh
 
@@ -222,6 +231,8 @@ class ServerEndpoint:
         One C{Relay} call: one connection, if the factory takes it.
         """
         reactor = self.reactor
+        if self.handshakes is not None:
+            reactor.callFromThread(self.handshakes.called)
         loop = asyncio.get_running_loop()
         settings = self.settings
         pump = FramePump(context.read, context.write, None, diagnose, settings["max-payload"],

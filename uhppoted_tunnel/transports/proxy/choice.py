@@ -15,7 +15,8 @@ import ipaddress
 import re
 
 from uhppoted_tunnel.core.addresses import go_address
-from uhppoted_tunnel.transports.proxy.urls import NONE, Proxy, parse_proxy
+from uhppoted_tunnel.transports.proxy.sshfiles import identity_mode_warning
+from uhppoted_tunnel.transports.proxy.urls import NONE, Proxy, SSHProxy, parse_proxy
 
 
 def _split_host(host):
@@ -92,12 +93,12 @@ class Choice:
     """
     What a client end dials through, and why.
 
-    :ivar proxy: the L{Proxy}, or C{None} to dial directly.
+    :ivar proxy: the L{Proxy} or L{SSHProxy}, or C{None} to dial directly.
     :ivar why: where the proxy (or its absence) came from, for the log
         line; C{None} when nothing asked for a proxy.
     """
 
-    proxy: Proxy | None
+    proxy: Proxy | SSHProxy | None
     why: str | None = None
 
 
@@ -168,4 +169,9 @@ def describe(spec, settings, secure):
     choice = chosen[2]
     if choice.proxy is None:
         return "{} dials {} directly ({})".format(spec.kind, spec.address, choice.why)
+    if isinstance(choice.proxy, SSHProxy):
+        note = "{} dials {} through SSH server {} ({})".format(spec.kind, spec.address, choice.proxy, choice.why)
+        identity = settings.get("ssh-identity")
+        warning = identity_mode_warning(identity) if identity else None
+        return note if warning is None else note + "; warning: " + warning
     return "{} dials {} through HTTP proxy {} ({})".format(spec.kind, spec.address, choice.proxy, choice.why)

@@ -2,10 +2,12 @@
 """
 A proxy as the operator names it: L{Proxy} (host, port, credentials),
 read from a URL by L{parse_proxy} (C{http://[USER[:PASS]@]HOST[:PORT][/]}),
+or L{SSHProxy}, an SSH server that forwards (C{ssh://USER@HOST[:PORT]});
 shown without its password by L{redacted}, and L{ProxyError}, what every
 proxy endpoint fails an attempt with.
 
-Only C{http://} proxies are supported (no TLS to the proxy, no SOCKS).
+Only C{http://} and C{ssh://} proxies are supported (no TLS to the proxy,
+no SOCKS).
 """
 
 import base64
@@ -17,6 +19,9 @@ from urllib.parse import unquote_to_bytes
 
 #: curl's port for an C{http://} proxy that names none.
 DEFAULT_PORT = 1080
+
+#: The port of an C{ssh://} proxy that names none.
+SSH_PORT = 22
 
 
 #: What turns proxies off (C{--proxy none}, or an empty value).
@@ -54,6 +59,33 @@ class Proxy:
         if self.credentials is None:
             return None
         return b"Basic " + base64.b64encode(self.credentials)
+
+
+@dataclasses.dataclass(frozen=True)
+class SSHProxy:
+    """
+    An SSH server that forwards connections (C{direct-tcpip}), as
+    C{ssh -W} uses it. C{str()} is C{USER@HOST:PORT}.
+
+    :ivar host: a name or an IP address (no brackets).
+    :ivar port: the port.
+    :ivar user: the user name to log in as.
+    """
+
+    host: str
+    port: int
+    user: str
+
+    def __str__(self):
+        return "{}@{}".format(self.user, host_port(self.host, self.port))
+
+    @property
+    def known_host(self):
+        """
+        How OpenSSH names the server in C{known_hosts}: C{HOST} on port 22,
+        else C{[HOST]:PORT}.
+        """
+        return self.host if self.port == SSH_PORT else "[{}]:{}".format(self.host, self.port)
 
 
 def host_port(host, port):
@@ -96,10 +128,12 @@ def parse_proxy(text):
     """
     Read a proxy URL: C{http://[USER[:PASS]@]HOST[:PORT][/]}. Without a
     scheme C{http://} is taken, and without a port 1080, as curl does;
-    C{USER} and C{PASS} are percent-decoded.
+    C{USER} and C{PASS} are percent-decoded. Or C{ssh://USER@HOST[:PORT]}
+    (port 22 if none): an SSH server, logged in to with a key, never a
+    password.
 
     :param text: the URL, or C{none} (or an empty text) for no proxy.
-    :return: a L{Proxy}, or C{None} for no proxy.
+    :return: a L{Proxy} or an L{SSHProxy}, or C{None} for no proxy.
     :raise ValueError: one line saying what is wrong, the password hidden.
     """
     text = text.strip()
@@ -114,33 +148,11 @@ def parse_proxy(text):
     if scheme.startswith("socks"):
         raise ValueError("{}: SOCKS proxies are not supported: give an HTTP proxy (http://HOST:PORT) "
                          "that allows CONNECT".format(shown))
-    if scheme != "http":
-        raise ValueError("{}: unsupported scheme '{}' (expected http://)".format(shown, scheme))
-    if rest.endswith("/"):
-        rest = rest[:-1]
-    if any(c in rest for c in "/?#"):
-        raise ValueError("{}: a proxy URL has no path, query or fragment (expected "
-                         "http://[USER:PASS@]HOST[:PORT])".format(shown))
-    match = _HOST_PORT.fullmatch(rest)
-    if match is None:
-        raise ValueError("{}: invalid address '{}' (expected HOST:PORT, [IPv6]:PORT)".format(shown, rest))
-    host, port = match.groups()
-    if host.startswith("["):
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError("{}: invalid IPv6 address '{}'".format(shown, host)) from None
-    elif not host:
-        raise ValueError("{}: no host (expected http://[USER:PASS@]HOST[:PORT])".format(shown))
-    elif not _HOSTNAME.fullmatch(host):
-        raise ValueError("{}: invalid host '{}'".format(shown, host))
-    if port is None or port == "":
-        port = DEFAULT_PORT
-    elif not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
-        raise ValueError("{}: invalid port '{}' (expected 1..65535)".format(shown, port))
-    else:
-        port = int(port)
+    if scheme not in ("http", "ssh"):
+        raise ValueError("{}: unsupported scheme '{}' (expected http:// or ssh://)".format(shown, scheme))
+    if scheme == "ssh":
+        return _ssh_proxy(shown, userinfo, rest)
+    host, port = _address(shown, rest, DEFAULT_PORT, "http://[USER:PASS@]HOST[:PORT]")
     credentials = None
     if userinfo is not None:
         user, _, password = userinfo.partition(":")
@@ -155,6 +167,59 @@ def parse_proxy(text):
     return Proxy(host, port, credentials)
 
 
+def _ssh_proxy(shown, userinfo, rest):
+    """
+    The L{SSHProxy} of an C{ssh://} URL, once its scheme is read.
+    """
+    expected = "ssh://USER@HOST[:PORT]"
+    if userinfo is None or not userinfo:
+        raise ValueError("{}: no user name (expected {})".format(shown, expected))
+    if ":" in userinfo:
+        raise ValueError("{}: an ssh:// proxy takes no password: log in with a key (--ssh-identity, "
+                         "or ssh-agent)".format(shown))
+    user = unquote_to_bytes(userinfo)
+    if any(c <= 0x20 or c == 0x7F for c in user):
+        raise ValueError("{}: blanks or control characters in the user name".format(shown))
+    try:
+        user = user.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("{}: the user name is not UTF-8".format(shown)) from None
+    host, port = _address(shown, rest, SSH_PORT, expected)
+    return SSHProxy(host, port, user)
+
+
+def _address(shown, rest, default_port, expected):
+    """
+    :return: C{(host, port)} of the part of a proxy URL after its
+        credentials.
+    :raise ValueError: naming what is wrong.
+    """
+    if rest.endswith("/"):
+        rest = rest[:-1]
+    if any(c in rest for c in "/?#"):
+        raise ValueError("{}: a proxy URL has no path, query or fragment (expected "
+                         "{})".format(shown, expected))
+    match = _HOST_PORT.fullmatch(rest)
+    if match is None:
+        raise ValueError("{}: invalid address '{}' (expected HOST:PORT, [IPv6]:PORT)".format(shown, rest))
+    host, port = match.groups()
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError("{}: invalid IPv6 address '{}'".format(shown, host)) from None
+    elif not host:
+        raise ValueError("{}: no host (expected {})".format(shown, expected))
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError("{}: invalid host '{}'".format(shown, host))
+    if port is None or port == "":
+        return host, default_port
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise ValueError("{}: invalid port '{}' (expected 1..65535)".format(shown, port))
+    return host, int(port)
+
+
 def check_proxy(value):
     """
     The TOML and C{--proxy} converter: the text, once it parses.
@@ -162,6 +227,7 @@ def check_proxy(value):
     :raise ValueError: for a value L{parse_proxy} refuses, or not a string.
     """
     if type(value) is not str:
-        raise ValueError("expected a string such as \"http://proxy.example.com:3128\" or \"none\"")
+        raise ValueError("expected a string such as \"http://proxy.example.com:3128\", "
+                         "\"ssh://tunnel@jump.example.com\" or \"none\"")
     parse_proxy(value)
     return value

@@ -31,6 +31,8 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
+from uhppoted_tunnel.core.bounded import read_bounded
+
 
 CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString("ECDHE+AESGCM:ECDHE+CHACHA20")
 
@@ -43,8 +45,7 @@ def read_file(path, flag):
     :raise ValueError: naming the flag and the file when it cannot be read.
     """
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_bounded(path, "{} '{}'".format(flag, path), what="a PEM file")[0]
     except OSError as e:
         raise ValueError("{} '{}': {}".format(flag, path, e.strerror or e)) from None
 
@@ -74,8 +75,8 @@ def not_after(path):
     from cryptography import x509
 
     try:
-        with open(path, "rb") as f:
-            return x509.load_pem_x509_certificate(f.read()).not_valid_after_utc.timestamp()
+        data, _ = read_bounded(path, "'{}'".format(path), what="a PEM file")
+        return x509.load_pem_x509_certificate(data).not_valid_after_utc.timestamp()
     except (OSError, ValueError) as e:
         raise ValueError("'{}': {}".format(path, getattr(e, "strerror", None) or e)) from None
 

@@ -22,7 +22,6 @@ L{uhppoted_tunnel.transports.ws.upgrade}.
 """
 
 import ipaddress
-import os
 import re
 import stat
 from dataclasses import replace
@@ -31,6 +30,7 @@ from twisted.logger import Logger
 
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import go_address, parse_networks
+from uhppoted_tunnel.core.bounded import read_bounded
 from uhppoted_tunnel.core.frames import HEADER_SIZE
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, SecureServerEndpoint, watch_certificates
@@ -88,13 +88,9 @@ def read_token(path, log=None):
     """
     where = "--token-file '{}'".format(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_TOKEN_FILE + 1)
-            mode = os.fstat(f.fileno()).st_mode
+        data, mode = read_bounded(path, where, MAX_TOKEN_FILE, "a token file")
     except OSError as e:
         raise ValueError("{}: {}".format(where, e.strerror or e)) from None
-    if len(data) > MAX_TOKEN_FILE:
-        raise ValueError("{}: over {} bytes (is it a token file?)".format(where, MAX_TOKEN_FILE))
     try:
         token = data.decode("ascii").strip()
     except UnicodeDecodeError:

@@ -20,10 +20,10 @@ counts), C{endpoint} (the session as an endpoint) and this maker.
 """
 
 import dataclasses
-import os
 
 from twisted.logger import Logger
 
+from uhppoted_tunnel.core.bounded import read_bounded
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports import proxy
 from uhppoted_tunnel.transports.tls import certs as tls
@@ -48,12 +48,11 @@ def read_password(path):
     if not path:
         raise ValueError("xmpp/ needs --xmpp-password-file FILE (TOML xmpp-password-file): the file holding the "
                          "account's password")
+    where = "--xmpp-password-file '{}'".format(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PASSWORD + 1)
-            mode = os.fstat(f.fileno()).st_mode
+        data, mode = read_bounded(path, where, MAX_PASSWORD, "a password file")
     except OSError as e:
-        raise ValueError("--xmpp-password-file '{}': {}".format(path, e.strerror or e)) from None
+        raise ValueError("{}: {}".format(where, e.strerror or e)) from None
     try:
         lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:

@@ -11,6 +11,11 @@ import os
 import zmq
 from zmq.auth.certs import load_certificate, load_certificates
 
+from uhppoted_tunnel.core.bounded import FileTooLarge, read_bounded
+
+#: The most read from a key file (one holds about 300 bytes).
+MAX_KEY_FILE = 64 * 1024
+
 
 def read_key(path, flag, secret):
     """
@@ -25,7 +30,11 @@ def read_key(path, flag, secret):
     :raise ValueError: one line naming the flag and the file.
     """
     try:
+        # bounded first: zmq's reader reads a whole file (/dev/zero too)
+        read_bounded(path, "{} {}".format(flag, path), MAX_KEY_FILE, "a CURVE key file")
         public, secret_key = load_certificate(path)
+    except FileTooLarge:
+        raise
     except (OSError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         if not os.path.exists(path):
@@ -50,7 +59,13 @@ def read_authorized(directory, flag="--zmq-authorized-keys"):
     if not os.path.isdir(directory):
         raise ValueError("{} {}: not a folder".format(flag, directory))
     try:
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".key"):
+                path = os.path.join(directory, name)
+                read_bounded(path, "{} {}".format(flag, path), MAX_KEY_FILE, "a CURVE key file")
         keys = load_certificates(directory)
+    except FileTooLarge as e:
+        raise ValueError(str(e)) from None
     except (OSError, ValueError) as e:
         raise ValueError("{} {}: {}".format(flag, directory, e)) from None
     if not keys:

@@ -78,6 +78,7 @@ class ZMQPort:
         self._by_fd = {}
         self._accepted = {}
         self._last = {}
+        self._open_at_refusal = 0
         self.limits = ConnectionLimits(settings["max-connections"], settings["max-connections-per-source"])
         self._refusals = {kind: Throttle(clock, lambda count, kind=kind: self._warnRefused(kind, count))
                           for kind in ("max-connections", "max-connections-per-source", "key")}
@@ -137,6 +138,9 @@ class ZMQPort:
         kind = reason if reason.startswith("max-connections") else "key"
         self.limits.refused[kind] = self.limits.refused.get(kind, 0) + 1
         self._last[kind] = address
+        # the count now (the one refused among them), not when the warning
+        # is written: by then it may be gone, and others with it
+        self._open_at_refusal = max(0, self.limits.total - 1)
         self._refusals[kind].count()
 
     def _warnRefused(self, kind, count):
@@ -147,8 +151,8 @@ class ZMQPort:
         else:
             limit = self.limits.max_connections if kind == "max-connections" else self.limits.max_per_source
             self.log.warn("refused {count} connection(s), the last from {address}: {limit} open connections "
-                          "already (--{cap}; {total} open)", count=count, address=address, limit=limit, cap=kind,
-                          total=self.limits.total - 1)
+                          "already (--{cap}; {total} open when it was refused)", count=count, address=address,
+                          limit=limit, cap=kind, total=self._open_at_refusal)
 
     def _warnHandshakes(self, count):
         self.log.warn("{count} ZeroMQ handshake(s) with clients failed, the last: {reason}", count=count,

@@ -2,7 +2,9 @@
 """
 Deploy a tunnel with twistd from a TOML file:
 
-    UHTUNNEL_CONFIG=/etc/uhppoted/uhppoted-tunnel.toml#host twistd -n -y etc/uhtunnel.tac
+    UHTUNNEL_CONFIG=/etc/uhppoted/uhppoted-tunnel.toml#host twistd -n -y uhtunnel.tac
+
+(uhppoted-tunnel sample tac > uhtunnel.tac writes this file.)
 
 UHTUNNEL_CONFIG takes what --config takes (FILE#SECTION, FILE::SECTION,
 FILE); UHTUNNEL_ARGS may add command-line flags (e.g. "--debug").

@@ -1,0 +1,156 @@
+# -*- test-case-name: tests.loopback.test_nats -*-
+"""
+A real three-node NATS cluster with JetStream on 127.0.0.1, for the nats/
+ends' loopback tests: Debian's C{nats-server}, each node with its own
+configuration and store in the test's directory, the nodes' users
+authenticated by nkey. A node is ready once its monitoring port answers
+C{/healthz} with 200 (the server up and JetStream current); nodes are
+killed and started again by the tests, and killed in cleanup.
+"""
+
+import json
+import os
+
+import nkeys
+import treq
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
+from twisted.web.client import HTTPConnectionPool
+
+from tests.loopback.processes import DEADLINE, LOOPBACK, free_port, spawn, workdir
+from tests.tools import require
+
+#: How often a waiting test asks a node's monitoring port again.
+POLL = 0.2
+
+
+def make_seed(path):
+    """
+    Write a new user nkey seed to C{path} (mode 0600).
+
+    :return: the user's public key.
+    """
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    with open(path, "wb") as f:
+        f.write(seed)
+    os.chmod(path, 0o600)
+    return nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+class Node:
+    """
+    One node: its ports, its files and its process (while it runs).
+    """
+
+    def __init__(self, index, root, routes, users):
+        self.name = "n{}".format(index)
+        self.port = free_port()
+        self.monitor = free_port()
+        self.cluster = routes[index]
+        self.config = os.path.join(root, self.name + ".conf")
+        self.store = os.path.join(root, self.name + "-store")
+        self.process = None
+        others = ", ".join("nats-route://{}:{}".format(LOOPBACK, port) for i, port in enumerate(routes) if i != index)
+        with open(self.config, "w") as f:
+            f.write("server_name: {name}\nlisten: {host}:{port}\nhttp: {host}:{monitor}\n"
+                    "jetstream {{ store_dir: \"{store}\", max_memory_store: 64MB, max_file_store: 256MB }}\n"
+                    "cluster {{ name: uhtest, listen: {host}:{cluster}, routes: [{others}] }}\n"
+                    "authorization {{ users = [ {users} ] }}\n".format(
+                        name=self.name, host=LOOPBACK, port=self.port, monitor=self.monitor, store=self.store,
+                        cluster=self.cluster, others=others,
+                        users=", ".join("{{ nkey: {} }}".format(user) for user in users)))
+
+    @property
+    def address(self):
+        return "{}:{}".format(LOOPBACK, self.port)
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.running
+
+
+class Cluster:
+    """
+    Three nodes that route to each other, with JetStream, and the seeds
+    of the users they admit (C{good}) and of one they do not (C{rogue}).
+    """
+
+    def __init__(self, testcase, size=3):
+        self.testcase = testcase
+        self.server = require("nats-server", "nats-server")
+        root = os.path.join(workdir(testcase), "nats")
+        os.makedirs(root)
+        self.seeds = {name: os.path.join(root, name + ".nk") for name in ("good", "rogue")}
+        users = [make_seed(self.seeds["good"])]
+        make_seed(self.seeds["rogue"])
+        routes = [free_port() for _ in range(size)]
+        self.nodes = [Node(i, root, routes, users) for i in range(size)]
+
+    @inlineCallbacks
+    def start(self):
+        """
+        Start every node, and wait until each is healthy.
+        """
+        for node in self.nodes:
+            self.run(node)
+        for node in self.nodes:
+            yield self.healthy(node)
+
+    def run(self, node):
+        node.process = spawn(self.testcase, [self.server, "-c", node.config], node.name)
+
+    @inlineCallbacks
+    def restart(self, node):
+        self.run(node)
+        yield self.healthy(node)
+
+    @inlineCallbacks
+    def kill(self, node):
+        """
+        SIGKILL a node, and wait until it has ended.
+        """
+        node.process.send_signal("KILL")
+        yield node.process.ended
+
+    @inlineCallbacks
+    def get(self, node, path):
+        """
+        :return: C{(status, body)} of a GET on the node's monitoring port,
+            or C{(None, reason)} if it does not answer.
+        """
+        try:
+            response = yield treq.get("http://{}:{}{}".format(LOOPBACK, node.monitor, path), timeout=2,
+                                      pool=HTTPConnectionPool(reactor, persistent=False))
+            body = yield response.content()
+        except Exception as e:
+            return None, str(e)
+        return response.code, body
+
+    @inlineCallbacks
+    def healthy(self, node, timeout=DEADLINE):
+        """
+        Wait until the node answers C{/healthz} with 200.
+        """
+        deadline = reactor.seconds() + timeout
+        while True:
+            code, body = yield self.get(node, "/healthz")
+            if code == 200:
+                return
+            if not node.process.running:
+                raise AssertionError("nats-server {} ended: {}".format(node.name, node.process.recent()))
+            if reactor.seconds() > deadline:
+                raise AssertionError("nats-server {} not healthy within {}s: {} {!r}".format(
+                    node.name, timeout, code, body))
+            yield deferLater(reactor, POLL, lambda: None)
+
+    @inlineCallbacks
+    def subscriptions(self, node):
+        """
+        :return: the subjects each client of a node subscribes to: a list
+            of sets, one a connection.
+        """
+        code, body = yield self.get(node, "/connz?subs=1")
+        if code != 200:
+            raise AssertionError("connz on {}: {} {!r}".format(node.name, code, body))
+        return [set(c.get("subscriptions_list") or ()) for c in json.loads(body)["connections"]]

@@ -1,0 +1,1 @@
+"""The NATS transport: nats/client and natss/client ends on a NATS cluster."""
