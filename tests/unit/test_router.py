@@ -354,3 +354,13 @@ class FairnessTests(SynchronousTestCase):
         held = [e for e in logged if "keep the rest" in e["log_format"]]
         self.assertEqual([(e["count"], e["source"]) for e in held], [(1, "10.0.1.1")])
         router.stop()
+
+    def test_burstOfOne(self):
+        """
+        With a burst of 1 there is nothing to reserve: a sender's first
+        request is forwarded.
+        """
+        router = Router(Clock(), 0.01, 1, source_rate=0.005, source_burst=1, out=RecordingOut())
+        self.assertTrue(router.request(b"x", None, "10.0.0.1"))
+        self.assertFalse(router.request(b"x", None, "10.0.0.1"))
+        router.stop()

@@ -31,7 +31,7 @@ class Router:
     The per-sender buckets sit inside the end's budget fairly: a sender that
     has spent more than half its own burst (one sending above its rate) is
     I{heavy}, and takes from the end's bucket only what is above a reserve
-    of half the end's burst; the reserve is for the senders within their
+    of half the end's burst (in whole requests); the reserve is for the senders within their
     share. So a polite application keeps its requests however many
     addresses flood, and the flooders share what it leaves. One dictionary
     look-up and two buckets per request; memory bounded by C{max_sources}.
@@ -63,8 +63,9 @@ class Router:
         self.clock = clock
         self.out = out
         self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
-        #: the end's tokens that heavy senders leave for the others
-        self.reserve = 0.0 if rate is None else burst / 2
+        #: the end's tokens that heavy senders leave for the others: half
+        #: its burst, in whole requests (none for a burst of 1)
+        self.reserve = 0.0 if rate is None else float(burst // 2)
         self.source_rate = source_rate
         self.source_burst = source_burst
         self.max_sources = max_sources
