@@ -194,6 +194,20 @@ class IPeerIdentity(Interface):
     identity = Attribute("The peer certificate's subject as text (C{CN=site-a,O=Example}).")
 
 
+class IProvable(Interface):
+    """
+    A connection counted under a server end's caps, which may be closed to
+    make room for a newcomer until its peer proves itself (a TLS handshake
+    with a client certificate, a valid frame, a whole request).
+    """
+
+    def proven():
+        """
+        The peer has proved itself: the connection is not closed for
+        others from now on.
+        """
+
+
 class IConnectionReporter(IProtocolFactory):
     """
     What a connection of any transport may use of its end's factory

@@ -387,6 +387,40 @@ class GRPCLimitTests(_GRPCPairs, TestCase):
     """
 
     @inlineCallbacks
+    def test_idleFloodDoesNotLockOut(self):
+        """
+        Idle TCP connections from one address (that never speak HTTP/2)
+        meet the end's own caps: past --max-connections-per-source they are
+        refused with a warning naming the flag, and a real client from
+        another address is served while they stay open.
+        """
+        emulator, emulator_port = yield start_emulator(self, A)
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0",
+                          "--max-connections", "20", "--max-connections-per-source", "10",
+                          "--handshake-timeout", "60s")
+        port = int((yield host.waitFor(grpc_listening())).group(1))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        idle = []
+        self.addCleanup(lambda: [sock.close() for sock in idle])
+        for _ in range(110):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            idle.append(sock)
+            sock.bind(("127.0.0.2", 0))
+            sock.settimeout(5)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except OSError:
+                pass
+        yield host.waitFor(r"WARN\s+GRPC\s+refused \d+ connection\(s\), the last from 127\.0\.0\.2:\d+: 10 open "
+                           r"connections from 127\.0\.0\.2 already \(--max-connections-per-source")
+        site = run_tunnel(self, "site", "--in", "grpc/client:127.0.0.1:{}".format(port),
+                          "--out", "udp/broadcast:127.0.0.1:{}".format(emulator_port), "--udp-timeout", "1s")
+        yield site.waitFor(grpc_connected("grpc", port), timeout=8)
+        reply = yield Client(udp_port).get_controller(A, timeout=3.0)
+        self.assertEqual(reply.controller, A)
+        self.assertNotIn("Traceback", host.output())
+
+    @inlineCallbacks
     def test_max_connections(self):
         """
         A server with --max-connections 1 refuses a second client's call:

@@ -19,7 +19,7 @@ from twisted.internet.defer import (
 )
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import formatEvent
 from twisted.trial.unittest import TestCase
 from uhppoted import decode, encode
@@ -319,6 +319,68 @@ class ConnectionCapTests(LimitsMixin, TunnelMixin, TestCase):
         warnings = [m for m in self.log.messages() if "--max-connections;" in m]
         self.assertEqual(len(warnings), 1, warnings)
         self.assertIn("refused 1 connection(s)", warnings[0])
+
+
+class DripFeedMakeRoomTests(LimitsMixin, TunnelMixin, TestCase):
+    """
+    An end full of drip-feeding connections that never finish a request,
+    reopened as they are closed, still serves normal requests: each makes
+    room by closing the oldest connection past its probation, and the log
+    says so.
+    """
+
+    @inlineCallbacks
+    def test_dripFeedersDoNotStarve(self):
+        """
+        Drip-feeders from 5 addresses fill --max-connections 20 and are
+        reopened as they close; nine of ten normal requests from another
+        address, one every half second, are answered.
+        """
+        yield self.tunnel("--max-connections", "20", "--max-connections-per-source", "8",
+                          "--http-request-timeout", "4s", "--connection-probation", "1s")
+        sources = ["127.0.0.{}".format(n) for n in range(2, 7)]
+        running = [True]
+        later = []
+
+        def stop():
+            running[0] = False
+            for call in later:
+                if call.active():
+                    call.cancel()
+
+        self.addCleanup(stop)
+
+        def reopen(_, source):
+            # a moment later, as a flooder in another process would: a
+            # refused one reopened at once would spin this process
+            if running[0]:
+                later.append(reactor.callLater(0.2, lambda: running[0] and dripper(source)))
+
+        def dripper(source):
+            client = Client(drip=REQUEST, interval=0.5)
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port, bindAddress=(source, 0))
+            connectProtocol(endpoint, client).addCallbacks(lambda _: client.lost.addCallback(reopen, source),
+                                                           lambda _: reopen(None, source))
+            self.addCleanup(self.close, client)
+
+        for source in sources:
+            for _ in range(8):
+                dripper(source)
+        yield self.log.waitFor("--max-connections;", reactor)
+        yield deferLater(reactor, 1.5, lambda: None)
+        answered = 0
+        for _ in range(10):
+            good = yield self.connect(Client(drip=b"GET /hello.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                             interval=0.0001), source="127.0.0.9")
+            timer = reactor.callLater(2.0, good.transport.abortConnection)
+            yield good.lost
+            if timer.active():
+                timer.cancel()
+            answered += good.text().endswith(b"hello")
+            yield deferLater(reactor, 0.5, lambda: None)
+        stop()
+        self.assertGreaterEqual(answered, 9, "\n".join(m for m in self.log.messages() if "factory" not in m))
+        yield self.log.waitFor("--connection-probation", reactor)
 
 
 class HTTPSConnectionCapTests(LimitsMixin, HTTPSTunnelMixin, TestCase):

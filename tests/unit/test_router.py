@@ -274,3 +274,93 @@ class SourceLimitTests(SynchronousTestCase):
         the end alone.
         """
         self.assertTrue(all(self.router.request(b"x", None) for _ in range(50)))
+
+
+class FairnessTests(SynchronousTestCase):
+    """
+    With the defaults (1/s for the end, burst 120; 0.5/s and 60 per
+    sender), flooding senders do not take a polite application's share of
+    the end's budget: they share what it leaves.
+    """
+
+    def flood(self, flooders, seconds):
+        """
+        A polite sender sends one request a second while C{flooders} senders
+        each send one in every hundredth of a second; time is counted in
+        whole ticks so that no rounding helps or hurts.
+
+        :return: the polite sender's requests forwarded, and the flooders'.
+        """
+        clock = Clock()
+        router = Router(clock, 1.0, 120, source_rate=0.5, source_burst=60, out=RecordingOut())
+        polite = flooded = 0
+        for tick in range(seconds * 100):
+            clock.advance(tick / 100 - clock.seconds())
+            for n in range(flooders):
+                flooded += router.request(b"x", None, "10.0.1.{}".format(n))
+            if tick % 100 == 37:
+                polite += router.request(b"p", None, "10.0.0.1")
+        router.stop()
+        return polite, flooded
+
+    def test_twoFlooders(self):
+        """
+        Two flooders leave a 1 request/s application (nearly) all of its 30
+        requests.
+        """
+        polite, flooded = self.flood(2, 30)
+        self.assertGreaterEqual(polite, 29)
+        self.assertGreater(flooded, 0)
+
+    def test_fiftyFlooders(self):
+        """
+        Fifty flooders leave it (nearly) all of its 10 requests.
+        """
+        polite, flooded = self.flood(50, 10)
+        self.assertGreaterEqual(polite, 9)
+
+    def test_floodersShareWhatIsLeft(self):
+        """
+        With no polite sender, the flooders still get the end's rate
+        between them, once their bursts are spent and the end's reserve has
+        refilled (a minute at the defaults).
+        """
+        clock = Clock()
+        router = Router(clock, 1.0, 120, source_rate=0.5, source_burst=60, out=RecordingOut())
+        for n in range(4):
+            for _ in range(60):
+                router.request(b"x", None, "10.0.1.{}".format(n))
+        forwarded = None
+        for tick in range(1, 1201):
+            clock.advance(tick / 10 - clock.seconds())
+            if tick == 600:
+                forwarded = router.forwarded
+            for n in range(4):
+                router.request(b"x", None, "10.0.1.{}".format(n))
+        self.assertApproximates(router.forwarded - forwarded, 60, 3)
+        router.stop()
+
+    def test_heldWarned(self):
+        """
+        Requests held back from a heavy sender to keep the reserve are
+        warned about, throttled, naming the last sender.
+        """
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        clock = Clock()
+        router = Router(clock, 1.0, 10, source_rate=0.5, source_burst=8, out=RecordingOut())
+        for _ in range(20):
+            router.request(b"x", None, "10.0.1.1")
+        router.request(b"x", None, "10.0.1.2")
+        held = [e for e in logged if "keep the rest" in e["log_format"]]
+        self.assertEqual([(e["count"], e["source"]) for e in held], [(1, "10.0.1.1")])
+        router.stop()
+
+    def test_burstOfOne(self):
+        """
+        With a burst of 1 there is nothing to reserve: a sender's first
+        request is forwarded.
+        """
+        router = Router(Clock(), 0.01, 1, source_rate=0.005, source_burst=1, out=RecordingOut())
+        self.assertTrue(router.request(b"x", None, "10.0.0.1"))
+        self.assertFalse(router.request(b"x", None, "10.0.0.1"))
+        router.stop()

@@ -131,6 +131,7 @@ GENERAL_KEYS = {
     "http-request-timeout": duration(positive=True),
     "max-connections": integer(1),
     "max-connections-per-source": integer(1),
+    "connection-probation": duration(positive=True),
     "max-status-streams": integer(1),
     "log-level": log_level,
     "rate-limit": positive_number,

@@ -2,14 +2,17 @@
 """
 What the console script (L{uhppoted_tunnel.app.cli}) and the twistd plugin
 (L{uhppoted_tunnel.app.tap}) share to start a tunnel: take the lockfile and
-build the service, stop the reactor on a failure, reload certificates on
+build the service (the descriptor limit raised first,
+L{uhppoted_tunnel.app.descriptors}), stop the reactor on a failure, reload certificates on
 SIGHUP. Both import it; neither imports the other.
 """
 
+import resource
 import signal
 
 from twisted.internet.error import ReactorNotRunning
 
+from uhppoted_tunnel.app.descriptors import fit_caps, needed, raise_limit
 from uhppoted_tunnel.app.lockfile import Lockfile
 from uhppoted_tunnel.app.tunnel import TunnelService
 
@@ -26,6 +29,7 @@ def build(options, reactor):
     :raise LockfileError: when another copy holds the lockfile.
     """
     options.checkFiles()
+    fit_caps(options, raise_limit(needed(options), resource))
     lock = Lockfile(options["lockfile"])
     lock.acquire()
     try:

@@ -57,6 +57,7 @@ DEFAULTS = {
     "http-request-timeout": DEFAULT_REQUEST_TIMEOUT,
     "max-connections": limits.DEFAULT_MAX_CONNECTIONS,
     "max-connections-per-source": limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    "connection-probation": limits.PROBATION,
     "max-status-streams": DEFAULT_MAX_STREAMS,
     "event-buffer": events.DEFAULT_BUFFER,
     "event-buffer-age": events.DEFAULT_BUFFER_AGE,
@@ -151,6 +152,10 @@ class Options(usage.Options):
                                                    "address (default {}).".format(
                                                        limits.DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
          _checked("max-connections-per-source", _whole)],
+        ["connection-probation", None, None, "How long a new connection to a server end has to prove itself (a "
+                                             "valid frame, a whole HTTP request, a TLS client certificate) before "
+                                             "it may be closed to make room when the end is full (default 5s).",
+         _checked("connection-probation")],
         ["max-status-streams", None, None, "Live status pages open at once (each holds one connection); more "
                                            "are answered 503 (default {}).".format(DEFAULT_MAX_STREAMS),
          _checked("max-status-streams", _whole)],

@@ -19,6 +19,7 @@ from uhppoted_tunnel import __version__
 from uhppoted_tunnel.core.traffic import TrafficLog
 from uhppoted_tunnel.interfaces import IN, OUT, ISecureEnd
 from uhppoted_tunnel.core.router import Router
+from uhppoted_tunnel.link.accepts import AcceptFailuresService
 from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS
 from uhppoted_tunnel.observe.telemetry import Telemetry, TelemetryService
 
@@ -90,6 +91,8 @@ class TunnelService(MultiService):
         self.telemetry = Telemetry(reactor, options["events"])
         # first, so that it hears every warning the ends log as they start
         TelemetryService(self.telemetry, reactor).setServiceParent(self)
+        # accepts that fail for want of descriptors, a warning
+        AcceptFailuresService(reactor).setServiceParent(self)
         out_maker, out_spec = options.ends[OUT]
         in_maker, in_spec = options.ends[IN]
         # an out end is handed requests: it needs no router

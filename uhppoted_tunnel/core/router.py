@@ -28,6 +28,14 @@ class Router:
     (C{udp/listen}, C{http/}), one for each sender, so that one flooding
     application cannot take the whole end's rate from the others.
 
+    The per-sender buckets sit inside the end's budget fairly: a sender that
+    has spent more than half its own burst (one sending above its rate) is
+    I{heavy}, and takes from the end's bucket only what is above a reserve
+    of half the end's burst (in whole requests); the reserve is for the senders within their
+    share. So a polite application keeps its requests however many
+    addresses flood, and the flooders share what it leaves. One dictionary
+    look-up and two buckets per request; memory bounded by C{max_sources}.
+
     Only requests are charged: replies never pass through here (they go
     straight back through the callback the in end supplied), so the Go
     tunnel's habit of charging replies too, which halves its documented
@@ -55,6 +63,9 @@ class Router:
         self.clock = clock
         self.out = out
         self.limiter = None if rate is None else TokenBucket(rate, burst, clock.seconds)
+        #: the end's tokens that heavy senders leave for the others: half
+        #: its burst, in whole requests (none for a burst of 1)
+        self.reserve = 0.0 if rate is None else float(burst // 2)
         self.source_rate = source_rate
         self.source_burst = source_burst
         self.max_sources = max_sources
@@ -68,6 +79,7 @@ class Router:
         self.traffic = None
         self._dropped = Throttle(clock, self._warnDropped)
         self._source_dropped = Throttle(clock, self._warnSourceDropped)
+        self._held = Throttle(clock, self._warnHeld)
         self._last_source = None
 
     def request(self, payload, reply, source=None):
@@ -82,6 +94,7 @@ class Router:
         :return: True if forwarded.
         """
         now = None
+        keep = 0.0
         if source is not None and self.source_rate is not None:
             # a token bucket per sender, written out: this is every
             # request's path
@@ -101,8 +114,14 @@ class Router:
                 self._source_dropped.count()
                 return False
             state[0] = tokens - 1.0
-        if self.limiter is not None and not self.limiter.take(now):
-            self._dropped.count()
+            if state[0] < self.source_burst / 2:
+                keep = self.reserve
+        if self.limiter is not None and not self.limiter.take(now, 1.0, keep):
+            if keep:
+                self._last_source = source
+                self._held.count()
+            else:
+                self._dropped.count()
             return False
         self.forwarded += 1
         traffic = self.traffic
@@ -132,6 +151,11 @@ class Router:
                       "(limit {rate}/s, burst {burst} per sender)", count=count, source=self._last_source,
                       rate=self.source_rate, burst=self.source_burst)
 
+    def _warnHeld(self, count):
+        self.log.warn("rate limit: dropped {count} request(s) from senders above their own rate, the last from "
+                      "{source}, to keep the rest of the end's budget ({rate}/s) for senders within theirs",
+                      count=count, source=self._last_source, rate=self.limiter.rate)
+
     def stop(self):
         """
         Report any dropped requests not yet reported, and cancel the timers.
@@ -140,6 +164,7 @@ class Router:
         self._source_dropped.flush()
         if self.traffic is not None:
             self.traffic.stop()
+        self._held.flush()
 
     @property
     def source_dropped(self):
@@ -151,8 +176,9 @@ class Router:
     @property
     def dropped(self):
         """
-        The number of requests dropped by the rate limit.
+        The number of requests dropped by the rate limit (the end's, and
+        the reserve it keeps from heavy senders).
         """
-        return self._dropped.total
+        return self._dropped.total + self._held.total
 
 

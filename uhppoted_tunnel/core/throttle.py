@@ -35,13 +35,15 @@ class TokenBucket:
         self._seconds = seconds
         self._stamp = seconds()
 
-    def take(self, now=None, cost=1.0):
+    def take(self, now=None, cost=1.0, keep=0.0):
         """
         Take C{cost} tokens (one request; or bytes, when the bucket paces
         a byte stream) if there are as many.
 
         :param now: the time, if the caller has it already.
         :param cost: the tokens to take, at most C{burst}.
+        :param keep: tokens that must be left after taking (a reserve kept
+            for others).
         :return: True if they were taken.
         """
         if now is None:
@@ -50,8 +52,10 @@ class TokenBucket:
         self._stamp = now
         if tokens > self.burst:
             tokens = self.burst
-        if tokens >= cost:
-            self._tokens = tokens - cost
+        # a nanosecond's worth of slack, so that float rounding never leaves
+        # a request made exactly on time a hair short
+        if tokens - cost >= keep - 1e-9:
+            self._tokens = max(tokens - cost, 0.0)
             return True
         self._tokens = tokens
         return False

@@ -4,7 +4,8 @@ The factory of a stream end's connections (L{FrameFactory}): what every
 connection, of any transport, reports to
 (L{uhppoted_tunnel.interfaces.IConnectionReporter}); it keeps the ready
 ones for the relay, tells the relay and the end's link of each that
-comes and goes, and warns, throttled, of what it drops.
+comes and goes (logged throttled, L{uhppoted_tunnel.link.churn}), and
+warns, throttled, of what it drops.
 """
 
 from twisted.internet.defer import gatherResults
@@ -15,6 +16,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.counts import QUEUE_FULL, TOO_LONG
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.interfaces import IConnectionReporter, ITally
+from uhppoted_tunnel.link.churn import ConnectionLog
 from uhppoted_tunnel.link.framed import FramedProtocol
 
 
@@ -70,6 +72,7 @@ class FrameFactory(Factory):
         self._last = {}
         self._too_long = Throttle(clock, self._warnTooLong)
         self._stalled = Throttle(clock, self._warnStalled)
+        self._churn = ConnectionLog(clock, self.log)
 
     def buildProtocol(self, addr):
         protocol = self.protocol(self.max_payload)
@@ -81,7 +84,7 @@ class FrameFactory(Factory):
     def connectionReady(self, connection):
         self.protocols.add(connection)
         self.connections.append(connection)
-        self.log.info("connected to {peer}", peer=connection.peer)
+        self._churn.opened(connection, connection.peer)
         if self.link is not None:
             self.link.connected(connection, connection.peer)
         self.relay.connected(connection)
@@ -93,7 +96,7 @@ class FrameFactory(Factory):
             self.relay.disconnected(connection)
             if self.link is not None:
                 self.link.disconnected(connection)
-        self.log.info("connection to {peer} closed", peer=connection.peer)
+        self._churn.closed(connection, connection.peer)
         if self.closed is not None:
             self.closed(connection, reason)
 
@@ -159,4 +162,10 @@ class FrameFactory(Factory):
         closing = [protocol.whenClosed() for protocol in self.protocols]
         for protocol in list(self.protocols):
             protocol.close()
-        return gatherResults(closing, consumeErrors=True)
+        closed = gatherResults(closing, consumeErrors=True)
+        closed.addBoth(self._flushChurn)
+        return closed
+
+    def _flushChurn(self, result):
+        self._churn.flush()
+        return result

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameTooLong, encode
 from uhppoted_tunnel.interfaces import IFrameConnection
+from uhppoted_tunnel.link.limits import prove
 
 #: Go: TCP keepalive every 15 s on stream sockets.
 KEEPALIVE = 15
@@ -145,6 +146,7 @@ class FramedProtocol(WhenClosed, Protocol):
     heard = False
     spoke = False
     closing = False
+    _proven = False
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.decoder = FrameDecoder(max_payload)
@@ -203,6 +205,11 @@ class FramedProtocol(WhenClosed, Protocol):
             self.factory.frameTooLong(self, e)
             self.transport.abortConnection()
             return
+        if frames and not self._proven:
+            # a valid frame: under a server end's caps, no longer one that
+            # may be closed to make room for a newcomer
+            self._proven = True
+            prove(self.transport)
         relay = self.relay
         for frame_id, payload in frames:
             relay.frameReceived(self, frame_id, payload)

@@ -6,7 +6,13 @@ source address, as HAProxy's C{maxconn} and nginx's C{limit_conn} do.
 
 A connection over a cap is closed as soon as it is accepted, before any
 protocol (or TLS) sees it: its factory's C{buildProtocol} returns C{None},
-so Twisted closes the socket at once. Each refusal is counted and
+so Twisted closes the socket at once. But when the end is full and some
+connection from a source holding more than the newcomer's would has not
+proved itself (L{prove}: a TLS handshake with a client
+certificate, a valid frame, a whole request) after its probation
+(C{--connection-probation}, C{PROBATION} by default),
+the oldest such is closed to make room instead, so idle connections that
+never speak cannot lock a real peer out. Each refusal is counted and
 reported through a L{Throttle} (the first at once, then a count at most
 every 10 s), naming the cap, its flag and the peer.
 
@@ -26,7 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from zope.interface import implementer
 
-from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.interfaces import ICountingEndpoint, IProvable
 
 from uhppoted_tunnel.core.throttle import Throttle
 
@@ -41,6 +47,11 @@ DEFAULT_MAX_CONNECTIONS = 512
 #: The default cap on open connections from one source address: a quarter
 #: of an end's, so that one source cannot take a whole end.
 DEFAULT_MAX_CONNECTIONS_PER_SOURCE = 128
+
+#: Seconds a new connection may stay unproven before it may be closed to
+#: make room for a newcomer (C{--connection-probation}): well under the
+#: HTTP request deadline, so that drip-feeding connections can be.
+PROBATION = 5.0
 
 #: The listen backlog of the server ends that take it (Twisted's default
 #: is 50; the kernel trims it to C{net.core.somaxconn}).
@@ -88,6 +99,8 @@ class ConnectionLimits:
         self.total = 0
         self.sources = {}
         self.refused = {"max-connections": 0, "max-connections-per-source": 0}
+        #: unproven connections closed to make room for newcomers
+        self.evicted = 0
 
     def check(self, source):
         """
@@ -116,6 +129,23 @@ class ConnectionLimits:
                 del self.sources[source]
 
 
+def prove(transport):
+    """
+    Tell the counted connection under a transport (through any wrapped
+    around it, such as TLS) that its peer has proved itself.
+
+    :param transport: a protocol's transport, or the counted connection.
+    :return: whether a counted connection was found.
+    """
+    while transport is not None:
+        if IProvable.providedBy(transport):
+            transport.proven()
+            return True
+        transport = transport.transport if isinstance(transport, ProtocolWrapper) else None
+    return False
+
+
+@implementer(IProvable)
 class _Counted(ProtocolWrapper):
     """
     A connection the caps count until it closes. What arrives and what is
@@ -124,6 +154,10 @@ class _Counted(ProtocolWrapper):
     """
 
     source = None
+    evicted = False
+
+    def proven(self):
+        self.factory.unproven.pop(self, None)
 
     def __init__(self, factory, wrappedProtocol):
         ProtocolWrapper.__init__(self, factory, wrappedProtocol)
@@ -147,25 +181,34 @@ class LimitingFactory(WrappingFactory):
     noisy = False
     log = Logger()
 
-    def __init__(self, wrappedFactory, limits, clock, log_tag):
+    def __init__(self, wrappedFactory, limits, clock, log_tag, probation=PROBATION):
         """
         :param wrappedFactory: the end's factory.
         :param limits: a L{ConnectionLimits}.
         :param clock: an C{IReactorTime}, for the throttled warnings.
         :param log_tag: the end's log tag.
+        :param probation: seconds a connection may stay unproven before it
+            may be closed to make room for a newcomer.
         """
         WrappingFactory.__init__(self, wrappedFactory)
+        self.probation = probation
         self.limits = limits
         self.log_tag = log_tag
+        self.clock = clock
+        #: the connections not yet proven, oldest first, with when they opened
+        self.unproven = {}
         self._last = {}
         self._throttles = {
             cap: Throttle(clock, lambda count, cap=cap: self._warn(cap, count))
             for cap in limits.refused
         }
+        self._evictions = Throttle(clock, self._warnEvicted)
 
     def buildProtocol(self, addr):
         source = source_of(addr)
         cap = self.limits.check(source)
+        if cap == "max-connections" and self._evict(source):
+            cap = self.limits.check(source)
         if cap is not None:
             self.limits.refused[cap] += 1
             self._last[cap] = addr
@@ -181,11 +224,50 @@ class LimitingFactory(WrappingFactory):
     def registerProtocol(self, protocol):
         WrappingFactory.registerProtocol(self, protocol)
         self.limits.opened(protocol.source)
+        self.unproven[protocol] = self.clock.seconds()
 
     def unregisterProtocol(self, protocol):
-        if protocol in self.protocols:
+        self.unproven.pop(protocol, None)
+        if protocol in self.protocols and not protocol.evicted:
             self.limits.closed(protocol.source)
         WrappingFactory.unregisterProtocol(self, protocol)
+
+    def _evict(self, source):
+        """
+        Close the oldest unproven connection past its probation from a
+        source that holds more connections than the newcomer's would, if
+        any, to make room for the newcomer: so a flood cannot make room for
+        itself by churning, while a source with few connections (a real
+        peer) finds room among the flood's.
+
+        :param source: the newcomer's L{source_of}.
+        :return: whether one was closed.
+        """
+        sources = self.limits.sources
+        floor = sources.get(source, 0) + 1
+        if not sources or max(sources.values()) <= floor:
+            return False
+        now = self.clock.seconds()
+        for victim, since in self.unproven.items():
+            if now - since < self.probation:
+                return False
+            if sources.get(victim.source, 0) > floor:
+                del self.unproven[victim]
+                victim.evicted = True
+                self.limits.closed(victim.source)
+                self.limits.evicted += 1
+                self._last["evicted"] = victim.transport.getPeer()
+                self._evictions.count()
+                victim.transport.abortConnection()
+                return True
+        return False
+
+    def _warnEvicted(self, count):
+        self.log.warn("closed {count} connection(s) that had not proved themselves within {probation:g}s "
+                      "(--connection-probation), the oldest first, the last from {peer}, to make room under "
+                      "--max-connections ({limit}) for new ones", count=count, probation=self.probation,
+                      peer=describe(self._last["evicted"]),
+                      limit=self.limits.max_connections)
 
     def _warn(self, cap, count):
         peer = self._last[cap]
@@ -203,6 +285,7 @@ class LimitingFactory(WrappingFactory):
         """
         for throttle in self._throttles.values():
             throttle.flush()
+        self._evictions.flush()
 
 
 def limits_from(settings):
@@ -221,13 +304,14 @@ def limit_connections(factory, settings, clock, log_tag):
 
     :param factory: the end's C{IProtocolFactory}.
     :param settings: the tunnel's options (C{max-connections},
-        C{max-connections-per-source}).
+        C{max-connections-per-source}; C{connection-probation}).
     :param clock: an C{IReactorTime}, for the throttled warnings.
     :param log_tag: the end's log tag, for the warnings.
     :return: a L{LimitingFactory} (an C{IProtocolFactory}) to listen with;
         its C{limits} tell what is open and what was refused.
     """
-    return LimitingFactory(factory, limits_from(settings), clock, log_tag)
+    return LimitingFactory(factory, limits_from(settings), clock, log_tag,
+                           settings.get("connection-probation") or PROBATION)
 
 
 @implementer(IStreamServerEndpoint, ICountingEndpoint)

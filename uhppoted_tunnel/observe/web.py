@@ -20,6 +20,7 @@ from twisted.web.static import File
 from uhppoted_tunnel.observe.jsonapi import encode_json
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.link.limits import prove
 from uhppoted_tunnel.observe.defaults import DEFAULT_REQUEST_TIMEOUT  # noqa: F401 (monitor and ends.http import it from here)
 
 #: The longest request body accepted.
@@ -268,9 +269,12 @@ class _Connection(ProtocolWrapper):
 
     def requestRead(self):
         """
-        A request's head and body have all arrived: its deadline is met.
+        A request's head and body have all arrived: its deadline is met,
+        and under a server end's caps the connection is no longer one that
+        may be closed to make room for a newcomer.
         """
         self._disarm()
+        prove(self.transport)
         self._busy = True
         self._early = False
 

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, I
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from uhppoted_tunnel.link.limits import DEFAULT_MAX_CONNECTIONS, LISTEN_BACKLOG, limit_connections
 from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT
 from uhppoted_tunnel.transports.grpc.refusals import HandshakeWatch
 from uhppoted_tunnel.transports.grpc.conf import (
@@ -45,6 +46,7 @@ from uhppoted_tunnel.transports.grpc.conf import (
     server_options,
     target,
 )
+from uhppoted_tunnel.transports.grpc.front import BACKEND_HOST, FRONT_CONNECTIONS, FrontDoor, Peers
 from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, call_soon
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
@@ -118,7 +120,11 @@ class ServerPort:
 class ServerEndpoint:
     """
     Listens with a gRPC server whose every C{Relay} call is a connection
-    built by the listening factory (which may refuse it: the caps).
+    built by the listening factory (which may refuse it: the caps). The
+    public port is the server's front door
+    (L{uhppoted_tunnel.transports.grpc.front}): the TCP connections are
+    accepted under the tunnel's caps and relayed to grpc's server on a
+    loopback port.
     """
 
     def __init__(self, reactor, host, port, settings, certificates=None):
@@ -133,6 +139,7 @@ class ServerEndpoint:
         self.port = port
         self.settings = settings
         self.certificates = certificates
+        self.peers = Peers()
         #: connections grpc began and calls started, to warn of refused
         #: clients (grpcs/ only)
         self.handshakes = None
@@ -165,11 +172,10 @@ class ServerEndpoint:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Relay": handler}),))
         stop = asyncio.Event()
         try:
-            port = self._bind(server)
+            backend = self._bind(server)
             await server.start()
-            self.host_address = address_of(self.host, port)
-            reactor.callFromThread(_settle, listening, ServerPort(
-                self.host_address, partial(call_soon, asyncio.get_running_loop(), stop.set), stopped, reactor))
+            reactor.callFromThread(self._open, listening, backend,
+                                   partial(call_soon, asyncio.get_running_loop(), stop.set), stopped)
             await stop.wait()
         except Exception as e:
             reactor.callFromThread(_settle, listening, Failure(OSError(str(e) or type(e).__name__)))
@@ -177,12 +183,39 @@ class ServerEndpoint:
             await server.stop(STOP_GRACE)
             reactor.callFromThread(stopped.callback, None)
 
+    def _open(self, listening, backend, stop, stopped):
+        """
+        Open the front door on the public port, in front of grpc's server
+        on C{backend}; if it cannot, stop grpc's server.
+        """
+        # twice as many connections as calls (grpc's own cap was so), so
+        # that a call over --max-connections is refused by the end, which
+        # tells the client why, rather than at the door
+        settings = dict(self.settings)
+        settings["max-connections"] = FRONT_CONNECTIONS * (settings.get("max-connections") or DEFAULT_MAX_CONNECTIONS)
+        front = limit_connections(FrontDoor(self.reactor, (BACKEND_HOST, backend), self.peers), settings,
+                                  self.reactor, "GRPC")
+        try:
+            port = self.reactor.listenTCP(self.port, front, backlog=LISTEN_BACKLOG, interface=self.host)
+        except Exception as e:
+            stop()
+            _settle(listening, Failure(OSError(_cannot_bind(self.host, self.port, e))))
+            return
+        self.host_address = address_of(self.host, port.getHost().port)
+
+        def stopBoth():
+            front.flush()
+            port.stopListening()
+            stop()
+
+        _settle(listening, ServerPort(self.host_address, stopBoth, stopped, self.reactor))
+
     def _bind(self, server):
         """
-        :return: the port the server listens on.
+        :return: the loopback port grpc's server listens on.
         :raise OSError: with the system's reason if it cannot.
         """
-        address = target(self.host, self.port)
+        address = target(BACKEND_HOST, 0)
         try:
             if self.certificates is None:
                 return server.add_insecure_port(address)
@@ -205,14 +238,15 @@ class ServerEndpoint:
         settings = self.settings
         pump = FramePump(context.read, context.write, None, diagnose, settings["max-payload"],
                          settings["stall-timeout"], eof=grpc.aio.EOF)
-        transport = StreamTransport(pump, loop, parse_peer(context.peer()), self.host_address,
+        relayed = parse_peer(context.peer())
+        transport = StreamTransport(pump, loop, self.peers.peer(relayed), self.host_address,
                                     settings["max-send-queue"], reactor, reactor.callFromThread)
         pump.deliver = transport.arrived
         # grpcs/ with a client certificate: the site is known by its subject
         pems = context.auth_context().get("x509_pem_cert")
         identity = pem_subject(pems[0]) if pems else None
         taken = loop.create_future()
-        reactor.callFromThread(self._take, factory, transport, taken, identity)
+        reactor.callFromThread(self._take, factory, transport, taken, partial(self.peers.called, relayed), identity)
         reason = ConnectionAborted()
         try:
             if not await taken:
@@ -225,9 +259,10 @@ class ServerEndpoint:
             await context.abort(grpc.StatusCode.ABORTED, str(reason))
 
     @staticmethod
-    def _take(factory, transport, taken, identity=None):
+    def _take(factory, transport, taken, called, identity=None):
         protocol = factory.buildProtocol(transport.peer_address)
         if protocol is not None:
+            called()
             if identity is not None:
                 note_subject(protocol, identity)
             transport.protocol = protocol

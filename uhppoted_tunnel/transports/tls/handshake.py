@@ -23,6 +23,7 @@ from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.interfaces import IPeerIdentity
 from uhppoted_tunnel.link.ends import LinkRefused
 from uhppoted_tunnel.transports.tls.explain import explain
+from uhppoted_tunnel.link.limits import prove
 
 
 class HandshakeTimeout(Exception):
@@ -151,6 +152,10 @@ class HandshakeGate(Protocol):
             return
         self.protocol = protocol
         note_identity(protocol, self.transport)
+        if self.transport.getPeerCertificate() is not None:
+            # a client certificate the CA signed: under a server end's caps,
+            # no longer one that may be closed to make room for a newcomer
+            prove(self.transport)
         # from now on the TLS layer calls the protocol's own method
         self.dataReceived = protocol.dataReceived
         protocol.makeConnection(self.transport)
@@ -261,6 +266,7 @@ class HandshakeGateFactory(Factory):
         self._last = {}
         self._timeouts = Throttle(clock, self._warnTimeouts)
         self._refusals = Throttle(clock, self._warnRefusals)
+        self._left = Throttle(clock, self._infoLeft)
 
     def timedOut(self, peer):
         """
@@ -283,7 +289,8 @@ class HandshakeGateFactory(Factory):
             self._last["refused"] = (peer, why)
             self._refusals.count()
         else:
-            self.log.info("connection from {peer} closed before its TLS handshake", peer=peer)
+            self._last["left"] = peer
+            self._left.count()
 
     def counted(self, kind):
         """
@@ -300,6 +307,13 @@ class HandshakeGateFactory(Factory):
                           "(--handshake-timeout)", count=count, peer=self._last["timeout"], timeout=self.timeout,
                           hint=self.hint)
 
+    def _infoLeft(self, count):
+        if count == 1:
+            self.log.info("connection from {peer} closed before its TLS handshake", peer=self._last["left"])
+        else:
+            self.log.info("{count} connections closed before their TLS handshake, the last from {peer}",
+                          count=count, peer=self._last["left"])
+
     def _warnRefusals(self, count):
         peer, why = self._last["refused"]
         if count == 1:
@@ -314,6 +328,7 @@ class HandshakeGateFactory(Factory):
         """
         self._timeouts.flush()
         self._refusals.flush()
+        self._left.flush()
 
     def buildProtocol(self, addr):
         return HandshakeGate(self, addr)
