@@ -31,10 +31,11 @@ sys.exit(main(sys.argv[1:]))
 
 #: Module name prefixes a plain udp -> tcp half must not load.
 UNUSED = ("zmq", "grpc", "google.protobuf", "autobahn", "txaio", "twisted.web", "prometheus_client", "treq",
-          "uhppoted_tunnel.transports.zmq.ends", "uhppoted_tunnel.transports.ws.maker",
+          "uhppoted_tunnel.transports.zmq.maker", "uhppoted_tunnel.transports.ws.maker",
+          "uhppoted_tunnel.transports.nats.maker", "nats", "twisted.conch", "importlib.metadata", "difflib",
           "uhppoted_tunnel.transports.grpc.maker", "uhppoted_tunnel.transports.xmpp.maker",
           "uhppoted_tunnel.observe.status", "uhppoted_tunnel.observe.monitor", "uhppoted_tunnel.ends.http",
-          "twisted.trial")
+          "twisted.trial", "automat")
 
 #: Shared libraries (in C{/proc/PID/maps}) of those transports.
 UNUSED_LIBRARIES = ("libzmq", "zmq/backend", "cygrpc", "grpc", "protobuf", "_upb", "autobahn")

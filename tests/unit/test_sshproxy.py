@@ -32,7 +32,8 @@ from uhppoted_tunnel.transports.proxy.ssh import SSHEndpoint
 from uhppoted_tunnel.transports.proxy.sshchannel import ForwardedChannel
 from uhppoted_tunnel.transports.proxy.sshconn import KeyLogin, SSHClient, SSHSession, login_key
 from uhppoted_tunnel.transports.proxy.sshfiles import (MAX_FILE, HostKeyRefused, KnownHosts, describe_key,
-                                                       fingerprint, identity_mode_warning, load_identity)
+                                                       fingerprint, load_identity)
+from uhppoted_tunnel.transports.proxy.keymode import identity_mode_warning
 from uhppoted_tunnel.transports.proxy.urls import ProxyError, SSHProxy, parse_proxy
 from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, TLSConnectorMaker
 from uhppoted_tunnel.transports.tcp.options import validate_identity, validate_known_hosts, validate_passphrase

@@ -19,7 +19,6 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorPlugin
-from uhppoted_tunnel.core import extras
 from uhppoted_tunnel.core.values import string
 
 #: the kinds of option: C{--NAME VALUE}, C{--NAME} (on/off), and a
@@ -103,6 +102,18 @@ def stream_kinds(name):
     }
 
 
+def installed_missing(extra):
+    """
+    The distributions of this package's C{extra} that are not installed
+    (L{uhppoted_tunnel.core.extras.missing}).
+    """
+    # importlib.metadata (and the zipfile and csv it brings) only when a
+    # plugin that needs an extra is loaded: a core tunnel never pays for it
+    from uhppoted_tunnel.core import extras
+
+    return extras.missing(DISTRIBUTION, extra)
+
+
 @implementer(IPlugin, IConnectorPlugin)
 class ConnectorPlugin:
     """
@@ -137,7 +148,7 @@ class ConnectorPlugin:
         self._kinds = {prefix: (frozenset(roles), bool(events)) for prefix, (roles, events) in kinds.items()}
         self.prefixes = tuple(self._kinds)
         self._loaded = None
-        self._missing = missing or (lambda extra: extras.missing(DISTRIBUTION, extra))
+        self._missing = missing or installed_missing
 
     @property
     def module(self):

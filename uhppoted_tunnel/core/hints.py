@@ -4,7 +4,6 @@
 key, a flag, a connector kind), for messages that point to the fix.
 """
 
-import difflib
 
 #: How alike two words must be (C{difflib} ratio) to be suggested.
 CUTOFF = 0.6
@@ -14,6 +13,8 @@ def closest(word, choices):
     """
     :return: the choice closest to C{word}, or C{None} when none is close.
     """
+    import difflib  # only when there is something to suggest
+
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=CUTOFF)
     return found[0] if found else None
 
@@ -39,6 +40,8 @@ def closest_prefix(text, prefixes):
 
     :return: the prefix, or C{None} when none is close.
     """
+    import difflib  # only when there is something to suggest
+
     best, score = None, CUTOFF
     for prefix in prefixes:
         head = text.split(":", 1)[0] + ":" if prefix.endswith(":") else text[:len(prefix)]

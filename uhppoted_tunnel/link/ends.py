@@ -22,7 +22,6 @@ C{--max-retry-delay}; after C{--max-retries} failed attempts in a row the
 end fails (L{uhppoted_tunnel.link.lifecycle}) and the tunnel stops.
 """
 
-from twisted.application.internet import ClientService
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
@@ -286,6 +285,9 @@ class ClientEnd(StreamEnd):
         self.silent_close = silent_close
         self.endpoint = endpoint
         self._dialled = _Dialled(endpoint)
+        # ClientService brings automat: only a half with a client end loads it
+        from twisted.application.internet import ClientService
+
         self.client = ClientService(self._dialled, self.factory, retryPolicy=self._retry, clock=reactor)
         self.client.setServiceParent(self)
         if watch is not None:

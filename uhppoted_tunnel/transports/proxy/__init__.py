@@ -24,7 +24,6 @@ from twisted.logger import Logger
 from uhppoted_tunnel.transports import endpoints
 from uhppoted_tunnel.transports.proxy.choice import choose_for, describe
 from uhppoted_tunnel.transports.proxy.connect import ProxyEndpoint
-from uhppoted_tunnel.transports.proxy.ssh import ssh_endpoint
 from uhppoted_tunnel.transports.proxy.urls import Proxy, SSHProxy, check_proxy, host_port
 from uhppoted_tunnel.transports.tls.options import DEFAULT_HANDSHAKE_TIMEOUT
 
@@ -94,5 +93,8 @@ def client_endpoint(reactor, spec, settings, secure=False, log_tag="TCP"):
     dial = endpoints.client_endpoint(reactor, dataclasses.replace(spec, address=host_port(proxy.host, proxy.port)))
     timeout = settings.get("handshake-timeout", DEFAULT_HANDSHAKE_TIMEOUT)
     if isinstance(proxy, SSHProxy):
+        # conch only for a tunnel that goes through SSH
+        from uhppoted_tunnel.transports.proxy.ssh import ssh_endpoint
+
         return ssh_endpoint(reactor, dial, proxy, host, port, settings, timeout, log_tag)
     return ProxyEndpoint(dial, proxy, host, port, reactor, timeout, log_tag)

@@ -15,7 +15,7 @@ import ipaddress
 import re
 
 from uhppoted_tunnel.core.addresses import go_address
-from uhppoted_tunnel.transports.proxy.sshfiles import identity_mode_warning
+from uhppoted_tunnel.transports.proxy.keymode import identity_mode_warning
 from uhppoted_tunnel.transports.proxy.urls import NONE, Proxy, SSHProxy, parse_proxy
 
 

@@ -26,7 +26,8 @@ from zope.interface import implementer
 from uhppoted_tunnel.link.framed import DEFAULT_DEAD_PEER_TIMEOUT
 from uhppoted_tunnel.transports.proxy.sshchannel import ForwardedChannel
 from uhppoted_tunnel.transports.proxy.sshconn import SSHClient
-from uhppoted_tunnel.transports.proxy.sshfiles import (KnownHosts, default_known_hosts, identity_mode_warning,
+from uhppoted_tunnel.transports.proxy.keymode import identity_mode_warning
+from uhppoted_tunnel.transports.proxy.sshfiles import (KnownHosts, default_known_hosts,
                                                        load_identity)
 from uhppoted_tunnel.transports.proxy.urls import ProxyError, host_port
 

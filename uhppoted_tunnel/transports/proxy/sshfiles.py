@@ -15,7 +15,6 @@ key. No trust on first use: a server whose key is not listed is refused
 import base64
 import hashlib
 import os
-import stat
 
 from twisted.conch.client.knownhosts import HashedEntry, PlainEntry
 from twisted.conch.ssh.keys import BadKeyError, EncryptedKeyError, Key
@@ -66,22 +65,6 @@ def describe_key(key):
     """
     # the key's own type (an RSA key logging in as rsa-sha2-256 is ssh-rsa)
     return "{} {}".format(Key.sshType(key).decode("ascii"), fingerprint(key))
-
-
-def identity_mode_warning(path):
-    """
-    A warning when others than the owner may read the key file at
-    C{path} (as OpenSSH refuses it: "UNPROTECTED PRIVATE KEY FILE"), or
-    C{None}.
-    """
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return ("--ssh-identity '{}' can be read by others (mode {:04o}): chmod 600 it".format(
-            path, stat.S_IMODE(mode)))
-    return None
 
 
 def load_identity(path, passphrase_path=None):
