@@ -13,7 +13,14 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, GIVE_UP, LoopThread, StallTimeout, call_soon
+from uhppoted_tunnel.transports.grpc.loop import (
+    FRAME_OVERHEAD,
+    GIVE_UP,
+    LoopThread,
+    ReactorLoop,
+    StallTimeout,
+    call_soon,
+)
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 from uhppoted_tunnel.core.frames import FrameTooLong
@@ -453,3 +460,31 @@ class LoopThreadTests(SynchronousTestCase):
         self.assertTrue(started.wait(10))
         future.cancel()
         self.assertTrue(cancelled.wait(10))
+
+
+class ReactorLoopTests(SynchronousTestCase):
+    """
+    L{ReactorLoop} runs jobs on the reactor's own loop, with no thread.
+    """
+
+    def test_submit(self):
+        """
+        A job runs as a task on the given loop, in the calling thread, and
+        cancelling the task cancels it; the loop goes on after the job.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        seen = []
+
+        async def job(n):
+            seen.append((n, threading.current_thread(), asyncio.get_running_loop()))
+            await asyncio.Event().wait()
+
+        given, task = ReactorLoop(loop).submit(job, 1)
+        self.assertIs(given, loop)
+        loop.run_until_complete(asyncio.sleep(0))
+        self.assertEqual(seen, [(1, threading.current_thread(), loop)])
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        self.assertTrue(task.cancelled())
+        self.assertFalse(loop.is_closed())

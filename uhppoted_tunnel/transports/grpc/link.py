@@ -22,6 +22,7 @@ import asyncio
 import socket
 from functools import partial
 
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
@@ -45,7 +46,7 @@ from uhppoted_tunnel.transports.grpc.conf import (
     server_options,
     target,
 )
-from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, call_soon
+from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, ReactorLoop, call_soon
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 
@@ -54,6 +55,17 @@ STOP_GRACE = 2.0
 
 #: The loop every gRPC end of the process shares.
 LOOP = LoopThread("grpc")
+
+
+def loops_for(reactor):
+    """
+    Where the streams of an end on C{reactor} run: on the reactor's own
+    loop under the asyncio reactor, else on L{LOOP}'s thread.
+    """
+    if isinstance(reactor, AsyncioSelectorReactor):
+        # Twisted names the reactor's loop only privately
+        return ReactorLoop(reactor._asyncioEventloop)
+    return LOOP
 
 
 def _cannot_bind(host, port, error):
@@ -145,7 +157,7 @@ class ServerEndpoint:
         stopped = Deferred()
         if self.handshakes is not None:
             stopped.addCallback(lambda _: self.handshakes.stop())
-        loop, job = LOOP.submit(self._serve, factory, listening, stopped)
+        loop, job = loops_for(self.reactor).submit(self._serve, factory, listening, stopped)
         return listening
 
     def _fetch(self):
@@ -264,7 +276,7 @@ class ClientEndpoint:
             job.cancel()
 
         connecting = Deferred(cancel)
-        loop, job = LOOP.submit(self._dial, factory, connecting)
+        loop, job = loops_for(self.reactor).submit(self._dial, factory, connecting)
         return connecting
 
     def _channel(self):

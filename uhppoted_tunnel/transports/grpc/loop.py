@@ -27,6 +27,10 @@ never a thread, so the threads do not grow with the streams. The two sides meet 
 
 Everything else a connection does (relays, log lines, throttled warnings)
 stays in the reactor thread.
+
+Under Twisted's asyncio reactor the streams run on the reactor's own loop
+instead (L{ReactorLoop}): no thread, no hand-off between threads, the
+same queues.
 """
 
 import asyncio
@@ -146,6 +150,25 @@ class LoopThread:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+class ReactorLoop:
+    """
+    Under Twisted's asyncio reactor (C{twistd -r asyncio}): the streams
+    run on the reactor's own asyncio loop, with no thread of their own,
+    so that a frame crosses no thread and wakes nothing.
+    """
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def submit(self, job, *args):
+        """
+        Run C{job(*args)} on the reactor's loop.
+
+        :return: C{(loop, task)}, as L{LoopThread.submit}.
+        """
+        return self.loop, asyncio.ensure_future(job(*args), loop=self.loop)
 
 
 def call_soon(loop, function, *args):
