@@ -205,7 +205,14 @@ class Child:
         return self.proc.returncode
 
 
+#: --reactor: the halves' Twisted reactor (the tunnel's default is epoll)
+REACTOR = "default"
+
+
 def tunnel_command():
+    if REACTOR == "asyncio":
+        return [sys.executable, "-c", "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
+                "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
     script = os.path.join(os.path.dirname(sys.executable), "uhppoted-tunnel")
     if os.path.exists(script) and os.access(script, os.X_OK):
         return [script]
@@ -976,6 +983,7 @@ def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=
         "direct_emulator_cpu_pct": direct["emulator_cpu_pct"],
         "other_cpu_pct": figures["other_cpu_pct"],
         "engine": args.engine,
+        "reactor": REACTOR,
         "warmup": args.warmup,
         "cpus": os.cpu_count(),
     }
@@ -1018,9 +1026,13 @@ def main(argv=None):
     parser.add_argument("--engine", choices=sorted(ENGINES), default="epoll",
                         help="client I/O: epoll (default, the cheapest), asyncio or twisted (twisted only with "
                              "--direct-only: a reactor runs once per process)")
+    parser.add_argument("--reactor", choices=("default", "asyncio"), default="default",
+                        help="the halves' Twisted reactor: the tunnel's default (epoll) or Twisted's asyncio reactor")
     parser.add_argument("--direct-only", action="store_true",
                         help="only measure the clients straight at the emulator (to compare engines)")
     args = parser.parse_args(argv)
+    global REACTOR
+    REACTOR = args.reactor
     if args.clients < 1:
         parser.error("--clients must be at least 1")
     if args.warmup < 0:
