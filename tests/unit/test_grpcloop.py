@@ -218,6 +218,65 @@ class PumpTests(SynchronousTestCase):
         self.assertEqual(str(reason), "the peer read nothing sent to it for 0s")
         self.assertEqual((call.written, pump.written), ([], 0))
 
+    def test_stallCheckedByOneTimer(self):
+        """
+        Writes that each complete arm one stall check between them, not a
+        timer each; no check is left once the stream has ended.
+        """
+        armed = []
+        real = self.loop.call_at
+
+        def call_at(when, callback, *args):
+            handle = real(when, callback, *args)
+            armed.append(handle)
+            return handle
+
+        self.loop.call_at = call_at
+        pump = self.pump(client=True, close_timeout=0)
+        for n in range(5):
+            pump.push(n, b"p")
+        self.relay(pump, pump.finish)
+        self.assertEqual(len(self.call.written), 5)
+        self.assertEqual(len(armed), 1)
+        self.assertTrue(armed[0].cancelled())
+        self.assertIsNone(pump._watchdog)
+
+    def test_stallCheckLater(self):
+        """
+        A write that began after the stall check was armed is given its
+        own C{stall_timeout}: the check looks again when that is up, and
+        ends the stream then if the write is still under way.
+        """
+        now = [100.0]
+        armed = []
+
+        class Loop:
+            def time(self):
+                return now[0]
+
+            def call_at(self, when, callback, *args):
+                armed.append((when, callback, args))
+
+        class Task:
+            cancelled = False
+
+            def cancel(self):
+                self.cancelled = True
+
+        pump = self.pump(stall_timeout=10.0)
+        writer = Task()
+        pump._tasks = (Task(), writer)
+        pump._since = 95.0
+        now[0] = 100.0
+        pump._check(Loop())
+        self.assertEqual([when for when, _, _ in armed], [105.0])
+        self.assertFalse(writer.cancelled)
+        now[0] = 105.0
+        when, callback, args = armed.pop()
+        callback(*args)
+        self.assertTrue(writer.cancelled)
+        self.assertEqual(armed, [])
+
     def test_abort(self):
         """
         L{abort} ends the stream at once, as aborted, with what is queued
