@@ -210,8 +210,9 @@ REACTOR = "default"
 
 
 def tunnel_command():
-    if REACTOR == "asyncio":
-        return [sys.executable, "-c", "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
+    if REACTOR in ("asyncio", "uvloop"):
+        loop = "import asyncio, uvloop; asyncio.set_event_loop(uvloop.new_event_loop()); " if REACTOR == "uvloop" else ""
+        return [sys.executable, "-c", loop + "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
                 "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
     script = os.path.join(os.path.dirname(sys.executable), "uhppoted-tunnel")
     if os.path.exists(script) and os.access(script, os.X_OK):
@@ -1026,8 +1027,9 @@ def main(argv=None):
     parser.add_argument("--engine", choices=sorted(ENGINES), default="epoll",
                         help="client I/O: epoll (default, the cheapest), asyncio or twisted (twisted only with "
                              "--direct-only: a reactor runs once per process)")
-    parser.add_argument("--reactor", choices=("default", "asyncio"), default="default",
-                        help="the halves' Twisted reactor: the tunnel's default (epoll) or Twisted's asyncio reactor")
+    parser.add_argument("--reactor", choices=("default", "asyncio", "uvloop"), default="default",
+                        help="the halves' Twisted reactor: the tunnel's default (epoll), Twisted's asyncio reactor, "
+                             "or that on uvloop's loop (pip install uvloop)")
     parser.add_argument("--direct-only", action="store_true",
                         help="only measure the clients straight at the emulator (to compare engines)")
     args = parser.parse_args(argv)
