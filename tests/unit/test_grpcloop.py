@@ -318,6 +318,9 @@ class FakeLoop:
             raise RuntimeError("Event loop is closed")
         self.calls.append((function, args))
 
+    def call_soon(self, function, *args):
+        self.calls.append(("same thread", function, args))
+
 
 class FakePump:
     written = 0
@@ -547,3 +550,26 @@ class ReactorLoopTests(SynchronousTestCase):
         loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
         self.assertTrue(task.cancelled())
         self.assertFalse(loop.is_closed())
+
+    def test_sameThread(self):
+        """
+        On the reactor's own loop a stream wakes nothing: the loop's side
+        is called on the loop's next turn, and so is the reactor's, with
+        C{call_soon}, not through the pipe of C{call_soon_threadsafe} or
+        C{callFromThread}.
+        """
+        from twisted.internet.address import IPv4Address
+
+        loop = FakeLoop()
+        loops = ReactorLoop(loop)
+        pump = FakePump()
+        pump.idle = True
+        transport = StreamTransport(pump, loop, IPv4Address("TCP", "127.0.0.1", 5000),
+                                    IPv4Address("TCP", "127.0.0.1", 6000), 1024, Clock(),
+                                    loops.reactor_caller(object()), loops.call_soon)
+        transport.sendFrame(1, b"p")
+        transport.arrived(2, b"q")
+        self.assertEqual(loop.calls, [("same thread", pump.wake, ()), ("same thread", transport.drain, ())])
+        reactor = Clock()
+        reactor.callFromThread = lambda *call: None
+        self.assertIs(LoopThread().reactor_caller(reactor), reactor.callFromThread)

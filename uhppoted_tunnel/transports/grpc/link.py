@@ -140,6 +140,7 @@ class ServerEndpoint:
         :param certificates: L{Certificates} for TLS, or C{None}.
         """
         self.reactor = reactor
+        self.loops = loops_for(reactor)
         self.host = host
         self.port = port
         self.settings = settings
@@ -157,7 +158,7 @@ class ServerEndpoint:
         stopped = Deferred()
         if self.handshakes is not None:
             stopped.addCallback(lambda _: self.handshakes.stop())
-        loop, job = loops_for(self.reactor).submit(self._serve, factory, listening, stopped)
+        loop, job = self.loops.submit(self._serve, factory, listening, stopped)
         return listening
 
     def _fetch(self):
@@ -217,7 +218,8 @@ class ServerEndpoint:
         pump = FramePump(context.read, context.write, None, diagnose, settings["max-payload"],
                          settings["stall-timeout"], eof=grpc.aio.EOF)
         transport = StreamTransport(pump, loop, parse_peer(context.peer()), self.host_address,
-                                    settings["max-send-queue"], reactor, reactor.callFromThread)
+                                    settings["max-send-queue"], reactor, self.loops.reactor_caller(reactor),
+                                    self.loops.call_soon)
         pump.deliver = transport.arrived
         taken = loop.create_future()
         reactor.callFromThread(self._take, factory, transport, taken)
@@ -259,6 +261,7 @@ class ClientEndpoint:
         :param proxy: the HTTP proxy to dial through, or C{None}.
         """
         self.reactor = reactor
+        self.loops = loops_for(reactor)
         self.host = host
         self.port = port
         self.address = target(host, port)
@@ -276,7 +279,7 @@ class ClientEndpoint:
             job.cancel()
 
         connecting = Deferred(cancel)
-        loop, job = loops_for(self.reactor).submit(self._dial, factory, connecting)
+        loop, job = self.loops.submit(self._dial, factory, connecting)
         return connecting
 
     def _channel(self):
@@ -309,7 +312,7 @@ class ClientEndpoint:
                                  close_timeout=CLOSE_TIMEOUT)
                 transport = StreamTransport(pump, asyncio.get_running_loop(), address_of(self.host, self.port),
                                             address_of("0.0.0.0", 0), settings["max-send-queue"], reactor,
-                                            reactor.callFromThread)
+                                            self.loops.reactor_caller(reactor), self.loops.call_soon)
                 pump.deliver = transport.arrived
                 reactor.callFromThread(self._connected, factory, connecting, transport)
                 reason = await pump.run()

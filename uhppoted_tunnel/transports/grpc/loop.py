@@ -128,6 +128,22 @@ class LoopThread:
                     self._loop = None
                     loop.stop()
 
+    @staticmethod
+    def call_soon(loop, function, *args):
+        """
+        Call C{function(*args)} on C{loop}'s thread, from the reactor's
+        (see L{call_soon}).
+        """
+        call_soon(loop, function, *args)
+
+    @staticmethod
+    def reactor_caller(reactor):
+        """
+        :return: how the loop's thread has the reactor call something:
+            C{reactor.callFromThread}.
+        """
+        return reactor.callFromThread
+
     @property
     def running(self):
         """
@@ -169,6 +185,22 @@ class ReactorLoop:
         :return: C{(loop, task)}, as L{LoopThread.submit}.
         """
         return self.loop, asyncio.ensure_future(job(*args), loop=self.loop)
+
+    @staticmethod
+    def call_soon(loop, function, *args):
+        """
+        Call C{function(*args)} on the loop's next turn: the reactor's
+        thread is the loop's, so nothing need wake it.
+        """
+        loop.call_soon(function, *args)
+
+    def reactor_caller(self, reactor):
+        """
+        :return: how the streams have the reactor call something: on the
+            loop's next turn, which is the reactor's (no wake-up through
+            C{callFromThread}'s pipe).
+        """
+        return self.loop.call_soon
 
 
 def call_soon(loop, function, *args):
