@@ -211,7 +211,8 @@ REACTOR = "default"
 
 def tunnel_command():
     if REACTOR in ("asyncio", "uvloop"):
-        loop = "import asyncio, uvloop; asyncio.set_event_loop(uvloop.new_event_loop()); " if REACTOR == "uvloop" else ""
+        loop = ("import asyncio, uvloop; asyncio.set_event_loop(uvloop.new_event_loop()); "
+                if REACTOR == "uvloop" else "")
         return [sys.executable, "-c", loop + "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
                 "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
     script = os.path.join(os.path.dirname(sys.executable), "uhppoted-tunnel")
