@@ -205,7 +205,16 @@ class Child:
         return self.proc.returncode
 
 
+#: --reactor: the halves' Twisted reactor (the tunnel's default is epoll)
+REACTOR = "default"
+
+
 def tunnel_command():
+    if REACTOR in ("asyncio", "uvloop"):
+        loop = ("import asyncio, uvloop; asyncio.set_event_loop(uvloop.new_event_loop()); "
+                if REACTOR == "uvloop" else "")
+        return [sys.executable, "-c", loop + "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
+                "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
     script = os.path.join(os.path.dirname(sys.executable), "uhppoted-tunnel")
     if os.path.exists(script) and os.access(script, os.X_OK):
         return [script]
@@ -976,6 +985,7 @@ def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=
         "direct_emulator_cpu_pct": direct["emulator_cpu_pct"],
         "other_cpu_pct": figures["other_cpu_pct"],
         "engine": args.engine,
+        "reactor": REACTOR,
         "warmup": args.warmup,
         "cpus": os.cpu_count(),
     }
@@ -1018,9 +1028,14 @@ def main(argv=None):
     parser.add_argument("--engine", choices=sorted(ENGINES), default="epoll",
                         help="client I/O: epoll (default, the cheapest), asyncio or twisted (twisted only with "
                              "--direct-only: a reactor runs once per process)")
+    parser.add_argument("--reactor", choices=("default", "asyncio", "uvloop"), default="default",
+                        help="the halves' Twisted reactor: the tunnel's default (epoll), Twisted's asyncio reactor, "
+                             "or that on uvloop's loop (pip install uvloop)")
     parser.add_argument("--direct-only", action="store_true",
                         help="only measure the clients straight at the emulator (to compare engines)")
     args = parser.parse_args(argv)
+    global REACTOR
+    REACTOR = args.reactor
     if args.clients < 1:
         parser.error("--clients must be at least 1")
     if args.warmup < 0:

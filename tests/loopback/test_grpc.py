@@ -90,11 +90,13 @@ class _GRPCPairs(Pairs):
         return ["--ca-cert", ca, "--cert", cert, "--key", key] + (["--client-auth"] if client_auth else [])
 
     @inlineCallbacks
-    def connect(self, kind="grpc", reverse=False, server_flags=(), client_flags=()):
+    def connect(self, kind="grpc", reverse=False, server_flags=(), client_flags=(), command=None):
         """
         Start the emulator (controllers A and B), a host half (udp/listen
         -> KIND) and a site half (KIND -> udp/broadcast), one the server
         and the other the client, and wait until both ends have the call.
+
+        :param command: how to run the halves (L{run_tunnel}'s).
 
         :return: a Deferred firing with C{(host, site, client)}.
         """
@@ -102,10 +104,10 @@ class _GRPCPairs(Pairs):
         broadcast = "udp/broadcast:127.0.0.1:{}".format(emulator_port)
         if not reverse:
             host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out",
-                              "{}/server:127.0.0.1:0".format(kind), *server_flags)
+                              "{}/server:127.0.0.1:0".format(kind), *server_flags, command=command)
             port = int((yield host.waitFor(grpc_listening(kind))).group(1))
             site = run_tunnel(self, "site", "--in", "{}/client:127.0.0.1:{}".format(kind, port), "--out", broadcast,
-                              "--udp-timeout", "1s", *client_flags)
+                              "--udp-timeout", "1s", *client_flags, command=command)
             yield site.waitFor(grpc_connected(kind, port))
             yield host.waitFor(grpc_connected(kind))
         else:
@@ -166,6 +168,18 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         answered.
         """
         host, site, client = yield self.connect(reverse=True)
+        yield self.assertRequests(client)
+
+    @inlineCallbacks
+    def test_asyncio_reactor(self):
+        """
+        Both halves under Twisted's asyncio reactor, whose loop the streams
+        then run on (no thread of their own): the uhppoted client's
+        requests are answered.
+        """
+        command = [sys.executable, "-c", "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
+                   "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
+        host, site, client = yield self.connect(command=command)
         yield self.assertRequests(client)
 
     @inlineCallbacks

@@ -223,6 +223,23 @@ class MakerTests(SynchronousTestCase):
         self.assertFalse(server.secure)
         self.assertFalse(LOOP.running)
 
+    def test_asyncioReactor(self):
+        """
+        Under the asyncio reactor the streams run on its own loop, with no
+        thread; under any other, on the shared loop's thread.
+        """
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+        from uhppoted_tunnel.transports.grpc.link import LOOP, loops_for
+        from uhppoted_tunnel.transports.grpc.loop import ReactorLoop
+
+        reactor = AsyncioSelectorReactor.__new__(AsyncioSelectorReactor)
+        reactor._asyncioEventloop = loop = object()
+        chosen = loops_for(reactor)
+        self.assertIsInstance(chosen, ReactorLoop)
+        self.assertIs(chosen.loop, loop)
+        self.assertIs(loops_for(FakeReactor()), LOOP)
+
     def test_badAddresses(self):
         """
         A gRPC end takes HOST:PORT (a server an IP address), with no

@@ -13,7 +13,14 @@ from twisted.internet.error import ConnectionAborted, ConnectionDone, Connection
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, GIVE_UP, LoopThread, StallTimeout, call_soon
+from uhppoted_tunnel.transports.grpc.loop import (
+    FRAME_OVERHEAD,
+    GIVE_UP,
+    LoopThread,
+    ReactorLoop,
+    StallTimeout,
+    call_soon,
+)
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 from uhppoted_tunnel.core.frames import FrameTooLong
@@ -211,6 +218,65 @@ class PumpTests(SynchronousTestCase):
         self.assertEqual(str(reason), "the peer read nothing sent to it for 0s")
         self.assertEqual((call.written, pump.written), ([], 0))
 
+    def test_stallCheckedByOneTimer(self):
+        """
+        Writes that each complete arm one stall check between them, not a
+        timer each; no check is left once the stream has ended.
+        """
+        armed = []
+        real = self.loop.call_at
+
+        def call_at(when, callback, *args):
+            handle = real(when, callback, *args)
+            armed.append(handle)
+            return handle
+
+        self.loop.call_at = call_at
+        pump = self.pump(client=True, close_timeout=0)
+        for n in range(5):
+            pump.push(n, b"p")
+        self.relay(pump, pump.finish)
+        self.assertEqual(len(self.call.written), 5)
+        self.assertEqual(len(armed), 1)
+        self.assertTrue(armed[0].cancelled())
+        self.assertIsNone(pump._watchdog)
+
+    def test_stallCheckLater(self):
+        """
+        A write that began after the stall check was armed is given its
+        own C{stall_timeout}: the check looks again when that is up, and
+        ends the stream then if the write is still under way.
+        """
+        now = [100.0]
+        armed = []
+
+        class Loop:
+            def time(self):
+                return now[0]
+
+            def call_at(self, when, callback, *args):
+                armed.append((when, callback, args))
+
+        class Task:
+            cancelled = False
+
+            def cancel(self):
+                self.cancelled = True
+
+        pump = self.pump(stall_timeout=10.0)
+        writer = Task()
+        pump._tasks = (Task(), writer)
+        pump._since = 95.0
+        now[0] = 100.0
+        pump._check(Loop())
+        self.assertEqual([when for when, _, _ in armed], [105.0])
+        self.assertFalse(writer.cancelled)
+        now[0] = 105.0
+        when, callback, args = armed.pop()
+        callback(*args)
+        self.assertTrue(writer.cancelled)
+        self.assertEqual(armed, [])
+
     def test_abort(self):
         """
         L{abort} ends the stream at once, as aborted, with what is queued
@@ -251,6 +317,9 @@ class FakeLoop:
         if self.closed:
             raise RuntimeError("Event loop is closed")
         self.calls.append((function, args))
+
+    def call_soon(self, function, *args):
+        self.calls.append(("same thread", function, args))
 
 
 class FakePump:
@@ -453,3 +522,54 @@ class LoopThreadTests(SynchronousTestCase):
         self.assertTrue(started.wait(10))
         future.cancel()
         self.assertTrue(cancelled.wait(10))
+
+
+class ReactorLoopTests(SynchronousTestCase):
+    """
+    L{ReactorLoop} runs jobs on the reactor's own loop, with no thread.
+    """
+
+    def test_submit(self):
+        """
+        A job runs as a task on the given loop, in the calling thread, and
+        cancelling the task cancels it; the loop goes on after the job.
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        seen = []
+
+        async def job(n):
+            seen.append((n, threading.current_thread(), asyncio.get_running_loop()))
+            await asyncio.Event().wait()
+
+        given, task = ReactorLoop(loop).submit(job, 1)
+        self.assertIs(given, loop)
+        loop.run_until_complete(asyncio.sleep(0))
+        self.assertEqual(seen, [(1, threading.current_thread(), loop)])
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        self.assertTrue(task.cancelled())
+        self.assertFalse(loop.is_closed())
+
+    def test_sameThread(self):
+        """
+        On the reactor's own loop a stream wakes nothing: the loop's side
+        is called on the loop's next turn, and so is the reactor's, with
+        C{call_soon}, not through the pipe of C{call_soon_threadsafe} or
+        C{callFromThread}.
+        """
+        from twisted.internet.address import IPv4Address
+
+        loop = FakeLoop()
+        loops = ReactorLoop(loop)
+        pump = FakePump()
+        pump.idle = True
+        transport = StreamTransport(pump, loop, IPv4Address("TCP", "127.0.0.1", 5000),
+                                    IPv4Address("TCP", "127.0.0.1", 6000), 1024, Clock(),
+                                    loops.reactor_caller(object()), loops.call_soon)
+        transport.sendFrame(1, b"p")
+        transport.arrived(2, b"q")
+        self.assertEqual(loop.calls, [("same thread", pump.wake, ()), ("same thread", transport.drain, ())])
+        reactor = Clock()
+        reactor.callFromThread = lambda *call: None
+        self.assertIs(LoopThread().reactor_caller(reactor), reactor.callFromThread)

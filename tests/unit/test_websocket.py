@@ -710,6 +710,78 @@ class ServerMessageTests(_ServerTests, SynchronousTestCase):
         self.assertEqual(len(self.router.requests), 1)
 
 
+def masked_frame(payload, key=b"\x9a\x01\xff\x37", opcode=0x2):
+    """
+    A final frame masked with C{key}, as clients send.
+    """
+    size = len(payload)
+    head = struct.pack("!BB", 0x80 | opcode, 0x80 | size) if size < 126 else struct.pack(
+        "!BBH", 0x80 | opcode, 0x80 | 126, size)
+    return head + key + bytes(b ^ key[n % 4] for n, b in enumerate(payload))
+
+
+class ServerWholeFrameTests(_ServerTests, SynchronousTestCase):
+    """
+    Whole final binary frames are read without autobahn's parser; the
+    rest is autobahn's, in order.
+    """
+
+    def parsed(self, protocol):
+        while not hasattr(protocol, "processData"):
+            protocol = protocol.wrappedProtocol
+        calls = []
+        parse = protocol.processData
+
+        def counted():
+            calls.append(1)
+            return parse()
+
+        protocol.processData = counted
+        return calls
+
+    def test_wholeFrames(self):
+        """
+        Frames that arrive whole, masked with any key, short and long, are
+        unmasked and relayed in order without autobahn's parser.
+        """
+        protocol, transport = self.upgraded()
+        calls = self.parsed(protocol)
+        long = REQUEST * 2
+        protocol.dataReceived(masked_frame(encode(7, REQUEST)) + masked_frame(encode(8, long), key=b"\1\2\3\4"))
+        protocol.dataReceived(masked_frame(encode(9, REQUEST)))
+        self.assertEqual([payload for payload, _ in self.router.requests], [REQUEST, long, REQUEST])
+        self.assertEqual(calls, [])
+
+    def test_restToAutobahn(self):
+        """
+        A ping after whole frames, and a frame cut across reads, are
+        autobahn's: the ping is answered, the cut frame relayed once whole,
+        in order with the frames before and after it.
+        """
+        protocol, transport = self.upgraded()
+        calls = self.parsed(protocol)
+        cut = masked_frame(encode(2, REQUEST))
+        protocol.dataReceived(masked_frame(encode(1, REQUEST)) + masked_frame(b"hi", opcode=0x9) + cut[:30])
+        self.assertEqual(len(self.router.requests), 1)
+        self.assertEqual(server_frames(transport.value())[-1], (0xA, b"hi"))
+        protocol.dataReceived(cut[30:])
+        protocol.dataReceived(masked_frame(encode(3, REQUEST)))
+        self.assertEqual(len(self.router.requests), 3)
+        self.assertNotEqual(calls, [])
+
+    def test_unmaskedRefused(self):
+        """
+        An unmasked frame from a client is left to autobahn, which drops
+        the connection: nothing is relayed.
+        """
+        protocol, transport = self.upgraded()
+        data = encode(1, REQUEST)
+        protocol.dataReceived(struct.pack("!BB", 0x82, len(data)) + data)
+        self.assertEqual(self.router.requests, [])
+        self.assertTrue(transport.disconnected)
+        self.lose(protocol)
+
+
 class ServerPingTests(_ServerTests, SynchronousTestCase):
     settings = {"ws-ping": 5.0}
 

@@ -22,6 +22,7 @@ from uhppoted_tunnel.transports.zmq.connection import ZMQConnection
 from uhppoted_tunnel.transports.zmq.curve import read_authorized, read_key
 from uhppoted_tunnel.transports.zmq.maker import ZMQConnectorMaker
 from uhppoted_tunnel.transports.zmq.server import ZMQPort
+from uhppoted_tunnel.transports.zmq import sockets
 from uhppoted_tunnel.transports.zmq.sockets import SocketReader, ZAPHandler, messages
 from uhppoted_tunnel.transports.zmq.wire import BadMessage, decode, socket_options
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
@@ -178,6 +179,20 @@ class SocketReaderTests(_Sockets, SynchronousTestCase):
         self.reader.stop()
         self.assertNotIn(self.reader, self.reactor.readers)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class FlagTests(SynchronousTestCase):
+    def test_plainInts(self):
+        """
+        The flags and options on every message's way are plain ints with
+        pyzmq's values: pyzmq's own are enums, whose C{&} and C{|} run
+        Python code.
+        """
+        for name, value in (("NOBLOCK", zmq.NOBLOCK), ("NOBLOCK_SNDMORE", zmq.NOBLOCK | zmq.SNDMORE),
+                            ("RCVMORE", zmq.RCVMORE), ("EVENTS", zmq.EVENTS), ("POLLIN", zmq.POLLIN)):
+            constant = getattr(sockets, name)
+            self.assertIs(type(constant), int, name)
+            self.assertEqual(constant, value)
 
 
 class ZAPHandlerTests(SynchronousTestCase):

@@ -62,6 +62,7 @@ JSON; times are seconds since the epoch (floats)::
 
 import collections
 import platform
+import struct
 from bisect import bisect_left
 
 from twisted.application.service import Service
@@ -74,6 +75,10 @@ from uhppoted_tunnel.core.counts import Controllers, Latency, decode_event, seri
 from uhppoted_tunnel.interfaces import IControllerObserver, ITelemetryServer
 from uhppoted_tunnel.link.lifecycle import UP
 from uhppoted_tunnel.observe.sdnotify import one_line
+
+#: a packet's serial number (bytes 4 to 7, little-endian), on every reply's
+#: path: a thousand instructions fewer than slicing for C{int.from_bytes}
+_serial = struct.Struct("<I").unpack_from
 
 #: Events and warnings kept for the status page.
 RECENT = 20
@@ -187,7 +192,7 @@ class Telemetry:
         latency.sum += elapsed
         self.replies += 1
         if len(payload) >= 8:
-            serial = int.from_bytes(payload[4:8], "little")
+            serial = _serial(payload, 4)[0]
             entry = self.controllers.seen.get(serial)
             if entry is not None:
                 entry[1] = entry[3] = now

@@ -22,6 +22,7 @@ import asyncio
 import socket
 from functools import partial
 
+from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
@@ -47,7 +48,7 @@ from uhppoted_tunnel.transports.grpc.conf import (
     target,
 )
 from uhppoted_tunnel.transports.grpc.front import BACKEND_HOST, FRONT_CONNECTIONS, FrontDoor, Peers
-from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, call_soon
+from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, GIVE_UP, LoopThread, ReactorLoop, call_soon
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 from uhppoted_tunnel.transports.tls.handshake import note_subject, pem_subject
@@ -57,6 +58,17 @@ STOP_GRACE = 2.0
 
 #: The loop every gRPC end of the process shares.
 LOOP = LoopThread("grpc")
+
+
+def loops_for(reactor):
+    """
+    Where the streams of an end on C{reactor} run: on the reactor's own
+    loop under the asyncio reactor, else on L{LOOP}'s thread.
+    """
+    if isinstance(reactor, AsyncioSelectorReactor):
+        # Twisted names the reactor's loop only privately
+        return ReactorLoop(reactor._asyncioEventloop)
+    return LOOP
 
 
 def _cannot_bind(host, port, error):
@@ -135,6 +147,7 @@ class ServerEndpoint:
         :param certificates: L{Certificates} for TLS, or C{None}.
         """
         self.reactor = reactor
+        self.loops = loops_for(reactor)
         self.host = host
         self.port = port
         self.settings = settings
@@ -153,7 +166,7 @@ class ServerEndpoint:
         stopped = Deferred()
         if self.handshakes is not None:
             stopped.addCallback(lambda _: self.handshakes.stop())
-        loop, job = LOOP.submit(self._serve, factory, listening, stopped)
+        loop, job = self.loops.submit(self._serve, factory, listening, stopped)
         return listening
 
     def _fetch(self):
@@ -240,7 +253,8 @@ class ServerEndpoint:
                          settings["stall-timeout"], eof=grpc.aio.EOF)
         relayed = parse_peer(context.peer())
         transport = StreamTransport(pump, loop, self.peers.peer(relayed), self.host_address,
-                                    settings["max-send-queue"], reactor, reactor.callFromThread)
+                                    settings["max-send-queue"], reactor, self.loops.reactor_caller(reactor),
+                                    self.loops.call_soon)
         pump.deliver = transport.arrived
         # grpcs/ with a client certificate: the site is known by its subject
         pems = context.auth_context().get("x509_pem_cert")
@@ -288,6 +302,7 @@ class ClientEndpoint:
         :param proxy: the HTTP proxy to dial through, or C{None}.
         """
         self.reactor = reactor
+        self.loops = loops_for(reactor)
         self.host = host
         self.port = port
         self.address = target(host, port)
@@ -305,7 +320,7 @@ class ClientEndpoint:
             job.cancel()
 
         connecting = Deferred(cancel)
-        loop, job = LOOP.submit(self._dial, factory, connecting)
+        loop, job = self.loops.submit(self._dial, factory, connecting)
         return connecting
 
     def _channel(self):
@@ -338,7 +353,7 @@ class ClientEndpoint:
                                  close_timeout=CLOSE_TIMEOUT)
                 transport = StreamTransport(pump, asyncio.get_running_loop(), address_of(self.host, self.port),
                                             address_of("0.0.0.0", 0), settings["max-send-queue"], reactor,
-                                            reactor.callFromThread)
+                                            self.loops.reactor_caller(reactor), self.loops.call_soon)
                 pump.deliver = transport.arrived
                 reactor.callFromThread(self._connected, factory, connecting, transport)
                 reason = await pump.run()

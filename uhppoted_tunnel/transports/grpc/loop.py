@@ -27,6 +27,10 @@ never a thread, so the threads do not grow with the streams. The two sides meet 
 
 Everything else a connection does (relays, log lines, throttled warnings)
 stays in the reactor thread.
+
+Under Twisted's asyncio reactor the streams run on the reactor's own loop
+instead (L{ReactorLoop}): no thread, no hand-off between threads, the
+same queues.
 """
 
 import asyncio
@@ -124,6 +128,22 @@ class LoopThread:
                     self._loop = None
                     loop.stop()
 
+    @staticmethod
+    def call_soon(loop, function, *args):
+        """
+        Call C{function(*args)} on C{loop}'s thread, from the reactor's
+        (see L{call_soon}).
+        """
+        call_soon(loop, function, *args)
+
+    @staticmethod
+    def reactor_caller(reactor):
+        """
+        :return: how the loop's thread has the reactor call something:
+            C{reactor.callFromThread}.
+        """
+        return reactor.callFromThread
+
     @property
     def running(self):
         """
@@ -146,6 +166,41 @@ class LoopThread:
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
+
+
+class ReactorLoop:
+    """
+    Under Twisted's asyncio reactor (C{twistd -r asyncio}): the streams
+    run on the reactor's own asyncio loop, with no thread of their own,
+    so that a frame crosses no thread and wakes nothing.
+    """
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def submit(self, job, *args):
+        """
+        Run C{job(*args)} on the reactor's loop.
+
+        :return: C{(loop, task)}, as L{LoopThread.submit}.
+        """
+        return self.loop, asyncio.ensure_future(job(*args), loop=self.loop)
+
+    @staticmethod
+    def call_soon(loop, function, *args):
+        """
+        Call C{function(*args)} on the loop's next turn: the reactor's
+        thread is the loop's, so nothing need wake it.
+        """
+        loop.call_soon(function, *args)
+
+    def reactor_caller(self, reactor):
+        """
+        :return: how the streams have the reactor call something: on the
+            loop's next turn, which is the reactor's (no wake-up through
+            C{callFromThread}'s pipe).
+        """
+        return self.loop.call_soon
 
 
 def call_soon(loop, function, *args):

@@ -66,6 +66,11 @@ class FramePump:
         self._finishing = False
         self._aborted = False
         self._tasks = ()
+        #: the loop's time the write under way began, or None
+        self._since = None
+        #: the stall check's timer, armed while a write is under way
+        self._watchdog = None
+        self._stalled = False
 
     # what the reactor calls, through call_soon_threadsafe
 
@@ -135,6 +140,9 @@ class FramePump:
             except Exception as e:
                 return self.diagnose(e)
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -158,16 +166,24 @@ class FramePump:
 
     async def _write(self):
         outgoing, write, wake = self.outgoing, self.write, self._wake
+        loop = asyncio.get_running_loop()
         while True:
             while outgoing:
                 frame = outgoing.popleft()
+                # one timer checks every write for a stall (L{_check}),
+                # not a timer a write: a write only notes when it began
+                self._since = loop.time()
+                if self._watchdog is None:
+                    self._watchdog = loop.call_at(self._since + self.stall_timeout, self._check, loop)
                 try:
-                    async with asyncio.timeout(self.stall_timeout):
-                        await write(frame)
-                except TimeoutError:
-                    return StallTimeout(self.stall_timeout)
+                    await write(frame)
+                except asyncio.CancelledError:
+                    if self._stalled:
+                        return StallTimeout(self.stall_timeout)
+                    raise
                 except Exception as e:
                     return self.diagnose(e)
+                self._since = None
                 self.written += len(frame[1]) + FRAME_OVERHEAD
             if self._finishing:
                 return None
@@ -178,3 +194,21 @@ class FramePump:
             if not outgoing and not self._finishing:
                 await wake.wait()
             self.idle = False
+
+    def _check(self, loop):
+        """
+        The stall check: a write under way for C{stall_timeout} seconds
+        ends the stream with L{StallTimeout}; one that began later is
+        checked again when its own time is up; with no write under way the
+        check ends (the next write arms it).
+        """
+        self._watchdog = None
+        since = self._since
+        if since is None or not self._tasks:
+            return
+        due = since + self.stall_timeout
+        if loop.time() >= due:
+            self._stalled = True
+            self._tasks[1].cancel()
+        else:
+            self._watchdog = loop.call_at(due, self._check, loop)

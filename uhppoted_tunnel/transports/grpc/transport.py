@@ -38,7 +38,7 @@ class StreamTransport:
     protocol = None
     receiver = None
 
-    def __init__(self, pump, loop, peer, host, max_send_queue, clock, call_from_thread):
+    def __init__(self, pump, loop, peer, host, max_send_queue, clock, call_from_thread, call_soon=call_soon):
         """
         :param pump: the stream's L{FramePump}.
         :param loop: the loop the pump runs on.
@@ -46,7 +46,11 @@ class StreamTransport:
         :param host: this side's C{IAddress}.
         :param max_send_queue: bytes that may wait to be written.
         :param clock: an C{IReactorTime}.
-        :param call_from_thread: the reactor's C{callFromThread}.
+        :param call_from_thread: the reactor's C{callFromThread} (or, on
+            the reactor's own loop, that loop's C{call_soon}).
+        :param call_soon: C{(loop, function, *args)}: call C{function} on
+            the loop's thread (L{call_soon}, or a plain C{loop.call_soon}
+            when that thread is the reactor's).
         """
         self.pump = pump
         self.loop = loop
@@ -56,6 +60,7 @@ class StreamTransport:
         self.max_send_queue = max_send_queue
         self.clock = clock
         self.call_from_thread = call_from_thread
+        self.call_soon = call_soon
         self.queued = 0
         self.incoming = deque()
         self._draining = False
@@ -86,7 +91,7 @@ class StreamTransport:
         pump = self.pump
         pump.outgoing.append((frame_id, payload))
         if pump.idle:
-            call_soon(self.loop, pump.wake)
+            self.call_soon(self.loop, pump.wake)
         return True
 
     def loseConnection(self):
@@ -105,7 +110,7 @@ class StreamTransport:
         if self.disconnected:
             return
         self.disconnecting = True
-        call_soon(self.loop, how)
+        self.call_soon(self.loop, how)
         if self._give_up is None:
             self._give_up = self.clock.callLater(GIVE_UP, self.ended,
                                                  ConnectionLost("the gRPC stream did not end within {:g}s".format(

@@ -19,7 +19,9 @@ The factories and endpoints (and the end's throttled warnings) are in
 L{uhppoted_tunnel.transports.ws.endpoints}: every timer autobahn sets (the
 opening and closing handshakes, pings) runs on the end's clock, and
 autobahn's own log lines are kept at debug level: what matters the end
-says itself, throttled. Everything received is autobahn's to parse.
+says itself, throttled. Everything received is autobahn's to parse, but
+for whole final binary frames read while autobahn holds nothing half
+parsed (L{_Frames._wholeFrames}), the tunnel's every frame.
 """
 
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
@@ -130,9 +132,60 @@ class _Frames(WhenClosed):
         self.transport.abortConnection()
 
     def dataReceived(self, data):
+        if self._deliver is not None and self.state == OPEN and not self.data and self.current_frame is None \
+                and not self.inside_message:
+            data = self._wholeFrames(data)
+            if not data:
+                return
         # autobahn's logs each read at debug level, formatting the log's
         # arguments (tens of microseconds) whether or not it is written
         self._dataReceived(data)
+
+    def _wholeFrames(self, data):
+        """
+        The common case, read here rather than by autobahn's parser (whose
+        generality costs as much as the rest of a frame's way through a
+        half, as C{sendMessage} did): whole final binary frames at the
+        start of C{data}, masked as the peer's side must mask, no longer
+        than the limits, each handed to L{onMessage}. Read only while
+        autobahn holds nothing half parsed; what is left (a control frame,
+        a fragment, a frame cut short or anything else) is autobahn's.
+
+        :return: what is left of C{data}.
+        """
+        masked = 0x80 if self.factory.isServer else 0
+        limit = min(self.maxFramePayloadSize or 0x7FFFFFFF, self.maxMessagePayloadSize or 0x7FFFFFFF)
+        end = len(data)
+        i = 0
+        while end - i >= 2 and data[i] == 0x82 and data[i + 1] & 0x80 == masked:
+            size = data[i + 1] & 0x7F
+            start = i + 2
+            if size == 126:
+                if end - i < 4:
+                    break
+                size = data[start] << 8 | data[start + 1]
+                if size < 126:
+                    break
+                start += 2
+            elif size == 127:
+                break
+            if size > limit:
+                break
+            if masked:
+                key = data[start:start + 4]
+                start += 4
+            stop = start + size
+            if stop > end:
+                break
+            payload = data[start:stop]
+            if masked:
+                payload = (int.from_bytes(payload, "big") ^ int.from_bytes((key * (size // 4 + 1))[:size], "big")
+                           ).to_bytes(size, "big")
+            i = stop
+            self.onMessage(payload, True)
+            if self.state != OPEN:
+                return b""
+        return data[i:] if i else data
 
     def sendData(self, data, sync=False, chopsize=None):
         # the same for each write; and no traffic statistics

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.transports.zmq.connection import MessageTransport
-from uhppoted_tunnel.transports.zmq.sockets import Monitor, SocketReader, failure_reason
+from uhppoted_tunnel.transports.zmq.sockets import NOBLOCK, RCVMORE, Monitor, SocketReader, failure_reason
 from uhppoted_tunnel.transports.zmq.wire import (
     CONNECT_TIMEOUT,
     BadMessage,
@@ -97,9 +97,9 @@ class Dealer:
 
     def _receive(self):
         socket = self.socket
-        message = socket.recv(zmq.NOBLOCK)
-        if socket.getsockopt(zmq.RCVMORE):
-            socket.recv_multipart(zmq.NOBLOCK)
+        message = socket.recv(NOBLOCK)
+        if socket.getsockopt(RCVMORE):
+            socket.recv_multipart(NOBLOCK)
             self.attempt.malformed(BadMessage("a message of several parts"))
             return
         self.attempt.received(message)
@@ -109,7 +109,7 @@ class Dealer:
         :return: False if the message was not queued (the high-water mark).
         """
         try:
-            self.socket.send(message, zmq.NOBLOCK)
+            self.socket.send(message, NOBLOCK)
         except zmq.ZMQError:
             return False
         finally:

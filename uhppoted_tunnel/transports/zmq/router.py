@@ -16,7 +16,7 @@ knows each peer's connection from the monitor by its descriptor
 
 import zmq
 
-from uhppoted_tunnel.transports.zmq.sockets import Monitor, SocketReader, ZAPHandler
+from uhppoted_tunnel.transports.zmq.sockets import NOBLOCK, NOBLOCK_SNDMORE, RCVMORE, Monitor, SocketReader, ZAPHandler
 from uhppoted_tunnel.transports.zmq.wire import (
     ZAP_DOMAIN,
     BadMessage,
@@ -105,8 +105,8 @@ class RouterSocket:
             C{ZMQ_ROUTER_MANDATORY}).
         """
         try:
-            self.socket.send(routing_id, zmq.NOBLOCK | zmq.SNDMORE)
-            self.socket.send(message, zmq.NOBLOCK)
+            self.socket.send(routing_id, NOBLOCK_SNDMORE)
+            self.socket.send(message, NOBLOCK)
         except zmq.ZMQError:
             return False
         finally:
@@ -131,10 +131,10 @@ class RouterSocket:
     def _receive(self):
         socket = self.socket
         listener = self.port
-        routing_id = socket.recv(zmq.NOBLOCK)
+        routing_id = socket.recv(NOBLOCK)
         known = routing_id in listener.peers
         if known:
-            message = socket.recv(zmq.NOBLOCK)
+            message = socket.recv(NOBLOCK)
         else:
             # a client's introduction: its descriptor says which
             # connection it is
@@ -146,8 +146,8 @@ class RouterSocket:
                     self.monitor.drain()
                     listener.introduced(routing_id, message.get(zmq.SRCFD), message.get("Peer-Address"))
                 return
-        if socket.getsockopt(zmq.RCVMORE):
-            socket.recv_multipart(zmq.NOBLOCK)
+        if socket.getsockopt(RCVMORE):
+            socket.recv_multipart(NOBLOCK)
             if known:
                 listener.malformed(routing_id, BadMessage("a message of several parts"))
             return

@@ -37,6 +37,14 @@ from zope.interface import implementer
 #: Messages received in one go before the reader yields to the reactor.
 BATCH = 256
 
+# pyzmq's constants are enums, and an enum's C{&} or C{|} runs Python code
+# (enum.Flag): on the way of every message, plain ints
+NOBLOCK = int(zmq.NOBLOCK)
+NOBLOCK_SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+RCVMORE = int(zmq.RCVMORE)
+EVENTS = int(zmq.EVENTS)
+POLLIN = int(zmq.POLLIN)
+
 #: The monitor events the ends act on.
 MONITORED = (zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_DISCONNECTED
              | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
@@ -128,7 +136,7 @@ class SocketReader:
         events = self.socket.getsockopt
         receive = self.receive
         for _ in range(self.batch):
-            if not self._reading or not events(zmq.EVENTS) & zmq.POLLIN:
+            if not self._reading or not events(EVENTS) & POLLIN:
                 return
             try:
                 receive()
@@ -145,7 +153,7 @@ def messages(socket, handle):
     recv = socket.recv_multipart
 
     def receive():
-        handle(recv(zmq.NOBLOCK))
+        handle(recv(NOBLOCK))
 
     return receive
 
