@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from tests import certs
 from tests.unit.test_grpcloop import FakeLoop, FakePump
 from uhppoted_tunnel.transports.grpc.maker import GRPCConnection, GRPCConnectorMaker
-from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout
+from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout, TooManyFrames
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd
 from uhppoted_tunnel.link.factory import FrameFactory
@@ -148,6 +148,20 @@ class ConnectionTests(SynchronousTestCase):
         self.assertTrue(any("frame of 2000 bytes exceeds the 1024 byte limit" in m for m in messages), messages)
         self.assertTrue(any("the message is not a uhppoted.tunnel.Frame (Wire format was corrupt)" in m
                             for m in messages), messages)
+
+    def test_tooManyFrames(self):
+        """
+        A call ended by a message of more frames than a C{Frames} may
+        carry is warned of as impossible frames, counted and throttled
+        with the others: one warning for several calls.
+        """
+        for _ in range(3):
+            self.connect().ended(TooManyFrames(65))
+        self.clock.advance(10)
+        warnings = [m for m in self.messages() if "impossible frames" in m or "closing connection" in m]
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertIn("a message of 65 frames, more than the 64 a uhppoted.tunnel.Frames may carry", warnings[-1])
+        self.assertIn("closed 2 connections that sent impossible frames", warnings[-1])
 
     def test_stalled(self):
         """
