@@ -183,6 +183,19 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         yield self.assertRequests(client)
 
     @inlineCallbacks
+    def test_epoll_reactor(self):
+        """
+        Both halves under the epoll reactor, chosen before the tunnel
+        starts (a gRPC half otherwise runs under the asyncio reactor):
+        the streams run on the loop thread, and the uhppoted client's
+        requests are answered.
+        """
+        command = [sys.executable, "-c", "from twisted.internet import epollreactor; epollreactor.install(); "
+                   "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
+        host, site, client = yield self.connect(command=command)
+        yield self.assertRequests(client)
+
+    @inlineCallbacks
     def test_tls(self):
         """
         Site dialling host over grpcs/ with --client-auth and client

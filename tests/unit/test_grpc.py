@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests import certs
+from uhppoted_tunnel.app import cli
 from tests.unit.test_grpcloop import FakeLoop, FakePump
 from uhppoted_tunnel.transports.grpc.maker import GRPCConnection, GRPCConnectorMaker
 from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout, TooManyFrames
@@ -308,3 +309,22 @@ class MakerTests(SynchronousTestCase):
         make("grpc/server:127.0.0.1:0", OUT, freebind=True)
         self.assertTrue(any("--freebind does not apply to grpc/server ends" in e["log_format"].format(**e)
                             for e in log))
+
+
+class ReactorChoiceTests(SynchronousTestCase):
+    """
+    A half with a gRPC end runs under Twisted's asyncio reactor unless a
+    reactor was chosen (L{uhppoted_tunnel.app.cli.install_reactor}).
+    """
+
+    def test_wantsAsyncio(self):
+        """
+        A gRPC end, in or out, plain or over TLS, request or event, asks
+        for the asyncio reactor; a half without one does not.
+        """
+        for argv, wanted in ((["--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0"], True),
+                             (["--in", "grpcs/client:host:1", "--out", "udp/broadcast:127.0.0.1:60000"], True),
+                             (["--in", "udp/event:127.0.0.1:60001", "--out", "grpc/event/client:host:1"], True),
+                             (["--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0"], False),
+                             (["--in", "udp/listen:127.0.0.1:0", "--out", "ws/server:127.0.0.1:0"], False)):
+            self.assertEqual(cli.wants_asyncio(cli.parse(argv)), wanted, argv)
