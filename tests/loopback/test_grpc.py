@@ -183,6 +183,19 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         yield self.assertRequests(client)
 
     @inlineCallbacks
+    def test_epoll_reactor(self):
+        """
+        Both halves under the epoll reactor, chosen before the tunnel
+        starts (a gRPC half otherwise runs under the asyncio reactor):
+        the streams run on the loop thread, and the uhppoted client's
+        requests are answered.
+        """
+        command = [sys.executable, "-c", "from twisted.internet import epollreactor; epollreactor.install(); "
+                   "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
+        host, site, client = yield self.connect(command=command)
+        yield self.assertRequests(client)
+
+    @inlineCallbacks
     def test_tls(self):
         """
         Site dialling host over grpcs/ with --client-auth and client
@@ -597,6 +610,21 @@ class InteropTests(TestCase):
     timeout = 60
 
     @inlineCallbacks
+    def stubs(self):
+        """
+        :return: a Deferred firing with a new folder holding what
+            grpc_tools generates from the shipped .proto.
+        """
+        out = os.path.abspath(self.mktemp())
+        os.makedirs(out)
+        proto = os.path.abspath(PROTO)
+        stdout, stderr, code = yield getProcessOutputAndValue(sys.executable, [
+            "-m", "grpc_tools.protoc", "-I", os.path.dirname(proto), "--python_out", out, "--grpc_python_out", out,
+            os.path.basename(proto)], env=dict(os.environ))
+        self.assertEqual(code, 0, stderr)
+        return out
+
+    @inlineCallbacks
     def test_generated_stubs(self):
         """
         A plain grpcio client, with stubs that grpc_tools generates from
@@ -607,13 +635,7 @@ class InteropTests(TestCase):
         emulator_process, emulator_port = yield start_emulator(self, A, B)
         site = start_site(self, "grpc/server:127.0.0.1:0", emulator_port)
         port = int((yield site.waitFor(grpc_listening())).group(1))
-        out = os.path.abspath(self.mktemp())
-        os.makedirs(out)
-        proto = os.path.abspath(PROTO)
-        stdout, stderr, code = yield getProcessOutputAndValue(sys.executable, [
-            "-m", "grpc_tools.protoc", "-I", os.path.dirname(proto), "--python_out", out, "--grpc_python_out", out,
-            os.path.basename(proto)], env=dict(os.environ))
-        self.assertEqual(code, 0, stderr)
+        out = yield self.stubs()
         script = os.path.join(out, "client.py")
         with open(script, "w") as f:
             f.write(CLIENT)
@@ -625,6 +647,129 @@ class InteropTests(TestCase):
         frame_id, reply = stdout.decode().split()
         reply = bytes.fromhex(reply)
         self.assertEqual((int(frame_id), reply[:2], int.from_bytes(reply[4:8], "little")), (77, b"\x17\x94", A))
+
+    @inlineCallbacks
+    def test_generated_stubs_relays(self):
+        """
+        The same client calls Relays with a get-controller request for
+        each controller in one Frames, and gets both replies back, each
+        with its request's id.
+        """
+        emulator_process, emulator_port = yield start_emulator(self, A, B)
+        site = start_site(self, "grpc/server:127.0.0.1:0", emulator_port)
+        port = int((yield site.waitFor(grpc_listening())).group(1))
+        out = yield self.stubs()
+        script = os.path.join(out, "client.py")
+        with open(script, "w") as f:
+            f.write(BATCH_CLIENT)
+        requests = [bytes([0x17, 0x94, 0, 0]) + serial.to_bytes(4, "little") + bytes(56) for serial in (A, B)]
+        stdout, stderr, code = yield getProcessOutputAndValue(
+            sys.executable, [script, "127.0.0.1:{}".format(port)] + [r.hex() for r in requests], path=out,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": out})
+        self.assertEqual(code, 0, stderr)
+        replies = {}
+        for line in stdout.decode().splitlines():
+            frame_id, reply = line.split()
+            replies[int(frame_id)] = bytes.fromhex(reply)
+        self.assertEqual({frame_id: (reply[:2], int.from_bytes(reply[4:8], "little"))
+                          for frame_id, reply in replies.items()}, {77: (b"\x17\x94", A), 78: (b"\x17\x94", B)})
+
+    @inlineCallbacks
+    def test_server_without_relays(self):
+        """
+        A client end whose server serves Relay alone (a tunnel from before
+        Relays: here a server from the generated stubs that sends every
+        frame back) takes the link over Relay: a request sent through it
+        comes back.
+        """
+        out = yield self.stubs()
+        script = os.path.join(out, "server.py")
+        with open(script, "w") as f:
+            f.write(OLD_SERVER)
+        server = spawn(self, [sys.executable, script], "old-server", env={"PYTHONPATH": out})
+        port = int((yield server.waitFor(r"^listening (\d+)$")).group(1))
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out",
+                          "grpc/client:127.0.0.1:{}".format(port))
+        yield host.waitFor(grpc_connected("grpc", port))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        request = bytes([0x17, 0x94, 0, 0]) + A.to_bytes(4, "little") + bytes(56)
+        echoed = yield deferToThread(_udp_exchange, udp_port, request)
+        self.assertEqual(echoed, request)
+        self.assertFalse(re.search(r"\bWARN\b.*GRPC", host.output()), host.output())
+
+
+def _udp_exchange(port, request):
+    """
+    Send C{request} to C{port} on 127.0.0.1 and return what comes back.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.sendto(request, ("127.0.0.1", port))
+        return s.recvfrom(2048)[0]
+
+
+#: A client of the Tunnel service that knows nothing of the tunnel but the
+#: generated stubs: sends one Frames of a Frame per request, prints the id
+#: and payload of each frame back until it has one a request.
+BATCH_CLIENT = '''
+import sys
+import threading
+
+import grpc
+
+import tunnel_pb2
+import tunnel_pb2_grpc
+
+answered = threading.Event()
+requests = sys.argv[2:]
+
+
+def batches():
+    yield tunnel_pb2.Frames(frames=[tunnel_pb2.Frame(id=77 + i, payload=bytes.fromhex(r))
+                                    for i, r in enumerate(requests)])
+    answered.wait(10)
+
+
+with grpc.insecure_channel(sys.argv[1]) as channel:
+    seen = 0
+    for batch in tunnel_pb2_grpc.TunnelStub(channel).Relays(batches(), timeout=10):
+        for frame in batch.frames:
+            print(frame.id, frame.payload.hex())
+            seen += 1
+        if seen >= len(requests):
+            break
+    answered.set()
+'''
+
+
+#: A server of the Tunnel service as a tunnel from before Relays served
+#: it (Relay alone, from the generated messages), which sends every frame
+#: back as it comes.
+OLD_SERVER = '''
+import sys
+from concurrent import futures
+
+import grpc
+
+import tunnel_pb2
+
+
+def relay(frames, context):
+    # a tunnel's server end answers with its headers once it has the link
+    context.send_initial_metadata(())
+    for frame in frames:
+        yield tunnel_pb2.Frame(id=frame.id, payload=frame.payload)
+
+
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+handler = grpc.stream_stream_rpc_method_handler(relay, request_deserializer=tunnel_pb2.Frame.FromString,
+                                                response_serializer=tunnel_pb2.Frame.SerializeToString)
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("uhppoted.tunnel.Tunnel", {"Relay": handler}),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print("listening", port, flush=True)
+server.wait_for_termination(120)
+'''
 
 
 #: A client that takes the call and never reads what it is sent (with the

@@ -13,9 +13,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from tests import certs
+from uhppoted_tunnel.app import cli
 from tests.unit.test_grpcloop import FakeLoop, FakePump
 from uhppoted_tunnel.transports.grpc.maker import GRPCConnection, GRPCConnectorMaker
-from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout
+from uhppoted_tunnel.transports.grpc.loop import FRAME_OVERHEAD, NotAFrame, StallTimeout, TooManyFrames
 from uhppoted_tunnel.transports.grpc.transport import StreamTransport
 from uhppoted_tunnel.link.ends import ClientEnd, ServerEnd
 from uhppoted_tunnel.link.factory import FrameFactory
@@ -148,6 +149,20 @@ class ConnectionTests(SynchronousTestCase):
         self.assertTrue(any("frame of 2000 bytes exceeds the 1024 byte limit" in m for m in messages), messages)
         self.assertTrue(any("the message is not a uhppoted.tunnel.Frame (Wire format was corrupt)" in m
                             for m in messages), messages)
+
+    def test_tooManyFrames(self):
+        """
+        A call ended by a message of more frames than a C{Frames} may
+        carry is warned of as impossible frames, counted and throttled
+        with the others: one warning for several calls.
+        """
+        for _ in range(3):
+            self.connect().ended(TooManyFrames(65))
+        self.clock.advance(10)
+        warnings = [m for m in self.messages() if "impossible frames" in m or "closing connection" in m]
+        self.assertEqual(len(warnings), 2, warnings)
+        self.assertIn("a message of 65 frames, more than the 64 a uhppoted.tunnel.Frames may carry", warnings[-1])
+        self.assertIn("closed 2 connections that sent impossible frames", warnings[-1])
 
     def test_stalled(self):
         """
@@ -294,3 +309,22 @@ class MakerTests(SynchronousTestCase):
         make("grpc/server:127.0.0.1:0", OUT, freebind=True)
         self.assertTrue(any("--freebind does not apply to grpc/server ends" in e["log_format"].format(**e)
                             for e in log))
+
+
+class ReactorChoiceTests(SynchronousTestCase):
+    """
+    A half with a gRPC end runs under Twisted's asyncio reactor unless a
+    reactor was chosen (L{uhppoted_tunnel.app.cli.install_reactor}).
+    """
+
+    def test_wantsAsyncio(self):
+        """
+        A gRPC end, in or out, plain or over TLS, request or event, asks
+        for the asyncio reactor; a half without one does not.
+        """
+        for argv, wanted in ((["--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0"], True),
+                             (["--in", "grpcs/client:host:1", "--out", "udp/broadcast:127.0.0.1:60000"], True),
+                             (["--in", "udp/event:127.0.0.1:60001", "--out", "grpc/event/client:host:1"], True),
+                             (["--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0"], False),
+                             (["--in", "udp/listen:127.0.0.1:0", "--out", "ws/server:127.0.0.1:0"], False)):
+            self.assertEqual(cli.wants_asyncio(cli.parse(argv)), wanted, argv)

@@ -14,6 +14,17 @@ from uhppoted_tunnel.transports.grpc.front import BACKEND_HOST, FrontDoor, Peers
 SETTINGS = {"max-connections": 3, "max-connections-per-source": 2}
 
 
+class TCPTransport(StringTransport):
+    """
+    A transport that says whether Nagle is off, as a TCP one does.
+    """
+
+    noDelay = False
+
+    def setTcpNoDelay(self, enabled):
+        self.noDelay = enabled
+
+
 def peer(host, port=40000):
     return IPv4Address("TCP", host, port)
 
@@ -88,3 +99,17 @@ class FrontDoorTests(SynchronousTestCase):
         outbound = self.relay(inbound, 41000)
         self.assertTrue(outbound.transport.disconnecting)
         self.assertEqual(len(self.peers), 0)
+
+    def test_noDelay(self):
+        """
+        Both sides of a relay send at once (Nagle off, as grpc has it on
+        its own sockets), from when the relay is made.
+        """
+        address = peer("10.0.0.1")
+        inbound = self.front.buildProtocol(address)
+        inbound.makeConnection(TCPTransport(peerAddress=address))
+        self.assertFalse(inbound.transport.noDelay)
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        outbound = factory.buildProtocol(None)
+        outbound.makeConnection(TCPTransport(hostAddress=IPv4Address("TCP", BACKEND_HOST, 41000)))
+        self.assertEqual((inbound.transport.noDelay, outbound.transport.noDelay), (True, True))

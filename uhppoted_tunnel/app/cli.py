@@ -83,6 +83,32 @@ def _go_flags(argv, options=Options):
     return converted
 
 
+#: The connectors whose ends are asyncio's (grpcio's C{grpc.aio}): a half
+#: with one runs under Twisted's asyncio reactor, on whose loop their
+#: streams then run, with no thread between (docs/performance.rst).
+ASYNCIO_KINDS = ("grpc/", "grpcs/")
+
+
+def wants_asyncio(options):
+    """
+    :return: whether the tunnel of C{options} runs best under Twisted's
+        asyncio reactor: an end of it is gRPC.
+    """
+    return any(str(options[side] or "").startswith(ASYNCIO_KINDS) for side in ("in", "out"))
+
+
+def install_reactor(options):
+    """
+    Install Twisted's asyncio reactor for a tunnel that L{wants_asyncio},
+    unless a reactor is installed already (the caller's choice); else the
+    platform's default is installed when first imported.
+    """
+    if wants_asyncio(options) and "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+
+
 def parse(argv):
     """
     Parse the command line.
@@ -192,17 +218,20 @@ def _main(argv, reactor):
         from uhppoted_tunnel.emulator.__main__ import main as emulator
 
         return emulator(argv[1:])
-    if reactor is None:
-        from twisted.internet import reactor
     if command == "demo":
         from uhppoted_tunnel.app.demo import main as demo
 
+        if reactor is None:
+            from twisted.internet import reactor
         return demo(argv[1:], reactor)
     try:
         options = parse(argv)
     except usage.UsageError as e:
         sys.stderr.write("uhppoted-tunnel: {} (see 'uhppoted-tunnel help')\n".format(e))
         return 2
+    if reactor is None:
+        install_reactor(options)
+        from twisted.internet import reactor
     return run(options, reactor)
 
 

@@ -22,7 +22,7 @@ from zope.interface import implementer
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.interfaces import ICertificateReloader
-from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame
+from uhppoted_tunnel.transports.grpc.loop import BATCH_OVERHEAD, MessageTooLong, NotAFrame
 
 # before grpc is imported, by this module alone (the others import grpc
 # from here)
@@ -32,16 +32,19 @@ import grpc  # noqa: E402
 import grpc.aio  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
 
-from uhppoted_tunnel.transports.grpc.proto.tunnel_pb2 import DESCRIPTOR, Frame  # noqa: E402
+from uhppoted_tunnel.transports.grpc.proto.tunnel_pb2 import DESCRIPTOR, Frame, Frames  # noqa: E402
 
-#: C{uhppoted.tunnel.Tunnel}, and the path of its C{Relay} method, as the
-#: .proto names them
+#: C{uhppoted.tunnel.Tunnel}, and the paths of its C{Relay} and C{Relays}
+#: methods, as the .proto names them
 SERVICE = DESCRIPTOR.services_by_name["Tunnel"].full_name
 METHOD = "/{}/{}".format(SERVICE, DESCRIPTOR.services_by_name["Tunnel"].methods_by_name["Relay"].name)
+BATCH_METHOD = "/{}/{}".format(SERVICE, DESCRIPTOR.services_by_name["Tunnel"].methods_by_name["Relays"].name)
 
-#: What a Frame message adds to its payload at most: the id's tag and
-#: varint (6 bytes), the payload's tag and length (4 for up to 65535).
-MESSAGE_OVERHEAD = 10
+#: What a message adds to the payload of its one frame at most: a Frame
+#: the id's tag and varint (6 bytes) and the payload's tag and length (4
+#: for up to 65535); a Frames (L{BATCH_OVERHEAD}) the frame's own tag and
+#: length (4) too.
+MESSAGE_OVERHEAD = BATCH_OVERHEAD
 
 #: Go: TCP keepalive every 15 s; the gRPC ends ping as often (or more, for
 #: a short --dead-peer-timeout).
@@ -67,6 +70,23 @@ def encode(frame):
 #: wider than 32 bits keeps its low 32, unknown fields are skipped, and
 #: bytes that are not a Frame raise C{DecodeError}.
 decode = Frame.FromString
+
+
+def encode_batch(frames):
+    """
+    The serializer of C{Relays}: a list of C{(id, payload)} -> the bytes
+    of one C{Frames}.
+    """
+    message = Frames()
+    add = message.frames.add
+    for frame_id, payload in frames:
+        add(id=frame_id, payload=payload)
+    return message.SerializeToString()
+
+
+#: The deserializer of C{Relays}: bytes -> a C{Frames} (C{frames}), as
+#: L{decode}.
+decode_batch = Frames.FromString
 
 
 def message_limit(max_payload):

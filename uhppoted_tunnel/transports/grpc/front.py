@@ -70,10 +70,19 @@ class Peers:
             prove(inbound.transport)
 
 
+def _no_delay(transport):
+    """
+    Nagle off, as grpc has it on its own sockets: a small message relayed
+    must not wait for the acknowledgement of the one before.
+    """
+    if hasattr(transport, "setTcpNoDelay"):
+        transport.setTcpNoDelay(True)
+
+
 class _Relayed(Protocol):
     """
     One side of a relayed connection: what arrives is written to the
-    other, with flow control both ways.
+    other, with flow control both ways, and at once (no Nagle).
     """
 
     other = None
@@ -102,6 +111,8 @@ class _Outbound(_Relayed):
             return
         self.other = inbound
         inbound.other = self
+        _no_delay(self.transport)
+        _no_delay(inbound.transport)
         self.port = self.transport.getHost().port
         self.factory.peers.add(self.port, inbound)
         self.transport.registerProducer(inbound.transport, True)

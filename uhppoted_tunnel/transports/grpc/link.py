@@ -8,10 +8,12 @@ L{uhppoted_tunnel.transports.grpc.conf}.
 Imported only when a gRPC end is built, so that the plugin scan of every
 tunnel does not load grpcio.
 
-One call of C{uhppoted.tunnel.Tunnel/Relay} (C{uhppoted_tunnel/transports/grpc/proto/
-tunnel.proto}) is one link: the dialler's channel is made for the attempt
-and closed with it, so backoff and C{--max-retries} are the client end's
-own. An attempt has succeeded once the server has answered the call with
+One call of C{uhppoted.tunnel.Tunnel/Relays} (C{uhppoted_tunnel/transports/grpc/proto/
+tunnel.proto}), or of C{Relay} with a server from before C{Relays}, is
+one link: the server serves both, the dialler calls C{Relays} and, if the
+server answers C{UNIMPLEMENTED}, C{Relay}. The dialler's channel is made
+for the attempt and closed with it, so backoff and C{--max-retries} are
+the client end's own. An attempt has succeeded once the server has answered the call with
 its headers (a server end sends them once it has taken the link), and has
 failed when the call fails first or when nothing has answered within the
 dial timeout (C{--handshake-timeout} more over TLS); the reason names what
@@ -33,15 +35,18 @@ from uhppoted_tunnel.link.limits import DEFAULT_MAX_CONNECTIONS, LISTEN_BACKLOG,
 from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT
 from uhppoted_tunnel.transports.grpc.refusals import HandshakeWatch
 from uhppoted_tunnel.transports.grpc.conf import (
+    BATCH_METHOD,
     METHOD,
     SERVICE,
     DialFailed,
     address_of,
     channel_options,
     decode,
+    decode_batch,
     diagnose,
     dial_failure,
     encode,
+    encode_batch,
     grpc,
     parse_peer,
     server_options,
@@ -55,6 +60,9 @@ from uhppoted_tunnel.transports.tls.handshake import note_subject, pem_subject
 
 #: Seconds a stopping server gives its calls before it cancels them.
 STOP_GRACE = 2.0
+
+#: What L{ClientEndpoint._call} says of a server without C{Relays}.
+UNIMPLEMENTED = "UNIMPLEMENTED"
 
 #: The loop every gRPC end of the process shares.
 LOOP = LoopThread("grpc")
@@ -180,9 +188,14 @@ class ServerEndpoint:
         settings = self.settings
         server = grpc.aio.server(options=server_options(settings),
                                  maximum_concurrent_rpcs=settings["max-connections"] * 2)
-        handler = grpc.stream_stream_rpc_method_handler(partial(self._relay, factory), request_deserializer=decode,
-                                                        response_serializer=encode)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Relay": handler}),))
+        handlers = {
+            "Relay": grpc.stream_stream_rpc_method_handler(partial(self._relay, factory, False),
+                                                           request_deserializer=decode, response_serializer=encode),
+            "Relays": grpc.stream_stream_rpc_method_handler(partial(self._relay, factory, True),
+                                                            request_deserializer=decode_batch,
+                                                            response_serializer=encode_batch),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         stop = asyncio.Event()
         try:
             backend = self._bind(server)
@@ -240,9 +253,10 @@ class ServerEndpoint:
         except RuntimeError as e:
             raise OSError(_cannot_bind(self.host, self.port, e)) from None
 
-    async def _relay(self, factory, requests, context):
+    async def _relay(self, factory, batched, requests, context):
         """
-        One C{Relay} call: one connection, if the factory takes it.
+        One C{Relay} call, or C{Relays} (C{batched}): one connection, if
+        the factory takes it.
         """
         reactor = self.reactor
         if self.handshakes is not None:
@@ -250,7 +264,7 @@ class ServerEndpoint:
         loop = asyncio.get_running_loop()
         settings = self.settings
         pump = FramePump(context.read, context.write, None, diagnose, settings["max-payload"],
-                         settings["stall-timeout"], eof=grpc.aio.EOF)
+                         settings["stall-timeout"], eof=grpc.aio.EOF, batched=batched)
         relayed = parse_peer(context.peer())
         transport = StreamTransport(pump, loop, self.peers.peer(relayed), self.host_address,
                                     settings["max-send-queue"], reactor, self.loops.reactor_caller(reactor),
@@ -336,21 +350,16 @@ class ClientEndpoint:
         call = transport = failed = None
         reason = ConnectionAborted()
         try:
-            call = channel.stream_stream(METHOD, request_serializer=encode, response_deserializer=decode)(
-                wait_for_ready=False)
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await call.initial_metadata()
-            except TimeoutError:
-                failed = "no answer within {:g}s: is {} a gRPC server?".format(self.timeout, self.address)
-            else:
-                if call.done():
-                    failed = dial_failure(await call.code(), await call.details(), self.address,
-                                          self.certificates is not None)
+            for batched in (True, False):
+                call, failed = await self._call(channel, batched)
+                if failed != UNIMPLEMENTED:
+                    break
+                # a server from before Relays
+                call.cancel()
             if failed is None:
                 pump = FramePump(call.read, call.write, None, diagnose, settings["max-payload"],
                                  settings["stall-timeout"], eof=grpc.aio.EOF, half_close=call.done_writing,
-                                 close_timeout=CLOSE_TIMEOUT)
+                                 close_timeout=CLOSE_TIMEOUT, batched=batched)
                 transport = StreamTransport(pump, asyncio.get_running_loop(), address_of(self.host, self.port),
                                             address_of("0.0.0.0", 0), settings["max-send-queue"], reactor,
                                             self.loops.reactor_caller(reactor), self.loops.call_soon)
@@ -374,6 +383,33 @@ class ClientEndpoint:
                 reactor.callFromThread(_settle, connecting, Failure(DialFailed(failed)))
             if transport is not None:
                 reactor.callFromThread(transport.ended, reason)
+
+    async def _call(self, channel, batched):
+        """
+        Call C{Relays} (C{batched}) or C{Relay}, and wait for the server to
+        take the link.
+
+        :return: C{(call, failed)}: C{failed} is C{None} once the server
+            has taken it, L{UNIMPLEMENTED} if the server does not serve
+            C{Relays}, else why the attempt failed.
+        """
+        if batched:
+            call = channel.stream_stream(BATCH_METHOD, request_serializer=encode_batch,
+                                         response_deserializer=decode_batch)(wait_for_ready=False)
+        else:
+            call = channel.stream_stream(METHOD, request_serializer=encode, response_deserializer=decode)(
+                wait_for_ready=False)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await call.initial_metadata()
+        except TimeoutError:
+            return call, "no answer within {:g}s: is {} a gRPC server?".format(self.timeout, self.address)
+        if not call.done():
+            return call, None
+        code = await call.code()
+        if batched and code == grpc.StatusCode.UNIMPLEMENTED:
+            return call, UNIMPLEMENTED
+        return call, dial_failure(code, await call.details(), self.address, self.certificates is not None)
 
     @staticmethod
     def _connected(factory, connecting, transport):

@@ -43,6 +43,17 @@ from uhppoted_tunnel.core.frames import HEADER_SIZE
 #: the same on every transport.
 FRAME_OVERHEAD = HEADER_SIZE
 
+#: The most frames one C{uhppoted.tunnel.Frames} message carries (a
+#: C{Relays} call's); a message of more ends the call.
+MAX_BATCH = 64
+
+#: What a frame adds to its payload at most in a C{Frames} message: its
+#: id's tag and varint (6 bytes), its payload's tag and length (4 for up
+#: to 65535), and the frame's own tag and length (4). A message carries
+#: frames up to C{--max-payload} plus this, so one frame of
+#: C{--max-payload} always fits.
+BATCH_OVERHEAD = 14
+
 #: Seconds a closing stream has to send what is queued and for its peer to
 #: end the call, before it is cancelled.
 CLOSE_TIMEOUT = 5.0
@@ -60,6 +71,16 @@ class NotAFrame(Exception):
 
     def __str__(self):
         return "the message is not a uhppoted.tunnel.Frame ({}): is the peer a uhppoted-tunnel?".format(self.args[0])
+
+
+class TooManyFrames(Exception):
+    """
+    A C{uhppoted.tunnel.Frames} message of more than L{MAX_BATCH} frames.
+    """
+
+    def __str__(self):
+        return "a message of {} frames, more than the {} a uhppoted.tunnel.Frames may carry: is the peer a " \
+            "uhppoted-tunnel?".format(self.args[0], MAX_BATCH)
 
 
 class MessageTooLong(Exception):

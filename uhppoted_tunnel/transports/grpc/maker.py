@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from uhppoted_tunnel.core.addresses import go_address, is_ip_address
 from uhppoted_tunnel.transports import proxy
-from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame, StallTimeout
+from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame, StallTimeout, TooManyFrames
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.secure import watch_certificates
 from uhppoted_tunnel.interfaces import IFrameConnection
@@ -82,7 +82,7 @@ class GRPCConnection(WhenClosed, Protocol):
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
-        if reason.check(FrameTooLong, NotAFrame, MessageTooLong):
+        if reason.check(FrameTooLong, NotAFrame, MessageTooLong, TooManyFrames):
             self.factory.frameTooLong(self, reason.value)
         elif reason.check(StallTimeout):
             self.factory.stalledTooLong(self, reason.value.timeout)

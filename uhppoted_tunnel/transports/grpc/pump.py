@@ -11,7 +11,14 @@ from collections import deque
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 
 from uhppoted_tunnel.core.frames import FrameTooLong
-from uhppoted_tunnel.transports.grpc.loop import CLOSE_TIMEOUT, FRAME_OVERHEAD, StallTimeout
+from uhppoted_tunnel.transports.grpc.loop import (
+    BATCH_OVERHEAD,
+    CLOSE_TIMEOUT,
+    FRAME_OVERHEAD,
+    MAX_BATCH,
+    StallTimeout,
+    TooManyFrames,
+)
 
 
 class FramePump:
@@ -19,6 +26,12 @@ class FramePump:
     The loop side of one gRPC stream: writes the frames the reactor hands
     it, in order and one at a time, and hands the reactor each frame that
     arrives, checked against C{--max-payload}.
+
+    On a C{Relays} call (C{batched}) a message is a C{Frames}: the writer
+    sends every frame queued when it writes as one message, up to
+    L{MAX_BATCH} frames and C{--max-payload} + L{BATCH_OVERHEAD} bytes
+    (never waiting for more), and the reader hands on each frame of a
+    message, every one checked.
 
     The pump runs on the loop's thread. The reactor queues frames in
     L{outgoing} and calls L{wake} if the writer is L{idle}; it reaches the
@@ -29,7 +42,7 @@ class FramePump:
     """
 
     def __init__(self, read, write, deliver, diagnose, max_payload, stall_timeout, eof=None, half_close=None,
-                 close_timeout=CLOSE_TIMEOUT):
+                 close_timeout=CLOSE_TIMEOUT, batched=False):
         """
         :param read: a coroutine function giving the next message (with
             C{id} and C{payload}), or C{eof} once the peer has ended.
@@ -48,6 +61,9 @@ class FramePump:
             peer ends the call; C{None} on a server, whose call ends when
             its handler returns.
         :param close_timeout: seconds L{finish} waits for the peer.
+        :param batched: whether a message is a C{Frames} (C{read} gives
+            messages with C{frames}, C{write} takes a list of
+            C{(id, payload)}) rather than a C{Frame}.
         """
         self.read = read
         self.write = write
@@ -58,6 +74,7 @@ class FramePump:
         self.eof = eof
         self.half_close = half_close
         self.close_timeout = close_timeout
+        self.batched = batched
         self.outgoing = deque()
         self.written = 0
         #: True while the writer waits for frames (the reactor must wake it)
@@ -118,7 +135,8 @@ class FramePump:
         if self._aborted:
             return ConnectionAborted()
         loop = asyncio.get_running_loop()
-        reader, writer = self._tasks = (loop.create_task(self._read()), loop.create_task(self._write()))
+        read = self._read_batches if self.batched else self._read
+        reader, writer = self._tasks = (loop.create_task(read()), loop.create_task(self._write()))
         try:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             if self._aborted:
@@ -164,12 +182,61 @@ class FramePump:
                 return FrameTooLong(len(payload), limit, payload[:16])
             deliver(message.id, payload)
 
+    async def _read_batches(self):
+        read, eof, deliver, limit = self.read, self.eof, self.deliver, self.max_payload
+        while True:
+            try:
+                message = await read()
+            except Exception as e:
+                return self.diagnose(e)
+            if message is eof:
+                return ConnectionDone()
+            frames = message.frames
+            if len(frames) > MAX_BATCH:
+                return TooManyFrames(len(frames))
+            for frame in frames:
+                payload = frame.payload
+                if len(payload) > limit:
+                    return FrameTooLong(len(payload), limit, payload[:16])
+                deliver(frame.id, payload)
+
+    @staticmethod
+    def _one(outgoing, _):
+        """
+        :return: the next frame to write, and what it counted in the
+            queue.
+        """
+        frame = outgoing.popleft()
+        return frame, len(frame[1]) + FRAME_OVERHEAD
+
+    @staticmethod
+    def _batch(outgoing, budget):
+        """
+        :return: the frames queued, oldest first, that one C{Frames}
+            message carries (at least one, at most L{MAX_BATCH}, their
+            payloads and L{BATCH_OVERHEAD} each within C{budget}), and what
+            they counted in the queue.
+        """
+        frame = outgoing.popleft()
+        batch = [frame]
+        size = len(frame[1])
+        used = size + BATCH_OVERHEAD
+        while outgoing and len(batch) < MAX_BATCH:
+            more = len(outgoing[0][1])
+            if used + more + BATCH_OVERHEAD > budget:
+                break
+            batch.append(outgoing.popleft())
+            size += more
+            used += more + BATCH_OVERHEAD
+        return batch, size + FRAME_OVERHEAD * len(batch)
+
     async def _write(self):
         outgoing, write, wake = self.outgoing, self.write, self._wake
+        take, budget = (self._batch, self.max_payload + BATCH_OVERHEAD) if self.batched else (self._one, 0)
         loop = asyncio.get_running_loop()
         while True:
             while outgoing:
-                frame = outgoing.popleft()
+                frame, size = take(outgoing, budget)
                 # one timer checks every write for a stall (L{_check}),
                 # not a timer a write: a write only notes when it began
                 self._since = loop.time()
@@ -184,7 +251,7 @@ class FramePump:
                 except Exception as e:
                     return self.diagnose(e)
                 self._since = None
-                self.written += len(frame[1]) + FRAME_OVERHEAD
+                self.written += size
             if self._finishing:
                 return None
             # from here the reactor wakes the writer for what it queues; a

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2uhppoted_tunnel/transports/grpc/proto/tunnel.proto\x12\x0fuhppoted.tunnel\"$\n\x05\x46rame\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x32\x45\n\x06Tunnel\x12;\n\x05Relay\x12\x16.uhppoted.tunnel.Frame\x1a\x16.uhppoted.tunnel.Frame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n2uhppoted_tunnel/transports/grpc/proto/tunnel.proto\x12\x0fuhppoted.tunnel\"$\n\x05\x46rame\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"0\n\x06\x46rames\x12&\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x16.uhppoted.tunnel.Frame2\x85\x01\n\x06Tunnel\x12;\n\x05Relay\x12\x16.uhppoted.tunnel.Frame\x1a\x16.uhppoted.tunnel.Frame(\x01\x30\x01\x12>\n\x06Relays\x12\x17.uhppoted.tunnel.Frames\x1a\x17.uhppoted.tunnel.Frames(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FRAME']._serialized_start=71
   _globals['_FRAME']._serialized_end=107
-  _globals['_TUNNEL']._serialized_start=109
-  _globals['_TUNNEL']._serialized_end=178
+  _globals['_FRAMES']._serialized_start=109
+  _globals['_FRAMES']._serialized_end=157
+  _globals['_TUNNEL']._serialized_start=160
+  _globals['_TUNNEL']._serialized_end=293
 # @@protoc_insertion_point(module_scope)
