@@ -15,14 +15,16 @@ from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.interfaces import IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.core.counts import TOO_LONG, Tally
 from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.core.events import SESSION_ID, parse_session, session_frame
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, ICountingEndpoint, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.link.ends import ClientEnd
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.transports.nats import roles
@@ -33,6 +35,7 @@ from uhppoted_tunnel.transports.nats.maker import NATSConnectorMaker, credential
 from uhppoted_tunnel.transports.nats.options import credentials_problem, serials
 from uhppoted_tunnel.transports.nats.session import Plan
 from uhppoted_tunnel.transports.nats.subjects import (
+    BAD_FRAME,
     ReplyRoutes,
     Subjects,
     check_prefix,
@@ -497,6 +500,31 @@ class LinkTests(SynchronousTestCase):
         self.assertEqual(outbox.take(), [("close",)])
         self.report("ready", "127.0.0.1:4222", "_INBOX.h")
         self.assertEqual(self.ready, [])
+
+    def test_badCounted(self):
+        """
+        A message that is not this end's frames is dropped, warned of
+        (throttled: two in a window are one warning until the link ends),
+        and counted by reason where the end's other drops are, whatever
+        attempt's link took it.
+        """
+        verifyObject(ICountingEndpoint, self.endpoint)
+        logged = []
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        globalLogPublisher.addObserver(logged.append)
+        self.endpoint.connect(self.factory)
+        self.report("ready", "127.0.0.1:4222", "_INBOX.h")
+        self.report("message", "_INBOX.other.9", None, b"reply", None)
+        self.report("message", "_INBOX.h.9", None, b"x" * 1025, None)
+        warned = [e for e in logged if "not this tunnel's frames" in e.get("log_format", "")]
+        self.assertEqual(len(warned), 1)
+        self.report("lost", "gone")
+        self.endpoint.connect(self.factory)
+        self.report("ready", "127.0.0.1:4222", "_INBOX.h")
+        self.report("message", "_INBOX.h.9", None, b"x" * 1025, None)
+        t = Tally()
+        t.endpoint(self.endpoint)
+        self.assertEqual(t.dropped, {BAD_FRAME: 1, TOO_LONG: 2})
 
 
 SETTINGS = {"max-payload": 1024, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,

@@ -24,6 +24,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.throttle import Throttle
+from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.link.limits import NOTHING
 from uhppoted_tunnel.transports.nats.bridge import Mailbox, waker
 
 
@@ -167,11 +169,12 @@ class NATSLink:
 
     # what the role reports
 
-    def bad(self, subject, why):
+    def bad(self, subject, why, reason):
         """
-        A message that is not a frame of this end: dropped, counted and
-        warned of (throttled).
+        A message that is not a frame of this end: dropped, counted (in the
+        end's metrics, by C{reason}) and warned of (throttled).
         """
+        self.endpoint.countDropped(reason)
         self._last["bad"] = (subject, why)
         self._bad.count()
 
@@ -222,11 +225,17 @@ class NATSLink:
         return IPv4Address("TCP", "0.0.0.0", 0)
 
 
-@implementer(IStreamClientEndpoint)
+@implementer(IStreamClientEndpoint, ICountingEndpoint)
 class NATSClientEndpoint:
     """
-    Connects to a NATS cluster: one L{NATSLink} per attempt.
+    Connects to a NATS cluster: one L{NATSLink} per attempt; counts, for
+    the end's metrics, the messages its links dropped as not this
+    tunnel's frames (C{dropped}, by reason), whatever the attempt.
     """
+
+    #: nothing wrapped; no handshakes or caps of its own
+    endpoint = None
+    handshake_failures = refused = NOTHING
 
     log = Logger()
     log_tag = "NATS"
@@ -245,6 +254,14 @@ class NATSClientEndpoint:
         self.role = role
         self.loops = loops
         self.run = run
+        self.dropped = {}
+
+    def countDropped(self, reason):
+        """
+        One message dropped for C{reason} (a metrics reason:
+        C{too_long}, C{empty}, C{bad_frame}).
+        """
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def connect(self, factory):
         link = NATSLink(self, factory, self.role)

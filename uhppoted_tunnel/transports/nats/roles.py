@@ -32,8 +32,10 @@ from collections import deque
 
 from twisted.logger import Logger
 
+from uhppoted_tunnel.core.counts import EMPTY, TOO_LONG
 from uhppoted_tunnel.core.events import SESSION_ID, new_session, parse_session, session_frame
 from uhppoted_tunnel.transports.nats.subjects import (
+    BAD_FRAME,
     ReplyRoutes,
     message_id,
     parse_message_id,
@@ -55,7 +57,9 @@ class HostRequests:
         """
         :param subjects: the L{uhppoted_tunnel.transports.nats.subjects.Subjects}.
         :param command: C{command(*item)}: what the NATS loop is to do.
-        :param bad: C{bad(subject, why)}: a message that is not a frame.
+        :param bad: C{bad(subject, why, reason)}: a message that is not a
+            frame, with the metrics' reason (L{TOO_LONG}, L{EMPTY},
+            L{BAD_FRAME}).
         :param no_site: called for a request no site subscribes to.
         """
         self.subjects = subjects
@@ -79,9 +83,10 @@ class HostRequests:
         if headers and headers.get("Status") == "503":
             self.no_site()
         elif frame_id is None:
-            self.bad(subject, "not a reply to a request of this end")
+            self.bad(subject, "not a reply to a request of this end", BAD_FRAME)
         elif not data or len(data) > self.max_payload:
-            self.bad(subject, "a reply of {} bytes (--max-payload {})".format(len(data), self.max_payload))
+            self.bad(subject, "a reply of {} bytes (--max-payload {})".format(len(data), self.max_payload),
+                     TOO_LONG if data else EMPTY)
         else:
             self.connection.frameReceived(frame_id, data)
 
@@ -119,9 +124,10 @@ class SiteRequests:
 
     def message(self, subject, reply, data, headers):
         if not reply:
-            self.bad(subject, "a request with no reply subject")
+            self.bad(subject, "a request with no reply subject", BAD_FRAME)
         elif not data or len(data) > self.max_payload:
-            self.bad(subject, "a request of {} bytes (--max-payload {})".format(len(data), self.max_payload))
+            self.bad(subject, "a request of {} bytes (--max-payload {})".format(len(data), self.max_payload),
+                     TOO_LONG if data else EMPTY)
         else:
             self.connection.frameReceived(self.routes.add(reply), data)
 
@@ -206,8 +212,11 @@ class EventTake:
         if named is None or not data or len(data) > self.max_payload:
             # not a tunnel's event: acknowledged, so that it blocks nothing
             self.command("ack", token)
-            self.bad("the events' stream", "a message that no tunnel stored" if named is None else
-                     "an event of {} bytes (--max-payload {})".format(len(data), self.max_payload))
+            if named is None:
+                self.bad("the events' stream", "a message that no tunnel stored", BAD_FRAME)
+            else:
+                self.bad("the events' stream", "an event of {} bytes (--max-payload {})".format(
+                    len(data), self.max_payload), TOO_LONG if data else EMPTY)
             return
         session, frame_id = named
         if session != self.session:

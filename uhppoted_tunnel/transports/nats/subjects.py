@@ -31,6 +31,10 @@ DEFAULT_DURABLE = "uhppoted-tunnel"
 #: replicas of the events' stream: up to 3 (as many as the cluster has)
 MAX_REPLICAS = 3
 
+#: the metrics' reason for a message that is not this tunnel's frames (as
+#: the xmpp/ ends name theirs)
+BAD_FRAME = "bad_frame"
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 _SERIAL = struct.Struct("<I")
 
