@@ -159,9 +159,10 @@ class NATSLink:
     def _on_slow(self):
         self._slow.count()
 
-    def _on_dropped(self):
+    def _on_dropped(self, frames):
         if self.protocol is not None:
-            self.protocol.frameDropped()
+            for _ in range(frames):
+                self.protocol.frameDropped()
 
     def _on_error(self, text):
         self._last["error"] = text
