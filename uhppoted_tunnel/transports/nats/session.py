@@ -7,8 +7,10 @@ reactor puts in its outbox and reports what happens to the reactor's
 inbox (L{uhppoted_tunnel.transports.nats.bridge.Mailbox}), until the
 reactor closes it or nats-py gives up.
 
-It runs on the NATS loop's thread (L{uhppoted_tunnel.transports.nats.bridge.LoopThread})
-and touches nothing of the reactor's: every decision is the reactor
+It runs on the NATS loop (stepped by the reactor,
+L{uhppoted_tunnel.transports.nats.stepper}, or on a thread of its own,
+L{uhppoted_tunnel.transports.nats.bridge.LoopThread}) and touches
+nothing of the reactor's: every decision is the reactor
 side's (L{uhppoted_tunnel.transports.nats.link}).
 
 One attempt is one C{connect}, with nats-py's own reconnection off, so
