@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from uhppoted_tunnel.transports.nats.bridge import ISameThread, Mailbox
 from uhppoted_tunnel.transports.nats.maker import NATSConnectorMaker
 from uhppoted_tunnel.transports.nats.stepper import TURNS, ReactorStepper
 
@@ -117,6 +118,33 @@ class StepperTests(SynchronousTestCase):
         loop.call_soon_threadsafe(called.append, 1)
         self.stepper.doRead()
         self.assertEqual(called, [1])
+
+    def test_wakers(self):
+        """
+        A link's mailboxes wake the other side with no pipe: the loop's on
+        the reactor's next turn, by the event its task waits for; the
+        reactor's on the reactor's next turn.
+        """
+        verifyObject(ISameThread, self.stepper)
+        loop = self.stepper.acquire()
+        event = asyncio.Event()
+        to_reactor, to_loop = self.stepper.wakers(loop, event)
+        taken, drained = [], []
+        outbox = Mailbox(to_loop, None)
+        inbox = Mailbox(to_reactor, drained.append)
+
+        async def job():
+            await event.wait()
+            taken.extend(outbox.take())
+            inbox.put("reported")
+
+        self.stepper.run(loop, job)
+        outbox.put("command")
+        self.assertEqual(taken, [])
+        # (a memory clock runs what is called for now in the same advance)
+        self.reactor.advance(0)
+        self.assertEqual(taken, ["command"])
+        self.assertEqual(drained, ["reported"])
 
     def test_maker(self):
         """

@@ -27,6 +27,22 @@ import asyncio
 import threading
 from collections import deque
 
+from zope.interface import Interface
+
+
+class ISameThread(Interface):
+    """
+    Loops (as L{LoopThread}'s) that run on the reactor's own thread, whose
+    mailboxes need no wake-up that is safe between threads.
+    """
+
+    def wakers(loop, event):
+        """
+        :return: C{(to_reactor, to_loop)}: the C{wake} of a link's
+            mailbox to the reactor and of its mailbox to C{loop} (whose
+            task waits for C{event}).
+        """
+
 
 class Mailbox:
     """

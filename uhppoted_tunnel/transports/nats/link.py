@@ -26,7 +26,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.interfaces import ICountingEndpoint
 from uhppoted_tunnel.link.limits import NOTHING
-from uhppoted_tunnel.transports.nats.bridge import Mailbox, waker
+from uhppoted_tunnel.transports.nats.bridge import ISameThread, Mailbox, waker
 
 
 class DialFailed(Exception):
@@ -64,7 +64,6 @@ class NATSLink:
         self.protocol = None
         self.connecting = Deferred(self._cancel)
         self._ended = False
-        self._inbox = Mailbox(self.reactor.callFromThread, self.handle, limit=endpoint.plan.inbound)
         self._outbox = None
         clock = self.reactor
         self._bad = Throttle(clock, self._warnBad)
@@ -84,8 +83,13 @@ class NATSLink:
         """
         loop = loops.acquire()
         wakeup = asyncio.Event()
-        self._outbox = Mailbox(waker(loop, wakeup), None)
-        loops.run(loop, run, self.endpoint.plan, self._inbox, self._outbox, wakeup)
+        if ISameThread.providedBy(loops):
+            to_reactor, to_loop = loops.wakers(loop, wakeup)
+        else:
+            to_reactor, to_loop = self.reactor.callFromThread, waker(loop, wakeup)
+        inbox = Mailbox(to_reactor, self.handle, limit=self.endpoint.plan.inbound)
+        self._outbox = Mailbox(to_loop, None)
+        loops.run(loop, run, self.endpoint.plan, inbox, self._outbox, wakeup)
 
     def command(self, *item):
         """

@@ -28,6 +28,8 @@ import selectors
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
+from uhppoted_tunnel.transports.nats.bridge import ISameThread
+
 #: the most iterations of the loop one step runs before the reactor has
 #: its turn
 TURNS = 16
@@ -73,7 +75,7 @@ class SteppedSelector(selectors.BaseSelector):
         return events
 
 
-@implementer(IReadDescriptor)
+@implementer(IReadDescriptor, ISameThread)
 class ReactorStepper:
     """
     One asyncio loop stepped by the reactor, on the reactor's thread, for
@@ -120,6 +122,25 @@ class ReactorStepper:
     @property
     def running(self):
         return self.loop is not None
+
+    def wakers(self, loop, event):
+        """
+        A link's mailboxes need no pipe: the reactor drains its mailbox on
+        its next turn, and the loop's is drained in the step that setting
+        C{event} asks for.
+        """
+        later = self.reactor.callLater
+
+        def to_reactor(drain):
+            later(0, drain)
+
+        def to_loop(drain):
+            # after the loop has closed, its link has ended
+            if not loop.is_closed():
+                loop.call_soon(event.set)
+                self._stepIn(0)
+
+        return to_reactor, to_loop
 
     # the reactor's side
 
