@@ -31,7 +31,7 @@ class StepperTests(SynchronousTestCase):
     def tearDown(self):
         # end what a test left: its jobs cancelled, then the loop closed
         loop = self.stepper.loop
-        if loop is not None:
+        if loop is not None and not loop.is_closed():
             for task in asyncio.all_tasks(loop):
                 task.cancel()
             self.stepper.step()
@@ -145,6 +145,17 @@ class StepperTests(SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(taken, ["command"])
         self.assertEqual(drained, ["reported"])
+
+    def test_failedStep(self):
+        """
+        A step that fails is logged, and the reactor goes on watching the
+        loop.
+        """
+        loop = self.stepper.acquire()
+        loop.close()
+        self.assertIsNone(self.stepper.doRead())
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIn(self.stepper, self.reactor.readers)
 
     def test_maker(self):
         """

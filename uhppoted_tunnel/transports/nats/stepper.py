@@ -26,6 +26,7 @@ import asyncio
 import selectors
 
 from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from uhppoted_tunnel.transports.nats.bridge import ISameThread
@@ -86,6 +87,9 @@ class ReactorStepper:
     :ivar closing: whether the loop is being closed (it then runs as any
         loop does, until its last tasks have ended).
     """
+
+    log = Logger()
+    log_tag = "NATS"
 
     def __init__(self, reactor):
         """
@@ -149,7 +153,12 @@ class ReactorStepper:
         return -1 if selector is None else selector.fileno()
 
     def doRead(self):
-        self.step()
+        # what a step raises must not reach the reactor, which would stop
+        # watching the loop for good
+        try:
+            self.step()
+        except Exception:
+            self.log.failure("the NATS loop failed a step")
 
     def connectionLost(self, reason):
         pass
