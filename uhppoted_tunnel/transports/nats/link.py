@@ -6,7 +6,7 @@ makes one per attempt (L{NATSClientEndpoint}).
 A link is what the end's L{uhppoted_tunnel.transports.nats.connection.NATSConnection}
 is connected to: it starts its asyncio half
 (L{uhppoted_tunnel.transports.nats.session}) on the NATS loop, handles
-what that half reports, in order, in the reactor thread, and hands the
+what that half reports, in order, on the reactor's side, and hands the
 role (L{uhppoted_tunnel.transports.nats.roles}) each message and each
 frame to send. C{connect} fires once the NATS connection is up and the
 role's subscriptions are in place, or fails with L{DialFailed} saying
@@ -77,7 +77,10 @@ class NATSLink:
         """
         Start the asyncio half on the NATS loop.
 
-        :param loops: the L{uhppoted_tunnel.transports.nats.bridge.LoopThread}.
+        :param loops: where the asyncio half runs: the reactor's
+            L{uhppoted_tunnel.transports.nats.stepper.ReactorStepper}, a
+            L{uhppoted_tunnel.transports.nats.bridge.LoopThread} or a
+            L{uhppoted_tunnel.transports.nats.bridge.ReactorLoop}.
         :param run: the coroutine function of the asyncio half
             (L{uhppoted_tunnel.transports.nats.session.run}).
         """
@@ -250,7 +253,8 @@ class NATSClientEndpoint:
         :param address: C{host:port} as the user wrote it, for the log.
         :param plan: the L{uhppoted_tunnel.transports.nats.session.Plan}.
         :param role: C{role(link)}: makes the link's role.
-        :param loops: the NATS L{uhppoted_tunnel.transports.nats.bridge.LoopThread}.
+        :param loops: where the links' asyncio halves run (as for
+            L{NATSLink.start}).
         :param run: the asyncio half's coroutine function.
         """
         self.reactor = reactor
