@@ -673,6 +673,19 @@ class MakerTests(SynchronousTestCase):
         maker = NATSConnectorMaker("natss", FakeLoops(), None)
         self.assertEqual(maker.url(parse("natss/client:h:1", {"natss/client:": maker})[1]), "tls://h:1")
 
+    def test_dropsInTally(self):
+        """
+        What an end's links drop as not its frames is in the end's tally,
+        which C{/metrics} and the status page read.
+        """
+        end = self.make("nats/client:127.0.0.1:4222", OUT)
+        end.endpoint.countDropped(TOO_LONG)
+        end.endpoint.countDropped(BAD_FRAME)
+        t = Tally()
+        end.tally(t)
+        self.assertEqual(t.dropped.get(TOO_LONG), 1)
+        self.assertEqual(t.dropped.get(BAD_FRAME), 1)
+
     def test_asyncioReactor(self):
         """
         Under the asyncio reactor the links run on its own loop, with no
