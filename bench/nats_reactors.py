@@ -1,8 +1,8 @@
 """
 tcp and nats pairs under Twisted's default (epoll) reactor and under its
-asyncio reactor, in one run: what docs/howto/nats.rst quotes (the cost of
-the NATS ends' thread bridge, and of the asyncio reactor for every other
-transport). Needs nats-server (Debian package nats-server) and the nats
+asyncio reactor, in one run: what docs/howto/nats.rst quotes (the NATS
+ends' loop stepped by the default reactor against the asyncio reactor's
+own loop, and the asyncio reactor's cost for every other transport). Needs nats-server (Debian package nats-server) and the nats
 extra.
 
     python bench/nats_reactors.py [--duration 5]

@@ -38,6 +38,40 @@ def make_seed(path):
     return nkeys.from_seed(bytearray(seed)).public_key.decode()
 
 
+@inlineCallbacks
+def get(node, path):
+    """
+    :return: C{(status, body)} of a GET on a node's monitoring port
+        (C{node.monitor}), or C{(None, reason)} if it does not answer.
+    """
+    try:
+        response = yield treq.get("http://{}:{}{}".format(LOOPBACK, node.monitor, path), timeout=2,
+                                  pool=HTTPConnectionPool(reactor, persistent=False))
+        body = yield response.content()
+    except Exception as e:
+        return None, str(e)
+    return response.code, body
+
+
+@inlineCallbacks
+def healthy(node, timeout=DEADLINE):
+    """
+    Wait until a node (C{name}, C{monitor}, C{process}) answers
+    C{/healthz} with 200.
+    """
+    deadline = reactor.seconds() + timeout
+    while True:
+        code, body = yield get(node, "/healthz")
+        if code == 200:
+            return
+        if not node.process.running:
+            raise AssertionError("nats-server {} ended: {}".format(node.name, node.process.recent()))
+        if reactor.seconds() > deadline:
+            raise AssertionError("nats-server {} not healthy within {}s: {} {!r}".format(
+                node.name, timeout, code, body))
+        yield deferLater(reactor, POLL, lambda: None)
+
+
 class Node:
     """
     One node: its ports, its files and its process (while it runs).
@@ -95,7 +129,7 @@ class Cluster:
         for node in self.nodes:
             self.run(node)
         for node in self.nodes:
-            yield self.healthy(node)
+            yield healthy(node)
 
     def run(self, node):
         node.process = spawn(self.testcase, [self.server, "-c", node.config], node.name)
@@ -103,7 +137,7 @@ class Cluster:
     @inlineCallbacks
     def restart(self, node):
         self.run(node)
-        yield self.healthy(node)
+        yield healthy(node)
 
     @inlineCallbacks
     def kill(self, node):
@@ -114,43 +148,12 @@ class Cluster:
         yield node.process.ended
 
     @inlineCallbacks
-    def get(self, node, path):
-        """
-        :return: C{(status, body)} of a GET on the node's monitoring port,
-            or C{(None, reason)} if it does not answer.
-        """
-        try:
-            response = yield treq.get("http://{}:{}{}".format(LOOPBACK, node.monitor, path), timeout=2,
-                                      pool=HTTPConnectionPool(reactor, persistent=False))
-            body = yield response.content()
-        except Exception as e:
-            return None, str(e)
-        return response.code, body
-
-    @inlineCallbacks
-    def healthy(self, node, timeout=DEADLINE):
-        """
-        Wait until the node answers C{/healthz} with 200.
-        """
-        deadline = reactor.seconds() + timeout
-        while True:
-            code, body = yield self.get(node, "/healthz")
-            if code == 200:
-                return
-            if not node.process.running:
-                raise AssertionError("nats-server {} ended: {}".format(node.name, node.process.recent()))
-            if reactor.seconds() > deadline:
-                raise AssertionError("nats-server {} not healthy within {}s: {} {!r}".format(
-                    node.name, timeout, code, body))
-            yield deferLater(reactor, POLL, lambda: None)
-
-    @inlineCallbacks
     def subscriptions(self, node):
         """
         :return: the subjects each client of a node subscribes to: a list
             of sets, one a connection.
         """
-        code, body = yield self.get(node, "/connz?subs=1")
+        code, body = yield get(node, "/connz?subs=1")
         if code != 200:
             raise AssertionError("connz on {}: {} {!r}".format(node.name, code, body))
         return [set(c.get("subscriptions_list") or ()) for c in json.loads(body)["connections"]]

@@ -15,30 +15,34 @@ from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 from twisted.internet.interfaces import IStreamClientEndpoint, ITransport
 from twisted.internet.protocol import Factory
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.core.counts import EMPTY, TOO_LONG, Tally
+from uhppoted_tunnel.core.frames import encode
 from uhppoted_tunnel.core.spec import parse
 from uhppoted_tunnel.core.events import SESSION_ID, parse_session, session_frame
-from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
+from uhppoted_tunnel.interfaces import IN, OUT, ICountingEndpoint, IConnectorMaker, IFrameConnection, IInEnd, IOutEnd
 from uhppoted_tunnel.link.ends import ClientEnd
 from uhppoted_tunnel.testing import FakeReactor, RecordingRouter, packet
 from uhppoted_tunnel.transports.nats import roles
+from uhppoted_tunnel.transports.nats.batch import BadBatch, Batches, decode
 from uhppoted_tunnel.transports.nats.bridge import LoopThread, Mailbox, ReactorLoop, waker
 from uhppoted_tunnel.transports.nats.connection import NATSConnection
 from uhppoted_tunnel.transports.nats.link import DialFailed, NATSClientEndpoint
 from uhppoted_tunnel.transports.nats.maker import NATSConnectorMaker, credentials
 from uhppoted_tunnel.transports.nats.options import credentials_problem, serials
-from uhppoted_tunnel.transports.nats.session import Plan
+from uhppoted_tunnel.transports.nats.session import Plan, Session
 from uhppoted_tunnel.transports.nats.subjects import (
+    BAD_FRAME,
     ReplyRoutes,
     Subjects,
     check_prefix,
     message_id,
     parse_message_id,
-    reply_id,
     serial_of,
     stream_name,
 )
@@ -87,15 +91,6 @@ class SubjectTests(SynchronousTestCase):
         self.assertEqual(subjects.for_event(packet(0x20, A)), "a.b.events.405419896")
         self.assertEqual(subjects.events, "a.b.events.>")
         self.assertEqual(stream_name("a.b"), "A_B_EVENTS")
-
-    def test_replyId(self):
-        """
-        A reply's subject names its request's id under the host's inbox;
-        anything else names none.
-        """
-        self.assertEqual(reply_id("_INBOX.x", "_INBOX.x.7"), 7)
-        for subject in ("_INBOX.y.7", "_INBOX.x.0", "_INBOX.x.a", "_INBOX.x.4294967296", "_INBOX.x"):
-            self.assertIsNone(reply_id("_INBOX.x", subject))
 
     def test_messageId(self):
         """
@@ -201,6 +196,54 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(credentials(None), {})
 
 
+class BatchTests(SynchronousTestCase):
+    """
+    A request tunnel's messages: frames back to back in the stream wire
+    format.
+    """
+
+    def test_decode(self):
+        """
+        A message is its frames, in order; one frame is a message too.
+        """
+        self.assertEqual(decode(encode(7, b"one") + encode(8, b"two"), 1024), [(7, b"one"), (8, b"two")])
+        self.assertEqual(decode(encode(9, b"x" * 1024), 1024), [(9, b"x" * 1024)])
+
+    def test_bad(self):
+        """
+        A message with any part that is not a frame of this tunnel is
+        refused whole, with the metrics' reason.
+        """
+        good = encode(1, b"ok")
+        cases = [(b"", EMPTY), (good + encode(2, b""), EMPTY), (good + encode(2, b"x" * 65), TOO_LONG),
+                 (good + b"\x00\x05", BAD_FRAME), (good + encode(2, b"abc")[:-1], BAD_FRAME),
+                 (encode(0, b"ok"), BAD_FRAME)]
+        for data, reason in cases:
+            with self.assertRaises(BadBatch) as raised:
+                decode(data, 64)
+            self.assertEqual(raised.exception.reason, reason)
+
+    def test_batches(self):
+        """
+        Frames for the same subject and reply subject join in one message,
+        each subject's in order; a batch that reaches the limit is
+        published at once.
+        """
+        batches = Batches(limit=30)
+        self.assertFalse(batches)
+        one, two, three = encode(1, b"a"), encode(2, b"b"), encode(3, b"c")
+        self.assertIsNone(batches.add("s", "r", one))
+        self.assertIsNone(batches.add("t", None, two))
+        self.assertIsNone(batches.add("s", "r", three))
+        self.assertTrue(batches)
+        self.assertEqual(batches.take(), [("s", "r", one + three, 2), ("t", None, two, 1)])
+        self.assertFalse(batches)
+        big = encode(4, b"x" * 10)
+        self.assertIsNone(batches.add("s", None, big))
+        self.assertEqual(batches.add("s", None, big), ("s", None, big + big, 2))
+        self.assertEqual(batches.take(), [])
+
+
 class MailboxTests(SynchronousTestCase):
     """
     The queue between the reactor's thread and the NATS loop's.
@@ -290,6 +333,43 @@ class LoopThreadTests(SynchronousTestCase):
         self.assertEqual(done.result(10), list(range(100)))
 
 
+class FakeNATS:
+    """
+    What a session's writer uses of a nats-py client.
+    """
+
+    def __init__(self):
+        self.published = []
+
+    async def publish(self, subject, data, reply=""):
+        self.published.append((subject, data, reply))
+
+
+class WriterTests(SynchronousTestCase):
+    """
+    A session's writer, on a loop of the test's own.
+    """
+
+    def test_coalesced(self):
+        """
+        The frames the reactor publishes in one turn on one subject with
+        one reply subject go as one message, each subject's in order, and
+        before the turn's next other command (closing included).
+        """
+        loop = asyncio.new_event_loop()
+        self.addCleanup(loop.close)
+        wakeup = asyncio.Event()
+        outbox = Mailbox(lambda drain: wakeup.set(), None)
+        session = Session(Plan("nats://127.0.0.1:4222"), Mailbox(lambda drain: None, None), outbox, wakeup)
+        session.nc = nc = FakeNATS()
+        one, two, three, four = (encode(n, packet(0x20, A)) for n in range(1, 5))
+        for command in [("publish", "s", one, "r"), ("publish", "t", two, None), ("publish", "s", three, "r"),
+                        ("ack", 99), ("publish", "s", four, "r"), ("close",)]:
+            outbox.put(command)
+        loop.run_until_complete(asyncio.wait_for(session._write(), 5))
+        self.assertEqual(nc.published, [("s", one + three, "r"), ("t", two, ""), ("s", four, "r")])
+
+
 class FakeConnection:
     def __init__(self):
         self.frames = []
@@ -313,41 +393,69 @@ class RoleTests(SynchronousTestCase):
 
     def test_host(self):
         """
-        A host publishes a request on its controller's subject with a reply
-        subject under its inbox naming the frame; a reply there is that
-        frame; "no responders" is reported; anything else is bad.
+        A host publishes a request, as a frame naming its id, on its
+        controller's subject with its inbox as the reply subject; each
+        frame of a message there is a reply to the request of its id;
+        "no responders" is reported; anything else is bad.
         """
         role = roles.HostRequests(self.subjects, 1024, self.command, lambda *a: self.bad.append(a),
                                   lambda: self.no_site.append(1))
         role.ready(self.connection, "_INBOX.h")
         request = packet(0x20, A)
         self.assertTrue(role.sendFrame(9, request))
-        self.assertEqual(self.commands, [("publish", "uhppoted.tunnel.request.405419896", request, "_INBOX.h.9")])
-        role.message("_INBOX.h.9", None, b"reply", None)
-        role.message("_INBOX.h.9", None, b"", {"Status": "503"})
-        role.message("_INBOX.other.9", None, b"reply", None)
-        role.message("_INBOX.h.9", None, b"x" * 1025, None)
-        self.assertEqual(self.connection.frames, [(9, b"reply")])
+        self.assertEqual(self.commands, [("publish", "uhppoted.tunnel.request.405419896", encode(9, request),
+                                          "_INBOX.h")])
+        role.message("_INBOX.h", None, encode(9, b"reply"), None)
+        role.message("_INBOX.h", None, encode(9, b"again") + encode(10, b"ten"), None)
+        role.message("_INBOX.h", None, b"", {"Status": "503"})
+        role.message("_INBOX.other", None, encode(9, b"reply"), None)
+        role.message("_INBOX.h", None, encode(9, b"x" * 1025), None)
+        self.assertEqual(self.connection.frames, [(9, b"reply"), (9, b"again"), (10, b"ten")])
         self.assertEqual(self.no_site, [1])
-        self.assertEqual(len(self.bad), 2)
+        self.assertEqual([reason for _, _, reason in self.bad], [BAD_FRAME, TOO_LONG])
 
     def test_site(self):
         """
         A site hands each request to its relay under an id of its own,
-        publishes each reply on the request's reply subject, and subscribes
-        once to the requests of each controller that answers.
+        publishes each reply on the request's reply subject as a frame of
+        the host's id, and subscribes once to the requests of each
+        controller that answers.
         """
         clock = Clock()
         role = roles.SiteRequests(self.subjects, 1024, self.command, lambda *a: self.bad.append(a), clock.seconds)
         role.ready(self.connection, None)
-        role.message("uhppoted.tunnel.broadcast", "_INBOX.h.1", packet(0x94, 0), None)
+        role.message("uhppoted.tunnel.broadcast", "_INBOX.h", encode(1, packet(0x94, 0)), None)
         [(frame_id, payload)] = self.connection.frames
+        self.assertEqual(payload, packet(0x94, 0))
         self.assertTrue(role.sendFrame(frame_id, packet(0x94, A)))
         self.assertTrue(role.sendFrame(frame_id, packet(0x94, A)))
-        self.assertEqual(self.commands, [("publish", "_INBOX.h.1", packet(0x94, A), None),
+        self.assertEqual(self.commands, [("publish", "_INBOX.h", encode(1, packet(0x94, A)), None),
                                          ("subscribe", "uhppoted.tunnel.request.405419896"),
-                                         ("publish", "_INBOX.h.1", packet(0x94, A), None)])
+                                         ("publish", "_INBOX.h", encode(1, packet(0x94, A)), None)])
         self.assertFalse(role.sendFrame(frame_id + 1, packet(0x94, A)))
+
+    def test_siteBatch(self):
+        """
+        Each frame of a request message is a request of its own, and each
+        is answered to the host under the host's id; a message that is not
+        all frames is dropped whole and counted by reason.
+        """
+        role = roles.SiteRequests(self.subjects, 1024, self.command, lambda *a: self.bad.append(a),
+                                  Clock().seconds, serials=[A, B], learn=False)
+        role.ready(self.connection, None)
+        role.message("uhppoted.tunnel.request.405419896", "_INBOX.h",
+                     encode(7, packet(0x20, A)) + encode(8, packet(0x20, A)), None)
+        role.message("uhppoted.tunnel.request.405419896", "_INBOX.g", encode(7, packet(0x20, A)), None)
+        ids = [frame_id for frame_id, _ in self.connection.frames]
+        self.assertEqual(len(set(ids)), 3)
+        for frame_id in reversed(ids):
+            role.sendFrame(frame_id, packet(0x20, A))
+        self.assertEqual([c[1:3] for c in self.commands], [("_INBOX.g", encode(7, packet(0x20, A))),
+                                                           ("_INBOX.h", encode(8, packet(0x20, A))),
+                                                           ("_INBOX.h", encode(7, packet(0x20, A)))])
+        role.message("uhppoted.tunnel.request.405419896", "_INBOX.h", encode(9, packet(0x20, A)) + b"\x00", None)
+        self.assertEqual(len(self.connection.frames), 3)
+        self.assertEqual([reason for _, _, reason in self.bad], [BAD_FRAME])
 
     def test_siteListed(self):
         """
@@ -357,11 +465,11 @@ class RoleTests(SynchronousTestCase):
         role = roles.SiteRequests(self.subjects, 64, self.command, lambda *a: self.bad.append(a), Clock().seconds,
                                   serials=[A], learn=False)
         role.ready(self.connection, None)
-        role.message("uhppoted.tunnel.broadcast", "_INBOX.h.1", packet(0x94, 0), None)
+        role.message("uhppoted.tunnel.broadcast", "_INBOX.h", encode(1, packet(0x94, 0)), None)
         role.sendFrame(self.connection.frames[0][0], packet(0x94, B))
         self.assertEqual([c[0] for c in self.commands], ["publish"])
-        role.message("uhppoted.tunnel.broadcast", None, packet(0x94, 0), None)
-        role.message("uhppoted.tunnel.broadcast", "r", b"x" * 65, None)
+        role.message("uhppoted.tunnel.broadcast", None, encode(1, packet(0x94, 0)), None)
+        role.message("uhppoted.tunnel.broadcast", "r", encode(1, b"x" * 65), None)
         self.assertEqual(len(self.bad), 2)
 
     def test_store(self):
@@ -461,7 +569,8 @@ class LinkTests(SynchronousTestCase):
         verifyObject(ITransport, connection.transport)
         self.assertEqual(self.ready, [connection])
         self.assertTrue(connection.sendFrame(1, packet(0x94, 0)))
-        self.assertEqual(outbox.take(), [("publish", "uhppoted.tunnel.broadcast", packet(0x94, 0), "_INBOX.h.1")])
+        self.assertEqual(outbox.take(), [("publish", "uhppoted.tunnel.broadcast", encode(1, packet(0x94, 0)),
+                                          "_INBOX.h")])
 
     def test_failed(self):
         """
@@ -497,6 +606,31 @@ class LinkTests(SynchronousTestCase):
         self.assertEqual(outbox.take(), [("close",)])
         self.report("ready", "127.0.0.1:4222", "_INBOX.h")
         self.assertEqual(self.ready, [])
+
+    def test_badCounted(self):
+        """
+        A message that is not this end's frames is dropped, warned of
+        (throttled: two in a window are one warning until the link ends),
+        and counted by reason where the end's other drops are, whatever
+        attempt's link took it.
+        """
+        verifyObject(ICountingEndpoint, self.endpoint)
+        logged = []
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        globalLogPublisher.addObserver(logged.append)
+        self.endpoint.connect(self.factory)
+        self.report("ready", "127.0.0.1:4222", "_INBOX.h")
+        self.report("message", "_INBOX.other", None, encode(9, b"reply"), None)
+        self.report("message", "_INBOX.h", None, encode(9, b"x" * 1025), None)
+        warned = [e for e in logged if "not this tunnel's frames" in e.get("log_format", "")]
+        self.assertEqual(len(warned), 1)
+        self.report("lost", "gone")
+        self.endpoint.connect(self.factory)
+        self.report("ready", "127.0.0.1:4222", "_INBOX.h")
+        self.report("message", "_INBOX.h", None, encode(9, b"x" * 1025), None)
+        t = Tally()
+        t.endpoint(self.endpoint)
+        self.assertEqual(t.dropped, {BAD_FRAME: 1, TOO_LONG: 2})
 
 
 SETTINGS = {"max-payload": 1024, "max-send-queue": 262144, "stall-timeout": 30.0, "dead-peer-timeout": 60.0,
@@ -538,6 +672,19 @@ class MakerTests(SynchronousTestCase):
         self.assertTrue(host.endpoint.plan.inbox)
         maker = NATSConnectorMaker("natss", FakeLoops(), None)
         self.assertEqual(maker.url(parse("natss/client:h:1", {"natss/client:": maker})[1]), "tls://h:1")
+
+    def test_dropsInTally(self):
+        """
+        What an end's links drop as not its frames is in the end's tally,
+        which C{/metrics} and the status page read.
+        """
+        end = self.make("nats/client:127.0.0.1:4222", OUT)
+        end.endpoint.countDropped(TOO_LONG)
+        end.endpoint.countDropped(BAD_FRAME)
+        t = Tally()
+        end.tally(t)
+        self.assertEqual(t.dropped.get(TOO_LONG), 1)
+        self.assertEqual(t.dropped.get(BAD_FRAME), 1)
 
     def test_asyncioReactor(self):
         """

@@ -3,11 +3,15 @@
 Where the reactor and nats-py's asyncio meet, written without nats-py so
 that it is tested with fakes.
 
-nats-py is asyncio. Every NATS end of a process shares one asyncio event
-loop on one thread of its own (L{LoopThread}), started by the first
-connection and stopped once the last one ends; the reactor stays the
-tunnel's default one, so no other transport changes. The two threads
-meet in two L{Mailbox}es per connection, one each way: a C{deque}, whose
+nats-py is asyncio. Under the tunnel's default reactor every NATS end of
+a process shares one asyncio event loop that the reactor steps on its
+own thread (L{uhppoted_tunnel.transports.nats.stepper.ReactorStepper});
+under a reactor that cannot watch the loop's selector, the loop runs on
+a thread of its own (L{LoopThread}), started by the first connection and
+stopped once the last one ends. Either way the reactor stays the
+tunnel's choice, so no other transport changes. The reactor's side and
+the loop's meet in two L{Mailbox}es per connection, one each way (on a
+thread, safely between the two): a C{deque}, whose
 C{append} and C{popleft} are safe between threads, and a wake-up of the
 other side only when it is not already draining, so a burst of frames
 costs one C{loop.call_soon_threadsafe} (reactor to loop) or one
@@ -22,6 +26,22 @@ by the tunnel itself) the links run on the reactor's loop instead
 import asyncio
 import threading
 from collections import deque
+
+from zope.interface import Interface
+
+
+class ISameThread(Interface):
+    """
+    Loops (as L{LoopThread}'s) that run on the reactor's own thread, whose
+    mailboxes need no wake-up that is safe between threads.
+    """
+
+    def wakers(loop, event):
+        """
+        :return: C{(to_reactor, to_loop)}: the C{wake} of a link's
+            mailbox to the reactor and of its mailbox to C{loop} (whose
+            task waits for C{event}).
+        """
 
 
 class Mailbox:

@@ -6,7 +6,7 @@ makes one per attempt (L{NATSClientEndpoint}).
 A link is what the end's L{uhppoted_tunnel.transports.nats.connection.NATSConnection}
 is connected to: it starts its asyncio half
 (L{uhppoted_tunnel.transports.nats.session}) on the NATS loop, handles
-what that half reports, in order, in the reactor thread, and hands the
+what that half reports, in order, on the reactor's side, and hands the
 role (L{uhppoted_tunnel.transports.nats.roles}) each message and each
 frame to send. C{connect} fires once the NATS connection is up and the
 role's subscriptions are in place, or fails with L{DialFailed} saying
@@ -24,7 +24,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.throttle import Throttle
-from uhppoted_tunnel.transports.nats.bridge import Mailbox, waker
+from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.link.limits import NOTHING
+from uhppoted_tunnel.transports.nats.bridge import ISameThread, Mailbox, waker
 
 
 class DialFailed(Exception):
@@ -62,7 +64,6 @@ class NATSLink:
         self.protocol = None
         self.connecting = Deferred(self._cancel)
         self._ended = False
-        self._inbox = Mailbox(self.reactor.callFromThread, self.handle, limit=endpoint.plan.inbound)
         self._outbox = None
         clock = self.reactor
         self._bad = Throttle(clock, self._warnBad)
@@ -76,14 +77,22 @@ class NATSLink:
         """
         Start the asyncio half on the NATS loop.
 
-        :param loops: the L{uhppoted_tunnel.transports.nats.bridge.LoopThread}.
+        :param loops: where the asyncio half runs: the reactor's
+            L{uhppoted_tunnel.transports.nats.stepper.ReactorStepper}, a
+            L{uhppoted_tunnel.transports.nats.bridge.LoopThread} or a
+            L{uhppoted_tunnel.transports.nats.bridge.ReactorLoop}.
         :param run: the coroutine function of the asyncio half
             (L{uhppoted_tunnel.transports.nats.session.run}).
         """
         loop = loops.acquire()
         wakeup = asyncio.Event()
-        self._outbox = Mailbox(waker(loop, wakeup), None)
-        loops.run(loop, run, self.endpoint.plan, self._inbox, self._outbox, wakeup)
+        if ISameThread.providedBy(loops):
+            to_reactor, to_loop = loops.wakers(loop, wakeup)
+        else:
+            to_reactor, to_loop = self.reactor.callFromThread, waker(loop, wakeup)
+        inbox = Mailbox(to_reactor, self.handle, limit=self.endpoint.plan.inbound)
+        self._outbox = Mailbox(to_loop, None)
+        loops.run(loop, run, self.endpoint.plan, inbox, self._outbox, wakeup)
 
     def command(self, *item):
         """
@@ -157,9 +166,10 @@ class NATSLink:
     def _on_slow(self):
         self._slow.count()
 
-    def _on_dropped(self):
+    def _on_dropped(self, frames):
         if self.protocol is not None:
-            self.protocol.frameDropped()
+            for _ in range(frames):
+                self.protocol.frameDropped()
 
     def _on_error(self, text):
         self._last["error"] = text
@@ -167,11 +177,12 @@ class NATSLink:
 
     # what the role reports
 
-    def bad(self, subject, why):
+    def bad(self, subject, why, reason):
         """
-        A message that is not a frame of this end: dropped, counted and
-        warned of (throttled).
+        A message that is not a frame of this end: dropped, counted (in the
+        end's metrics, by C{reason}) and warned of (throttled).
         """
+        self.endpoint.countDropped(reason)
         self._last["bad"] = (subject, why)
         self._bad.count()
 
@@ -222,11 +233,17 @@ class NATSLink:
         return IPv4Address("TCP", "0.0.0.0", 0)
 
 
-@implementer(IStreamClientEndpoint)
+@implementer(IStreamClientEndpoint, ICountingEndpoint)
 class NATSClientEndpoint:
     """
-    Connects to a NATS cluster: one L{NATSLink} per attempt.
+    Connects to a NATS cluster: one L{NATSLink} per attempt; counts, for
+    the end's metrics, the messages its links dropped as not this
+    tunnel's frames (C{dropped}, by reason), whatever the attempt.
     """
+
+    #: nothing wrapped; no handshakes or caps of its own
+    endpoint = None
+    handshake_failures = refused = NOTHING
 
     log = Logger()
     log_tag = "NATS"
@@ -236,7 +253,8 @@ class NATSClientEndpoint:
         :param address: C{host:port} as the user wrote it, for the log.
         :param plan: the L{uhppoted_tunnel.transports.nats.session.Plan}.
         :param role: C{role(link)}: makes the link's role.
-        :param loops: the NATS L{uhppoted_tunnel.transports.nats.bridge.LoopThread}.
+        :param loops: where the links' asyncio halves run (as for
+            L{NATSLink.start}).
         :param run: the asyncio half's coroutine function.
         """
         self.reactor = reactor
@@ -245,6 +263,14 @@ class NATSClientEndpoint:
         self.role = role
         self.loops = loops
         self.run = run
+        self.dropped = {}
+
+    def countDropped(self, reason):
+        """
+        One message dropped for C{reason} (a metrics reason:
+        C{too_long}, C{empty}, C{bad_frame}).
+        """
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def connect(self, factory):
         link = NATSLink(self, factory, self.role)

@@ -12,13 +12,16 @@ makes one NATS link per attempt, one L{NATSConnection} for the relay
 whatever the number of sites and hosts, and the subjects route each
 frame (L{uhppoted_tunnel.transports.nats.roles},
 L{uhppoted_tunnel.transports.nats.subjects}). nats-py is asyncio: it runs
-on a loop of its own thread (L{uhppoted_tunnel.transports.nats.bridge}),
-the reactor stays the default one.
+on a loop the reactor steps on its own thread
+(L{uhppoted_tunnel.transports.nats.stepper}; see
+L{uhppoted_tunnel.transports.nats.bridge}), the reactor stays the
+default one.
 """
 
 import ssl
 
 from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 
 from uhppoted_tunnel.core.addresses import parse_host_port
@@ -30,6 +33,7 @@ from uhppoted_tunnel.transports.nats.bridge import LoopThread, ReactorLoop
 from uhppoted_tunnel.transports.nats.connection import NATSConnection
 from uhppoted_tunnel.transports.nats.link import NATSClientEndpoint
 from uhppoted_tunnel.transports.nats.options import credentials_problem
+from uhppoted_tunnel.transports.nats.stepper import ReactorStepper
 from uhppoted_tunnel.transports.nats.subjects import Subjects
 from uhppoted_tunnel.transports.tls import certs
 
@@ -91,9 +95,10 @@ class NATSConnectorMaker(StreamConnectorMaker):
     log_tag = "NATS"
     protocol = NATSConnection
 
-    def __init__(self, kind="nats", loops=LOOPS, run=session.run):
+    def __init__(self, kind="nats", loops=None, run=session.run):
         """
-        :param loops: the L{LoopThread} the asyncio halves run on.
+        :param loops: where the asyncio halves run (a L{LoopThread}, ...),
+            or C{None} to choose by the reactor (L{loopsFor}).
         :param run: the asyncio half of a link.
         """
         StreamConnectorMaker.__init__(self, kind)
@@ -101,6 +106,7 @@ class NATSConnectorMaker(StreamConnectorMaker):
         self.secure = kind == "natss"
         self.loops = loops
         self.run = run
+        self._steppers = {}
 
     def makeEnd(self, spec, role, settings, router, reactor):
         return ClientEnd(spec, role, router, reactor, settings, self.clientEndpoint(reactor, spec, settings, role),
@@ -160,9 +166,18 @@ class NATSConnectorMaker(StreamConnectorMaker):
     def loopsFor(self, reactor):
         """
         Where the links' asyncio halves run: on the reactor's own loop
-        under the asyncio reactor, else on the NATS loop's thread.
+        under the asyncio reactor; else on a loop the reactor steps on its
+        own thread (L{ReactorStepper}) if it watches descriptors; else on
+        the NATS loop's thread.
         """
         if isinstance(reactor, AsyncioSelectorReactor):
             # Twisted names the reactor's loop only privately
             return ReactorLoop(reactor._asyncioEventloop)
-        return self.loops
+        if self.loops is not None:
+            return self.loops
+        if IReactorFDSet.providedBy(reactor):
+            stepper = self._steppers.get(reactor)
+            if stepper is None:
+                stepper = self._steppers[reactor] = ReactorStepper(reactor)
+            return stepper
+        return LOOPS

@@ -2,21 +2,26 @@
 """
 How frames map onto NATS for each role of an end: pure logic on the
 reactor's side, given the link's C{command} (what the NATS loop is to
-do) and the connection to hand frames to; tested with fakes.
+do) and the connection to hand frames to; tested with fakes. A request
+tunnel's messages carry frames in the stream wire format, several to a
+message when they go the same way in one turn
+(L{uhppoted_tunnel.transports.nats.batch}); an event is one JetStream
+message, its payload alone, so that its message id stays one event's.
 
 ============== ========================================================
 role           mapping
 ============== ========================================================
 L{HostRequests} out end of a request tunnel (the host half): a request
-                is published on its controller's subject
-                (C{P.request.SERIAL}) or C{P.broadcast}, with the reply
-                subject C{INBOX.ID} (the link's own inbox and the frame
-                id); each reply on the inbox is the frame C{ID}
+                is a frame published on its controller's subject
+                (C{P.request.SERIAL}) or C{P.broadcast}, with the link's
+                own inbox as the reply subject; each frame of a message
+                on the inbox is a reply to the request of its id
 L{SiteRequests} in end (a site): subscribes to C{P.broadcast} and to
                 the subjects of the controllers it serves (listed, or
-                learned from their replies); each request is a frame with
-                an id of the site's, whose replies are published on the
-                request's reply subject
+                learned from their replies); each frame of a request
+                message goes to the relay under an id of the site's, and
+                each reply goes back as a frame of the host's id on the
+                message's reply subject
 L{EventStore}   out end of an event tunnel (a site): each event is stored
                 in JetStream with the message id C{SESSION.ID}; once it
                 is stored, the relay gets its acknowledgement (an empty
@@ -32,15 +37,11 @@ from collections import deque
 
 from twisted.logger import Logger
 
+from uhppoted_tunnel.core.counts import EMPTY, TOO_LONG
 from uhppoted_tunnel.core.events import SESSION_ID, new_session, parse_session, session_frame
-from uhppoted_tunnel.transports.nats.subjects import (
-    ReplyRoutes,
-    message_id,
-    parse_message_id,
-    reply_id,
-    reply_subject,
-    serial_of,
-)
+from uhppoted_tunnel.core.frames import encode
+from uhppoted_tunnel.transports.nats.batch import BadBatch, decode
+from uhppoted_tunnel.transports.nats.subjects import BAD_FRAME, ReplyRoutes, message_id, parse_message_id, serial_of
 
 #: the most controllers a site learns (a site LAN can forge replies)
 MAX_LEARNED = 1024
@@ -55,7 +56,9 @@ class HostRequests:
         """
         :param subjects: the L{uhppoted_tunnel.transports.nats.subjects.Subjects}.
         :param command: C{command(*item)}: what the NATS loop is to do.
-        :param bad: C{bad(subject, why)}: a message that is not a frame.
+        :param bad: C{bad(subject, why, reason)}: a message that is not a
+            frame, with the metrics' reason (L{TOO_LONG}, L{EMPTY},
+            L{BAD_FRAME}).
         :param no_site: called for a request no site subscribes to.
         """
         self.subjects = subjects
@@ -71,19 +74,23 @@ class HostRequests:
         self.inbox = inbox
 
     def sendFrame(self, frame_id, payload):
-        self.command("publish", self.subjects.for_request(payload), payload, reply_subject(self.inbox, frame_id))
+        self.command("publish", self.subjects.for_request(payload), encode(frame_id, payload), self.inbox)
         return True
 
     def message(self, subject, reply, data, headers):
-        frame_id = reply_id(self.inbox, subject)
         if headers and headers.get("Status") == "503":
             self.no_site()
-        elif frame_id is None:
-            self.bad(subject, "not a reply to a request of this end")
-        elif not data or len(data) > self.max_payload:
-            self.bad(subject, "a reply of {} bytes (--max-payload {})".format(len(data), self.max_payload))
+        elif subject != self.inbox:
+            self.bad(subject, "not a reply to a request of this end", BAD_FRAME)
         else:
-            self.connection.frameReceived(frame_id, data)
+            try:
+                frames = decode(data, self.max_payload)
+            except BadBatch as e:
+                self.bad(subject, "a reply of {} bytes holding {}".format(len(data), e), e.reason)
+                return
+            received = self.connection.frameReceived
+            for frame_id, payload in frames:
+                received(frame_id, payload)
 
 
 class SiteRequests:
@@ -119,17 +126,24 @@ class SiteRequests:
 
     def message(self, subject, reply, data, headers):
         if not reply:
-            self.bad(subject, "a request with no reply subject")
-        elif not data or len(data) > self.max_payload:
-            self.bad(subject, "a request of {} bytes (--max-payload {})".format(len(data), self.max_payload))
-        else:
-            self.connection.frameReceived(self.routes.add(reply), data)
+            self.bad(subject, "a request with no reply subject", BAD_FRAME)
+            return
+        try:
+            frames = decode(data, self.max_payload)
+        except BadBatch as e:
+            self.bad(subject, "a request of {} bytes holding {}".format(len(data), e), e.reason)
+            return
+        add = self.routes.add
+        received = self.connection.frameReceived
+        for host_id, payload in frames:
+            received(add((reply, host_id)), payload)
 
     def sendFrame(self, frame_id, payload):
-        reply = self.routes.get(frame_id)
-        if reply is None:
+        route = self.routes.get(frame_id)
+        if route is None:
             return False
-        self.command("publish", reply, payload, None)
+        reply, host_id = route
+        self.command("publish", reply, encode(host_id, payload), None)
         serial = serial_of(payload)
         if self.learn and serial and serial not in self.served:
             self._serve(serial)
@@ -206,8 +220,11 @@ class EventTake:
         if named is None or not data or len(data) > self.max_payload:
             # not a tunnel's event: acknowledged, so that it blocks nothing
             self.command("ack", token)
-            self.bad("the events' stream", "a message that no tunnel stored" if named is None else
-                     "an event of {} bytes (--max-payload {})".format(len(data), self.max_payload))
+            if named is None:
+                self.bad("the events' stream", "a message that no tunnel stored", BAD_FRAME)
+            else:
+                self.bad("the events' stream", "an event of {} bytes (--max-payload {})".format(
+                    len(data), self.max_payload), TOO_LONG if data else EMPTY)
             return
         session, frame_id = named
         if session != self.session:

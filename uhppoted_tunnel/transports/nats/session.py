@@ -7,8 +7,10 @@ reactor puts in its outbox and reports what happens to the reactor's
 inbox (L{uhppoted_tunnel.transports.nats.bridge.Mailbox}), until the
 reactor closes it or nats-py gives up.
 
-It runs on the NATS loop's thread (L{uhppoted_tunnel.transports.nats.bridge.LoopThread})
-and touches nothing of the reactor's: every decision is the reactor
+It runs on the NATS loop (stepped by the reactor,
+L{uhppoted_tunnel.transports.nats.stepper}, or on a thread of its own,
+L{uhppoted_tunnel.transports.nats.bridge.LoopThread}) and touches
+nothing of the reactor's: every decision is the reactor
 side's (L{uhppoted_tunnel.transports.nats.link}).
 
 One attempt is one C{connect}, with nats-py's own reconnection off, so
@@ -26,6 +28,8 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType
+
+from uhppoted_tunnel.transports.nats.batch import Batches
 
 
 #: seconds a connection (TCP, TLS and the NATS handshake) may take
@@ -196,7 +200,7 @@ class Session:
             await self._subscribe(subject)
         if plan.inbox:
             self.reply_inbox = nc.new_inbox()
-            await self._subscribe(self.reply_inbox + ".*")
+            await self._subscribe(self.reply_inbox)
         if plan.stream is not None:
             self.js = nc.jetstream(timeout=STORE_TIMEOUT * 2)
             await self._ensureStream(*plan.stream)
@@ -252,7 +256,14 @@ class Session:
     # the reactor's commands
 
     async def _write(self):
+        """
+        Carry out the reactor's commands, a turn's worth at a time: the
+        frames it publishes on one subject with one reply subject in a
+        turn go as one message (L{Batches}), before any other command of
+        the turn that follows them.
+        """
         nc = self.nc
+        batches = Batches()
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -260,8 +271,13 @@ class Session:
                 kind = command[0]
                 try:
                     if kind == "publish":
-                        await nc.publish(command[1], command[2], reply=command[3] or "")
-                    elif kind == "subscribe":
+                        full = batches.add(command[1], command[3], command[2])
+                        if full is not None:
+                            await self._publish((full,))
+                        continue
+                    if batches:
+                        await self._publish(batches.take())
+                    if kind == "subscribe":
                         await self._subscribe(command[1])
                     elif kind == "store":
                         self._store.put_nowait(command[1:])
@@ -271,10 +287,20 @@ class Session:
                         self._closing = True
                         self._done.set()
                         return
-                except nats.errors.OutboundBufferLimitError:
-                    self.report("dropped")
                 except nats.errors.Error as e:
                     self.report("error", describe(e))
+            if batches:
+                await self._publish(batches.take())
+
+    async def _publish(self, messages):
+        publish = self.nc.publish
+        for subject, reply, data, frames in messages:
+            try:
+                await publish(subject, data, reply=reply or "")
+            except nats.errors.OutboundBufferLimitError:
+                self.report("dropped", frames)
+            except nats.errors.Error as e:
+                self.report("error", describe(e))
 
     async def _close_quietly(self):
         try:

@@ -12,8 +12,9 @@ C{P.request.SERIAL}           a unicast request for controller SERIAL
                               heard only by the site that serves it
 C{P.broadcast}                a request for every controller (serial 0),
                               heard by every site
-C{HOSTINBOX.ID}               replies to a host's request ID (each host
-                              has its own inbox)
+C{HOSTINBOX}                  replies to a host's requests, each frame
+                              naming its request (each host has its own
+                              inbox)
 C{P.events.SERIAL}            events, in the JetStream stream L{stream_name}
 ============================ =========================================
 """
@@ -30,6 +31,10 @@ DEFAULT_DURABLE = "uhppoted-tunnel"
 
 #: replicas of the events' stream: up to 3 (as many as the cluster has)
 MAX_REPLICAS = 3
+
+#: the metrics' reason for a message that is not this tunnel's frames (as
+#: the xmpp/ ends name theirs)
+BAD_FRAME = "bad_frame"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
 _SERIAL = struct.Struct("<I")
@@ -120,25 +125,6 @@ class Subjects:
         return "{}.events.{}".format(self.prefix, serial_of(payload) or 0)
 
 
-def reply_subject(inbox, frame_id):
-    """
-    The reply subject of a host's request C{frame_id}.
-    """
-    return "{}.{}".format(inbox, frame_id)
-
-
-def reply_id(inbox, subject):
-    """
-    :return: the request id a reply's subject names, or C{None} if it is
-        not one of C{inbox}'s.
-    """
-    head, dot, tail = subject.rpartition(".")
-    if head != inbox or not tail.isdigit():
-        return None
-    frame_id = int(tail)
-    return frame_id if 0 < frame_id <= 0xFFFFFFFF else None
-
-
 def message_id(session, frame_id):
     """
     The C{Nats-Msg-Id} of a site's event: its session and the event's id
@@ -168,7 +154,8 @@ def parse_message_id(text):
 class ReplyRoutes:
     """
     A site's requests in flight: the id it gives each request it hands its
-    relay, and the reply subject each reply to it is published on. A route
+    relay, and where each reply to it goes (the request's reply subject
+    and the host's id of the request). A route
     lives while replies keep coming (a broadcast is answered by every
     controller), and is forgotten C{idle} seconds after the last one, or
     when C{limit} newer requests have come.
@@ -189,7 +176,7 @@ class ReplyRoutes:
 
     def add(self, reply):
         """
-        :param reply: the request's reply subject.
+        :param reply: where the request's replies go.
         :return: the request's id (1 to 2**32-1).
         """
         now = self.seconds()
@@ -204,8 +191,8 @@ class ReplyRoutes:
 
     def get(self, frame_id):
         """
-        :return: the reply subject of request C{frame_id}, or C{None} if it
-            is forgotten.
+        :return: where the replies to request C{frame_id} go, or C{None} if
+            it is forgotten.
         """
         route = self._routes.pop(frame_id, None)
         if route is None:
