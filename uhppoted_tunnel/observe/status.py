@@ -4,7 +4,8 @@ The live status page: a C{twisted.web} resource tree that shows what a
 tunnel is doing, in a browser, as it happens.
 
     /                 the page (HTML; also /status.html)
-    /status.css       its style sheet
+    /status.css       its style sheet (with the one it shares with the
+                      console, C{assets/base.css}, at its head)
     /status.js        its script
     /logo.svg         the project's logo (also /favicon.svg)
     /status/stream    the status snapshot as Server-Sent Events
@@ -59,11 +60,26 @@ ASSETS = {
 }
 
 
+#: The style sheet the pages share (the palette and the layout), served
+#: at the head of each page's own (C{status.css}, C{console.css}): one
+#: file a page, no new path for the Content-Security-Policy to allow.
+SHARED_STYLE = "base.css"
+
+
+def _file(name):
+    return resources.files("uhppoted_tunnel.observe").joinpath("assets", name).read_bytes()
+
+
 def asset(name):
     """
-    The bytes of a file in the package's C{assets/} folder.
+    The bytes served for a file in the package's C{assets/} folder: the
+    file's own, except that a page's style sheet begins with
+    L{SHARED_STYLE}.
     """
-    return resources.files("uhppoted_tunnel.observe").joinpath("assets", name).read_bytes()
+    data = _file(name)
+    if name.endswith(".css") and name != SHARED_STYLE:
+        return _file(SHARED_STYLE) + b"\n" + data
+    return data
 
 
 def encode_event(document):
