@@ -3,9 +3,10 @@
 The live status page: a C{twisted.web} resource tree that shows what a
 tunnel is doing, in a browser, as it happens.
 
-    /                 the page (HTML; also /status.html)
-    /status.css       its style sheet (with the one it shares with the
-                      console, C{assets/base.css}, at its head)
+    /                 the page (HTML, after C{assets/head.html}; also
+                      /status.html)
+    /status.css       its style sheet (after the one it shares with the
+                      console, C{assets/base.css})
     /status.js        its script
     /logo.svg         the project's logo (also /favicon.svg)
     /status/stream    the status snapshot as Server-Sent Events
@@ -60,10 +61,12 @@ ASSETS = {
 }
 
 
-#: The style sheet the pages share (the palette and the layout), served
-#: at the head of each page's own (C{status.css}, C{console.css}): one
-#: file a page, no new path for the Content-Security-Policy to allow.
-SHARED_STYLE = "base.css"
+#: What the status page and the console share, by the ending of the
+#: files it begins: C{base.css} (the palette and the layout) at the head
+#: of each page's style sheet, and C{head.html} (the doctype and the
+#: document head's metadata) at the head of each page. One file a page,
+#: as before: no new path for the Content-Security-Policy to allow.
+SHARED = {".css": "base.css", ".html": "head.html"}
 
 
 def _file(name):
@@ -73,12 +76,12 @@ def _file(name):
 def asset(name):
     """
     The bytes served for a file in the package's C{assets/} folder: the
-    file's own, except that a page's style sheet begins with
-    L{SHARED_STYLE}.
+    file's own, after the L{SHARED} file of its kind.
     """
     data = _file(name)
-    if name.endswith(".css") and name != SHARED_STYLE:
-        return _file(SHARED_STYLE) + b"\n" + data
+    shared = SHARED.get(name[name.rfind("."):])
+    if shared is not None and shared != name:
+        return _file(shared) + data
     return data
 
 
