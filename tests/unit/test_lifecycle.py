@@ -5,12 +5,16 @@ provides the interfaces of the seam (L{uhppoted_tunnel.interfaces}).
 """
 
 from twisted.application.service import Service
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from uhppoted_tunnel.app import config
+from uhppoted_tunnel.core.spec import ConnectorSpec
 from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
 from uhppoted_tunnel.core.relays import RequestReceiver, RequestSender
 from uhppoted_tunnel.interfaces import IEnd, IFrameConnection, IOutRelay, IRelay
@@ -56,6 +60,76 @@ class EndLifecycleTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(failed), message)
         self.assertEqual(self.successResultOf(end.whenFailed()), message)
         self.failureResultOf(end.whenListening(), EndFailed)
+
+    def listener(self):
+        """
+        An end with an address, and an endpoint whose listen waits.
+        """
+        end = End()
+        end.spec = ConnectorSpec("tcp/server:127.0.0.1:1", "tcp/server:", None, "127.0.0.1:1")
+        end.announced = []
+        end.announce = end.announced.append
+        endpoint = StubEndpoint()
+        return end, endpoint
+
+    def test_listenOn(self):
+        """
+        listenOn: once the endpoint listens, the end's port is the
+        listening port, announce is given its address and whenListening
+        fires; cancelListen hands the port back, forgotten.
+        """
+        end, endpoint = self.listener()
+        end.listenOn(endpoint, "factory")
+        self.assertEqual(endpoint.factories, ["factory"])
+        self.assertIsNone(end.port)
+        port = StubPort()
+        endpoint.listening.callback(port)
+        self.assertIs(end.port, port)
+        self.assertEqual(end.announced, [port.getHost()])
+        self.assertIs(self.successResultOf(end.whenListening()), port)
+        self.assertIs(end.cancelListen(), port)
+        self.assertIsNone(end.port)
+        self.assertIsNone(end.cancelListen())
+
+    def test_cannotListen(self):
+        """
+        A listen that fails fails the end, naming its address.
+        """
+        end, endpoint = self.listener()
+        end.listenOn(endpoint, "factory")
+        endpoint.listening.errback(CannotListenError("127.0.0.1", 1, OSError("in use")))
+        self.assertIn("cannot listen on 127.0.0.1:1:", self.successResultOf(end.whenFailed()))
+        self.assertEqual(end.announced, [])
+        self.assertIsNone(end.cancelListen())
+
+    def test_cancelled(self):
+        """
+        A listen still under way when the end stops is cancelled, and
+        that is no failure.
+        """
+        end, endpoint = self.listener()
+        end.listenOn(endpoint, "factory")
+        self.assertIsNone(end.cancelListen())
+        self.assertTrue(endpoint.listening.called, "cancelled")
+        self.assertNoResult(end.whenFailed())
+        self.assertNoResult(end.whenListening())
+
+
+class StubEndpoint:
+    def __init__(self):
+        self.factories = []
+        self.listening = Deferred()
+
+    def listen(self, factory):
+        self.factories.append(factory)
+        return self.listening
+
+
+class StubPort:
+    address = IPv4Address("TCP", "127.0.0.1", 1)
+
+    def getHost(self):
+        return self.address
 
 
 class SeamTests(SynchronousTestCase):

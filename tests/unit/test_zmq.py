@@ -170,6 +170,43 @@ class SocketReaderTests(_Sockets, SynchronousTestCase):
         self.reactor.advance(0)
         self.assertEqual(self.received, [[b"while sending"]])
 
+    def test_sentNothingWaiting(self):
+        """
+        A send with no message waiting schedules nothing: the check takes
+        in the socket's pending state, so the next message makes a new
+        edge.
+        """
+        self.reader.start()
+        self.ours.send(b"request")
+        self.reader.sent()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.theirs.recv()
+
+    def test_sentWhileDraining(self):
+        """
+        A send made while the reader is receiving schedules nothing: the
+        drain checks the socket again before it returns, and receives
+        what came meanwhile.
+        """
+        received = []
+
+        def receive():
+            message = self.ours.recv(zmq.NOBLOCK)
+            received.append(message)
+            if message == b"first":
+                self.ours.send(b"reply")
+                reader.sent()
+                self.theirs.send(b"second")
+                self.ours.poll(1000)
+
+        reader = SocketReader(self.ours, receive, self.reactor)
+        self.addCleanup(reader.stop)
+        self.theirs.send(b"first")
+        self.ours.poll(1000)
+        reader.start()
+        self.assertEqual(received, [b"first", b"second"])
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_stop(self):
         """
         A stopped reader is no longer watched and has nothing scheduled.

@@ -26,11 +26,7 @@ import math
 import os
 
 from twisted.application.service import Service
-from twisted.internet.defer import (
-    CancelledError,
-    gatherResults,
-    maybeDeferred,
-)
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.web import server
@@ -293,7 +289,6 @@ class HTTPEnd(EndLifecycle, Service):
         self.trace = settings["debug"]
         if not settings.get("no-http-console", False):
             self.console = ConsolePage(secure=secure)
-        self.port = None
         self.pending = set()
         self.secure = secure
         if secure:
@@ -304,7 +299,6 @@ class HTTPEnd(EndLifecycle, Service):
             HTTPSite(self, reactor), clock=reactor,
             request_timeout=settings.get("http-request-timeout", DEFAULT_REQUEST_TIMEOUT), secure=secure)
         self.factory.log_tag = self.log_tag
-        self._listening = None
 
     #: the certificate expiry watch of an https/ end, or C{None}
     watch = None
@@ -323,25 +317,15 @@ class HTTPEnd(EndLifecycle, Service):
             self.watch.startService()
         if not os.path.isdir(self.html):
             self.log.warn("--html folder '{folder}' not found: static files will not be served", folder=self.html)
-        self._listening = self.endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._cannotListen)
+        self.listenOn(self.endpoint, self.factory)
 
-    def _listened(self, port):
-        self._listening = None
-        self.port = port
-        address = port.getHost()
-        self.log.info("listening on {address}", address=format_address(address))
+    def announce(self, address):
+        EndLifecycle.announce(self, address)
         if not self.secure and not is_loopback(address):
             self.log.warn("{address} serves the request API (anyone who can reach it can send requests to the "
                           "controllers) and the status page (controller serials, peer addresses), unencrypted, to "
                           "anyone who can reach it: bind it to a loopback or management address, or use https/",
                           address=format_address(address))
-        self.listening(port)
-
-    def _cannotListen(self, failure):
-        self._listening = None
-        if not failure.check(CancelledError):
-            self.cannotListen(self.spec.address, failure)
 
     def forward(self, request, parsed, broadcast):
         """
@@ -394,13 +378,11 @@ class HTTPEnd(EndLifecycle, Service):
         Service.stopService(self)
         if self.watch is not None:
             self.watch.stopService()
-        if self._listening is not None:
-            self._listening.cancel()
+        port = self.cancelListen()
         for exchange in list(self.pending):
             exchange.answer(503, {"ID": exchange.ident, "error": "the tunnel is stopping"}, close=True)
         if self.status is not None:
             self.status.stop()
-        port, self.port = self.port, None
         self.factory.flush()
         if self.limited is not None and self.limited.factory is not None:
             self.limited.factory.flush()

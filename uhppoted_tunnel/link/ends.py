@@ -182,37 +182,23 @@ class ServerEnd(StreamEnd):
         StreamEnd.__init__(self, spec, role, router, reactor, settings, log_tag, protocol, watch, reloader)
         self.endpoint = endpoint
         self.secure = secure
-        self.port = None
-        self._listening = None
         if watch is not None:
             watch.setServiceParent(self)
 
     def startService(self):
         StreamEnd.startService(self)
-        self._listening = self.endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._cannotListen)
+        self.listenOn(self.endpoint, self.factory)
 
-    def _listened(self, port):
-        self._listening = None
-        self.port = port
-        address = port.getHost()
-        self.log.info("listening on {address}", address=format_address(address))
+    def announce(self, address):
+        StreamEnd.announce(self, address)
         if not self.secure and not is_loopback(address):
             self.log.warn("{address} is a plain {kind} end on a network address: anyone who can reach it can read "
                           "every request (card numbers, PINs) and forge replies; across networks you do not "
                           "control, use tls/ or wss/ with --client-auth", address=format_address(address),
                           kind=self.log_tag)
-        self.listening(port)
-
-    def _cannotListen(self, failure):
-        self._listening = None
-        if not failure.check(CancelledError):
-            self.cannotListen(self.spec.address, failure)
 
     def stopService(self):
-        if self._listening is not None:
-            self._listening.cancel()
-        port, self.port = self.port, None
+        port = self.cancelListen()
         stopping = StreamEnd.stopService(self)
         if port is None:
             return stopping

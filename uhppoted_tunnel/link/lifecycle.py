@@ -10,6 +10,14 @@ waiting fails with L{EndFailed}, and every L{whenFailed} fires with it.
 Nothing is raised out of C{startService}, so the console script and
 twistd see the same thing.
 
+An end that listens does it with L{EndLifecycle.listenOn}: once the
+endpoint listens, the end's C{port} is the listening port, its
+L{EndLifecycle.announce} says so in the log and L{EndLifecycle.listening}
+tells whoever waits; a listen that fails (and is not cancelled) is
+L{EndLifecycle.cannotListen}. Its C{stopService} calls
+L{EndLifecycle.cancelListen}, which cancels a listen still under way and
+hands back the port to stop.
+
 Each end also keeps its L{LinkState} (C{end.link}): whether it is up,
 since when, and its connected peers, for C{/readyz}, the status page and
 the metrics. L{listening} and L{failed} move it; an end whose links are
@@ -18,8 +26,10 @@ and C{end.link.disconnected} (the stream ends' C{FrameFactory} does, for
 every transport built on it).
 """
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.python.failure import Failure
+
+from uhppoted_tunnel.core.addresses import format_address
 
 
 class EndFailed(Exception):
@@ -224,3 +234,52 @@ class EndLifecycle:
         """
         reason = failure.getErrorMessage() if isinstance(failure, Failure) else str(failure)
         self.failed("cannot listen on {address}: {reason}", address=address, reason=reason)
+
+    #: the listening port once L{listenOn} has listened, until L{cancelListen}
+    port = None
+    #: the listen under way (a Deferred), or C{None}
+    _listen = None
+
+    def listenOn(self, endpoint, factory):
+        """
+        Listen on C{endpoint} with C{factory}: once listening, C{port} is
+        the listening port, L{announce} says so and L{listening} tells
+        whoever waits; if it cannot, L{cannotListen} names the end's
+        address (C{spec.address}).
+
+        :param endpoint: an C{IStreamServerEndpoint}.
+        :param factory: the factory it listens with.
+        """
+        self._listen = endpoint.listen(factory)
+        self._listen.addCallbacks(self._listened, self._cannotListen)
+
+    def _listened(self, port):
+        self._listen = None
+        self.port = port
+        self.announce(port.getHost())
+        self.listening(port)
+
+    def _cannotListen(self, failure):
+        self._listen = None
+        if not failure.check(CancelledError):
+            self.cannotListen(self.spec.address, failure)
+
+    def announce(self, address):
+        """
+        Say in the log that the end listens (an end adds its warnings).
+
+        :param address: the address listened on (the port's C{getHost()}).
+        """
+        self.log.info("listening on {address}", address=format_address(address))
+
+    def cancelListen(self):
+        """
+        Cancel a listen still under way (for C{stopService}).
+
+        :return: the listening port, forgotten (the caller stops it), or
+            C{None}.
+        """
+        if self._listen is not None:
+            self._listen.cancel()
+        port, self.port = self.port, None
+        return port

@@ -3,8 +3,8 @@
 The controller console: a page that sends UHPPOTE commands through an
 HTTP end's own JSON API, as the Go tunnel's C{examples/html} does.
 
-    /console/                 the page (HTML)
-    /console/console.css      its style sheet
+    /console/                 the page (HTML, C{assets/head.html} first)
+    /console/console.css      its style sheet (C{assets/base.css} first)
     /console/console.js       its script (the form, the requests, the replies)
     /console/uhppote.js       the protocol: encoding requests, decoding replies
     /console/logo.svg         the project's logo (also favicon.svg)

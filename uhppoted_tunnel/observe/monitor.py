@@ -29,7 +29,7 @@ and imports the global reactor.)
 
 from prometheus_client.exposition import choose_encoder
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, gatherResults, maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.web.resource import NoResource, Resource
 
@@ -210,18 +210,12 @@ class MonitorService(EndLifecycle, Service):
                                          request_timeout=settings.get("http-request-timeout",
                                                                       DEFAULT_REQUEST_TIMEOUT))
         self.factory.log_tag = self.log_tag
-        self.port = None
-        self._listening = None
 
     def startService(self):
         Service.startService(self)
-        self._listening = self.endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._listened, self._cannotListen)
+        self.listenOn(self.endpoint, self.factory)
 
-    def _listened(self, port):
-        self._listening = None
-        self.port = port
-        address = port.getHost()
+    def announce(self, address):
         shown = format_address(address)
         self.log.info("metrics, health and status on {url}",
                       url="http://{}/".format(shown) if getattr(address, "host", None) else shown)
@@ -229,20 +223,12 @@ class MonitorService(EndLifecycle, Service):
             self.log.warn("{address} serves the tunnel's metrics and status (controller serials, peer addresses) "
                           "to anyone who can reach it: bind it to a loopback or management address",
                           address=format_address(address))
-        self.listening(port)
-
-    def _cannotListen(self, failure):
-        self._listening = None
-        if not failure.check(CancelledError):
-            self.cannotListen(self.spec.address, failure)
 
     def stopService(self):
         Service.stopService(self)
-        if self._listening is not None:
-            self._listening.cancel()
+        port = self.cancelListen()
         if self.page is not None:
             self.page.stop()
-        port, self.port = self.port, None
         self.factory.flush()
         limited = self.endpoint.factory
         if limited is not None:

@@ -3,8 +3,10 @@
 The live status page: a C{twisted.web} resource tree that shows what a
 tunnel is doing, in a browser, as it happens.
 
-    /                 the page (HTML; also /status.html)
-    /status.css       its style sheet
+    /                 the page (HTML, after C{assets/head.html}; also
+                      /status.html)
+    /status.css       its style sheet (after the one it shares with the
+                      console, C{assets/base.css})
     /status.js        its script
     /logo.svg         the project's logo (also /favicon.svg)
     /status/stream    the status snapshot as Server-Sent Events
@@ -59,11 +61,28 @@ ASSETS = {
 }
 
 
+#: What the status page and the console share, by the ending of the
+#: files it begins: C{base.css} (the palette and the layout) at the head
+#: of each page's style sheet, and C{head.html} (the doctype and the
+#: document head's metadata) at the head of each page. One file a page,
+#: as before: no new path for the Content-Security-Policy to allow.
+SHARED = {".css": "base.css", ".html": "head.html"}
+
+
+def _file(name):
+    return resources.files("uhppoted_tunnel.observe").joinpath("assets", name).read_bytes()
+
+
 def asset(name):
     """
-    The bytes of a file in the package's C{assets/} folder.
+    The bytes served for a file in the package's C{assets/} folder: the
+    file's own, after the L{SHARED} file of its kind.
     """
-    return resources.files("uhppoted_tunnel.observe").joinpath("assets", name).read_bytes()
+    data = _file(name)
+    shared = SHARED.get(name[name.rfind("."):])
+    if shared is not None and shared != name:
+        return _file(shared) + data
+    return data
 
 
 def encode_event(document):

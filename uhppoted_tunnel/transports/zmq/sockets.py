@@ -13,8 +13,12 @@ L{SocketReader} follows them:
  1. the descriptor being readable says nothing: read C{ZMQ_EVENTS} and
     receive while it says C{POLLIN};
  2. a send (or reading C{ZMQ_EVENTS}) may consume the edge that announced
-    incoming messages, so after every send the socket is checked again,
-    on the next turn of the reactor (L{SocketReader.sent});
+    incoming messages, so after every send the socket is checked again
+    (L{SocketReader.sent}): at once if no drain is under way, and then
+    received from on the next turn of the reactor only if a message is
+    waiting (reading C{ZMQ_EVENTS} takes in every pending command, so
+    the next message makes a new edge); a send made while draining
+    needs nothing, as the drain checks again before it returns;
  3. a reader that stops early (a batch limit, so that one busy socket
     cannot starve the reactor) will get no new edge for what it left:
     it comes back on the next turn by itself.
@@ -81,6 +85,7 @@ class SocketReader:
         self._fd = socket.getsockopt(zmq.FD)
         self._check = None
         self._reading = False
+        self._draining = False
 
     def fileno(self):
         return self._fd
@@ -118,11 +123,17 @@ class SocketReader:
 
     def sent(self):
         """
-        Something was sent on the socket: check it again on the next turn
-        (rule 2). One check per turn, however many sends.
+        Something was sent on the socket: check it again (rule 2), and if
+        a message is waiting, receive on the next turn. One check per
+        turn, however many sends; none while draining (the drain checks
+        again itself).
         """
-        if self._check is None and self._reading:
-            self._check = self.reactor.callLater(0, self._checkAgain)
+        if self._check is None and self._reading and not self._draining:
+            if self.socket.getsockopt(EVENTS) & POLLIN:
+                self._later()
+
+    def _later(self):
+        self._check = self.reactor.callLater(0, self._checkAgain)
 
     def _checkAgain(self):
         self._check = None
@@ -135,14 +146,19 @@ class SocketReader:
         """
         events = self.socket.getsockopt
         receive = self.receive
-        for _ in range(self.batch):
-            if not self._reading or not events(EVENTS) & POLLIN:
-                return
-            try:
-                receive()
-            except zmq.Again:
-                return
-        self.sent()
+        self._draining = True
+        try:
+            for _ in range(self.batch):
+                if not self._reading or not events(EVENTS) & POLLIN:
+                    return
+                try:
+                    receive()
+                except zmq.Again:
+                    return
+        finally:
+            self._draining = False
+        if self._check is None and self._reading:
+            self._later()
 
 
 def messages(socket, handle):
