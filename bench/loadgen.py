@@ -205,7 +205,7 @@ class Child:
         return self.proc.returncode
 
 
-#: --reactor: the halves' Twisted reactor (the tunnel's default is epoll)
+#: --reactor: the halves' Twisted reactor (the tunnel's default is epoll, asyncio for a half with a gRPC end)
 REACTOR = "default"
 
 
@@ -1029,7 +1029,7 @@ def main(argv=None):
                         help="client I/O: epoll (default, the cheapest), asyncio or twisted (twisted only with "
                              "--direct-only: a reactor runs once per process)")
     parser.add_argument("--reactor", choices=("default", "asyncio", "uvloop"), default="default",
-                        help="the halves' Twisted reactor: the tunnel's default (epoll), Twisted's asyncio reactor, "
+                        help="the halves' Twisted reactor: the tunnel's default (epoll; asyncio for a half with a gRPC end), Twisted's asyncio reactor, "
                              "or that on uvloop's loop (pip install uvloop)")
     parser.add_argument("--direct-only", action="store_true",
                         help="only measure the clients straight at the emulator (to compare engines)")
