@@ -20,6 +20,7 @@ from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameTooLong, encode
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.link.limits import prove
+from uhppoted_tunnel.link.writes import writer
 
 #: Go: TCP keepalive every 15 s on stream sockets.
 KEEPALIVE = 15
@@ -159,6 +160,8 @@ class FramedProtocol(WhenClosed, Protocol):
         # up its close)
         self.socket_transport = underlying(self.transport)
         self.socket_transport.registerProducer(self, True)
+        # straight to the socket when it is TCP's (see link.writes)
+        self._write = writer(self.transport)
         factory = self.factory
         tune(self.transport, factory.max_send_queue, factory.dead_peer_timeout)
         factory.connectionReady(self)
@@ -226,7 +229,7 @@ class FramedProtocol(WhenClosed, Protocol):
             self.factory.frameDropped(self)
             return False
         self.spoke = True
-        self.transport.write(encode(frame_id, payload))
+        self._write(encode(frame_id, payload))
         return True
 
     def close(self):
