@@ -30,7 +30,7 @@ from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udpsocket import (DEFAULT_RECEIVE_BUFFER, DrainingPort, cannot_listen_reason, listen_udp,
-                                             set_receive_buffer)
+                                             send_datagram, set_receive_buffer)
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, ITally
 from uhppoted_tunnel.link.bind import bind_to_device, check_interface
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
@@ -191,7 +191,7 @@ class ListenEnd(EndLifecycle, Service):
         if self.trace:
             self.log.debug("sending {n} bytes to {host}:{port}\n{dump}", n=len(payload), host=address[0],
                            port=address[1], dump=hexdump(payload))
-        self.port.write(payload, address)
+        send_datagram(self.port, payload, address)
 
     def stopService(self):
         Service.stopService(self)

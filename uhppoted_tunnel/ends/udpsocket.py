@@ -142,6 +142,29 @@ class DrainingPort(Port):
             self.dropped(lost)
 
 
+def send_datagram(port, datagram, address):
+    """
+    Send a datagram from a UDP port to a numeric address of the port's own
+    family (one a datagram came from, or a destination checked when the end
+    was made): straight to the socket, without the checks of the address
+    that Twisted's C{Port.write} makes on every call (three address
+    parsings per datagram). After an error, and on a port with no socket
+    (a fake, or one closed), it is sent with C{port.write}, which handles
+    or raises the error as it always does.
+
+    :param port: a listening UDP port.
+    :param datagram: the bytes.
+    :param address: C{(host, port)}.
+    """
+    if isinstance(port, Port) and port.socket is not None:
+        try:
+            port.socket.sendto(datagram, address)
+            return
+        except OSError:
+            pass
+    port.write(datagram, address)
+
+
 def listen_udp(reactor, port, protocol, interface, receive_buffer, dropped, freebind=False):
     """
     Listen with a L{DrainingPort} on a real reactor (and with
