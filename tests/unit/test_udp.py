@@ -698,3 +698,19 @@ class SendDatagramTests(SynchronousTestCase):
         port = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
         send_datagram(port, b"reply", CONTROLLERS)
         self.assertEqual(port.written, [(b"reply", CONTROLLERS)])
+
+    def test_sender(self):
+        """
+        L{datagram_sender} sends with L{send_datagram} from a real port and
+        with C{write} from any other, at no extra call.
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        from uhppoted_tunnel.ends.udpsocket import datagram_sender, send_datagram
+
+        sock = SendingSocket()
+        port, written = self.port(sock)
+        sender = datagram_sender(port)
+        self.assertEqual((sender.func, sender.args), (send_datagram, (port,)))
+        fake = FakeReactor().listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        self.assertEqual(datagram_sender(fake), fake.write)

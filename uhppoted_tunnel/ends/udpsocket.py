@@ -15,6 +15,7 @@ counter, read once per wake-up), so that no datagram is lost untold.
 
 import socket
 import struct
+from functools import partial
 
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.udp import Port
@@ -163,6 +164,18 @@ def send_datagram(port, datagram, address):
         except OSError:
             pass
     port.write(datagram, address)
+
+
+def datagram_sender(port):
+    """
+    The way to send from a UDP port: L{send_datagram} for a real port, the
+    port's own C{write} for any other (a fake).
+
+    :return: a callable taking C{(datagram, address)}.
+    """
+    if isinstance(port, Port):
+        return partial(send_datagram, port)
+    return port.write
 
 
 def listen_udp(reactor, port, protocol, interface, receive_buffer, dropped, freebind=False):
