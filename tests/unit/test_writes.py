@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.link.framed import FramedProtocol
 from uhppoted_tunnel.link.writes import write_now, writer
+from uhppoted_tunnel.transports.ws.connection import WSConnection
 
 
 class FakeSocket:
@@ -182,4 +183,41 @@ class FramedWriteTests(SynchronousTestCase):
         protocol.makeConnection(connection)
         protocol.sendFrame(1, b"payload")
         self.assertEqual(len(sock.sent), 1)
+        self.assertEqual(reactor.getWriters(), [])
+
+
+class FakeWebSocket:
+    """
+    What a L{WSConnection} reads of its WebSocket protocol, open, over a
+    TCP connection.
+    """
+
+    STATE_OPEN = 1
+    state = STATE_OPEN
+    peer = "127.0.0.1:50000"
+    maxMessagePayloadSize = 1024
+
+    class factory:
+        isServer = True
+
+    def __init__(self, transport):
+        self.transport = transport
+
+
+class WebSocketWriteTests(SynchronousTestCase):
+    def test_messageSentAtOnce(self):
+        """
+        A frame sent on a WebSocket over TCP reaches the kernel within
+        C{sendFrame}, as one binary message.
+        """
+        reactor = MemoryReactor()
+        sock = FakeSocket()
+        connection = NamedConnection(sock, Protocol(), reactor)
+        connection.connected = True
+        protocol = WSConnection()
+        protocol.factory = RecordingFactory()
+        protocol.makeConnection(FakeWebSocket(connection))
+        protocol.sendFrame(1, b"payload")
+        self.assertEqual(len(sock.sent), 1)
+        self.assertEqual(sock.sent[0][0], 0x82)
         self.assertEqual(reactor.getWriters(), [])
