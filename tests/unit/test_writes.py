@@ -8,11 +8,11 @@ import errno
 from twisted.internet import main
 from twisted.internet.protocol import Protocol
 from twisted.internet.tcp import Connection
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.link.framed import FramedProtocol
-from uhppoted_tunnel.link.writes import write_now, writer
+from uhppoted_tunnel.link.writes import TurnWriter, write_now, writer
 from uhppoted_tunnel.transports.ws.connection import WSConnection
 
 
@@ -122,11 +122,12 @@ class WriteNowTests(SynchronousTestCase):
 class WriterTests(SynchronousTestCase):
     def test_connection(self):
         """
-        A TCP connection is written to with L{write_now}.
+        A TCP connection is written to with a L{TurnWriter}.
         """
         connection = Connection(FakeSocket(), Protocol(), MemoryReactor())
-        chosen = writer(connection)
-        self.assertEqual((chosen.func, chosen.args), (write_now, (connection,)))
+        chosen = writer(connection, RecordingFactory(MemoryReactorClock()))
+        self.assertIsInstance(chosen, TurnWriter)
+        self.assertIs(chosen.connection, connection)
 
     def test_passThroughWrapper(self):
         """
@@ -138,15 +139,15 @@ class WriterTests(SynchronousTestCase):
         class Wrapper:
             write = connection.write
 
-        chosen = writer(Wrapper())
-        self.assertEqual((chosen.func, chosen.args), (write_now, (connection,)))
+        chosen = writer(Wrapper(), RecordingFactory(MemoryReactorClock()))
+        self.assertIs(chosen.connection, connection)
 
     def test_other(self):
         """
         Any other transport is written to with its own C{write}.
         """
         transport = StringTransport()
-        self.assertEqual(writer(transport), transport.write)
+        self.assertEqual(writer(transport, object()), transport.write)
 
 
 class NamedConnection(Connection):
@@ -158,10 +159,48 @@ class NamedConnection(Connection):
         return "peer"
 
 
+class TurnWriterTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = MemoryReactorClock()
+        self.socket = FakeSocket()
+        self.connection = Connection(self.socket, Protocol(), self.reactor)
+        self.connection.connected = True
+        self.write = TurnWriter(self.connection, self.reactor)
+
+    def test_oneSendPerTurn(self):
+        """
+        What one reactor turn writes goes in one send at its end, without
+        the reactor watching the socket for writability.
+        """
+        self.write(b"one")
+        self.write(b"two")
+        self.assertEqual(self.socket.sent, [])
+        self.reactor.advance(0)
+        self.assertEqual(self.socket.sent, [b"onetwo"])
+        self.assertEqual((self.reactor.getWriters(), self.reactor.getDelayedCalls()), ([], []))
+        self.write(b"three")
+        self.reactor.advance(0)
+        self.assertEqual(self.socket.sent, [b"onetwo", b"three"])
+
+    def test_flush(self):
+        """
+        C{flush} sends what waits at once; the end of the turn then has
+        nothing left to send.
+        """
+        self.write(b"one")
+        self.write.flush()
+        self.assertEqual(self.socket.sent, [b"one"])
+        self.reactor.advance(0)
+        self.assertEqual(self.socket.sent, [b"one"])
+
+
 class RecordingFactory:
     stall_timeout = None
     max_send_queue = 256 * 1024
     dead_peer_timeout = 60.0
+
+    def __init__(self, clock):
+        self.clock = clock
 
     def connectionReady(self, protocol):
         pass
@@ -170,20 +209,25 @@ class RecordingFactory:
 class FramedWriteTests(SynchronousTestCase):
     def test_frameSentAtOnce(self):
         """
-        A frame sent on a TCP connection reaches the kernel within
-        C{sendFrame}, without waiting for the reactor to report the socket
-        writable.
+        Frames sent on a TCP connection reach the kernel at the end of the
+        reactor turn, in one send, without waiting for the reactor to report
+        the socket writable; closing sends what waits first.
         """
-        reactor = MemoryReactor()
+        reactor = MemoryReactorClock()
         sock = FakeSocket()
         protocol = FramedProtocol()
-        protocol.factory = RecordingFactory()
+        protocol.factory = RecordingFactory(reactor)
         connection = NamedConnection(sock, protocol, reactor)
         connection.connected = True
         protocol.makeConnection(connection)
         protocol.sendFrame(1, b"payload")
+        protocol.sendFrame(2, b"payload")
+        reactor.advance(0)
         self.assertEqual(len(sock.sent), 1)
         self.assertEqual(reactor.getWriters(), [])
+        protocol.sendFrame(3, b"payload")
+        protocol.close()
+        self.assertEqual(len(sock.sent), 2)
 
 
 class FakeWebSocket:
@@ -207,17 +251,18 @@ class FakeWebSocket:
 class WebSocketWriteTests(SynchronousTestCase):
     def test_messageSentAtOnce(self):
         """
-        A frame sent on a WebSocket over TCP reaches the kernel within
-        C{sendFrame}, as one binary message.
+        A frame sent on a WebSocket over TCP reaches the kernel at the end
+        of the turn, as one binary message.
         """
-        reactor = MemoryReactor()
+        reactor = MemoryReactorClock()
         sock = FakeSocket()
         connection = NamedConnection(sock, Protocol(), reactor)
         connection.connected = True
         protocol = WSConnection()
-        protocol.factory = RecordingFactory()
+        protocol.factory = RecordingFactory(reactor)
         protocol.makeConnection(FakeWebSocket(connection))
         protocol.sendFrame(1, b"payload")
+        reactor.advance(0)
         self.assertEqual(len(sock.sent), 1)
         self.assertEqual(sock.sent[0][0], 0x82)
         self.assertEqual(reactor.getWriters(), [])

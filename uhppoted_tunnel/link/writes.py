@@ -10,10 +10,11 @@ calls more per hop. L{write_now} sends at once whatever the kernel takes
 when nothing is queued before it, and queues the rest, or everything after
 an error, with the transport's own C{write}, so that its C{doWrite} deals
 with it as it always does (a connection that failed is reported lost on its
-next turn). L{writer} picks it for the transports it applies to.
+next turn). L{TurnWriter} gathers what one reactor turn writes to a
+connection into one such send at the turn's end (one C{callLater(0)} per
+turn, not per frame), so that a busy link still makes one system call for
+many frames; L{writer} picks it for the transports it applies to.
 """
-
-from functools import partial
 
 from twisted.internet.tcp import Connection
 
@@ -43,16 +44,57 @@ def write_now(transport, data):
     transport.write(data)
 
 
-def writer(transport):
+class TurnWriter:
     """
-    The way to write to a transport: L{write_now} for a TCP connection (or
-    a wrapper whose C{write} is the connection's own, as the connection
+    Writes to a TCP connection: what is written in one reactor turn is
+    sent with L{write_now}, in one piece, once the turn's events are
+    handled (C{callLater(0)} runs before the reactor polls again).
+
+    :ivar pending: the bytes waiting for the end of the turn, or C{None}.
+    """
+
+    __slots__ = ("connection", "clock", "pending")
+
+    def __init__(self, connection, clock):
+        """
+        :param connection: a L{twisted.internet.tcp.Connection}.
+        :param clock: an C{IReactorTime}.
+        """
+        self.connection = connection
+        self.clock = clock
+        self.pending = None
+
+    def __call__(self, data):
+        pending = self.pending
+        if pending is None:
+            self.pending = [data]
+            self.clock.callLater(0, self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self):
+        """
+        Send what waits now (the end of the turn, or before the connection
+        is closed).
+        """
+        pending = self.pending
+        if pending:
+            self.pending = None
+            write_now(self.connection, pending[0] if len(pending) == 1 else b"".join(pending))
+
+
+def writer(transport, factory):
+    """
+    The way to write to a transport: a L{TurnWriter} for a TCP connection
+    (or a wrapper whose C{write} is the connection's own, as the connection
     caps' is), its own C{write} for any other (a TLS transport, a fake).
 
+    :param factory: the connection's factory, whose C{clock} (an
+        C{IReactorTime}) a L{TurnWriter} uses.
     :return: a callable taking the bytes.
     """
     write = transport.write
     connection = getattr(write, "__self__", None)
     if isinstance(connection, Connection) and not connection.TLS:
-        return partial(write_now, connection)
+        return TurnWriter(connection, factory.clock)
     return write

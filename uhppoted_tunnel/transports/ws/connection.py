@@ -75,8 +75,8 @@ class WSConnection(FramedProtocol):
         self.socket_transport = underlying(websocket.transport)
         self.socket_transport.registerProducer(self, True)
         # straight to the socket when it is TCP's (see link.writes)
-        self._write = writer(websocket.transport)
         factory = self.factory
+        self._write = writer(websocket.transport, factory)
         tune(websocket.transport, factory.max_send_queue, factory.dead_peer_timeout)
         factory.connectionReady(self)
 
