@@ -98,6 +98,20 @@ class OptionsTests(SynchronousTestCase):
         e = self.assertRaises(usage.UsageError, parse, *HOST, "--udp-receive-buffer", "100")
         self.assertTrue(str(e).startswith("--udp-receive-buffer:"), str(e))
 
+    def test_maxPendingReplies(self):
+        """
+        C{--max-pending-replies} defaults to 65,536, takes a number from the
+        command line or the file, and refuses one under 1.
+        """
+        self.assertEqual(parse(*HOST)["max-pending-replies"], 65536)
+        self.assertEqual(parse(*HOST, "--max-pending-replies", "100")["max-pending-replies"], 100)
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[defaults]\nmax-pending-replies = 5000\n")
+        self.assertEqual(parse(*HOST, "--config", path)["max-pending-replies"], 5000)
+        e = self.assertRaises(usage.UsageError, parse, *HOST, "--max-pending-replies", "0")
+        self.assertTrue(str(e).startswith("--max-pending-replies:"), str(e))
+
     def test_xmpp(self):
         """
         The C{xmpp/} settings come from flags or the file (where the

@@ -6,7 +6,7 @@ tcp/client ends in both roles, on fake sockets and a fake clock.
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import EventLoggingObserver, StringTransport
-from twisted.logger import globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter
 from twisted.trial.unittest import SynchronousTestCase
@@ -181,6 +181,53 @@ class OutEndTests(SynchronousTestCase):
         self.assertNoResult(stopped)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.successResultOf(stopped)
+
+
+class PendingRepliesTests(SynchronousTestCase):
+    """
+    An out end keeps at most C{--max-pending-replies} requests waiting for
+    replies: past it, requests wanting a reply are dropped, counted and
+    warned of (throttled), so a flood nobody answers costs bounded memory.
+    """
+
+    def setUp(self):
+        self.end, self.reactor = make("tcp/server:127.0.0.1:12345", OUT, **{"max-pending-replies": 2})
+        self.end.startService()
+        self.logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def tearDown(self):
+        if self.end.running:
+            self.end.stopService()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_capped(self):
+        """
+        The third request waiting for a reply is dropped and warned of,
+        naming the flag; once a reply frees a place, requests go again.
+        """
+        protocol, transport = peer(self.end)
+        replies = []
+        for _ in range(3):
+            self.end.send(REQUEST, replies.append)
+        sent = frames(transport)
+        self.assertEqual(len(sent), 2)
+        self.assertEqual(len(self.end.relay.replies), 2)
+        [warning] = [formatEvent(e) for e in self.logged if e.get("log_level") == LogLevel.warn]
+        self.assertIn("dropped 1 request(s): 2 requests already wait for replies", warning)
+        self.assertIn("--max-pending-replies", warning)
+        protocol.dataReceived(encode(sent[0][0], REPLY))
+        self.end.send(REQUEST, replies.append)
+        self.assertEqual((len(frames(transport)), replies), (3, [REPLY]))
+
+    def test_noReplyWantedNotCapped(self):
+        """
+        A request that wants no reply keeps no handler and is never dropped
+        for the cap.
+        """
+        _, transport = peer(self.end)
+        for _ in range(5):
+            self.end.send(REQUEST, None)
+        self.assertEqual(len(frames(transport)), 5)
 
 
 class InEndTests(SynchronousTestCase):

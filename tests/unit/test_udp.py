@@ -618,3 +618,99 @@ class SmallBufferTests(SynchronousTestCase):
         self.assertEqual(warnings, [
             "the kernel gave 127.0.0.1:60001 a receive buffer of 212992 bytes, not the 4194304 asked for "
             "(--udp-receive-buffer): a burst may be dropped; raise net.core.rmem_max or run with CAP_NET_ADMIN"])
+
+
+class SendingSocket:
+    """
+    A UDP socket that records what it sends, or fails with C{error}.
+    """
+
+    def __init__(self, error=None):
+        self.sent = []
+        self.error = error
+
+    def sendto(self, data, address):
+        if self.error is not None:
+            raise OSError(self.error, "fake")
+        self.sent.append((data, address))
+        return len(data)
+
+
+class SendDatagramTests(SynchronousTestCase):
+    """
+    L{send_datagram} sends straight to a port's socket, and leaves errors
+    and fakes to the port's own C{write}.
+    """
+
+    def port(self, sock):
+        from twisted.internet.protocol import DatagramProtocol
+        from twisted.internet.udp import Port
+
+        class Recording(Port):
+            def createInternetSocket(self):
+                return sock
+
+            def write(self, datagram, addr=None):
+                written.append((datagram, addr))
+                return Port.write(self, datagram, addr)
+
+        written = []
+        port = Recording(0, DatagramProtocol(), "127.0.0.1", reactor=FakeReactor())
+        port.socket = port.createInternetSocket()
+        return port, written
+
+    def test_straightToTheSocket(self):
+        """
+        A datagram goes to the socket without C{Port.write} (and its checks
+        of the address).
+        """
+        from uhppoted_tunnel.ends.udpsocket import send_datagram
+
+        sock = SendingSocket()
+        port, written = self.port(sock)
+        send_datagram(port, b"reply", CONTROLLERS)
+        self.assertEqual((sock.sent, written), ([(b"reply", CONTROLLERS)], []))
+
+    def test_errorToPortWrite(self):
+        """
+        A send that fails is made again with C{Port.write}, which raises the
+        error as it always does (a datagram too long for the network).
+        """
+        import errno
+
+        from twisted.internet.error import MessageLengthError
+
+        from uhppoted_tunnel.ends.udpsocket import send_datagram
+
+        port, written = self.port(SendingSocket(errno.EMSGSIZE))
+        self.assertRaises(MessageLengthError, send_datagram, port, b"reply", CONTROLLERS)
+        self.assertEqual(written, [(b"reply", CONTROLLERS)])
+
+    def test_fakePort(self):
+        """
+        A port with no socket (a fake) is written to with its C{write}.
+        """
+        from uhppoted_tunnel.ends.udpsocket import send_datagram
+
+        reactor = FakeReactor()
+        from twisted.internet.protocol import DatagramProtocol
+
+        port = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        send_datagram(port, b"reply", CONTROLLERS)
+        self.assertEqual(port.written, [(b"reply", CONTROLLERS)])
+
+    def test_sender(self):
+        """
+        L{datagram_sender} sends with L{send_datagram} from a real port and
+        with C{write} from any other, at no extra call.
+        """
+        from twisted.internet.protocol import DatagramProtocol
+
+        from uhppoted_tunnel.ends.udpsocket import datagram_sender, send_datagram
+
+        sock = SendingSocket()
+        port, written = self.port(sock)
+        sender = datagram_sender(port)
+        self.assertEqual((sender.func, sender.args), (send_datagram, (port,)))
+        fake = FakeReactor().listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        self.assertEqual(datagram_sender(fake), fake.write)

@@ -149,6 +149,7 @@ GENERAL_KEYS = {
     "rate-limit-per-source": positive_number,
     "rate-limit-per-source-burst": integer(1),
     "max-send-queue": integer(1024),
+    "max-pending-replies": integer(1),
     "stall-timeout": duration(positive=True),
     "dead-peer-timeout": duration(positive=True),
     "udp-receive-buffer": integer(4096, 1 << 30),

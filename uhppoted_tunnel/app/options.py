@@ -32,6 +32,7 @@ from uhppoted_tunnel.core.router import DEFAULT_BURST, DEFAULT_RATE
 from uhppoted_tunnel.link import framed as wire
 from uhppoted_tunnel.observe.defaults import DEFAULT_MAX_STREAMS, DEFAULT_REQUEST_TIMEOUT
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD
+from uhppoted_tunnel.core.replies import MAX_PENDING_REPLIES
 
 #: The installed connector plugins, whose options join the general ones.
 PLUGINS = spec.connector_plugins()
@@ -68,6 +69,7 @@ DEFAULTS = {
     "rate-limit-per-source": None,
     "rate-limit-per-source-burst": None,
     "max-send-queue": wire.DEFAULT_MAX_SEND_QUEUE,
+    "max-pending-replies": MAX_PENDING_REPLIES,
     "stall-timeout": wire.DEFAULT_STALL_TIMEOUT,
     "dead-peer-timeout": wire.DEFAULT_DEAD_PEER_TIMEOUT,
     "udp-receive-buffer": DEFAULT_RECEIVE_BUFFER,
@@ -183,6 +185,9 @@ class Options(usage.Options):
         ["max-send-queue", None, None, "Bytes queued for one stream peer before it counts as not reading and "
                                        "frames for it are dropped (default 262144).",
          _checked("max-send-queue", _whole)],
+        ["max-pending-replies", None, None, "Requests a stream out end keeps waiting for replies (each up to 15 "
+                                            "s); past it, requests are dropped (default 65536).",
+         _checked("max-pending-replies", _whole)],
         ["stall-timeout", None, None, "How long a stream peer, or a status page client, may read nothing "
                                       "sent to it before it is disconnected (default 30s).", _checked("stall-timeout")],
         ["dead-peer-timeout", None, None, "How long a stream peer may leave data or keepalives unanswered "

@@ -28,7 +28,8 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.accounting import NoPeerWarnings
 from uhppoted_tunnel.core.eventrelays import EventReceiver, EventSender
 from uhppoted_tunnel.core.relay import Numbering, Relay
-from uhppoted_tunnel.core.replies import REPLY_IDLE, ReplyTable
+from uhppoted_tunnel.core.replies import MAX_PENDING_REPLIES, REPLY_IDLE, ReplyTable
+from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.routes import BROADCAST, NO_ROUTE, NOBODY, REFUSED, UNKNOWN_ALL, RouteTable
 from uhppoted_tunnel.core.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
 from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, ITally
@@ -101,7 +102,8 @@ class RequestSender(Relay):
         Relay.__init__(self, settings, router, clock, connections, log_tag, failed)
         self.trace = settings["debug"]
         self.udp_timeout = settings["udp-timeout"]
-        self.replies = ReplyTable(clock.seconds)
+        self.replies = ReplyTable(clock.seconds, limit=settings.get("max-pending-replies", MAX_PENDING_REPLIES))
+        self._full = Throttle(clock, self._warnFull)
         self._no_peer = NoPeerWarnings(clock, log_tag, QUEUE_SIZE, self.udp_timeout)
         self.queue = deque(maxlen=QUEUE_SIZE)
         self.ids = Numbering()
@@ -127,7 +129,13 @@ class RequestSender(Relay):
             self._sweeper = None
         self.queue.clear()
         self._no_peer.flush()
+        self._full.flush()
         self.routes.flush()
+
+    def _warnFull(self, count):
+        self.log.warn("dropped {count} request(s): {limit} requests already wait for replies on this end "
+                      "(--max-pending-replies); are the controllers behind the other half answering?",
+                      count=count, limit=self.replies.limit)
 
     def send(self, payload, reply):
         connections = self.connections
@@ -136,6 +144,9 @@ class RequestSender(Relay):
                 self._no_peer.dropped()
             self.queue.append((self.clock.seconds(), payload, reply))
             self._no_peer.held(payload)
+            return
+        if reply is not None and len(self.replies.handlers) >= self.replies.limit:
+            self._full.count()
             return
         frame_id = self.ids.next()
         key = payload[4:8]
@@ -188,7 +199,7 @@ class RequestSender(Relay):
                            peer=connection.peer)
 
     def tally(self, t):
-        t.drop(QUEUE_FULL, self._no_peer.total_dropped)
+        t.drop(QUEUE_FULL, self._no_peer.total_dropped + self._full.total)
         t.drop(NO_PEER, self.stale)
         t.drop(UNMATCHED, self.unmatched)
         t.drop(NO_ROUTE, self.routes.dropped)

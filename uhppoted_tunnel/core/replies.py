@@ -9,6 +9,11 @@ callable.
 #: A reply handler is forgotten after this long without a reply.
 REPLY_IDLE = 15.0
 
+#: Reply handlers kept at most by one out end (C{--max-pending-replies}):
+#: an unanswered request's handler lives L{REPLY_IDLE} seconds, so a flood
+#: of requests nobody answers would otherwise grow without bound.
+MAX_PENDING_REPLIES = 65536
+
 
 class ReplyTable:
     """
@@ -21,21 +26,27 @@ class ReplyTable:
     request answered once (to one controller) goes with its reply; any
     other lives while replies keep coming (a broadcast collects several) and
     is swept after C{idle} seconds without one, as are unanswered ones.
+
+    :ivar handlers: C{(connection, frame id) -> [reply, last use, once]};
+        its owner reads its length against C{limit} before it sends.
     """
 
-    __slots__ = ("_handlers", "_seconds", "idle")
+    __slots__ = ("handlers", "_seconds", "idle", "limit")
 
-    def __init__(self, seconds, idle=REPLY_IDLE):
+    def __init__(self, seconds, idle=REPLY_IDLE, limit=MAX_PENDING_REPLIES):
         """
         :param seconds: a callable giving the time.
         :param idle: seconds a handler lives after its last use.
+        :param limit: handlers kept at most (the owner drops a request
+            wanting a reply while C{len(handlers)} is at it).
         """
-        self._handlers = {}
+        self.handlers = {}
         self._seconds = seconds
         self.idle = idle
+        self.limit = limit
 
     def __len__(self):
-        return len(self._handlers)
+        return len(self.handlers)
 
     def add(self, connection, frame_id, reply, once=False):
         """
@@ -44,7 +55,7 @@ class ReplyTable:
 
         :param once: forget the handler after its first reply.
         """
-        self._handlers[(connection, frame_id)] = [reply, self._seconds(), once]
+        self.handlers[(connection, frame_id)] = [reply, self._seconds(), once]
 
     def dispatch(self, connection, frame_id, payload):
         """
@@ -53,11 +64,11 @@ class ReplyTable:
         :return: True if a handler took it.
         """
         key = (connection, frame_id)
-        entry = self._handlers.get(key)
+        entry = self.handlers.get(key)
         if entry is None:
             return False
         if entry[2]:
-            del self._handlers[key]
+            del self.handlers[key]
         else:
             entry[1] = self._seconds()
         entry[0](payload)
@@ -67,8 +78,8 @@ class ReplyTable:
         """
         Forget every handler of a closed connection.
         """
-        for key in [key for key in self._handlers if key[0] is connection]:
-            del self._handlers[key]
+        for key in [key for key in self.handlers if key[0] is connection]:
+            del self.handlers[key]
 
     def sweep(self):
         """
@@ -77,7 +88,7 @@ class ReplyTable:
         :return: the number forgotten.
         """
         cutoff = self._seconds() - self.idle
-        stale = [key for key, entry in self._handlers.items() if entry[1] < cutoff]
+        stale = [key for key, entry in self.handlers.items() if entry[1] < cutoff]
         for key in stale:
-            del self._handlers[key]
+            del self.handlers[key]
         return len(stale)

@@ -30,7 +30,7 @@ from uhppoted_tunnel.core.counts import EMPTY, QUEUE_FULL, TOO_LONG, UNMATCHED
 from uhppoted_tunnel.core.deadlines import DeadlineQueue
 from uhppoted_tunnel.core.packets import hexdump, request_key
 from uhppoted_tunnel.core.throttle import Throttle
-from uhppoted_tunnel.ends.udpsocket import cannot_listen_reason
+from uhppoted_tunnel.ends.udpsocket import cannot_listen_reason, datagram_sender
 from uhppoted_tunnel.interfaces import OUT, IControllerObserver, IOutEnd, ITally
 from uhppoted_tunnel.link.bind import reactor_for
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
@@ -76,6 +76,10 @@ class ReplySocket(DatagramProtocol):
         self.keys = {}
         #: function code -> number of keys held with it
         self.functions = {}
+
+    def startProtocol(self):
+        #: sends a datagram from this socket (see ends.udpsocket)
+        self.send = datagram_sender(self.transport)
 
     def accepts(self, key):
         """
@@ -237,7 +241,7 @@ class BroadcastEnd(EndLifecycle, Service):
             self.log.debug("sending {n} bytes to {host}:{port}\n{dump}", n=len(payload), host=self.destination[0],
                            port=self.destination[1], dump=hexdump(payload))
         if reply is None:
-            self.sockets[0].transport.write(payload, self.destination)
+            self.sockets[0].send(payload, self.destination)
             return
         key = request_key(payload)
         sock = self._socket_for(key)
@@ -247,7 +251,7 @@ class BroadcastEnd(EndLifecycle, Service):
         entry = _Request(key, reply, 0, sock)
         sock.hold(entry)
         self._expiry.add(entry)
-        sock.transport.write(payload, self.destination)
+        sock.send(payload, self.destination)
 
     def badReply(self, size, address):
         """

@@ -30,7 +30,7 @@ from uhppoted_tunnel.core.packets import hexdump
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.ends.broadcast import BroadcastEnd
 from uhppoted_tunnel.ends.udpsocket import (DEFAULT_RECEIVE_BUFFER, DrainingPort, cannot_listen_reason, listen_udp,
-                                             set_receive_buffer)
+                                             datagram_sender, set_receive_buffer)
 from uhppoted_tunnel.interfaces import IN, OUT, IConnectorMaker, IControllerObserver, IInEnd, ITally
 from uhppoted_tunnel.link.bind import bind_to_device, check_interface
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
@@ -123,6 +123,7 @@ class ListenEnd(EndLifecycle, Service):
                 self.port = None
             self.cannotListen(self.spec.address, cannot_listen_reason(e))
             return
+        self._send = datagram_sender(self.port)
         self.log.info("listening on {host}:{port}", host=host, port=self.port.getHost().port)
         granted = getattr(self.port, "granted", None)
         if granted is not None and granted < self.receive_buffer:
@@ -143,6 +144,7 @@ class ListenEnd(EndLifecycle, Service):
         except (OSError, ValueError) as e:
             self.cannotListen(self.spec.address, e)
             return
+        self._send = datagram_sender(self.port)
         self.log.info("listening on {address} (passed by systemd)", address=format_address(self.port.getHost()))
         self.listening(self.port)
 
@@ -191,7 +193,7 @@ class ListenEnd(EndLifecycle, Service):
         if self.trace:
             self.log.debug("sending {n} bytes to {host}:{port}\n{dump}", n=len(payload), host=address[0],
                            port=address[1], dump=hexdump(payload))
-        self.port.write(payload, address)
+        self._send(payload, address)
 
     def stopService(self):
         Service.stopService(self)

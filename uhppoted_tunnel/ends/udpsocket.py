@@ -15,6 +15,7 @@ counter, read once per wake-up), so that no datagram is lost untold.
 
 import socket
 import struct
+from functools import partial
 
 from twisted.internet.posixbase import PosixReactorBase
 from twisted.internet.udp import Port
@@ -140,6 +141,41 @@ class DrainingPort(Port):
             lost = (drops - self._drops) & 0xFFFFFFFF
             self._drops = drops
             self.dropped(lost)
+
+
+def send_datagram(port, datagram, address):
+    """
+    Send a datagram from a UDP port to a numeric address of the port's own
+    family (one a datagram came from, or a destination checked when the end
+    was made): straight to the socket, without the checks of the address
+    that Twisted's C{Port.write} makes on every call (three address
+    parsings per datagram). After an error, and on a port with no socket
+    (a fake, or one closed), it is sent with C{port.write}, which handles
+    or raises the error as it always does.
+
+    :param port: a listening UDP port.
+    :param datagram: the bytes.
+    :param address: C{(host, port)}.
+    """
+    if isinstance(port, Port) and port.socket is not None:
+        try:
+            port.socket.sendto(datagram, address)
+            return
+        except OSError:
+            pass
+    port.write(datagram, address)
+
+
+def datagram_sender(port):
+    """
+    The way to send from a UDP port: L{send_datagram} for a real port, the
+    port's own C{write} for any other (a fake).
+
+    :return: a callable taking C{(datagram, address)}.
+    """
+    if isinstance(port, Port):
+        return partial(send_datagram, port)
+    return port.write
 
 
 def listen_udp(reactor, port, protocol, interface, receive_buffer, dropped, freebind=False):

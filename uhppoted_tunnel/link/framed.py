@@ -20,6 +20,7 @@ from uhppoted_tunnel.core.addresses import format_address
 from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, FrameDecoder, FrameTooLong, encode
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.link.limits import prove
+from uhppoted_tunnel.link.writes import TurnWriter, writer
 
 #: Go: TCP keepalive every 15 s on stream sockets.
 KEEPALIVE = 15
@@ -147,6 +148,8 @@ class FramedProtocol(WhenClosed, Protocol):
     spoke = False
     closing = False
     _proven = False
+    #: writes to the transport (see link.writes.writer)
+    _write = None
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.decoder = FrameDecoder(max_payload)
@@ -159,7 +162,9 @@ class FramedProtocol(WhenClosed, Protocol):
         # up its close)
         self.socket_transport = underlying(self.transport)
         self.socket_transport.registerProducer(self, True)
+        # straight to the socket when it is TCP's (see link.writes)
         factory = self.factory
+        self._write = writer(self.transport, factory)
         tune(self.transport, factory.max_send_queue, factory.dead_peer_timeout)
         factory.connectionReady(self)
 
@@ -226,7 +231,7 @@ class FramedProtocol(WhenClosed, Protocol):
             self.factory.frameDropped(self)
             return False
         self.spoke = True
-        self.transport.write(encode(frame_id, payload))
+        self._write(encode(frame_id, payload))
         return True
 
     def close(self):
@@ -241,6 +246,9 @@ class FramedProtocol(WhenClosed, Protocol):
                 self._stall = None
             self.transport.abortConnection()
         else:
+            if isinstance(self._write, TurnWriter):
+                # what this turn wrote goes before the close
+                self._write.flush()
             self.transport.loseConnection()
 
     def connectionLost(self, reason):

@@ -134,7 +134,7 @@ class Telemetry:
         self.enabled = False
         self.router = None
         self.ends = ()
-        self.replies = 0
+        self._seconds = clock.seconds
         self.latency = Latency()
         self.controllers = Controllers(clock)
         self.recent_events = collections.deque(maxlen=RECENT)
@@ -185,12 +185,11 @@ class Telemetry:
         it, note its controller, and pass it on. (Every reply's path: the
         usual case is written out, with no call but the clock's.)
         """
-        now = self.clock.seconds()
+        now = self._seconds()
         elapsed = now - start
         latency = self.latency
         latency.counts[bisect_left(latency.bounds, elapsed)] += 1
         latency.sum += elapsed
-        self.replies += 1
         if len(payload) >= 8:
             serial = _serial(payload, 4)[0]
             entry = self.controllers.seen.get(serial)
@@ -214,6 +213,14 @@ class Telemetry:
             self.controllers.event(serial, now)
 
     # -- reading ----------------------------------------------------------
+
+    @property
+    def replies(self):
+        """
+        Replies sent back through the in end (each is timed once: the
+        latency histogram counts them).
+        """
+        return sum(self.latency.counts)
 
     def received(self):
         """

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.core.frames import HEADER_SIZE, encode
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.link.framed import FramedProtocol, tune, underlying
+from uhppoted_tunnel.link.writes import writer
 
 
 def binary_frame(payload, masked, _random=random.getrandbits):
@@ -73,7 +74,9 @@ class WSConnection(FramedProtocol):
         # what is queued for the peer
         self.socket_transport = underlying(websocket.transport)
         self.socket_transport.registerProducer(self, True)
+        # straight to the socket when it is TCP's (see link.writes)
         factory = self.factory
+        self._write = writer(websocket.transport, factory)
         tune(websocket.transport, factory.max_send_queue, factory.dead_peer_timeout)
         factory.connectionReady(self)
 
@@ -97,5 +100,5 @@ class WSConnection(FramedProtocol):
         websocket = self.transport
         data = encode(frame_id, payload)
         if websocket.state == websocket.STATE_OPEN and len(data) <= self._limit:
-            websocket.transport.write(binary_frame(data, self._masked))
+            self._write(binary_frame(data, self._masked))
         return True

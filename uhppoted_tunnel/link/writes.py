@@ -1,0 +1,100 @@
+# -*- test-case-name: tests.unit.test_writes -*-
+"""
+Writing to a TCP socket without waiting a reactor turn.
+
+Twisted's stream transports only buffer on C{write}: they ask the reactor
+to watch the socket for writability (an C{epoll_ctl}), send when its next
+turn reports it writable, and stop watching (another C{epoll_ctl}). For a
+frame relayed one at a time that is a whole reactor turn and two system
+calls more per hop. L{write_now} sends at once whatever the kernel takes
+when nothing is queued before it, and queues the rest, or everything after
+an error, with the transport's own C{write}, so that its C{doWrite} deals
+with it as it always does (a connection that failed is reported lost on its
+next turn). L{TurnWriter} gathers what one reactor turn writes to a
+connection into one such send at the turn's end (one C{callLater(0)} per
+turn, not per frame), so that a busy link still makes one system call for
+many frames; L{writer} picks it for the transports it applies to.
+"""
+
+from twisted.internet.tcp import Connection
+
+
+def write_now(transport, data):
+    """
+    Write C{data} to a TCP transport: sent at once if nothing is queued
+    before it and the kernel takes it, else queued as C{transport.write}
+    queues it.
+
+    :param transport: a L{twisted.internet.tcp.Connection}.
+    :param data: the bytes.
+    """
+    # the transport's buffers (Twisted's FileDescriptor keeps what is
+    # queued in dataBuffer from offset on, and in _tempDataBuffer)
+    if (transport._tempDataLen or len(transport.dataBuffer) > transport.offset or not transport.connected
+            or transport.disconnecting or transport._writeDisconnected):
+        transport.write(data)
+        return
+    sent = transport.writeSomeData(data)
+    if isinstance(sent, int) and sent > 0:
+        if sent >= len(data):
+            return
+        data = data[sent:]
+    # what the kernel did not take, or all of it after an error (doWrite
+    # meets the error again and reports the connection lost)
+    transport.write(data)
+
+
+class TurnWriter:
+    """
+    Writes to a TCP connection: what is written in one reactor turn is
+    sent with L{write_now}, in one piece, once the turn's events are
+    handled (C{callLater(0)} runs before the reactor polls again).
+
+    :ivar pending: the bytes waiting for the end of the turn, or C{None}.
+    """
+
+    __slots__ = ("connection", "clock", "pending")
+
+    def __init__(self, connection, clock):
+        """
+        :param connection: a L{twisted.internet.tcp.Connection}.
+        :param clock: an C{IReactorTime}.
+        """
+        self.connection = connection
+        self.clock = clock
+        self.pending = None
+
+    def __call__(self, data):
+        pending = self.pending
+        if pending is None:
+            self.pending = [data]
+            self.clock.callLater(0, self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self):
+        """
+        Send what waits now (the end of the turn, or before the connection
+        is closed).
+        """
+        pending = self.pending
+        if pending:
+            self.pending = None
+            write_now(self.connection, pending[0] if len(pending) == 1 else b"".join(pending))
+
+
+def writer(transport, factory):
+    """
+    The way to write to a transport: a L{TurnWriter} for a TCP connection
+    (or a wrapper whose C{write} is the connection's own, as the connection
+    caps' is), its own C{write} for any other (a TLS transport, a fake).
+
+    :param factory: the connection's factory, whose C{clock} (an
+        C{IReactorTime}) a L{TurnWriter} uses.
+    :return: a callable taking the bytes.
+    """
+    write = transport.write
+    connection = getattr(write, "__self__", None)
+    if isinstance(connection, Connection) and not connection.TLS:
+        return TurnWriter(connection, factory.clock)
+    return write
