@@ -262,7 +262,6 @@ class Session:
         turn go as one message (L{Batches}), before any other command of
         the turn that follows them.
         """
-        nc = self.nc
         batches = Batches()
         while True:
             await self._wake.wait()
