@@ -142,6 +142,16 @@ class WriterTests(SynchronousTestCase):
         chosen = writer(Wrapper(), RecordingFactory(MemoryReactorClock()))
         self.assertIs(chosen.connection, connection)
 
+    def test_otherBuffers(self):
+        """
+        A TCP connection without the buffer state L{write_now} reads (a
+        Twisted that keeps its buffers otherwise) is written to with its
+        own C{write}.
+        """
+        connection = Connection(FakeSocket(), Protocol(), MemoryReactor())
+        del connection._tempDataLen
+        self.assertEqual(writer(connection, RecordingFactory(MemoryReactorClock())), connection.write)
+
     def test_other(self):
         """
         Any other transport is written to with its own C{write}.

@@ -18,6 +18,13 @@ many frames; L{writer} picks it for the transports it applies to.
 
 from twisted.internet.tcp import Connection
 
+#: What L{write_now} reads of Twisted's C{FileDescriptor} (its buffers and
+#: states, not part of its interface): a connection without them all (a
+#: Twisted that keeps its buffers otherwise) is written to with its own
+#: C{write}, slower but right.
+BUFFER_STATE = ("_tempDataLen", "dataBuffer", "offset", "connected", "disconnecting", "_writeDisconnected",
+                "writeSomeData")
+
 
 def write_now(transport, data):
     """
@@ -95,6 +102,7 @@ def writer(transport, factory):
     """
     write = transport.write
     connection = getattr(write, "__self__", None)
-    if isinstance(connection, Connection) and not connection.TLS:
+    if (isinstance(connection, Connection) and not connection.TLS
+            and all(hasattr(connection, name) for name in BUFFER_STATE)):
         return TurnWriter(connection, factory.clock)
     return write
