@@ -151,15 +151,17 @@ def send_datagram(port, datagram, address):
     that Twisted's C{Port.write} makes on every call (three address
     parsings per datagram). After an error, and on a port with no socket
     (a fake, or one closed), it is sent with C{port.write}, which handles
-    or raises the error as it always does.
+    or raises the error as it always does. (L{datagram_sender} has checked
+    that C{port} is a real one; a fake that reaches here has no socket.)
 
     :param port: a listening UDP port.
     :param datagram: the bytes.
     :param address: C{(host, port)}.
     """
-    if isinstance(port, Port) and port.socket is not None:
+    sock = getattr(port, "socket", None)
+    if sock is not None:
         try:
-            port.socket.sendto(datagram, address)
+            sock.sendto(datagram, address)
             return
         except OSError:
             pass
