@@ -135,8 +135,7 @@ class FramePump:
         if self._aborted:
             return ConnectionAborted()
         loop = asyncio.get_running_loop()
-        read = self._read_batches if self.batched else self._read
-        reader, writer = self._tasks = (loop.create_task(read()), loop.create_task(self._write()))
+        reader, writer = self._tasks = (loop.create_task(self._read()), loop.create_task(self._write()))
         try:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             if self._aborted:
@@ -170,6 +169,8 @@ class FramePump:
 
     async def _read(self):
         read, eof, deliver, limit = self.read, self.eof, self.deliver, self.max_payload
+        # a Frames message (Relays) carries several, a Frame (Relay) one
+        batched = self.batched
         while True:
             try:
                 message = await read()
@@ -177,21 +178,7 @@ class FramePump:
                 return self.diagnose(e)
             if message is eof:
                 return ConnectionDone()
-            payload = message.payload
-            if len(payload) > limit:
-                return FrameTooLong(len(payload), limit, payload[:16])
-            deliver(message.id, payload)
-
-    async def _read_batches(self):
-        read, eof, deliver, limit = self.read, self.eof, self.deliver, self.max_payload
-        while True:
-            try:
-                message = await read()
-            except Exception as e:
-                return self.diagnose(e)
-            if message is eof:
-                return ConnectionDone()
-            frames = message.frames
+            frames = message.frames if batched else (message,)
             if len(frames) > MAX_BATCH:
                 return TooManyFrames(len(frames))
             for frame in frames:
