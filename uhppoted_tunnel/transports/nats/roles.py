@@ -47,6 +47,22 @@ from uhppoted_tunnel.transports.nats.subjects import BAD_FRAME, ReplyRoutes, mes
 MAX_LEARNED = 1024
 
 
+def frames_of(role, subject, data, what):
+    """
+    The frames of a message a request tunnel's role received, or C{None}
+    if it is not frames of this tunnel: then C{role.bad} is told (warned
+    of, throttled, and counted by its reason).
+
+    :param role: a L{HostRequests} or L{SiteRequests}.
+    :param what: the message, in words: C{"a reply"}, C{"a request"}.
+    """
+    try:
+        return decode(data, role.max_payload)
+    except BadBatch as e:
+        role.bad(subject, "{} of {} bytes holding {}".format(what, len(data), e), e.reason)
+        return None
+
+
 class HostRequests:
     """
     The host half's requests: published by controller, replies by id.
@@ -83,10 +99,8 @@ class HostRequests:
         elif subject != self.inbox:
             self.bad(subject, "not a reply to a request of this end", BAD_FRAME)
         else:
-            try:
-                frames = decode(data, self.max_payload)
-            except BadBatch as e:
-                self.bad(subject, "a reply of {} bytes holding {}".format(len(data), e), e.reason)
+            frames = frames_of(self, subject, data, "a reply")
+            if frames is None:
                 return
             received = self.connection.frameReceived
             for frame_id, payload in frames:
@@ -128,10 +142,8 @@ class SiteRequests:
         if not reply:
             self.bad(subject, "a request with no reply subject", BAD_FRAME)
             return
-        try:
-            frames = decode(data, self.max_payload)
-        except BadBatch as e:
-            self.bad(subject, "a request of {} bytes holding {}".format(len(data), e), e.reason)
+        frames = frames_of(self, subject, data, "a request")
+        if frames is None:
             return
         add = self.routes.add
         received = self.connection.frameReceived
