@@ -29,7 +29,10 @@ from uhppoted_tunnel.app.lockfile import LockfileError
 from uhppoted_tunnel.app.logging import parse_level, start_logging
 from uhppoted_tunnel.app.helptext import HELP, VERSION, command_help, flag_hint
 from uhppoted_tunnel.app.options import Options
+from uhppoted_tunnel.app.spec import connector_makers
 from uhppoted_tunnel.core.hints import did_you_mean
+from uhppoted_tunnel.core.spec import parse as parse_connector
+from uhppoted_tunnel.interfaces import IConnectorPlugin
 from uhppoted_tunnel.observe.sdnotify import notify_service
 
 log = Logger(namespace="uhppoted_tunnel")
@@ -83,18 +86,24 @@ def _go_flags(argv, options=Options):
     return converted
 
 
-#: The connectors whose ends are asyncio's (grpcio's C{grpc.aio}): a half
-#: with one runs under Twisted's asyncio reactor, on whose loop their
-#: streams then run, with no thread between (docs/performance.rst).
-ASYNCIO_KINDS = ("grpc/", "grpcs/")
-
-
 def wants_asyncio(options):
     """
     :return: whether the tunnel of C{options} runs best under Twisted's
-        asyncio reactor: an end of it is gRPC.
+        asyncio reactor: the plugin of one of its ends declares so
+        (C{reactor="asyncio"}: gRPC, whose streams then run on the
+        reactor's loop with no thread between; docs/performance.rst).
     """
-    return any(str(options[side] or "").startswith(ASYNCIO_KINDS) for side in ("in", "out"))
+    makers = connector_makers()
+    for side in ("in", "out"):
+        try:
+            _, spec = parse_connector(str(options[side] or ""), makers)
+        except ValueError:
+            # run says what is wrong with it
+            continue
+        plugin = makers.declared(spec.prefix)
+        if IConnectorPlugin.providedBy(plugin) and plugin.reactor == "asyncio":
+            return True
+    return False
 
 
 def install_reactor(options):
