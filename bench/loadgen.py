@@ -558,6 +558,8 @@ class NATSLink(TCPLink):
         return "nats via nats-server %s:%d" % (LOCALHOST, self.port)
 
 
+#: the transports the Go tunnel has too: a --compare pair runs over the same one (else over tcp)
+GO_TRANSPORTS = ("tcp", "tls")
 #: --transport NAME: a class like L{TCPLink}, made with (workdir, port).
 TRANSPORTS = {"tcp": TCPLink, "tls": TLSLink, "ws": WSLink, "wss": WSSLink, "zmq": ZMQLink,
               "zmq-plain": PlainZMQLink, "grpc": GRPCLink, "grpcs": GRPCSLink, "xmpp": XMPPLink,
@@ -593,7 +595,11 @@ class Tunnel:
             ] + self.link.args(half) + (["--metrics", "%s:%d" % (LOCALHOST, self.metrics[half])]
                                         if half in self.metrics else [])
         fields = {"in": in_, "out": out, "udp_timeout": self.udp_timeout, "lockfile": lock}
-        return [arg.format(**fields) for arg in shlex.split(self.template)]
+        argv = []
+        for arg in shlex.split(self.template):
+            # {link_args}: the transport's own flags (the TLS certificates), which the Go tunnel spells alike
+            argv.extend(self.link.args(half) if arg == "{link_args}" else [arg.format(**fields)])
+        return argv
 
     def start(self):
         host_in = "udp/listen:%s:%d" % (LOCALHOST, self.udp_port)
@@ -932,8 +938,8 @@ def load(engine, n, target, warmup, duration, pids, trace=None):
 # --------------------------------------------------------------------------
 
 def run_tunnel(kind, args, workdir, emulator, direct, template=None, trace_path=None, metrics=False):
-    # a --compare tunnel (the Go one) runs over TCP
-    transport = args.transport if template is None else "tcp"
+    # a --compare tunnel (the Go one) runs over the same transport if it has it (tcp, tls), else over tcp
+    transport = args.transport if template is None or args.transport in GO_TRANSPORTS else "tcp"
     tunnel = Tunnel(kind, workdir, emulator[1], args.udp_timeout, template, transport, metrics)
     try:
         tunnel.start()
@@ -1019,7 +1025,9 @@ def main(argv=None):
     parser.add_argument("--trace-memory", metavar="FILE", help="CSV of t,host_rss_mb,site_rss_mb every 0.5 s "
                         "(the --compare run writes FILE-compare)")
     parser.add_argument("--compare", metavar="TEMPLATE", help="also run another tunnel: a command with {in}, {out}, "
-                        "{udp_timeout} (and {lockfile}) filled in for each half")
+                        "{udp_timeout} (and {lockfile}) filled in for each half, and {link_args} replaced by the "
+                        "transport's own flags (the TLS certificates); over tcp or tls as --transport says, "
+                        "else over tcp")
     parser.add_argument("--transport", choices=sorted(TRANSPORTS), default="tcp",
                         help="what joins the pair's halves (default tcp)")
     parser.add_argument("--metrics", action="store_true",

@@ -8,8 +8,9 @@
 # PYTHON picks the interpreter (default: python3). Each transport takes
 # about 30 s; a transport whose pair cannot start (a missing server, say)
 # is reported and the run goes on.
-# GO_TUNNEL=/path/to/uhppoted-tunnel adds the Go tunnel's tcp pair (loadgen
-# --compare) to the tcp runs; unset, the Go pair is skipped with a message.
+# GO_TUNNEL=/path/to/uhppoted-tunnel adds the Go tunnel's pair (loadgen
+# --compare) to the tcp and tls runs, over the same transport; unset, the Go
+# pair is skipped with a message.
 # REACTOR=asyncio|uvloop runs the Python halves under that reactor
 # (loadgen --reactor; default: the tunnel's own).
 set -eu
@@ -30,8 +31,8 @@ if [ -z "${GO_TUNNEL:-}" ]; then
 fi
 for transport in "$@"; do
     for clients in 1 16; do
-        if [ "$transport" = tcp ] && [ -n "${GO_TUNNEL:-}" ]; then
-            set -- --compare "$GO_TUNNEL --in {in} --out {out} --udp-timeout {udp_timeout} --console"
+        if { [ "$transport" = tcp ] || [ "$transport" = tls ]; } && [ -n "${GO_TUNNEL:-}" ]; then
+            set -- --compare "$GO_TUNNEL --in {in} --out {out} --udp-timeout {udp_timeout} --console {link_args}"
         else
             set --
         fi
