@@ -399,3 +399,20 @@ class IOutRelay(IRelay):
         """
         Send a packet from the router: see L{IOutEnd.send}.
         """
+
+
+class IReactorTurnEnd(Interface):
+    """
+    A reactor that runs calls at the end of its turn: once the events one
+    poll reported are handled, before it polls again
+    (L{uhppoted_tunnel.link.reactor}). A writer that gathers what a turn
+    writes (L{uhppoted_tunnel.link.writes.TurnWriter}) sends it so, without
+    a timed call per turn; under any other reactor it asks for
+    C{callLater(0)}.
+    """
+
+    def callAtTurnEnd(f):
+        """
+        Call C{f()} once, at the end of the current turn (or, called between
+        turns, before the reactor next waits for events).
+        """

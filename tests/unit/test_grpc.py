@@ -328,3 +328,14 @@ class ReactorChoiceTests(SynchronousTestCase):
                              (["--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0"], False),
                              (["--in", "udp/listen:127.0.0.1:0", "--out", "ws/server:127.0.0.1:0"], False)):
             self.assertEqual(cli.wants_asyncio(cli.parse(argv)), wanted, argv)
+
+    def test_installer(self):
+        """
+        A half with a gRPC end is installed Twisted's asyncio reactor; any
+        other the tunnel's own epoll reactor.
+        """
+        for argv, wanted in ((["--in", "udp/listen:127.0.0.1:0", "--out", "grpc/server:127.0.0.1:0"],
+                              "twisted.internet.asyncioreactor"),
+                             (["--in", "udp/listen:127.0.0.1:0", "--out", "tcp/server:127.0.0.1:0"],
+                              "uhppoted_tunnel.link.reactor")):
+            self.assertEqual(cli.reactor_installer(cli.parse(argv)), wanted, argv)

@@ -49,6 +49,16 @@ class TwistdPluginTests(SynchronousTestCase):
         [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "uhtunnel"]
         self.assertIs(maker.options, Options)
 
+    def test_reactor(self):
+        """
+        twistd finds the C{uhppoted} reactor (C{twistd -r uhppoted}), which
+        installs the tunnel's own epoll reactor.
+        """
+        from twisted.application.reactors import IReactorInstaller
+
+        [installer] = [r for r in getPlugins(IReactorInstaller) if r.shortName == "uhppoted"]
+        self.assertEqual(installer.moduleName, "uhppoted_tunnel.link.reactor")
+
 
 class EveryKindTests(SynchronousTestCase):
     def test_everyKind(self):

@@ -10,6 +10,9 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from uhppoted_tunnel.interfaces import IReactorTurnEnd
 
 from uhppoted_tunnel.link.framed import FramedProtocol
 from uhppoted_tunnel.link.writes import TurnWriter, write_now, writer
@@ -202,6 +205,49 @@ class TurnWriterTests(SynchronousTestCase):
         self.assertEqual(self.socket.sent, [b"one"])
         self.reactor.advance(0)
         self.assertEqual(self.socket.sent, [b"one"])
+
+
+@implementer(IReactorTurnEnd)
+class TurnEndClock(MemoryReactorClock):
+    """
+    A reactor with end-of-turn calls, run by C{endTurn}.
+    """
+
+    def __init__(self):
+        MemoryReactorClock.__init__(self)
+        self.turn_end = []
+
+    def callAtTurnEnd(self, f):
+        self.turn_end.append(f)
+
+    def endTurn(self):
+        calls, self.turn_end = self.turn_end, []
+        for f in calls:
+            f()
+
+
+class TurnEndWriterTests(SynchronousTestCase):
+    def setUp(self):
+        self.reactor = TurnEndClock()
+        self.socket = FakeSocket()
+        self.connection = Connection(self.socket, Protocol(), self.reactor)
+        self.connection.connected = True
+        self.write = TurnWriter(self.connection, self.reactor)
+
+    def test_oneSendPerTurn(self):
+        """
+        Under a reactor with end-of-turn calls, what one turn writes goes in
+        one send at the turn's end, asked for once and with no timed call.
+        """
+        self.write(b"one")
+        self.write(b"two")
+        self.assertEqual((self.socket.sent, len(self.reactor.turn_end), self.reactor.getDelayedCalls()),
+                         ([], 1, []))
+        self.reactor.endTurn()
+        self.assertEqual(self.socket.sent, [b"onetwo"])
+        self.write(b"three")
+        self.reactor.endTurn()
+        self.assertEqual(self.socket.sent, [b"onetwo", b"three"])
 
 
 class RecordingFactory:

@@ -18,10 +18,12 @@ anything listens.
 """
 
 import os
+import select
 import sys
 
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.reflect import namedModule
 
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.app.launch import build, reload_on_hangup, stop_reactor
@@ -106,16 +108,30 @@ def wants_asyncio(options):
     return False
 
 
+def reactor_installer(options):
+    """
+    :return: the module whose C{install()} installs the reactor the tunnel
+        of C{options} runs best under: Twisted's asyncio reactor for one
+        that L{wants_asyncio}, else the tunnel's own epoll reactor
+        (L{uhppoted_tunnel.link.reactor.TurnEndReactor}) where there is
+        epoll; C{None} elsewhere (the platform's default).
+    """
+    if wants_asyncio(options):
+        return "twisted.internet.asyncioreactor"
+    if hasattr(select, "epoll"):
+        return "uhppoted_tunnel.link.reactor"
+    return None
+
+
 def install_reactor(options):
     """
-    Install Twisted's asyncio reactor for a tunnel that L{wants_asyncio},
-    unless a reactor is installed already (the caller's choice); else the
-    platform's default is installed when first imported.
+    Install the L{reactor_installer}'s reactor, unless a reactor is
+    installed already (the caller's choice); else the platform's default
+    is installed when first imported.
     """
-    if wants_asyncio(options) and "twisted.internet.reactor" not in sys.modules:
-        from twisted.internet import asyncioreactor
-
-        asyncioreactor.install()
+    installer = reactor_installer(options)
+    if installer is not None and "twisted.internet.reactor" not in sys.modules:
+        namedModule(installer).install()
 
 
 def parse(argv):

@@ -11,12 +11,18 @@ when nothing is queued before it, and queues the rest, or everything after
 an error, with the transport's own C{write}, so that its C{doWrite} deals
 with it as it always does (a connection that failed is reported lost on its
 next turn). L{TurnWriter} gathers what one reactor turn writes to a
-connection into one such send at the turn's end (one C{callLater(0)} per
-turn, not per frame), so that a busy link still makes one system call for
-many frames; L{writer} picks it for the transports it applies to.
+connection into one such send at the turn's end (with the reactor's
+C{callAtTurnEnd} where it has one, L{IReactorTurnEnd}, else one
+C{callLater(0)} per turn, not per frame), so that a busy link still makes
+one system call for many frames; L{writer} picks it for the transports it
+applies to.
 """
 
+from functools import partial
+
 from twisted.internet.tcp import Connection
+
+from uhppoted_tunnel.interfaces import IReactorTurnEnd
 
 #: What L{write_now} reads of Twisted's C{FileDescriptor} (its buffers and
 #: states, not part of its interface): a connection without them all (a
@@ -55,27 +61,33 @@ class TurnWriter:
     """
     Writes to a TCP connection: what is written in one reactor turn is
     sent with L{write_now}, in one piece, once the turn's events are
-    handled (C{callLater(0)} runs before the reactor polls again).
+    handled: by the reactor's C{callAtTurnEnd} (L{IReactorTurnEnd}), else
+    by C{callLater(0)}, which runs before the reactor polls again too, at
+    the cost of a timed call.
 
     :ivar pending: the bytes waiting for the end of the turn, or C{None}.
     """
 
-    __slots__ = ("connection", "clock", "pending")
+    __slots__ = ("connection", "clock", "pending", "_at_turn_end")
 
     def __init__(self, connection, clock):
         """
         :param connection: a L{twisted.internet.tcp.Connection}.
-        :param clock: an C{IReactorTime}.
+        :param clock: an C{IReactorTime}, and L{IReactorTurnEnd} if it can.
         """
         self.connection = connection
         self.clock = clock
         self.pending = None
+        if IReactorTurnEnd.providedBy(clock):
+            self._at_turn_end = clock.callAtTurnEnd
+        else:
+            self._at_turn_end = partial(clock.callLater, 0)
 
     def __call__(self, data):
         pending = self.pending
         if pending is None:
             self.pending = [data]
-            self.clock.callLater(0, self.flush)
+            self._at_turn_end(self.flush)
         else:
             pending.append(data)
 
