@@ -5,7 +5,10 @@ turn, and whatever the kernel does not take is queued as Twisted queues it.
 """
 
 import errno
+from zope.interface import implementer
+
 from twisted.internet import main
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
@@ -15,7 +18,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.interfaces import IReactorTurnEnd
 
 from uhppoted_tunnel.link.framed import FramedProtocol
-from uhppoted_tunnel.link.writes import TurnWriter, write_now, writer
+from uhppoted_tunnel.link.writes import TurnGatherer, TurnWriter, write_now, writer
 from uhppoted_tunnel.transports.ws.connection import WSConnection
 
 
@@ -161,6 +164,71 @@ class WriterTests(SynchronousTestCase):
         """
         transport = StringTransport()
         self.assertEqual(writer(transport, object()), transport.write)
+
+
+@implementer(ISSLTransport)
+class FakeTLSTransport(StringTransport):
+    """
+    A TLS transport (as Twisted's C{TLSMemoryBIOProtocol} is one) that
+    records each C{write}: each would be encrypted on its own.
+    """
+
+    def __init__(self):
+        StringTransport.__init__(self)
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(data)
+        StringTransport.write(self, data)
+
+
+class TLSWriterTests(SynchronousTestCase):
+    def test_chosen(self):
+        """
+        A TLS transport is written to with a L{TurnGatherer}; so is a
+        wrapper whose C{write} is a TLS transport's own.
+        """
+        transport = FakeTLSTransport()
+        chosen = writer(transport, RecordingFactory(MemoryReactorClock()))
+        self.assertIsInstance(chosen, TurnGatherer)
+        self.assertIs(chosen.connection, transport)
+
+        class Wrapper:
+            write = transport.write
+
+        self.assertIs(writer(Wrapper(), RecordingFactory(MemoryReactorClock())).connection, transport)
+
+    def test_twistedTLS(self):
+        """
+        Twisted's own TLS transport is one.
+        """
+        from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+        self.assertTrue(ISSLTransport.implementedBy(TLSMemoryBIOProtocol))
+
+    def test_oneWritePerTurn(self):
+        """
+        What one reactor turn writes to a TLS transport goes to it in one
+        C{write} at the turn's end; a frame closed behind goes before the
+        close.
+        """
+        reactor = MemoryReactorClock()
+        transport = FakeTLSTransport()
+        protocol = FramedProtocol()
+        protocol.factory = RecordingFactory(reactor)
+        protocol.makeConnection(transport)
+        protocol.sendFrame(1, b"payload")
+        protocol.sendFrame(2, b"payload")
+        self.assertEqual(transport.writes, [])
+        reactor.advance(0)
+        self.assertEqual(len(transport.writes), 1)
+        self.assertEqual(len(transport.writes[0]), 2 * (6 + len(b"payload")))
+        protocol.sendFrame(3, b"payload")
+        protocol.close()
+        self.assertEqual(len(transport.writes), 2)
+        self.assertTrue(transport.disconnecting)
+        reactor.advance(0)
+        self.assertEqual(len(transport.writes), 2)
 
 
 class NamedConnection(Connection):

@@ -16,10 +16,16 @@ C{callAtTurnEnd} where it has one, L{IReactorTurnEnd}, else one
 C{callLater(0)} per turn, not per frame), so that a busy link still makes
 one system call for many frames; L{writer} picks it for the transports it
 applies to.
+
+A TLS transport (Twisted's C{TLSMemoryBIOProtocol}) encrypts on every
+C{write}: one TLS record, and pyOpenSSL's calls around it, per frame.
+L{TurnGatherer} gathers a turn's frames into one C{write} there, so that a
+busy link makes one record run for many frames.
 """
 
 from functools import partial
 
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.tcp import Connection
 
 from uhppoted_tunnel.interfaces import IReactorTurnEnd
@@ -102,11 +108,30 @@ class TurnWriter:
             write_now(self.connection, pending[0] if len(pending) == 1 else b"".join(pending))
 
 
+class TurnGatherer(TurnWriter):
+    """
+    Writes to a TLS transport: what is written in one reactor turn goes to
+    its C{write} in one piece once the turn's events are handled (one
+    encryption, one record run, instead of one per frame).
+
+    :ivar connection: the TLS transport.
+    """
+
+    __slots__ = ()
+
+    def flush(self):
+        pending = self.pending
+        if pending:
+            self.pending = None
+            self.connection.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+
 def writer(transport, factory):
     """
     The way to write to a transport: a L{TurnWriter} for a TCP connection
     (or a wrapper whose C{write} is the connection's own, as the connection
-    caps' is), its own C{write} for any other (a TLS transport, a fake).
+    caps' is), a L{TurnGatherer} for a TLS one, its own C{write} for any
+    other (a fake).
 
     :param factory: the connection's factory, whose C{clock} (an
         C{IReactorTime}) a L{TurnWriter} uses.
@@ -117,4 +142,6 @@ def writer(transport, factory):
     if (isinstance(connection, Connection) and not connection.TLS
             and all(hasattr(connection, name) for name in BUFFER_STATE)):
         return TurnWriter(connection, factory.clock)
+    if ISSLTransport.providedBy(transport) or ISSLTransport.providedBy(connection):
+        return TurnGatherer(connection if connection is not None else transport, factory.clock)
     return write
