@@ -306,6 +306,18 @@ class TwistdTests(Pairs, TestCase):
         yield self.assertCleanStop(pair.host, "TERM", lockfile(self, "host"), twistd=True)
 
     @inlineCallbacks
+    def test_reactor(self):
+        """
+        C{twistd -r uhppoted -n uhtunnel} runs the host half under the
+        tunnel's own reactor, and it relays.
+        """
+        pair = yield self.forward_pair(host_command=twistd_command() + TWISTD + ["-r", "uhppoted", "uhtunnel"])
+        yield pair.host.waitFor(r"reactor class: uhppoted_tunnel\.link\.reactor\.TurnEndReactor")
+        yield self.assertDiscovers(pair.client)
+        yield self.assertUnicast(pair.client)
+        yield self.assertCleanStop(pair.host, "TERM", lockfile(self, "host"), twistd=True)
+
+    @inlineCallbacks
     def test_tac(self):
         """
         C{twistd -n -y uhppoted_tunnel/data/uhtunnel.tac}, configured by UHTUNNEL_CONFIG
