@@ -27,11 +27,15 @@ class ReplyTable:
     other lives while replies keep coming (a broadcast collects several) and
     is swept after C{idle} seconds without one, as are unanswered ones.
 
-    :ivar handlers: C{(connection, frame id) -> [reply, last use, once]};
-        its owner reads its length against C{limit} before it sends.
+    :ivar handlers: C{(connection, frame id) -> [reply, last use, once,
+        start]}; its owner reads its length against C{limit} before it
+        sends.
+    :ivar times: a L{uhppoted_tunnel.core.replytimes.ReplyTimes} while
+        something reads the telemetry: each reply is timed from its
+        request's C{start} as it is dispatched, else C{None}.
     """
 
-    __slots__ = ("handlers", "_seconds", "idle", "limit")
+    __slots__ = ("handlers", "_seconds", "idle", "limit", "times")
 
     def __init__(self, seconds, idle=REPLY_IDLE, limit=MAX_PENDING_REPLIES):
         """
@@ -44,18 +48,24 @@ class ReplyTable:
         self._seconds = seconds
         self.idle = idle
         self.limit = limit
+        self.times = None
 
     def __len__(self):
         return len(self.handlers)
 
-    def add(self, connection, frame_id, reply, once=False):
+    def add(self, connection, frame_id, reply, once=False, now=None, start=None):
         """
         Register C{reply} for replies to C{frame_id} arriving on
         C{connection}.
 
         :param once: forget the handler after its first reply.
+        :param now: the time, if the caller has read it.
+        :param start: when the request arrived, if before C{now} (one held
+            while no peer was connected): what its replies are timed from.
         """
-        self.handlers[(connection, frame_id)] = [reply, self._seconds(), once]
+        if now is None:
+            now = self._seconds()
+        self.handlers[(connection, frame_id)] = [reply, now, once, now if start is None else start]
 
     def dispatch(self, connection, frame_id, payload):
         """
@@ -71,6 +81,9 @@ class ReplyTable:
             del self.handlers[key]
         else:
             entry[1] = self._seconds()
+        times = self.times
+        if times is not None:
+            times.replied(entry[3], payload)
         entry[0](payload)
         return True
 

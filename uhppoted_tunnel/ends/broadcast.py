@@ -31,7 +31,7 @@ from uhppoted_tunnel.core.deadlines import DeadlineQueue
 from uhppoted_tunnel.core.packets import hexdump, request_key
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.ends.udpsocket import cannot_listen_reason, datagram_sender
-from uhppoted_tunnel.interfaces import OUT, IControllerObserver, IOutEnd, ITally
+from uhppoted_tunnel.interfaces import OUT, IControllerObserver, IOutEnd, IReplyTimer, ITally
 from uhppoted_tunnel.link.bind import reactor_for
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 
@@ -50,13 +50,15 @@ class _Request:
     everything but its place in the expiry queue.
     """
 
-    __slots__ = ("key", "reply", "deadline", "socket", "answered")
+    __slots__ = ("key", "reply", "deadline", "socket", "answered", "start")
 
     def __init__(self, key, reply, deadline, socket):
         self.key = key
         self.reply = reply
         self.deadline = deadline
         self.socket = socket
+        #: when it was sent (what its replies are timed from)
+        self.start = 0.0
         #: a request that may have several replies has had one
         self.answered = False
 
@@ -144,6 +146,13 @@ class ReplySocket(DatagramProtocol):
                 reply = entry.reply
                 self.release(entry)
                 entry.reply = entry.socket = entry.key = None
+                times = end.reply_times
+                if times is not None:
+                    # timed, and its controller's address and reply noted
+                    # in one look-up
+                    times.replied_from(entry.start, key[1], address)
+                    reply(data)
+                    return
                 seen = end.seen_controllers
                 if seen is not None:
                     # a known controller at its known address: one lookup
@@ -160,6 +169,11 @@ class ReplySocket(DatagramProtocol):
                 self.log.debug("dropped an unmatched or late reply from {peer}", peer=address[0])
             return
         entry.answered = True
+        times = end.reply_times
+        if times is not None:
+            times.replied_from(entry.start, None if key is None else key[1], address)
+            entry.reply(data)
+            return
         seen = end.seen_controllers
         if seen is not None and key is not None:
             known = seen.seen.get(key[1])
@@ -168,7 +182,7 @@ class ReplySocket(DatagramProtocol):
         entry.reply(data)
 
 
-@implementer(IOutEnd, ITally, IControllerObserver)
+@implementer(IOutEnd, ITally, IControllerObserver, IReplyTimer)
 class BroadcastEnd(EndLifecycle, Service):
     """
     C{udp/broadcast:ADDRESS}: sends requests to controllers and delivers
@@ -183,6 +197,11 @@ class BroadcastEnd(EndLifecycle, Service):
     #: the tunnel's L{uhppoted_tunnel.observe.telemetry.Controllers} while
     #: something reads them: told where each controller's replies come from
     seen_controllers = None
+    #: the tunnel's L{uhppoted_tunnel.core.replytimes.ReplyTimes} while
+    #: something reads them: each reply is timed from its request's
+    #: C{start}, and its controller noted, as it is matched (instead of
+    #: seen_controllers)
+    reply_times = None
 
     def __init__(self, spec, destination, timeout, reactor, max_payload, trace=False, max_sockets=MAX_SOCKETS,
                  events=False):
@@ -250,7 +269,7 @@ class BroadcastEnd(EndLifecycle, Service):
             return
         entry = _Request(key, reply, 0, sock)
         sock.hold(entry)
-        self._expiry.add(entry)
+        entry.start = self._expiry.add(entry)
         sock.send(payload, self.destination)
 
     def badReply(self, size, address):

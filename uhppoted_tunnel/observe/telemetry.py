@@ -72,7 +72,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 import twisted
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.core.counts import Controllers, Latency, decode_event, serial_of, tally
-from uhppoted_tunnel.interfaces import IControllerObserver, ITelemetryServer
+from uhppoted_tunnel.core.replytimes import ReplyTimes
+from uhppoted_tunnel.interfaces import IControllerObserver, IReplyTimer, ITelemetryServer
 from uhppoted_tunnel.link.lifecycle import UP
 from uhppoted_tunnel.observe.sdnotify import one_line
 
@@ -137,6 +138,8 @@ class Telemetry:
         self._seconds = clock.seconds
         self.latency = Latency()
         self.controllers = Controllers(clock)
+        #: what an out end that times its own replies records them in
+        self.times = ReplyTimes(self.latency, self.controllers, clock.seconds)
         self.recent_events = collections.deque(maxlen=RECENT)
         self.warnings = WarningLog()
         self.rates = {"requests": collections.deque([0] * RATE_WINDOW, maxlen=RATE_WINDOW),
@@ -172,7 +175,15 @@ class Telemetry:
         """
         if not self.enabled:
             return
-        self.router.telemetry = self
+        out = self.router.out
+        if not self.events_tunnel and IReplyTimer.providedBy(out):
+            # the out end times each reply where it matches it, from the
+            # timestamp it took as the request went out: nothing for the
+            # router to wrap (a request tunnel's router has nothing else
+            # to tell, see relayed)
+            out.reply_times = self.times
+        else:
+            self.router.telemetry = self
         for end in self.ends:
             if IControllerObserver.providedBy(end):
                 end.seen_controllers = self.controllers
