@@ -161,7 +161,6 @@ class RequestSender(Relay):
             self.queue.append((self.clock.seconds(), payload, reply))
             self._no_peer.held(payload)
             return
-        now = None
         if reply is not None:
             if len(self.replies.handlers) >= self.replies.limit:
                 self._full.count()

@@ -1,9 +1,15 @@
-# -*- test-case-name: tests.unit.test_router -*-
+# -*- test-case-name: tests.unit.test_router,tests.unit.test_replytimes -*-
 """
 The reply table of a stream out end: which reply handler a reply frame
 belongs to, by connection and frame id. Time comes in as a C{seconds}
 callable.
 """
+
+import struct
+from bisect import bisect_left
+
+#: a packet's serial number (bytes 4 to 7, little-endian)
+_serial = struct.Struct("<I").unpack_from
 
 
 #: A reply handler is forgotten after this long without a reply.
@@ -83,7 +89,18 @@ class ReplyTable:
             entry[1] = self._seconds()
         times = self.times
         if times is not None:
-            times.replied(entry[3], payload)
+            # times.replied written out, a frame fewer: every reply's path
+            now = times.seconds()
+            elapsed = now - entry[3]
+            times.counts[bisect_left(times.bounds, elapsed)] += 1
+            times.latency.sum += elapsed
+            if len(payload) >= 8:
+                serial = _serial(payload, 4)[0]
+                known = times.seen.get(serial)
+                if known is not None:
+                    known[1] = known[3] = now
+                elif serial:
+                    times.controllers.reply(serial, now)
         entry[0](payload)
         return True
 

@@ -33,10 +33,18 @@ class ReplyTimes:
     Times replies into a latency histogram and notes the controller of
     each, as L{uhppoted_tunnel.observe.telemetry.Telemetry.replied} does for
     the replies the router wraps. Every reply's path: each method is
-    written out, with no call but the clock's.
+    written out, with no call but the clock's, and the usual case of each
+    is written out again where the out ends match a reply (a stream end's
+    L{uhppoted_tunnel.core.replies.ReplyTable}, C{udp/broadcast}'s unicast
+    replies), a frame fewer per reply.
+
+    :ivar seconds: the clock's C{seconds}.
+    :ivar bounds: the histogram's bucket bounds.
+    :ivar counts: its counts (the L{Latency}'s own list).
+    :ivar seen: the controllers by serial (the L{Controllers}' own dict).
     """
 
-    __slots__ = ("latency", "controllers", "_seconds", "_bounds", "_counts", "_seen")
+    __slots__ = ("latency", "controllers", "seconds", "bounds", "counts", "seen")
 
     def __init__(self, latency, controllers, seconds):
         """
@@ -49,10 +57,10 @@ class ReplyTimes:
         """
         self.latency = latency
         self.controllers = controllers
-        self._seconds = seconds
-        self._bounds = latency.bounds
-        self._counts = latency.counts
-        self._seen = controllers.seen
+        self.seconds = seconds
+        self.bounds = latency.bounds
+        self.counts = latency.counts
+        self.seen = controllers.seen
 
     def replied(self, start, payload):
         """
@@ -61,13 +69,13 @@ class ReplyTimes:
 
         :return: the time now.
         """
-        now = self._seconds()
+        now = self.seconds()
         elapsed = now - start
-        self._counts[bisect_left(self._bounds, elapsed)] += 1
+        self.counts[bisect_left(self.bounds, elapsed)] += 1
         self.latency.sum += elapsed
         if len(payload) >= 8:
             serial = _serial(payload, 4)[0]
-            entry = self._seen.get(serial)
+            entry = self.seen.get(serial)
             if entry is not None:
                 entry[1] = entry[3] = now
             elif serial:
@@ -84,13 +92,13 @@ class ReplyTimes:
         :param serial: the serial the reply carries, or C{None} or 0 for
             none.
         """
-        now = self._seconds()
+        now = self.seconds()
         elapsed = now - start
-        self._counts[bisect_left(self._bounds, elapsed)] += 1
+        self.counts[bisect_left(self.bounds, elapsed)] += 1
         self.latency.sum += elapsed
         if serial:
-            entry = self._seen.get(serial)
+            entry = self.seen.get(serial)
             if entry is None or entry[0] != address:
                 self.controllers.address(serial, address)
-                entry = self._seen[serial]
+                entry = self.seen[serial]
             entry[1] = entry[3] = now
