@@ -162,12 +162,15 @@ class RequestSender(Relay):
             self._no_peer.held(payload)
             return
         if reply is not None:
-            if len(self.replies.handlers) >= self.replies.limit:
+            handlers = self.replies.handlers
+            if len(handlers) >= self.replies.limit:
                 self._full.count()
                 return
             # read before the request is written: its replies are timed
             # from here
             now = self.clock.seconds()
+            if start is None:
+                start = now
         frame_id = self.ids.next()
         key = payload[4:8]
         once = len(key) == 4 and key != BROADCAST
@@ -191,12 +194,14 @@ class RequestSender(Relay):
                 site.requests += 1
                 connection = site.connection
                 if connection.sendFrame(frame_id, payload) and reply is not None:
-                    self.replies.add(connection, frame_id, reply, True, now, start)
+                    # the reply table's add, written out: every request's
+                    # path
+                    handlers[(connection, frame_id)] = [reply, now, True, start]
                 return
         for connection in connections:
             # no handler waits for a frame dropped for a peer not reading
             if connection.sendFrame(frame_id, payload) and reply is not None:
-                self.replies.add(connection, frame_id, reply, once, now, start)
+                handlers[(connection, frame_id)] = [reply, now, once, start]
 
     def frameReceived(self, connection, frame_id, payload):
         if len(payload) >= 8:

@@ -59,18 +59,17 @@ class ReplyTable:
     def __len__(self):
         return len(self.handlers)
 
-    def add(self, connection, frame_id, reply, once=False, now=None, start=None):
+    def add(self, connection, frame_id, reply, once=False, start=None):
         """
         Register C{reply} for replies to C{frame_id} arriving on
-        C{connection}.
+        C{connection}. (L{uhppoted_tunnel.core.relays.RequestSender.send}
+        writes this out.)
 
         :param once: forget the handler after its first reply.
-        :param now: the time, if the caller has read it.
-        :param start: when the request arrived, if before C{now} (one held
-            while no peer was connected): what its replies are timed from.
+        :param start: when the request was sent, if not now: what its
+            replies are timed from.
         """
-        if now is None:
-            now = self._seconds()
+        now = self._seconds()
         self.handlers[(connection, frame_id)] = [reply, now, once, now if start is None else start]
 
     def dispatch(self, connection, frame_id, payload):
