@@ -7,9 +7,12 @@ Counting costs the relay nothing it can measure: the router and the ends
 keep plain integers (most of which they kept already, for their throttled
 warnings), and L{Telemetry} reads them only when asked, through each end's
 C{tally(t)} (a L{uhppoted_tunnel.core.counts.Tally}) and C{link} (a L{uhppoted_tunnel.link.lifecycle.LinkState}).
-Only while something can read them (C{--metrics}, or an C{http/} end) does
-the router also time each reply (L{uhppoted_tunnel.core.counts.Latency}) and note the controllers and
-events that pass (L{Telemetry.replied}, L{Telemetry.relayed}).
+Only while something can read them (C{--metrics}, or an C{http/} end) is
+each reply timed (L{uhppoted_tunnel.core.counts.Latency}) and are the controllers and events that
+pass noted: by an out end that matches replies itself
+(L{uhppoted_tunnel.interfaces.IReplyTimer}, from the time it sent the request, see
+L{uhppoted_tunnel.core.replytimes}), else by the router (L{Telemetry.replied},
+L{Telemetry.relayed}).
 
 The status snapshot (L{Telemetry.snapshot}, served as C{/status.json}) is
 JSON; times are seconds since the epoch (floats)::
@@ -122,8 +125,8 @@ class Telemetry:
     The tunnel's numbers and states, read from its router and ends.
 
     :ivar enabled: whether anything reads them (C{--metrics}, an C{http/}
-        end): only then does the router time replies and note controllers
-        and events.
+        end): only then are replies timed and controllers and events
+        noted (see L{hook}).
     :ivar events_tunnel: whether the tunnel relays events.
     """
 
