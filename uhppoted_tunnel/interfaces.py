@@ -353,6 +353,20 @@ class IControllerObserver(Interface):
         "them.")
 
 
+class IReplyTimer(Interface):
+    """
+    An out end that times the replies to its requests itself, from the
+    timestamp it takes as each request goes out, and notes the controller
+    of each reply where it matches it (see
+    L{uhppoted_tunnel.core.replytimes}); the router then leaves its reply
+    callbacks alone.
+    """
+
+    reply_times = Attribute(
+        "The L{uhppoted_tunnel.core.replytimes.ReplyTimes} to record each reply in, or C{None} while nothing "
+        "reads them.")
+
+
 class IRelay(Interface):
     """
     What an end does with frames in its role: receive requests, send

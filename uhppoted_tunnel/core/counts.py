@@ -7,8 +7,9 @@ import nothing more than this.
 An end (and each of its parts) adds its plain counts to a L{Tally} when
 the metrics are read (its C{tally(t)}): drops by reason (the constants
 below), timeouts, redials, failed TLS handshakes, refused connections,
-certificates, events. L{Latency} and L{Controllers} are what the router
-fills, per reply, while something reads the telemetry.
+certificates, events. L{Latency} and L{Controllers} are what the out end
+(L{uhppoted_tunnel.core.replytimes}) or the router fills, per reply, while
+something reads the telemetry.
 """
 
 from bisect import bisect_left

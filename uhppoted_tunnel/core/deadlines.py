@@ -42,11 +42,16 @@ class DeadlineQueue:
     def add(self, item):
         """
         Start an item's time.
+
+        :return: the time it started (its owner may keep it, to time a
+            reply without reading the clock again).
         """
-        item.deadline = self.clock.seconds() + self.delay
+        now = self.clock.seconds()
+        item.deadline = now + self.delay
         self._items.append(item)
         if self._timer is None:
             self._timer = self.clock.callLater(self.delay, self._fire)
+        return now
 
     def _fire(self):
         self._timer = None

@@ -32,7 +32,7 @@ from uhppoted_tunnel.core.replies import MAX_PENDING_REPLIES, REPLY_IDLE, ReplyT
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.core.routes import BROADCAST, NO_ROUTE, NOBODY, REFUSED, UNKNOWN_ALL, RouteTable
 from uhppoted_tunnel.core.counts import EMPTY, NO_PEER, QUEUE_FULL, UNMATCHED
-from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, ITally
+from uhppoted_tunnel.interfaces import IN, IOutRelay, IRelay, IReplyTimer, ITally
 
 #: Requests held while an out end has no peer (Go holds 16).
 QUEUE_SIZE = 16
@@ -86,7 +86,7 @@ class RequestReceiver(Relay):
             connection.sendFrame(frame_id, payload)
 
 
-@implementer(IOutRelay, ITally)
+@implementer(IOutRelay, ITally, IReplyTimer)
 class RequestSender(Relay):
     """
     An out end of a request tunnel: numbers each request, sends it to every
@@ -114,6 +114,18 @@ class RequestSender(Relay):
         self.unmatched = 0
         self.stale = 0
 
+    @property
+    def reply_times(self):
+        """
+        See L{IReplyTimer}: its reply table times each reply as it
+        dispatches it.
+        """
+        return self.replies.times
+
+    @reply_times.setter
+    def reply_times(self, times):
+        self.replies.times = times
+
     def start(self):
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = self.clock
@@ -137,7 +149,11 @@ class RequestSender(Relay):
                       "(--max-pending-replies); are the controllers behind the other half answering?",
                       count=count, limit=self.replies.limit)
 
-    def send(self, payload, reply):
+    def send(self, payload, reply, start=None):
+        """
+        :param start: when a request held while no peer was connected
+            arrived (what its replies are timed from).
+        """
         connections = self.connections
         if not connections:
             if len(self.queue) == self.queue.maxlen:
@@ -145,9 +161,16 @@ class RequestSender(Relay):
             self.queue.append((self.clock.seconds(), payload, reply))
             self._no_peer.held(payload)
             return
-        if reply is not None and len(self.replies.handlers) >= self.replies.limit:
-            self._full.count()
-            return
+        if reply is not None:
+            handlers = self.replies.handlers
+            if len(handlers) >= self.replies.limit:
+                self._full.count()
+                return
+            # read before the request is written: its replies are timed
+            # from here
+            now = self.clock.seconds()
+            if start is None:
+                start = now
         frame_id = self.ids.next()
         key = payload[4:8]
         once = len(key) == 4 and key != BROADCAST
@@ -171,12 +194,14 @@ class RequestSender(Relay):
                 site.requests += 1
                 connection = site.connection
                 if connection.sendFrame(frame_id, payload) and reply is not None:
-                    self.replies.add(connection, frame_id, reply, True)
+                    # the reply table's add, written out: every request's
+                    # path
+                    handlers[(connection, frame_id)] = [reply, now, True, start]
                 return
         for connection in connections:
             # no handler waits for a frame dropped for a peer not reading
             if connection.sendFrame(frame_id, payload) and reply is not None:
-                self.replies.add(connection, frame_id, reply, once)
+                handlers[(connection, frame_id)] = [reply, now, once, start]
 
     def frameReceived(self, connection, frame_id, payload):
         if len(payload) >= 8:
@@ -224,7 +249,7 @@ class RequestSender(Relay):
             if stamp < cutoff:
                 stale += 1
             else:
-                self.send(payload, reply)
+                self.send(payload, reply, stamp)
         if stale:
             self.stale += stale
             self._no_peer.stale(stale)

@@ -1,9 +1,15 @@
-# -*- test-case-name: tests.unit.test_router -*-
+# -*- test-case-name: tests.unit.test_router,tests.unit.test_replytimes -*-
 """
 The reply table of a stream out end: which reply handler a reply frame
 belongs to, by connection and frame id. Time comes in as a C{seconds}
 callable.
 """
+
+import struct
+from bisect import bisect_left
+
+#: a packet's serial number (bytes 4 to 7, little-endian)
+_serial = struct.Struct("<I").unpack_from
 
 
 #: A reply handler is forgotten after this long without a reply.
@@ -27,11 +33,15 @@ class ReplyTable:
     other lives while replies keep coming (a broadcast collects several) and
     is swept after C{idle} seconds without one, as are unanswered ones.
 
-    :ivar handlers: C{(connection, frame id) -> [reply, last use, once]};
-        its owner reads its length against C{limit} before it sends.
+    :ivar handlers: C{(connection, frame id) -> [reply, last use, once,
+        start]}; its owner reads its length against C{limit} before it
+        sends.
+    :ivar times: a L{uhppoted_tunnel.core.replytimes.ReplyTimes} while
+        something reads the telemetry: each reply is timed from its
+        request's C{start} as it is dispatched, else C{None}.
     """
 
-    __slots__ = ("handlers", "_seconds", "idle", "limit")
+    __slots__ = ("handlers", "_seconds", "idle", "limit", "times")
 
     def __init__(self, seconds, idle=REPLY_IDLE, limit=MAX_PENDING_REPLIES):
         """
@@ -44,18 +54,23 @@ class ReplyTable:
         self._seconds = seconds
         self.idle = idle
         self.limit = limit
+        self.times = None
 
     def __len__(self):
         return len(self.handlers)
 
-    def add(self, connection, frame_id, reply, once=False):
+    def add(self, connection, frame_id, reply, once=False, start=None):
         """
         Register C{reply} for replies to C{frame_id} arriving on
-        C{connection}.
+        C{connection}. (L{uhppoted_tunnel.core.relays.RequestSender.send}
+        writes this out.)
 
         :param once: forget the handler after its first reply.
+        :param start: when the request was sent, if not now: what its
+            replies are timed from.
         """
-        self.handlers[(connection, frame_id)] = [reply, self._seconds(), once]
+        now = self._seconds()
+        self.handlers[(connection, frame_id)] = [reply, now, once, now if start is None else start]
 
     def dispatch(self, connection, frame_id, payload):
         """
@@ -71,6 +86,20 @@ class ReplyTable:
             del self.handlers[key]
         else:
             entry[1] = self._seconds()
+        times = self.times
+        if times is not None:
+            # times.replied written out, a frame fewer: every reply's path
+            now = times.seconds()
+            elapsed = now - entry[3]
+            times.counts[bisect_left(times.bounds, elapsed)] += 1
+            times.latency.sum += elapsed
+            if len(payload) >= 8:
+                serial = _serial(payload, 4)[0]
+                known = times.seen.get(serial)
+                if known is not None:
+                    known[1] = known[3] = now
+                elif serial:
+                    times.controllers.reply(serial, now)
         entry[0](payload)
         return True
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_udp -*-
+# -*- test-case-name: tests.unit.test_udp,tests.unit.test_replytimes -*-
 """
 C{udp/broadcast} (out), and C{udp/event} as an out end: requests sent to
 the controllers' address and their replies matched back.
@@ -18,6 +18,8 @@ stray replies) goes through L{Throttle}: the first at once, then a count
 at most every 10 s.
 """
 
+from bisect import bisect_left
+
 from twisted.application.service import Service
 from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError
@@ -31,7 +33,7 @@ from uhppoted_tunnel.core.deadlines import DeadlineQueue
 from uhppoted_tunnel.core.packets import hexdump, request_key
 from uhppoted_tunnel.core.throttle import Throttle
 from uhppoted_tunnel.ends.udpsocket import cannot_listen_reason, datagram_sender
-from uhppoted_tunnel.interfaces import OUT, IControllerObserver, IOutEnd, ITally
+from uhppoted_tunnel.interfaces import OUT, IControllerObserver, IOutEnd, IReplyTimer, ITally
 from uhppoted_tunnel.link.bind import reactor_for
 from uhppoted_tunnel.link.lifecycle import EndLifecycle
 
@@ -50,13 +52,15 @@ class _Request:
     everything but its place in the expiry queue.
     """
 
-    __slots__ = ("key", "reply", "deadline", "socket", "answered")
+    __slots__ = ("key", "reply", "deadline", "socket", "answered", "start")
 
     def __init__(self, key, reply, deadline, socket):
         self.key = key
         self.reply = reply
         self.deadline = deadline
         self.socket = socket
+        # start: when it was sent (what its replies are timed from), set
+        # by the end as it adds it to its deadline queue
         #: a request that may have several replies has had one
         self.answered = False
 
@@ -144,6 +148,24 @@ class ReplySocket(DatagramProtocol):
                 reply = entry.reply
                 self.release(entry)
                 entry.reply = entry.socket = entry.key = None
+                times = end.reply_times
+                if times is not None:
+                    # times.replied_from written out, a frame fewer: timed,
+                    # and a known controller at its known address noted in
+                    # one look-up
+                    now = times.seconds()
+                    elapsed = now - entry.start
+                    times.counts[bisect_left(times.bounds, elapsed)] += 1
+                    times.latency.sum += elapsed
+                    known = times.seen.get(key[1])
+                    if known is not None and known[0] == address:
+                        known[1] = known[3] = now
+                    elif key[1]:
+                        times.controllers.address(key[1], address)
+                        known = times.seen[key[1]]
+                        known[1] = known[3] = now
+                    reply(data)
+                    return
                 seen = end.seen_controllers
                 if seen is not None:
                     # a known controller at its known address: one lookup
@@ -160,6 +182,11 @@ class ReplySocket(DatagramProtocol):
                 self.log.debug("dropped an unmatched or late reply from {peer}", peer=address[0])
             return
         entry.answered = True
+        times = end.reply_times
+        if times is not None:
+            times.replied_from(entry.start, None if key is None else key[1], address)
+            entry.reply(data)
+            return
         seen = end.seen_controllers
         if seen is not None and key is not None:
             known = seen.seen.get(key[1])
@@ -168,7 +195,7 @@ class ReplySocket(DatagramProtocol):
         entry.reply(data)
 
 
-@implementer(IOutEnd, ITally, IControllerObserver)
+@implementer(IOutEnd, ITally, IControllerObserver, IReplyTimer)
 class BroadcastEnd(EndLifecycle, Service):
     """
     C{udp/broadcast:ADDRESS}: sends requests to controllers and delivers
@@ -183,6 +210,11 @@ class BroadcastEnd(EndLifecycle, Service):
     #: the tunnel's L{uhppoted_tunnel.observe.telemetry.Controllers} while
     #: something reads them: told where each controller's replies come from
     seen_controllers = None
+    #: the tunnel's L{uhppoted_tunnel.core.replytimes.ReplyTimes} while
+    #: something reads them: each reply is timed from its request's
+    #: C{start}, and its controller noted, as it is matched (instead of
+    #: seen_controllers)
+    reply_times = None
 
     def __init__(self, spec, destination, timeout, reactor, max_payload, trace=False, max_sockets=MAX_SOCKETS,
                  events=False):
@@ -202,6 +234,9 @@ class BroadcastEnd(EndLifecycle, Service):
         self.max_payload = max_payload
         self.trace = trace
         self.max_sockets = max_sockets
+        # an instance attribute, read on every reply's path: the cheapest
+        # kind to read
+        self.reply_times = None
         self.unmatched = 0
         self.timeouts = 0
         #: replies dropped for their size: empty, too long
@@ -250,7 +285,7 @@ class BroadcastEnd(EndLifecycle, Service):
             return
         entry = _Request(key, reply, 0, sock)
         sock.hold(entry)
-        self._expiry.add(entry)
+        entry.start = self._expiry.add(entry)
         sock.send(payload, self.destination)
 
     def badReply(self, size, address):

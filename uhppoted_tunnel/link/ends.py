@@ -33,7 +33,7 @@ from zope.interface import directlyProvides, implementer
 from uhppoted_tunnel.core.addresses import format_address, is_loopback
 from uhppoted_tunnel.core.relay import TracingRelay
 from uhppoted_tunnel.core.relays import relay_for
-from uhppoted_tunnel.interfaces import IN, OUT, IEnd, IInEnd, IOutEnd, ISecureEnd, ITally
+from uhppoted_tunnel.interfaces import IN, OUT, IEnd, IInEnd, IOutEnd, IReplyTimer, ISecureEnd, ITally
 from uhppoted_tunnel.link.lifecycle import CLIENT, SERVER, EndLifecycle
 from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.link.framed import FramedProtocol
@@ -119,6 +119,8 @@ class StreamEnd(EndLifecycle, MultiService):
         if role == OUT:
             # the router calls the relay straight: nothing in between
             self.send = relay.send
+            if IReplyTimer.providedBy(self.relay):
+                provided.append(IReplyTimer)
         if watch is not None:
             # a child of the end, added last by the subclass
             self.watch = watch
@@ -126,6 +128,18 @@ class StreamEnd(EndLifecycle, MultiService):
         if reloader is not None:
             provided.append(ISecureEnd)
         directlyProvides(self, *provided)
+
+    @property
+    def reply_times(self):
+        """
+        An out end whose relay times its replies (L{IReplyTimer}) has them
+        timed there.
+        """
+        return self.relay.reply_times
+
+    @reply_times.setter
+    def reply_times(self, times):
+        self.relay.reply_times = times
 
     def startService(self):
         self.relay.start()

@@ -7,9 +7,12 @@ Counting costs the relay nothing it can measure: the router and the ends
 keep plain integers (most of which they kept already, for their throttled
 warnings), and L{Telemetry} reads them only when asked, through each end's
 C{tally(t)} (a L{uhppoted_tunnel.core.counts.Tally}) and C{link} (a L{uhppoted_tunnel.link.lifecycle.LinkState}).
-Only while something can read them (C{--metrics}, or an C{http/} end) does
-the router also time each reply (L{uhppoted_tunnel.core.counts.Latency}) and note the controllers and
-events that pass (L{Telemetry.replied}, L{Telemetry.relayed}).
+Only while something can read them (C{--metrics}, or an C{http/} end) is
+each reply timed (L{uhppoted_tunnel.core.counts.Latency}) and are the controllers and events that
+pass noted: by an out end that matches replies itself
+(L{uhppoted_tunnel.interfaces.IReplyTimer}, from the time it sent the request, see
+L{uhppoted_tunnel.core.replytimes}), else by the router (L{Telemetry.replied},
+L{Telemetry.relayed}).
 
 The status snapshot (L{Telemetry.snapshot}, served as C{/status.json}) is
 JSON; times are seconds since the epoch (floats)::
@@ -72,7 +75,8 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 import twisted
 from uhppoted_tunnel import __version__
 from uhppoted_tunnel.core.counts import Controllers, Latency, decode_event, serial_of, tally
-from uhppoted_tunnel.interfaces import IControllerObserver, ITelemetryServer
+from uhppoted_tunnel.core.replytimes import ReplyTimes
+from uhppoted_tunnel.interfaces import IControllerObserver, IReplyTimer, ITelemetryServer
 from uhppoted_tunnel.link.lifecycle import UP
 from uhppoted_tunnel.observe.sdnotify import one_line
 
@@ -121,8 +125,8 @@ class Telemetry:
     The tunnel's numbers and states, read from its router and ends.
 
     :ivar enabled: whether anything reads them (C{--metrics}, an C{http/}
-        end): only then does the router time replies and note controllers
-        and events.
+        end): only then are replies timed and controllers and events
+        noted (see L{hook}).
     :ivar events_tunnel: whether the tunnel relays events.
     """
 
@@ -137,6 +141,8 @@ class Telemetry:
         self._seconds = clock.seconds
         self.latency = Latency()
         self.controllers = Controllers(clock)
+        #: what an out end that times its own replies records them in
+        self.times = ReplyTimes(self.latency, self.controllers, clock.seconds)
         self.recent_events = collections.deque(maxlen=RECENT)
         self.warnings = WarningLog()
         self.rates = {"requests": collections.deque([0] * RATE_WINDOW, maxlen=RATE_WINDOW),
@@ -172,7 +178,15 @@ class Telemetry:
         """
         if not self.enabled:
             return
-        self.router.telemetry = self
+        out = self.router.out
+        if not self.events_tunnel and IReplyTimer.providedBy(out):
+            # the out end times each reply where it matches it, from the
+            # timestamp it took as the request went out: nothing for the
+            # router to wrap (a request tunnel's router has nothing else
+            # to tell, see relayed)
+            out.reply_times = self.times
+        else:
+            self.router.telemetry = self
         for end in self.ends:
             if IControllerObserver.providedBy(end):
                 end.seen_controllers = self.controllers
