@@ -15,7 +15,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.unit.test_grpcloop import EOF, FakeCall, Message
 from uhppoted_tunnel.core.frames import FrameTooLong
 from uhppoted_tunnel.transports.grpc import conf as grpcconf
-from uhppoted_tunnel.transports.grpc.loop import BATCH_OVERHEAD, FRAME_OVERHEAD, MAX_BATCH, TooManyFrames
+from uhppoted_tunnel.transports.grpc.loop import (
+    BATCH_OVERHEAD,
+    FRAME_OVERHEAD,
+    GATHER_TURNS,
+    MAX_BATCH,
+    TooManyFrames,
+)
 from uhppoted_tunnel.transports.grpc.proto import tunnel_pb2
 from uhppoted_tunnel.transports.grpc.pump import FramePump
 
@@ -32,10 +38,28 @@ class BatchedPumpTests(SynchronousTestCase):
         self.addCleanup(self.loop.close)
         self.delivered = []
 
-    def pump(self, max_payload=1024):
+    def pump(self, max_payload=1024, batched=True, **options):
         self.call = FakeCall()
         return FramePump(self.call.read, self.call.write, lambda *frame: self.delivered.append(frame),
-                         lambda e: ConnectionLost(repr(e)), max_payload, 30.0, eof=EOF, batched=True)
+                         lambda e: ConnectionLost(repr(e)), max_payload, 30.0, eof=EOF, batched=batched, **options)
+
+    def trickle(self, pump, turns, gap=()):
+        """
+        Run the pump while one frame is queued on each of C{turns} turns of
+        the loop (none on the turns in C{gap}), then finish it.
+        """
+
+        async def go():
+            task = asyncio.ensure_future(pump.run())
+            await asyncio.sleep(0)
+            for turn in range(turns):
+                if turn not in gap:
+                    pump.push(turn, b"t")
+                await asyncio.sleep(0)
+            pump.finish()
+            return await task
+
+        return self.loop.run_until_complete(go())
 
     def relay(self, pump, *actions):
         """
@@ -59,7 +83,7 @@ class BatchedPumpTests(SynchronousTestCase):
         order; a frame queued while that write waits goes in the next; and
         C{written} counts every frame as an unbatched stream does.
         """
-        pump = self.pump()
+        pump = self.pump(gather_turns=0)
         call = self.call
         for i in range(3):
             pump.push(i, b"p" * 64)
@@ -79,6 +103,43 @@ class BatchedPumpTests(SynchronousTestCase):
         self.assertEqual(call.written, [[(0, b"p" * 64), (1, b"p" * 64), (2, b"p" * 64)], [(3, b"q")],
                                         [(4, b"r"), (5, b"s")]])
         self.assertEqual(pump.written, 3 * 64 + 3 + 6 * FRAME_OVERHEAD)
+
+    def test_gathered(self):
+        """
+        Frames queued on successive turns of the loop go as one message:
+        the writer waits while each turn queues more.
+        """
+        pump = self.pump(gather_turns=GATHER_TURNS)
+        self.trickle(pump, GATHER_TURNS)
+        self.assertEqual(self.call.written, [[(turn, b"t") for turn in range(GATHER_TURNS)]])
+
+    def test_gatherBounded(self):
+        """
+        The writer waits at most C{gather_turns} turns: what later turns
+        queue goes in the next message.
+        """
+        pump = self.pump(gather_turns=3)
+        self.trickle(pump, 12)
+        self.assertEqual([len(batch) for batch in self.call.written], [4, 4, 4])
+        self.assertEqual([frame for batch in self.call.written for frame in batch], [(t, b"t") for t in range(12)])
+
+    def test_aloneWaitsOneTurn(self):
+        """
+        A turn that queues nothing more ends the wait: a frame that comes
+        alone is written after one turn, and what comes after the quiet
+        turn goes in the next message.
+        """
+        pump = self.pump(gather_turns=GATHER_TURNS)
+        self.trickle(pump, 6, gap=(2, 3))
+        self.assertEqual(self.call.written, [[(0, b"t"), (1, b"t")], [(4, b"t"), (5, b"t")]])
+
+    def test_unbatchedNotGathered(self):
+        """
+        On a C{Relay} call (one frame a message) the writer does not wait
+        for more.
+        """
+        pump = self.pump(batched=False, gather_turns=GATHER_TURNS)
+        self.assertEqual(pump.gather_turns, 0)
 
     def test_bounded(self):
         """

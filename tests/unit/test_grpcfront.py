@@ -5,11 +5,13 @@ gRPC server end, with a memory reactor.
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.tcp import Connection
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from uhppoted_tunnel.link import limits
 from uhppoted_tunnel.transports.grpc.front import BACKEND_HOST, FrontDoor, Peers
+from tests.unit.test_writes import FakeSocket
 
 SETTINGS = {"max-connections": 3, "max-connections-per-source": 2}
 
@@ -23,6 +25,15 @@ class TCPTransport(StringTransport):
 
     def setTcpNoDelay(self, enabled):
         self.noDelay = enabled
+
+
+class RelayConnection(Connection):
+    """
+    A TCP connection on a fake socket, from the loopback port grpc sees.
+    """
+
+    def getHost(self):
+        return IPv4Address("TCP", BACKEND_HOST, 41000)
 
 
 def peer(host, port=40000):
@@ -113,3 +124,29 @@ class FrontDoorTests(SynchronousTestCase):
         outbound = factory.buildProtocol(None)
         outbound.makeConnection(TCPTransport(hostAddress=IPv4Address("TCP", BACKEND_HOST, 41000)))
         self.assertEqual((inbound.transport.noDelay, outbound.transport.noDelay), (True, True))
+
+    def test_sentInTheTurn(self):
+        """
+        What arrives on one side of a relay goes to the other's socket in
+        the same reactor turn, without asking the reactor to watch that
+        socket for writability; what the kernel does not take is queued,
+        in order, and sent when the socket is writable.
+        """
+        inbound = self.accept(peer("10.0.0.1"))
+        host, port, factory, timeout, bind = self.reactor.tcpClients[-1]
+        socket = FakeSocket()
+        outbound = factory.buildProtocol(None)
+        connection = RelayConnection(socket, outbound, self.reactor)
+        connection.connected = True
+        outbound.makeConnection(connection)
+        inbound.dataReceived(b"PRI * HTTP/2.0")
+        self.assertEqual(socket.sent, [b"PRI * HTTP/2.0"])
+        self.assertEqual(self.reactor.getWriters(), [])
+        socket.room = 4
+        inbound.dataReceived(b"settings")
+        inbound.dataReceived(b"headers")
+        self.assertEqual(socket.sent[1:], [b"sett"])
+        self.assertEqual(self.reactor.getWriters(), [connection])
+        socket.room = 100
+        connection.doWrite()
+        self.assertEqual(b"".join(socket.sent), b"PRI * HTTP/2.0settingsheaders")

@@ -138,10 +138,27 @@ def writer(transport, factory):
     :return: a callable taking the bytes.
     """
     write = transport.write
-    connection = getattr(write, "__self__", None)
-    if (isinstance(connection, Connection) and not connection.TLS
-            and all(hasattr(connection, name) for name in BUFFER_STATE)):
+    connection = tcp_connection(transport)
+    if connection is not None:
         return TurnWriter(connection, factory.clock)
+    connection = getattr(write, "__self__", None)
     if ISSLTransport.providedBy(transport) or ISSLTransport.providedBy(connection):
         return TurnGatherer(connection if connection is not None else transport, factory.clock)
     return write
+
+
+def tcp_connection(transport):
+    """
+    The TCP connection that L{write_now} may write to for C{transport}:
+    the transport itself, or the connection a wrapper's C{write} is (as
+    the connection caps' is).
+
+    :return: a L{twisted.internet.tcp.Connection} without TLS and with
+        the buffer state L{write_now} reads, or C{None} (a TLS transport,
+        a fake, another Twisted's).
+    """
+    connection = getattr(transport.write, "__self__", None)
+    if (isinstance(connection, Connection) and not connection.TLS
+            and all(hasattr(connection, name) for name in BUFFER_STATE)):
+        return connection
+    return None

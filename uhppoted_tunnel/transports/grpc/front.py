@@ -16,10 +16,13 @@ and capped by who really made them; a call on a connection proves it
 (it is not closed to make room for a newcomer).
 """
 
+from functools import partial
+
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
 
 from uhppoted_tunnel.link.limits import prove
+from uhppoted_tunnel.link.writes import tcp_connection, write_now
 
 #: Where grpc's own server listens behind the front door.
 BACKEND_HOST = "127.0.0.1"
@@ -79,16 +82,35 @@ def _no_delay(transport):
         transport.setTcpNoDelay(True)
 
 
+def _sender(transport):
+    """
+    How to write to C{transport}: sent in the same reactor turn when the
+    kernel takes it (L{write_now}, for a TCP connection), rather than
+    queued for the next turn that finds the socket writable (two
+    C{epoll_ctl} and a turn more per chunk relayed); what the kernel does
+    not take is queued as C{transport.write} queues it, so that the flow
+    control between the two sides holds.
+    """
+    connection = tcp_connection(transport)
+    if connection is None:
+        return transport.write
+    return partial(write_now, connection)
+
+
 class _Relayed(Protocol):
     """
     One side of a relayed connection: what arrives is written to the
-    other, with flow control both ways, and at once (no Nagle).
+    other, with flow control both ways, and at once (no Nagle, no wait for
+    a turn).
+
+    :ivar send: writes to the other side's transport.
     """
 
     other = None
+    send = None
 
     def dataReceived(self, data):
-        self.other.transport.write(data)
+        self.send(data)
 
     def connectionLost(self, reason):
         if self.other is not None:
@@ -111,6 +133,8 @@ class _Outbound(_Relayed):
             return
         self.other = inbound
         inbound.other = self
+        self.send = _sender(inbound.transport)
+        inbound.send = _sender(self.transport)
         _no_delay(self.transport)
         _no_delay(inbound.transport)
         self.port = self.transport.getHost().port

@@ -47,6 +47,11 @@ FRAME_OVERHEAD = HEADER_SIZE
 #: C{Relays} call's); a message of more ends the call.
 MAX_BATCH = 64
 
+#: The most turns of the loop a C{Relays} writer waits, while each turn
+#: queues more frames, before it writes them as one message (a frame that
+#: comes alone waits one turn).
+GATHER_TURNS = 8
+
 #: What a frame adds to its payload at most in a C{Frames} message: its
 #: id's tag and varint (6 bytes), its payload's tag and length (4 for up
 #: to 65535), and the frame's own tag and length (4). A message carries

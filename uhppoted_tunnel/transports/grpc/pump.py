@@ -15,6 +15,7 @@ from uhppoted_tunnel.transports.grpc.loop import (
     BATCH_OVERHEAD,
     CLOSE_TIMEOUT,
     FRAME_OVERHEAD,
+    GATHER_TURNS,
     MAX_BATCH,
     StallTimeout,
     TooManyFrames,
@@ -28,10 +29,13 @@ class FramePump:
     arrives, checked against C{--max-payload}.
 
     On a C{Relays} call (C{batched}) a message is a C{Frames}: the writer
-    sends every frame queued when it writes as one message, up to
-    L{MAX_BATCH} frames and C{--max-payload} + L{BATCH_OVERHEAD} bytes
-    (never waiting for more), and the reader hands on each frame of a
-    message, every one checked.
+    sends the frames queued as one message, up to L{MAX_BATCH} frames and
+    C{--max-payload} + L{BATCH_OVERHEAD} bytes, and the reader hands on
+    each frame of a message, every one checked. Before it writes, the
+    writer lets the loop take turns while each turn queues more frames
+    (at most C{gather_turns}, L{GATHER_TURNS} unless told): grpcio's cost
+    is per message, so under load a message carries what the requests in
+    flight queue, while a frame that comes alone waits one turn only.
 
     The pump runs on the loop's thread. The reactor queues frames in
     L{outgoing} and calls L{wake} if the writer is L{idle}; it reaches the
@@ -42,7 +46,7 @@ class FramePump:
     """
 
     def __init__(self, read, write, deliver, diagnose, max_payload, stall_timeout, eof=None, half_close=None,
-                 close_timeout=CLOSE_TIMEOUT, batched=False):
+                 close_timeout=CLOSE_TIMEOUT, batched=False, gather_turns=GATHER_TURNS):
         """
         :param read: a coroutine function giving the next message (with
             C{id} and C{payload}), or C{eof} once the peer has ended.
@@ -64,6 +68,9 @@ class FramePump:
         :param batched: whether a message is a C{Frames} (C{read} gives
             messages with C{frames}, C{write} takes a list of
             C{(id, payload)}) rather than a C{Frame}.
+        :param gather_turns: on a C{Relays} call, the most turns of the
+            loop the writer waits for more frames before it writes (0: it
+            writes what is queued when it wakes).
         """
         self.read = read
         self.write = write
@@ -75,6 +82,7 @@ class FramePump:
         self.half_close = half_close
         self.close_timeout = close_timeout
         self.batched = batched
+        self.gather_turns = gather_turns if batched else 0
         self.outgoing = deque()
         self.written = 0
         #: True while the writer waits for frames (the reactor must wake it)
@@ -217,12 +225,28 @@ class FramePump:
             used += more + BATCH_OVERHEAD
         return batch, size + FRAME_OVERHEAD * len(batch)
 
+    @staticmethod
+    async def _gather(outgoing, turns):
+        """
+        Let the loop take turns while each queues more frames, at most
+        C{turns}, or until a message's L{MAX_BATCH} frames are queued.
+        """
+        count = len(outgoing)
+        while turns and count < MAX_BATCH:
+            await asyncio.sleep(0)
+            if len(outgoing) == count:
+                return
+            count = len(outgoing)
+            turns -= 1
+
     async def _write(self):
-        outgoing, write, wake = self.outgoing, self.write, self._wake
+        outgoing, write, wake, gather = self.outgoing, self.write, self._wake, self.gather_turns
         take, budget = (self._batch, self.max_payload + BATCH_OVERHEAD) if self.batched else (self._one, 0)
         loop = asyncio.get_running_loop()
         while True:
             while outgoing:
+                if gather:
+                    await self._gather(outgoing, gather)
                 frame, size = take(outgoing, budget)
                 # one timer checks every write for a stall (L{_check}),
                 # not a timer a write: a write only notes when it began
