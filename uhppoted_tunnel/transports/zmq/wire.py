@@ -1,15 +1,22 @@
 # -*- test-case-name: tests.unit.test_zmq -*-
 """
-What a C{zmq/} socket carries and how it is set up: one frame per
+What a C{zmq/} socket carries and how it is set up: the frames of a
 message (L{decode}), the options every socket gets, and the addresses
 libzmq and Twisted each write.
 
-One ZeroMQ message per frame, holding exactly the bytes a TCP stream
-carries for it (L{uhppoted_tunnel.core.frames.encode}: length, id,
-payload). A message is whole by itself, so the length only cross-checks
-it; but a single part means one message per frame (ids as a second part
-would double the messages), C{ZMQ_MAXMSGSIZE} = C{--max-payload} + 6
-bounds every message exactly, and the frame checks are the stream's.
+A message holds one or more frames back to back, each exactly the bytes a
+TCP stream carries for it (L{uhppoted_tunnel.core.frames.encode})::
+
+    [length: u16 big-endian][id: u32 big-endian][payload: length bytes] ...
+
+One part only (ids as a second part would double the messages). An end
+sends several frames in a message only to a peer that announced, in its
+ZMTP handshake, that it reads them (the socket property L{FRAMES}; older
+ends send and read one frame per message, and get one frame per
+message). A message is never longer than the longest frame
+(C{--max-payload} + 6, C{ZMQ_MAXMSGSIZE}), so the high-water marks bound
+the bytes queued as before. A message that is not wholly frames (empty,
+cut inside a frame, a frame over C{--max-payload}) is refused whole.
 """
 
 import ipaddress
@@ -30,9 +37,15 @@ CONNECT_TIMEOUT = 5.0
 ZAP_DOMAIN = b"uhppoted-tunnel"
 
 
+#: The ZMTP metadata property an end announces to say that it reads
+#: several frames in a message, and its value.
+FRAMES = "X-Tunnel-Frames"
+FRAMES_VALUE = "many"
+
+
 class BadMessage(Exception):
     """
-    A message that is not one frame.
+    A message that is not wholly frames.
     """
 
     def __str__(self):
@@ -41,21 +54,51 @@ class BadMessage(Exception):
 
 def decode(message, max_payload):
     """
-    The frame in one message.
+    The frames in one message.
 
     :param message: the message's one part.
     :param max_payload: the longest payload accepted.
-    :return: C{(frame_id, payload)}.
-    :raise BadMessage: when the message is not exactly one frame.
+    :return: C{[(frame_id, payload)]}, in order (an empty payload is an
+        acknowledgement).
+    :raise BadMessage: when the message is not wholly frames: empty, cut
+        inside a frame, or holding a frame over C{max_payload}.
     """
-    if len(message) < HEADER_SIZE:
-        raise BadMessage("a message of {} bytes is shorter than a frame header".format(len(message)))
+    end = len(message)
+    if end < HEADER_SIZE:
+        raise BadMessage("a message of {} bytes is shorter than a frame header".format(end))
     length, frame_id = HEADER.unpack_from(message)
-    if length != len(message) - HEADER_SIZE:
-        raise BadMessage("a message of {} bytes holds a frame of {}".format(len(message), length + HEADER_SIZE))
-    if length > max_payload:
-        raise BadMessage("frame of {} bytes exceeds the {} byte limit".format(length, max_payload))
-    return frame_id, message[HEADER_SIZE:]
+    if length == end - HEADER_SIZE and length <= max_payload:
+        return [(frame_id, message[HEADER_SIZE:])]
+    frames = []
+    offset = 0
+    unpack = HEADER.unpack_from
+    while offset < end:
+        if end - offset < HEADER_SIZE:
+            raise BadMessage("a message of {} bytes ends with {} byte(s) that are not a frame".format(
+                end, end - offset))
+        length, frame_id = unpack(message, offset)
+        if length > max_payload:
+            raise BadMessage("frame of {} bytes exceeds the {} byte limit".format(length, max_payload))
+        stop = offset + HEADER_SIZE + length
+        if stop > end:
+            raise BadMessage("a message of {} bytes holds a frame of {} bytes cut short".format(
+                end, length + HEADER_SIZE))
+        frames.append((frame_id, message[offset + HEADER_SIZE : stop]))
+        offset = stop
+    return frames
+
+
+def announces_frames(message):
+    """
+    Whether the peer a message came from reads several frames in a
+    message (its handshake announced L{FRAMES}).
+
+    :param message: a C{zmq.Frame} (received with C{copy=False}).
+    """
+    try:
+        return message.get(FRAMES) == FRAMES_VALUE
+    except zmq.ZMQError:
+        return False
 
 
 def socket_options(settings):
@@ -74,6 +117,7 @@ def socket_options(settings):
         (zmq.SNDHWM, hwm),
         (zmq.RCVHWM, hwm),
         (zmq.MAXMSGSIZE, max_payload + HEADER_SIZE),
+        (zmq.METADATA, "{}:{}".format(FRAMES, FRAMES_VALUE).encode("ascii")),
         (zmq.HANDSHAKE_IVL, int(settings["handshake-timeout"] * 1000)),
         (zmq.HEARTBEAT_IVL, heartbeat),
         (zmq.HEARTBEAT_TIMEOUT, dead),

@@ -1,0 +1,515 @@
+# -*- test-case-name: tests.unit.test_zmqbatch -*-
+"""
+Tests for several frames in a ZeroMQ message: the frames a turn sends to
+a peer go as one message at the turn's end, a full queue is told at
+once, and a message that is not wholly frames is dropped whole; with
+fake links, sockets and a fake clock: no sockets, no sleeps.
+"""
+
+import zmq
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from uhppoted_tunnel.core.counts import QUEUE_FULL, TOO_LONG, tally
+from uhppoted_tunnel.core.frames import encode
+from uhppoted_tunnel.interfaces import IFrameConnection
+from uhppoted_tunnel.link.factory import FrameFactory
+from uhppoted_tunnel.transports.zmq.batch import MAX_FRAMES, TurnBatch
+from uhppoted_tunnel.transports.zmq.connection import MessageTransport, ZMQConnection
+from uhppoted_tunnel.transports.zmq.sockets import EVENTS, POLLIN, POLLOUT, Writable
+from uhppoted_tunnel.transports.zmq.wire import FRAMES, BadMessage, announces_frames, decode, socket_options
+from uhppoted_tunnel.testing import packet
+from tests.unit.test_zmq_endpoints import make
+
+REQUEST = packet(0x94, 405419896)
+LIMIT = 1024 + 6
+SETTINGS = {"max-payload": 1024, "max-send-queue": 262144, "stall-timeout": 60.0, "dead-peer-timeout": 30.0}
+
+
+class FakeLink(MessageTransport):
+    """
+    A link whose queue takes messages while C{room} says so, recording
+    each message sent.
+    """
+
+    def __init__(self, clock, batches=True):
+        MessageTransport.__init__(self, "127.0.0.1:4001", None, None, clock)
+        self.batches = batches
+        self.room = True
+        self.taken = True
+        self.sent = []
+        self.lost = False
+
+    def sendMessage(self, message):
+        if not self.taken:
+            return False
+        self.sent.append(message)
+        return True
+
+    def batching(self):
+        return self.batches
+
+    def writable(self):
+        return self.room
+
+    def loseConnection(self):
+        self.lost = True
+
+
+class Relay:
+    def __init__(self):
+        self.frames = []
+
+    def frameReceived(self, connection, frame_id, payload):
+        self.frames.append((frame_id, payload))
+
+    def connected(self, connection):
+        pass
+
+    def disconnected(self, connection):
+        pass
+
+
+class Factory:
+    """
+    What a stream end's factory is to a connection: it counts.
+    """
+
+    def __init__(self):
+        self.dropped = 0
+        self.bad = []
+
+    def connectionReady(self, connection):
+        pass
+
+    def connectionClosed(self, connection, reason):
+        pass
+
+    def frameDropped(self, connection):
+        self.dropped += 1
+
+    def frameTooLong(self, connection, error):
+        self.bad.append(str(error))
+
+
+def connected(clock, batches=True):
+    """
+    A L{ZMQConnection} on a L{FakeLink}, with its relay and factory.
+    """
+    link = FakeLink(clock, batches)
+    connection = ZMQConnection(1024)
+    connection.factory = Factory()
+    connection.relay = Relay()
+    link.connect(connection)
+    return connection, link
+
+
+class TurnTests(SynchronousTestCase):
+    """
+    What a turn sends to a peer that reads several frames in a message.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        self.connection, self.link = connected(self.clock)
+
+    def test_oneMessageATurn(self):
+        """
+        The frames sent in one turn go as one message, in order, at the
+        turn's end, with one call scheduled for the turn; the next turn
+        starts another.
+        """
+        for frame_id in (1, 2, 3):
+            self.assertTrue(self.connection.sendFrame(frame_id, REQUEST))
+        self.assertEqual(self.link.sent, [])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(0)
+        self.assertEqual(self.link.sent, [encode(1, REQUEST) + encode(2, REQUEST) + encode(3, REQUEST)])
+        self.connection.sendFrame(4, b"")
+        self.clock.advance(0)
+        self.assertEqual(self.link.sent[1:], [encode(4, b"")])
+
+    def test_olderPeer(self):
+        """
+        To a peer that did not say it reads several frames a message, each
+        frame is its own message, sent at once.
+        """
+        connection, link = connected(self.clock, batches=False)
+        connection.sendFrame(1, REQUEST)
+        connection.sendFrame(2, REQUEST)
+        self.assertEqual(link.sent, [encode(1, REQUEST), encode(2, REQUEST)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_bytesBound(self):
+        """
+        A message is never longer than the longest frame: a frame that
+        would make it longer sends what waits at once and begins the next.
+        """
+        big = b"x" * 600
+        self.connection.sendFrame(1, big)
+        self.connection.sendFrame(2, big)
+        self.assertEqual(self.link.sent, [encode(1, big)])
+        self.clock.advance(0)
+        self.assertEqual(self.link.sent, [encode(1, big), encode(2, big)])
+        self.assertTrue(all(len(message) <= LIMIT for message in self.link.sent))
+
+    def test_framesBound(self):
+        """
+        A message holds at most C{MAX_FRAMES} frames.
+        """
+        for frame_id in range(1, MAX_FRAMES + 2):
+            self.connection.sendFrame(frame_id, b"")
+        self.clock.advance(0)
+        self.assertEqual([len(message) // 6 for message in self.link.sent], [MAX_FRAMES, 1])
+        self.assertEqual([frame_id for message in self.link.sent for frame_id, _ in decode(message, 1024)],
+                         list(range(1, MAX_FRAMES + 2)))
+
+    def test_fullQueue(self):
+        """
+        A frame for a peer whose queue is at its high-water mark is
+        refused at once and counted; once it takes messages again, frames
+        go.
+        """
+        self.link.room = False
+        self.assertFalse(self.connection.sendFrame(1, REQUEST))
+        self.assertEqual(self.connection.factory.dropped, 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.link.room = True
+        self.assertTrue(self.connection.sendFrame(2, REQUEST))
+        self.clock.advance(0)
+        self.assertEqual(self.link.sent, [encode(2, REQUEST)])
+
+    def test_fullAfterEarlySend(self):
+        """
+        A frame that begins a new message in a turn, after the last filled
+        up, is refused at once if the queue is full then.
+        """
+        big = b"x" * 600
+        self.connection.sendFrame(1, big)
+        self.link.room = False
+        self.assertFalse(self.connection.sendFrame(2, big))
+        self.assertEqual(self.connection.factory.dropped, 1)
+        self.clock.advance(0)
+        self.assertEqual(self.link.sent, [encode(1, big)])
+
+    def test_refusedAtFlush(self):
+        """
+        A message the socket refuses after all at the turn's end counts
+        each of its frames dropped.
+        """
+        self.connection.sendFrame(1, REQUEST)
+        self.connection.sendFrame(2, REQUEST)
+        self.link.taken = False
+        self.clock.advance(0)
+        self.assertEqual(self.connection.factory.dropped, 2)
+
+    def test_closeFlushes(self):
+        """
+        Closing the connection sends what waits first.
+        """
+        self.connection.sendFrame(1, REQUEST)
+        self.connection.close()
+        self.assertEqual(self.link.sent, [encode(1, REQUEST)])
+        self.assertTrue(self.link.lost)
+
+    def test_lostDiscards(self):
+        """
+        A link lost with frames waiting sends nothing at the turn's end,
+        and its connection refuses frames.
+        """
+        self.connection.sendFrame(1, REQUEST)
+        self.link.ended(None)
+        self.clock.advance(0)
+        self.assertEqual(self.link.sent, [])
+        self.assertFalse(self.connection.sendFrame(2, REQUEST))
+
+    def test_interface(self):
+        """
+        The connection is still an L{IFrameConnection}.
+        """
+        verifyObject(IFrameConnection, self.connection)
+
+
+class TurnBatchTests(SynchronousTestCase):
+    """
+    L{TurnBatch} alone.
+    """
+
+    def test_flushOnce(self):
+        """
+        A flush before the turn's end (a close) sends what waits; the
+        turn's own flush then sends nothing more; a single frame goes as
+        the bytes of one frame.
+        """
+        clock = Clock()
+        link = FakeLink(clock)
+        dropped = []
+        batch = TurnBatch(link, LIMIT, dropped.append)
+        batch.add(encode(1, REQUEST))
+        batch.flush()
+        self.assertEqual(link.sent, [encode(1, REQUEST)])
+        clock.advance(0)
+        self.assertEqual((link.sent, dropped), ([encode(1, REQUEST)], []))
+
+    def test_orderKept(self):
+        """
+        A frame never overtakes one waiting: once a message is begun in a
+        turn, the turn's frames join it even if the link stops batching
+        (a ROUTER's second peer came).
+        """
+        clock = Clock()
+        connection, link = connected(clock)
+        connection.sendFrame(1, REQUEST)
+        link.batches = False
+        connection.sendFrame(2, REQUEST)
+        self.assertEqual(link.sent, [])
+        clock.advance(0)
+        connection.sendFrame(3, REQUEST)
+        self.assertEqual(link.sent, [encode(1, REQUEST) + encode(2, REQUEST), encode(3, REQUEST)])
+
+
+class PeerTests(SynchronousTestCase):
+    """
+    Which links batch: a client whose server announced it; a server's peer
+    that announced it while it is the ROUTER's one connection (the
+    ROUTER's C{POLLOUT} speaks of any peer's queue).
+    """
+
+    def test_server(self):
+        """
+        A server batches to its one announcing peer, not to one that did
+        not announce, and to neither while two connections are open.
+        """
+        end, _ = make("zmq/server:127.0.0.1:0", {})
+        end.startService()
+        self.addCleanup(end.stopService)
+        port = end.port
+        port.socket.names.update({11: "127.0.0.1:4001", 12: "127.0.0.1:4002"})
+        port.event(zmq.EVENT_ACCEPTED, 11)
+        port.introduced(b"a", 11, "127.0.0.1", True)
+        [first] = end.connections
+        self.assertTrue(first.transport.batching())
+        port.event(zmq.EVENT_ACCEPTED, 12)
+        port.introduced(b"b", 12, "127.0.0.1")
+        second = end.connections[1]
+        self.assertEqual((first.transport.batching(), second.transport.batching()), (False, False))
+        port.event(zmq.EVENT_DISCONNECTED, 12)
+        self.assertTrue(first.transport.batching())
+
+    def test_client(self):
+        """
+        A client batches once its server's first message announced it.
+        """
+        dialled = []
+        end, _ = make("zmq/client:127.0.0.1:5555", {}, dealers=dialled)
+        end.startService()
+        dealer = dialled[-1][1]
+        dealer.attempt.event(zmq.EVENT_HANDSHAKE_SUCCEEDED, 0)
+        [connection] = end.connections
+        self.assertFalse(connection.transport.batching())
+        dealer.batches = True
+        self.assertTrue(connection.transport.batching())
+        stopping = end.stopService()
+        end.reactor.advance(0)
+        self.successResultOf(stopping)
+
+
+class ReceiveTests(SynchronousTestCase):
+    """
+    A message of one frame or several goes to the relay frame by frame; one
+    that is not wholly frames is dropped whole.
+    """
+
+    def setUp(self):
+        self.connection, self.link = connected(Clock())
+
+    def test_several(self):
+        """
+        Each frame of a message goes to the relay in order, an
+        acknowledgement (an empty frame) too.
+        """
+        self.connection.messageReceived(encode(1, REQUEST) + encode(2, b"") + encode(3, b"ok"))
+        self.assertEqual(self.connection.relay.frames, [(1, REQUEST), (2, b""), (3, b"ok")])
+
+    def test_one(self):
+        """
+        A message of one frame (an older end's) goes as before.
+        """
+        self.connection.messageReceived(encode(9, REQUEST))
+        self.assertEqual(self.connection.relay.frames, [(9, REQUEST)])
+
+    def test_bad(self):
+        """
+        A message cut inside a frame's header, with a length past its end,
+        with a frame over --max-payload, or empty, is dropped whole (the
+        good frames before the fault too), counted by the factory (which
+        warns) with a reason in words, and closes the link; nothing is
+        logged as an error.
+        """
+        good = encode(1, REQUEST)
+        cases = [
+            (good + b"\x00\x01", "ends with 2 byte(s) that are not a frame"),
+            (good + encode(2, REQUEST)[:-1], "cut short"),
+            (good + encode(2, b"x" * 1025), "exceeds the 1024 byte limit"),
+            (b"", "shorter than a frame header"),
+        ]
+        for message, reason in cases:
+            connection, link = connected(Clock())
+            connection.messageReceived(message)
+            self.assertEqual(connection.relay.frames, [])
+            [said] = connection.factory.bad
+            self.assertIn(reason, said)
+            self.assertIn("is the peer a uhppoted-tunnel zmq/ end?", said)
+            self.assertTrue(link.lost)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_counted(self):
+        """
+        The stream ends' factory counts a bad message (C{too_long}, for
+        the metrics) and a frame refused for a full queue (C{queue_full}),
+        and warns of each in words.
+        """
+        clock = Clock()
+        link = FakeLink(clock)
+        factory = FrameFactory(Relay(), SETTINGS, clock, "ZMQ", protocol=ZMQConnection)
+        connection = factory.buildProtocol(None)
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        link.connect(connection)
+        connection.messageReceived(encode(1, REQUEST) + b"\x00")
+        link.ended(None)
+        link = FakeLink(clock)
+        link.connect(factory.buildProtocol(None))
+        link.room = False
+        self.assertFalse(link.protocol.sendFrame(2, REQUEST))
+        counts = tally(factory)
+        self.assertEqual(counts.dropped, {TOO_LONG: 1, QUEUE_FULL: 1})
+        said = " ".join(formatEvent(event) for event in events)
+        self.assertIn("closing connection from 127.0.0.1:4001: a message of 71 bytes ends with 1 byte(s) that are "
+                      "not a frame", said)
+        self.assertIn("dropped 1 frame(s) for peers that are not reading", said)
+
+    def test_closedMidMessage(self):
+        """
+        A relay that closes the link on a frame gets none of the message's
+        frames after it.
+        """
+        relay = self.connection.relay
+        link = self.link
+
+        def received(connection, frame_id, payload):
+            relay.frames.append(frame_id)
+            link.ended(None)
+
+        relay.frameReceived = received
+        self.connection.messageReceived(encode(1, b"a") + encode(2, b"b"))
+        self.assertEqual(relay.frames, [1])
+
+
+class DecodeTests(SynchronousTestCase):
+    """
+    The wire: frames back to back.
+    """
+
+    def test_roundTrip(self):
+        """
+        Frames joined come apart as they were, up to --max-payload each.
+        """
+        frames = [(1, REQUEST), (0xFFFFFFFF, b""), (7, b"y" * 1024)]
+        self.assertEqual(decode(b"".join(encode(i, p) for i, p in frames), 1024), frames)
+
+    def test_zeroLengthFrame(self):
+        """
+        A message that is one empty frame is an acknowledgement, not an
+        error.
+        """
+        self.assertEqual(decode(encode(5, b""), 1024), [(5, b"")])
+
+    def test_refused(self):
+        """
+        A header cut short, a length past the message, and a frame over
+        --max-payload are each refused with L{BadMessage}.
+        """
+        for message in (b"\x00\x01\x00", encode(1, b"ab")[:-1], encode(1, b"a") + encode(2, b"abc")[:-2],
+                        encode(1, b"x" * 65)):
+            self.assertRaises(BadMessage, decode, message, 64)
+
+
+class Frame:
+    """
+    A received message's properties, as a C{zmq.Frame} gives them.
+    """
+
+    def __init__(self, **properties):
+        self.properties = properties
+
+    def get(self, name):
+        if name not in self.properties:
+            raise zmq.ZMQError(zmq.EINVAL)
+        return self.properties[name]
+
+
+class AnnounceTests(SynchronousTestCase):
+    """
+    An end announces that it reads several frames a message in its
+    handshake, and reads its peer's announcement.
+    """
+
+    def test_announced(self):
+        """
+        Every socket carries the property; a message from a peer that
+        announced it says so, one from an older peer (no property, which
+        libzmq refuses to read) does not.
+        """
+        settings = {"max-payload": 1024, "max-send-queue": 262144, "dead-peer-timeout": 30.0,
+                    "handshake-timeout": 15.0}
+        self.assertEqual(dict(socket_options(settings))[zmq.METADATA], b"X-Tunnel-Frames:many")
+        self.assertTrue(announces_frames(Frame(**{FRAMES: "many"})))
+        self.assertFalse(announces_frames(Frame()))
+        self.assertFalse(announces_frames(Frame(**{FRAMES: "one"})))
+
+
+class Socket:
+    """
+    A socket whose C{ZMQ_EVENTS} the test sets, counting reads.
+    """
+
+    def __init__(self, events):
+        self.events = events
+        self.reads = 0
+
+    def getsockopt(self, option):
+        assert option == EVENTS
+        self.reads += 1
+        return self.events
+
+
+class WritableTests(SynchronousTestCase):
+    """
+    Whether a socket takes a message: from the events read after a send,
+    or read again.
+    """
+
+    def test_known(self):
+        """
+        Events read after a send that said C{POLLOUT} answer without a new
+        read; events not read, or saying no, are read again.
+        """
+        socket = Socket(POLLOUT)
+        writable = Writable(socket)
+        writable.sent(POLLOUT | POLLIN)
+        self.assertTrue(writable())
+        self.assertEqual(socket.reads, 0)
+        writable.sent(None)
+        self.assertTrue(writable())
+        self.assertEqual(socket.reads, 1)
+        writable.sent(POLLIN)
+        socket.events = 0
+        self.assertFalse(writable())
+        self.assertFalse(writable())
+        self.assertEqual(socket.reads, 3)
+        socket.events = POLLOUT
+        self.assertTrue(writable())
