@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints,tests.unit.test_zmqbatch,tests.unit.test_zmqwire -*-
 """
 One link to a ZeroMQ peer, as a connection of a stream end
 (L{uhppoted_tunnel.link.ends}): L{ZMQConnection}, a protocol built by the

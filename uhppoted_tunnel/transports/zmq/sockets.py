@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmqbatch -*-
 """
 ZeroMQ sockets driven by the reactor, for the C{zmq/} ends
 (L{uhppoted_tunnel.transports.zmq.server},

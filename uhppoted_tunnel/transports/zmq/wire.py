@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmqwire -*-
 """
 What a C{zmq/} socket carries and how it is set up: the frames of a
 message (L{decode}), the options every socket gets, and the addresses
