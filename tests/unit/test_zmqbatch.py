@@ -32,7 +32,7 @@ class FakeLink(MessageTransport):
     each message sent.
     """
 
-    def __init__(self, clock, batches=True):
+    def __init__(self, clock, batches=LIMIT):
         MessageTransport.__init__(self, "127.0.0.1:4001", None, None, clock)
         self.batches = batches
         self.room = True
@@ -92,7 +92,7 @@ class Factory:
         self.bad.append(str(error))
 
 
-def connected(clock, batches=True):
+def connected(clock, batches=LIMIT):
     """
     A L{ZMQConnection} on a L{FakeLink}, with its relay and factory.
     """
@@ -134,7 +134,7 @@ class TurnTests(SynchronousTestCase):
         To a peer that did not say it reads several frames a message, each
         frame is its own message, sent at once.
         """
-        connection, link = connected(self.clock, batches=False)
+        connection, link = connected(self.clock, batches=0)
         connection.sendFrame(1, REQUEST)
         connection.sendFrame(2, REQUEST)
         self.assertEqual(link.sent, [encode(1, REQUEST), encode(2, REQUEST)])
@@ -152,6 +152,23 @@ class TurnTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.link.sent, [encode(1, big), encode(2, big)])
         self.assertTrue(all(len(message) <= LIMIT for message in self.link.sent))
+
+    def test_peerLimit(self):
+        """
+        A peer with a lower --max-payload is never sent a message longer
+        than it reads (its announced length), nor is one with a higher
+        sent one longer than this end's.
+        """
+        connection, link = connected(self.clock, batches=518)
+        for frame_id in range(1, 11):
+            connection.sendFrame(frame_id, REQUEST)
+        self.clock.advance(0)
+        self.assertEqual([len(message) for message in link.sent], [490, 210])
+        connection, link = connected(self.clock, batches=65535 + 6)
+        for frame_id in range(1, 21):
+            connection.sendFrame(frame_id, REQUEST)
+        self.clock.advance(0)
+        self.assertEqual([len(message) for message in link.sent], [980, 420])
 
     def test_framesBound(self):
         """
@@ -260,7 +277,7 @@ class TurnBatchTests(SynchronousTestCase):
         clock = Clock()
         connection, link = connected(clock)
         connection.sendFrame(1, REQUEST)
-        link.batches = False
+        link.batches = 0
         connection.sendFrame(2, REQUEST)
         self.assertEqual(link.sent, [])
         clock.advance(0)
@@ -286,7 +303,7 @@ class PeerTests(SynchronousTestCase):
         port = end.port
         port.socket.names.update({11: "127.0.0.1:4001", 12: "127.0.0.1:4002"})
         port.event(zmq.EVENT_ACCEPTED, 11)
-        port.introduced(b"a", 11, "127.0.0.1", True)
+        port.introduced(b"a", 11, "127.0.0.1", LIMIT)
         [first] = end.connections
         self.assertTrue(first.transport.batching())
         port.event(zmq.EVENT_ACCEPTED, 12)
@@ -307,7 +324,7 @@ class PeerTests(SynchronousTestCase):
         dealer.attempt.event(zmq.EVENT_HANDSHAKE_SUCCEEDED, 0)
         [connection] = end.connections
         self.assertFalse(connection.transport.batching())
-        dealer.batches = True
+        dealer.batches = LIMIT
         self.assertTrue(connection.transport.batching())
         stopping = end.stopService()
         end.reactor.advance(0)

@@ -15,7 +15,7 @@ from uhppoted_tunnel.core.counts import QUEUE_FULL, TOO_LONG, tally
 from uhppoted_tunnel.core.frames import encode
 from uhppoted_tunnel.link.factory import FrameFactory
 from uhppoted_tunnel.transports.zmq.connection import ZMQConnection
-from uhppoted_tunnel.transports.zmq.wire import FRAMES, BadMessage, announces_frames, decode, socket_options
+from uhppoted_tunnel.transports.zmq.wire import FRAMES, BadMessage, decode, frames_limit, socket_options
 from tests.unit.test_zmqbatch import REQUEST, SETTINGS, FakeLink, Relay, connected
 
 
@@ -163,13 +163,15 @@ class AnnounceTests(SynchronousTestCase):
 
     def test_announced(self):
         """
-        Every socket carries the property; a message from a peer that
-        announced it says so, one from an older peer (no property, which
-        libzmq refuses to read) does not.
+        Every socket carries the property, whose value is the longest
+        message the end reads; a message from a peer that announced it
+        gives that length, one from an older peer (no property, which
+        libzmq refuses to read) or with a value that is not a length
+        gives 0.
         """
-        settings = {"max-payload": 1024, "max-send-queue": 262144, "dead-peer-timeout": 30.0,
+        settings = {"max-payload": 512, "max-send-queue": 262144, "dead-peer-timeout": 30.0,
                     "handshake-timeout": 15.0}
-        self.assertEqual(dict(socket_options(settings))[zmq.METADATA], b"X-Tunnel-Frames:many")
-        self.assertTrue(announces_frames(Frame(**{FRAMES: "many"})))
-        self.assertFalse(announces_frames(Frame()))
-        self.assertFalse(announces_frames(Frame(**{FRAMES: "one"})))
+        self.assertEqual(dict(socket_options(settings))[zmq.METADATA], b"X-Tunnel-Frames:518")
+        self.assertEqual(frames_limit(Frame(**{FRAMES: "518"})), 518)
+        self.assertEqual(frames_limit(Frame()), 0)
+        self.assertEqual(frames_limit(Frame(**{FRAMES: "many"})), 0)

@@ -39,8 +39,9 @@ class TurnBatch:
         :param link: the link's transport: C{writable()} (whether the
             socket takes a message now), C{sendMessage(message)} (C{False}
             if not queued) and C{clock} (an C{IReactorTime}).
-        :param limit: the bytes of a message at most (at least the longest
-            frame).
+        :param limit: the bytes of a message at most (the link's
+            connection sets it, to the shorter of either end's longest
+            frame, when a turn's first frame comes).
         :param dropped: called with the number of frames of a message the
             socket refused after all (the link went away, or a ROUTER's
             other peer said C{POLLOUT}).

@@ -34,7 +34,7 @@ from uhppoted_tunnel.transports.zmq.sockets import NOBLOCK, RCVMORE, Monitor, So
 from uhppoted_tunnel.transports.zmq.wire import (
     CONNECT_TIMEOUT,
     BadMessage,
-    announces_frames,
+    frames_limit,
     is_loopback,
     make_socket,
     socket_options,
@@ -61,13 +61,13 @@ class Dealer:
     event, C{received(message)} for each message and C{malformed(error)}
     for one of several parts.
 
-    :ivar batches: whether the server reads several frames in a message
-        (known from its first message).
+    :ivar batches: the longest message of several frames the server
+        reads, 0 for one frame a message (known from its first message).
     :ivar writable: whether the socket takes a message now (a
         L{Writable}).
     """
 
-    batches = False
+    batches = 0
 
     def __init__(self, reactor, target, options, curve, attempt):
         """
@@ -115,7 +115,7 @@ class Dealer:
         else:
             frame = socket.recv(NOBLOCK, copy=False)
             self._heard = True
-            self.batches = announces_frames(frame)
+            self.batches = frames_limit(frame)
             message = frame.bytes
         if socket.getsockopt(RCVMORE):
             socket.recv_multipart(NOBLOCK)

@@ -91,11 +91,17 @@ class ZMQConnection(WhenClosed, Protocol):
         if transport.disconnected:
             return False
         batch = self.batch
-        if batch.pending or transport.batching():
+        if batch.pending:
             if batch.add(encode(frame_id, payload)):
                 return True
-        elif transport.sendMessage(encode(frame_id, payload)):
-            return True
+        else:
+            limit = transport.batching()
+            if limit:
+                batch.limit = min(limit, self.max_payload + HEADER_SIZE)
+                if batch.add(encode(frame_id, payload)):
+                    return True
+            elif transport.sendMessage(encode(frame_id, payload)):
+                return True
         self.factory.frameDropped(self)
         return False
 
@@ -201,8 +207,11 @@ class MessageTransport:
         """
         Whether frames for the peer go several to a message: it reads them
         (its handshake said so), and L{writable} speaks of its queue alone.
+
+        :return: the longest message the peer reads, in bytes, or 0 for
+            one frame a message.
         """
-        return False
+        return 0
 
     def writable(self):
         """

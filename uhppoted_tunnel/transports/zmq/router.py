@@ -11,8 +11,8 @@ tells the server its routing id, as C{ZMQ_ROUTER_NOTIFY} would (that
 option is a draft API, absent from pyzmq's builds of libzmq). The port
 knows each peer's connection from the monitor by its descriptor
 (C{ACCEPTED}, C{DISCONNECTED}) and the descriptor of the introduction
-(C{ZMQ_SRCFD}), and whether the peer reads several frames in a message
-by the introduction's property
+(C{ZMQ_SRCFD}), and how long a message of several frames the peer reads
+(0: one frame a message) by the introduction's property
 (L{uhppoted_tunnel.transports.zmq.wire.FRAMES}).
 """
 
@@ -30,7 +30,7 @@ from uhppoted_tunnel.transports.zmq.sockets import (
 from uhppoted_tunnel.transports.zmq.wire import (
     ZAP_DOMAIN,
     BadMessage,
-    announces_frames,
+    frames_limit,
     make_socket,
     parse_endpoint,
     peer_name,
@@ -158,7 +158,7 @@ class RouterSocket:
                     # first message can be read
                     self.monitor.drain()
                     listener.introduced(routing_id, message.get(zmq.SRCFD), message.get("Peer-Address"),
-                                        announces_frames(message))
+                                        frames_limit(message))
                 return
         if socket.getsockopt(RCVMORE):
             socket.recv_multipart(NOBLOCK)

@@ -33,10 +33,11 @@ class PeerTransport(MessageTransport):
     """
     One peer of a ROUTER, by its routing id and its descriptor in libzmq.
 
-    :ivar batches: whether the peer reads several frames in a message.
+    :ivar batches: the longest message of several frames the peer reads,
+        0 for one frame a message.
     """
 
-    def __init__(self, port, routing_id, fd, peer, batches=False):
+    def __init__(self, port, routing_id, fd, peer, batches=0):
         MessageTransport.__init__(self, peer, twisted_address(peer), port.address, port.clock)
         self.port = port
         self.routing_id = routing_id
@@ -49,7 +50,7 @@ class PeerTransport(MessageTransport):
     def batching(self):
         # a ROUTER's POLLOUT says that some peer's queue takes a message:
         # this peer's only while it is the one connection
-        return self.batches and self.port.limits.total <= 1
+        return self.batches if self.port.limits.total <= 1 else 0
 
     def writable(self):
         return self.port.socket.writable()
@@ -172,7 +173,7 @@ class ZMQPort:
 
     # what the socket tells: messages
 
-    def introduced(self, routing_id, fd, address, batches=False):
+    def introduced(self, routing_id, fd, address, batches=0):
         """
         A client introduced itself: if its descriptor is a connection the
         monitor reported, it is a peer, and the factory's connection is
@@ -180,8 +181,8 @@ class ZMQPort:
 
         :param address: libzmq's C{Peer-Address} (the host), for the log
             if the descriptor is gone.
-        :param batches: whether the client reads several frames in a
-            message.
+        :param batches: the longest message of several frames the client
+            reads, 0 for one frame a message.
         """
         if fd not in self._accepted:
             return

@@ -11,11 +11,13 @@ TCP stream carries for it (L{uhppoted_tunnel.core.frames.encode})::
 
 One part only (ids as a second part would double the messages). An end
 sends several frames in a message only to a peer that announced, in its
-ZMTP handshake, that it reads them (the socket property L{FRAMES}; older
-ends send and read one frame per message, and get one frame per
-message). A message is never longer than the longest frame
-(C{--max-payload} + 6, C{ZMQ_MAXMSGSIZE}), so the high-water marks bound
-the bytes queued as before. A message that is not wholly frames (empty,
+ZMTP handshake, that it reads them, and how long a message it reads (the
+socket property L{FRAMES}; older ends send and read one frame per
+message, and get one frame per message). A message is never longer than
+the longest frame of either end (C{--max-payload} + 6, its
+C{ZMQ_MAXMSGSIZE}), so the high-water marks bound the bytes queued as
+before, and a peer with a lower C{--max-payload} is never sent more than
+it reads. A message that is not wholly frames (empty,
 cut inside a frame, a frame over C{--max-payload}) is refused whole.
 """
 
@@ -38,9 +40,9 @@ ZAP_DOMAIN = b"uhppoted-tunnel"
 
 
 #: The ZMTP metadata property an end announces to say that it reads
-#: several frames in a message, and its value.
+#: several frames in a message; its value is the longest message it reads,
+#: in bytes (its C{ZMQ_MAXMSGSIZE}).
 FRAMES = "X-Tunnel-Frames"
-FRAMES_VALUE = "many"
 
 
 class BadMessage(Exception):
@@ -88,17 +90,20 @@ def decode(message, max_payload):
     return frames
 
 
-def announces_frames(message):
+def frames_limit(message):
     """
-    Whether the peer a message came from reads several frames in a
-    message (its handshake announced L{FRAMES}).
+    How long a message of several frames the peer a message came from
+    reads (its handshake announced L{FRAMES}).
 
     :param message: a C{zmq.Frame} (received with C{copy=False}).
+    :return: the bytes, or 0 if it reads one frame a message (an older
+        end).
     """
     try:
-        return message.get(FRAMES) == FRAMES_VALUE
+        value = message.get(FRAMES)
     except zmq.ZMQError:
-        return False
+        return 0
+    return int(value) if value.isdigit() else 0
 
 
 def socket_options(settings):
@@ -117,7 +122,7 @@ def socket_options(settings):
         (zmq.SNDHWM, hwm),
         (zmq.RCVHWM, hwm),
         (zmq.MAXMSGSIZE, max_payload + HEADER_SIZE),
-        (zmq.METADATA, "{}:{}".format(FRAMES, FRAMES_VALUE).encode("ascii")),
+        (zmq.METADATA, "{}:{}".format(FRAMES, max_payload + HEADER_SIZE).encode("ascii")),
         (zmq.HANDSHAKE_IVL, int(settings["handshake-timeout"] * 1000)),
         (zmq.HEARTBEAT_IVL, heartbeat),
         (zmq.HEARTBEAT_TIMEOUT, dead),
