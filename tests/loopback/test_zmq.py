@@ -33,7 +33,7 @@ from tests.loopback.eventpairs import A as EVENT_CONTROLLER
 from tests.loopback.pairs import A, B, Pairs
 from uhppoted_tunnel.core.frames import encode
 from uhppoted_tunnel.testing import packet
-from uhppoted_tunnel.transports.zmq.wire import FRAMES, FRAMES_VALUE, decode
+from uhppoted_tunnel.transports.zmq.wire import FRAMES, decode
 
 #: What a zmq/ end logs once it listens, and once a link is ready.
 LISTENING = r"\bZMQ\s+listening on 127\.0\.0\.1:(\d+)\s*$"
@@ -257,10 +257,16 @@ class RawClient:
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.reconnect_ivl = -1
         if announce:
-            self.socket.setsockopt(zmq.METADATA, "{}:{}".format(FRAMES, FRAMES_VALUE).encode("ascii"))
+            self.socket.setsockopt(zmq.METADATA, "{}:1030".format(FRAMES).encode("ascii"))
         self.monitor = self.socket.get_monitor_socket()
         self.socket.connect("tcp://127.0.0.1:{}".format(port))
-        self.socket.send(b"")
+        try:
+            # the introduction; never waiting: a refused client's link
+            # (reconnect_ivl -1) may be gone already, and a blocking send
+            # would then wait for ever
+            self.socket.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def close(self):
         """
