@@ -31,6 +31,9 @@ from tests.loopback.processes import (
 from tests.loopback.eventpairs import COUNT, EventTunnels
 from tests.loopback.eventpairs import A as EVENT_CONTROLLER
 from tests.loopback.pairs import A, B, Pairs
+from uhppoted_tunnel.core.frames import encode
+from uhppoted_tunnel.testing import packet
+from uhppoted_tunnel.transports.zmq.wire import FRAMES, decode
 
 #: What a zmq/ end logs once it listens, and once a link is ready.
 LISTENING = r"\bZMQ\s+listening on 127\.0\.0\.1:(\d+)\s*$"
@@ -243,14 +246,27 @@ class RawClient:
     end would, with its monitor; every wait is a poll with a deadline.
     """
 
-    def __init__(self, testcase, port):
+    def __init__(self, testcase, port, announce=False):
+        """
+        :param announce: whether it says that it reads several frames a
+            message, as an end of this version does (an older end does
+            not).
+        """
         self.context = zmq.Context()
         testcase.addCleanup(self.close)
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.reconnect_ivl = -1
+        if announce:
+            self.socket.setsockopt(zmq.METADATA, "{}:1030".format(FRAMES).encode("ascii"))
         self.monitor = self.socket.get_monitor_socket()
         self.socket.connect("tcp://127.0.0.1:{}".format(port))
-        self.socket.send(b"")
+        try:
+            # the introduction; never waiting: a refused client's link
+            # (reconnect_ivl -1) may be gone already, and a blocking send
+            # would then wait for ever
+            self.socket.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass
 
     def close(self):
         """
@@ -261,6 +277,18 @@ class RawClient:
         self.monitor.close(0)
         self.socket.close(0)
         self.context.term()
+
+    def receive(self, frames, timeout=10.0):
+        """
+        :return: the messages received until they hold C{frames} frames in
+            all (fewer if C{timeout} seconds pass).
+        """
+        messages = []
+        while sum(len(decode(message, 1024)) for message in messages) < frames:
+            if not self.socket.poll(timeout * 1000):
+                break
+            messages.append(self.socket.recv())
+        return messages
 
     def waitForEvent(self, wanted, timeout=10.0):
         """
@@ -317,3 +345,56 @@ class ZMQServerGuardTests(Pairs, TestCase):
                            r"connections already \(--max-connections; 1 open when it was refused\)")
         self.assertEqual(len([line for _, line in host.lines if "connected to" in line]), 1)
         yield self.assertCleanStop(host, "TERM", lockfile(self, "host"))
+
+
+class ZMQWireTests(Pairs, TestCase):
+    """
+    An end of this version and one from before it (one frame a message,
+    no announcement) understand each other.
+    """
+
+    @inlineCallbacks
+    def exchange(self, announce):
+        """
+        Eight requests to a site's zmq/server end from a raw client, sent
+        in one message if it announces that it reads several frames a
+        message, else one message each.
+
+        :return: the messages of the replies.
+        """
+        _, emulator_port = yield start_emulator(self, A, B)
+        site = start_site(self, "zmq/server:127.0.0.1:0", emulator_port)
+        port = int((yield site.waitFor(LISTENING)).group(1))
+        client = RawClient(self, port, announce)
+        self.assertIsNotNone(client.waitForEvent(zmq.EVENT_HANDSHAKE_SUCCEEDED))
+        yield site.waitFor(connected())
+        requests = [encode(frame_id, packet(0x94, serial)) for frame_id, serial in enumerate((A, B) * 4, 1)]
+        if announce:
+            client.socket.send(b"".join(requests))
+        else:
+            for request in requests:
+                client.socket.send(request)
+        messages = client.receive(8)
+        yield self.assertCleanStop(site, "TERM", lockfile(self, "site"))
+        return messages
+
+    @inlineCallbacks
+    def test_olderPeer(self):
+        """
+        A peer that did not announce several frames a message gets every
+        reply in a message of its own.
+        """
+        messages = yield self.exchange(False)
+        frames = [decode(message, 1024) for message in messages]
+        self.assertEqual([len(each) for each in frames], [1] * 8)
+        self.assertEqual(sorted(frame_id for [(frame_id, _)] in frames), list(range(1, 9)))
+
+    @inlineCallbacks
+    def test_severalFrames(self):
+        """
+        Eight requests in one message are each answered, to a peer that
+        announced it.
+        """
+        messages = yield self.exchange(True)
+        frames = [frame for message in messages for frame in decode(message, 1024)]
+        self.assertEqual(sorted(frame_id for frame_id, _ in frames), list(range(1, 9)))

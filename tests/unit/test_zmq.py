@@ -44,7 +44,8 @@ def make(text, role, reactor=None, **settings):
 
 class DecodeTests(SynchronousTestCase):
     """
-    One message holds exactly one frame, as a TCP stream carries it.
+    A message holds frames as a TCP stream carries them (one, from an
+    older end).
     """
 
     def test_frame(self):
@@ -52,8 +53,8 @@ class DecodeTests(SynchronousTestCase):
         A message made by C{wire.encode} gives back its id and payload; an
         acknowledgement (empty payload) too.
         """
-        self.assertEqual(decode(encode(7, REQUEST), 1024), (7, REQUEST))
-        self.assertEqual(decode(encode(0xFFFFFFFF, b""), 1024), (0xFFFFFFFF, b""))
+        self.assertEqual(decode(encode(7, REQUEST), 1024), [(7, REQUEST)])
+        self.assertEqual(decode(encode(0xFFFFFFFF, b""), 1024), [(0xFFFFFFFF, b"")])
 
     def test_notOneFrame(self):
         """
@@ -387,6 +388,7 @@ class FakeDealer:
     """
 
     made = None
+    batches = False
 
     def __init__(self, reactor, target, options, curve, attempt):
         self.target = target
@@ -397,6 +399,9 @@ class FakeDealer:
 
     def send(self, message):
         self.sent.append(message)
+        return True
+
+    def writable(self):
         return True
 
     def close(self):

@@ -53,6 +53,9 @@ class FakeRouter:
         self.sent.append((routing_id, message))
         return True
 
+    def writable(self):
+        return True
+
     def drainEvents(self):
         pass
 
@@ -73,6 +76,7 @@ class FakeDealer:
     """
 
     made = None
+    batches = False
 
     def __init__(self, reactor, target, options, curve, attempt):
         self.attempt = attempt
@@ -82,6 +86,9 @@ class FakeDealer:
 
     def send(self, message):
         self.sent.append(message)
+        return True
+
+    def writable(self):
         return True
 
     def close(self):

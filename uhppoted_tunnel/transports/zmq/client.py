@@ -14,7 +14,10 @@ refusal and starts its backoff again after every failed handshake, so a
 wrong key would be tried every 5 s for ever. A client introduces itself
 with one empty message when it dials (queued until the handshake is
 done), which tells the server its routing id
-(L{uhppoted_tunnel.transports.zmq.router}).
+(L{uhppoted_tunnel.transports.zmq.router}). The server's first message
+says whether it reads several frames in a message (its handshake's
+property, L{uhppoted_tunnel.transports.zmq.wire.FRAMES}); until then,
+one frame a message.
 """
 
 import zmq
@@ -27,10 +30,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.transports.zmq.connection import MessageTransport
-from uhppoted_tunnel.transports.zmq.sockets import NOBLOCK, RCVMORE, Monitor, SocketReader, failure_reason
+from uhppoted_tunnel.transports.zmq.sockets import NOBLOCK, RCVMORE, Monitor, SocketReader, Writable, failure_reason
 from uhppoted_tunnel.transports.zmq.wire import (
     CONNECT_TIMEOUT,
     BadMessage,
+    frames_limit,
     is_loopback,
     make_socket,
     socket_options,
@@ -56,7 +60,14 @@ class Dealer:
     reactor. It tells its attempt C{event(kind, value)} for each monitor
     event, C{received(message)} for each message and C{malformed(error)}
     for one of several parts.
+
+    :ivar batches: the longest message of several frames the server
+        reads, 0 for one frame a message (known from its first message).
+    :ivar writable: whether the socket takes a message now (a
+        L{Writable}).
     """
+
+    batches = 0
 
     def __init__(self, reactor, target, options, curve, attempt):
         """
@@ -68,7 +79,8 @@ class Dealer:
         """
         self.attempt = attempt
         self.context = zmq.Context()
-        self.socket = self.monitor = self.reader = None
+        self.socket = self.monitor = self.reader = self.writable = None
+        self._heard = False
         try:
             self._dial(reactor, target, options, curve)
         except zmq.ZMQError:
@@ -92,12 +104,19 @@ class Dealer:
         # the introduction: queued now, the first message once the
         # handshake is done
         socket.send(b"", zmq.NOBLOCK)
+        self.writable = Writable(socket)
         self.reader = SocketReader(socket, self._receive, reactor)
         self.reader.start()
 
     def _receive(self):
         socket = self.socket
-        message = socket.recv(NOBLOCK)
+        if self._heard:
+            message = socket.recv(NOBLOCK)
+        else:
+            frame = socket.recv(NOBLOCK, copy=False)
+            self._heard = True
+            self.batches = frames_limit(frame)
+            message = frame.bytes
         if socket.getsockopt(RCVMORE):
             socket.recv_multipart(NOBLOCK)
             self.attempt.malformed(BadMessage("a message of several parts"))
@@ -113,7 +132,7 @@ class Dealer:
         except zmq.ZMQError:
             return False
         finally:
-            self.reader.sent()
+            self.writable.sent(self.reader.sent())
         return True
 
     def close(self):
@@ -135,11 +154,18 @@ class DealerTransport(MessageTransport):
     """
 
     def __init__(self, dial, peer):
-        MessageTransport.__init__(self, peer, twisted_address(peer), IPv4Address("TCP", "0.0.0.0", 0))
+        MessageTransport.__init__(self, peer, twisted_address(peer), IPv4Address("TCP", "0.0.0.0", 0),
+                                  dial.endpoint.reactor)
         self.dial = dial
 
     def sendMessage(self, message):
         return self.dial.dealer.send(message)
+
+    def batching(self):
+        return self.dial.dealer.batches
+
+    def writable(self):
+        return self.dial.dealer.writable()
 
     def loseConnection(self):
         # told on the next turn, as a TCP transport does: the caller may

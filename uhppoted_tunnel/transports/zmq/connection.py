@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmq_endpoints,tests.unit.test_zmqbatch,tests.unit.test_zmqwire -*-
 """
 One link to a ZeroMQ peer, as a connection of a stream end
 (L{uhppoted_tunnel.link.ends}): L{ZMQConnection}, a protocol built by the
@@ -6,18 +6,20 @@ end's factory, connected to a L{MessageTransport} once the link is ready
 (a server's peer has introduced itself, a client's handshake is done),
 and telling the factory what a byte stream's connection tells it
 (C{connectionReady}, C{connectionClosed}, C{frameDropped},
-C{frameTooLong}). Each message is one frame
-(L{uhppoted_tunnel.transports.zmq.wire}), which goes straight to the
-relay.
+C{frameTooLong}). Each message holds one frame or several
+(L{uhppoted_tunnel.transports.zmq.wire}), which go straight to the
+relay; the frames sent in one turn to a peer that reads several go as
+one message at the turn's end (L{uhppoted_tunnel.transports.zmq.batch}).
 """
 
 from twisted.internet.interfaces import ITransport
 from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
-from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, encode
+from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, encode
 from uhppoted_tunnel.interfaces import IFrameConnection
 from uhppoted_tunnel.link.framed import WhenClosed
+from uhppoted_tunnel.transports.zmq.batch import TurnBatch
 from uhppoted_tunnel.transports.zmq.wire import BadMessage, decode
 
 
@@ -32,6 +34,7 @@ class ZMQConnection(WhenClosed, Protocol):
 
     log_tag = "ZMQ"
     relay = None
+    batch = None
 
     def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
         self.max_payload = max_payload
@@ -39,19 +42,30 @@ class ZMQConnection(WhenClosed, Protocol):
 
     def connectionMade(self):
         self.peer = self.transport.peer
+        self.batch = TurnBatch(self.transport, self.max_payload + HEADER_SIZE, self._dropped)
         self.factory.connectionReady(self)
 
     def messageReceived(self, message):
         """
-        One message from the peer: its frame goes to the relay; anything
-        else closes the link.
+        One message from the peer: its frames go to the relay, in order; a
+        message that is not wholly frames is dropped whole, and closes the
+        link.
         """
         try:
-            frame_id, payload = decode(message, self.max_payload)
+            frames = decode(message, self.max_payload)
         except BadMessage as e:
             self.badMessage(e)
             return
-        self.relay.frameReceived(self, frame_id, payload)
+        received = self.relay.frameReceived
+        if len(frames) == 1:
+            frame_id, payload = frames[0]
+            received(self, frame_id, payload)
+            return
+        transport = self.transport
+        for frame_id, payload in frames:
+            if transport.disconnected:
+                return
+            received(self, frame_id, payload)
 
     def badMessage(self, error):
         """
@@ -67,22 +81,42 @@ class ZMQConnection(WhenClosed, Protocol):
     def sendFrame(self, frame_id, payload):
         """
         Send one frame, unless the peer's queue is at its high-water mark
-        (it is not reading, or is gone): then drop it and count it.
+        (it is not reading, or is gone): then drop it and count it. To a
+        peer that reads several frames in a message, it goes at the end of
+        the turn with the turn's others.
 
-        :return: False if the frame was not sent.
+        :return: False if the frame was not sent (known at once).
         """
         transport = self.transport
         if transport.disconnected:
             return False
-        if transport.sendMessage(encode(frame_id, payload)):
-            return True
+        batch = self.batch
+        if batch.pending:
+            if batch.add(encode(frame_id, payload)):
+                return True
+        else:
+            limit = transport.batching()
+            if limit:
+                batch.limit = min(limit, self.max_payload + HEADER_SIZE)
+                if batch.add(encode(frame_id, payload)):
+                    return True
+            elif transport.sendMessage(encode(frame_id, payload)):
+                return True
         self.factory.frameDropped(self)
         return False
 
+    def _dropped(self, count):
+        for _ in range(count):
+            self.factory.frameDropped(self)
+
     def close(self):
+        if self.batch is not None and not self.transport.disconnected:
+            self.batch.flush()
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
+        if self.batch is not None:
+            self.batch.discard()
         waiting = self._closedNow()
         self.factory.connectionClosed(self, reason)
         for d in waiting:
@@ -105,13 +139,15 @@ class MessageTransport:
     disconnected = False
     protocol = None
 
-    def __init__(self, peer, peer_address, host_address):
+    def __init__(self, peer, peer_address, host_address, clock):
         """
         :param peer: the peer's address as text.
         :param peer_address: the peer's Twisted address.
         :param host_address: this end's Twisted address.
+        :param clock: an C{IReactorTime}, for the end of a turn.
         """
         self.peer = peer
+        self.clock = clock
         self._peer_address = peer_address
         self._host_address = host_address
 
@@ -166,6 +202,22 @@ class MessageTransport:
         :return: whether the message was queued for the peer.
         """
         raise NotImplementedError()
+
+    def batching(self):
+        """
+        Whether frames for the peer go several to a message: it reads them
+        (its handshake said so), and L{writable} speaks of its queue alone.
+
+        :return: the longest message the peer reads, in bytes, or 0 for
+            one frame a message.
+        """
+        return 0
+
+    def writable(self):
+        """
+        Whether the peer's queue takes a message now.
+        """
+        return True
 
     def write(self, data):
         self.sendMessage(data)

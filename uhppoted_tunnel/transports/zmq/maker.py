@@ -18,8 +18,9 @@ ROUTER (L{uhppoted_tunnel.transports.zmq.server}), a C{ClientEnd} whose
 endpoint dials with a DEALER (L{uhppoted_tunnel.transports.zmq.client});
 reconnecting, backoff, C{--max-retries} and the log lines are those of
 C{tcp/}. Each link is a L{ZMQConnection}
-(L{uhppoted_tunnel.transports.zmq.connection}); one message is one frame
-(L{uhppoted_tunnel.transports.zmq.wire}); the sockets are read from the
+(L{uhppoted_tunnel.transports.zmq.connection}); a message holds one frame
+or several (L{uhppoted_tunnel.transports.zmq.wire}, sent a turn's worth
+at a time by L{uhppoted_tunnel.transports.zmq.batch}); the sockets are read from the
 reactor (L{uhppoted_tunnel.transports.zmq.sockets}).
 
 Security: CURVE (C{--zmq-server-key}, C{--zmq-client-key},

@@ -11,15 +11,26 @@ tells the server its routing id, as C{ZMQ_ROUTER_NOTIFY} would (that
 option is a draft API, absent from pyzmq's builds of libzmq). The port
 knows each peer's connection from the monitor by its descriptor
 (C{ACCEPTED}, C{DISCONNECTED}) and the descriptor of the introduction
-(C{ZMQ_SRCFD}).
+(C{ZMQ_SRCFD}), and how long a message of several frames the peer reads
+(0: one frame a message) by the introduction's property
+(L{uhppoted_tunnel.transports.zmq.wire.FRAMES}).
 """
 
 import zmq
 
-from uhppoted_tunnel.transports.zmq.sockets import NOBLOCK, NOBLOCK_SNDMORE, RCVMORE, Monitor, SocketReader, ZAPHandler
+from uhppoted_tunnel.transports.zmq.sockets import (
+    NOBLOCK,
+    NOBLOCK_SNDMORE,
+    RCVMORE,
+    Monitor,
+    SocketReader,
+    Writable,
+    ZAPHandler,
+)
 from uhppoted_tunnel.transports.zmq.wire import (
     ZAP_DOMAIN,
     BadMessage,
+    frames_limit,
     make_socket,
     parse_endpoint,
     peer_name,
@@ -34,7 +45,7 @@ class RouterSocket:
 
     Its port is told C{event(kind, value)} for each monitor event,
     C{admit(address)} and C{refused(address, reason)} by the ZAP handler,
-    C{introduced(routing_id, fd, address)} for an introduction,
+    C{introduced(routing_id, fd, address, batches)} for an introduction,
     C{received(routing_id, message)} for each message of a known peer
     (those in its C{peers}) and C{malformed(routing_id, error)} for one of
     several parts.
@@ -58,6 +69,7 @@ class RouterSocket:
         self.socket = None
         self.monitor = None
         self.reader = None
+        self.writable = None
 
     def listen(self, host, port, listener):
         """
@@ -86,6 +98,7 @@ class RouterSocket:
         except zmq.ZMQError:
             self.close()
             raise
+        self.writable = Writable(socket)
         self.reader = SocketReader(socket, self._receive, self.reactor)
         self.reader.start()
         return parse_endpoint(socket.getsockopt_string(zmq.LAST_ENDPOINT))
@@ -110,7 +123,7 @@ class RouterSocket:
         except zmq.ZMQError:
             return False
         finally:
-            self.reader.sent()
+            self.writable.sent(self.reader.sent())
         return True
 
     @staticmethod
@@ -144,7 +157,8 @@ class RouterSocket:
                     # the connection's ACCEPTED is reported before its
                     # first message can be read
                     self.monitor.drain()
-                    listener.introduced(routing_id, message.get(zmq.SRCFD), message.get("Peer-Address"))
+                    listener.introduced(routing_id, message.get(zmq.SRCFD), message.get("Peer-Address"),
+                                        frames_limit(message))
                 return
         if socket.getsockopt(RCVMORE):
             socket.recv_multipart(NOBLOCK)

@@ -32,16 +32,28 @@ from uhppoted_tunnel.transports.zmq.wire import is_loopback, socket_options, twi
 class PeerTransport(MessageTransport):
     """
     One peer of a ROUTER, by its routing id and its descriptor in libzmq.
+
+    :ivar batches: the longest message of several frames the peer reads,
+        0 for one frame a message.
     """
 
-    def __init__(self, port, routing_id, fd, peer):
-        MessageTransport.__init__(self, peer, twisted_address(peer), port.address)
+    def __init__(self, port, routing_id, fd, peer, batches=0):
+        MessageTransport.__init__(self, peer, twisted_address(peer), port.address, port.clock)
         self.port = port
         self.routing_id = routing_id
         self.fd = fd
+        self.batches = batches
 
     def sendMessage(self, message):
         return self.port.socket.send(self.routing_id, message)
+
+    def batching(self):
+        # a ROUTER's POLLOUT says that some peer's queue takes a message:
+        # this peer's only while it is the one connection
+        return self.batches if self.port.limits.total <= 1 else 0
+
+    def writable(self):
+        return self.port.socket.writable()
 
     def loseConnection(self):
         self.port.closePeer(self)
@@ -71,6 +83,7 @@ class ZMQPort:
         """
         self.socket = socket
         self.factory = factory
+        self.clock = clock
         self.curve = curve
         self.address = None
         self.closing = False
@@ -160,7 +173,7 @@ class ZMQPort:
 
     # what the socket tells: messages
 
-    def introduced(self, routing_id, fd, address):
+    def introduced(self, routing_id, fd, address, batches=0):
         """
         A client introduced itself: if its descriptor is a connection the
         monitor reported, it is a peer, and the factory's connection is
@@ -168,6 +181,8 @@ class ZMQPort:
 
         :param address: libzmq's C{Peer-Address} (the host), for the log
             if the descriptor is gone.
+        :param batches: the longest message of several frames the client
+            reads, 0 for one frame a message.
         """
         if fd not in self._accepted:
             return
@@ -175,7 +190,7 @@ class ZMQPort:
         if stale is not None:
             self._lost(stale, Failure(ConnectionLost()))
         peer = self.socket.peerName(fd) or "{}:?".format(address)
-        transport = PeerTransport(self, routing_id, fd, peer)
+        transport = PeerTransport(self, routing_id, fd, peer, batches)
         self.peers[routing_id] = transport
         self._by_fd[fd] = transport
         transport.connect(self.factory.buildProtocol(transport.getPeer()))

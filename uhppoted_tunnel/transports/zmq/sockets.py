@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmqbatch -*-
 """
 ZeroMQ sockets driven by the reactor, for the C{zmq/} ends
 (L{uhppoted_tunnel.transports.zmq.server},
@@ -48,6 +48,7 @@ NOBLOCK_SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 RCVMORE = int(zmq.RCVMORE)
 EVENTS = int(zmq.EVENTS)
 POLLIN = int(zmq.POLLIN)
+POLLOUT = int(zmq.POLLOUT)
 
 #: The monitor events the ends act on.
 MONITORED = (zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_CLOSED | zmq.EVENT_DISCONNECTED
@@ -127,10 +128,16 @@ class SocketReader:
         a message is waiting, receive on the next turn. One check per
         turn, however many sends; none while draining (the drain checks
         again itself).
+
+        :return: the socket's C{ZMQ_EVENTS} if they were read, else
+            C{None}.
         """
         if self._check is None and self._reading and not self._draining:
-            if self.socket.getsockopt(EVENTS) & POLLIN:
+            events = self.socket.getsockopt(EVENTS)
+            if events & POLLIN:
                 self._later()
+            return events
+        return None
 
     def _later(self):
         self._check = self.reactor.callLater(0, self._checkAgain)
@@ -159,6 +166,31 @@ class SocketReader:
             self._draining = False
         if self._check is None and self._reading:
             self._later()
+
+
+class Writable:
+    """
+    Whether a socket takes a message now (C{POLLOUT} in C{ZMQ_EVENTS}):
+    known from the events read after the last send when they were, read
+    again when they were not or said no (the peer may have read since).
+    """
+
+    __slots__ = ("socket", "known")
+
+    def __init__(self, socket):
+        self.socket = socket
+        self.known = False
+
+    def sent(self, events):
+        """
+        A message was sent, and C{events} read after it (or C{None}).
+        """
+        self.known = events is not None and bool(events & POLLOUT)
+
+    def __call__(self):
+        if not self.known:
+            self.known = bool(self.socket.getsockopt(EVENTS) & POLLOUT)
+        return self.known
 
 
 def messages(socket, handle):

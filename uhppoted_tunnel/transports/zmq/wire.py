@@ -1,15 +1,24 @@
-# -*- test-case-name: tests.unit.test_zmq -*-
+# -*- test-case-name: tests.unit.test_zmq,tests.unit.test_zmqwire -*-
 """
-What a C{zmq/} socket carries and how it is set up: one frame per
+What a C{zmq/} socket carries and how it is set up: the frames of a
 message (L{decode}), the options every socket gets, and the addresses
 libzmq and Twisted each write.
 
-One ZeroMQ message per frame, holding exactly the bytes a TCP stream
-carries for it (L{uhppoted_tunnel.core.frames.encode}: length, id,
-payload). A message is whole by itself, so the length only cross-checks
-it; but a single part means one message per frame (ids as a second part
-would double the messages), C{ZMQ_MAXMSGSIZE} = C{--max-payload} + 6
-bounds every message exactly, and the frame checks are the stream's.
+A message holds one or more frames back to back, each exactly the bytes a
+TCP stream carries for it (L{uhppoted_tunnel.core.frames.encode})::
+
+    [length: u16 big-endian][id: u32 big-endian][payload: length bytes] ...
+
+One part only (ids as a second part would double the messages). An end
+sends several frames in a message only to a peer that announced, in its
+ZMTP handshake, that it reads them, and how long a message it reads (the
+socket property L{FRAMES}; older ends send and read one frame per
+message, and get one frame per message). A message is never longer than
+the longest frame of either end (C{--max-payload} + 6, its
+C{ZMQ_MAXMSGSIZE}), so the high-water marks bound the bytes queued as
+before, and a peer with a lower C{--max-payload} is never sent more than
+it reads. A message that is not wholly frames (empty,
+cut inside a frame, a frame over C{--max-payload}) is refused whole.
 """
 
 import ipaddress
@@ -30,9 +39,15 @@ CONNECT_TIMEOUT = 5.0
 ZAP_DOMAIN = b"uhppoted-tunnel"
 
 
+#: The ZMTP metadata property an end announces to say that it reads
+#: several frames in a message; its value is the longest message it reads,
+#: in bytes (its C{ZMQ_MAXMSGSIZE}).
+FRAMES = "X-Tunnel-Frames"
+
+
 class BadMessage(Exception):
     """
-    A message that is not one frame.
+    A message that is not wholly frames.
     """
 
     def __str__(self):
@@ -41,21 +56,54 @@ class BadMessage(Exception):
 
 def decode(message, max_payload):
     """
-    The frame in one message.
+    The frames in one message.
 
     :param message: the message's one part.
     :param max_payload: the longest payload accepted.
-    :return: C{(frame_id, payload)}.
-    :raise BadMessage: when the message is not exactly one frame.
+    :return: C{[(frame_id, payload)]}, in order (an empty payload is an
+        acknowledgement).
+    :raise BadMessage: when the message is not wholly frames: empty, cut
+        inside a frame, or holding a frame over C{max_payload}.
     """
-    if len(message) < HEADER_SIZE:
-        raise BadMessage("a message of {} bytes is shorter than a frame header".format(len(message)))
+    end = len(message)
+    if end < HEADER_SIZE:
+        raise BadMessage("a message of {} bytes is shorter than a frame header".format(end))
     length, frame_id = HEADER.unpack_from(message)
-    if length != len(message) - HEADER_SIZE:
-        raise BadMessage("a message of {} bytes holds a frame of {}".format(len(message), length + HEADER_SIZE))
-    if length > max_payload:
-        raise BadMessage("frame of {} bytes exceeds the {} byte limit".format(length, max_payload))
-    return frame_id, message[HEADER_SIZE:]
+    if length == end - HEADER_SIZE and length <= max_payload:
+        return [(frame_id, message[HEADER_SIZE:])]
+    frames = []
+    offset = 0
+    unpack = HEADER.unpack_from
+    while offset < end:
+        if end - offset < HEADER_SIZE:
+            raise BadMessage("a message of {} bytes ends with {} byte(s) that are not a frame".format(
+                end, end - offset))
+        length, frame_id = unpack(message, offset)
+        if length > max_payload:
+            raise BadMessage("frame of {} bytes exceeds the {} byte limit".format(length, max_payload))
+        stop = offset + HEADER_SIZE + length
+        if stop > end:
+            raise BadMessage("a message of {} bytes holds a frame of {} bytes cut short".format(
+                end, length + HEADER_SIZE))
+        frames.append((frame_id, message[offset + HEADER_SIZE : stop]))
+        offset = stop
+    return frames
+
+
+def frames_limit(message):
+    """
+    How long a message of several frames the peer a message came from
+    reads (its handshake announced L{FRAMES}).
+
+    :param message: a C{zmq.Frame} (received with C{copy=False}).
+    :return: the bytes, or 0 if it reads one frame a message (an older
+        end).
+    """
+    try:
+        value = message.get(FRAMES)
+    except zmq.ZMQError:
+        return 0
+    return int(value) if value.isdigit() else 0
 
 
 def socket_options(settings):
@@ -74,6 +122,7 @@ def socket_options(settings):
         (zmq.SNDHWM, hwm),
         (zmq.RCVHWM, hwm),
         (zmq.MAXMSGSIZE, max_payload + HEADER_SIZE),
+        (zmq.METADATA, "{}:{}".format(FRAMES, max_payload + HEADER_SIZE).encode("ascii")),
         (zmq.HANDSHAKE_IVL, int(settings["handshake-timeout"] * 1000)),
         (zmq.HEARTBEAT_IVL, heartbeat),
         (zmq.HEARTBEAT_TIMEOUT, dead),
