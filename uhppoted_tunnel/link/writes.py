@@ -63,6 +63,21 @@ def write_now(transport, data):
     transport.write(data)
 
 
+def turn_end(clock):
+    """
+    How to ask for a call at the end of the reactor's turn, once the
+    events of its poll are handled: the reactor's C{callAtTurnEnd} where it
+    has one (L{IReactorTurnEnd}), else C{callLater(0)}, which runs before
+    the reactor polls again too, at the cost of a timed call.
+
+    :param clock: an C{IReactorTime}, and L{IReactorTurnEnd} if it can.
+    :return: a callable taking the function to call.
+    """
+    if IReactorTurnEnd.providedBy(clock):
+        return clock.callAtTurnEnd
+    return partial(clock.callLater, 0)
+
+
 class TurnWriter:
     """
     Writes to a TCP connection: what is written in one reactor turn is
@@ -84,10 +99,7 @@ class TurnWriter:
         self.connection = connection
         self.clock = clock
         self.pending = None
-        if IReactorTurnEnd.providedBy(clock):
-            self._at_turn_end = clock.callAtTurnEnd
-        else:
-            self._at_turn_end = partial(clock.callLater, 0)
+        self._at_turn_end = turn_end(clock)
 
     def __call__(self, data):
         pending = self.pending
