@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 from zope.interface import alsoProvides, implementer
 
-from uhppoted_tunnel.interfaces import IFrameConnection, IPeerIdentity
+from uhppoted_tunnel.interfaces import IFrameConnection, IPeerIdentity, IReactorTurnEnd
 
 
 class FakeUDPPort:
@@ -93,6 +93,26 @@ class FakeReactor(MemoryReactorClock):
         self.udpPorts.append(listening)
         self.udpNetwork[listening.address] = listening
         return listening
+
+
+@implementer(IReactorTurnEnd)
+class TurnEndClock(MemoryReactorClock):
+    """
+    A reactor with end-of-turn calls (as the tunnel's own reactor has),
+    run by C{endTurn}.
+    """
+
+    def __init__(self):
+        MemoryReactorClock.__init__(self)
+        self.turn_end = []
+
+    def callAtTurnEnd(self, f):
+        self.turn_end.append(f)
+
+    def endTurn(self):
+        calls, self.turn_end = self.turn_end, []
+        for f in calls:
+            f()
 
 
 class RecordingRouter:

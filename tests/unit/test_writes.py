@@ -5,7 +5,6 @@ turn, and whatever the kernel does not take is queued as Twisted queues it.
 """
 
 import errno
-from zope.interface import implementer
 
 from twisted.internet import main
 from twisted.internet.interfaces import ISSLTransport
@@ -15,10 +14,9 @@ from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTr
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from uhppoted_tunnel.interfaces import IReactorTurnEnd
-
 from uhppoted_tunnel.link.framed import FramedProtocol
 from uhppoted_tunnel.link.writes import TurnGatherer, TurnWriter, write_now, writer
+from uhppoted_tunnel.testing import TurnEndClock
 from uhppoted_tunnel.transports.ws.connection import WSConnection
 
 
@@ -273,25 +271,6 @@ class TurnWriterTests(SynchronousTestCase):
         self.assertEqual(self.socket.sent, [b"one"])
         self.reactor.advance(0)
         self.assertEqual(self.socket.sent, [b"one"])
-
-
-@implementer(IReactorTurnEnd)
-class TurnEndClock(MemoryReactorClock):
-    """
-    A reactor with end-of-turn calls, run by C{endTurn}.
-    """
-
-    def __init__(self):
-        MemoryReactorClock.__init__(self)
-        self.turn_end = []
-
-    def callAtTurnEnd(self, f):
-        self.turn_end.append(f)
-
-    def endTurn(self):
-        calls, self.turn_end = self.turn_end, []
-        for f in calls:
-            f()
 
 
 class TurnEndWriterTests(SynchronousTestCase):
