@@ -18,7 +18,7 @@ from uhppoted_tunnel.transports.zmq.batch import MAX_FRAMES, TurnBatch
 from uhppoted_tunnel.transports.zmq.connection import MessageTransport, ZMQConnection
 from uhppoted_tunnel.transports.zmq.sockets import EVENTS, POLLIN, POLLOUT, Writable
 from uhppoted_tunnel.transports.zmq.wire import decode
-from uhppoted_tunnel.testing import packet
+from uhppoted_tunnel.testing import TurnEndClock, packet
 from tests.unit.test_zmq_endpoints import make
 
 REQUEST = packet(0x94, 405419896)
@@ -128,6 +128,20 @@ class TurnTests(SynchronousTestCase):
         self.connection.sendFrame(4, b"")
         self.clock.advance(0)
         self.assertEqual(self.link.sent[1:], [encode(4, b"")])
+
+    def test_reactorTurnEnd(self):
+        """
+        Under a reactor with end-of-turn calls (the tunnel's own), the
+        turn's message goes at the turn's end, asked for once and with no
+        timed call.
+        """
+        clock = TurnEndClock()
+        connection, link = connected(clock)
+        for frame_id in (1, 2):
+            self.assertTrue(connection.sendFrame(frame_id, REQUEST))
+        self.assertEqual((link.sent, clock.getDelayedCalls(), len(clock.turn_end)), ([], [], 1))
+        clock.endTurn()
+        self.assertEqual(link.sent, [encode(1, REQUEST) + encode(2, REQUEST)])
 
     def test_olderPeer(self):
         """

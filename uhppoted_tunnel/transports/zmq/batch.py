@@ -7,7 +7,8 @@ L{uhppoted_tunnel.transports.zmq.wire}.
 libzmq hands every message to its I/O thread, which wakes up for it: one
 message a frame cost a thread hand-off (a context switch) a frame. A
 burst of frames for one peer in one turn (16 clients' requests read in
-one go, their replies) costs one hand-off instead.
+one go, their replies) costs one hand-off instead. The turn's end is the
+reactor's own where it has one (L{turn_end}), else a C{callLater(0)}.
 
 A frame is refused, and its sender told at once, when the peer's queue
 is at its high-water mark: whether the socket can take a message is
@@ -19,6 +20,8 @@ and in frames (L{MAX_FRAMES}); a frame that would go past either sends
 what is waiting at once (it was given its room) and begins a new
 message, for which the socket is asked again.
 """
+
+from uhppoted_tunnel.link.writes import turn_end
 
 #: Frames in one message at most.
 MAX_FRAMES = 64
@@ -32,7 +35,7 @@ class TurnBatch:
         flush is due.
     """
 
-    __slots__ = ("link", "limit", "dropped", "pending", "size")
+    __slots__ = ("link", "limit", "dropped", "pending", "size", "_at_turn_end")
 
     def __init__(self, link, limit, dropped):
         """
@@ -51,6 +54,7 @@ class TurnBatch:
         self.dropped = dropped
         self.pending = None
         self.size = 0
+        self._at_turn_end = turn_end(link.clock)
 
     def add(self, frame):
         """
@@ -70,7 +74,7 @@ class TurnBatch:
         if not self.link.writable():
             return False
         if pending is None:
-            self.link.clock.callLater(0, self.flush)
+            self._at_turn_end(self.flush)
         self.pending = [frame]
         self.size = len(frame)
         return True
