@@ -24,12 +24,12 @@ from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import ICertificateReloader, ICertificateWatch, ICountingEndpoint
 from uhppoted_tunnel.link.limits import NOTHING
+from uhppoted_tunnel.link.tlsdirect import DirectTLSFactory
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import go_address
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
@@ -121,7 +121,7 @@ class SecureServerEndpoint(SecureEndpoint):
     def listen(self, factory):
         gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint,
                                      failures=self.handshake_failures)
-        listening = self.endpoint.listen(TLSMemoryBIOFactory(self, False, gates))
+        listening = self.endpoint.listen(DirectTLSFactory(self, False, gates))
         return listening.addCallback(SecurePort, gates)
 
 
@@ -155,7 +155,7 @@ class SecureClientEndpoint(SecureEndpoint):
 
         gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint, settle, settle,
                                      self.handshake_failures)
-        connecting = self.endpoint.connect(TLSMemoryBIOFactory(self.tls, True, gates))
+        connecting = self.endpoint.connect(DirectTLSFactory(self.tls, True, gates))
         connecting.addErrback(lambda failure: None if failure.check(CancelledError) else settle(failure))
         return ready
 
