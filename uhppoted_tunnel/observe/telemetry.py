@@ -65,8 +65,6 @@ JSON; times are seconds since the epoch (floats)::
 
 import collections
 import platform
-import struct
-from bisect import bisect_left
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
@@ -79,10 +77,6 @@ from uhppoted_tunnel.core.replytimes import ReplyTimes
 from uhppoted_tunnel.interfaces import IControllerObserver, IReplyTimer, ITelemetryServer
 from uhppoted_tunnel.link.lifecycle import UP
 from uhppoted_tunnel.observe.sdnotify import one_line
-
-#: a packet's serial number (bytes 4 to 7, little-endian), on every reply's
-#: path: a thousand instructions fewer than slicing for C{int.from_bytes}
-_serial = struct.Struct("<I").unpack_from
 
 #: Events and warnings kept for the status page.
 RECENT = 20
@@ -138,7 +132,6 @@ class Telemetry:
         self.enabled = False
         self.router = None
         self.ends = ()
-        self._seconds = clock.seconds
         self.latency = Latency()
         self.controllers = Controllers(clock)
         #: what an out end that times its own replies records them in
@@ -196,21 +189,11 @@ class Telemetry:
     def replied(self, start, reply, payload):
         """
         A reply to a request received at C{start} goes back: time it, count
-        it, note its controller, and pass it on. (Every reply's path: the
-        usual case is written out, with no call but the clock's.)
+        it, note its controller (L{ReplyTimes.replied}), and pass it on.
+        The router wraps replies so only for an out end that does not time
+        its own (L{IReplyTimer}).
         """
-        now = self._seconds()
-        elapsed = now - start
-        latency = self.latency
-        latency.counts[bisect_left(latency.bounds, elapsed)] += 1
-        latency.sum += elapsed
-        if len(payload) >= 8:
-            serial = _serial(payload, 4)[0]
-            entry = self.controllers.seen.get(serial)
-            if entry is not None:
-                entry[1] = entry[3] = now
-            elif serial:
-                self.controllers.reply(serial, now)
+        self.times.replied(start, payload)
         reply(payload)
 
     def relayed(self, payload):
