@@ -12,6 +12,7 @@ certificates, events. L{Latency} and L{Controllers} are what the out end
 something reads the telemetry.
 """
 
+import struct
 from bisect import bisect_left
 
 from uhppoted_tunnel.interfaces import ICountingEndpoint, ITally
@@ -221,6 +222,12 @@ class Controllers:
         return [{"serial": serial, "address": None if address is None else "{}:{}".format(*address[:2]),
                  "last_reply": last_reply, "last_event": last_event}
                 for serial, (address, last_reply, last_event, _) in rows]
+
+
+#: a packet's serial number (bytes 4 to 7, little-endian):
+#: C{unpack_serial(packet, 4)[0]}; on every reply's path, a thousand
+#: instructions fewer than slicing for C{int.from_bytes}
+unpack_serial = struct.Struct("<I").unpack_from
 
 
 def serial_of(packet):

@@ -5,11 +5,9 @@ belongs to, by connection and frame id. Time comes in as a C{seconds}
 callable.
 """
 
-import struct
 from bisect import bisect_left
 
-#: a packet's serial number (bytes 4 to 7, little-endian)
-_serial = struct.Struct("<I").unpack_from
+from uhppoted_tunnel.core.counts import unpack_serial
 
 
 #: A reply handler is forgotten after this long without a reply.
@@ -94,7 +92,7 @@ class ReplyTable:
             times.counts[bisect_left(times.bounds, elapsed)] += 1
             times.latency.sum += elapsed
             if len(payload) >= 8:
-                serial = _serial(payload, 4)[0]
+                serial = unpack_serial(payload, 4)[0]
                 known = times.seen.get(serial)
                 if known is not None:
                     known[1] = known[3] = now

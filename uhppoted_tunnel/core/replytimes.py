@@ -21,11 +21,9 @@ holds while it has no peer is timed from when it was held, that is from
 its arrival, as before.
 """
 
-import struct
 from bisect import bisect_left
 
-#: a packet's serial number (bytes 4 to 7, little-endian)
-_serial = struct.Struct("<I").unpack_from
+from uhppoted_tunnel.core.counts import unpack_serial
 
 
 class ReplyTimes:
@@ -74,7 +72,7 @@ class ReplyTimes:
         self.counts[bisect_left(self.bounds, elapsed)] += 1
         self.latency.sum += elapsed
         if len(payload) >= 8:
-            serial = _serial(payload, 4)[0]
+            serial = unpack_serial(payload, 4)[0]
             entry = self.seen.get(serial)
             if entry is not None:
                 entry[1] = entry[3] = now
