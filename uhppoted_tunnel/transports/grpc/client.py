@@ -248,8 +248,8 @@ class ClientProtocol(H2Protocol):
         Why the connection ended before the call was answered.
         """
         if reason is not None and reason.check(LinkRefused):
-            return ("the server closed the connection during the TLS handshake: it refused this end's certificate "
-                    "({})".format(reason.getErrorMessage()))
+            return "the server refused this end's certificate during the TLS handshake: {}".format(
+                reason.getErrorMessage())
         if not self.heard:
             return ("the server closed the connection during the HTTP/2 handshake: {} is not a gRPC server (a tcp/ "
                     "or tls/ end?), or it wants TLS (grpcs/)".format(self.attempt.address))

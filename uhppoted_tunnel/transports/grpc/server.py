@@ -22,7 +22,7 @@ from urllib.parse import quote
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from twisted.internet.defer import gatherResults, maybeDeferred
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
@@ -251,7 +251,17 @@ class GRPCServerEndpoint:
 
     def listen(self, factory):
         servers = ServerFactory(factory, self.settings, self.clock, Warnings(self.clock, self.log_tag))
-        return self.endpoint.listen(servers).addCallback(_Port, servers)
+        return self.endpoint.listen(servers).addCallbacks(_Port, _cannotListen, (servers,))
+
+
+def _cannotListen(failure):
+    """
+    A listen failed: the system's reason alone (C{Address already in
+    use}), as the end says which address.
+    """
+    if failure.check(CannotListenError) and isinstance(failure.value.socketError, OSError):
+        raise OSError(failure.value.socketError.strerror or str(failure.value.socketError))
+    return failure
 
 
 class _Port:
