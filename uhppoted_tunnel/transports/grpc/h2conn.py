@@ -27,7 +27,7 @@ import itertools
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
+from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
@@ -126,7 +126,12 @@ class H2Protocol(Protocol):
             for event in events:
                 handler = getattr(self, "on_" + type(event).__name__, None)
                 if handler is not None:
-                    handler(event)
+                    try:
+                        handler(event)
+                    except StreamClosedError:
+                        # the peer reset the stream in the same read: what
+                        # the handler would send it goes nowhere
+                        pass
         except ProtocolError as e:
             self.fail(H2Failed(str(e) or type(e).__name__), getattr(e, "error_code", ErrorCodes.PROTOCOL_ERROR))
             return
