@@ -26,6 +26,7 @@ import itertools
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.events import DataReceived
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
@@ -89,6 +90,8 @@ class H2Protocol(Protocol):
         self._pings = Budget(clock, PING_RATE, PING_BURST)
         self._streams = Budget(clock, STREAM_RATE, STREAM_BURST)
         self._guard = FrameGuard(not self.client_side)
+        #: the handler of each kind of h2 event, found once
+        self._handlers = {}
         self._ping_ids = itertools.count(1)
         self._ping = self._ping_deadline = self._stall = None
         self._interval, self._ping_timeout = keepalive(settings["dead-peer-timeout"])
@@ -120,11 +123,27 @@ class H2Protocol(Protocol):
         self.flush()
 
     def dataReceived(self, data):
+        acks = {}
         try:
             self._guard.check(data)
             events = self.conn.receive_data(data)
+            handlers = self._handlers
+            calls = self.calls
             for event in events:
-                handler = getattr(self, "on_" + type(event).__name__, None)
+                kind = type(event)
+                if kind is DataReceived:
+                    # the hot path: straight to the call; the bytes are
+                    # consumed at once, and acknowledged once a read
+                    stream_id = event.stream_id
+                    if event.flow_controlled_length:
+                        acks[stream_id] = acks.get(stream_id, 0) + event.flow_controlled_length
+                    call = calls.get(stream_id)
+                    if call is not None:
+                        call.dataReceived(event.data)
+                    continue
+                handler = handlers.get(kind, self)
+                if handler is self:
+                    handler = handlers[kind] = getattr(self, "on_" + kind.__name__, None)
                 if handler is not None:
                     try:
                         handler(event)
@@ -132,6 +151,11 @@ class H2Protocol(Protocol):
                         # the peer reset the stream in the same read: what
                         # the handler would send it goes nowhere
                         pass
+            for stream_id, size in acks.items():
+                try:
+                    self.conn.acknowledge_received_data(size, stream_id)
+                except StreamClosedError:
+                    pass
         except ProtocolError as e:
             self.fail(H2Failed(str(e) or type(e).__name__), getattr(e, "error_code", ErrorCodes.PROTOCOL_ERROR))
             return
@@ -252,16 +276,6 @@ class H2Protocol(Protocol):
         # a larger initial window may let waiting data go
         for call in self.calls.values():
             self.sendWaiting(call)
-
-    def on_DataReceived(self, event):
-        call = self.calls.get(event.stream_id)
-        if event.flow_controlled_length:
-            try:
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            except ProtocolError:
-                pass
-        if call is not None:
-            call.dataReceived(event.data)
 
     def on_StreamReset(self, event):
         call = self.calls.pop(event.stream_id, None)
