@@ -85,6 +85,10 @@ class H2Protocol(Protocol):
         self.stall_timeout = settings["stall-timeout"]
         self.calls = {}
         self._sending = []
+        #: what h2 answered on its own while reading, to write at the turn's end
+        self._answers = []
+        #: the calls with bytes waiting for the peer's window
+        self._blocked = set()
         self._scheduled = False
         self._turn_end = turn_end(clock)
         self._pings = Budget(clock, PING_RATE, PING_BURST)
@@ -165,7 +169,12 @@ class H2Protocol(Protocol):
         except H2Failed as e:
             self.fail(e, ErrorCodes.FRAME_SIZE_ERROR)
             return
-        self.schedule()
+        # what h2 answered itself (settings and ping acknowledgements, window
+        # updates), if anything, goes with the turn's writes
+        answer = self.conn.data_to_send()
+        if answer:
+            self._answers.append(answer)
+            self.schedule()
 
     def fail(self, reason, code=ErrorCodes.PROTOCOL_ERROR):
         """
@@ -237,6 +246,9 @@ class H2Protocol(Protocol):
         if self.closed:
             return
         data = self.conn.data_to_send()
+        if self._answers:
+            data = b"".join(self._answers) + data
+            self._answers = []
         if data:
             if self._direct is not None:
                 write_now(self._direct, data)
@@ -260,8 +272,12 @@ class H2Protocol(Protocol):
             conn.send_data(call.stream_id, waiting[sent:sent + chunk] if sent or chunk < len(waiting) else waiting)
             sent += chunk
             window -= chunk
-        call.waiting = waiting[sent:] if sent < len(waiting) else b""
-        if not call.waiting:
+        if sent < len(waiting):
+            call.waiting = waiting[sent:]
+            self._blocked.add(call)
+        else:
+            call.waiting = b""
+            self._blocked.discard(call)
             call.drained()
 
     def on_WindowUpdated(self, event):
@@ -323,7 +339,13 @@ class H2Protocol(Protocol):
         pass
 
     def _checkStall(self):
-        stalled = self.paused or any(call.waiting for call in self.calls.values())
+        blocked = self._blocked
+        if not (self.paused or blocked or self._stall):
+            return
+        for call in [call for call in blocked if not call.waiting]:
+            # ended meanwhile
+            blocked.discard(call)
+        stalled = self.paused or bool(blocked)
         if stalled and self._stall is None and self.stall_timeout is not None and not self.closed:
             self._stall = self.clock.callLater(self.stall_timeout, self._stalledTooLong)
         elif not stalled and self._stall is not None:
