@@ -19,7 +19,7 @@ of a whole message straight to the relay; what the decoder refuses ends
 the call with the throttled warning of impossible frames.
 """
 
-from twisted.internet.error import ConnectionAborted, ConnectionDone
+from twisted.internet.error import ConnectionAborted
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -280,10 +280,3 @@ class GRPCConnection(WhenClosed, Protocol):
         self.factory.connectionClosed(self, reason)
         for d in waiting:
             d.callback(None)
-
-
-def done(reason):
-    """
-    :return: whether C{reason} (an exception) is a clean end.
-    """
-    return isinstance(reason, (ConnectionDone, ConnectionAborted))

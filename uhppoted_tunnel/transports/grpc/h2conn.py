@@ -33,7 +33,6 @@ from h2.settings import SettingCodes, Settings
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.addresses import format_address
@@ -389,10 +388,3 @@ def _error_name(code):
         return ErrorCodes(code).name
     except ValueError:
         return str(code)
-
-
-def lost(reason):
-    """
-    :return: C{reason} as a L{Failure}.
-    """
-    return reason if isinstance(reason, Failure) else Failure(reason)
