@@ -383,3 +383,32 @@ class StatusTests(SynchronousTestCase):
         pair.flush()
         server, client = pair.connections()
         self.assertEqual(server.call.getPeer(), CLIENT)
+
+
+class VanishTests(SynchronousTestCase):
+    """
+    A peer that vanishes leaves nothing behind.
+    """
+
+    def test_midMessage(self):
+        """
+        A client that vanishes halfway through a message: the server's call
+        ends, its connection closes, the half message is let go, and no
+        timer is left (keepalive, stall, handshake).
+        """
+        pair = Pair()
+        pair.flush()
+        server, client = pair.connections()
+        call = server.call
+        message = b"\x00\x00\x00\x00\x50" + bytes(20)
+        pair.client.conn.send_data(client.call.stream_id, message)
+        pair.client_transport.write(pair.client.conn.data_to_send())
+        pair.flush()
+        self.assertEqual(call.decoder.buffered, 20)
+        pair.client_transport.abortConnection()
+        pair.flush()
+        self.assertTrue(call.disconnected)
+        self.assertEqual((pair.server_factory.connections, pair.client_factory.connections), ([], []))
+        self.assertEqual(pair.server.calls, {})
+        self.assertEqual(pair.servers.open, set())
+        self.assertEqual(pair.clock.getDelayedCalls(), [])
