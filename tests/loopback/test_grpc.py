@@ -178,9 +178,14 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         no grpcio threads, no loop thread; the uhppoted client's requests
         are answered.
         """
-        host, site, client = yield self.connect()
+        # each half says which reactor it installed
+        command = [sys.executable, "-c", "import sys; from uhppoted_tunnel.app import cli; install = cli.install_reactor; "
+                   "cli.install_reactor = lambda options: (install(options), print('reactor', type(sys.modules["
+                   "'twisted.internet.reactor']).__name__, file=sys.stderr, flush=True)); sys.exit(cli.main())"]
+        host, site, client = yield self.connect(command=command)
         yield self.assertRequests(client)
         for half in (host, site):
+            yield half.waitFor(r"^reactor TurnEndReactor$")
             threads = os.listdir("/proc/{}/task".format(half.pid))
             self.assertEqual(len(threads), 1, threads)
 
