@@ -180,8 +180,9 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         """
         # each half says which reactor it installed
         command = [sys.executable, "-c", "import sys; from uhppoted_tunnel.app import cli; "
-                   "install = cli.install_reactor; cli.install_reactor = lambda options: (install(options), print('reactor', type(sys.modules["
-                   "'twisted.internet.reactor']).__name__, file=sys.stderr, flush=True)); sys.exit(cli.main())"]
+                   "install = cli.install_reactor; cli.install_reactor = lambda options: (install(options), "
+                   "print('reactor', type(sys.modules['twisted.internet.reactor']).__name__, file=sys.stderr, "
+                   "flush=True)); sys.exit(cli.main())"]
         host, site, client = yield self.connect(command=command)
         yield self.assertRequests(client)
         for half in (host, site):

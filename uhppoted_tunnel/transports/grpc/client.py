@@ -136,7 +136,8 @@ class ClientProtocol(H2Protocol):
         self.batched = batched
         self.stream_id = self.conn.get_next_available_stream_id()
         self.conn.send_headers(self.stream_id, [
-            (b":method", b"POST"), (b":scheme", attempt.scheme), (b":path", (BATCH_METHOD if batched else METHOD).encode()),
+            (b":method", b"POST"), (b":scheme", attempt.scheme),
+            (b":path", (BATCH_METHOD if batched else METHOD).encode()),
             (b":authority", attempt.authority), (b"content-type", b"application/grpc"), (b"te", b"trailers"),
             (b"user-agent", USER_AGENT), (b"grpc-accept-encoding", b"identity"),
         ])
