@@ -83,7 +83,6 @@ class IConnectorPlugin(IConnectorMaker):
     extra = Attribute("The pip extra that module needs (C{\"ws\"}), or C{None} for the core install.")
     options = Attribute("A tuple of L{uhppoted_tunnel.core.declare.Option}: its flags and TOML keys.")
     secure = Attribute("The prefixes whose ends use TLS (C{check} examines their certificates).")
-    reactor = Attribute("C{\"asyncio\"} if its ends run best under Twisted's asyncio reactor, else C{None}.")
 
     def load():
         """

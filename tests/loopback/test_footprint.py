@@ -30,7 +30,8 @@ sys.exit(main(sys.argv[1:]))
 """
 
 #: Module name prefixes a plain udp -> tcp half must not load.
-UNUSED = ("zmq", "grpc", "google.protobuf", "autobahn", "txaio", "twisted.web", "prometheus_client", "treq",
+UNUSED = ("zmq", "grpc", "google.protobuf", "h2", "hpack", "hyperframe", "autobahn", "txaio", "twisted.web",
+          "prometheus_client", "treq",
           "uhppoted_tunnel.transports.zmq.maker", "uhppoted_tunnel.transports.ws.maker",
           "uhppoted_tunnel.transports.nats.maker", "nats", "twisted.conch", "importlib.metadata", "difflib",
           "uhppoted_tunnel.transports.grpc.maker", "uhppoted_tunnel.transports.xmpp.maker",

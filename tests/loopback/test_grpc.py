@@ -171,24 +171,32 @@ class GRPCTunnelTests(_GRPCPairs, TestCase):
         yield self.assertRequests(client)
 
     @inlineCallbacks
-    def test_asyncio_reactor(self):
+    def test_turn_end_reactor(self):
         """
-        Both halves under Twisted's asyncio reactor, whose loop the streams
-        then run on (no thread of their own): the uhppoted client's
-        requests are answered.
+        Both halves run under the tunnel's own reactor (TurnEndReactor,
+        which a gRPC half no longer trades for asyncio's) on one thread:
+        no grpcio threads, no loop thread; the uhppoted client's requests
+        are answered.
         """
-        command = [sys.executable, "-c", "from twisted.internet import asyncioreactor; asyncioreactor.install(); "
-                   "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
+        # each half says which reactor it installed
+        command = [sys.executable, "-c", "import sys; from uhppoted_tunnel.app import cli; "
+                   "install = cli.install_reactor; cli.install_reactor = lambda options: (install(options), "
+                   "print('reactor', type(sys.modules['twisted.internet.reactor']).__name__, file=sys.stderr, "
+                   "flush=True)); sys.exit(cli.main())"]
         host, site, client = yield self.connect(command=command)
         yield self.assertRequests(client)
+        for half in (host, site):
+            yield half.waitFor(r"^reactor TurnEndReactor$")
+            threads = os.listdir("/proc/{}/task".format(half.pid))
+            self.assertEqual(len(threads), 1, threads)
 
     @inlineCallbacks
     def test_epoll_reactor(self):
         """
-        Both halves under the epoll reactor, chosen before the tunnel
-        starts (a gRPC half otherwise runs under the asyncio reactor):
-        the streams run on the loop thread, and the uhppoted client's
-        requests are answered.
+        Both halves under Twisted's epoll reactor, chosen before the
+        tunnel starts (a half otherwise runs under TurnEndReactor): the
+        calls write at the end of a timed call instead of the turn's end,
+        and the uhppoted client's requests are answered.
         """
         command = [sys.executable, "-c", "from twisted.internet import epollreactor; epollreactor.install(); "
                    "import sys; from uhppoted_tunnel.app.cli import main; sys.exit(main())"]
@@ -235,7 +243,9 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
         A grpcs/ client whose certificate another CA signed is refused by
         a server with --client-auth: it warns once per attempt that the
         server refused its certificate, and backs off (5 s, then 10 s);
-        nothing it would relay reaches the host.
+        nothing it would relay reaches the host. Besides the two, only the
+        TLS layer's own line for each refused connection is warned of (as
+        for tls/).
         """
         host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpcs/server:127.0.0.1:0",
                           *self.tls_flags("server", client_auth=True))
@@ -248,7 +258,9 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
         second = yield site.waitFor(grpc_retrying("grpcs", port), since=site.mark(), timeout=20)
         self.assertEqual(second.group(1), "10")
         warnings = [line for line in site.output().splitlines() if "WARN" in line]
-        self.assertEqual(len(warnings), 2, site.recent())
+        retries = [line for line in warnings if "could not connect" in line]
+        self.assertEqual(len(retries), 2, site.recent())
+        self.assertTrue(all("TLS connection with" in line for line in warnings if line not in retries), warnings)
         self.assertNotIn("connected to", host.output())
         self.assertNotIn("Traceback", site.output() + host.output())
 
@@ -256,8 +268,10 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
     def test_server_warns_of_refused_clients(self):
         """
         A grpcs/ server with --client-auth warns, throttled, of the clients
-        grpc refused (issue 25, item 11): one with a certificate from
-        another CA, and one with none at all (a plain TLS client).
+        it refused (issue 25, item 11), in the TLS layer's words: one with a
+        certificate from another CA, one with none at all (a plain TLS
+        client); and of a client whose handshake succeeded but which
+        started no call within --handshake-timeout.
         """
         host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out", "grpcs/server:127.0.0.1:0",
                           "--handshake-timeout", "2s", *self.tls_flags("server", client_auth=True))
@@ -267,24 +281,33 @@ class GRPCRefusalTests(_GRPCPairs, TestCase):
                           *self.tls_flags("client", prefix="other-", ca_prefix=""))
         yield site.waitFor(grpc_retrying("grpcs", port, ".*refused this end's certificate.*"))
         yield stop(site)
+        yield host.waitFor(r"WARN\s+GRPCS\s+TLS handshake with 127\.0\.0\.1:\d+ failed: .*not signed by the CA in "
+                           r"this end's --ca-cert")
         ca = self.certificates()["ca"][0]
-        context = ssl.create_default_context(cafile=ca)
-        context.check_hostname = False
-        context.set_alpn_protocols(["h2"])
+        cert, key = self.certificates()["client"]
 
-        def no_certificate():
+        def connect(with_certificate):
+            context = ssl.create_default_context(cafile=ca)
+            context.check_hostname = False
+            context.set_alpn_protocols(["h2"])
+            if with_certificate:
+                context.load_cert_chain(cert, key)
             with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
                 try:
                     with context.wrap_socket(raw) as tls:
-                        tls.recv(1)
+                        # an idle client reads the server's settings, then
+                        # waits for the server to close it
+                        while tls.recv(4096):
+                            pass
                 except (OSError, ssl.SSLError):
                     pass
 
-        yield deferToThread(no_certificate)
+        yield deferToThread(connect, False)
+        yield host.waitFor(r"WARN\s+GRPCS\s+.*the client gave no certificate, and this server requires one")
+        yield deferToThread(connect, True)
         warning = yield host.waitFor(r"WARN\s+GRPCS\s+(\d+) client connection\(s\) started no call within 2s",
                                      timeout=30)
         self.assertGreaterEqual(int(warning.group(1)), 1)
-        self.assertIn("not signed by --ca-cert", host.output())
         self.assertNotIn("Traceback", host.output())
 
     @inlineCallbacks
@@ -697,6 +720,76 @@ class InteropTests(TestCase):
         self.assertEqual(echoed, request)
         self.assertFalse(re.search(r"\bWARN\b.*GRPC", host.output()), host.output())
 
+    @inlineCallbacks
+    def relay_through_grpcio(self, secure):
+        """
+        A client end (grpcs/ with certificates if C{secure}) relays through
+        a plain grpcio server serving Relays from the generated stubs,
+        which sends every frame back: a request comes back through it, and
+        the link is a Relays call.
+        """
+        out = yield self.stubs()
+        script = os.path.join(out, "server.py")
+        with open(script, "w") as f:
+            f.write(RELAYS_SERVER)
+        args, flags = [], []
+        if secure:
+            files = certs.make(os.path.join(os.path.abspath(self.mktemp()), "certs"))
+            args = [files["ca"][0], files["server"][0], files["server"][1]]
+            flags = ["--ca-cert", files["ca"][0], "--cert", files["client"][0], "--key", files["client"][1]]
+        server = spawn(self, [sys.executable, script] + args, "relays-server", env={"PYTHONPATH": out})
+        port = int((yield server.waitFor(r"^listening (\d+)$")).group(1))
+        kind = "grpcs" if secure else "grpc"
+        host = run_tunnel(self, "host", "--in", "udp/listen:127.0.0.1:0", "--out",
+                          "{}/client:127.0.0.1:{}".format(kind, port), *flags)
+        yield host.waitFor(grpc_connected(kind, port))
+        udp_port = int((yield host.waitFor(listening_line("UDP"))).group(1))
+        request = bytes([0x17, 0x94, 0, 0]) + A.to_bytes(4, "little") + bytes(56)
+        echoed = yield deferToThread(_udp_exchange, udp_port, request)
+        self.assertEqual(echoed, request)
+        yield server.waitFor(r"^Relays$")
+        self.assertFalse(re.search(r"\bWARN\b.*GRPC", host.output()), host.output())
+
+    def test_client_through_grpcio(self):
+        """
+        The tunnel's client end relays through a plain grpcio server
+        serving Relays.
+        """
+        return self.relay_through_grpcio(False)
+
+    def test_client_through_grpcio_tls(self):
+        """
+        The same over TLS (grpcs/, with a client certificate, ALPN h2 and
+        the server-name check).
+        """
+        return self.relay_through_grpcio(True)
+
+    @inlineCallbacks
+    def test_generated_stubs_tls(self):
+        """
+        A plain grpcio client over TLS (a client certificate, ALPN h2)
+        calls Relay on a site's grpcs/server in end with --client-auth and
+        gets controller A's reply back with the request's id.
+        """
+        emulator_process, emulator_port = yield start_emulator(self, A, B)
+        files = certs.make(os.path.join(os.path.abspath(self.mktemp()), "certs"))
+        site = start_site(self, "grpcs/server:127.0.0.1:0", emulator_port, "--ca-cert", files["ca"][0], "--cert",
+                          files["server"][0], "--key", files["server"][1], "--client-auth")
+        port = int((yield site.waitFor(grpc_listening("grpcs"))).group(1))
+        out = yield self.stubs()
+        script = os.path.join(out, "client.py")
+        with open(script, "w") as f:
+            f.write(CLIENT)
+        request = bytes([0x17, 0x94, 0, 0]) + A.to_bytes(4, "little") + bytes(56)
+        stdout, stderr, code = yield getProcessOutputAndValue(
+            sys.executable, [script, "127.0.0.1:{}".format(port), request.hex(), files["ca"][0], files["client"][0],
+                             files["client"][1]], path=out,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": out})
+        self.assertEqual(code, 0, stderr)
+        frame_id, reply = stdout.decode().split()
+        reply = bytes.fromhex(reply)
+        self.assertEqual((int(frame_id), reply[:2], int.from_bytes(reply[4:8], "little")), (77, b"\x17\x94", A))
+
 
 def _udp_exchange(port, request):
     """
@@ -772,6 +865,47 @@ server.wait_for_termination(120)
 '''
 
 
+#: A server of the Tunnel service from the generated stubs alone, serving
+#: Relays (and Relay), which sends every frame back as it comes, and says
+#: which method was called; over TLS with a CA, certificate and key given.
+RELAYS_SERVER = '''
+import sys
+from concurrent import futures
+
+import grpc
+
+import tunnel_pb2
+import tunnel_pb2_grpc
+
+
+class Tunnel(tunnel_pb2_grpc.TunnelServicer):
+    def Relays(self, batches, context):
+        print("Relays", flush=True)
+        context.send_initial_metadata(())
+        for batch in batches:
+            yield tunnel_pb2.Frames(frames=batch.frames)
+
+    def Relay(self, frames, context):
+        print("Relay", flush=True)
+        context.send_initial_metadata(())
+        for frame in frames:
+            yield frame
+
+
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+tunnel_pb2_grpc.add_TunnelServicer_to_server(Tunnel(), server)
+if len(sys.argv) > 1:
+    ca, cert, key = (open(path, "rb").read() for path in sys.argv[1:4])
+    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+else:
+    port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print("listening", port, flush=True)
+server.wait_for_termination(120)
+'''
+
+
 #: A client that takes the call and never reads what it is sent (with the
 #: window a tunnel's end keeps: 64 KiB).
 DEAF = '''
@@ -808,7 +942,17 @@ def requests():
     answered.wait(10)
 
 
-with grpc.insecure_channel(sys.argv[1]) as channel:
+
+
+def channel():
+    if len(sys.argv) == 3:
+        return grpc.insecure_channel(sys.argv[1])
+    # over TLS: the CA, this client's certificate and key
+    ca, cert, key = (open(path, "rb").read() for path in sys.argv[3:6])
+    return grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials(ca, key, cert))
+
+
+with channel() as channel:
     replies = tunnel_pb2_grpc.TunnelStub(channel).Relay(requests(), timeout=10)
     reply = next(replies)
     answered.set()

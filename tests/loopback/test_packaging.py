@@ -119,7 +119,7 @@ class DistributionTests(TestCase):
             self.assertIn("Provides-Extra: " + extra, metadata)
         requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
         core = [line for line in requires if "extra ==" not in line]
-        self.assertFalse([line for line in core if re.search(r"pyzmq|autobahn|grpcio|protobuf", line)], core)
+        self.assertFalse([line for line in core if re.search(r"pyzmq|autobahn|grpcio|protobuf|\bh2\b", line)], core)
 
     def test_sdist(self):
         """
@@ -185,7 +185,7 @@ class CoreInstallTests(TestCase):
     def test_core(self):
         """
         Installed without extras, the wheel brings none of pyzmq, autobahn,
-        grpcio or protobuf; a tcp pair relays a request to the emulator (run
+        h2, grpcio or protobuf; a tcp pair relays a request to the emulator (run
         as C{uhppoted-tunnel emulator}); a C{zmq/}, C{ws/} or C{grpcs/}
         connector is one line naming its C{pip install
         'uhppoted-tunnel[EXTRA]'}, exit 2, for C{run} and C{check} alike;
@@ -203,9 +203,9 @@ class CoreInstallTests(TestCase):
         yield deferToThread(run, python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel,
                             env=clean_environment())
         missing = run(python, "-c", "import importlib.util as u; print(' '.join(m for m in "
-                      "('zmq', 'autobahn', 'grpc', 'google.protobuf') if u.find_spec(m.split('.')[0]) is None "
+                      "('zmq', 'autobahn', 'h2', 'grpc', 'google.protobuf') if u.find_spec(m.split('.')[0]) is None "
                       "or (m == 'google.protobuf' and u.find_spec('google') is None)))", env=clean_environment())
-        self.assertEqual(missing.split(), ["zmq", "autobahn", "grpc", "google.protobuf"])
+        self.assertEqual(missing.split(), ["zmq", "autobahn", "h2", "grpc", "google.protobuf"])
 
         size = folder_size(site)
         log.msg("core install: site-packages {:.1f} MB, of which the fresh virtualenv's own (pip, setuptools) "

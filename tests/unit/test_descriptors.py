@@ -91,11 +91,11 @@ class DescriptorTests(SynchronousTestCase):
 
     def test_neededGRPC(self):
         """
-        A gRPC server end may hold six descriptors for each connection
-        --max-connections allows (twice as many connections as calls, each
-        relayed to grpc's own server).
+        A gRPC server end may hold two descriptors for each connection
+        --max-connections allows (twice as many connections as calls; none
+        relayed any more).
         """
         host = Options()
         host.parseOptions(["--in", "udp/listen:127.0.0.1:60000", "--out", "grpc/server:127.0.0.1:12345",
                            "--max-connections", "100"])
-        self.assertEqual(needed(host), 600 + MARGIN)
+        self.assertEqual(needed(host), 200 + MARGIN)

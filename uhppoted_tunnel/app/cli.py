@@ -31,10 +31,7 @@ from uhppoted_tunnel.app.lockfile import LockfileError
 from uhppoted_tunnel.app.logging import parse_level, start_logging
 from uhppoted_tunnel.app.helptext import HELP, VERSION, command_help, flag_hint
 from uhppoted_tunnel.app.options import Options
-from uhppoted_tunnel.app.spec import connector_makers
 from uhppoted_tunnel.core.hints import did_you_mean
-from uhppoted_tunnel.core.spec import parse as parse_connector
-from uhppoted_tunnel.interfaces import IConnectorPlugin
 from uhppoted_tunnel.observe.sdnotify import notify_service
 
 log = Logger(namespace="uhppoted_tunnel")
@@ -88,36 +85,13 @@ def _go_flags(argv, options=Options):
     return converted
 
 
-def wants_asyncio(options):
-    """
-    :return: whether the tunnel of C{options} runs best under Twisted's
-        asyncio reactor: the plugin of one of its ends declares so
-        (C{reactor="asyncio"}: gRPC, whose streams then run on the
-        reactor's loop with no thread between; docs/performance.rst).
-    """
-    makers = connector_makers()
-    for side in ("in", "out"):
-        try:
-            _, spec = parse_connector(str(options[side] or ""), makers)
-        except ValueError:
-            # run says what is wrong with it
-            continue
-        plugin = makers.declared(spec.prefix)
-        if IConnectorPlugin.providedBy(plugin) and plugin.reactor == "asyncio":
-            return True
-    return False
-
-
 def reactor_installer(options):
     """
-    :return: the module whose C{install()} installs the reactor the tunnel
-        of C{options} runs best under: Twisted's asyncio reactor for one
-        that L{wants_asyncio}, else the tunnel's own epoll reactor
+    :return: the module whose C{install()} installs the reactor every
+        tunnel runs best under: the tunnel's own epoll reactor
         (L{uhppoted_tunnel.link.reactor.TurnEndReactor}) where there is
         epoll; C{None} elsewhere (the platform's default).
     """
-    if wants_asyncio(options):
-        return "twisted.internet.asyncioreactor"
     if hasattr(select, "epoll"):
         return "uhppoted_tunnel.link.reactor"
     return None

@@ -32,12 +32,12 @@ def weight(kind):
     :param kind: a connector's kind.
     :return: descriptors an end of that kind may hold for each connection
         C{--max-connections} allows: none for an end not under the caps;
-        six for a gRPC server (twice as many connections as calls, each
-        relayed to grpc's own server); else one.
+        two for a gRPC server (it takes twice as many connections as
+        calls, so that a client over the cap is told why); else one.
     """
     if not capped(kind):
         return 0
-    return 6 if kind.split("/")[0] in ("grpc", "grpcs") else 1
+    return 2 if kind.split("/")[0] in ("grpc", "grpcs") else 1
 
 
 def capped_ends(options):

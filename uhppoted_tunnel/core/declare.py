@@ -131,16 +131,13 @@ class ConnectorPlugin:
     :param secure: the prefixes whose ends use TLS, which C{check} examines
         (a prefix ending C{/client:} is a TLS client; any other a server).
     :param title: how C{--help} titles the options' group.
-    :param reactor: C{"asyncio"} if its ends run best under Twisted's
-        asyncio reactor (their library is asyncio's): a half with one then
-        runs under it unless a reactor was chosen; else C{None}.
     :param missing: C{extra -> names} of the extra's distributions that are
         not installed (by default read from the metadata of
         L{DISTRIBUTION}).
     """
 
     def __init__(self, name, maker, kinds, *, arguments=(), extra=None, options=(), secure=(), title=None,
-                 reactor=None, missing=None):
+                 missing=None):
         self.name = name
         self.maker = maker
         self.arguments = tuple(arguments)
@@ -148,7 +145,6 @@ class ConnectorPlugin:
         self.options = tuple(options)
         self.secure = tuple(secure)
         self.title = title or name
-        self.reactor = reactor
         self._kinds = {prefix: (frozenset(roles), bool(events)) for prefix, (roles, events) in kinds.items()}
         self.prefixes = tuple(self._kinds)
         self._loaded = None

@@ -17,8 +17,8 @@ timed call. What a handler logs through Twisted's legacy C{log} module has
 no C{system} (its selectable's C{logPrefix}) any more; the tunnel's own
 log never shows it.
 
-L{install} makes it the reactor (C{uhppoted-tunnel} does, unless a plugin
-asks for asyncio); C{twistd -r uhppoted} chooses it too
+L{install} makes it the reactor (C{uhppoted-tunnel} does, for every
+half); C{twistd -r uhppoted} chooses it too
 (C{twisted/plugins/uhtunnel.py}).
 """
 

@@ -5,91 +5,42 @@ C{grpcs/server:ADDR} and C{grpcs/client:HOST:PORT} over TLS (with the
 C{tls/} flags), each as an in or an out end, with C{/event/} forms as for
 C{tcp/}.
 
-A link is one call of C{uhppoted.tunnel.Tunnel/Relay}, a bidirectional
-stream of C{Frame} messages (C{uhppoted_tunnel/transports/grpc/proto/tunnel.proto}), one
-frame each. Each call is one L{GRPCConnection} given to the stream ends
-and relays every transport shares (L{uhppoted_tunnel.link.ends}):
-the server end is a C{ServerEnd} whose endpoint is a gRPC server, the
-client end a C{ClientEnd} whose endpoint dials one; their connection caps,
-reconnecting, backoff, C{--max-retries} and log lines are those of
-C{tcp/}. How the call meets grpcio's threads is
-L{uhppoted_tunnel.transports.grpc.loop}; what is asked of grpcio is
-L{uhppoted_tunnel.transports.grpc.link}, imported only when a gRPC end is
-built.
+A link is one call of C{uhppoted.tunnel.Tunnel/Relays} (or C{/Relay}
+with a server from before it), a bidirectional stream of messages
+(C{uhppoted_tunnel/transports/grpc/proto/tunnel.proto}). The gRPC ends
+speak HTTP/2 themselves, with C{h2}'s state machine, on the tunnel's own
+reactor and its own TCP and TLS endpoints, as C{ws/} speaks WebSocket:
+each call is one L{GRPCConnection} given to the stream ends and relays
+every transport shares (L{uhppoted_tunnel.link.ends}). The server end
+listens on the tunnel's TCP endpoint under the connection caps (TLS with
+ALPN C{h2} for C{grpcs/}) and takes each call under the caps again, so
+that a refused client is told why; the client end dials with the
+tunnel's stream client endpoint, through a proxy as C{tcp/} does.
+HTTP/2 and the calls are L{uhppoted_tunnel.transports.grpc.server} and
+L{uhppoted_tunnel.transports.grpc.client}, imported only when a gRPC end
+is built.
 """
 
-from functools import partial
-
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from uhppoted_tunnel.core.addresses import go_address, is_ip_address
+from uhppoted_tunnel.link.limits import LISTEN_BACKLOG, DEFAULT_MAX_CONNECTIONS, limit_endpoint
 from uhppoted_tunnel.transports import proxy
-from uhppoted_tunnel.transports.grpc.loop import MessageTooLong, NotAFrame, StallTimeout, TooManyFrames
+from uhppoted_tunnel.transports.endpoints import DIAL_TIMEOUT, server_endpoint
+from uhppoted_tunnel.transports.grpc.call import GRPCConnection
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
-from uhppoted_tunnel.transports.tls.secure import watch_certificates
-from uhppoted_tunnel.interfaces import IFrameConnection
-from uhppoted_tunnel.link.limits import limit_endpoint
-from uhppoted_tunnel.link.framed import WhenClosed, underlying
-from uhppoted_tunnel.core.frames import DEFAULT_MAX_PAYLOAD, FrameTooLong
+from uhppoted_tunnel.transports.tls import certs as tls
+from uhppoted_tunnel.transports.tls.secure import SecureClientEndpoint, SecureServerEndpoint, watch_certificates
 
+__all__ = ["GRPCConnection", "GRPCConnectorMaker"]
 
-@implementer(IFrameConnection)
-class GRPCConnection(WhenClosed, Protocol):
-    """
-    One C{Relay} call, as a connection of a stream end: built by the end's
-    factory, connected to the call's
-    L{uhppoted_tunnel.transports.grpc.loop.StreamTransport} once the call
-    is ready, and telling the factory what a byte stream's connection
-    tells it (C{connectionReady}, C{connectionClosed}, C{frameDropped},
-    C{frameTooLong}, C{stalledTooLong}). Each frame goes straight to the
-    relay.
-    """
+#: The ALPN protocol of gRPC, which its clients require.
+ALPN = [b"h2"]
 
-    log = Logger()
-    log_tag = "GRPC"
-    relay = None
-    stream = None
-
-    def __init__(self, max_payload=DEFAULT_MAX_PAYLOAD):
-        self.max_payload = max_payload
-        self.peer = "?"
-
-    def connectionMade(self):
-        # under the caps' wrapper, if any
-        self.stream = underlying(self.transport)
-        self.peer = self.stream.peer
-        self.stream.receiver = partial(self.relay.frameReceived, self)
-        self.factory.connectionReady(self)
-
-    def sendFrame(self, frame_id, payload):
-        """
-        Send one frame, unless the peer is not reading what is sent to it.
-
-        :return: False if the frame was dropped.
-        """
-        if self.stream.sendFrame(frame_id, payload):
-            return True
-        if not self.stream.disconnected:
-            self.factory.frameDropped(self)
-        return False
-
-    def close(self):
-        """
-        End the call once what is queued is sent.
-        """
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason):
-        if reason.check(FrameTooLong, NotAFrame, MessageTooLong, TooManyFrames):
-            self.factory.frameTooLong(self, reason.value)
-        elif reason.check(StallTimeout):
-            self.factory.stalledTooLong(self, reason.value.timeout)
-        waiting = self._closedNow()
-        self.factory.connectionClosed(self, reason)
-        for d in waiting:
-            d.callback(None)
+#: TCP connections a server end takes for each call it may take
+#: (C{--max-connections}): a client over the cap is then refused by the
+#: end, which tells it why, rather than at the door.
+CONNECTIONS_PER_CALL = 2
 
 
 def _address(spec, server):
@@ -136,29 +87,48 @@ class GRPCConnectorMaker(StreamConnectorMaker):
     def certificates(self, settings, side, reactor, endpoint):
         if not self.secure:
             return None, None
-        # the server's endpoint is under the caps' wrapper
-        dialled = endpoint.endpoint if side == "server" else endpoint
-        return watch_certificates(settings, side, reactor, self.log_tag), dialled.certificates
+        # the server's endpoint is under the calls' caps
+        grpc = endpoint.endpoint if side == "server" else endpoint
+        return watch_certificates(settings, side, reactor, self.log_tag), grpc.secure
 
     def serverEndpoint(self, reactor, spec, settings):
-        from uhppoted_tunnel.transports.grpc import conf as grpcconf
-        from uhppoted_tunnel.transports.grpc import link as grpclink
+        """
+        The tunnel's TCP endpoint under the connection caps (twice
+        C{--max-connections} of TCP connections), TLS with ALPN C{h2} for
+        C{grpcs/}, HTTP/2 on every connection, and the caps again on the
+        calls.
+        """
+        from uhppoted_tunnel.transports.grpc.server import GRPCServerEndpoint
 
-        host, port = _address(spec, server=True)
-        certificates = grpcconf.server_certificates(settings, self.log_tag) if self.secure else None
-        endpoint = grpclink.ServerEndpoint(reactor, host, port, settings, certificates)
-        return limit_endpoint(endpoint, settings, reactor, self.log_tag)
+        _address(spec, server=True)
+        doors = dict(settings)
+        doors["max-connections"] = CONNECTIONS_PER_CALL * (settings.get("max-connections")
+                                                           or DEFAULT_MAX_CONNECTIONS)
+        endpoint = limit_endpoint(server_endpoint(reactor, spec, backlog=LISTEN_BACKLOG), doors, reactor,
+                                  self.log_tag)
+        secure = None
+        if self.secure:
+            endpoint = secure = SecureServerEndpoint(endpoint, lambda: tls.server_options(settings, ALPN), reactor,
+                                                     settings["handshake-timeout"], self.log_tag,
+                                                     "is the peer a plain grpc/ or tcp/ connector?")
+        grpc = GRPCServerEndpoint(endpoint, settings, reactor, self.log_tag, secure)
+        return limit_endpoint(grpc, settings, reactor, self.log_tag)
 
     def clientEndpoint(self, reactor, spec, settings):
         """
-        The endpoint a client end dials, through the HTTP proxy
-        C{--proxy} or the environment names as for C{tcp/} (grpc speaks
-        to it itself).
+        The tunnel's stream client endpoint (through the proxy C{--proxy}
+        or the environment names, as for C{tcp/}), TLS with ALPN C{h2}
+        and the server-name check for C{grpcs/}, and HTTP/2 on it.
         """
-        from uhppoted_tunnel.transports.grpc import conf as grpcconf
-        from uhppoted_tunnel.transports.grpc import link as grpclink
+        from uhppoted_tunnel.transports.grpc.client import GRPCClientEndpoint
 
         host, port = _address(spec, server=False)
-        certificates = grpcconf.client_certificates(settings, self.log_tag) if self.secure else None
-        chosen, _, _ = proxy.proxy_for(spec, settings, self.secure, self.log_tag)
-        return grpclink.ClientEndpoint(reactor, host, port, settings, certificates, chosen)
+        endpoint = proxy.client_endpoint(reactor, spec, settings, self.secure, self.log_tag)
+        secure = None
+        timeout = DIAL_TIMEOUT
+        if self.secure:
+            endpoint = secure = SecureClientEndpoint(endpoint, lambda: tls.client_options(settings, host, ALPN),
+                                                     reactor, settings["handshake-timeout"], self.log_tag,
+                                                     "is the server a plain grpc/ or tcp/ connector?")
+            timeout += settings["handshake-timeout"]
+        return GRPCClientEndpoint(endpoint, host, port, settings, reactor, self.log_tag, timeout, secure)

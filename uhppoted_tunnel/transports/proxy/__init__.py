@@ -44,8 +44,8 @@ def proxy_for(spec, settings, secure=False, log_tag="TCP", ssh=False):
     """
     The proxy a client end dials through (L{choice.choose}) when its address is
     a Go C{HOST:PORT}, and says in the log which and why: for the ends
-    that dial through L{client_endpoint}, and for a transport that speaks
-    to proxies itself (C{grpc/}).
+    that dial through L{client_endpoint} (every stream transport, C{grpc/}
+    included), and for a transport that speaks to proxies itself.
 
     :param settings: the tunnel's options (C{proxy}, and the environment
         as their C{environ}; none for a plain dict).

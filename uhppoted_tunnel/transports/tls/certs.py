@@ -210,7 +210,7 @@ def server_options(settings, protocols=()):
     return options
 
 
-def client_options(settings, hostname):
+def client_options(settings, hostname, protocols=()):
     """
     The TLS client connection creator for a TLS client end.
 
@@ -219,6 +219,8 @@ def client_options(settings, hostname):
         them presents no certificate.
     :param hostname: the host name or IP address dialled, which the
         server's certificate must name.
+    :param protocols: the ALPN protocols to offer, best first (C{[b"h2"]}
+        for C{grpcs/}); none if empty.
     :raise ValueError: for a missing, unreadable or mismatched file.
     """
     ca = load_ca(settings["ca-cert"])
@@ -236,6 +238,7 @@ def client_options(settings, hostname):
         hostname,
         trustRoot=ca,
         clientCertificate=identity,
+        acceptableProtocols=list(protocols) or None,
         extraCertificateOptions={"raiseMinimumTo": ssl.TLSVersion.TLSv1_2, "acceptableCiphers": CIPHERS},
     ))
 
