@@ -1,0 +1,362 @@
+"""
+Tests for L{uhppoted_tunnel.link.tlsdirect}'s receiving: once the
+handshake is done, each TLS record received is decrypted with one C{recv},
+without Twisted's loop to C{WantReadError}, and whatever is not a record of
+application data (a post-handshake message, a renegotiation, close_notify,
+a peer gone mid-record) is handled as Twisted's protocol handles it. Real
+pyOpenSSL contexts (the tunnel's own, from L{tests.certs}), in memory.
+"""
+
+from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import CertificateOptions, TLSVersion
+from twisted.internet.testing import StringTransport
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests import certs
+from uhppoted_tunnel.link.tlsdirect import (
+    DirectTLSFactory, DirectTLSProtocol, RecordCounter, TWISTED_STATE, twisted_state)
+from uhppoted_tunnel.transports.tls import certs as tls
+
+#: a TLS 1.2 record of application data, 3 bytes long
+RECORD = b"\x17\x03\x03\x00\x03abc"
+
+
+class Recorder(Protocol):
+    """
+    Keeps what it receives, and why its connection ended.
+    """
+
+    def __init__(self):
+        self.received = []
+        self.lost = None
+
+    def dataReceived(self, data):
+        self.received.append(data)
+
+    def connectionLost(self, reason):
+        self.lost = reason
+
+
+class Counting(DirectTLSProtocol):
+    """
+    L{DirectTLSProtocol}, counting the times Twisted's receive loop runs.
+    """
+
+    loops = 0
+
+    def _flushReceiveBIO(self):
+        self.loops += 1
+        DirectTLSProtocol._flushReceiveBIO(self)
+
+
+class Plain(TLSMemoryBIOProtocol):
+    """
+    Twisted's own TLS protocol, counting the same, to show what
+    L{DirectTLSProtocol} saves.
+    """
+
+    loops = 0
+
+    def _flushReceiveBIO(self):
+        self.loops += 1
+        TLSMemoryBIOProtocol._flushReceiveBIO(self)
+
+
+def settings(files, role, **values):
+    base = {"ca-cert": files["ca"][0], "cert": files[role][0], "key": files[role][1], "client-auth": True}
+    base.update(values)
+    return base
+
+
+class Pair:
+    """
+    A TLS client and server, each on a L{StringTransport}, and what moves
+    the bytes between them.
+    """
+
+    def __init__(self, server_options, client_creator, protocol=Counting):
+        self.ends = {}
+        self.apps = {}
+        for side, creator, is_client in (("server", server_options, False), ("client", client_creator, True)):
+            factory = DirectTLSFactory(creator, is_client, Factory.forProtocol(Recorder))
+            factory.protocol = protocol
+            end = factory.buildProtocol(None)
+            end.makeConnection(StringTransport())
+            self.ends[side] = end
+            self.apps[side] = end.wrappedProtocol
+        self.server, self.client = self.ends["server"], self.ends["client"]
+
+    def app(self, side):
+        return self.apps[side]
+
+    def sent(self, side):
+        """
+        What C{side} has written and not yet delivered.
+        """
+        transport = self.ends[side].transport
+        data = transport.value()
+        transport.clear()
+        return data
+
+    def pump(self, pieces=None):
+        """
+        Deliver what each side wrote to the other until nothing moves,
+        cut by C{pieces} (a function of the bytes, giving the pieces) if
+        given.
+        """
+        moved = True
+        while moved:
+            moved = False
+            for side, other in (("client", "server"), ("server", "client")):
+                data = self.sent(side)
+                if data:
+                    moved = True
+                    for piece in (pieces(data) if pieces else [data]):
+                        self.ends[other].dataReceived(piece)
+
+
+def client_creator(files, **values):
+    return tls.client_options(settings(files, "client", **values), "localhost")
+
+
+class ReceiveTests(SynchronousTestCase):
+    def setUp(self):
+        self.files = certs.make(self.mktemp())
+        self.pair = Pair(tls.server_options(settings(self.files, "server")), client_creator(self.files))
+        self.pair.pump()
+        # the server's session tickets, after its handshake, have gone too
+        self.pair.client.write(b"hello")
+        self.pair.pump()
+        self.pair.app("server").received.clear()
+        self.pair.server.loops = self.pair.client.loops = 0
+
+    def test_guarded(self):
+        """
+        This Twisted's TLS protocol has the state and methods the receiving
+        uses; a class without them does not.
+        """
+        self.assertTrue(twisted_state())
+        self.assertFalse(twisted_state(Protocol))
+        for name in TWISTED_STATE:
+            self.assertTrue(hasattr(TLSMemoryBIOProtocol, name), name)
+
+    def test_oneRecv(self):
+        """
+        A record of application data reaches the application without
+        Twisted's receive loop, both ways; Twisted's own protocol runs it for
+        every read.
+        """
+        self.pair.client.write(b"request")
+        self.pair.pump()
+        self.pair.server.write(b"reply")
+        self.pair.pump()
+        self.assertEqual(self.pair.app("server").received, [b"request"])
+        self.assertEqual(self.pair.app("client").received, [b"reply"])
+        self.assertEqual((self.pair.server.loops, self.pair.client.loops), (0, 0))
+
+        plain = Pair(tls.server_options(settings(self.files, "server")), client_creator(self.files), Plain)
+        plain.pump()
+        plain.client.write(b"request")
+        plain.pump()
+        plain.server.loops = 0
+        plain.client.write(b"request")
+        plain.pump()
+        self.assertEqual(plain.server.loops, 1)
+
+    def test_nothingSent(self):
+        """
+        Receiving a record of application data sends nothing back.
+        """
+        self.pair.client.write(b"request")
+        self.pair.server.dataReceived(self.pair.sent("client"))
+        self.assertEqual(self.pair.sent("server"), b"")
+
+    def test_manyRecords(self):
+        """
+        Several records in one read are each delivered, in order.
+        """
+        for word in (b"one", b"two", b"three"):
+            self.pair.client.write(word)
+        self.pair.pump()
+        self.assertEqual(self.pair.app("server").received, [b"one", b"two", b"three"])
+        self.assertEqual(self.pair.server.loops, 0)
+
+    def test_splitRecords(self):
+        """
+        Records cut anywhere (in a header, in a body, a byte at a time)
+        are delivered whole once their last byte comes, each once.
+        """
+        for cut in (1, 2, 3, 4, 5, 7, 50):
+            self.pair.app("server").received.clear()
+            self.pair.client.write(b"first")
+            self.pair.client.write(b"second")
+            self.pair.pump(lambda data: [data[i:i + cut] for i in range(0, len(data), cut)])
+            self.assertEqual(b"".join(self.pair.app("server").received), b"firstsecond", cut)
+        self.assertEqual(self.pair.server.loops, 0)
+
+    def test_largeRecords(self):
+        """
+        Writes larger than a record are delivered whole, in records of at
+        most 16 KiB cut in any pieces.
+        """
+        data = bytes(range(256)) * 300
+        self.pair.client.write(data)
+        self.pair.pump(lambda data: [data[i:i + 1000] for i in range(0, len(data), 1000)])
+        self.assertEqual(b"".join(self.pair.app("server").received), data)
+
+    def test_closeNotify(self):
+        """
+        A close_notify after the last record is answered with one and the
+        connection closed, after the data before it is delivered; the
+        application hears of it as a clean close.
+        """
+        self.pair.client.write(b"last")
+        self.pair.client.loseConnection()
+        self.pair.server.dataReceived(self.pair.sent("client"))
+        self.assertEqual(self.pair.app("server").received, [b"last"])
+        self.assertTrue(self.pair.server.transport.disconnecting)
+        self.assertEqual(self.pair.server.loops, 0)
+        # the server's close_notify (TLS 1.3: an alert inside a record of
+        # application data)
+        self.assertEqual(self.pair.sent("server")[:1], b"\x17")
+        self.pair.server.connectionLost(Failure(ConnectionDone()))
+        self.assertIsInstance(self.pair.app("server").lost.value, ConnectionDone)
+
+    def test_vanishedMidRecord(self):
+        """
+        A peer gone with half a record sent: nothing of the record is
+        delivered, and the application hears the connection was lost.
+        """
+        self.pair.client.write(b"never")
+        data = self.pair.sent("client")
+        self.pair.server.dataReceived(data[:len(data) // 2])
+        self.assertEqual(self.pair.server.loops, 0)
+        self.pair.server.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(self.pair.app("server").received, [])
+        self.assertIsInstance(self.pair.app("server").lost.value, ConnectionLost)
+
+    def test_garbage(self):
+        """
+        Bytes that are not TLS records end the connection with an error,
+        as Twisted's protocol ends it.
+        """
+        self.pair.server.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(self.pair.server.transport.disconnecting)
+        self.pair.server.connectionLost(Failure(ConnectionDone()))
+        self.assertIsInstance(self.pair.app("server").lost.value, SSL.Error)
+
+    def test_corruptRecord(self):
+        """
+        A record that does not decrypt ends the connection with an error
+        and delivers nothing.
+        """
+        self.pair.client.write(b"request")
+        data = bytearray(self.pair.sent("client"))
+        data[-1] ^= 1
+        self.pair.server.dataReceived(bytes(data))
+        self.assertEqual(self.pair.app("server").received, [])
+        self.assertEqual(self.pair.server.loops, 0)
+        self.assertTrue(self.pair.server.transport.disconnecting)
+        self.pair.server.connectionLost(Failure(ConnectionDone()))
+        self.assertIsInstance(self.pair.app("server").lost.value, SSL.Error)
+
+
+class PostHandshakeTests(SynchronousTestCase):
+    def setUp(self):
+        self.files = certs.make(self.mktemp())
+
+    def test_sessionTickets(self):
+        """
+        A TLS 1.3 server's session tickets, which come after its
+        handshake, in front of the first record of application data, are
+        handled by Twisted's loop, and the record behind them delivered.
+        """
+        pair = Pair(tls.server_options(settings(self.files, "server")), client_creator(self.files))
+        # ClientHello; the server's flight; the client's certificate and
+        # Finished, after which the server sends its tickets
+        pair.server.dataReceived(pair.sent("client"))
+        pair.client.dataReceived(pair.sent("server"))
+        pair.server.dataReceived(pair.sent("client"))
+        self.assertEqual(pair.server._tlsConnection.get_protocol_version_name(), "TLSv1.3")
+        pair.server.write(b"first")
+        pair.client.loops = 0
+        pair.client.dataReceived(pair.sent("server"))
+        self.assertEqual(pair.app("client").received, [b"first"])
+        self.assertEqual(pair.client.loops, 1)
+        pair.server.write(b"second")
+        pair.pump()
+        self.assertEqual(pair.app("client").received, [b"first", b"second"])
+        self.assertEqual(pair.client.loops, 1)
+
+    def test_renegotiationRefused(self):
+        """
+        A TLS 1.2 client that asks to renegotiate is refused with a
+        warning alert (the server's C{no_renegotiation}), sent at once,
+        and the server carries on (OpenSSL's client gives up on hearing
+        it).
+        """
+        server = tls.server_options(settings(self.files, "server"))
+        identity = tls.load_identity(*self.files["client"])
+        client = CertificateOptions(privateKey=identity.privateKey.original, certificate=identity.original,
+                                    lowerMaximumSecurityTo=TLSVersion.TLSv1_2)
+        pair = Pair(server, client)
+        pair.pump()
+        self.assertEqual(pair.server._tlsConnection.get_protocol_version_name(), "TLSv1.2")
+        pair.server.loops = 0
+        pair.client._tlsConnection.renegotiate()
+        try:
+            pair.client._tlsConnection.do_handshake()
+        except SSL.WantReadError:
+            pass
+        pair.client._flushSendBIO()
+        pair.server.dataReceived(pair.sent("client"))
+        # an alert, encrypted
+        self.assertEqual(pair.sent("server")[:1], b"\x15")
+        self.assertEqual(pair.server.loops, 1)
+        self.assertFalse(pair.server.transport.disconnecting)
+        pair.server.write(b"after")
+        self.assertEqual(pair.sent("server")[:1], b"\x17")
+
+
+class RecordCounterTests(SynchronousTestCase):
+    def test_whole(self):
+        """
+        A piece of whole records completes each.
+        """
+        self.assertEqual(RecordCounter().completed(RECORD * 3), 3)
+
+    def test_split(self):
+        """
+        A record cut in its header or body is completed by the piece with
+        its last byte.
+        """
+        for cut in range(1, len(RECORD)):
+            counter = RecordCounter()
+            self.assertEqual(counter.completed(RECORD[:cut]), 0, cut)
+            self.assertEqual(counter.completed(RECORD[cut:] + RECORD[:cut]), 1, cut)
+            self.assertEqual(counter.completed(RECORD[cut:]), 1, cut)
+            self.assertEqual((counter.left, counter.head), (0, b""), cut)
+
+    def test_byteAtATime(self):
+        """
+        Fed a byte at a time, records complete on their last bytes.
+        """
+        counter = RecordCounter()
+        data = RECORD * 2
+        self.assertEqual([counter.completed(data[i:i + 1]) for i in range(len(data))],
+                         [0] * 7 + [1] + [0] * 7 + [1])
+
+    def test_notTLS(self):
+        """
+        A header that is not TLS's (another content type, another version)
+        loses the count for good.
+        """
+        for data in (b"GET / HTTP/1.1\r\n", b"\x17\x02\x00\x00\x00", b"\x80\x2e\x01\x03\x01"):
+            counter = RecordCounter()
+            self.assertEqual(counter.completed(data), 0)
+            self.assertTrue(counter.lost)
+            self.assertEqual(counter.completed(RECORD), 0)
