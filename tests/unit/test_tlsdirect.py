@@ -121,3 +121,21 @@ class DirectTLSTests(SynchronousTestCase):
         transport = StringTransport()
         protocol_on(transport, [b"record"])._flushSendBIO()
         self.assertEqual(transport.value(), b"record")
+
+    def test_transportReplaced(self):
+        """
+        The TCP connection found for a transport is found again for
+        another transport.
+        """
+        reactor = MemoryReactor()
+        sock = FakeSocket()
+        connection = Connection(sock, Protocol(), reactor)
+        connection.connected = True
+        protocol = protocol_on(connection, [b"record", b"later"])
+        protocol._flushSendBIO()
+        self.assertEqual(protocol._sink, (connection, connection))
+        transport = StringTransport()
+        protocol.transport = transport
+        protocol._flushSendBIO()
+        self.assertEqual(sock.sent, [b"record"])
+        self.assertEqual(transport.value(), b"later")

@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certs
 from uhppoted_tunnel.link.tlsdirect import (
-    DirectTLSFactory, DirectTLSProtocol, RecordCounter, TWISTED_STATE, twisted_state)
+    DirectTLSFactory, DirectTLSProtocol, RECEIVE_CHUNK, RecordCounter, TWISTED_STATE, twisted_state)
 from uhppoted_tunnel.transports.tls import certs as tls
 
 #: a TLS 1.2 record of application data, 3 bytes long
@@ -360,3 +360,42 @@ class RecordCounterTests(SynchronousTestCase):
             self.assertEqual(counter.completed(data), 0)
             self.assertTrue(counter.lost)
             self.assertEqual(counter.completed(RECORD), 0)
+
+
+class ScriptedTLS:
+    """
+    What L{DirectTLSProtocol.dataReceived} uses of an OpenSSL connection,
+    handing out scripted plaintexts, then C{WantReadError}.
+    """
+
+    def __init__(self, plaintexts):
+        self.plaintexts = list(plaintexts)
+        self.fed = []
+
+    def bio_write(self, data):
+        self.fed.append(data)
+
+    def recv(self, size):
+        if not self.plaintexts:
+            raise SSL.WantReadError()
+        return self.plaintexts.pop(0)
+
+    def bio_read(self, size):
+        raise SSL.WantReadError()
+
+
+class FullChunkTests(SynchronousTestCase):
+    def test_fullChunk(self):
+        """
+        A C{recv} that fills the whole chunk asked for may have left some of
+        its record: the rest is read with Twisted's loop.
+        """
+        protocol = Counting(DirectTLSFactory(CertificateOptions(), True, Factory.forProtocol(Recorder)), Recorder())
+        protocol.transport = StringTransport()
+        protocol._appSendBuffer = []
+        protocol._handshakeDone = True
+        full = b"x" * RECEIVE_CHUNK
+        protocol._tlsConnection = ScriptedTLS([full, b"rest"])
+        protocol.dataReceived(b"\x17\x03\x03\x00\x01z")
+        self.assertEqual(protocol.wrappedProtocol.received, [full, b"rest"])
+        self.assertEqual(protocol.loops, 1)

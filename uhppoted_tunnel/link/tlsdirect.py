@@ -136,9 +136,12 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
     a record once the handshake is done.
 
     :ivar _records: the L{RecordCounter} of what the peer sends.
+    :ivar _sink: the transport, and the TCP connection L{write_now} may
+        write to for it (L{tcp_connection}) or C{None}.
     """
 
     _records = None
+    _sink = None
 
     def dataReceived(self, data):
         records = self._records
@@ -155,6 +158,7 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
             return
         tls = self._tlsConnection
         tls.bio_write(data)
+        application = self.wrappedProtocol
         while count:
             try:
                 received = tls.recv(RECEIVE_CHUNK)
@@ -172,14 +176,18 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
                 self._tlsShutdownFinished(Failure())
                 return
             if not self._aborted:
-                ProtocolWrapper.dataReceived(self, received)
+                application.dataReceived(received)
             if self._lostTLSConnection:
                 return
+            if len(received) == RECEIVE_CHUNK:
+                # a record larger than a chunk (none that TLS allows):
+                # the rest of it Twisted's way
+                break
             count -= 1
         else:
-            if not tls.pending():
-                # every record gave its application data, all of it
-                return
+            # every record gave its application data, all of it (a recv
+            # that returns less than asked for has emptied its record)
+            return
         self._flushReceiveBIO()
 
     def _flushSendBIO(self):
@@ -188,13 +196,18 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
         except WantReadError:
             # nothing to send now
             return
-        # the connection itself, not a wrapper round it (the connection
-        # caps'), whose state is not the connection's
-        connection = tcp_connection(self.transport)
+        transport = self.transport
+        sink = self._sink
+        if sink is None or sink[0] is not transport:
+            # the connection itself, not a wrapper round it (the connection
+            # caps'), whose state is not the connection's; what
+            # tcp_connection says of a transport holds while it lasts
+            sink = self._sink = (transport, tcp_connection(transport))
+        connection = sink[1]
         if connection is not None:
             write_now(connection, data)
         else:
-            self.transport.write(data)
+            transport.write(data)
 
 
 class DirectTLSFactory(TLSMemoryBIOFactory):
