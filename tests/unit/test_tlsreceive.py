@@ -43,14 +43,20 @@ class Recorder(Protocol):
 
 class Counting(DirectTLSProtocol):
     """
-    L{DirectTLSProtocol}, counting the times Twisted's receive loop runs.
+    L{DirectTLSProtocol}, counting the times Twisted's receive loop runs,
+    and Twisted's writes.
     """
 
     loops = 0
+    writes = 0
 
     def _flushReceiveBIO(self):
         self.loops += 1
         DirectTLSProtocol._flushReceiveBIO(self)
+
+    def _write(self, data):
+        self.writes += 1
+        DirectTLSProtocol._write(self, data)
 
 
 class Plain(TLSMemoryBIOProtocol):
@@ -263,6 +269,53 @@ class ReceiveTests(SynchronousTestCase):
         self.assertTrue(self.pair.server.transport.disconnecting)
         self.pair.server.connectionLost(Failure(ConnectionDone()))
         self.assertIsInstance(self.pair.app("server").lost.value, SSL.Error)
+
+
+class WriteTests(SynchronousTestCase):
+    def setUp(self):
+        self.files = certs.make(self.mktemp())
+        self.pair = Pair(tls.server_options(settings(self.files, "server")), client_creator(self.files))
+
+    def test_beforeHandshake(self):
+        """
+        What is written before the handshake is done waits for it, and is
+        then sent, in order with what follows.
+        """
+        self.pair.client.write(b"early")
+        self.pair.pump()
+        self.pair.client.write(b"later")
+        self.pair.pump()
+        self.assertEqual(self.pair.app("server").received, [b"early", b"later"])
+
+    def test_oneRecord(self):
+        """
+        A write that fits one record is encrypted and sent at once, without
+        Twisted's write loop; a larger one goes through it.
+        """
+        self.pair.pump()
+        self.pair.client.writes = 0
+        self.pair.client.write(b"request")
+        self.assertEqual(self.pair.client.writes, 0)
+        self.assertEqual(self.pair.sent("client")[:1], b"\x17")
+        self.pair.client.write(b"x" * 20000)
+        self.assertEqual(self.pair.client.writes, 1)
+
+    def test_afterClose(self):
+        """
+        What is written after loseConnection is dropped, and nothing after
+        the TLS connection is gone.
+        """
+        self.pair.pump()
+        self.pair.client.loseConnection()
+        self.pair.sent("client")
+        self.pair.client.write(b"dropped")
+        self.assertEqual(self.pair.sent("client"), b"")
+        self.pair.server.write(b"x")
+        self.pair.server._tlsShutdownFinished(None)
+        self.pair.sent("server")
+        self.pair.server.disconnecting = False
+        self.pair.server.write(b"dropped")
+        self.assertEqual(self.pair.sent("server"), b"")
 
 
 class PostHandshakeTests(SynchronousTestCase):

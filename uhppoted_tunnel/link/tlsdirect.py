@@ -28,12 +28,17 @@ record that gave none, C{close_notify}, an error, a stream whose records
 are not TLS's) goes Twisted's way, as does everything until the
 handshake is done.
 
+A write that fits one record is encrypted and sent without Twisted's
+loop round C{Connection.send} (C{write} and C{_write}), as that loop
+does it.
+
 It overrides C{_flushSendBIO}, the method through which Twisted's TLS
-protocol writes what it encrypted to its transport, and C{dataReceived},
-using the state Twisted keeps (C{_tlsConnection}, C{_handshakeDone},
-C{_appSendBuffer}, C{_lostTLSConnection}, C{_aborted}) and its methods
-C{_flushReceiveBIO}, C{_shutdownTLS} and C{_tlsShutdownFinished} (Twisted
-24 to 26): not part of Twisted's interface, so a Twisted without them
+protocol writes what it encrypted to its transport, C{dataReceived} and
+C{write}, using the state Twisted keeps (C{_tlsConnection},
+C{_handshakeDone}, C{_appSendBuffer}, C{_lostTLSConnection}, C{_aborted})
+and its methods C{_flushReceiveBIO}, C{_shutdownTLS},
+C{_tlsShutdownFinished}, C{_bufferedWrite} and C{_write} (Twisted 24 to
+26): not part of Twisted's interface, so a Twisted without them
 (L{TWISTED_STATE}) is left to receive and write its own way, a turn later
 and with its failing calls but right.
 """
@@ -47,6 +52,8 @@ from uhppoted_tunnel.link.writes import tcp_connection, write_now
 
 #: the most bytes read from the TLS send buffer at once (Twisted's own)
 SEND_CHUNK = 2 ** 15
+#: the most plaintext a TLS record carries
+RECORD_PLAINTEXT = 2 ** 14
 #: the most bytes read from a record at once: more than the largest
 #: record's plaintext (2**14), so that one C{recv} empties a record
 RECEIVE_CHUNK = 2 ** 15
@@ -55,7 +62,7 @@ RECEIVE_CHUNK = 2 ** 15
 #: C{TLSMemoryBIOProtocol}'s class; with any of them missing it receives as
 #: Twisted does.
 TWISTED_STATE = ("_handshakeDone", "_lostTLSConnection", "_aborted", "_flushReceiveBIO", "_flushSendBIO",
-                 "_shutdownTLS", "_tlsShutdownFinished")
+                 "_shutdownTLS", "_tlsShutdownFinished", "_bufferedWrite", "_write")
 #: and of a connected one
 TWISTED_CONNECTION = ("_tlsConnection", "_appSendBuffer")
 
@@ -125,8 +132,8 @@ class RecordCounter:
 
 
 #: whether this Twisted's TLS protocol is the one L{DirectTLSProtocol}'s
-#: receiving is written for
-RECEIVE_DIRECT = twisted_state()
+#: receiving and writing are written for
+TWISTED_KNOWN = twisted_state()
 
 
 class DirectTLSProtocol(TLSMemoryBIOProtocol):
@@ -148,7 +155,7 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
         if records is None:
             records = self._records = RecordCounter()
             # a Twisted that keeps its state otherwise: its own way
-            records.lost = not (RECEIVE_DIRECT and all(hasattr(self, name) for name in TWISTED_CONNECTION))
+            records.lost = not (TWISTED_KNOWN and all(hasattr(self, name) for name in TWISTED_CONNECTION))
         count = records.completed(data)
         if (records.lost or not self._handshakeDone or self._appSendBuffer
                 or self._lostTLSConnection or self._aborted):
@@ -189,6 +196,27 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
             # that returns less than asked for has emptied its record)
             return
         self._flushReceiveBIO()
+
+    def write(self, data):
+        if (self.disconnecting or self._lostTLSConnection or len(data) > RECORD_PLAINTEXT
+                or not TWISTED_KNOWN):
+            # after loseConnection, once TLS is gone, or more than a
+            # record: Twisted's way
+            TLSMemoryBIOProtocol.write(self, data)
+            return
+        # Twisted's _write for what fits one record
+        try:
+            sent = self._tlsConnection.send(data)
+        except WantReadError:
+            # the handshake (or a renegotiation) under way
+            self._bufferedWrite(data)
+            return
+        except Error:
+            self._tlsShutdownFinished(Failure())
+            return
+        self._flushSendBIO()
+        if sent < len(data):
+            TLSMemoryBIOProtocol._write(self, data[sent:])
 
     def _flushSendBIO(self):
         try:
