@@ -18,12 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests import certs
 from uhppoted_tunnel.link.tlsdirect import (
-    DirectTLSFactory, DirectTLSProtocol, RECEIVE_CHUNK, RecordCounter, TWISTED_STATE, twisted_state)
+    DirectTLSFactory, DirectTLSProtocol, RECEIVE_CHUNK, TWISTED_STATE, twisted_state)
 from uhppoted_tunnel.transports.tls import certs as tls
-
-#: a TLS 1.2 record of application data, 3 bytes long
-RECORD = b"\x17\x03\x03\x00\x03abc"
-
 
 class Recorder(Protocol):
     """
@@ -373,46 +369,6 @@ class PostHandshakeTests(SynchronousTestCase):
         self.assertFalse(pair.server.transport.disconnecting)
         pair.server.write(b"after")
         self.assertEqual(pair.sent("server")[:1], b"\x17")
-
-
-class RecordCounterTests(SynchronousTestCase):
-    def test_whole(self):
-        """
-        A piece of whole records completes each.
-        """
-        self.assertEqual(RecordCounter().completed(RECORD * 3), 3)
-
-    def test_split(self):
-        """
-        A record cut in its header or body is completed by the piece with
-        its last byte.
-        """
-        for cut in range(1, len(RECORD)):
-            counter = RecordCounter()
-            self.assertEqual(counter.completed(RECORD[:cut]), 0, cut)
-            self.assertEqual(counter.completed(RECORD[cut:] + RECORD[:cut]), 1, cut)
-            self.assertEqual(counter.completed(RECORD[cut:]), 1, cut)
-            self.assertEqual((counter.left, counter.head), (0, b""), cut)
-
-    def test_byteAtATime(self):
-        """
-        Fed a byte at a time, records complete on their last bytes.
-        """
-        counter = RecordCounter()
-        data = RECORD * 2
-        self.assertEqual([counter.completed(data[i:i + 1]) for i in range(len(data))],
-                         [0] * 7 + [1] + [0] * 7 + [1])
-
-    def test_notTLS(self):
-        """
-        A header that is not TLS's (another content type, another version)
-        loses the count for good.
-        """
-        for data in (b"GET / HTTP/1.1\r\n", b"\x17\x02\x00\x00\x00", b"\x80\x2e\x01\x03\x01"):
-            counter = RecordCounter()
-            self.assertEqual(counter.completed(data), 0)
-            self.assertTrue(counter.lost)
-            self.assertEqual(counter.completed(RECORD), 0)
 
 
 class ScriptedTLS:
