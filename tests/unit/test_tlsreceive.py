@@ -296,6 +296,18 @@ class WriteTests(SynchronousTestCase):
         self.pair.client.write(b"x" * 20000)
         self.assertEqual(self.pair.client.writes, 1)
 
+    def test_nothing(self):
+        """
+        Writing nothing sends nothing, and the connection carries on.
+        """
+        self.pair.pump()
+        self.pair.client.write(b"")
+        self.assertEqual(self.pair.sent("client"), b"")
+        self.assertFalse(self.pair.client.transport.disconnecting)
+        self.pair.client.write(b"after")
+        self.pair.pump()
+        self.assertEqual(self.pair.app("server").received, [b"after"])
+
     def test_afterClose(self):
         """
         What is written after loseConnection is dropped, and nothing after

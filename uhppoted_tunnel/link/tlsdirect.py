@@ -198,9 +198,10 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
         self._flushReceiveBIO()
 
     def write(self, data):
-        if (self.disconnecting or self._lostTLSConnection or len(data) > RECORD_PLAINTEXT
+        if (self.disconnecting or self._lostTLSConnection or not 0 < len(data) <= RECORD_PLAINTEXT
                 or not TWISTED_KNOWN):
-            # after loseConnection, once TLS is gone, or more than a
+            # after loseConnection, once TLS is gone, nothing (which
+            # Twisted does not send, and OpenSSL refuses) or more than a
             # record: Twisted's way
             TLSMemoryBIOProtocol.write(self, data)
             return
