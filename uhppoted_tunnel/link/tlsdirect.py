@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_tlsdirect -*-
+# -*- test-case-name: tests.unit.test_tlsdirect,tests.unit.test_tlsreceive -*-
 """
 TLS whose records go to a TCP socket without waiting a reactor turn, and
 whose received records are decrypted without a failing call each.
@@ -58,9 +58,9 @@ RECORD_PLAINTEXT = 2 ** 14
 #: record's plaintext (2**14), so that one C{recv} empties a record
 RECEIVE_CHUNK = 2 ** 15
 
-#: What L{DirectTLSProtocol.dataReceived} uses of Twisted's
-#: C{TLSMemoryBIOProtocol}'s class; with any of them missing it receives as
-#: Twisted does.
+#: What L{DirectTLSProtocol.dataReceived} and C{write} use of Twisted's
+#: C{TLSMemoryBIOProtocol}'s class; with any of them missing they receive
+#: and write as Twisted does.
 TWISTED_STATE = ("_handshakeDone", "_lostTLSConnection", "_aborted", "_flushReceiveBIO", "_flushSendBIO",
                  "_shutdownTLS", "_tlsShutdownFinished", "_bufferedWrite", "_write")
 #: and of a connected one
@@ -76,7 +76,7 @@ CONTENT_TYPES = frozenset(range(20, 25))
 def twisted_state(cls=TLSMemoryBIOProtocol):
     """
     Whether Twisted's TLS protocol keeps the state and has the methods
-    that L{DirectTLSProtocol.dataReceived} uses.
+    that L{DirectTLSProtocol.dataReceived} and C{write} use.
     """
     return all(hasattr(cls, name) for name in TWISTED_STATE)
 
