@@ -228,6 +228,30 @@ class ReceiveTests(SynchronousTestCase):
         self.pair.server.connectionLost(Failure(ConnectionDone()))
         self.assertIsInstance(self.pair.app("server").lost.value, ConnectionDone)
 
+    def test_lostWhileDelivering(self):
+        """
+        A connection lost while a record is delivered (its connectionLost
+        nested in the delivery, which lets the TLS connection go) ends the
+        read there: nothing is received or sent on the connection gone,
+        and nothing fails.
+        """
+        app = self.pair.app("server")
+        server = self.pair.server
+
+        def lose(data):
+            app.received.append(data)
+            if len(app.received) == 1:
+                # as a transport reports it: once
+                server.connectionLost(Failure(ConnectionLost()))
+        app.dataReceived = lose
+        self.pair.client.write(b"one")
+        self.pair.client.write(b"two")
+        server.dataReceived(self.pair.sent("client"))
+        # the rest delivered by Twisted's connectionLost, once
+        self.assertEqual(app.received, [b"one", b"two"])
+        self.assertIsInstance(app.lost.value, ConnectionLost)
+        self.assertIsNone(server._tlsConnection)
+
     def test_vanishedMidRecord(self):
         """
         A peer gone with half a record sent: nothing of the record is

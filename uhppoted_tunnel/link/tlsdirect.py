@@ -220,6 +220,10 @@ class DirectTLSProtocol(TLSMemoryBIOProtocol):
             TLSMemoryBIOProtocol._write(self, data[sent:])
 
     def _flushSendBIO(self):
+        if self._tlsConnection is None:
+            # the connection was lost while what arrived was delivered (its
+            # connectionLost, nested in the delivery, let the TLS go)
+            return
         try:
             data = self._tlsConnection.bio_read(SEND_CHUNK)
         except WantReadError:
