@@ -1,7 +1,8 @@
 """
 Tests for L{uhppoted_tunnel.link.tlsdirect}: what TLS encrypts goes to a
 TCP socket at once, without the reactor watching it for writability, and
-to any other transport with its own C{write}.
+to any other transport with its own C{write}; the record counter that
+the receiving relies on.
 """
 
 from OpenSSL.SSL import WantReadError
@@ -14,7 +15,10 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.test_writes import FakeSocket
-from uhppoted_tunnel.link.tlsdirect import DirectTLSFactory, DirectTLSProtocol
+from uhppoted_tunnel.link.tlsdirect import DirectTLSFactory, DirectTLSProtocol, RecordCounter
+
+#: a TLS 1.2 record of application data, 3 bytes long
+RECORD = b"\x17\x03\x03\x00\x03abc"
 
 
 class FakeTLSConnection:
@@ -121,3 +125,61 @@ class DirectTLSTests(SynchronousTestCase):
         transport = StringTransport()
         protocol_on(transport, [b"record"])._flushSendBIO()
         self.assertEqual(transport.value(), b"record")
+
+    def test_transportReplaced(self):
+        """
+        The TCP connection found for a transport is found again for
+        another transport.
+        """
+        reactor = MemoryReactor()
+        sock = FakeSocket()
+        connection = Connection(sock, Protocol(), reactor)
+        connection.connected = True
+        protocol = protocol_on(connection, [b"record", b"later"])
+        protocol._flushSendBIO()
+        self.assertEqual(protocol._sink, (connection, connection))
+        transport = StringTransport()
+        protocol.transport = transport
+        protocol._flushSendBIO()
+        self.assertEqual(sock.sent, [b"record"])
+        self.assertEqual(transport.value(), b"later")
+
+
+class RecordCounterTests(SynchronousTestCase):
+    def test_whole(self):
+        """
+        A piece of whole records completes each.
+        """
+        self.assertEqual(RecordCounter().completed(RECORD * 3), 3)
+
+    def test_split(self):
+        """
+        A record cut in its header or body is completed by the piece with
+        its last byte.
+        """
+        for cut in range(1, len(RECORD)):
+            counter = RecordCounter()
+            self.assertEqual(counter.completed(RECORD[:cut]), 0, cut)
+            self.assertEqual(counter.completed(RECORD[cut:] + RECORD[:cut]), 1, cut)
+            self.assertEqual(counter.completed(RECORD[cut:]), 1, cut)
+            self.assertEqual((counter.left, counter.head), (0, b""), cut)
+
+    def test_byteAtATime(self):
+        """
+        Fed a byte at a time, records complete on their last bytes.
+        """
+        counter = RecordCounter()
+        data = RECORD * 2
+        self.assertEqual([counter.completed(data[i:i + 1]) for i in range(len(data))],
+                         [0] * 7 + [1] + [0] * 7 + [1])
+
+    def test_notTLS(self):
+        """
+        A header that is not TLS's (another content type, another version)
+        loses the count for good.
+        """
+        for data in (b"GET / HTTP/1.1\r\n", b"\x17\x02\x00\x00\x00", b"\x80\x2e\x01\x03\x01"):
+            counter = RecordCounter()
+            self.assertEqual(counter.completed(data), 0)
+            self.assertTrue(counter.lost)
+            self.assertEqual(counter.completed(RECORD), 0)
