@@ -44,7 +44,6 @@ and with its failing calls but right.
 """
 
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
-from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 
