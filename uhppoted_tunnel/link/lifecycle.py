@@ -24,9 +24,14 @@ the metrics. L{listening} and L{failed} move it; an end whose links are
 connections reports each one ready and closed with C{end.link.connected}
 and C{end.link.disconnected} (the stream ends' C{FrameFactory} does, for
 every transport built on it).
+
+A server end whose factory holds connections of its own (in a TLS
+handshake, an upgrade, a call not yet made) or reports of its own (the
+connection caps' refusals) listens on a L{StoppingPort}, whose
+C{stopListening} lets go of them too.
 """
 
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.python.failure import Failure
 
 from uhppoted_tunnel.core.addresses import format_address
@@ -283,3 +288,30 @@ class EndLifecycle:
             self._listen.cancel()
         port, self.port = self.port, None
         return port
+
+
+class StoppingPort:
+    """
+    A listening port whose C{stopListening} also has its factory let go of
+    what it holds (C{also}: close the connections not yet handed on,
+    report what is not yet reported); everything else is the port's.
+    """
+
+    def __init__(self, port, also):
+        """
+        :param port: the C{IListeningPort}.
+        :param also: called once when the port stops listening, before
+            it; a Deferred it returns is waited for too.
+        """
+        self._port = port
+        self._also = also
+
+    def __getattr__(self, name):
+        return getattr(self._port, name)
+
+    def stopListening(self):
+        """
+        :return: a Deferred that fires once the port and C{also} are done.
+        """
+        return gatherResults([maybeDeferred(self._also), maybeDeferred(self._port.stopListening)],
+                             consumeErrors=True)

@@ -35,6 +35,7 @@ from zope.interface import implementer
 from uhppoted_tunnel.interfaces import ICountingEndpoint, IProvable
 
 from uhppoted_tunnel.core.throttle import Throttle
+from uhppoted_tunnel.link.lifecycle import StoppingPort
 
 #: What an endpoint that counts none of it reports (read only).
 NOTHING = MappingProxyType({})
@@ -342,25 +343,8 @@ class LimitedServerEndpoint:
 
     def listen(self, factory):
         self.factory = limited = limit_connections(factory, self.settings, self.clock, self.log_tag)
-        return self.endpoint.listen(limited).addCallback(_LimitedPort, limited)
+        return self.endpoint.listen(limited).addCallback(StoppingPort, limited.flush)
 
-
-class _LimitedPort:
-    """
-    A listening port whose C{stopListening} also reports the refusals not
-    yet reported.
-    """
-
-    def __init__(self, port, factory):
-        self._port = port
-        self._factory = factory
-
-    def __getattr__(self, name):
-        return getattr(self._port, name)
-
-    def stopListening(self):
-        self._factory.flush()
-        return self._port.stopListening()
 
 
 def limit_endpoint(endpoint, settings, clock, log_tag):

@@ -21,13 +21,13 @@ from urllib.parse import quote
 
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
-from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.link.lifecycle import StoppingPort
 from uhppoted_tunnel.link.limits import NOTHING, prove
 from uhppoted_tunnel.transports.grpc.call import IMPOSSIBLE, Call
 from uhppoted_tunnel.transports.grpc.h2conn import H2Protocol
@@ -251,7 +251,7 @@ class GRPCServerEndpoint:
 
     def listen(self, factory):
         servers = ServerFactory(factory, self.settings, self.clock, Warnings(self.clock, self.log_tag))
-        return self.endpoint.listen(servers).addCallbacks(_Port, _cannotListen, (servers,))
+        return self.endpoint.listen(servers).addCallbacks(StoppingPort, _cannotListen, (servers.closeAll,))
 
 
 def _cannotListen(failure):
@@ -263,19 +263,3 @@ def _cannotListen(failure):
         raise OSError(failure.value.socketError.strerror or str(failure.value.socketError))
     return failure
 
-
-class _Port:
-    """
-    A listening port whose C{stopListening} also closes the connections.
-    """
-
-    def __init__(self, port, factory):
-        self._port = port
-        self._factory = factory
-
-    def __getattr__(self, name):
-        return getattr(self._port, name)
-
-    def stopListening(self):
-        self._factory.closeAll()
-        return gatherResults([maybeDeferred(self._port.stopListening)], consumeErrors=True)

@@ -21,36 +21,20 @@ import time
 
 from OpenSSL import SSL
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import ICertificateReloader, ICertificateWatch, ICountingEndpoint
+from uhppoted_tunnel.link.lifecycle import StoppingPort
 from uhppoted_tunnel.link.limits import NOTHING
 from uhppoted_tunnel.link.tlsdirect import DirectTLSFactory
 from uhppoted_tunnel.transports.tls import certs as tls
 from uhppoted_tunnel.core.addresses import go_address
 from uhppoted_tunnel.transports.tcp.maker import StreamConnectorMaker
 from uhppoted_tunnel.transports.tls.handshake import HandshakeGateFactory
-
-
-class SecurePort:
-    """
-    A listening port whose C{stopListening} also drops the connections
-    still in their handshake.
-    """
-
-    def __init__(self, port, gates):
-        self._port = port
-        self._gates = gates
-
-    def __getattr__(self, name):
-        return getattr(self._port, name)
-
-    def stopListening(self):
-        return gatherResults([maybeDeferred(self._port.stopListening), self._gates.closeAll()], consumeErrors=True)
 
 
 @implementer(ICountingEndpoint, ICertificateReloader)
@@ -122,7 +106,7 @@ class SecureServerEndpoint(SecureEndpoint):
         gates = HandshakeGateFactory(factory, self.clock, self.timeout, self.log_tag, self.hint,
                                      failures=self.handshake_failures)
         listening = self.endpoint.listen(DirectTLSFactory(self, False, gates))
-        return listening.addCallback(SecurePort, gates)
+        return listening.addCallback(StoppingPort, gates.closeAll)
 
 
 @implementer(IStreamClientEndpoint)

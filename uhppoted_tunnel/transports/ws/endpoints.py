@@ -11,13 +11,14 @@ the end's throttled warnings.
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketServerFactory
 from autobahn.websocket.types import ConnectingRequest
-from twisted.internet.defer import CancelledError, Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.interfaces import ICountingEndpoint
+from uhppoted_tunnel.link.lifecycle import StoppingPort
 from uhppoted_tunnel.link.limits import NOTHING
 
 from uhppoted_tunnel.transports.ws.upgrade import PHRASES, shown
@@ -209,25 +210,8 @@ class WebSocketServerEndpoint:
 
     def listen(self, factory):
         websockets = WSServerFactory(factory, self.policy, self.settings, self.clock, self.log_tag)
-        return self.endpoint.listen(websockets).addCallback(_Port, websockets)
+        return self.endpoint.listen(websockets).addCallback(StoppingPort, websockets.closePending)
 
-
-class _Port:
-    """
-    A listening port whose C{stopListening} also drops the connections
-    not yet upgraded.
-    """
-
-    def __init__(self, port, factory):
-        self._port = port
-        self._factory = factory
-
-    def __getattr__(self, name):
-        return getattr(self._port, name)
-
-    def stopListening(self):
-        return gatherResults([maybeDeferred(self._port.stopListening), self._factory.closePending()],
-                             consumeErrors=True)
 
 
 class WSClientFactory(WebSocketClientFactory):
