@@ -10,6 +10,7 @@ killed and started again by the tests, and killed in cleanup.
 
 import json
 import os
+import shutil
 
 import nkeys
 import treq
@@ -18,11 +19,16 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool
 
-from tests.loopback.processes import DEADLINE, LOOPBACK, free_port, spawn, workdir
+from tests.loopback.processes import DEADLINE, LOOPBACK, free_ports, spawn, workdir
 from tests.tools import require
 
 #: How often a waiting test asks a node's monitoring port again.
 POLL = 0.2
+
+#: Starts of the cluster, each on new ports, when a node finds one of its
+#: ports taken (another test's process took it between its choice and
+#: the node's bind).
+START_ATTEMPTS = 3
 
 
 def make_seed(path):
@@ -77,10 +83,13 @@ class Node:
     One node: its ports, its files and its process (while it runs).
     """
 
-    def __init__(self, index, root, routes, users):
+    def __init__(self, index, root, routes, users, ports):
+        """
+        :param routes: every node's cluster port, by index.
+        :param ports: this node's client and monitoring ports.
+        """
         self.name = "n{}".format(index)
-        self.port = free_port()
-        self.monitor = free_port()
+        self.port, self.monitor = ports
         self.cluster = routes[index]
         self.config = os.path.join(root, self.name + ".conf")
         self.store = os.path.join(root, self.name + "-store")
@@ -116,20 +125,44 @@ class Cluster:
         root = os.path.join(workdir(testcase), "nats")
         os.makedirs(root)
         self.seeds = {name: os.path.join(root, name + ".nk") for name in ("good", "rogue")}
-        users = [make_seed(self.seeds["good"])]
+        self.root = root
+        self.size = size
+        self.users = [make_seed(self.seeds["good"])]
         make_seed(self.seeds["rogue"])
-        routes = [free_port() for _ in range(size)]
-        self.nodes = [Node(i, root, routes, users) for i in range(size)]
+        self.configure()
+
+    def configure(self):
+        """
+        Choose every node's ports (all different) and write its
+        configuration, with an empty store.
+        """
+        ports = free_ports(3 * self.size)
+        routes = ports[:self.size]
+        self.nodes = [Node(i, self.root, routes, self.users, ports[self.size + 2 * i:self.size + 2 * i + 2])
+                      for i in range(self.size)]
+        for node in self.nodes:
+            shutil.rmtree(node.store, ignore_errors=True)
 
     @inlineCallbacks
     def start(self):
         """
-        Start every node, and wait until each is healthy.
+        Start every node, and wait until each is healthy; if a node finds
+        a port taken, stop them all and start again on new ports.
         """
-        for node in self.nodes:
-            self.run(node)
-        for node in self.nodes:
-            yield healthy(node)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            for node in self.nodes:
+                self.run(node)
+            try:
+                for node in self.nodes:
+                    yield healthy(node)
+                return
+            except AssertionError as e:
+                if attempt == START_ATTEMPTS or "address already in use" not in str(e):
+                    raise
+            for node in self.nodes:
+                if node.running:
+                    yield self.kill(node)
+            self.configure()
 
     def run(self, node):
         node.process = spawn(self.testcase, [self.server, "-c", node.config], node.name)

@@ -448,12 +448,25 @@ def free_port():
     """
     A loopback TCP port that nothing listens on (bound, read and closed).
     """
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return free_ports(1)[0]
+
+
+def free_ports(count):
+    """
+    C{count} different loopback TCP ports that nothing listens on: all
+    bound before any is closed, so that none is handed out twice (one
+    at a time, the kernel may give the port just closed again).
+    """
+    sockets = []
     try:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(s)
+            s.bind((LOOPBACK, 0))
+        return [s.getsockname()[1] for s in sockets]
     finally:
-        s.close()
+        for s in sockets:
+            s.close()
 
 
 class Client:

@@ -7,6 +7,7 @@ waits, with a deadline, for a log line, a healthy node, an exit, a reply
 or an event.
 """
 
+import socket
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
@@ -17,6 +18,7 @@ from tests.loopback.eventpairs import A as EVENT_CONTROLLER
 from tests.loopback.natscluster import Cluster
 from tests.loopback.pairs import A, B
 from tests.loopback.processes import (
+    LOOPBACK,
     Client,
     WaitTimeout,
     run_tunnel,
@@ -141,6 +143,34 @@ class NATSRequestTests(TestCase):
         self.assertEqual(len(warnings), 1, site.recent())
         self.assertRegex(warnings[0], RETRYING + r".*retrying in 5s")
         self.assertTrue([line for line in lines if "ERROR" in line and "after 2 attempt(s)" in line], site.recent())
+
+
+class ClusterStartTests(TestCase):
+    """
+    The test cluster itself (L{tests.loopback.natscluster}).
+    """
+
+    timeout = 180
+
+    @inlineCallbacks
+    def test_portTaken(self):
+        """
+        A node that finds one of its ports taken (by another test's process,
+        between the cluster's choice and the node's bind) does not fail the
+        test: the cluster starts again on new ports, and every node is
+        healthy.
+        """
+        cluster = Cluster(self)
+        taken = cluster.nodes[1].monitor
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(holder.close)
+        holder.bind((LOOPBACK, taken))
+        holder.listen(1)
+        yield cluster.start()
+        self.assertNotEqual(cluster.nodes[1].monitor, taken)
+        self.assertTrue(all(node.running for node in cluster.nodes))
+        ports = [port for node in cluster.nodes for port in (node.port, node.monitor, node.cluster)]
+        self.assertEqual(len(set(ports)), len(ports))
 
 
 class NATSEventTests(EventTunnels, TestCase):
