@@ -177,6 +177,33 @@ class HostileTests(SynchronousTestCase):
         self.assertTrue(any("HTTP/2 protocol error" in line for line in warned(self.log)), warned(self.log))
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_afterGoAway(self):
+        """
+        Once this end has sent GOAWAY and is closing, what the peer still
+        sends (over TLS the socket is read until the peer's close_notify)
+        is not read: no warning of a protocol error for a connection ending
+        as it should.
+        """
+        self.raw.server.goAway()
+        self.raw.peer.conn.ping(b"12345678")
+        self.raw.server.dataReceived(self.raw.peer.conn.data_to_send())
+        self.assertEqual(warned(self.log), [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_stateMachineInWords(self):
+        """
+        h2's refusal of a frame its state machine does not allow is warned
+        of in words, not in the names of h2's own enumerations; its other
+        messages are given as they are.
+        """
+        self.assertEqual(
+            str(H2Failed("Invalid input ConnectionInputs.RECV_PING in state ConnectionState.CLOSED")),
+            "HTTP/2 protocol error: a PING frame received while the connection is closed")
+        self.assertEqual(
+            str(H2Failed("Invalid input StreamInputs.SEND_WINDOW_UPDATE in state StreamState.HALF_CLOSED_REMOTE")),
+            "HTTP/2 protocol error: a WINDOW UPDATE frame to send while the stream is half closed remote")
+        self.assertEqual(str(H2Failed("Invalid HTTP/2 preamble.")), "HTTP/2 protocol error: Invalid HTTP/2 preamble.")
+
     def test_frameTooLong(self):
         """
         A frame announced longer than 16 KiB closes the connection from its

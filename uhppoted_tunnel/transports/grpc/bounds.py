@@ -9,6 +9,8 @@ every frame checked from its header before any of it is held
 looks at its length), and the keepalive pings' timing.
 """
 
+import re
+
 #: HTTP/2 streams one connection may carry at once: a tunnel's client
 #: opens one per connection.
 STREAMS_PER_CONNECTION = 4
@@ -79,13 +81,29 @@ class Flood(Exception):
         return "the peer sent {} (a flood): closed with ENHANCE_YOUR_CALM".format(self.what)
 
 
+#: How C{h2} refuses a frame its state machine does not allow, in the
+#: names of its own enumerations (C{Invalid input ConnectionInputs.RECV_PING
+#: in state ConnectionState.CLOSED}).
+STATE_MACHINE = re.compile(
+    r"Invalid input (Connection|Stream)Inputs\.(SEND|RECV)_(\w+) in state (?:Connection|Stream)State\.(\w+)$")
+
+
 class H2Failed(Exception):
     """
-    The peer broke the HTTP/2 protocol; the message is C{h2}'s.
+    The peer broke the HTTP/2 protocol; the message is C{h2}'s, but for
+    its state machine's refusals, which are put in words
+    (L{STATE_MACHINE}).
     """
 
     def __str__(self):
-        return "HTTP/2 protocol error: {}".format(self.args[0])
+        message = self.args[0]
+        match = STATE_MACHINE.match(message)
+        if match is not None:
+            scope, direction, frame, state = match.groups()
+            message = "a {} frame {} while the {} is {}".format(
+                frame.replace("_", " "), "received" if direction == "RECV" else "to send", scope.lower(),
+                state.replace("_", " ").lower())
+        return "HTTP/2 protocol error: {}".format(message)
 
 
 class PingTimeout(Exception):

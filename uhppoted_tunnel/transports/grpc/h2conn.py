@@ -71,6 +71,8 @@ class H2Protocol(Protocol):
     conn = None
     paused = False
     closed = False
+    #: whether this end has sent GOAWAY
+    went_away = False
     peer = "?"
     #: where to write at once (a TCP connection), or None
     _direct = None
@@ -126,6 +128,12 @@ class H2Protocol(Protocol):
         self.flush()
 
     def dataReceived(self, data):
+        if self.went_away:
+            # this end sent GOAWAY and is closing (over TLS the socket is
+            # read until the peer's close_notify): what the peer still
+            # sends, its acknowledgements or its own GOAWAY, h2 would only
+            # refuse, so it is not read
+            return
         acks = {}
         try:
             self._guard.check(data)
@@ -197,6 +205,7 @@ class H2Protocol(Protocol):
             self.conn.close_connection(code)
         except ProtocolError:
             pass
+        self.went_away = True
         self.flush()
 
     def connectionLost(self, reason=None):
