@@ -19,10 +19,10 @@ from uhppoted_tunnel.transports.grpc.bounds import (
     PING_BURST,
     STREAM_BURST,
     STREAMS_PER_CONNECTION,
-    Budget,
     FrameGuard,
     H2Failed,
 )
+from uhppoted_tunnel.core.throttle import TokenBucket
 from uhppoted_tunnel.transports.grpc.messages import frames_bytes
 from uhppoted_tunnel.transports.grpc.proto import tunnel_pb2
 
@@ -303,12 +303,13 @@ class BoundTests(SynchronousTestCase):
 
     def test_budget(self):
         """
-        A budget takes its burst at once, then its rate.
+        A budget (the project's token bucket, as the ends use it) takes its
+        burst at once, then its rate.
         """
         from twisted.internet.task import Clock
 
         clock = Clock()
-        budget = Budget(clock, 1.0, 3)
-        self.assertEqual([budget.spend() for _ in range(4)], [True, True, True, False])
+        budget = TokenBucket(1.0, 3, clock.seconds)
+        self.assertEqual([budget.take() for _ in range(4)], [True, True, True, False])
         clock.advance(1)
-        self.assertEqual([budget.spend(), budget.spend()], [True, False])
+        self.assertEqual([budget.take(), budget.take()], [True, False])

@@ -2,7 +2,7 @@
 """
 What a gRPC end's HTTP/2 peer may send, and what happens past it: the
 settings this end announces (streams at once, the header list, the
-windows), budgets over time for new streams (a rapid-reset flood,
+windows), budgets over time (the project's token buckets) for new streams (a rapid-reset flood,
 CVE-2023-44487) and for pings and settings (a ping flood), the length of
 every frame checked from its header before any of it is held
 (L{FrameGuard}: C{h2} would buffer a frame of up to 16 MiB before it
@@ -41,31 +41,6 @@ STREAM_RATE = 2.0
 #: Seconds a closing call has to send what is queued and for its peer to
 #: end it, before the connection is dropped.
 CLOSE_TIMEOUT = 5.0
-
-
-class Budget:
-    """
-    A token bucket: L{spend} says whether an event is within C{burst}
-    events and C{rate} a second since.
-    """
-
-    __slots__ = ("clock", "rate", "burst", "tokens", "since")
-
-    def __init__(self, clock, rate, burst):
-        self.clock = clock
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.since = clock.seconds()
-
-    def spend(self):
-        now = self.clock.seconds()
-        self.tokens = min(self.burst, self.tokens + (now - self.since) * self.rate)
-        self.since = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
 
 class Flood(Exception):

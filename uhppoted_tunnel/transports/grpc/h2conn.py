@@ -36,6 +36,7 @@ from twisted.internet.protocol import Protocol
 from zope.interface import implementer
 
 from uhppoted_tunnel.core.addresses import format_address
+from uhppoted_tunnel.core.throttle import TokenBucket
 from uhppoted_tunnel.transports.grpc.bounds import (
     MAX_HEADER_LIST,
     PING_BURST,
@@ -44,7 +45,6 @@ from uhppoted_tunnel.transports.grpc.bounds import (
     STREAM_RATE,
     STREAMS_PER_CONNECTION,
     WINDOW,
-    Budget,
     Flood,
     FrameGuard,
     H2Failed,
@@ -92,8 +92,8 @@ class H2Protocol(Protocol):
         self._blocked = set()
         self._scheduled = False
         self._turn_end = turn_end(clock)
-        self._pings = Budget(clock, PING_RATE, PING_BURST)
-        self._streams = Budget(clock, STREAM_RATE, STREAM_BURST)
+        self._pings = TokenBucket(PING_RATE, PING_BURST, clock.seconds)
+        self._streams = TokenBucket(STREAM_RATE, STREAM_BURST, clock.seconds)
         self._guard = FrameGuard(not self.client_side)
         #: the handler of each kind of h2 event, found once
         self._handlers = {}
@@ -295,7 +295,7 @@ class H2Protocol(Protocol):
             self.sendWaiting(call)
 
     def on_RemoteSettingsChanged(self, event):
-        if not self._pings.spend():
+        if not self._pings.take():
             raise Flood("SETTINGS too often")
         # a larger initial window may let waiting data go
         for call in self.calls.values():
@@ -321,7 +321,7 @@ class H2Protocol(Protocol):
         """
         The peer opened a stream: within the budget, or a flood.
         """
-        if not self._streams.spend():
+        if not self._streams.take():
             raise Flood("new streams too often (a rapid reset?)")
 
     def callEnded(self):
@@ -370,7 +370,7 @@ class H2Protocol(Protocol):
 
     def on_PingReceived(self, event):
         # h2 answers it
-        if not self._pings.spend():
+        if not self._pings.take():
             raise Flood("PING frames too often")
 
     def on_PingAckReceived(self, event):
