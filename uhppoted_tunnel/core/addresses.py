@@ -6,6 +6,8 @@ C{:PORT}) and as the log shows them.
 
 import ipaddress
 
+from twisted.internet.address import IPv4Address, IPv6Address
+
 
 def parse_host_port(address, default_host=None):
     """
@@ -72,9 +74,22 @@ def format_address(address):
     if host is None or port is None:
         name = getattr(address, "name", None)
         return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name or address)
-    if ":" in host:
-        return "[{}]:{}".format(host, port)
-    return "{}:{}".format(host, port)
+    return host_port(host, port)
+
+
+def host_port(host, port):
+    """
+    C{HOST:PORT}, with an IPv6 host in brackets.
+    """
+    return "[{}]:{}".format(host, port) if ":" in host else "{}:{}".format(host, port)
+
+
+def tcp_address(host, port):
+    """
+    :return: C{host}, C{port} as a Twisted TCP address (an IPv6 one for a
+        host with a colon).
+    """
+    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
 
 
 #: Endpoint types that mark an address as a Twisted endpoint description

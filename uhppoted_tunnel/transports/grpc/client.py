@@ -18,7 +18,6 @@ from urllib.parse import unquote
 
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
-from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -27,24 +26,25 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel import __version__
+from uhppoted_tunnel.core.addresses import host_port, tcp_address
 from uhppoted_tunnel.interfaces import ICountingEndpoint
 from uhppoted_tunnel.link.ends import LinkRefused
 from uhppoted_tunnel.link.limits import NOTHING
 from uhppoted_tunnel.transports.grpc.call import Call
 from uhppoted_tunnel.transports.grpc.bounds import CLOSE_TIMEOUT
 from uhppoted_tunnel.transports.grpc.h2conn import H2Protocol
-from uhppoted_tunnel.transports.grpc.messages import BATCH_METHOD, METHOD
+from uhppoted_tunnel.transports.grpc.messages import (
+    BATCH_METHOD,
+    METHOD,
+    RESOURCE_EXHAUSTED,
+    STATUS_NAMES,
+    UNIMPLEMENTED,
+)
 from uhppoted_tunnel.transports.grpc.throttled import Warnings
 from uhppoted_tunnel.transports.tls.handshake import HandshakeFailed
 
 #: A client's C{user-agent}.
 USER_AGENT = "uhppoted-tunnel/{} (h2)".format(__version__).encode("ascii")
-
-#: gRPC's status codes, by number, as its documentation names them.
-STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-                "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
-UNIMPLEMENTED, RESOURCE_EXHAUSTED = 12, 8
 
 
 class DialFailed(Exception):
@@ -66,14 +66,6 @@ def status_of(headers):
     except ValueError:
         code = 2
     return code, unquote(headers.get(b"grpc-message", b"").decode("ascii", "replace"))
-
-
-def address_of(host, port):
-    """
-    :return: C{host}, C{port} as a Twisted address (the host dialled may
-        be a name).
-    """
-    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
 
 
 def status_text(code, message):
@@ -275,7 +267,7 @@ class Attempt(Factory):
         self.address = endpoint.address
         self.authority = endpoint.address.encode("idna")
         self.scheme = b"https" if endpoint.secure is not None else b"http"
-        self.peer_address = address_of(endpoint.host, endpoint.port)
+        self.peer_address = tcp_address(endpoint.host, endpoint.port)
         self.ready = ready
         self._timer = self.clock.callLater(endpoint.timeout, self._timedOut, endpoint.timeout)
 
@@ -322,7 +314,7 @@ class GRPCClientEndpoint:
         self.endpoint = endpoint
         self.host = host
         self.port = port
-        self.address = ("[{}]:{}" if ":" in host else "{}:{}").format(host, port)
+        self.address = host_port(host, port)
         self.settings = settings
         self.clock = clock
         self.log_tag = log_tag

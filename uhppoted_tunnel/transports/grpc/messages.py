@@ -27,6 +27,13 @@ SERVICE = DESCRIPTOR.services_by_name["Tunnel"].full_name
 METHOD = "/{}/{}".format(SERVICE, DESCRIPTOR.services_by_name["Tunnel"].methods_by_name["Relay"].name)
 BATCH_METHOD = "/{}/{}".format(SERVICE, DESCRIPTOR.services_by_name["Tunnel"].methods_by_name["Relays"].name)
 
+#: gRPC's status codes, by number, as its documentation names them, and
+#: those the ends send or read by name.
+STATUS_NAMES = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+                "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+                "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")
+OK, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 8, 12, 13
+
 #: What a frame costs in a send queue besides its payload: counted as the
 #: stream ends count it (their header), so that C{--max-send-queue} means
 #: the same on every transport.

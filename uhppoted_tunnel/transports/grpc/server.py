@@ -31,12 +31,17 @@ from uhppoted_tunnel.link.lifecycle import StoppingPort
 from uhppoted_tunnel.link.limits import NOTHING, prove
 from uhppoted_tunnel.transports.grpc.call import IMPOSSIBLE, Call
 from uhppoted_tunnel.transports.grpc.h2conn import H2Protocol
-from uhppoted_tunnel.transports.grpc.messages import BATCH_METHOD, METHOD, MessageTooLong
+from uhppoted_tunnel.transports.grpc.messages import (
+    BATCH_METHOD,
+    INTERNAL,
+    METHOD,
+    OK,
+    RESOURCE_EXHAUSTED,
+    UNIMPLEMENTED,
+    MessageTooLong,
+)
 from uhppoted_tunnel.transports.grpc.throttled import Warnings
 from uhppoted_tunnel.transports.tls.handshake import note_subject
-
-#: gRPC status codes this end sends.
-OK, INTERNAL, UNIMPLEMENTED, RESOURCE_EXHAUSTED = 0, 13, 12, 8
 
 #: What a call's path asks for: whether the messages are C{Frames}.
 PATHS = {BATCH_METHOD.encode(): True, METHOD.encode(): False}

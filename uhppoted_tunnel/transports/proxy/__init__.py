@@ -24,7 +24,8 @@ from twisted.logger import Logger
 from uhppoted_tunnel.transports import endpoints
 from uhppoted_tunnel.transports.proxy.choice import choose_for, describe
 from uhppoted_tunnel.transports.proxy.connect import ProxyEndpoint
-from uhppoted_tunnel.transports.proxy.urls import Proxy, SSHProxy, check_proxy, host_port
+from uhppoted_tunnel.core.addresses import host_port
+from uhppoted_tunnel.transports.proxy.urls import Proxy, SSHProxy, check_proxy
 from uhppoted_tunnel.transports.tls.options import DEFAULT_HANDSHAKE_TIMEOUT
 
 __all__ = ["Proxy", "check_proxy", "client_endpoint", "describe", "proxy_for"]

@@ -28,7 +28,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel import __version__
-from uhppoted_tunnel.transports.proxy.urls import ProxyError, host_port
+from uhppoted_tunnel.core.addresses import host_port
+from uhppoted_tunnel.transports.proxy.urls import ProxyError
 
 
 #: The longest answer head read from a proxy (status line and headers,

@@ -29,7 +29,8 @@ from uhppoted_tunnel.transports.proxy.sshconn import SSHClient
 from uhppoted_tunnel.transports.proxy.keymode import identity_mode_warning
 from uhppoted_tunnel.transports.proxy.sshfiles import (KnownHosts, default_known_hosts,
                                                        load_identity)
-from uhppoted_tunnel.transports.proxy.urls import ProxyError, host_port
+from uhppoted_tunnel.core.addresses import host_port
+from uhppoted_tunnel.transports.proxy.urls import ProxyError
 
 #: Seconds an SSH connection is kept open with no channel on it.
 IDLE = 300.0

@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from uhppoted_tunnel.transports.proxy.sshconn import QUIET
-from uhppoted_tunnel.transports.proxy.urls import ProxyError, host_port
+from uhppoted_tunnel.core.addresses import host_port
+from uhppoted_tunnel.transports.proxy.urls import ProxyError
 
 #: What each refusal means, and what to do about it.
 REFUSALS = {

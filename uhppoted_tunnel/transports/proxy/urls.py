@@ -16,6 +16,8 @@ import ipaddress
 import re
 from urllib.parse import unquote_to_bytes
 
+from uhppoted_tunnel.core.addresses import host_port
+
 
 #: curl's port for an C{http://} proxy that names none.
 DEFAULT_PORT = 1080
@@ -86,13 +88,6 @@ class SSHProxy:
         else C{[HOST]:PORT}.
         """
         return self.host if self.port == SSH_PORT else "[{}]:{}".format(self.host, self.port)
-
-
-def host_port(host, port):
-    """
-    C{HOST:PORT}, with an IPv6 host in brackets.
-    """
-    return "[{}]:{}".format(host, port) if ":" in host else "{}:{}".format(host, port)
 
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")

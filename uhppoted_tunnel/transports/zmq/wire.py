@@ -25,9 +25,8 @@ import ipaddress
 import socket as sockets
 
 import zmq
-from twisted.internet.address import IPv4Address, IPv6Address
 
-from uhppoted_tunnel.core.addresses import parse_host_port
+from uhppoted_tunnel.core.addresses import host_port, parse_host_port, tcp_address
 from uhppoted_tunnel.core.frames import HEADER, HEADER_SIZE
 from uhppoted_tunnel.link.framed import KEEPALIVE
 
@@ -155,8 +154,7 @@ def parse_endpoint(endpoint):
     :param endpoint: C{tcp://HOST:PORT} as C{ZMQ_LAST_ENDPOINT} says it.
     :return: the Twisted address.
     """
-    host, port = parse_host_port(endpoint.split("://", 1)[-1])
-    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, port)
+    return tcp_address(*parse_host_port(endpoint.split("://", 1)[-1]))
 
 
 def libzmq_host(host):
@@ -187,7 +185,7 @@ def twisted_address(peer):
     """
     host, _, port = peer.rpartition(":")
     host = host.strip("[]")
-    return (IPv6Address if ":" in host else IPv4Address)("TCP", host, int(port) if port.isdigit() else 0)
+    return tcp_address(host, int(port) if port.isdigit() else 0)
 
 
 def peer_name(fd):
@@ -207,8 +205,7 @@ def peer_name(fd):
         sock.detach()
     if not isinstance(address, tuple):
         return None
-    host, port = address[:2]
-    return ("[{}]:{}" if ":" in host else "{}:{}").format(host, port)
+    return host_port(*address[:2])
 
 
 def shut_down(fd):
